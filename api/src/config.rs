@@ -1,0 +1,479 @@
+//! Typed, layered configuration: defaults → optional TOML file → environment → flags.
+//!
+//! Every setting has one key in the TOML file, one environment variable and a default;
+//! [`SETTINGS_TABLE`] lists them (the README and `funmagic.example.toml` are checked
+//! against it by tests). Secrets are [`SecretString`]s: they never appear in `Debug`
+//! output or in logs. Errors name the setting (its env var or file key) and what is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// One row of the documentation table: file key, environment variable, default.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingDoc {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting the server reads, in the order the README documents them.
+pub const SETTINGS_TABLE: &[SettingDoc] = &[
+    SettingDoc { key: "listen", env: "FUNMAGIC_LISTEN", default: "127.0.0.1:8000", help: "address to listen on; port 0 picks a free port" },
+    SettingDoc { key: "data_dir", env: "FUNMAGIC_DATA_DIR", default: "./funmagic-data", help: "embedded SQLite database and file store" },
+    SettingDoc { key: "public_url", env: "FUNMAGIC_PUBLIC_URL", default: "http://<listen>", help: "external base URL used in links and signed URLs" },
+    SettingDoc { key: "database.url", env: "DATABASE_URL", default: "sqlite in data_dir", help: "postgres://… for scale-out, sqlite://… for a specific file" },
+    SettingDoc { key: "database.max_connections", env: "FUNMAGIC_DATABASE_MAX_CONNECTIONS", default: "10", help: "connection pool size" },
+    SettingDoc { key: "database.connect_timeout_secs", env: "FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS", default: "5", help: "give up connecting after this long" },
+    SettingDoc { key: "redis.url", env: "REDIS_URL", default: "(unset: embedded queue)", help: "redis://… enables the Redis queue, events, caches and limits" },
+    SettingDoc { key: "redis.prefix", env: "FUNMAGIC_REDIS_PREFIX", default: "funmagic", help: "prefix of every Redis key" },
+    SettingDoc { key: "s3.endpoint", env: "S3_ENDPOINT", default: "(unset: local file store)", help: "S3-compatible endpoint; enables S3 storage" },
+    SettingDoc { key: "s3.access_key", env: "S3_ACCESS_KEY", default: "", help: "S3 access key id" },
+    SettingDoc { key: "s3.secret_key", env: "S3_SECRET_KEY", default: "", help: "S3 secret key" },
+    SettingDoc { key: "s3.region", env: "S3_REGION", default: "us-east-1", help: "S3 region" },
+    SettingDoc { key: "s3.bucket_public", env: "S3_BUCKET_PUBLIC", default: "funmagic-public", help: "bucket for published assets" },
+    SettingDoc { key: "s3.bucket_private", env: "S3_BUCKET_PRIVATE", default: "funmagic-private", help: "bucket for user uploads and outputs" },
+    SettingDoc { key: "s3.bucket_admin", env: "S3_BUCKET_ADMIN", default: "funmagic-admin", help: "bucket for admin assets" },
+    SettingDoc { key: "s3.path_style", env: "FUNMAGIC_S3_PATH_STYLE", default: "true", help: "path-style bucket addressing (MinIO, Garage)" },
+    SettingDoc { key: "s3.cdn_url", env: "CDN_URL", default: "(unset)", help: "base URL of the CDN in front of the public bucket" },
+    SettingDoc { key: "log.level", env: "FUNMAGIC_LOG", default: "info", help: "tracing filter, e.g. info,funmagic_api=debug" },
+    SettingDoc { key: "log.format", env: "FUNMAGIC_LOG_FORMAT", default: "text", help: "text or json" },
+];
+
+/// A configuration problem: which setting, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub s3: Option<S3Settings>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `None`: SQLite file `funmagic.db` inside the data dir.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `None`: the embedded queue, event bus and limits are used.
+    pub url: Option<SecretString>,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: SecretString,
+    pub region: String,
+    pub bucket_public: String,
+    pub bucket_private: String,
+    pub bucket_admin: String,
+    pub path_style: bool,
+    pub cdn_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// Which database engine a URL (or its absence) selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl Settings {
+    /// Defaults only: what `funmagic-server serve` runs with on a fresh machine.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        let mut layer = SettingsLayer::default();
+        layer.data_dir = Some(data_dir.into());
+        layer.resolve().expect("the defaults are valid")
+    }
+
+    /// Loads defaults → `config_file` (if any) → `env` → `flags`.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: SettingsLayer,
+    ) -> Result<Self, ConfigError> {
+        let mut layer = SettingsLayer::default();
+        if let Some(path) = config_file {
+            layer = layer.merge(SettingsLayer::from_file(path)?);
+        }
+        layer = layer.merge(SettingsLayer::from_env(env)?);
+        layer.merge(flags).resolve()
+    }
+
+    /// The database this configuration selects.
+    pub fn database_target(&self) -> Result<DatabaseTarget, ConfigError> {
+        match &self.database.url {
+            None => Ok(DatabaseTarget::Sqlite(self.data_dir.join("funmagic.db"))),
+            Some(url) => parse_database_url(url.expose_secret()),
+        }
+    }
+
+    /// The base URL clients should use to reach this server.
+    pub fn public_base_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "postgres" | "postgresql" => Ok(DatabaseTarget::Postgres(url.to_string())),
+        "sqlite" => {
+            let rest = url.trim_start_matches("sqlite://");
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() || path.contains(":memory:") {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "an in-memory SQLite database loses every task and credit on restart; give a file path (sqlite://path/to/funmagic.db)",
+                ));
+            }
+            Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+        }
+        "" => Err(ConfigError::new("DATABASE_URL", "not a URL (expected postgres://… or sqlite://…)")),
+        other => Err(ConfigError::new(
+            "DATABASE_URL",
+            format!("unsupported scheme '{other}' (expected postgres:// or sqlite://)"),
+        )),
+    }
+}
+
+/// Redacts the password of a URL for logs: `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "***".into() };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let tail = tail.split('?').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+/// One layer of configuration: every field optional; later layers override earlier ones.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsLayer {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub database: DatabaseLayer,
+    #[serde(default)]
+    pub redis: RedisLayer,
+    #[serde(default)]
+    pub s3: S3Layer,
+    #[serde(default)]
+    pub log: LogLayer,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseLayer {
+    pub url: Option<SecretString>,
+    pub max_connections: Option<u32>,
+    pub connect_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisLayer {
+    pub url: Option<SecretString>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Layer {
+    pub endpoint: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<SecretString>,
+    pub region: Option<String>,
+    pub bucket_public: Option<String>,
+    pub bucket_private: Option<String>,
+    pub bucket_admin: Option<String>,
+    pub path_style: Option<bool>,
+    pub cdn_url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLayer {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+}
+
+/// `self.f = other.f.or(self.f)` for every listed field.
+macro_rules! override_fields {
+    ($base:expr, $top:expr; $($field:ident),* $(,)?) => {
+        $( if $top.$field.is_some() { $base.$field = $top.$field; } )*
+    };
+}
+
+impl SettingsLayer {
+    /// Parses a TOML config file; unknown keys are errors (a typo must not pass silently).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let setting = format!("--config {}", path.display());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&setting, format!("cannot read the file: {e}")))?;
+        Self::from_toml(&text).map_err(|e| ConfigError::new(setting, e.problem))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::new("config file", e.to_string().trim().to_string()))
+    }
+
+    /// Reads the environment through `env` (so tests can pass a map).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let secret = |name: &str| get(name).map(SecretString::from);
+        Ok(Self {
+            listen: parse_env(&get, "FUNMAGIC_LISTEN")?,
+            data_dir: get("FUNMAGIC_DATA_DIR").map(PathBuf::from),
+            public_url: get("FUNMAGIC_PUBLIC_URL"),
+            database: DatabaseLayer {
+                url: secret("DATABASE_URL"),
+                max_connections: parse_env(&get, "FUNMAGIC_DATABASE_MAX_CONNECTIONS")?,
+                connect_timeout_secs: parse_env(&get, "FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS")?,
+            },
+            redis: RedisLayer { url: secret("REDIS_URL"), prefix: get("FUNMAGIC_REDIS_PREFIX") },
+            s3: S3Layer {
+                endpoint: get("S3_ENDPOINT"),
+                access_key: get("S3_ACCESS_KEY"),
+                secret_key: secret("S3_SECRET_KEY"),
+                region: get("S3_REGION"),
+                bucket_public: get("S3_BUCKET_PUBLIC"),
+                bucket_private: get("S3_BUCKET_PRIVATE"),
+                bucket_admin: get("S3_BUCKET_ADMIN"),
+                path_style: parse_env(&get, "FUNMAGIC_S3_PATH_STYLE")?,
+                cdn_url: get("CDN_URL"),
+            },
+            log: LogLayer {
+                level: get("FUNMAGIC_LOG").or_else(|| get("RUST_LOG")),
+                format: match get("FUNMAGIC_LOG_FORMAT") {
+                    None => None,
+                    Some(v) => Some(match v.to_ascii_lowercase().as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(ConfigError::new("FUNMAGIC_LOG_FORMAT", format!("'{v}' is neither text nor json"))),
+                    }),
+                },
+            },
+        })
+    }
+
+    /// `other` overrides `self` wherever it has a value.
+    pub fn merge(mut self, other: Self) -> Self {
+        override_fields!(self, other; listen, data_dir, public_url);
+        override_fields!(self.database, other.database; url, max_connections, connect_timeout_secs);
+        override_fields!(self.redis, other.redis; url, prefix);
+        override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
+            bucket_private, bucket_admin, path_style, cdn_url);
+        override_fields!(self.log, other.log; level, format);
+        self
+    }
+
+    /// Applies defaults and validates; the result is complete or an error names the problem.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let max_connections = self.database.max_connections.unwrap_or(10);
+        if max_connections == 0 {
+            return Err(ConfigError::new("FUNMAGIC_DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new("FUNMAGIC_PUBLIC_URL", format!("'{url}' must start with http:// or https://")));
+        }
+        let settings = Settings {
+            listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./funmagic-data")),
+            public_url: self.public_url,
+            database: DatabaseSettings {
+                url: self.database.url,
+                max_connections,
+                connect_timeout_secs: self.database.connect_timeout_secs.unwrap_or(5).max(1),
+            },
+            redis: RedisSettings {
+                url: self.redis.url,
+                prefix: self.redis.prefix.unwrap_or_else(|| "funmagic".into()),
+            },
+            s3: resolve_s3(self.s3)?,
+            log: LogSettings {
+                level: self.log.level.unwrap_or_else(|| "info".into()),
+                format: self.log.format.unwrap_or(LogFormat::Text),
+            },
+        };
+        settings.database_target()?;
+        if let Some(url) = &settings.redis.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                return Err(ConfigError::new("REDIS_URL", "must start with redis://, rediss:// or redis+unix://"));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {
+    let Some(endpoint) = s3.endpoint else {
+        let stray = [("S3_ACCESS_KEY", s3.access_key.is_some()), ("S3_SECRET_KEY", s3.secret_key.is_some())];
+        if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(
+                "S3_ENDPOINT",
+                format!("{name} is set but S3_ENDPOINT is not; set both to use S3, or neither for the local file store"),
+            ));
+        }
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(ConfigError::new("S3_ENDPOINT", format!("'{endpoint}' must start with http:// or https://")));
+    }
+    let access_key = s3
+        .access_key
+        .ok_or_else(|| ConfigError::new("S3_ACCESS_KEY", "required when S3_ENDPOINT is set"))?;
+    let secret_key = s3
+        .secret_key
+        .ok_or_else(|| ConfigError::new("S3_SECRET_KEY", "required when S3_ENDPOINT is set"))?;
+    Ok(Some(S3Settings {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        access_key,
+        secret_key,
+        region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+        bucket_public: s3.bucket_public.unwrap_or_else(|| "funmagic-public".into()),
+        bucket_private: s3.bucket_private.unwrap_or_else(|| "funmagic-private".into()),
+        bucket_admin: s3.bucket_admin.unwrap_or_else(|| "funmagic-admin".into()),
+        path_style: s3.path_style.unwrap_or(true),
+        cdn_url: s3.cdn_url.map(|u| u.trim_end_matches('/').to_string()),
+    }))
+}
+
+fn parse_env<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| ConfigError::new(name, format!("invalid value '{raw}': {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let s = Settings::load(None, env(&[]), SettingsLayer::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_target().unwrap(), DatabaseTarget::Sqlite("./funmagic-data/funmagic.db".into()));
+        assert!(s.redis.url.is_none());
+        assert!(s.s3.is_none());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file = SettingsLayer::from_toml("listen = \"127.0.0.1:9000\"\n[redis]\nprefix = \"file\"\n").unwrap();
+        let from_env = SettingsLayer::from_env(env(&[("FUNMAGIC_LISTEN", "127.0.0.1:9001")])).unwrap();
+        let flags = SettingsLayer { data_dir: Some("/flags".into()), ..Default::default() };
+        let s = SettingsLayer::default().merge(file).merge(from_env).merge(flags).resolve().unwrap();
+        assert_eq!(s.listen.port(), 9001);
+        assert_eq!(s.redis.prefix, "file");
+        assert_eq!(s.data_dir, PathBuf::from("/flags"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = SettingsLayer::from_env(env(&[("FUNMAGIC_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(err.setting, "FUNMAGIC_LISTEN");
+        let err = Settings::load(None, env(&[("DATABASE_URL", "mysql://x")]), SettingsLayer::default()).unwrap_err();
+        assert_eq!(err.setting, "DATABASE_URL");
+        assert!(err.problem.contains("mysql"), "{err}");
+        let err = Settings::load(None, env(&[("S3_ENDPOINT", "http://127.0.0.1:3900")]), SettingsLayer::default())
+            .unwrap_err();
+        assert_eq!(err.setting, "S3_ACCESS_KEY");
+        let err = SettingsLayer::from_toml("[databse]\nurl = \"x\"\n").unwrap_err();
+        assert!(err.problem.contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+                ("S3_ENDPOINT", "http://s3"),
+                ("S3_ACCESS_KEY", "AK"),
+                ("S3_SECRET_KEY", "topsecret"),
+            ]),
+            SettingsLayer::default(),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("topsecret"), "{dbg}");
+        assert_eq!(redact_url("postgres://u:hunter2@db:5432/x?sslmode=require"), "postgres://u:***@db:5432/x");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

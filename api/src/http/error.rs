@@ -1,0 +1,158 @@
+//! The one place where [`AppError`] becomes HTTP: a status, and the JSON body
+//! `{"error": "<safe message>", "code": "<STABLE_CODE>", "details": …}`.
+//!
+//! Operations return `Result<_, ErrorResponse>`; request-parsing failures inside
+//! poem-openapi go through [`ErrorResponse::from_poem`] (the `bad_request_handler`), and
+//! errors raised outside any operation (unknown route, wrong method, panics) through
+//! [`json_error_body`], so a client always gets the same shape.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use serde_json::Value;
+
+use crate::error::{AppError, ErrorKind};
+
+/// The error body of every failed request.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ApiError {
+    /// A human-readable message, safe to show to the user.
+    pub error: String,
+    /// A stable machine-readable code, e.g. `NOT_FOUND`, `INSUFFICIENT_CREDITS`.
+    pub code: String,
+    /// Structured details for some codes (e.g. `cost` and `available` for 402).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// Every error status an operation may answer with; all carry [`ApiError`].
+#[derive(Debug, ApiResponse)]
+#[oai(bad_request_handler = "ErrorResponse::from_poem")]
+pub enum ErrorResponse {
+    /// The request is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    /// No valid credentials were given.
+    #[oai(status = 401)]
+    Unauthorized(Json<ApiError>),
+    /// Not enough credits.
+    #[oai(status = 402)]
+    PaymentRequired(Json<ApiError>),
+    /// Authenticated, but not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ApiError>),
+    /// No such resource (or not yours).
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    /// The request conflicts with the current state.
+    #[oai(status = 409)]
+    Conflict(Json<ApiError>),
+    /// The payload is too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ApiError>),
+    /// The media type is not allowed.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ApiError>),
+    /// The request is well-formed but invalid.
+    #[oai(status = 422)]
+    Unprocessable(Json<ApiError>),
+    /// Too many requests; retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ApiError>, #[oai(header = "Retry-After")] Option<u64>),
+    /// An unexpected server error.
+    #[oai(status = 500)]
+    Internal(Json<ApiError>),
+    /// A dependency is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+/// The HTTP status of each error kind — the only such mapping in the code base.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<AppError> for ErrorResponse {
+    fn from(err: AppError) -> Self {
+        let body = Json(ApiError { error: err.message, code: err.code.into_owned(), details: err.details });
+        match err.kind {
+            ErrorKind::BadRequest => ErrorResponse::BadRequest(body),
+            ErrorKind::Unauthenticated => ErrorResponse::Unauthorized(body),
+            ErrorKind::PaymentRequired => ErrorResponse::PaymentRequired(body),
+            ErrorKind::Forbidden => ErrorResponse::Forbidden(body),
+            ErrorKind::NotFound => ErrorResponse::NotFound(body),
+            ErrorKind::Conflict => ErrorResponse::Conflict(body),
+            ErrorKind::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
+            ErrorKind::UnsupportedMediaType => ErrorResponse::UnsupportedMediaType(body),
+            ErrorKind::Validation => ErrorResponse::Unprocessable(body),
+            ErrorKind::RateLimited => ErrorResponse::TooManyRequests(body, err.retry_after_secs),
+            ErrorKind::Internal => ErrorResponse::Internal(body),
+            ErrorKind::Unavailable => ErrorResponse::Unavailable(body),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ErrorResponse {
+    fn from(err: crate::store::StoreError) -> Self {
+        AppError::from(err).into()
+    }
+}
+
+impl ErrorResponse {
+    /// Request parsing failed inside poem-openapi (bad JSON, missing parameter, …).
+    pub fn from_poem(err: poem::Error) -> Self {
+        let (code, kind) = code_for_status(err.status());
+        AppError::new(kind, code, err.to_string()).into()
+    }
+}
+
+fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {
+    match status {
+        StatusCode::UNAUTHORIZED => ("UNAUTHORIZED", ErrorKind::Unauthenticated),
+        StatusCode::FORBIDDEN => ("FORBIDDEN", ErrorKind::Forbidden),
+        StatusCode::NOT_FOUND => ("NOT_FOUND", ErrorKind::NotFound),
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", ErrorKind::BadRequest),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", ErrorKind::PayloadTooLarge),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", ErrorKind::UnsupportedMediaType),
+        StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", ErrorKind::Validation),
+        StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", ErrorKind::RateLimited),
+        StatusCode::SERVICE_UNAVAILABLE => ("SERVICE_UNAVAILABLE", ErrorKind::Unavailable),
+        s if s.is_server_error() => ("INTERNAL", ErrorKind::Internal),
+        _ => ("BAD_REQUEST", ErrorKind::BadRequest),
+    }
+}
+
+/// The JSON error response for an error raised outside any operation.
+pub fn json_error_body(err: &poem::Error) -> poem::Response {
+    let status = err.status();
+    let (code, _) = code_for_status(status);
+    let message = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled server error");
+        "internal server error".to_string()
+    } else if status == StatusCode::NOT_FOUND {
+        "no such route".to_string()
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        "method not allowed on this route".to_string()
+    } else {
+        err.to_string()
+    };
+    let body = ApiError { error: message, code: code.to_string(), details: None };
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+}

@@ -1,0 +1,14 @@
+//! FunMagic API server library: configuration, datastore, storage, HTTP surface and the
+//! server runtime. The binary `funmagic-server` (src/main.rs) is a thin shell around it.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod redis_conn;
+pub mod server;
+pub mod storage;
+pub mod store;
+pub mod testing;

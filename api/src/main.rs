@@ -1,0 +1,82 @@
+//! `funmagic-server`: `serve`, `worker`, `migrate`, `openapi`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use funmagic_api::app::{AppState, Migrations};
+use funmagic_api::cli::{Cli, Command};
+use funmagic_api::config::{LogFormat, Settings};
+use funmagic_api::{http, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", http::spec_json());
+        return ExitCode::SUCCESS;
+    }
+    let settings =
+        match Settings::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), cli.global.layer()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("funmagic-server: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("funmagic-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Openapi => unreachable!("handled before configuration is loaded"),
+        Command::Migrate => {
+            let state = AppState::build(settings, Migrations::Apply).await?;
+            tracing::info!("database is up to date");
+            state.store().close().await;
+        }
+        Command::Serve => {
+            let listen = settings.listen;
+            let state = AppState::build(settings, Migrations::Apply).await?;
+            let (addr, serve) = server::bind(state.clone(), listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("FUNMAGIC_LISTEN: cannot listen on {listen}: {e}"))?;
+            tracing::info!("listening on http://{addr} (API docs at http://{addr}/docs)");
+            serve(Box::new(Box::pin(server::shutdown_signal()))).await?;
+            state.store().close().await;
+            tracing::info!("stopped");
+        }
+        Command::Worker { concurrency } => {
+            let state = AppState::build(settings, Migrations::Apply).await?;
+            tracing::info!(concurrency, "worker started; no task types are registered yet, waiting for a shutdown signal");
+            server::shutdown_signal().await;
+            state.store().close().await;
+        }
+    }
+    Ok(())
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|e| {
+        eprintln!("funmagic-server: FUNMAGIC_LOG: invalid filter '{}': {e}; using 'info'", settings.log.level);
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

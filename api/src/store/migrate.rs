@@ -1,0 +1,64 @@
+//! Migrations, embedded in the binary from `migrations/{postgres,sqlite}/NNNN_name.sql`.
+//!
+//! Both engines carry the same numbered list; a unit test fails when a file on disk is not
+//! listed here or the two lists differ.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::Engine;
+
+/// `(version, description, postgres sql, sqlite sql)`.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// The migrator for one engine.
+pub(crate) fn migrator(engine: Engine) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, pg, lite)| {
+            let sql = match engine {
+                Engine::Postgres => pg,
+                Engine::Sqlite => lite,
+            };
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), false)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Versions known to this binary, ascending.
+pub(crate) fn versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn files(engine: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(engine);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_for_both_engines() {
+        let expected: Vec<String> = MIGRATIONS.iter().map(|(v, d, _, _)| format!("{v:04}_{d}.sql")).collect();
+        assert_eq!(files("postgres"), expected);
+        assert_eq!(files("sqlite"), expected);
+    }
+}

@@ -1,0 +1,176 @@
+//! The datastore: one interface ([`Store`]), two engines (PostgreSQL and SQLite).
+//!
+//! Row types are shared (`rows`); SQL that both engines accept is written once in
+//! `shared` and expanded for each pool type by a macro, and the dialect-specific parts live
+//! in `pg` and `sqlite`. Callers only see [`Store`], an enum that dispatches to the engine.
+//! Timestamps are produced in Rust ([`now`]) rather than by SQL `now()`, so both engines store
+//! the same instants with the same (microsecond) precision.
+
+mod migrate;
+mod pg;
+pub mod rows;
+mod shared;
+mod sqlite;
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+pub use self::pg::PgStore;
+pub use self::rows::*;
+pub use self::sqlite::SqliteStore;
+use crate::config::{ConfigError, DatabaseTarget, Settings, redact_url};
+
+/// Errors of the datastore, free of SQL details the client must not see.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("row not found")]
+    NotFound,
+    /// A unique constraint (named) was violated.
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    /// A check or foreign-key constraint (named) was violated.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlx(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) => {
+                let name = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
+                if db.is_unique_violation() {
+                    StoreError::Conflict(name)
+                } else if db.is_check_violation() || db.is_foreign_key_violation() {
+                    StoreError::Constraint(name)
+                } else {
+                    StoreError::Other(err)
+                }
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            _ => StoreError::Other(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The current time at the precision both engines keep (microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Which engine serves the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Sqlite,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// The datastore handle; cheap to clone (it wraps a connection pool).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+/// Forwards a method call to whichever engine backs the store.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(s) => s.$method($($arg),*).await,
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the database the settings select; fails fast, naming the setting.
+    pub async fn connect(settings: &Settings) -> Result<Self, ConfigError> {
+        let timeout = Duration::from_secs(settings.database.connect_timeout_secs);
+        match settings.database_target()? {
+            DatabaseTarget::Postgres(url) => PgStore::connect(&url, settings.database.max_connections, timeout)
+                .await
+                .map(Store::Postgres)
+                .map_err(|e| {
+                    ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))
+                }),
+            DatabaseTarget::Sqlite(path) => {
+                let setting = if settings.database.url.is_some() { "DATABASE_URL" } else { "FUNMAGIC_DATA_DIR" };
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        ConfigError::new(setting, format!("cannot create directory {}: {e}", dir.display()))
+                    })?;
+                }
+                SqliteStore::connect(&path, settings.database.max_connections, timeout)
+                    .await
+                    .map(Store::Sqlite)
+                    .map_err(|e| ConfigError::new(setting, format!("cannot open {}: {e}", path.display())))
+            }
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Store::Postgres(_) => Engine::Postgres,
+            Store::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// Applies every pending migration (idempotent; safe with several processes).
+    pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        dispatch!(self.migrate())
+    }
+
+    /// A round trip to the database; returns the engine's version string.
+    pub async fn ping(&self) -> StoreResult<String> {
+        dispatch!(self.ping())
+    }
+
+    /// Names of the application tables (migration bookkeeping excluded), sorted.
+    pub async fn table_names(&self) -> StoreResult<Vec<String>> {
+        dispatch!(self.table_names())
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+
+    pub async fn user_create(&self, new: &NewUser) -> StoreResult<UserRow> {
+        dispatch!(self.user_create(new))
+    }
+
+    pub async fn user_get(&self, id: Uuid) -> StoreResult<Option<UserRow>> {
+        dispatch!(self.user_get(id))
+    }
+
+    pub async fn user_get_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
+        dispatch!(self.user_get_by_email(email))
+    }
+
+    /// Users ordered by id (time-ordered UUIDv7), after `after`, at most `limit`.
+    pub async fn user_list(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserRow>> {
+        dispatch!(self.user_list(after, limit))
+    }
+
+    pub async fn user_count(&self) -> StoreResult<i64> {
+        dispatch!(self.user_count())
+    }
+}

@@ -1,0 +1,230 @@
+//! Test support shared by every crate's integration tests: the real server, in-process, on
+//! port 0, with an isolated backend — (a) SQLite in a temporary directory, or (b) a fresh
+//! PostgreSQL database plus a per-test Redis key prefix. Both are removed on drop.
+//!
+//! PostgreSQL and Redis are found through `FUNMAGIC_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and `FUNMAGIC_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`). When they are unreachable the scale-out tests are skipped
+//! with a message — unless `CI` is set, where that is a failure.
+
+use std::path::{Path, PathBuf};
+
+use crate::app::{AppState, Migrations};
+use crate::config::{Settings, SettingsLayer};
+use crate::server::RunningServer;
+
+/// Which backends a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    /// SQLite + local files + embedded queue.
+    Embedded,
+    /// PostgreSQL + Redis (+ local files until a test asks for S3).
+    ScaleOut,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("FUNMAGIC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("FUNMAGIC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("funmagic-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh PostgreSQL database, dropped (connections terminated) on drop.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// `Ok(None)` when PostgreSQL is unreachable outside CI.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => return unavailable("PostgreSQL", &admin, &e),
+        };
+        let name = format!("fm_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Some(Self { url: format!("{base}/{name}"), name })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside an async test; do the blocking work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A Redis key prefix whose keys are deleted on drop.
+#[derive(Debug)]
+pub struct TestRedisPrefix {
+    pub prefix: String,
+}
+
+impl TestRedisPrefix {
+    pub async fn create() -> Option<Self> {
+        let url = redis_url();
+        let reachable = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(3), reachable).await {
+            Ok(Ok(_)) => Some(Self { prefix: format!("fmtest:{}", uuid::Uuid::new_v4().simple()) }),
+            Ok(Err(e)) => unavailable("Redis", &url, &e),
+            Err(_) => unavailable("Redis", &url, &"timed out"),
+        }
+    }
+}
+
+impl Drop for TestRedisPrefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}:*", self.prefix);
+        let Ok(client) = redis::Client::open(redis_url()) else { return };
+        let Ok(mut conn) = client.get_connection() else { return };
+        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+fn unavailable<T>(what: &str, url: &str, err: &dyn std::fmt::Display) -> Option<T> {
+    let message = format!("{what} at {} is not reachable: {err}", crate::config::redact_url(url));
+    if in_ci() {
+        panic!("{message} (CI is set: the scale-out tests must run)");
+    }
+    eprintln!("SKIPPED scale-out test: {message}");
+    None
+}
+
+/// The real server on port 0 with its own backends; everything is removed on drop.
+#[derive(Debug)]
+pub struct TestApp {
+    pub server: RunningServer,
+    pub backend: TestBackend,
+    pub dir: TempDir,
+    pub database: Option<TestDatabase>,
+    pub redis: Option<TestRedisPrefix>,
+}
+
+impl TestApp {
+    /// Starts the app; `None` means the backend is unavailable and we are not in CI.
+    pub async fn spawn(backend: TestBackend) -> Option<Self> {
+        Self::spawn_with(backend, SettingsLayer::default()).await
+    }
+
+    /// Like [`TestApp::spawn`], with extra settings layered on top.
+    pub async fn spawn_with(backend: TestBackend, extra: SettingsLayer) -> Option<Self> {
+        let dir = TempDir::new("test");
+        let (database, redis) = match backend {
+            TestBackend::Embedded => (None, None),
+            TestBackend::ScaleOut => (Some(TestDatabase::create().await?), Some(TestRedisPrefix::create().await?)),
+        };
+        let settings = Self::settings(backend, &dir, database.as_ref(), redis.as_ref(), extra);
+        let state = AppState::build(settings, Migrations::Apply).await.expect("test app state");
+        let server = crate::server::spawn(state, "127.0.0.1:0".parse().unwrap()).await.expect("bind test server");
+        Some(Self { server, backend, dir, database, redis })
+    }
+
+    /// The settings a test app of `backend` runs with.
+    pub fn settings(
+        backend: TestBackend,
+        dir: &TempDir,
+        database: Option<&TestDatabase>,
+        redis: Option<&TestRedisPrefix>,
+        extra: SettingsLayer,
+    ) -> Settings {
+        let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        layer.log.level = Some("warn".into());
+        if backend == TestBackend::ScaleOut {
+            layer.database.url = database.map(|d| d.url.clone().into());
+            layer.redis.url = Some(redis_url().into());
+            layer.redis.prefix = redis.map(|r| r.prefix.clone());
+        }
+        layer.merge(extra).resolve().expect("test settings")
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.server.state
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(TestApp)`.
+#[macro_export]
+macro_rules! test_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::testing::TestApp::spawn($crate::testing::TestBackend::Embedded)
+                        .await
+                        .expect("the embedded backend is always available");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod scale_out {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::testing::TestApp::spawn($crate::testing::TestBackend::ScaleOut).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
