@@ -22,24 +22,99 @@ pub struct SettingDoc {
 
 /// Every setting the server reads, in the order the README documents them.
 pub const SETTINGS_TABLE: &[SettingDoc] = &[
-    SettingDoc { key: "listen", env: "FUNMAGIC_LISTEN", default: "127.0.0.1:8000", help: "address to listen on; port 0 picks a free port" },
-    SettingDoc { key: "data_dir", env: "FUNMAGIC_DATA_DIR", default: "./funmagic-data", help: "embedded SQLite database and file store" },
-    SettingDoc { key: "public_url", env: "FUNMAGIC_PUBLIC_URL", default: "http://<listen>", help: "external base URL used in links and signed URLs" },
-    SettingDoc { key: "database.url", env: "DATABASE_URL", default: "sqlite in data_dir", help: "postgres://… for scale-out, sqlite://… for a specific file" },
-    SettingDoc { key: "database.max_connections", env: "FUNMAGIC_DATABASE_MAX_CONNECTIONS", default: "10", help: "connection pool size" },
-    SettingDoc { key: "database.connect_timeout_secs", env: "FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS", default: "5", help: "give up connecting after this long" },
-    SettingDoc { key: "redis.url", env: "REDIS_URL", default: "(unset: embedded queue)", help: "redis://… enables the Redis queue, events, caches and limits" },
-    SettingDoc { key: "redis.prefix", env: "FUNMAGIC_REDIS_PREFIX", default: "funmagic", help: "prefix of every Redis key" },
-    SettingDoc { key: "s3.endpoint", env: "S3_ENDPOINT", default: "(unset: local file store)", help: "S3-compatible endpoint; enables S3 storage" },
+    SettingDoc {
+        key: "listen",
+        env: "FUNMAGIC_LISTEN",
+        default: "127.0.0.1:8000",
+        help: "address to listen on; port 0 picks a free port",
+    },
+    SettingDoc {
+        key: "data_dir",
+        env: "FUNMAGIC_DATA_DIR",
+        default: "./funmagic-data",
+        help: "embedded SQLite database and file store",
+    },
+    SettingDoc {
+        key: "public_url",
+        env: "FUNMAGIC_PUBLIC_URL",
+        default: "http://<listen>",
+        help: "external base URL used in links and signed URLs",
+    },
+    SettingDoc {
+        key: "database.url",
+        env: "DATABASE_URL",
+        default: "sqlite in data_dir",
+        help: "postgres://… for scale-out, sqlite://… for a specific file",
+    },
+    SettingDoc {
+        key: "database.max_connections",
+        env: "FUNMAGIC_DATABASE_MAX_CONNECTIONS",
+        default: "10",
+        help: "connection pool size",
+    },
+    SettingDoc {
+        key: "database.connect_timeout_secs",
+        env: "FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS",
+        default: "5",
+        help: "give up connecting after this long",
+    },
+    SettingDoc {
+        key: "redis.url",
+        env: "REDIS_URL",
+        default: "(unset: embedded queue)",
+        help: "redis://… enables the Redis queue, events, caches and limits",
+    },
+    SettingDoc {
+        key: "redis.prefix",
+        env: "FUNMAGIC_REDIS_PREFIX",
+        default: "funmagic",
+        help: "prefix of every Redis key",
+    },
+    SettingDoc {
+        key: "s3.endpoint",
+        env: "S3_ENDPOINT",
+        default: "(unset: local file store)",
+        help: "S3-compatible endpoint; enables S3 storage",
+    },
     SettingDoc { key: "s3.access_key", env: "S3_ACCESS_KEY", default: "", help: "S3 access key id" },
     SettingDoc { key: "s3.secret_key", env: "S3_SECRET_KEY", default: "", help: "S3 secret key" },
     SettingDoc { key: "s3.region", env: "S3_REGION", default: "us-east-1", help: "S3 region" },
-    SettingDoc { key: "s3.bucket_public", env: "S3_BUCKET_PUBLIC", default: "funmagic-public", help: "bucket for published assets" },
-    SettingDoc { key: "s3.bucket_private", env: "S3_BUCKET_PRIVATE", default: "funmagic-private", help: "bucket for user uploads and outputs" },
-    SettingDoc { key: "s3.bucket_admin", env: "S3_BUCKET_ADMIN", default: "funmagic-admin", help: "bucket for admin assets" },
-    SettingDoc { key: "s3.path_style", env: "FUNMAGIC_S3_PATH_STYLE", default: "true", help: "path-style bucket addressing (MinIO, Garage)" },
-    SettingDoc { key: "s3.cdn_url", env: "CDN_URL", default: "(unset)", help: "base URL of the CDN in front of the public bucket" },
-    SettingDoc { key: "log.level", env: "FUNMAGIC_LOG", default: "info", help: "tracing filter, e.g. info,funmagic_api=debug" },
+    SettingDoc {
+        key: "s3.bucket_public",
+        env: "S3_BUCKET_PUBLIC",
+        default: "funmagic-public",
+        help: "bucket for published assets",
+    },
+    SettingDoc {
+        key: "s3.bucket_private",
+        env: "S3_BUCKET_PRIVATE",
+        default: "funmagic-private",
+        help: "bucket for user uploads and outputs",
+    },
+    SettingDoc {
+        key: "s3.bucket_admin",
+        env: "S3_BUCKET_ADMIN",
+        default: "funmagic-admin",
+        help: "bucket for admin assets",
+    },
+    SettingDoc {
+        key: "s3.path_style",
+        env: "FUNMAGIC_S3_PATH_STYLE",
+        default: "true",
+        help: "path-style bucket addressing (MinIO, Garage)",
+    },
+    SettingDoc {
+        key: "s3.cdn_url",
+        env: "CDN_URL",
+        default: "(unset)",
+        help: "base URL of the CDN in front of the public bucket",
+    },
+    SettingDoc {
+        key: "log.level",
+        env: "FUNMAGIC_LOG",
+        default: "info",
+        help: "tracing filter, e.g. info,funmagic_api=debug",
+    },
     SettingDoc { key: "log.format", env: "FUNMAGIC_LOG_FORMAT", default: "text", help: "text or json" },
 ];
 
@@ -120,8 +195,7 @@ pub enum DatabaseTarget {
 impl Settings {
     /// Defaults only: what `funmagic-server serve` runs with on a fresh machine.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
-        let mut layer = SettingsLayer::default();
-        layer.data_dir = Some(data_dir.into());
+        let layer = SettingsLayer { data_dir: Some(data_dir.into()), ..Default::default() };
         layer.resolve().expect("the defaults are valid")
     }
 
@@ -305,7 +379,12 @@ impl SettingsLayer {
                     Some(v) => Some(match v.to_ascii_lowercase().as_str() {
                         "text" => LogFormat::Text,
                         "json" => LogFormat::Json,
-                        _ => return Err(ConfigError::new("FUNMAGIC_LOG_FORMAT", format!("'{v}' is neither text nor json"))),
+                        _ => {
+                            return Err(ConfigError::new(
+                                "FUNMAGIC_LOG_FORMAT",
+                                format!("'{v}' is neither text nor json"),
+                            ));
+                        }
                     }),
                 },
             },
@@ -332,7 +411,10 @@ impl SettingsLayer {
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(ConfigError::new("FUNMAGIC_PUBLIC_URL", format!("'{url}' must start with http:// or https://")));
+            return Err(ConfigError::new(
+                "FUNMAGIC_PUBLIC_URL",
+                format!("'{url}' must start with http:// or https://"),
+            ));
         }
         let settings = Settings {
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
@@ -370,7 +452,9 @@ fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {
         if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
             return Err(ConfigError::new(
                 "S3_ENDPOINT",
-                format!("{name} is set but S3_ENDPOINT is not; set both to use S3, or neither for the local file store"),
+                format!(
+                    "{name} is set but S3_ENDPOINT is not; set both to use S3, or neither for the local file store"
+                ),
             ));
         }
         return Ok(None);
@@ -378,12 +462,10 @@ fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(ConfigError::new("S3_ENDPOINT", format!("'{endpoint}' must start with http:// or https://")));
     }
-    let access_key = s3
-        .access_key
-        .ok_or_else(|| ConfigError::new("S3_ACCESS_KEY", "required when S3_ENDPOINT is set"))?;
-    let secret_key = s3
-        .secret_key
-        .ok_or_else(|| ConfigError::new("S3_SECRET_KEY", "required when S3_ENDPOINT is set"))?;
+    let access_key =
+        s3.access_key.ok_or_else(|| ConfigError::new("S3_ACCESS_KEY", "required when S3_ENDPOINT is set"))?;
+    let secret_key =
+        s3.secret_key.ok_or_else(|| ConfigError::new("S3_SECRET_KEY", "required when S3_ENDPOINT is set"))?;
     Ok(Some(S3Settings {
         endpoint: endpoint.trim_end_matches('/').to_string(),
         access_key,
@@ -397,20 +479,15 @@ fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {
     }))
 }
 
-fn parse_env<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<T>, ConfigError>
+fn parse_env<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<T>, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match get(name) {
         None => Ok(None),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| ConfigError::new(name, format!("invalid value '{raw}': {e}"))),
+        Some(raw) => {
+            raw.trim().parse().map(Some).map_err(|e| ConfigError::new(name, format!("invalid value '{raw}': {e}")))
+        }
     }
 }
 

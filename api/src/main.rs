@@ -14,14 +14,13 @@ fn main() -> ExitCode {
         print!("{}", http::spec_json());
         return ExitCode::SUCCESS;
     }
-    let settings =
-        match Settings::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), cli.global.layer()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("funmagic-server: configuration error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let settings = match Settings::load(cli.global.config.as_deref(), |k| std::env::var(k).ok(), cli.global.layer()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("funmagic-server: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_tracing(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -60,7 +59,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Worker { concurrency } => {
             let state = AppState::build(settings, Migrations::Apply).await?;
-            tracing::info!(concurrency, "worker started; no task types are registered yet, waiting for a shutdown signal");
+            tracing::info!(
+                concurrency,
+                "worker started; no task types are registered yet, waiting for a shutdown signal"
+            );
             server::shutdown_signal().await;
             state.store().close().await;
         }

@@ -74,12 +74,8 @@ impl RedisHandle {
         let mut conn = self.conn();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
-        let version = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("unknown")
-            .trim()
-            .to_string();
+        let version =
+            info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
         Ok(format!("Redis {version}"))
     }
 }

@@ -1,1 +1,88 @@
-fn main() {}
+//! `funmagic`: the FunMagic command-line client. Every server call goes through the SDK.
+
+mod cmd_completions;
+mod cmd_status;
+mod context;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::Context;
+use crate::exit::CliError;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  error (server unreachable, unexpected answer, unhealthy)
+  2  usage error
+  3  cancelled or timed out
+  4  authentication or permission problem
+  5  task failed
+  6  insufficient credits
+  7  rate limited";
+
+#[derive(Debug, Parser)]
+#[command(name = "funmagic", version, about = "FunMagic: run AI tools on your images from the terminal")]
+#[command(after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Base URL of the FunMagic API [default: http://127.0.0.1:8000]
+    #[arg(long, global = true, env = "FUNMAGIC_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Session token or API key (overrides the stored credentials).
+    #[arg(long, global = true, env = "FUNMAGIC_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Credentials profile from the config file.
+    #[arg(long, global = true, env = "FUNMAGIC_PROFILE", value_name = "NAME", default_value = "default")]
+    pub profile: String,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the health of the server and of every dependency.
+    Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(CliError::other(format!("cannot start the async runtime: {e}"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => err.report(json),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Completions { shell } => {
+            cmd_completions::run(shell);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_status::run(&ctx).await
+        }
+    }
+}

@@ -1,1 +1,70 @@
-fn main() {}
+//! `cargo xtask`: project automation.
+//!
+//! - `cargo xtask codegen` writes `openapi/funmagic.json` from the server code and
+//!   regenerates `sdk/src/generated.rs` from it with progenitor.
+//! - `cargo xtask codegen --check` fails when either file is stale (CI, and a unit test).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod codegen;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "FunMagic project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate the OpenAPI spec and the SDK (or check they are current).
+    Codegen {
+        /// Do not write; fail if a generated file differs from what the code produces.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Codegen { check } => run_codegen(check),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run_codegen(check: bool) -> Result<()> {
+    let root = workspace_root();
+    let mut stale = Vec::new();
+    for (path, content) in codegen::outputs()? {
+        let full = root.join(path);
+        let current = std::fs::read_to_string(&full).unwrap_or_default();
+        if current == content {
+            println!("up to date: {path}");
+        } else if check {
+            stale.push(path);
+        } else {
+            std::fs::write(&full, content).with_context(|| format!("writing {}", full.display()))?;
+            println!("wrote {path}");
+        }
+    }
+    if !stale.is_empty() {
+        bail!("stale generated files: {} — run `cargo xtask codegen` and commit the result", stale.join(", "));
+    }
+    Ok(())
+}

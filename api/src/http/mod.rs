@@ -31,11 +31,10 @@ fn apis() -> Apis {
 
 /// The OpenAPI service; its spec needs no live services.
 pub fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(apis(), "FunMagic API", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Multi-tenant AI tools platform: upload images, run AI tools, watch live progress, pay with credits. \
+    OpenApiService::new(apis(), "FunMagic API", env!("CARGO_PKG_VERSION")).description(
+        "Multi-tenant AI tools platform: upload images, run AI tools, watch live progress, pay with credits. \
              Errors are JSON `{\"error\", \"code\"}` with a stable code.",
-        )
+    )
 }
 
 /// The spec as committed in `openapi/funmagic.json` (pretty JSON, trailing newline).

@@ -27,13 +27,9 @@ impl LocalStore {
     pub async fn check(&self) -> Result<String, String> {
         for bucket in Bucket::ALL {
             let dir = self.bucket_dir(bucket);
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
-            tokio::fs::write(&probe, b"ok")
-                .await
-                .map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+            tokio::fs::write(&probe, b"ok").await.map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
             let _ = tokio::fs::remove_file(&probe).await;
         }
         Ok(format!("local files in {}", self.root.display()))

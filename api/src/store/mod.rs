@@ -109,9 +109,7 @@ impl Store {
             DatabaseTarget::Postgres(url) => PgStore::connect(&url, settings.database.max_connections, timeout)
                 .await
                 .map(Store::Postgres)
-                .map_err(|e| {
-                    ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))
-                }),
+                .map_err(|e| ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))),
             DatabaseTarget::Sqlite(path) => {
                 let setting = if settings.database.url.is_some() { "DATABASE_URL" } else { "FUNMAGIC_DATA_DIR" };
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -15,14 +15,15 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, sqlx::Error> {
-        let options: PgConnectOptions = url.parse::<PgConnectOptions>()?
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
             .application_name("funmagic")
             .log_statements(tracing::log::LevelFilter::Trace);
         // One direct connection first: it reports the real cause (refused, auth, unknown
         // database) where a pool would only say it timed out.
-        let probe = tokio::time::timeout(timeout, options.connect())
-            .await
-            .map_err(|_| sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")))??;
+        let probe = tokio::time::timeout(timeout, options.connect()).await.map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))
+        })??;
         sqlx::Connection::close(probe).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -45,10 +46,8 @@ impl PgStore {
     }
 
     pub async fn ping(&self) -> StoreResult<String> {
-        let version: String = sqlx::query_scalar("SHOW server_version")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+        let version: String =
+            sqlx::query_scalar("SHOW server_version").fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
         Ok(format!("PostgreSQL {version}"))
     }
 

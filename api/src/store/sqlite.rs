@@ -44,10 +44,8 @@ impl SqliteStore {
     }
 
     pub async fn ping(&self) -> StoreResult<String> {
-        let version: String = sqlx::query_scalar("SELECT sqlite_version()")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+        let version: String =
+            sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
         Ok(format!("SQLite {version}"))
     }
 

@@ -1,0 +1,54 @@
+//! `/health*` on both backends, through the SDK.
+
+use funmagic_api::testing::{TestApp, TestBackend};
+use funmagic_sdk::types::HealthStatus;
+
+funmagic_api::test_both_backends!(all_dependencies_healthy, liveness_has_no_checks, unhealthy_database_gives_503);
+
+async fn all_dependencies_healthy(app: TestApp) {
+    let report = crate::client(&app).health_all_get().await.unwrap().into_inner();
+    assert_eq!(report.status, HealthStatus::Ok);
+    let backends: Vec<(&str, &str)> = report.checks.iter().map(|c| (c.name.as_str(), c.backend.as_str())).collect();
+    match app.backend {
+        TestBackend::Embedded => {
+            assert_eq!(backends, [("database", "sqlite"), ("redis", "embedded"), ("storage", "local")]);
+            assert!(report.checks[1].detail.contains("embedded queue"), "{:?}", report.checks[1]);
+        }
+        TestBackend::ScaleOut => {
+            assert_eq!(backends, [("database", "postgres"), ("redis", "redis"), ("storage", "local")]);
+            assert!(report.checks[0].detail.starts_with("PostgreSQL"), "{:?}", report.checks[0]);
+            assert!(report.checks[1].detail.starts_with("Redis"), "{:?}", report.checks[1]);
+        }
+    }
+    let db = crate::client(&app).health_db_get().await.unwrap().into_inner();
+    assert_eq!(db.checks.len(), 1);
+    assert_eq!(db.checks[0].name, "database");
+    let redis = crate::client(&app).health_redis_get().await.unwrap().into_inner();
+    assert_eq!(redis.checks[0].name, "redis");
+    assert_eq!(redis.checks[0].status, HealthStatus::Ok);
+    let storage = crate::client(&app).health_storage_get().await.unwrap().into_inner();
+    assert_eq!(storage.checks[0].backend, "local");
+}
+
+async fn liveness_has_no_checks(app: TestApp) {
+    let report = crate::client(&app).health_get().await.unwrap().into_inner();
+    assert_eq!(report.status, HealthStatus::Ok);
+    assert!(report.checks.is_empty());
+    assert_eq!(report.version, env!("CARGO_PKG_VERSION"));
+}
+
+async fn unhealthy_database_gives_503(app: TestApp) {
+    app.state().store().close().await;
+    let err = crate::client(&app).health_all_get().await.unwrap_err();
+    let funmagic_sdk::Error::ErrorResponse(resp) = err else { panic!("expected a 503 report, got {err:?}") };
+    assert_eq!(resp.status().as_u16(), 503);
+    let report = resp.into_inner();
+    assert_eq!(report.status, HealthStatus::Error);
+    let db = report.checks.iter().find(|c| c.name == "database").unwrap();
+    assert_eq!(db.status, HealthStatus::Error);
+    assert!(!db.detail.is_empty());
+    let redis = report.checks.iter().find(|c| c.name == "redis").unwrap();
+    assert_eq!(redis.status, HealthStatus::Ok, "only the database is down");
+    // Liveness does not depend on the database.
+    crate::client(&app).health_get().await.unwrap();
+}

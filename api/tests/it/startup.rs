@@ -1,0 +1,75 @@
+//! Bad or unreachable configuration fails fast and names the setting; shutdown drains.
+
+use funmagic_api::app::{AppState, Migrations};
+use funmagic_api::config::{Settings, SettingsLayer};
+use funmagic_api::testing::TempDir;
+
+async fn build(layer: SettingsLayer) -> Result<AppState, funmagic_api::config::ConfigError> {
+    let settings = layer.resolve()?;
+    AppState::build(settings, Migrations::Apply).await
+}
+
+fn layer(dir: &TempDir) -> SettingsLayer {
+    SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() }
+}
+
+#[tokio::test]
+async fn unreachable_postgres_names_database_url() {
+    let dir = TempDir::new("startup");
+    let mut l = layer(&dir);
+    l.database.url = Some("postgres://postgres:secretpw@127.0.0.1:1/nothing".to_string().into());
+    l.database.connect_timeout_secs = Some(2);
+    let err = build(l).await.unwrap_err();
+    assert_eq!(err.setting, "DATABASE_URL");
+    assert!(!err.to_string().contains("secretpw"), "the password must not leak: {err}");
+}
+
+#[tokio::test]
+async fn unreachable_redis_names_redis_url() {
+    let dir = TempDir::new("startup");
+    let mut l = layer(&dir);
+    l.redis.url = Some("redis://127.0.0.1:1".to_string().into());
+    l.database.connect_timeout_secs = Some(2);
+    let err = build(l).await.unwrap_err();
+    assert_eq!(err.setting, "REDIS_URL");
+}
+
+#[tokio::test]
+async fn unreachable_s3_names_s3_endpoint() {
+    let dir = TempDir::new("startup");
+    let mut l = layer(&dir);
+    l.s3.endpoint = Some("http://127.0.0.1:1".into());
+    l.s3.access_key = Some("AK".into());
+    l.s3.secret_key = Some("SK".to_string().into());
+    let err = build(l).await.unwrap_err();
+    assert_eq!(err.setting, "S3_ENDPOINT");
+    assert!(err.problem.contains("funmagic-public"), "{err}");
+}
+
+#[tokio::test]
+async fn unwritable_data_dir_names_the_setting() {
+    let dir = TempDir::new("startup");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let l = SettingsLayer { data_dir: Some(file.join("data")), ..Default::default() };
+    let err = build(l).await.unwrap_err();
+    assert_eq!(err.setting, "FUNMAGIC_DATA_DIR");
+}
+
+#[tokio::test]
+async fn embedded_default_starts_migrates_and_stops() {
+    let dir = TempDir::new("startup");
+    let settings = Settings::embedded(dir.path());
+    let state = AppState::build(settings.clone(), Migrations::Apply).await.unwrap();
+    assert!(dir.path().join("funmagic.db").exists());
+    let server = funmagic_api::server::spawn(state, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert_ne!(server.addr.port(), 0, "port 0 resolves to the real port");
+    let resp = reqwest::get(format!("{}/health", server.base_url())).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let addr = server.addr;
+    server.stop().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is released after stop");
+    // A second start on the same data dir finds the schema already migrated.
+    let again = AppState::build(settings, Migrations::Apply).await.unwrap();
+    assert_eq!(again.store().table_names().await.unwrap().len(), 15);
+}

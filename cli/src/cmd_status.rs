@@ -1,0 +1,61 @@
+//! `funmagic status`: the health of the server and every dependency.
+
+use std::process::ExitCode;
+
+use funmagic_sdk::types::{HealthReport, HealthStatus};
+
+use crate::context::Context;
+use crate::exit::CliError;
+use crate::output::{self, DIM, ERROR, HEADER, OK};
+
+pub async fn run(ctx: &Context) -> Result<ExitCode, CliError> {
+    // 503 carries the same report: show it either way.
+    let report = match ctx.client.health_all_get().await {
+        Ok(resp) => resp.into_inner(),
+        Err(funmagic_sdk::Error::ErrorResponse(resp)) if resp.status().as_u16() == 503 => resp.into_inner(),
+        Err(e) => return Err(CliError::from_sdk(e, &ctx.api_url)),
+    };
+    let healthy = report.status == HealthStatus::Ok;
+    if ctx.json {
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        value["apiUrl"] = ctx.api_url.clone().into();
+        output::print_json(&value);
+    } else {
+        print_human(ctx, &report);
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_human(ctx: &Context, report: &HealthReport) {
+    let (word, style) = status_word(report.status);
+    anstream::println!(
+        "FunMagic {} at {} — {}{word}{} {}(up {}s){}",
+        report.version,
+        ctx.api_url,
+        style.render(),
+        style.render_reset(),
+        DIM.render(),
+        report.uptime_seconds,
+        DIM.render_reset()
+    );
+    let mut rows =
+        vec![["DEPENDENCY", "STATUS", "BACKEND", "LATENCY", "DETAIL"].map(|h| (h.to_string(), HEADER)).to_vec()];
+    for check in &report.checks {
+        let (word, style) = status_word(check.status);
+        rows.push(vec![
+            (check.name.clone(), anstyle::Style::new()),
+            (word.to_string(), style),
+            (check.backend.clone(), anstyle::Style::new()),
+            (format!("{} ms", check.latency_ms), DIM),
+            (check.detail.clone(), anstyle::Style::new()),
+        ]);
+    }
+    output::print_table(&rows);
+}
+
+fn status_word(status: HealthStatus) -> (&'static str, anstyle::Style) {
+    match status {
+        HealthStatus::Ok => ("ok", OK),
+        HealthStatus::Error => ("error", ERROR),
+    }
+}

@@ -1,0 +1,25 @@
+//! Integration tests of the `funmagic` binary against the real server (in-process, port 0).
+
+mod status;
+
+use std::process::Output;
+
+use funmagic_api::testing::TempDir;
+
+/// Runs `funmagic ARGS` with a clean environment and its own config dir.
+pub async fn funmagic(config_dir: &TempDir, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic"));
+    cmd.args(args).env("FUNMAGIC_CONFIG_DIR", config_dir.path()).stdin(std::process::Stdio::null());
+    for var in ["FUNMAGIC_API_URL", "FUNMAGIC_TOKEN", "FUNMAGIC_PROFILE", "NO_COLOR", "CLICOLOR_FORCE"] {
+        cmd.env_remove(var);
+    }
+    cmd.output().await.expect("run funmagic")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
