@@ -5,6 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::OnceLock;
+
+use crate::auth::Authenticator;
+use crate::auth::mail::Mailer;
+use crate::auth::password::PasswordHasherCfg;
+use crate::auth::ratelimit::RateLimiter;
 use crate::config::{ConfigError, Settings, redact_url};
 use crate::redis_conn::RedisHandle;
 use crate::storage::ObjectStore;
@@ -22,6 +28,12 @@ struct Inner {
     store: Store,
     redis: Option<RedisHandle>,
     storage: ObjectStore,
+    authenticator: Authenticator,
+    limiter: RateLimiter,
+    hasher: PasswordHasherCfg,
+    mailer: Mailer,
+    /// The base URL clients reach us at: `public_url`, or the bound address once known.
+    public_url: OnceLock<String>,
     started: Instant,
 }
 
@@ -46,7 +58,28 @@ impl AppState {
         }
         let redis = RedisHandle::connect(&settings.redis, timeout).await?;
         let storage = ObjectStore::open(&settings).await?;
-        let state = Self { inner: Arc::new(Inner { settings, store, redis, storage, started: Instant::now() }) };
+        let hasher =
+            PasswordHasherCfg::new(&settings.auth).map_err(|e| ConfigError::new("FUNMAGIC_ARGON2_MEMORY_KIB", e))?;
+        let mailer = Mailer::new(&settings.mail)?;
+        let authenticator = Authenticator::new(store.clone(), redis.clone(), &settings.auth);
+        let limiter = RateLimiter::new(redis.clone());
+        let public_url = OnceLock::new();
+        if let Some(url) = &settings.public_url {
+            let _ = public_url.set(url.trim_end_matches('/').to_string());
+        }
+        let inner = Inner {
+            settings,
+            store,
+            redis,
+            storage,
+            authenticator,
+            limiter,
+            hasher,
+            mailer,
+            public_url,
+            started: Instant::now(),
+        };
+        let state = Self { inner: Arc::new(inner) };
         state.log_backends();
         Ok(state)
     }
@@ -68,6 +101,7 @@ impl AppState {
             }
         }
         tracing::info!("storage: {}", self.storage().describe());
+        tracing::info!("mail: {}", self.mailer().describe());
     }
 
     pub fn settings(&self) -> &Settings {
@@ -84,6 +118,37 @@ impl AppState {
 
     pub fn storage(&self) -> &ObjectStore {
         &self.inner.storage
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    pub fn hasher(&self) -> &PasswordHasherCfg {
+        &self.inner.hasher
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
+    }
+
+    /// Records the bound address as the public URL unless one is configured.
+    pub fn set_bound_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.inner.public_url.set(format!("http://{addr}"));
+    }
+
+    /// Where clients reach this server (links in mail, device flow URLs).
+    pub fn public_url(&self) -> String {
+        self.inner.public_url.get().cloned().unwrap_or_else(|| format!("http://{}", self.settings().listen))
+    }
+
+    /// The configured public URL only (for the CSRF origin list).
+    pub fn configured_public_url(&self) -> Option<&str> {
+        self.settings().public_url.as_deref()
     }
 
     pub fn uptime(&self) -> Duration {

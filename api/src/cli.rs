@@ -77,4 +77,21 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI spec (JSON) and exit; needs no services.
     Openapi,
+    /// Administration from the server's shell (works on the configured database).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a super admin, or promote an existing account and set its password.
+    CreateSuperAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+        /// Read the password from standard input (first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }

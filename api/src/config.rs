@@ -110,6 +110,72 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "base URL of the CDN in front of the public bucket",
     },
     SettingDoc {
+        key: "auth.session_ttl_days",
+        env: "FUNMAGIC_SESSION_TTL_DAYS",
+        default: "7",
+        help: "sessions expire after this many days without use (rolling)",
+    },
+    SettingDoc {
+        key: "auth.signup_enabled",
+        env: "FUNMAGIC_SIGNUP_ENABLED",
+        default: "true",
+        help: "allow anyone to create an account",
+    },
+    SettingDoc {
+        key: "auth.trusted_origins",
+        env: "FUNMAGIC_TRUSTED_ORIGINS",
+        default: "(public_url only)",
+        help: "comma-separated extra origins allowed to send cookie-authenticated writes",
+    },
+    SettingDoc {
+        key: "auth.argon2_memory_kib",
+        env: "FUNMAGIC_ARGON2_MEMORY_KIB",
+        default: "19456",
+        help: "argon2id memory cost",
+    },
+    SettingDoc {
+        key: "auth.argon2_iterations",
+        env: "FUNMAGIC_ARGON2_ITERATIONS",
+        default: "2",
+        help: "argon2id time cost",
+    },
+    SettingDoc {
+        key: "auth.argon2_parallelism",
+        env: "FUNMAGIC_ARGON2_PARALLELISM",
+        default: "1",
+        help: "argon2id lanes",
+    },
+    SettingDoc {
+        key: "auth.rate_limit_per_minute",
+        env: "FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE",
+        default: "20",
+        help: "sign-in, sign-up, reset and device requests per client IP per minute",
+    },
+    SettingDoc {
+        key: "auth.rate_limit_per_email_per_minute",
+        env: "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE",
+        default: "5",
+        help: "sign-in and reset attempts per email address per minute",
+    },
+    SettingDoc {
+        key: "auth.bootstrap_admin",
+        env: "FUNMAGIC_BOOTSTRAP_ADMIN",
+        default: "true",
+        help: "embedded mode: create a super admin with printed credentials when there is none",
+    },
+    SettingDoc {
+        key: "mail.smtp_url",
+        env: "FUNMAGIC_SMTP_URL",
+        default: "(unset: links go to the log)",
+        help: "smtp://user:pass@host:587 (STARTTLS) or smtps://… for verification and reset mail",
+    },
+    SettingDoc {
+        key: "mail.from",
+        env: "FUNMAGIC_MAIL_FROM",
+        default: "FunMagic <no-reply@localhost>",
+        help: "sender of outgoing mail",
+    },
+    SettingDoc {
         key: "log.level",
         env: "FUNMAGIC_LOG",
         default: "info",
@@ -141,7 +207,29 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: Option<S3Settings>,
+    pub auth: AuthSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub session_ttl_days: u32,
+    pub signup_enabled: bool,
+    /// Origins (scheme://host[:port]) allowed besides the public URL's.
+    pub trusted_origins: Vec<String>,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_email_per_minute: u32,
+    pub bootstrap_admin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub smtp_url: Option<SecretString>,
+    pub from: String,
 }
 
 #[derive(Debug, Clone)]
@@ -288,7 +376,32 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub s3: S3Layer,
     #[serde(default)]
+    pub auth: AuthLayer,
+    #[serde(default)]
+    pub mail: MailLayer,
+    #[serde(default)]
     pub log: LogLayer,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthLayer {
+    pub session_ttl_days: Option<u32>,
+    pub signup_enabled: Option<bool>,
+    pub trusted_origins: Option<Vec<String>>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub rate_limit_per_email_per_minute: Option<u32>,
+    pub bootstrap_admin: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailLayer {
+    pub smtp_url: Option<SecretString>,
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -372,6 +485,19 @@ impl SettingsLayer {
                 path_style: parse_env(&get, "FUNMAGIC_S3_PATH_STYLE")?,
                 cdn_url: get("CDN_URL"),
             },
+            auth: AuthLayer {
+                session_ttl_days: parse_env(&get, "FUNMAGIC_SESSION_TTL_DAYS")?,
+                signup_enabled: parse_env(&get, "FUNMAGIC_SIGNUP_ENABLED")?,
+                trusted_origins: get("FUNMAGIC_TRUSTED_ORIGINS")
+                    .map(|v| v.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect()),
+                argon2_memory_kib: parse_env(&get, "FUNMAGIC_ARGON2_MEMORY_KIB")?,
+                argon2_iterations: parse_env(&get, "FUNMAGIC_ARGON2_ITERATIONS")?,
+                argon2_parallelism: parse_env(&get, "FUNMAGIC_ARGON2_PARALLELISM")?,
+                rate_limit_per_minute: parse_env(&get, "FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE")?,
+                rate_limit_per_email_per_minute: parse_env(&get, "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE")?,
+                bootstrap_admin: parse_env(&get, "FUNMAGIC_BOOTSTRAP_ADMIN")?,
+            },
+            mail: MailLayer { smtp_url: secret("FUNMAGIC_SMTP_URL"), from: get("FUNMAGIC_MAIL_FROM") },
             log: LogLayer {
                 level: get("FUNMAGIC_LOG").or_else(|| get("RUST_LOG")),
                 format: match get("FUNMAGIC_LOG_FORMAT") {
@@ -398,6 +524,10 @@ impl SettingsLayer {
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
+        override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
+            trusted_origins, argon2_memory_kib, argon2_iterations, argon2_parallelism, rate_limit_per_minute,
+            rate_limit_per_email_per_minute, bootstrap_admin);
+        override_fields!(self.mail, other.mail; smtp_url, from);
         override_fields!(self.log, other.log; level, format);
         self
     }
@@ -430,6 +560,11 @@ impl SettingsLayer {
                 prefix: self.redis.prefix.unwrap_or_else(|| "funmagic".into()),
             },
             s3: resolve_s3(self.s3)?,
+            auth: resolve_auth(self.auth)?,
+            mail: MailSettings {
+                smtp_url: self.mail.smtp_url,
+                from: self.mail.from.unwrap_or_else(|| "FunMagic <no-reply@localhost>".into()),
+            },
             log: LogSettings {
                 level: self.log.level.unwrap_or_else(|| "info".into()),
                 format: self.log.format.unwrap_or(LogFormat::Text),
@@ -444,6 +579,34 @@ impl SettingsLayer {
         }
         Ok(settings)
     }
+}
+
+fn resolve_auth(a: AuthLayer) -> Result<AuthSettings, ConfigError> {
+    let positive = |value: Option<u32>, default: u32, env: &str| -> Result<u32, ConfigError> {
+        match value.unwrap_or(default) {
+            0 => Err(ConfigError::new(env, "must be at least 1")),
+            v => Ok(v),
+        }
+    };
+    let origins = a.trusted_origins.unwrap_or_default();
+    if let Some(bad) = origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
+        return Err(ConfigError::new("FUNMAGIC_TRUSTED_ORIGINS", format!("'{bad}' is not an http(s) origin")));
+    }
+    Ok(AuthSettings {
+        session_ttl_days: positive(a.session_ttl_days, 7, "FUNMAGIC_SESSION_TTL_DAYS")?,
+        signup_enabled: a.signup_enabled.unwrap_or(true),
+        trusted_origins: origins.into_iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
+        argon2_memory_kib: positive(a.argon2_memory_kib, 19_456, "FUNMAGIC_ARGON2_MEMORY_KIB")?,
+        argon2_iterations: positive(a.argon2_iterations, 2, "FUNMAGIC_ARGON2_ITERATIONS")?,
+        argon2_parallelism: positive(a.argon2_parallelism, 1, "FUNMAGIC_ARGON2_PARALLELISM")?,
+        rate_limit_per_minute: positive(a.rate_limit_per_minute, 20, "FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE")?,
+        rate_limit_per_email_per_minute: positive(
+            a.rate_limit_per_email_per_minute,
+            5,
+            "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE",
+        )?,
+        bootstrap_admin: a.bootstrap_admin.unwrap_or(true),
+    })
 }
 
 fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {

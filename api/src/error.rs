@@ -52,7 +52,11 @@ impl AppError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(ErrorKind::Unauthenticated, "UNAUTHORIZED", "authentication required")
+        Self::new(
+            ErrorKind::Unauthenticated,
+            "UNAUTHORIZED",
+            "authentication required: send `Authorization: Bearer <token>` or sign in",
+        )
     }
 
     pub fn forbidden() -> Self {

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use funmagic_api::app::{AppState, Migrations};
-use funmagic_api::cli::{Cli, Command};
+use funmagic_api::auth::flows;
+use funmagic_api::cli::{AdminCommand, Cli, Command};
 use funmagic_api::config::{LogFormat, Settings};
 use funmagic_api::{http, server};
 
@@ -46,9 +47,33 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!("database is up to date");
             state.store().close().await;
         }
+        Command::Admin(AdminCommand::CreateSuperAdmin { email, name, password_stdin: _ }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let state = AppState::build(settings, Migrations::Apply).await?;
+            let user = flows::ensure_super_admin(&state, &email, &name, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            println!("super admin {} ({})", user.email, user.id);
+            state.store().close().await;
+        }
         Command::Serve => {
             let listen = settings.listen;
+            let bootstrap = settings.auth.bootstrap_admin && settings.database.url.is_none();
             let state = AppState::build(settings, Migrations::Apply).await?;
+            if bootstrap
+                && let Some((email, password)) =
+                    flows::bootstrap_admin(&state).await.map_err(|e| anyhow::anyhow!("{}", e.message))?
+            {
+                // Printed once, on the first start of an embedded install; the log line says
+                // where to look without repeating the password.
+                tracing::warn!("created the first super admin {email}; its password is printed on stderr once");
+                eprintln!(
+                    "\n  First start: created super admin\n    email:    {email}\n    password: {password}\n  Sign in with `funmagic auth login --email {email}` and change the password.\n"
+                );
+            }
+            tokio::spawn(sweep_expired_sessions(state.clone()));
             let (addr, serve) = server::bind(state.clone(), listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("FUNMAGIC_LISTEN: cannot listen on {listen}: {e}"))?;
@@ -68,6 +93,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deletes expired sessions hourly (they are refused on use anyway; this keeps the table small).
+async fn sweep_expired_sessions(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match state.store().sessions_delete_expired(funmagic_api::store::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
 }
 
 fn init_tracing(settings: &Settings) {

@@ -184,6 +184,9 @@ impl TestApp {
     ) -> Settings {
         let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
         layer.log.level = Some("warn".into());
+        // Cheap password hashing keeps the suite fast; production defaults are tested in unit tests.
+        layer.auth.argon2_memory_kib = Some(1024);
+        layer.auth.argon2_iterations = Some(1);
         if backend == TestBackend::ScaleOut {
             layer.database.url = database.map(|d| d.url.clone().into());
             layer.redis.url = Some(redis_url().into());

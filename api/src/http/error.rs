@@ -115,6 +115,14 @@ impl From<crate::store::StoreError> for ErrorResponse {
 impl ErrorResponse {
     /// Request parsing failed inside poem-openapi (bad JSON, missing parameter, …).
     pub fn from_poem(err: poem::Error) -> Self {
+        if err.status() == StatusCode::UNAUTHORIZED {
+            return AppError::new(
+                ErrorKind::Unauthenticated,
+                "UNAUTHORIZED",
+                "authentication required: send `Authorization: Bearer <token>` or sign in",
+            )
+            .into();
+        }
         let (code, kind) = code_for_status(err.status());
         AppError::new(kind, code, err.to_string()).into()
     }

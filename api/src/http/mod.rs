@@ -4,11 +4,16 @@
 //! Handlers are thin: they parse, call the app layer, and map [`crate::error::AppError`]
 //! through [`error::ErrorResponse`].
 
+pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod health;
+pub mod models;
+pub mod pages;
+pub mod security;
 
 use poem::middleware::Tracing;
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::app::AppState;
@@ -19,15 +24,23 @@ pub enum ApiTags {
     /// Liveness and dependency checks.
     #[oai(rename = "health")]
     Health,
+    /// Accounts, sessions, API keys and the device sign-in flow.
+    #[oai(rename = "auth")]
+    Auth,
+    /// Administration (admin and super_admin only).
+    #[oai(rename = "admin")]
+    Admin,
 }
 
 /// Every API of the server, in the order they appear in the spec.
-/// (A tuple once there is more than one.)
-pub type Apis = health::HealthApi;
+pub type Apis = (health::HealthApi, auth::AuthApi, admin::AdminApi);
 
 fn apis() -> Apis {
-    health::HealthApi
+    (health::HealthApi, auth::AuthApi, admin::AdminApi)
 }
+
+/// Largest request body the JSON API accepts (uploads go to storage URLs, not here).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The OpenAPI service; its spec needs no live services.
 pub fn api_service() -> OpenApiService<Apis, ()> {
@@ -46,6 +59,27 @@ pub fn spec_json() -> String {
     spec
 }
 
+/// Refuses bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading at
+/// most that much when the length is not declared (chunked uploads).
+async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Result<poem::Response> {
+    let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+    match req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()))
+    {
+        Some(Some(len)) if len > MAX_BODY_BYTES as u64 => return Err(too_large()),
+        Some(Some(_)) => {}
+        Some(None) => return Err(poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST)),
+        None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+            let bytes = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+            req.set_body(bytes);
+        }
+        None => {}
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
 /// All routes, with shared state and JSON errors.
 pub fn routes(state: AppState) -> impl Endpoint {
     let service = api_service();
@@ -55,7 +89,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .nest("/", service)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at("/device", poem::get(pages::device_page))
         .data(state)
+        .around(limit_body)
         .with(Tracing)
-        .catch_all_error(|err| async move { error::json_error_body(&err) })
+        .catch_all_error(|err: poem::Error| async move {
+            // Operations' own error responses already carry the JSON body: keep them.
+            if err.is_from_response() { err.into_response() } else { error::json_error_body(&err) }
+        })
 }

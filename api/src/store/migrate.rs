@@ -11,12 +11,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use super::Engine;
 
 /// `(version, description, postgres sql, sqlite sql)`.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "auth",
+        include_str!("../../../migrations/postgres/0002_auth.sql"),
+        include_str!("../../../migrations/sqlite/0002_auth.sql"),
+    ),
+];
 
 /// The migrator for one engine.
 pub(crate) fn migrator(engine: Engine) -> Migrator {

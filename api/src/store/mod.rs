@@ -6,6 +6,7 @@
 //! Timestamps are produced in Rust ([`now`]) rather than by SQL `now()`, so both engines store
 //! the same instants with the same (microsecond) precision.
 
+mod auth_queries;
 mod migrate;
 mod pg;
 pub mod rows;
@@ -150,25 +151,57 @@ impl Store {
     pub async fn close(&self) {
         dispatch!(self.close())
     }
+}
 
-    pub async fn user_create(&self, new: &NewUser) -> StoreResult<UserRow> {
-        dispatch!(self.user_create(new))
-    }
+/// Generates `Store` methods that forward to the engine's inherent method of the same name.
+macro_rules! forward {
+    ($( $(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),*) -> $ret:ty; )*) => {
+        impl Store {
+            $( $(#[$meta])* pub async fn $name(&self, $($arg: $ty),*) -> $ret { dispatch!(self.$name($($arg),*)) } )*
+        }
+    };
+}
 
-    pub async fn user_get(&self, id: Uuid) -> StoreResult<Option<UserRow>> {
-        dispatch!(self.user_get(id))
-    }
-
-    pub async fn user_get_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
-        dispatch!(self.user_get_by_email(email))
-    }
-
+forward! {
+    fn user_create(new: &NewUser) -> StoreResult<UserRow>;
+    /// Inserts the user and its credential account in one transaction.
+    fn user_create_with_password(new: &NewUser, password_hash: &str) -> StoreResult<UserRow>;
+    fn user_get(id: Uuid) -> StoreResult<Option<UserRow>>;
+    fn user_get_by_email(email: &str) -> StoreResult<Option<UserRow>>;
     /// Users ordered by id (time-ordered UUIDv7), after `after`, at most `limit`.
-    pub async fn user_list(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserRow>> {
-        dispatch!(self.user_list(after, limit))
-    }
-
-    pub async fn user_count(&self) -> StoreResult<i64> {
-        dispatch!(self.user_count())
-    }
+    fn user_list(after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserRow>>;
+    /// Like `user_list`, filtered by a case-insensitive substring of email or name.
+    fn user_search(query: Option<&str>, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<UserRow>>;
+    fn user_count() -> StoreResult<i64>;
+    fn user_count_with_role(role: Role) -> StoreResult<i64>;
+    fn user_set_email_verified(user_id: Uuid) -> StoreResult<()>;
+    fn user_set_banned(user_id: Uuid, banned: bool, reason: Option<&str>) -> StoreResult<Option<UserRow>>;
+    /// Changes a role; refuses (`StoreError::Constraint("last_super_admin")`) to demote the
+    /// last super admin, atomically with respect to concurrent changes.
+    fn user_set_role(user_id: Uuid, role: Role) -> StoreResult<UserRow>;
+    fn password_hash_get(user_id: Uuid) -> StoreResult<Option<String>>;
+    fn password_hash_set(user_id: Uuid, hash: &str) -> StoreResult<()>;
+    fn account_get(provider_id: &str, account_id: &str) -> StoreResult<Option<AccountRow>>;
+    fn account_link(user_id: Uuid, provider_id: &str, account_id: &str, access_token: Option<&str>, scope: Option<&str>) -> StoreResult<()>;
+    fn session_create(user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>, ip_address: Option<&str>, user_agent: Option<&str>) -> StoreResult<SessionRow>;
+    fn session_get_by_token(token_hash: &str) -> StoreResult<Option<SessionRow>>;
+    fn session_extend(id: Uuid, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    fn session_delete_by_token(token_hash: &str) -> StoreResult<bool>;
+    /// Deletes a user's sessions (all, or all but `keep`); returns their token hashes.
+    fn sessions_delete_for_user(user_id: Uuid, keep: Option<Uuid>) -> StoreResult<Vec<String>>;
+    fn sessions_delete_expired(before: DateTime<Utc>) -> StoreResult<u64>;
+    fn verification_create(identifier: &str, value_hash: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// Single use: deletes and returns the identifier when unexpired and of this kind.
+    fn verification_consume(kind: &str, value_hash: &str) -> StoreResult<Option<String>>;
+    fn api_key_create(user_id: Uuid, name: &str, prefix: &str, key_hash: &str, scope: KeyScope, expires_at: Option<DateTime<Utc>>) -> StoreResult<ApiKeyRow>;
+    fn api_key_list(user_id: Uuid) -> StoreResult<Vec<ApiKeyRow>>;
+    fn api_key_get_by_hash(key_hash: &str) -> StoreResult<Option<ApiKeyRow>>;
+    fn api_key_revoke(user_id: Uuid, id: Uuid) -> StoreResult<Option<String>>;
+    fn api_key_touch(id: Uuid) -> StoreResult<()>;
+    fn api_key_hashes_for_user(user_id: Uuid) -> StoreResult<Vec<String>>;
+    fn device_code_create(device_code_hash: &str, user_code: &str, client_name: &str, interval_secs: i32, expires_at: DateTime<Utc>) -> StoreResult<DeviceCodeRow>;
+    fn device_code_by_user_code(user_code: &str) -> StoreResult<Option<DeviceCodeRow>>;
+    fn device_code_decide(user_code: &str, user_id: Uuid, approve: bool) -> StoreResult<bool>;
+    fn device_code_poll(device_code_hash: &str) -> StoreResult<Option<DeviceCodeRow>>;
+    fn device_code_consume(id: Uuid) -> StoreResult<bool>;
 }

@@ -65,3 +65,38 @@ impl PgStore {
 }
 
 shared_queries!(PgStore);
+
+impl PgStore {
+    /// Locks every super admin row first, so two concurrent demotions cannot both pass
+    /// the "not the last one" check.
+    pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        let supers: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role = 'super_admin' ORDER BY id FOR UPDATE")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let current = current.ok_or(StoreError::NotFound)?;
+        if current == "super_admin" && role != super::Role::SuperAdmin && supers.len() <= 1 {
+            return Err(StoreError::Constraint("last_super_admin".into()));
+        }
+        let user = sqlx::query_as::<_, super::UserRow>(
+            "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+        )
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(super::now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(user)
+    }
+}
+
+super::auth_queries::auth_queries!(PgStore);

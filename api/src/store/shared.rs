@@ -78,6 +78,14 @@ macro_rules! shared_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            pub async fn user_count_with_role(&self, role: $crate::store::Role) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE role = $1")
+                    .bind(role.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             pub async fn close(&self) {
                 self.pool.close().await
             }

@@ -62,3 +62,30 @@ impl SqliteStore {
 }
 
 shared_queries!(SqliteStore);
+
+impl SqliteStore {
+    /// One statement: SQLite runs writers one at a time, so the count it checks cannot
+    /// change underneath it.
+    pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {
+        let updated = sqlx::query_as::<_, super::UserRow>(
+            "UPDATE users SET role = $2, updated_at = $3
+             WHERE id = $1
+               AND ($2 = 'super_admin' OR role <> 'super_admin'
+                    OR (SELECT COUNT(*) FROM users WHERE role = 'super_admin') > 1)
+             RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+        )
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(super::now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        match updated {
+            Some(user) => Ok(user),
+            None if self.user_get(user_id).await?.is_some() => Err(StoreError::Constraint("last_super_admin".into())),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+super::auth_queries::auth_queries!(SqliteStore);

@@ -1,0 +1,490 @@
+//! The account flows of the app layer: sign-up, sign-in, sign-out, email verification,
+//! password reset and change, API keys, the device authorization grant, and the admin
+//! actions on users. Handlers call these; these enforce limits, rules and invariants.
+
+use chrono::Duration as ChronoDuration;
+use uuid::Uuid;
+
+use super::{Access, MINUTE, Principal, token};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::store::{ApiKeyRow, KeyScope, NewUser, Role, SessionRow, StoreError, UserRow};
+
+pub const MAX_NAME_LEN: usize = 100;
+pub const MAX_EMAIL_LEN: usize = 254;
+const EMAIL_VERIFICATION_TTL: ChronoDuration = ChronoDuration::hours(24);
+const PASSWORD_RESET_TTL: ChronoDuration = ChronoDuration::hours(1);
+pub const DEVICE_CODE_TTL_SECS: i64 = 600;
+pub const DEVICE_POLL_INTERVAL_SECS: i32 = 5;
+
+/// Who is calling, for limits and session records.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// A new session: the secret (shown once) and its row.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub token: String,
+    pub session: SessionRow,
+    pub user: UserRow,
+}
+
+/// Lower-cases and checks an email address (shape and length only; delivery proves it).
+pub fn normalize_email(raw: &str) -> AppResult<String> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || AppError::new(ErrorKind::Validation, "INVALID_EMAIL", "that is not a valid email address");
+    if email.len() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+    if local.is_empty()
+        || local.contains('@')
+        || domain.len() < 3
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+pub fn validate_name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    let len = name.chars().count();
+    if len == 0 || len > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(AppError::new(
+            ErrorKind::Validation,
+            "INVALID_NAME",
+            format!("the name must have 1 to {MAX_NAME_LEN} printable characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+async fn limit_ip(state: &AppState, action: &str, client: &Client) -> AppResult<()> {
+    let limit = state.settings().auth.rate_limit_per_minute;
+    state.limiter().check(&format!("{action}:ip:{}", client.ip), limit, MINUTE).await
+}
+
+async fn limit_email(state: &AppState, action: &str, email: &str) -> AppResult<()> {
+    let limit = state.settings().auth.rate_limit_per_email_per_minute;
+    state.limiter().check(&format!("{action}:email:{}", token::hash(email)), limit, MINUTE).await
+}
+
+pub async fn sign_up(
+    state: &AppState,
+    name: &str,
+    email: &str,
+    password: &str,
+    client: &Client,
+) -> AppResult<IssuedSession> {
+    if !state.settings().auth.signup_enabled {
+        return Err(AppError::new(ErrorKind::Forbidden, "SIGNUP_DISABLED", "sign-up is disabled on this server"));
+    }
+    limit_ip(state, "sign-up", client).await?;
+    let name = validate_name(name)?;
+    let email = normalize_email(email)?;
+    super::password::validate_new_password(password)?;
+    let hash = state.hasher().hash(password).await?;
+    let new = NewUser { email: email.clone(), name, role: Role::User, email_verified: false };
+    let user = state.store().user_create_with_password(&new, &hash).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            AppError::conflict("EMAIL_TAKEN", "an account with this email already exists; sign in instead")
+        }
+        other => other.into(),
+    })?;
+    send_verification(state, &user).await?;
+    create_session(state, user, client).await
+}
+
+pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Client) -> AppResult<IssuedSession> {
+    limit_ip(state, "sign-in", client).await?;
+    let invalid = || AppError::new(ErrorKind::Unauthenticated, "INVALID_CREDENTIALS", "wrong email or password");
+    // A malformed email is answered like a wrong one, after the same work.
+    let email = normalize_email(email).unwrap_or_default();
+    limit_email(state, "sign-in", &email).await?;
+    let user = if email.is_empty() { None } else { state.store().user_get_by_email(&email).await? };
+    let stored = match &user {
+        Some(u) => state.store().password_hash_get(u.id).await?,
+        None => None,
+    };
+    if !state.hasher().verify(password, stored.as_deref()).await {
+        return Err(invalid());
+    }
+    let user = user.ok_or_else(invalid)?;
+    if user.banned {
+        return Err(AppError::new(ErrorKind::Forbidden, "USER_BANNED", "this account has been suspended"));
+    }
+    create_session(state, user, client).await
+}
+
+pub async fn create_session(state: &AppState, user: UserRow, client: &Client) -> AppResult<IssuedSession> {
+    let token = token::generate(token::SESSION_PREFIX);
+    let expires_at = crate::store::now() + state.authenticator().session_ttl();
+    let session = state
+        .store()
+        .session_create(user.id, &token::hash(&token), expires_at, Some(&client.ip), client.user_agent.as_deref())
+        .await?;
+    Ok(IssuedSession { token, session, user })
+}
+
+/// Ends the caller's session (an API key is not a session: 400).
+pub async fn sign_out(state: &AppState, principal: &Principal) -> AppResult<()> {
+    let super::Credential::Session { token_hash, .. } = &principal.credential else {
+        return Err(AppError::bad_request("an API key cannot sign out; revoke it instead"));
+    };
+    state.store().session_delete_by_token(token_hash).await?;
+    state.authenticator().forget(std::slice::from_ref(token_hash)).await;
+    Ok(())
+}
+
+async fn send_verification(state: &AppState, user: &UserRow) -> AppResult<()> {
+    let secret = token::generate(token::VERIFICATION_PREFIX);
+    let expires = crate::store::now() + EMAIL_VERIFICATION_TTL;
+    state
+        .store()
+        .verification_create(&format!("email-verification:{}", user.id), &token::hash(&secret), expires)
+        .await?;
+    let link = format!("{}/api/auth/verify-email?token={secret}", state.public_url());
+    let body = format!(
+        "Hello {},\n\nconfirm your email address for FunMagic by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.\n",
+        user.name
+    );
+    state.mailer().send(&user.email, "Confirm your FunMagic email address", &body).await;
+    Ok(())
+}
+
+/// Sends a new verification link to the caller (rate limited like sign-in).
+pub async fn resend_verification(state: &AppState, principal: &Principal, client: &Client) -> AppResult<()> {
+    limit_ip(state, "verify", client).await?;
+    limit_email(state, "verify", &principal.user.email).await?;
+    if principal.user.email_verified {
+        return Err(AppError::conflict("ALREADY_VERIFIED", "this email address is already verified"));
+    }
+    send_verification(state, &principal.user).await
+}
+
+pub async fn verify_email(state: &AppState, secret: &str) -> AppResult<UserRow> {
+    let invalid = || AppError::new(ErrorKind::BadRequest, "INVALID_TOKEN", "this link is invalid, used or expired");
+    let identifier =
+        state.store().verification_consume("email-verification:", &token::hash(secret)).await?.ok_or_else(invalid)?;
+    let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
+    state.store().user_set_email_verified(user_id).await?;
+    state.authenticator().forget_user(user_id).await;
+    state.store().user_get(user_id).await?.ok_or_else(invalid)
+}
+
+/// Always succeeds from the caller's point of view, so it does not reveal who has an account.
+pub async fn request_password_reset(state: &AppState, email: &str, client: &Client) -> AppResult<()> {
+    limit_ip(state, "reset", client).await?;
+    let Ok(email) = normalize_email(email) else { return Ok(()) };
+    limit_email(state, "reset", &email).await?;
+    let Some(user) = state.store().user_get_by_email(&email).await? else { return Ok(()) };
+    let secret = token::generate(token::VERIFICATION_PREFIX);
+    let expires = crate::store::now() + PASSWORD_RESET_TTL;
+    state.store().verification_create(&format!("password-reset:{}", user.id), &token::hash(&secret), expires).await?;
+    let body = format!(
+        "Hello {},\n\nsomeone asked to reset your FunMagic password. Within one hour, run\n\n    funmagic auth reset-password --token {secret}\n\nor send {{\"token\": \"{secret}\", \"newPassword\": \"…\"}} to {}/api/auth/reset-password.\nIf it was not you, ignore this message: your password is unchanged.\n",
+        user.name,
+        state.public_url()
+    );
+    state.mailer().send(&user.email, "Reset your FunMagic password", &body).await;
+    Ok(())
+}
+
+/// Sets a new password from a reset token and signs out every session of the user.
+pub async fn reset_password(state: &AppState, secret: &str, new_password: &str, client: &Client) -> AppResult<()> {
+    limit_ip(state, "reset", client).await?;
+    super::password::validate_new_password(new_password)?;
+    let invalid =
+        || AppError::new(ErrorKind::BadRequest, "INVALID_TOKEN", "this reset token is invalid, used or expired");
+    let identifier =
+        state.store().verification_consume("password-reset:", &token::hash(secret)).await?.ok_or_else(invalid)?;
+    let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
+    let hash = state.hasher().hash(new_password).await?;
+    state.store().password_hash_set(user_id, &hash).await?;
+    revoke_sessions(state, user_id, None).await?;
+    Ok(())
+}
+
+/// Changes the caller's password; other sessions are signed out (`revoke_others`).
+pub async fn change_password(
+    state: &AppState,
+    principal: &Principal,
+    current: &str,
+    new_password: &str,
+    revoke_others: bool,
+    client: &Client,
+) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    limit_ip(state, "sign-in", client).await?;
+    super::password::validate_new_password(new_password)?;
+    let stored = state.store().password_hash_get(principal.user_id()).await?;
+    if !state.hasher().verify(current, stored.as_deref()).await {
+        return Err(AppError::new(ErrorKind::Unauthenticated, "INVALID_CREDENTIALS", "the current password is wrong"));
+    }
+    let hash = state.hasher().hash(new_password).await?;
+    state.store().password_hash_set(principal.user_id(), &hash).await?;
+    if revoke_others {
+        revoke_sessions(state, principal.user_id(), principal.session_id()).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a user's sessions (except `keep`) and drops them from every cache.
+pub async fn revoke_sessions(state: &AppState, user_id: Uuid, keep: Option<Uuid>) -> AppResult<usize> {
+    let hashes = state.store().sessions_delete_for_user(user_id, keep).await?;
+    state.authenticator().forget(&hashes).await;
+    state.authenticator().forget_user(user_id).await;
+    Ok(hashes.len())
+}
+
+fn parse_identifier(identifier: &str) -> Option<Uuid> {
+    identifier.rsplit_once(':').and_then(|(_, id)| Uuid::parse_str(id).ok())
+}
+
+/// A new API key: the secret (shown once) and its row.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub secret: String,
+    pub key: ApiKeyRow,
+}
+
+pub async fn api_key_create(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    scope: KeyScope,
+    expires_in_days: Option<u32>,
+) -> AppResult<IssuedKey> {
+    principal.require(Access::Write)?;
+    let name = validate_name(name)?;
+    if scope == KeyScope::Admin {
+        principal.require(Access::Admin).map_err(|_| {
+            AppError::new(ErrorKind::Forbidden, "FORBIDDEN", "only admins can create keys with the admin scope")
+        })?;
+    }
+    if principal.scope() < scope {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "INSUFFICIENT_SCOPE",
+            "a key cannot create a key with more scope than its own",
+        ));
+    }
+    if expires_in_days == Some(0) || expires_in_days.is_some_and(|d| d > 3650) {
+        return Err(AppError::validation("expiresInDays must be between 1 and 3650"));
+    }
+    if state.store().api_key_list(principal.user_id()).await?.len() >= 100 {
+        return Err(AppError::conflict("TOO_MANY_KEYS", "revoke an API key before creating more than 100"));
+    }
+    let secret = token::generate(token::API_KEY_PREFIX);
+    let prefix: String = secret.chars().take(12).collect();
+    let expires_at = expires_in_days.map(|d| crate::store::now() + ChronoDuration::days(i64::from(d)));
+    let key = state
+        .store()
+        .api_key_create(principal.user_id(), &name, &prefix, &token::hash(&secret), scope, expires_at)
+        .await?;
+    Ok(IssuedKey { secret, key })
+}
+
+pub async fn api_key_revoke(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    let hash =
+        state.store().api_key_revoke(principal.user_id(), id).await?.ok_or_else(|| AppError::not_found("API key"))?;
+    state.authenticator().forget(&[hash]).await;
+    Ok(())
+}
+
+/// RFC 8628 §3.2: a new device code and the user code a person types on the approval page.
+pub async fn device_code_create(
+    state: &AppState,
+    client_name: &str,
+    client: &Client,
+) -> AppResult<(String, crate::store::DeviceCodeRow)> {
+    limit_ip(state, "device-code", client).await?;
+    let client_name: String = client_name.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    let client_name = if client_name.is_empty() { "funmagic".to_string() } else { client_name };
+    let device_code = token::generate(token::DEVICE_CODE_PREFIX);
+    let expires = crate::store::now() + ChronoDuration::seconds(DEVICE_CODE_TTL_SECS);
+    for _ in 0..5 {
+        match state
+            .store()
+            .device_code_create(
+                &token::hash(&device_code),
+                &token::user_code(),
+                &client_name,
+                DEVICE_POLL_INTERVAL_SECS,
+                expires,
+            )
+            .await
+        {
+            Ok(row) => return Ok((device_code, row)),
+            Err(StoreError::Conflict(_)) => continue, // user code collision: draw again
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::unavailable("could not allocate a device code; try again"))
+}
+
+/// The outcome of one token poll (RFC 8628 §3.5).
+#[derive(Debug)]
+pub enum DevicePoll {
+    Granted(IssuedSession),
+    Pending,
+    SlowDown,
+    Denied,
+    Expired,
+}
+
+pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Client) -> AppResult<DevicePoll> {
+    limit_ip(state, "device-token", client).await.map_err(|mut e| {
+        e.code = "SLOW_DOWN".into();
+        e
+    })?;
+    let Some(row) = state.store().device_code_poll(&token::hash(device_code)).await? else {
+        return Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "unknown device code"));
+    };
+    let now = crate::store::now();
+    if row.expires_at <= now {
+        return Ok(DevicePoll::Expired);
+    }
+    match row.status.as_str() {
+        "denied" => Ok(DevicePoll::Denied),
+        "consumed" => Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "this device code was already used")),
+        "approved" => {
+            let user_id = row.user_id.ok_or_else(|| AppError::internal("approved device code without user"))?;
+            if !state.store().device_code_consume(row.id).await? {
+                return Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "this device code was already used"));
+            }
+            let user = state.store().user_get(user_id).await?.ok_or_else(|| AppError::not_found("user"))?;
+            if user.banned {
+                return Ok(DevicePoll::Denied);
+            }
+            Ok(DevicePoll::Granted(create_session(state, user, client).await?))
+        }
+        _ => {
+            let too_fast = row.last_polled_at.is_some_and(|t| {
+                now - t < ChronoDuration::seconds(i64::from(row.interval_secs)) - ChronoDuration::milliseconds(500)
+            });
+            Ok(if too_fast { DevicePoll::SlowDown } else { DevicePoll::Pending })
+        }
+    }
+}
+
+/// A signed-in person approves (or denies) the code shown by their CLI.
+pub async fn device_decide(
+    state: &AppState,
+    principal: &Principal,
+    user_code: &str,
+    approve: bool,
+) -> AppResult<String> {
+    principal.require(Access::Write)?;
+    let invalid = || {
+        AppError::new(
+            ErrorKind::NotFound,
+            "INVALID_USER_CODE",
+            "no pending sign-in request has that code; it may have expired",
+        )
+    };
+    let code = token::normalize_user_code(user_code).ok_or_else(invalid)?;
+    let row = state.store().device_code_by_user_code(&code).await?.ok_or_else(invalid)?;
+    if !state.store().device_code_decide(&code, principal.user_id(), approve).await? {
+        return Err(invalid());
+    }
+    Ok(row.client_name)
+}
+
+// ── admin actions ────────────────────────────────────────────────────────────────────
+
+/// The target user, visible to admins only (404 otherwise, as for any missing user).
+pub async fn admin_user_get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<UserRow> {
+    principal.require(Access::Admin)?;
+    state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))
+}
+
+pub async fn admin_set_role(state: &AppState, principal: &Principal, id: Uuid, role: Role) -> AppResult<UserRow> {
+    principal.require(Access::SuperAdmin)?;
+    let user = state.store().user_set_role(id, role).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("user"),
+        StoreError::Constraint(c) if c == "last_super_admin" => {
+            AppError::conflict("LAST_SUPER_ADMIN", "the last super admin cannot be demoted; promote another one first")
+        }
+        other => other.into(),
+    })?;
+    state.authenticator().forget_user(id).await;
+    Ok(user)
+}
+
+/// Bans or unbans; a ban ends every session at once. Admins may ban users; only a super
+/// admin may ban an admin; nobody bans themselves or a super admin.
+pub async fn admin_set_banned(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    banned: bool,
+    reason: Option<&str>,
+) -> AppResult<UserRow> {
+    let target = admin_user_get(state, principal, id).await?;
+    if target.id == principal.user_id() {
+        return Err(AppError::conflict("CANNOT_BAN_SELF", "you cannot ban yourself"));
+    }
+    match target.role() {
+        Role::SuperAdmin => return Err(AppError::forbidden()),
+        Role::Admin => principal.require(Access::SuperAdmin)?,
+        Role::User => {}
+    }
+    let reason: Option<String> = reason.map(|r| r.trim().chars().take(500).collect());
+    let user = state
+        .store()
+        .user_set_banned(id, banned, if banned { reason.as_deref() } else { None })
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    state.authenticator().forget_user(id).await;
+    if banned {
+        revoke_sessions(state, id, None).await?;
+    }
+    Ok(user)
+}
+
+pub async fn admin_revoke_sessions(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<usize> {
+    let target = admin_user_get(state, principal, id).await?;
+    if target.role() >= Role::Admin && target.id != principal.user_id() {
+        principal.require(Access::SuperAdmin)?;
+    }
+    revoke_sessions(state, id, None).await
+}
+
+/// Creates (or promotes and re-passwords) a super admin: the bootstrap path.
+pub async fn ensure_super_admin(state: &AppState, email: &str, name: &str, password: &str) -> AppResult<UserRow> {
+    let email = normalize_email(email)?;
+    super::password::validate_new_password(password)?;
+    let hash = state.hasher().hash(password).await?;
+    let user = match state.store().user_get_by_email(&email).await? {
+        Some(user) => {
+            state.store().password_hash_set(user.id, &hash).await?;
+            state.store().user_set_role(user.id, Role::SuperAdmin).await?
+        }
+        None => {
+            let new = NewUser { email, name: validate_name(name)?, role: Role::SuperAdmin, email_verified: true };
+            state.store().user_create_with_password(&new, &hash).await?
+        }
+    };
+    state.authenticator().forget_user(user.id).await;
+    Ok(user)
+}
+
+/// Embedded first start: when there is no super admin yet, create one and return the
+/// generated password so it can be printed once.
+pub async fn bootstrap_admin(state: &AppState) -> AppResult<Option<(String, String)>> {
+    if state.store().user_count_with_role(Role::SuperAdmin).await? > 0 {
+        return Ok(None);
+    }
+    let email = "admin@funmagic.local".to_string();
+    let password = token::generate("").chars().take(20).collect::<String>();
+    ensure_super_admin(state, &email, "Administrator", &password).await?;
+    Ok(Some((email, password)))
+}

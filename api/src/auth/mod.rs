@@ -1,0 +1,380 @@
+//! Authentication and authorization: who is asking ([`Principal`]), and whether they may
+//! ([`Access`]). Credentials are session tokens (`fms_…`, as a Bearer header or the
+//! HttpOnly cookie) and API keys (`fmk_…`, Bearer only). Cookie-authenticated writes must
+//! pass the CSRF origin check. In scale-out mode resolved principals are cached in Redis
+//! for a short TTL, with a per-user generation counter so that a ban, role change or
+//! revocation takes effect at once on every API process.
+
+pub mod flows;
+pub mod mail;
+pub mod password;
+pub mod ratelimit;
+pub mod token;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem::http::Method;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::AuthSettings;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::redis_conn::RedisHandle;
+use crate::store::{KeyScope, Role, Store, UserRow};
+
+/// Name of the session cookie (better-auth's is `better-auth.session_token`).
+pub const SESSION_COOKIE: &str = "funmagic.session_token";
+/// How long a resolved principal may be served from the Redis cache.
+const CACHE_TTL_SECS: u64 = 60;
+/// A session is extended when it was last extended longer ago than this.
+const SESSION_UPDATE_AGE: chrono::Duration = chrono::Duration::days(1);
+
+/// What an operation needs of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any authenticated caller (read-only keys included).
+    Read,
+    /// Changes the caller's own data: sessions, `write` and `admin` keys.
+    Write,
+    /// `/api/admin/*`: role admin or super_admin, and not through a read/write key.
+    Admin,
+    /// Roles and providers: super_admin only.
+    SuperAdmin,
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Credential {
+    Session { id: Uuid, token_hash: String, expires_at: DateTime<Utc> },
+    ApiKey { id: Uuid, token_hash: String, scope: String },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Principal {
+    pub user: UserRow,
+    pub credential: Credential,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> Uuid {
+        self.user.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.user.role()
+    }
+
+    /// The effective scope: a session acts with everything its user's role allows; a key
+    /// with its own scope, capped by the role (an admin key of a demoted admin is `write`).
+    pub fn scope(&self) -> KeyScope {
+        let role_cap = if self.role() >= Role::Admin { KeyScope::Admin } else { KeyScope::Write };
+        match &self.credential {
+            Credential::Session { .. } => role_cap,
+            Credential::ApiKey { scope, .. } => KeyScope::parse(scope).unwrap_or(KeyScope::Read).min(role_cap),
+        }
+    }
+
+    pub fn session_id(&self) -> Option<Uuid> {
+        match &self.credential {
+            Credential::Session { id, .. } => Some(*id),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// Checks `access`; the error says whether the role or the key's scope is lacking.
+    pub fn require(&self, access: Access) -> AppResult<()> {
+        let scope_error = |needed: &str| {
+            AppError::new(
+                ErrorKind::Forbidden,
+                "INSUFFICIENT_SCOPE",
+                format!("this API key's scope does not allow this; it needs scope '{needed}'"),
+            )
+        };
+        match access {
+            Access::Read => Ok(()),
+            Access::Write if self.scope() >= KeyScope::Write => Ok(()),
+            Access::Write => Err(scope_error("write")),
+            Access::Admin | Access::SuperAdmin => {
+                let role_ok = match access {
+                    Access::SuperAdmin => self.role() == Role::SuperAdmin,
+                    _ => self.role() >= Role::Admin,
+                };
+                if !role_ok {
+                    Err(AppError::forbidden())
+                } else if self.scope() < KeyScope::Admin {
+                    Err(scope_error("admin"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Admins read any user's data; everyone else only their own. Not yours → 404, so ids
+    /// do not leak.
+    pub fn can_see_user(&self, owner: Uuid) -> bool {
+        owner == self.user.id || (self.role() >= Role::Admin && self.scope() >= KeyScope::Admin)
+    }
+}
+
+/// A presented credential: the secret and where it came from.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub secret: String,
+    pub from_cookie: bool,
+}
+
+/// Reads the credential of a request: `Authorization: Bearer` first, then the cookie.
+pub fn presented(req: &Request) -> Option<Presented> {
+    if let Some(value) = req.headers().get(poem::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, secret) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| Presented { secret: secret.trim().to_string(), from_cookie: false });
+    }
+    req.cookie().get(SESSION_COOKIE).map(|c| Presented { secret: c.value_str().to_string(), from_cookie: true })
+}
+
+/// The client address used for rate limits and session records.
+pub fn client_ip(req: &Request) -> String {
+    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+pub fn user_agent(req: &Request) -> Option<String> {
+    req.headers()
+        .get(poem::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
+}
+
+/// CSRF defence for cookie-authenticated unsafe requests: the `Origin` (or, failing that,
+/// `Referer`) must be this server (same host as `Host`), its public URL, or a trusted origin.
+pub fn check_csrf(req: &Request, settings: &AuthSettings, public_url: Option<&str>) -> AppResult<()> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name| req.headers().get(name).and_then(|v: &poem::http::HeaderValue| v.to_str().ok());
+    let origin = header(poem::http::header::ORIGIN)
+        .filter(|o| *o != "null")
+        .map(str::to_string)
+        .or_else(|| header(poem::http::header::REFERER).and_then(origin_of));
+    let rejected = || {
+        AppError::new(
+            ErrorKind::Forbidden,
+            "CSRF_REJECTED",
+            "cookie-authenticated requests must come from this site (Origin check failed); API clients should send Authorization: Bearer",
+        )
+    };
+    let Some(origin) = origin else { return Err(rejected()) };
+    let origin = origin.trim_end_matches('/');
+    let host = header(poem::http::header::HOST);
+    let same_host =
+        host.is_some_and(|h| origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h)));
+    let listed = public_url.and_then(origin_of).is_some_and(|p| p.eq_ignore_ascii_case(origin))
+        || settings.trusted_origins.iter().any(|t| t.eq_ignore_ascii_case(origin));
+    if same_host || listed { Ok(()) } else { Err(rejected()) }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+/// Resolves credentials to principals, with the Redis cache in scale-out mode.
+#[derive(Debug)]
+pub struct Authenticator {
+    store: Store,
+    redis: Option<RedisHandle>,
+    session_ttl: chrono::Duration,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, redis: Option<RedisHandle>, settings: &AuthSettings) -> Self {
+        Self { store, redis, session_ttl: chrono::Duration::days(i64::from(settings.session_ttl_days)) }
+    }
+
+    pub fn session_ttl(&self) -> chrono::Duration {
+        self.session_ttl
+    }
+
+    /// The principal behind a secret, or 401/403 with a precise code.
+    ///
+    /// Cache protocol (scale-out): on a miss, the credential row is read first, then the
+    /// user's generation, then the user row; the entry is stored with that generation.
+    /// A user-level change writes the database and *then* bumps the generation, so an entry
+    /// built from a stale user row always carries a stale generation. Revoking a single
+    /// credential leaves a tombstone that outlives any entry written concurrently.
+    pub async fn resolve(&self, secret: &str) -> AppResult<Principal> {
+        let is_key = secret.starts_with(token::API_KEY_PREFIX);
+        if !is_key && !secret.starts_with(token::SESSION_PREFIX) {
+            return Err(invalid_token());
+        }
+        let hash = token::hash(secret);
+        if let Some(principal) = self.cache_get(&hash).await {
+            return Ok(principal);
+        }
+        let (principal, generation) =
+            if is_key { self.resolve_key(&hash).await? } else { self.resolve_session(&hash).await? };
+        if principal.user.banned {
+            return Err(banned());
+        }
+        self.cache_put(&hash, &principal, generation).await;
+        Ok(principal)
+    }
+
+    async fn resolve_session(&self, hash: &str) -> AppResult<(Principal, i64)> {
+        let session = self.store.session_get_by_token(hash).await?.ok_or_else(invalid_token)?;
+        let now = crate::store::now();
+        if session.expires_at <= now {
+            let _ = self.store.session_delete_by_token(hash).await;
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                "SESSION_EXPIRED",
+                "the session has expired; sign in again",
+            ));
+        }
+        let generation = self.generation(session.user_id).await;
+        let user = self.store.user_get(session.user_id).await?.ok_or_else(invalid_token)?;
+        let mut expires_at = session.expires_at;
+        // Rolling expiry, written at most once a day per session.
+        if session.expires_at - now < self.session_ttl - SESSION_UPDATE_AGE {
+            expires_at = now + self.session_ttl;
+            self.store.session_extend(session.id, expires_at).await?;
+        }
+        let credential = Credential::Session { id: session.id, token_hash: hash.to_string(), expires_at };
+        Ok((Principal { user, credential }, generation))
+    }
+
+    async fn resolve_key(&self, hash: &str) -> AppResult<(Principal, i64)> {
+        let key = self.store.api_key_get_by_hash(hash).await?.ok_or_else(invalid_token)?;
+        let now = crate::store::now();
+        if key.revoked_at.is_some() {
+            return Err(AppError::new(ErrorKind::Unauthenticated, "API_KEY_REVOKED", "this API key has been revoked"));
+        }
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Err(AppError::new(ErrorKind::Unauthenticated, "API_KEY_EXPIRED", "this API key has expired"));
+        }
+        let generation = self.generation(key.user_id).await;
+        let user = self.store.user_get(key.user_id).await?.ok_or_else(invalid_token)?;
+        if key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60)) {
+            self.store.api_key_touch(key.id).await?;
+        }
+        let credential = Credential::ApiKey { id: key.id, token_hash: hash.to_string(), scope: key.scope };
+        Ok((Principal { user, credential }, generation))
+    }
+
+    /// Drops credentials from the cache on every API process (sign-out, revocation): a
+    /// tombstone outlives any entry a concurrent request may still write.
+    pub async fn forget(&self, token_hashes: &[String]) {
+        let Some(redis) = &self.redis else { return };
+        if token_hashes.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for hash in token_hashes {
+            pipe.cmd("SET")
+                .arg(redis.key(&format!("revoked:{hash}")))
+                .arg(1)
+                .arg("EX")
+                .arg(CACHE_TTL_SECS * 2)
+                .ignore();
+            pipe.cmd("DEL").arg(redis.key(&format!("principal:{hash}"))).ignore();
+        }
+        let mut conn = redis.conn();
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::error!(error = %e, "could not drop revoked credentials from the cache");
+        }
+    }
+
+    /// Invalidates every cached credential of a user (ban, role or password change). Call
+    /// it after the database change.
+    pub async fn forget_user(&self, user_id: Uuid) {
+        let Some(redis) = &self.redis else { return };
+        let key = redis.key(&format!("user-gen:{user_id}"));
+        let mut conn = redis.conn();
+        let result: Result<(), _> = redis::pipe()
+            .cmd("INCR")
+            .arg(&key)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(CACHE_TTL_SECS * 10)
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not invalidate cached credentials");
+        }
+    }
+
+    async fn generation(&self, user_id: Uuid) -> i64 {
+        let Some(redis) = &self.redis else { return 0 };
+        let mut conn = redis.conn();
+        redis::cmd("GET")
+            .arg(redis.key(&format!("user-gen:{user_id}")))
+            .query_async::<Option<i64>>(&mut conn)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    async fn cache_get(&self, hash: &str) -> Option<Principal> {
+        let redis = self.redis.as_ref()?;
+        let mut conn = redis.conn();
+        let (raw, revoked): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(redis.key(&format!("principal:{hash}")))
+            .arg(redis.key(&format!("revoked:{hash}")))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        if revoked.is_some() {
+            return None;
+        }
+        let cached: CachedPrincipal = serde_json::from_str(&raw?).ok()?;
+        if let Credential::Session { expires_at, .. } = &cached.principal.credential
+            && *expires_at <= crate::store::now()
+        {
+            return None;
+        }
+        let current = self.generation(cached.principal.user.id).await;
+        (cached.generation == current).then_some(cached.principal)
+    }
+
+    async fn cache_put(&self, hash: &str, principal: &Principal, generation: i64) {
+        let Some(redis) = &self.redis else { return };
+        let Ok(json) = serde_json::to_string(&CachedPrincipal { principal: principal.clone(), generation }) else {
+            return;
+        };
+        let mut conn = redis.conn();
+        let _: Result<(), _> = redis::cmd("SET")
+            .arg(redis.key(&format!("principal:{hash}")))
+            .arg(json)
+            .arg("EX")
+            .arg(CACHE_TTL_SECS)
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedPrincipal {
+    principal: Principal,
+    generation: i64,
+}
+
+fn invalid_token() -> AppError {
+    AppError::new(ErrorKind::Unauthenticated, "INVALID_TOKEN", "the token is invalid, revoked or expired")
+}
+
+fn banned() -> AppError {
+    AppError::new(ErrorKind::Forbidden, "USER_BANNED", "this account has been suspended")
+}
+
+/// `Duration` helper for rate-limit windows.
+pub const MINUTE: Duration = Duration::from_secs(60);

@@ -1,0 +1,138 @@
+//! `/api/admin/*`: user administration. Admin or super_admin (with a session or an
+//! admin-scoped key); role changes are super_admin only.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::models::{User, UserRole};
+use super::security::Auth;
+use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::flows;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserList {
+    pub users: Vec<User>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SetRoleRequest {
+    pub role: UserRole,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct BanRequest {
+    /// Shown to admins; at most 500 characters are kept.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RevokedSessions {
+    pub revoked: u64,
+}
+
+pub struct AdminApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// Lists users, optionally filtered by a substring of email or name.
+    #[oai(path = "/api/admin/users", method = "get", operation_id = "admin_user_list")]
+    async fn user_list(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        q: Query<Option<String>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<UserList>> {
+        let principal = auth.principal(&state, req).await?;
+        principal.require(Access::Admin)?;
+        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let query = q.0.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        let mut users = state.store().user_search(query, cursor.0, limit + 1).await?;
+        let next_cursor = if users.len() as i64 > limit {
+            users.truncate(limit as usize);
+            users.last().map(|u| u.id)
+        } else {
+            None
+        };
+        Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// One user.
+    #[oai(path = "/api/admin/users/:id", method = "get", operation_id = "admin_user_get")]
+    async fn user_get(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<User>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(flows::admin_user_get(&state, &principal, id.0).await?.into()))
+    }
+
+    /// Changes a user's role (super_admin only; the last super_admin cannot be demoted).
+    #[oai(path = "/api/admin/users/:id/role", method = "post", operation_id = "admin_user_role_set")]
+    async fn user_role_set(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: Json<SetRoleRequest>,
+    ) -> Result<Json<User>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(flows::admin_set_role(&state, &principal, id.0, body.role.into()).await?.into()))
+    }
+
+    /// Bans a user: their sessions end and their API keys stop working at once.
+    #[oai(path = "/api/admin/users/:id/ban", method = "post", operation_id = "admin_user_ban")]
+    async fn user_ban(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: Json<BanRequest>,
+    ) -> Result<Json<User>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(flows::admin_set_banned(&state, &principal, id.0, true, body.reason.as_deref()).await?.into()))
+    }
+
+    /// Lifts a ban.
+    #[oai(path = "/api/admin/users/:id/unban", method = "post", operation_id = "admin_user_unban")]
+    async fn user_unban(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<User>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(flows::admin_set_banned(&state, &principal, id.0, false, None).await?.into()))
+    }
+
+    /// Signs a user out everywhere.
+    #[oai(path = "/api/admin/users/:id/revoke-sessions", method = "post", operation_id = "admin_user_sessions_revoke")]
+    async fn user_sessions_revoke(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<RevokedSessions>> {
+        let principal = auth.principal(&state, req).await?;
+        let revoked = flows::admin_revoke_sessions(&state, &principal, id.0).await? as u64;
+        Ok(Json(RevokedSessions { revoked }))
+    }
+}

@@ -1,0 +1,399 @@
+//! `/api/auth/*`: better-auth's route names for email + password, sessions, verification
+//! and reset; API keys; the RFC 8628 device authorization grant for the CLI.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
+use super::security::Auth;
+use crate::app::AppState;
+use crate::auth::flows::{self, Client, DevicePoll, IssuedSession};
+use crate::auth::{Credential, SESSION_COOKIE, client_ip, user_agent};
+use crate::error::{AppError, ErrorKind};
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+fn client(req: &Request) -> Client {
+    Client { ip: client_ip(req), user_agent: user_agent(req) }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SignUpRequest {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SignInRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// A new session: `token` is the bearer secret (shown once; the web gets it as a cookie).
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AuthResponse {
+    pub token: String,
+    pub user: User,
+    pub session: Session,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum SignedIn {
+    /// Signed in; the session cookie is set too.
+    #[oai(status = 200)]
+    Ok(Json<AuthResponse>, #[oai(header = "Set-Cookie")] String),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum SignedOut {
+    /// Signed out; the session cookie is cleared.
+    #[oai(status = 200)]
+    Ok(Json<Success>, #[oai(header = "Set-Cookie")] String),
+}
+
+/// The caller: their user, and the session or API key they authenticated with.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub user: User,
+    /// Present when authenticated with a session.
+    pub session: Option<SessionSummary>,
+    /// Present when authenticated with an API key.
+    pub api_key_id: Option<Uuid>,
+    /// The effective scope of this credential.
+    pub scope: ApiKeyScope,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub id: Uuid,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ResetPasswordRequest {
+    pub token: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+    /// Sign out every other session (default true).
+    pub revoke_other_sessions: Option<bool>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    pub scope: ApiKeyScope,
+    /// Days until the key stops working (1–3650); none: never.
+    pub expires_in_days: Option<u32>,
+}
+
+/// The new key's secret is in `key`, shown this once.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    pub key: String,
+    pub api_key: ApiKey,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// RFC 8628 §3.1 (field names as in the RFC).
+#[derive(Debug, Object)]
+pub struct DeviceCodeRequest {
+    /// Shown to the person approving, e.g. `funmagic-cli on laptop`.
+    pub client_id: Option<String>,
+}
+
+/// RFC 8628 §3.2.
+#[derive(Debug, Object)]
+pub struct DeviceCodeResponse {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i32,
+}
+
+/// RFC 8628 §3.4.
+#[derive(Debug, Object)]
+pub struct DeviceTokenRequest {
+    /// `urn:ietf:params:oauth:grant-type:device_code`.
+    pub grant_type: String,
+    pub device_code: String,
+}
+
+/// RFC 6749 §5.1 access token response; the token is a session token.
+#[derive(Debug, Object)]
+pub struct DeviceTokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeviceApproveRequest {
+    pub user_code: String,
+    /// false denies the request.
+    pub approve: bool,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeviceApproveResponse {
+    pub approved: bool,
+    /// The client that asked, as it named itself.
+    pub client_name: String,
+}
+
+pub struct AuthApi;
+
+fn session_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
+    let secure = if state.public_url().starts_with("https://") { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+}
+
+fn signed_in(state: &AppState, issued: IssuedSession) -> SignedIn {
+    let max_age = (issued.session.expires_at - crate::store::now()).num_seconds().max(0);
+    let cookie = session_cookie(state, &issued.token, max_age);
+    SignedIn::Ok(
+        Json(AuthResponse { token: issued.token, user: issued.user.into(), session: issued.session.into() }),
+        cookie,
+    )
+}
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Creates an account with email and password, and signs it in.
+    #[oai(path = "/api/auth/sign-up/email", method = "post", operation_id = "auth_sign_up_email")]
+    async fn sign_up(&self, state: Data<&AppState>, req: &Request, body: Json<SignUpRequest>) -> Result<SignedIn> {
+        let issued = flows::sign_up(&state, &body.name, &body.email, &body.password, &client(req)).await?;
+        Ok(signed_in(&state, issued))
+    }
+
+    /// Signs in with email and password.
+    #[oai(path = "/api/auth/sign-in/email", method = "post", operation_id = "auth_sign_in_email")]
+    async fn sign_in(&self, state: Data<&AppState>, req: &Request, body: Json<SignInRequest>) -> Result<SignedIn> {
+        let issued = flows::sign_in(&state, &body.email, &body.password, &client(req)).await?;
+        Ok(signed_in(&state, issued))
+    }
+
+    /// Ends the current session.
+    #[oai(path = "/api/auth/sign-out", method = "post", operation_id = "auth_sign_out")]
+    async fn sign_out(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<SignedOut> {
+        let principal = auth.principal(&state, req).await?;
+        flows::sign_out(&state, &principal).await?;
+        Ok(SignedOut::Ok(Success::ok(), session_cookie(&state, "", 0)))
+    }
+
+    /// The caller's user and credential.
+    #[oai(path = "/api/auth/get-session", method = "get", operation_id = "auth_session_get")]
+    async fn get_session(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<SessionInfo>> {
+        let principal = auth.principal(&state, req).await?;
+        let scope = principal.scope().into();
+        let (session, api_key_id) = match &principal.credential {
+            Credential::Session { id, expires_at, .. } => {
+                (Some(SessionSummary { id: *id, expires_at: *expires_at }), None)
+            }
+            Credential::ApiKey { id, .. } => (None, Some(*id)),
+        };
+        Ok(Json(SessionInfo { user: principal.user.into(), session, api_key_id, scope }))
+    }
+
+    /// Sends a new email verification link to the caller.
+    #[oai(path = "/api/auth/send-verification-email", method = "post", operation_id = "auth_verification_email_send")]
+    async fn send_verification(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<Success>> {
+        let principal = auth.principal(&state, req).await?;
+        flows::resend_verification(&state, &principal, &client(req)).await?;
+        Ok(Success::ok())
+    }
+
+    /// Confirms an email address with the token from the verification link.
+    #[oai(path = "/api/auth/verify-email", method = "get", operation_id = "auth_email_verify")]
+    async fn verify_email(&self, state: Data<&AppState>, token: Query<String>) -> Result<Json<User>> {
+        Ok(Json(flows::verify_email(&state, &token).await?.into()))
+    }
+
+    /// Mails a password-reset token if the address has an account (the answer is the same either way).
+    #[oai(path = "/api/auth/request-password-reset", method = "post", operation_id = "auth_password_reset_request")]
+    async fn request_reset(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordResetRequest>,
+    ) -> Result<Json<Success>> {
+        flows::request_password_reset(&state, &body.email, &client(req)).await?;
+        Ok(Success::ok())
+    }
+
+    /// Sets a new password with a reset token; every session of the account is signed out.
+    #[oai(path = "/api/auth/reset-password", method = "post", operation_id = "auth_password_reset")]
+    async fn reset(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<ResetPasswordRequest>,
+    ) -> Result<Json<Success>> {
+        flows::reset_password(&state, &body.token, &body.new_password, &client(req)).await?;
+        Ok(Success::ok())
+    }
+
+    /// Changes the caller's password.
+    #[oai(path = "/api/auth/change-password", method = "post", operation_id = "auth_password_change")]
+    async fn change_password(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<Json<Success>> {
+        let principal = auth.principal(&state, req).await?;
+        let revoke = body.revoke_other_sessions.unwrap_or(true);
+        flows::change_password(&state, &principal, &body.current_password, &body.new_password, revoke, &client(req))
+            .await?;
+        Ok(Success::ok())
+    }
+
+    /// Creates an API key; its secret is returned this once.
+    #[oai(path = "/api/auth/api-keys", method = "post", operation_id = "auth_api_key_create")]
+    async fn api_key_create(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<CreateApiKeyRequest>,
+    ) -> Result<Json<CreatedApiKey>> {
+        let principal = auth.principal(&state, req).await?;
+        let issued =
+            flows::api_key_create(&state, &principal, &body.name, body.scope.into(), body.expires_in_days).await?;
+        Ok(Json(CreatedApiKey { key: issued.secret, api_key: issued.key.into() }))
+    }
+
+    /// The caller's live API keys.
+    #[oai(path = "/api/auth/api-keys", method = "get", operation_id = "auth_api_key_list")]
+    async fn api_key_list(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<ApiKeyList>> {
+        let principal = auth.principal(&state, req).await?;
+        let keys = state.store().api_key_list(principal.user_id()).await?;
+        Ok(Json(ApiKeyList { api_keys: keys.into_iter().map(Into::into).collect() }))
+    }
+
+    /// Revokes one of the caller's API keys; it stops working at once.
+    #[oai(path = "/api/auth/api-keys/:id", method = "delete", operation_id = "auth_api_key_revoke")]
+    async fn api_key_revoke(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Success>> {
+        let principal = auth.principal(&state, req).await?;
+        flows::api_key_revoke(&state, &principal, id.0).await?;
+        Ok(Success::ok())
+    }
+
+    /// RFC 8628 device authorization request (used by `funmagic auth login`).
+    #[oai(path = "/api/auth/device/code", method = "post", operation_id = "auth_device_code_create")]
+    async fn device_code(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<DeviceCodeRequest>,
+    ) -> Result<Json<DeviceCodeResponse>> {
+        let name = body.client_id.clone().unwrap_or_default();
+        let (device_code, row) = flows::device_code_create(&state, &name, &client(req)).await?;
+        let uri = format!("{}/device", state.public_url());
+        Ok(Json(DeviceCodeResponse {
+            device_code,
+            verification_uri_complete: format!("{uri}?user_code={}", row.user_code),
+            verification_uri: uri,
+            user_code: row.user_code,
+            expires_in: flows::DEVICE_CODE_TTL_SECS,
+            interval: row.interval_secs,
+        }))
+    }
+
+    /// RFC 8628 device access token request. While waiting, answers 400 with `error`
+    /// `authorization_pending` or `slow_down`; then `access_denied` or `expired_token`.
+    #[oai(path = "/api/auth/device/token", method = "post", operation_id = "auth_device_token_create")]
+    async fn device_token(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<DeviceTokenRequest>,
+    ) -> Result<Json<DeviceTokenResponse>> {
+        if body.grant_type != "urn:ietf:params:oauth:grant-type:device_code" {
+            return Err(rfc_error(
+                "unsupported_grant_type",
+                "grant_type must be urn:ietf:params:oauth:grant-type:device_code",
+            ));
+        }
+        match flows::device_token_poll(&state, &body.device_code, &client(req)).await {
+            Err(e) if e.code == "SLOW_DOWN" => {
+                Err(rfc_error("slow_down", "polling too fast; wait longer between requests"))
+            }
+            Err(e) if e.code == "INVALID_GRANT" => Err(rfc_error("invalid_grant", &e.message)),
+            Err(e) => Err(e.into()),
+            Ok(DevicePoll::Pending) => Err(rfc_error("authorization_pending", "waiting for the user to approve")),
+            Ok(DevicePoll::SlowDown) => Err(rfc_error("slow_down", "polling too fast; wait longer between requests")),
+            Ok(DevicePoll::Denied) => Err(rfc_error("access_denied", "the request was denied")),
+            Ok(DevicePoll::Expired) => Err(rfc_error("expired_token", "the device code expired; start again")),
+            Ok(DevicePoll::Granted(issued)) => Ok(Json(DeviceTokenResponse {
+                expires_in: (issued.session.expires_at - crate::store::now()).num_seconds(),
+                access_token: issued.token,
+                token_type: "Bearer".into(),
+            })),
+        }
+    }
+
+    /// Approves (or denies) a device sign-in request by its user code, as the caller.
+    #[oai(path = "/api/auth/device/approve", method = "post", operation_id = "auth_device_approve")]
+    async fn device_approve(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<DeviceApproveRequest>,
+    ) -> Result<Json<DeviceApproveResponse>> {
+        let principal = auth.principal(&state, req).await?;
+        let client_name = flows::device_decide(&state, &principal, &body.user_code, body.approve).await?;
+        Ok(Json(DeviceApproveResponse { approved: body.approve, client_name }))
+    }
+}
+
+/// An RFC 6749 §5.2 error: `error` is the RFC's code, `code` ours, details say more.
+fn rfc_error(error: &str, description: &str) -> ErrorResponse {
+    let mut err = AppError::new(ErrorKind::BadRequest, "DEVICE_FLOW", error.to_string());
+    err.code = error.to_ascii_uppercase().into();
+    err.details = Some(serde_json::json!({ "error_description": description }));
+    err.into()
+}

@@ -1,0 +1,515 @@
+//! Auth queries both engines accept: sessions, accounts, verifications, API keys, device
+//! codes. Expanded per engine by [`auth_queries!`], like `shared.rs`.
+
+macro_rules! auth_queries {
+    ($store:ty) => {
+        impl $store {
+            /// Inserts the user and its credential account in one transaction.
+            pub async fn user_create_with_password(
+                &self,
+                new: &$crate::store::NewUser,
+                password_hash: &str,
+            ) -> $crate::store::StoreResult<$crate::store::UserRow> {
+                use $crate::store::StoreError;
+                let now = $crate::store::now();
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let user = sqlx::query_as::<_, $crate::store::UserRow>(
+                    "INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)
+                     RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(&new.email)
+                .bind(&new.name)
+                .bind(new.role.as_str())
+                .bind(new.email_verified)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
+                     VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(user.id)
+                .bind(user.id.to_string())
+                .bind(password_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(user)
+            }
+
+            pub async fn password_hash_get(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar::<_, Option<String>>(
+                    "SELECT password FROM accounts WHERE user_id = $1 AND provider_id = 'credential'",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map(Option::flatten)
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Sets (or creates) the credential account's password hash.
+            pub async fn password_hash_set(&self, user_id: uuid::Uuid, hash: &str) -> $crate::store::StoreResult<()> {
+                let now = $crate::store::now();
+                let updated = sqlx::query(
+                    "UPDATE accounts SET password = $2, updated_at = $3 WHERE user_id = $1 AND provider_id = 'credential'",
+                )
+                .bind(user_id)
+                .bind(hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                if updated.rows_affected() == 0 {
+                    sqlx::query(
+                        "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
+                         VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
+                    )
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(user_id.to_string())
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
+                }
+                Ok(())
+            }
+
+            pub async fn account_get(
+                &self,
+                provider_id: &str,
+                account_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::AccountRow>> {
+                sqlx::query_as::<_, $crate::store::AccountRow>(
+                    "SELECT id, user_id, provider_id, account_id, password, created_at, updated_at
+                     FROM accounts WHERE provider_id = $1 AND account_id = $2",
+                )
+                .bind(provider_id)
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn account_link(
+                &self,
+                user_id: uuid::Uuid,
+                provider_id: &str,
+                account_id: &str,
+                access_token: Option<&str>,
+                scope: Option<&str>,
+            ) -> $crate::store::StoreResult<()> {
+                let now = $crate::store::now();
+                sqlx::query(
+                    "INSERT INTO accounts (id, user_id, provider_id, account_id, access_token, scope, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(user_id)
+                .bind(provider_id)
+                .bind(account_id)
+                .bind(access_token)
+                .bind(scope)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn user_set_email_verified(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(true)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn user_set_banned(
+                &self,
+                user_id: uuid::Uuid,
+                banned: bool,
+                reason: Option<&str>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
+                sqlx::query_as::<_, $crate::store::UserRow>(
+                    "UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
+                     RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+                )
+                .bind(user_id)
+                .bind(banned)
+                .bind(reason)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Users whose email or name contains `query` (case-insensitive), by id.
+            pub async fn user_search(
+                &self,
+                query: Option<&str>,
+                after: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::UserRow>> {
+                let pattern = query.map(|q| {
+                    let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                    format!("%{escaped}%")
+                });
+                sqlx::query_as::<_, $crate::store::UserRow>(
+                    "SELECT id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at
+                     FROM users
+                     WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')
+                       AND ($2 IS NULL OR id > $2)
+                     ORDER BY id LIMIT $3",
+                )
+                .bind(pattern)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn session_create(
+                &self,
+                user_id: uuid::Uuid,
+                token_hash: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+                ip_address: Option<&str>,
+                user_agent: Option<&str>,
+            ) -> $crate::store::StoreResult<$crate::store::SessionRow> {
+                let now = $crate::store::now();
+                sqlx::query_as::<_, $crate::store::SessionRow>(
+                    "INSERT INTO sessions (id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     RETURNING id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(user_id)
+                .bind(token_hash)
+                .bind(expires_at)
+                .bind(ip_address)
+                .bind(user_agent)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn session_get_by_token(
+                &self,
+                token_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::SessionRow>> {
+                sqlx::query_as::<_, $crate::store::SessionRow>(
+                    "SELECT id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at
+                     FROM sessions WHERE token = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Rolling expiry: moves `expires_at` forward.
+            pub async fn session_extend(
+                &self,
+                id: uuid::Uuid,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(expires_at)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Deletes one session by token hash; true if it existed.
+            pub async fn session_delete_by_token(&self, token_hash: &str) -> $crate::store::StoreResult<bool> {
+                sqlx::query("DELETE FROM sessions WHERE token = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() > 0)
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Deletes a user's sessions (all, or all but `keep`); returns their token hashes.
+            pub async fn sessions_delete_for_user(
+                &self,
+                user_id: uuid::Uuid,
+                keep: Option<uuid::Uuid>,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                sqlx::query_scalar::<_, String>(
+                    "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) RETURNING token",
+                )
+                .bind(user_id)
+                .bind(keep)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Removes sessions that expired before `before`; returns how many.
+            pub async fn sessions_delete_expired(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn verification_create(
+                &self,
+                identifier: &str,
+                value_hash: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let now = $crate::store::now();
+                sqlx::query(
+                    "INSERT INTO verifications (id, identifier, value, expires_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(identifier)
+                .bind(value_hash)
+                .bind(expires_at)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Single use: deletes the verification and returns its identifier if it was
+            /// unexpired and its identifier starts with `kind`.
+            pub async fn verification_consume(
+                &self,
+                kind: &str,
+                value_hash: &str,
+            ) -> $crate::store::StoreResult<Option<String>> {
+                let identifier: Option<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "DELETE FROM verifications WHERE value = $1 AND substr(identifier, 1, length($2)) = $2
+                     RETURNING identifier, expires_at",
+                )
+                .bind(value_hash)
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(identifier.filter(|(_, exp)| *exp > $crate::store::now()).map(|(id, _)| id))
+            }
+
+            pub async fn api_key_create(
+                &self,
+                user_id: uuid::Uuid,
+                name: &str,
+                prefix: &str,
+                key_hash: &str,
+                scope: $crate::store::KeyScope,
+                expires_at: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRow> {
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
+                    "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scope, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     RETURNING id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(user_id)
+                .bind(name)
+                .bind(prefix)
+                .bind(key_hash)
+                .bind(scope.as_str())
+                .bind(expires_at)
+                .bind($crate::store::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn api_key_list(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRow>> {
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
+                    "SELECT id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at
+                     FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn api_key_get_by_hash(
+                &self,
+                key_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRow>> {
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
+                    "SELECT id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at
+                     FROM api_keys WHERE key_hash = $1",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Revokes the owner's key; returns its hash if it was live.
+            pub async fn api_key_revoke(
+                &self,
+                user_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar::<_, String>(
+                    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+                     RETURNING key_hash",
+                )
+                .bind(id)
+                .bind(user_id)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn api_key_touch(&self, id: uuid::Uuid) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Hashes of a user's live keys (to drop them from caches).
+            pub async fn api_key_hashes_for_user(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                sqlx::query_scalar::<_, String>("SELECT key_hash FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn device_code_create(
+                &self,
+                device_code_hash: &str,
+                user_code: &str,
+                client_name: &str,
+                interval_secs: i32,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::DeviceCodeRow> {
+                sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
+                    "INSERT INTO device_codes (id, device_code_hash, user_code, client_name, interval_secs, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     RETURNING id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
+                               last_polled_at, created_at",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(device_code_hash)
+                .bind(user_code)
+                .bind(client_name)
+                .bind(interval_secs)
+                .bind(expires_at)
+                .bind($crate::store::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn device_code_by_user_code(
+                &self,
+                user_code: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::DeviceCodeRow>> {
+                sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
+                    "SELECT id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
+                            last_polled_at, created_at
+                     FROM device_codes WHERE user_code = $1",
+                )
+                .bind(user_code)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Approves or denies a pending, unexpired code; false if it was not pending.
+            pub async fn device_code_decide(
+                &self,
+                user_code: &str,
+                user_id: uuid::Uuid,
+                approve: bool,
+            ) -> $crate::store::StoreResult<bool> {
+                sqlx::query(
+                    "UPDATE device_codes SET status = $3, user_id = $2
+                     WHERE user_code = $1 AND status = 'pending' AND expires_at > $4",
+                )
+                .bind(user_code)
+                .bind(user_id)
+                .bind(if approve { "approved" } else { "denied" })
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Records a poll and returns the row as it was before this poll.
+            pub async fn device_code_poll(
+                &self,
+                device_code_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::DeviceCodeRow>> {
+                let row = sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
+                    "SELECT id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
+                            last_polled_at, created_at
+                     FROM device_codes WHERE device_code_hash = $1",
+                )
+                .bind(device_code_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                if let Some(row) = &row {
+                    sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE id = $1")
+                        .bind(row.id)
+                        .bind($crate::store::now())
+                        .execute(&self.pool)
+                        .await
+                        .map_err($crate::store::StoreError::from_sqlx)?;
+                }
+                Ok(row)
+            }
+
+            /// approved → consumed, exactly once; true for the caller that won.
+            pub async fn device_code_consume(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                sqlx::query("UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+        }
+    };
+}
+
+pub(crate) use auth_queries;
