@@ -138,7 +138,9 @@ impl AppState {
 
     /// Records the bound address as the public URL unless one is configured.
     pub fn set_bound_addr(&self, addr: std::net::SocketAddr) {
-        let _ = self.inner.public_url.set(format!("http://{addr}"));
+        let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+        let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+        let _ = self.inner.public_url.set(format!("http://{host}:{}", addr.port()));
     }
 
     /// Where clients reach this server (links in mail, device flow URLs).

@@ -46,6 +46,7 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, impl FnOnce(Box<dyn Future<Output = ()> + Send + Unpin>) -> ServeFuture)> {
     let acceptor = TcpListener::bind(listen).into_acceptor().await?;
     let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(listen);
+    state.set_bound_addr(addr);
     let serve = move |shutdown: Box<dyn Future<Output = ()> + Send + Unpin>| -> ServeFuture {
         Box::pin(async move {
             poem::Server::new_with_acceptor(acceptor)

@@ -199,6 +199,12 @@ impl TestApp {
         self.server.base_url()
     }
 
+    /// A second API process on the same database, Redis prefix and files (scale-out tests).
+    pub async fn spawn_peer(&self) -> RunningServer {
+        let state = AppState::build(self.state().settings().clone(), Migrations::Skip).await.expect("peer state");
+        crate::server::spawn(state, "127.0.0.1:0".parse().unwrap()).await.expect("bind peer")
+    }
+
     pub fn state(&self) -> &AppState {
         &self.server.state
     }

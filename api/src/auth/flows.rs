@@ -160,6 +160,7 @@ async fn send_verification(state: &AppState, user: &UserRow) -> AppResult<()> {
 
 /// Sends a new verification link to the caller (rate limited like sign-in).
 pub async fn resend_verification(state: &AppState, principal: &Principal, client: &Client) -> AppResult<()> {
+    principal.require(Access::Write)?;
     limit_ip(state, "verify", client).await?;
     limit_email(state, "verify", &principal.user.email).await?;
     if principal.user.email_verified {
@@ -333,7 +334,7 @@ pub async fn device_code_create(
 /// The outcome of one token poll (RFC 8628 §3.5).
 #[derive(Debug)]
 pub enum DevicePoll {
-    Granted(IssuedSession),
+    Granted(Box<IssuedSession>),
     Pending,
     SlowDown,
     Denied,
@@ -364,7 +365,7 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
             if user.banned {
                 return Ok(DevicePoll::Denied);
             }
-            Ok(DevicePoll::Granted(create_session(state, user, client).await?))
+            Ok(DevicePoll::Granted(Box::new(create_session(state, user, client).await?)))
         }
         _ => {
             let too_fast = row.last_polled_at.is_some_and(|t| {

@@ -1,13 +1,53 @@
 //! Integration tests of funmagic-api: one binary, the real server on port 0, each scenario
 //! on the embedded backend (SQLite) and the scale-out one (PostgreSQL + Redis).
 
+mod admin;
+mod auth;
 mod config;
+mod device;
 mod health;
 mod openapi;
+mod rbac;
 mod startup;
 mod store;
 
 /// An SDK client for a test app.
 pub fn client(app: &funmagic_api::testing::TestApp) -> funmagic_sdk::Client {
     funmagic_sdk::ClientBuilder::new(app.base_url()).build().unwrap()
+}
+
+/// An SDK client for a test app, authenticated with `token`.
+pub fn client_as(app: &funmagic_api::testing::TestApp, token: &str) -> funmagic_sdk::Client {
+    funmagic_sdk::ClientBuilder::new(app.base_url()).token(token).build().unwrap()
+}
+
+/// A user created directly in the store, with a session token.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Creates a user with `role` and password [`PASSWORD`], and a session for it.
+pub async fn actor(app: &funmagic_api::testing::TestApp, email: &str, role: funmagic_api::store::Role) -> Actor {
+    use funmagic_api::auth::flows;
+    let state = app.state();
+    let hash = state.hasher().hash(PASSWORD).await.unwrap();
+    let new = funmagic_api::store::NewUser { email: email.into(), name: "Test".into(), role, email_verified: true };
+    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
+    let issued = flows::create_session(state, user.clone(), &flows::Client::default()).await.unwrap();
+    Actor { id: user.id, email: email.into(), token: issued.token }
+}
+
+/// The status and JSON error `code` of a failed SDK call.
+pub fn err_code<T: std::fmt::Debug>(
+    result: Result<T, funmagic_sdk::Error<funmagic_sdk::types::ApiError>>,
+) -> (u16, String) {
+    match result {
+        Err(funmagic_sdk::Error::ErrorResponse(resp)) => (resp.status().as_u16(), resp.into_inner().code),
+        other => panic!("expected an API error, got {other:?}"),
+    }
 }

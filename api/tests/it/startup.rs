@@ -71,5 +71,6 @@ async fn embedded_default_starts_migrates_and_stops() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is released after stop");
     // A second start on the same data dir finds the schema already migrated.
     let again = AppState::build(settings, Migrations::Apply).await.unwrap();
-    assert_eq!(again.store().table_names().await.unwrap().len(), 15);
+    let tables = again.store().table_names().await.unwrap();
+    assert!(tables.contains(&"users".to_string()) && tables.contains(&"api_keys".to_string()), "{tables:?}");
 }

@@ -4,18 +4,21 @@ use funmagic_api::store::{NewUser, Role, StoreError};
 use funmagic_api::testing::TestApp;
 
 funmagic_api::test_both_backends!(
-    schema_has_the_fifteen_tables,
+    schema_has_the_seed_tables_and_auth_tables,
     users_round_trip_and_conflict,
     constraints_guard_credits
 );
 
-const TABLES: [&str; 15] = [
+/// The seed's 15 tables plus `api_keys` and `device_codes` (auth issue).
+const TABLES: [&str; 17] = [
     "accounts",
+    "api_keys",
     "assets",
     "banners",
     "credit_packages",
     "credit_transactions",
     "credits",
+    "device_codes",
     "providers",
     "sessions",
     "task_payloads",
@@ -27,7 +30,7 @@ const TABLES: [&str; 15] = [
     "verifications",
 ];
 
-async fn schema_has_the_fifteen_tables(app: TestApp) {
+async fn schema_has_the_seed_tables_and_auth_tables(app: TestApp) {
     let tables = app.state().store().table_names().await.unwrap();
     assert_eq!(tables, TABLES);
     // Migrating again is a no-op.

@@ -1,0 +1,384 @@
+//! Sign-up, sign-in, sessions, tokens, API keys, CSRF, rate limits, mail flows.
+
+use funmagic_api::config::SettingsLayer;
+use funmagic_api::store::{KeyScope, Role};
+use funmagic_api::testing::{TestApp, TestBackend};
+use funmagic_sdk::types;
+
+use crate::{PASSWORD, actor, client, client_as, err_code};
+
+funmagic_api::test_both_backends!(
+    sign_up_sign_in_and_out,
+    bad_input_is_422_with_codes,
+    tampered_expired_and_revoked_tokens,
+    api_key_scopes,
+    csrf_protects_cookie_writes,
+    verification_and_password_reset,
+    banned_users_are_locked_out_at_once,
+);
+
+fn sign_up_body(email: &str, password: &str) -> types::SignUpRequest {
+    types::SignUpRequest { name: "Ada Lovelace".into(), email: email.into(), password: password.into() }
+}
+
+async fn sign_up_sign_in_and_out(app: TestApp) {
+    let anon = client(&app);
+    let signed = anon.auth_sign_up_email(&sign_up_body("  Ada@Example.COM ", PASSWORD)).await.unwrap();
+    let cookie = signed.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let signed = signed.into_inner();
+    assert_eq!(signed.user.email, "ada@example.com", "emails are normalized");
+    assert_eq!(signed.user.role, types::UserRole::User);
+    assert!(signed.token.starts_with("fms_"));
+    assert!(cookie.contains(&signed.token));
+
+    let me = client_as(&app, &signed.token).auth_session_get().await.unwrap().into_inner();
+    assert_eq!(me.user.id, signed.user.id);
+    assert_eq!(me.scope, types::ApiKeyScope::Write);
+
+    assert_eq!(
+        err_code(anon.auth_sign_up_email(&sign_up_body("ada@example.com", PASSWORD)).await),
+        (409, "EMAIL_TAKEN".into())
+    );
+
+    // Wrong password and unknown email answer the same.
+    let wrong = types::SignInRequest { email: "ada@example.com".into(), password: "not the password".into() };
+    let unknown = types::SignInRequest { email: "nobody@example.com".into(), password: PASSWORD.into() };
+    assert_eq!(err_code(anon.auth_sign_in_email(&wrong).await), (401, "INVALID_CREDENTIALS".into()));
+    assert_eq!(err_code(anon.auth_sign_in_email(&unknown).await), (401, "INVALID_CREDENTIALS".into()));
+
+    let again = anon
+        .auth_sign_in_email(&types::SignInRequest { email: "ADA@example.com".into(), password: PASSWORD.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(again.token, signed.token, "each sign-in is a new session");
+
+    client_as(&app, &signed.token).auth_sign_out().await.unwrap();
+    assert_eq!(err_code(client_as(&app, &signed.token).auth_session_get().await), (401, "INVALID_TOKEN".into()));
+    client_as(&app, &again.token).auth_session_get().await.expect("other sessions survive");
+    assert_eq!(err_code(anon.auth_session_get().await), (401, "UNAUTHORIZED".into()));
+}
+
+async fn bad_input_is_422_with_codes(app: TestApp) {
+    let anon = client(&app);
+    let cases = [
+        (sign_up_body("ada@example.com", "short"), "PASSWORD_TOO_SHORT"),
+        (sign_up_body("ada@example.com", &"x".repeat(129)), "PASSWORD_TOO_LONG"),
+        (sign_up_body("not-an-email", PASSWORD), "INVALID_EMAIL"),
+        (sign_up_body(&format!("{}@example.com", "a".repeat(250)), PASSWORD), "INVALID_EMAIL"),
+        (
+            types::SignUpRequest { name: " ".into(), email: "ada@example.com".into(), password: PASSWORD.into() },
+            "INVALID_NAME",
+        ),
+        (
+            types::SignUpRequest { name: "n".repeat(101), email: "ada@example.com".into(), password: PASSWORD.into() },
+            "INVALID_NAME",
+        ),
+    ];
+    for (body, code) in cases {
+        assert_eq!(err_code(anon.auth_sign_up_email(&body).await), (422, code.to_string()));
+    }
+    // A body that is not JSON at all is a 400 with a JSON error.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/sign-in/email", app.base_url()))
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "BAD_REQUEST");
+    // Oversized bodies are refused before parsing.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/sign-in/email", app.base_url()))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+async fn tampered_expired_and_revoked_tokens(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let mut tampered = ada.token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [tampered.as_str(), "fms_garbage", "garbage", "fmk_", ""] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/auth/get-session", app.base_url()))
+            .header("authorization", format!("Bearer {bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "token {bad:?}");
+    }
+    // An expired session is refused (and deleted).
+    let store = app.state().store();
+    let hash = funmagic_api::auth::token::hash(&ada.token);
+    let session = store.session_get_by_token(&hash).await.unwrap().unwrap();
+    store.session_extend(session.id, funmagic_api::store::now() - chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(err_code(client_as(&app, &ada.token).auth_session_get().await), (401, "SESSION_EXPIRED".into()));
+    assert!(store.session_get_by_token(&hash).await.unwrap().is_none());
+}
+
+async fn api_key_scopes(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let create = |name: &str, scope| types::CreateApiKeyRequest { name: name.into(), scope, expires_in_days: None };
+
+    let read = as_ada.auth_api_key_create(&create("ci read", types::ApiKeyScope::Read)).await.unwrap().into_inner();
+    assert!(read.key.starts_with("fmk_"));
+    assert_eq!(read.api_key.prefix, &read.key[..12]);
+    let write = as_ada.auth_api_key_create(&create("ci write", types::ApiKeyScope::Write)).await.unwrap().into_inner();
+    assert_eq!(
+        err_code(as_ada.auth_api_key_create(&create("nope", types::ApiKeyScope::Admin)).await),
+        (403, "FORBIDDEN".into()),
+        "plain users cannot mint admin keys"
+    );
+
+    let with_read = client_as(&app, &read.key);
+    let me = with_read.auth_session_get().await.unwrap().into_inner();
+    assert_eq!(me.api_key_id, Some(read.api_key.id));
+    assert_eq!(me.scope, types::ApiKeyScope::Read);
+    assert!(me.session.is_none());
+    assert_eq!(
+        err_code(with_read.auth_api_key_create(&create("x", types::ApiKeyScope::Read)).await),
+        (403, "INSUFFICIENT_SCOPE".into())
+    );
+    let with_write = client_as(&app, &write.key);
+    with_write.auth_api_key_create(&create("from write", types::ApiKeyScope::Read)).await.unwrap();
+
+    // The list never shows secrets.
+    let list = as_ada.auth_api_key_list().await.unwrap().into_inner();
+    assert_eq!(list.api_keys.len(), 3);
+    let listed = serde_json::to_string(&list).unwrap();
+    assert!(!listed.contains(&read.key) && !listed.contains(&write.key));
+
+    // Revocation is immediate; a second revoke is 404.
+    as_ada.auth_api_key_revoke(&read.api_key.id).await.unwrap();
+    assert_eq!(err_code(with_read.auth_session_get().await), (401, "API_KEY_REVOKED".into()));
+    assert_eq!(err_code(as_ada.auth_api_key_revoke(&read.api_key.id).await), (404, "NOT_FOUND".into()));
+
+    // Another user cannot revoke Ada's key: 404, not 403.
+    let bob = actor(&app, "bob@example.com", Role::User).await;
+    assert_eq!(
+        err_code(client_as(&app, &bob.token).auth_api_key_revoke(&write.api_key.id).await),
+        (404, "NOT_FOUND".into())
+    );
+    with_write.auth_session_get().await.expect("still valid");
+
+    // Expired keys stop working.
+    let secret = funmagic_api::auth::token::generate("fmk_");
+    app.state()
+        .store()
+        .api_key_create(
+            ada.id,
+            "old",
+            "fmk_old",
+            &funmagic_api::auth::token::hash(&secret),
+            KeyScope::Write,
+            Some(funmagic_api::store::now() - chrono::Duration::seconds(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(err_code(client_as(&app, &secret).auth_session_get().await), (401, "API_KEY_EXPIRED".into()));
+}
+
+async fn csrf_protects_cookie_writes(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", app.base_url());
+    let cookie = format!("funmagic.session_token={}", ada.token);
+    let body = serde_json::json!({"name": "k", "scope": "read"});
+    // Reads with a cookie need no Origin.
+    let resp = http.get(url("/api/auth/get-session")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Writes need a matching Origin.
+    for origin in [None, Some("https://evil.example"), Some("null")] {
+        let mut req = http.post(url("/api/auth/api-keys")).header("cookie", &cookie).json(&body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "origin {origin:?}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["code"], "CSRF_REJECTED");
+    }
+    let resp = http
+        .post(url("/api/auth/api-keys"))
+        .header("cookie", &cookie)
+        .header("origin", app.base_url())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "same-origin writes pass");
+    let resp = http
+        .post(url("/api/auth/api-keys"))
+        .header("cookie", &cookie)
+        .header("referer", format!("{}/device", app.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a same-origin Referer passes when Origin is absent");
+    // Bearer requests are not subject to the origin check.
+    let resp = http
+        .post(url("/api/auth/api-keys"))
+        .bearer_auth(&ada.token)
+        .header("origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+async fn verification_and_password_reset(app: TestApp) {
+    let anon = client(&app);
+    let signed = anon.auth_sign_up_email(&sign_up_body("ada@example.com", PASSWORD)).await.unwrap().into_inner();
+    assert!(!signed.user.email_verified);
+    let mail = app.state().mailer().outbox();
+    let link = mail.iter().find(|m| m.to == "ada@example.com").expect("a verification mail").body.clone();
+    let token = link.split("token=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let verified = anon.auth_email_verify(&token).await.unwrap().into_inner();
+    assert!(verified.email_verified);
+    assert_eq!(err_code(anon.auth_email_verify(&token).await), (400, "INVALID_TOKEN".into()), "single use");
+
+    // Reset: the answer does not reveal whether the account exists.
+    anon.auth_password_reset_request(&types::PasswordResetRequest { email: "nobody@example.com".into() })
+        .await
+        .unwrap();
+    anon.auth_password_reset_request(&types::PasswordResetRequest { email: "ada@example.com".into() }).await.unwrap();
+    let mail = app.state().mailer().outbox();
+    assert!(mail.iter().all(|m| m.to != "nobody@example.com"));
+    let body = &mail.iter().rev().find(|m| m.subject.contains("Reset")).unwrap().body;
+    let reset_token = body.split("--token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let reset = |t: &str, p: &str| types::ResetPasswordRequest { token: t.into(), new_password: p.into() };
+    assert_eq!(
+        err_code(anon.auth_password_reset(&reset(&reset_token, "short")).await),
+        (422, "PASSWORD_TOO_SHORT".into())
+    );
+    anon.auth_password_reset(&reset(&reset_token, "a brand new secret")).await.unwrap();
+    assert_eq!(
+        err_code(anon.auth_password_reset(&reset(&reset_token, "another secret!")).await),
+        (400, "INVALID_TOKEN".into())
+    );
+    assert_eq!(err_code(client_as(&app, &signed.token).auth_session_get().await).0, 401, "reset signs out everywhere");
+    let sign_in = |p: &str| types::SignInRequest { email: "ada@example.com".into(), password: p.into() };
+    assert_eq!(err_code(anon.auth_sign_in_email(&sign_in(PASSWORD)).await).0, 401);
+    let session = anon.auth_sign_in_email(&sign_in("a brand new secret")).await.unwrap().into_inner();
+
+    // Change password: other sessions end, this one stays.
+    let other = anon.auth_sign_in_email(&sign_in("a brand new secret")).await.unwrap().into_inner();
+    let change = |current: &str| types::ChangePasswordRequest {
+        current_password: current.into(),
+        new_password: "third secret value".into(),
+        revoke_other_sessions: None,
+    };
+    assert_eq!(
+        err_code(client_as(&app, &session.token).auth_password_change(&change("wrong!!!!")).await),
+        (401, "INVALID_CREDENTIALS".into())
+    );
+    client_as(&app, &session.token).auth_password_change(&change("a brand new secret")).await.unwrap();
+    client_as(&app, &session.token).auth_session_get().await.expect("the current session survives");
+    assert_eq!(err_code(client_as(&app, &other.token).auth_session_get().await).0, 401);
+}
+
+async fn banned_users_are_locked_out_at_once(app: TestApp) {
+    let admin = actor(&app, "root@example.com", Role::SuperAdmin).await;
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let key = as_ada
+        .auth_api_key_create(&types::CreateApiKeyRequest {
+            name: "k".into(),
+            scope: types::ApiKeyScope::Write,
+            expires_in_days: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    client_as(&app, &key).auth_session_get().await.unwrap(); // warm any cache
+    let as_admin = client_as(&app, &admin.token);
+    let banned = as_admin
+        .admin_user_ban(&ada.id, &types::BanRequest { reason: Some("spam".into()) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(banned.banned);
+    assert_eq!(banned.ban_reason.as_deref(), Some("spam"));
+    assert_eq!(err_code(as_ada.auth_session_get().await).0, 401, "sessions are gone");
+    assert_eq!(err_code(client_as(&app, &key).auth_session_get().await), (403, "USER_BANNED".into()));
+    let sign_in = types::SignInRequest { email: ada.email.clone(), password: PASSWORD.into() };
+    assert_eq!(err_code(client(&app).auth_sign_in_email(&sign_in).await), (403, "USER_BANNED".into()));
+    as_admin.admin_user_unban(&ada.id).await.unwrap();
+    client(&app).auth_sign_in_email(&sign_in).await.expect("unbanned users sign in again");
+    client_as(&app, &key).auth_session_get().await.expect("keys work again after unban");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let mut extra = SettingsLayer::default();
+    extra.auth.rate_limit_per_email_per_minute = Some(3);
+    extra.auth.rate_limit_per_minute = Some(6);
+    for backend in [TestBackend::Embedded, TestBackend::ScaleOut] {
+        let Some(app) = TestApp::spawn_with(backend, extra.clone()).await else { continue };
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/auth/sign-in/email", app.base_url());
+        let body = serde_json::json!({"email": "ada@example.com", "password": "wrong password"});
+        let mut statuses = vec![];
+        for _ in 0..4 {
+            let resp = http.post(&url).json(&body).send().await.unwrap();
+            statuses.push(resp.status().as_u16());
+            if resp.status() == 429 {
+                let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=60).contains(&retry), "{retry}");
+                let err: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(err["code"], "RATE_LIMITED");
+            }
+        }
+        assert_eq!(statuses, [401, 401, 401, 429], "{backend:?}: per-email limit");
+        // Per IP: other emails, same client.
+        let mut last = 0;
+        for i in 0..3 {
+            let body = serde_json::json!({"email": format!("u{i}@example.com"), "password": "x"});
+            last = http.post(&url).json(&body).send().await.unwrap().status().as_u16();
+        }
+        assert_eq!(last, 429, "{backend:?}: per-IP limit");
+    }
+}
+
+/// Scale-out: sign-out and bans on one API process take effect at once on another.
+#[tokio::test]
+async fn revocation_is_immediate_across_api_processes() {
+    let Some(app) = TestApp::spawn(TestBackend::ScaleOut).await else { return };
+    let peer = app.spawn_peer().await;
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&ada.token).build().unwrap();
+    on_peer.auth_session_get().await.unwrap(); // cached on the peer's side (Redis)
+    on_peer.auth_session_get().await.unwrap();
+    client_as(&app, &ada.token).auth_sign_out().await.unwrap();
+    assert_eq!(err_code(on_peer.auth_session_get().await).0, 401);
+
+    let admin = actor(&app, "root@example.com", Role::SuperAdmin).await;
+    let bob = actor(&app, "bob@example.com", Role::User).await;
+    let key = client_as(&app, &bob.token)
+        .auth_api_key_create(&types::CreateApiKeyRequest {
+            name: "k".into(),
+            scope: types::ApiKeyScope::Read,
+            expires_in_days: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let key_on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&key).build().unwrap();
+    key_on_peer.auth_session_get().await.unwrap();
+    client_as(&app, &admin.token).admin_user_ban(&bob.id, &types::BanRequest { reason: None }).await.unwrap();
+    assert_eq!(err_code(key_on_peer.auth_session_get().await), (403, "USER_BANNED".into()));
+    peer.stop().await.unwrap();
+}
