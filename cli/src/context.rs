@@ -37,6 +37,33 @@ impl ConfigFile {
         config_dir().map(|d| d.join("config.toml"))
     }
 
+    /// Writes the file atomically with mode 0600 (it holds tokens), in a 0700 directory.
+    pub fn save(&self) -> Result<PathBuf, CliError> {
+        let path =
+            Self::path().ok_or_else(|| CliError::other("cannot find a config directory; set FUNMAGIC_CONFIG_DIR"))?;
+        let dir = path.parent().expect("config.toml has a parent");
+        let io = |e: std::io::Error| CliError::other(format!("cannot write {}: {e}", path.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let text = toml::to_string_pretty(self).map_err(|e| CliError::other(e.to_string()))?;
+        let tmp = dir.join(format!(".config.toml.{}", std::process::id()));
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                options.mode(0o600);
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+            let mut file = options.open(&tmp).map_err(io)?;
+            file.write_all(text.as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(path)
+    }
+
     /// A missing file is an empty config; a broken one is an error naming the file.
     pub fn load() -> Result<Self, CliError> {
         let Some(path) = Self::path() else { return Ok(Self::default()) };
@@ -53,6 +80,9 @@ impl ConfigFile {
 #[derive(Debug)]
 pub struct Context {
     pub api_url: String,
+    pub profile: String,
+    /// Where the token came from, if any: `flag or FUNMAGIC_TOKEN`, or `profile`.
+    pub token_source: Option<&'static str>,
     pub json: bool,
     pub client: Client,
 }
@@ -68,11 +98,31 @@ impl Context {
             .unwrap_or_else(|| DEFAULT_API_URL.to_string())
             .trim_end_matches('/')
             .to_string();
-        let token = args.token.clone().or(profile.token);
+        let (token, token_source) = match (args.token.clone(), profile.token) {
+            (Some(t), _) => (Some(t), Some("--token or FUNMAGIC_TOKEN")),
+            (None, Some(t)) => (Some(t), Some("profile")),
+            (None, None) => (None, None),
+        };
         let client = ClientBuilder::new(api_url.clone())
             .maybe_token(token)
             .build()
             .map_err(|e| CliError::usage(e.to_string()))?;
-        Ok(Self { api_url, json: args.json, client })
+        Ok(Self { api_url, profile: args.profile.clone(), token_source, json: args.json, client })
+    }
+
+    /// A client for the same server with another token.
+    pub fn client_with_token(&self, token: &str) -> Result<Client, CliError> {
+        ClientBuilder::new(self.api_url.clone()).token(token).build().map_err(|e| CliError::usage(e.to_string()))
+    }
+
+    /// Stores `token` (and the API URL) in this profile.
+    pub fn store_token(&self, token: Option<&str>) -> Result<PathBuf, CliError> {
+        let mut config = ConfigFile::load()?;
+        let entry = config.profiles.entry(self.profile.clone()).or_default();
+        entry.token = token.map(str::to_string);
+        if token.is_some() {
+            entry.api_url = Some(self.api_url.clone());
+        }
+        config.save()
     }
 }

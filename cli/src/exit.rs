@@ -100,6 +100,12 @@ pub trait ErrorBody {
     fn code_and_message(self) -> (Option<String>, String);
 }
 
+impl ErrorBody for funmagic_sdk::types::ApiError {
+    fn code_and_message(self) -> (Option<String>, String) {
+        (Some(self.code), self.error)
+    }
+}
+
 impl ErrorBody for funmagic_sdk::types::HealthReport {
     fn code_and_message(self) -> (Option<String>, String) {
         (Some("UNHEALTHY".into()), "the server reports unhealthy dependencies".into())

@@ -1,5 +1,6 @@
 //! `funmagic`: the FunMagic command-line client. Every server call goes through the SDK.
 
+mod cmd_auth;
 mod cmd_completions;
 mod cmd_status;
 mod context;
@@ -53,6 +54,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show the health of the server and of every dependency.
     Status,
+    /// Sign in and out, accounts, API keys.
+    #[command(subcommand)]
+    Auth(cmd_auth::AuthCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -83,6 +87,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_status::run(&ctx).await
+        }
+        Command::Auth(command) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_auth::run(&ctx, command).await
         }
     }
 }
