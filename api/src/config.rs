@@ -167,13 +167,73 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         key: "mail.smtp_url",
         env: "FUNMAGIC_SMTP_URL",
         default: "(unset: links go to the log)",
-        help: "smtp://user:pass@host:587 (STARTTLS) or smtps://… for verification and reset mail",
+        help: "smtps://user:pass@host:465, or smtp://…:587?tls=required for STARTTLS",
     },
     SettingDoc {
         key: "mail.from",
         env: "FUNMAGIC_MAIL_FROM",
         default: "FunMagic <no-reply@localhost>",
         help: "sender of outgoing mail",
+    },
+    SettingDoc {
+        key: "oauth.github_client_id",
+        env: "FUNMAGIC_GITHUB_CLIENT_ID",
+        default: "(unset: GitHub sign-in off)",
+        help: "GitHub OAuth app client id",
+    },
+    SettingDoc {
+        key: "oauth.github_client_secret",
+        env: "FUNMAGIC_GITHUB_CLIENT_SECRET",
+        default: "",
+        help: "GitHub OAuth app client secret",
+    },
+    SettingDoc {
+        key: "oauth.github_authorize_url",
+        env: "FUNMAGIC_GITHUB_AUTHORIZE_URL",
+        default: "https://github.com/login/oauth/authorize",
+        help: "GitHub authorization endpoint",
+    },
+    SettingDoc {
+        key: "oauth.github_token_url",
+        env: "FUNMAGIC_GITHUB_TOKEN_URL",
+        default: "https://github.com/login/oauth/access_token",
+        help: "GitHub token endpoint",
+    },
+    SettingDoc {
+        key: "oauth.github_api_url",
+        env: "FUNMAGIC_GITHUB_API_URL",
+        default: "https://api.github.com",
+        help: "GitHub REST API base (user and emails)",
+    },
+    SettingDoc {
+        key: "oauth.google_client_id",
+        env: "FUNMAGIC_GOOGLE_CLIENT_ID",
+        default: "(unset: Google sign-in off)",
+        help: "Google OAuth client id",
+    },
+    SettingDoc {
+        key: "oauth.google_client_secret",
+        env: "FUNMAGIC_GOOGLE_CLIENT_SECRET",
+        default: "",
+        help: "Google OAuth client secret",
+    },
+    SettingDoc {
+        key: "oauth.google_authorize_url",
+        env: "FUNMAGIC_GOOGLE_AUTHORIZE_URL",
+        default: "https://accounts.google.com/o/oauth2/v2/auth",
+        help: "Google authorization endpoint",
+    },
+    SettingDoc {
+        key: "oauth.google_token_url",
+        env: "FUNMAGIC_GOOGLE_TOKEN_URL",
+        default: "https://oauth2.googleapis.com/token",
+        help: "Google token endpoint",
+    },
+    SettingDoc {
+        key: "oauth.google_userinfo_url",
+        env: "FUNMAGIC_GOOGLE_USERINFO_URL",
+        default: "https://openidconnect.googleapis.com/v1/userinfo",
+        help: "Google OpenID Connect userinfo endpoint",
     },
     SettingDoc {
         key: "log.level",
@@ -209,7 +269,25 @@ pub struct Settings {
     pub s3: Option<S3Settings>,
     pub auth: AuthSettings,
     pub mail: MailSettings,
+    pub oauth: OAuthSettings,
     pub log: LogSettings,
+}
+
+/// One OAuth provider's endpoints and credentials.
+#[derive(Debug, Clone)]
+pub struct OAuthProviderSettings {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// GitHub: the REST API base; Google: the userinfo endpoint.
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    pub github: Option<OAuthProviderSettings>,
+    pub google: Option<OAuthProviderSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -380,7 +458,24 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub mail: MailLayer,
     #[serde(default)]
+    pub oauth: OAuthLayer,
+    #[serde(default)]
     pub log: LogLayer,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthLayer {
+    pub github_client_id: Option<String>,
+    pub github_client_secret: Option<SecretString>,
+    pub github_authorize_url: Option<String>,
+    pub github_token_url: Option<String>,
+    pub github_api_url: Option<String>,
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<SecretString>,
+    pub google_authorize_url: Option<String>,
+    pub google_token_url: Option<String>,
+    pub google_userinfo_url: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -498,6 +593,18 @@ impl SettingsLayer {
                 bootstrap_admin: parse_env(&get, "FUNMAGIC_BOOTSTRAP_ADMIN")?,
             },
             mail: MailLayer { smtp_url: secret("FUNMAGIC_SMTP_URL"), from: get("FUNMAGIC_MAIL_FROM") },
+            oauth: OAuthLayer {
+                github_client_id: get("FUNMAGIC_GITHUB_CLIENT_ID"),
+                github_client_secret: secret("FUNMAGIC_GITHUB_CLIENT_SECRET"),
+                github_authorize_url: get("FUNMAGIC_GITHUB_AUTHORIZE_URL"),
+                github_token_url: get("FUNMAGIC_GITHUB_TOKEN_URL"),
+                github_api_url: get("FUNMAGIC_GITHUB_API_URL"),
+                google_client_id: get("FUNMAGIC_GOOGLE_CLIENT_ID"),
+                google_client_secret: secret("FUNMAGIC_GOOGLE_CLIENT_SECRET"),
+                google_authorize_url: get("FUNMAGIC_GOOGLE_AUTHORIZE_URL"),
+                google_token_url: get("FUNMAGIC_GOOGLE_TOKEN_URL"),
+                google_userinfo_url: get("FUNMAGIC_GOOGLE_USERINFO_URL"),
+            },
             log: LogLayer {
                 level: get("FUNMAGIC_LOG").or_else(|| get("RUST_LOG")),
                 format: match get("FUNMAGIC_LOG_FORMAT") {
@@ -528,6 +635,9 @@ impl SettingsLayer {
             trusted_origins, argon2_memory_kib, argon2_iterations, argon2_parallelism, rate_limit_per_minute,
             rate_limit_per_email_per_minute, bootstrap_admin);
         override_fields!(self.mail, other.mail; smtp_url, from);
+        override_fields!(self.oauth, other.oauth; github_client_id, github_client_secret, github_authorize_url,
+            github_token_url, github_api_url, google_client_id, google_client_secret, google_authorize_url,
+            google_token_url, google_userinfo_url);
         override_fields!(self.log, other.log; level, format);
         self
     }
@@ -565,6 +675,7 @@ impl SettingsLayer {
                 smtp_url: self.mail.smtp_url,
                 from: self.mail.from.unwrap_or_else(|| "FunMagic <no-reply@localhost>".into()),
             },
+            oauth: resolve_oauth(self.oauth)?,
             log: LogSettings {
                 level: self.log.level.unwrap_or_else(|| "info".into()),
                 format: self.log.format.unwrap_or(LogFormat::Text),
@@ -606,6 +717,71 @@ fn resolve_auth(a: AuthLayer) -> Result<AuthSettings, ConfigError> {
             "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE",
         )?,
         bootstrap_admin: a.bootstrap_admin.unwrap_or(true),
+    })
+}
+
+fn resolve_oauth(o: OAuthLayer) -> Result<OAuthSettings, ConfigError> {
+    let provider = |name: &str,
+                    id: Option<String>,
+                    secret: Option<SecretString>,
+                    urls: [(Option<String>, &str, &str); 3]|
+     -> Result<Option<OAuthProviderSettings>, ConfigError> {
+        let upper = name.to_ascii_uppercase();
+        let (id, secret) = match (id, secret) {
+            (None, None) => return Ok(None),
+            (Some(id), Some(secret)) => (id, secret),
+            (Some(_), None) => {
+                return Err(ConfigError::new(format!("FUNMAGIC_{upper}_CLIENT_SECRET"), "required with the client id"));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(format!("FUNMAGIC_{upper}_CLIENT_ID"), "required with the client secret"));
+            }
+        };
+        let mut resolved = vec![];
+        for (value, env, default) in urls {
+            let url = value.unwrap_or_else(|| default.to_string());
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(env, format!("'{url}' is not an http(s) URL")));
+            }
+            resolved.push(url.trim_end_matches('/').to_string());
+        }
+        Ok(Some(OAuthProviderSettings {
+            client_id: id,
+            client_secret: secret,
+            authorize_url: resolved[0].clone(),
+            token_url: resolved[1].clone(),
+            api_url: resolved[2].clone(),
+        }))
+    };
+    Ok(OAuthSettings {
+        github: provider(
+            "github",
+            o.github_client_id,
+            o.github_client_secret,
+            [
+                (o.github_authorize_url, "FUNMAGIC_GITHUB_AUTHORIZE_URL", "https://github.com/login/oauth/authorize"),
+                (o.github_token_url, "FUNMAGIC_GITHUB_TOKEN_URL", "https://github.com/login/oauth/access_token"),
+                (o.github_api_url, "FUNMAGIC_GITHUB_API_URL", "https://api.github.com"),
+            ],
+        )?,
+        google: provider(
+            "google",
+            o.google_client_id,
+            o.google_client_secret,
+            [
+                (
+                    o.google_authorize_url,
+                    "FUNMAGIC_GOOGLE_AUTHORIZE_URL",
+                    "https://accounts.google.com/o/oauth2/v2/auth",
+                ),
+                (o.google_token_url, "FUNMAGIC_GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token"),
+                (
+                    o.google_userinfo_url,
+                    "FUNMAGIC_GOOGLE_USERINFO_URL",
+                    "https://openidconnect.googleapis.com/v1/userinfo",
+                ),
+            ],
+        )?,
     })
 }
 

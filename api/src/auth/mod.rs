@@ -7,6 +7,7 @@
 
 pub mod flows;
 pub mod mail;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod token;
@@ -118,24 +119,6 @@ impl Principal {
     pub fn can_see_user(&self, owner: Uuid) -> bool {
         owner == self.user.id || (self.role() >= Role::Admin && self.scope() >= KeyScope::Admin)
     }
-}
-
-/// A presented credential: the secret and where it came from.
-#[derive(Debug, Clone)]
-pub struct Presented {
-    pub secret: String,
-    pub from_cookie: bool,
-}
-
-/// Reads the credential of a request: `Authorization: Bearer` first, then the cookie.
-pub fn presented(req: &Request) -> Option<Presented> {
-    if let Some(value) = req.headers().get(poem::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let (scheme, secret) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| Presented { secret: secret.trim().to_string(), from_cookie: false });
-    }
-    req.cookie().get(SESSION_COOKIE).map(|c| Presented { secret: c.value_str().to_string(), from_cookie: true })
 }
 
 /// The client address used for rate limits and session records.

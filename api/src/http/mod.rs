@@ -90,8 +90,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/device", poem::get(pages::device_page))
+        .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
+        .at("/api/auth/callback/:provider", poem::get(pages::social_callback))
         .data(state)
         .around(limit_body)
+        .with(poem::middleware::CookieJarManager::new())
+        .with(poem::middleware::CatchPanic::new())
         .with(Tracing)
         .catch_all_error(|err: poem::Error| async move {
             // Operations' own error responses already carry the JSON body: keep them.

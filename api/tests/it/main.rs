@@ -3,9 +3,12 @@
 
 mod admin;
 mod auth;
+mod binary;
 mod config;
 mod device;
 mod health;
+mod mail;
+mod oauth;
 mod openapi;
 mod rbac;
 mod startup;
