@@ -236,6 +236,48 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "Google OpenID Connect userinfo endpoint",
     },
     SettingDoc {
+        key: "credits.signup_bonus",
+        env: "FUNMAGIC_SIGNUP_BONUS_CREDITS",
+        default: "0",
+        help: "credits granted once to every new account",
+    },
+    SettingDoc {
+        key: "stripe.secret_key",
+        env: "STRIPE_SECRET_KEY",
+        default: "(unset: purchases off)",
+        help: "Stripe secret key for Checkout Sessions",
+    },
+    SettingDoc {
+        key: "stripe.webhook_secret",
+        env: "STRIPE_WEBHOOK_SECRET",
+        default: "(unset)",
+        help: "signing secret of the /api/webhooks/stripe endpoint (whsec_…)",
+    },
+    SettingDoc {
+        key: "stripe.api_url",
+        env: "FUNMAGIC_STRIPE_API_URL",
+        default: "https://api.stripe.com",
+        help: "Stripe API base URL",
+    },
+    SettingDoc {
+        key: "stripe.success_url",
+        env: "FUNMAGIC_CHECKOUT_SUCCESS_URL",
+        default: "<public_url>/?checkout=success",
+        help: "where Checkout sends the buyer after paying",
+    },
+    SettingDoc {
+        key: "stripe.cancel_url",
+        env: "FUNMAGIC_CHECKOUT_CANCEL_URL",
+        default: "<public_url>/?checkout=cancelled",
+        help: "where Checkout sends the buyer on cancel",
+    },
+    SettingDoc {
+        key: "stripe.webhook_tolerance_secs",
+        env: "FUNMAGIC_STRIPE_WEBHOOK_TOLERANCE_SECS",
+        default: "300",
+        help: "maximum age of a signed webhook",
+    },
+    SettingDoc {
         key: "log.level",
         env: "FUNMAGIC_LOG",
         default: "info",
@@ -270,7 +312,24 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub oauth: OAuthSettings,
+    pub credits: CreditsSettings,
+    pub stripe: Option<StripeSettings>,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreditsSettings {
+    pub signup_bonus: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub secret_key: SecretString,
+    pub webhook_secret: Option<SecretString>,
+    pub api_url: String,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub webhook_tolerance_secs: u64,
 }
 
 /// One OAuth provider's endpoints and credentials.
@@ -460,7 +519,28 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub oauth: OAuthLayer,
     #[serde(default)]
+    pub credits: CreditsLayer,
+    #[serde(default)]
+    pub stripe: StripeLayer,
+    #[serde(default)]
     pub log: LogLayer,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditsLayer {
+    pub signup_bonus: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeLayer {
+    pub secret_key: Option<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    pub api_url: Option<String>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub webhook_tolerance_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -593,6 +673,15 @@ impl SettingsLayer {
                 bootstrap_admin: parse_env(&get, "FUNMAGIC_BOOTSTRAP_ADMIN")?,
             },
             mail: MailLayer { smtp_url: secret("FUNMAGIC_SMTP_URL"), from: get("FUNMAGIC_MAIL_FROM") },
+            credits: CreditsLayer { signup_bonus: parse_env(&get, "FUNMAGIC_SIGNUP_BONUS_CREDITS")? },
+            stripe: StripeLayer {
+                secret_key: secret("STRIPE_SECRET_KEY"),
+                webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+                api_url: get("FUNMAGIC_STRIPE_API_URL"),
+                success_url: get("FUNMAGIC_CHECKOUT_SUCCESS_URL"),
+                cancel_url: get("FUNMAGIC_CHECKOUT_CANCEL_URL"),
+                webhook_tolerance_secs: parse_env(&get, "FUNMAGIC_STRIPE_WEBHOOK_TOLERANCE_SECS")?,
+            },
             oauth: OAuthLayer {
                 github_client_id: get("FUNMAGIC_GITHUB_CLIENT_ID"),
                 github_client_secret: secret("FUNMAGIC_GITHUB_CLIENT_SECRET"),
@@ -638,6 +727,9 @@ impl SettingsLayer {
         override_fields!(self.oauth, other.oauth; github_client_id, github_client_secret, github_authorize_url,
             github_token_url, github_api_url, google_client_id, google_client_secret, google_authorize_url,
             google_token_url, google_userinfo_url);
+        override_fields!(self.credits, other.credits; signup_bonus);
+        override_fields!(self.stripe, other.stripe; secret_key, webhook_secret, api_url, success_url, cancel_url,
+            webhook_tolerance_secs);
         override_fields!(self.log, other.log; level, format);
         self
     }
@@ -676,6 +768,15 @@ impl SettingsLayer {
                 from: self.mail.from.unwrap_or_else(|| "FunMagic <no-reply@localhost>".into()),
             },
             oauth: resolve_oauth(self.oauth)?,
+            credits: CreditsSettings {
+                signup_bonus: match self.credits.signup_bonus.unwrap_or(0) {
+                    n if n < 0 => {
+                        return Err(ConfigError::new("FUNMAGIC_SIGNUP_BONUS_CREDITS", "must not be negative"));
+                    }
+                    n => n,
+                },
+            },
+            stripe: resolve_stripe(self.stripe)?,
             log: LogSettings {
                 level: self.log.level.unwrap_or_else(|| "info".into()),
                 format: self.log.format.unwrap_or(LogFormat::Text),
@@ -783,6 +884,35 @@ fn resolve_oauth(o: OAuthLayer) -> Result<OAuthSettings, ConfigError> {
             ],
         )?,
     })
+}
+
+fn resolve_stripe(s: StripeLayer) -> Result<Option<StripeSettings>, ConfigError> {
+    let Some(secret_key) = s.secret_key else {
+        if s.webhook_secret.is_some() {
+            return Err(ConfigError::new("STRIPE_SECRET_KEY", "required when STRIPE_WEBHOOK_SECRET is set"));
+        }
+        return Ok(None);
+    };
+    let api_url = s.api_url.unwrap_or_else(|| "https://api.stripe.com".into());
+    for (value, env) in [
+        (Some(&api_url), "FUNMAGIC_STRIPE_API_URL"),
+        (s.success_url.as_ref(), "FUNMAGIC_CHECKOUT_SUCCESS_URL"),
+        (s.cancel_url.as_ref(), "FUNMAGIC_CHECKOUT_CANCEL_URL"),
+    ] {
+        if let Some(url) = value
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(env, format!("'{url}' is not an http(s) URL")));
+        }
+    }
+    Ok(Some(StripeSettings {
+        secret_key,
+        webhook_secret: s.webhook_secret,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        success_url: s.success_url,
+        cancel_url: s.cancel_url,
+        webhook_tolerance_secs: s.webhook_tolerance_secs.unwrap_or(300),
+    }))
 }
 
 fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credits;
 pub mod error;
 pub mod http;
 pub mod redis_conn;

@@ -97,6 +97,7 @@ pub async fn sign_up(
         }
         other => other.into(),
     })?;
+    crate::credits::grant_signup_bonus(state, user.id).await?;
     send_verification(state, &user).await?;
     create_session(state, user, client).await
 }

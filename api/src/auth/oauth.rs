@@ -323,7 +323,10 @@ async fn find_or_create_user(
             let name = flows::validate_name(&identity.name).unwrap_or_else(|_| email.clone());
             let new = NewUser { email, name, role: Role::User, email_verified: true };
             match store.user_create(&new).await {
-                Ok(user) => user,
+                Ok(user) => {
+                    crate::credits::grant_signup_bonus(state, user.id).await?;
+                    user
+                }
                 Err(StoreError::Conflict(_)) => {
                     return Err(AppError::conflict(
                         "EMAIL_TAKEN",

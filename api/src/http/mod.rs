@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod credits;
 pub mod error;
 pub mod health;
 pub mod models;
@@ -27,16 +28,19 @@ pub enum ApiTags {
     /// Accounts, sessions, API keys and the device sign-in flow.
     #[oai(rename = "auth")]
     Auth,
+    /// Credits: balance, history, packages, purchases.
+    #[oai(rename = "credits")]
+    Credits,
     /// Administration (admin and super_admin only).
     #[oai(rename = "admin")]
     Admin,
 }
 
 /// Every API of the server, in the order they appear in the spec.
-pub type Apis = (health::HealthApi, auth::AuthApi, admin::AdminApi);
+pub type Apis = (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi);
 
 fn apis() -> Apis {
-    (health::HealthApi, auth::AuthApi, admin::AdminApi)
+    (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi)
 }
 
 /// Largest request body the JSON API accepts (uploads go to storage URLs, not here).
@@ -92,6 +96,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/device", poem::get(pages::device_page))
         .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
         .at("/api/auth/callback/:provider", poem::get(pages::social_callback))
+        .at("/api/webhooks/stripe", poem::post(pages::stripe_webhook))
         .data(state)
         .around(limit_body)
         .with(poem::middleware::CookieJarManager::new())

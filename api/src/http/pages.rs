@@ -139,3 +139,20 @@ fn api_error(err: crate::error::AppError) -> poem::Error {
     }
     poem::Error::from_response(builder.body(serde_json::to_vec(&body).unwrap_or_default()))
 }
+
+/// `POST /api/webhooks/stripe`: Stripe's signed events. Reads the raw body (the signature
+/// covers the exact bytes), so it is a plain handler, not an OpenAPI operation.
+#[handler]
+pub async fn stripe_webhook(
+    state: poem::web::Data<&crate::app::AppState>,
+    req: &poem::Request,
+    body: poem::Body,
+) -> poem::Result<poem::web::Json<serde_json::Value>> {
+    let payload = body
+        .into_bytes_limit(crate::http::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| api_error(crate::error::AppError::bad_request("unreadable body")))?;
+    let signature = req.header("stripe-signature");
+    let outcome = crate::credits::stripe::webhook(&state, signature, &payload).await.map_err(api_error)?;
+    Ok(poem::web::Json(serde_json::json!({ "received": true, "outcome": format!("{outcome:?}") })))
+}

@@ -24,6 +24,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0002_auth.sql"),
         include_str!("../../../migrations/sqlite/0002_auth.sql"),
     ),
+    (
+        3,
+        "credits",
+        include_str!("../../../migrations/postgres/0003_credits.sql"),
+        include_str!("../../../migrations/sqlite/0003_credits.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

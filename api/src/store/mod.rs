@@ -7,6 +7,7 @@
 //! the same instants with the same (microsecond) precision.
 
 mod auth_queries;
+mod ledger_queries;
 mod migrate;
 mod pg;
 pub mod rows;
@@ -204,4 +205,25 @@ forward! {
     fn device_code_decide(user_code: &str, user_id: Uuid, approve: bool) -> StoreResult<bool>;
     fn device_code_poll(device_code_hash: &str) -> StoreResult<Option<DeviceCodeRow>>;
     fn device_code_consume(id: Uuid) -> StoreResult<bool>;
+    fn credits_get(user_id: Uuid) -> StoreResult<CreditsRow>;
+    /// Adds (or for `admin_adjust` removes) credits, once per `(kind, reference)`.
+    fn credits_grant(user_id: Uuid, kind: TxKind, amount: i64, reference: &str, description: Option<&str>) -> Result<Booked<CreditTxRow>, LedgerError>;
+    /// Reserves `amount` for `reference` (a task), once.
+    fn credits_reserve(user_id: Uuid, reference: &str, amount: i64) -> Result<Booked<CreditsRow>, LedgerError>;
+    /// Resolves a reservation once: spends `spend` (default: all), releases the rest.
+    fn credits_resolve(reference: &str, spend: Option<i64>) -> Result<Booked<Resolution>, LedgerError>;
+    fn credits_reservation(reference: &str) -> StoreResult<Option<(i64, Option<i64>)>>;
+    fn credits_transactions(user_id: Uuid, kind: Option<TxKind>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<CreditTxRow>>;
+    fn credits_invariant_violations(user_id: Uuid) -> StoreResult<Vec<String>>;
+    fn credit_package_list(active_only: bool) -> StoreResult<Vec<CreditPackageRow>>;
+    fn credit_package_get(id: Uuid) -> StoreResult<Option<CreditPackageRow>>;
+    fn credit_package_upsert(package: &CreditPackageRow) -> StoreResult<CreditPackageRow>;
+    fn credit_package_delete(id: Uuid) -> StoreResult<bool>;
+    fn checkout_create(checkout: &CheckoutRow) -> StoreResult<()>;
+    fn checkout_get(id: &str) -> StoreResult<Option<CheckoutRow>>;
+    fn checkout_set_status(id: &str, status: &str) -> StoreResult<bool>;
+    fn stripe_event_record(id: &str, kind: &str) -> StoreResult<bool>;
+    fn stripe_event_forget(id: &str) -> StoreResult<()>;
+    fn idempotency_begin(user_id: Uuid, key: &str, operation: &str, request_hash: &str) -> StoreResult<IdempotencyState>;
+    fn idempotency_finish(user_id: Uuid, key: &str, response: Option<(u16, &str)>) -> StoreResult<()>;
 }

@@ -100,3 +100,22 @@ impl PgStore {
 }
 
 super::auth_queries::auth_queries!(PgStore);
+
+impl PgStore {
+    /// A transaction for writes.
+    pub(crate) async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// Row-locks the user's credits row for the rest of the transaction.
+    async fn lock_credits_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query("SELECT 1 FROM credits WHERE user_id = $1 FOR UPDATE")
+            .bind(user_id)
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sqlx)
+    }
+}
+
+super::ledger_queries::ledger_queries!(PgStore, sqlx::Postgres);

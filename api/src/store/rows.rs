@@ -138,3 +138,136 @@ pub struct DeviceCodeRow {
     pub last_polled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
+
+/// A user's credit account (zeros when the user never had credits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct CreditsRow {
+    pub balance: i64,
+    pub reserved_balance: i64,
+    pub lifetime_earned: i64,
+    pub lifetime_spent: i64,
+}
+
+impl CreditsRow {
+    pub fn available(&self) -> i64 {
+        self.balance - self.reserved_balance
+    }
+}
+
+/// The kinds of `credit_transactions` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Purchase,
+    Spend,
+    Refund,
+    Bonus,
+    AdminAdjust,
+    Reserve,
+}
+
+impl TxKind {
+    pub const ALL: [TxKind; 6] =
+        [TxKind::Purchase, TxKind::Spend, TxKind::Refund, TxKind::Bonus, TxKind::AdminAdjust, TxKind::Reserve];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxKind::Purchase => "purchase",
+            TxKind::Spend => "spend",
+            TxKind::Refund => "refund",
+            TxKind::Bonus => "bonus",
+            TxKind::AdminAdjust => "admin_adjust",
+            TxKind::Reserve => "reserve",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CreditTxRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reserved_delta: i64,
+    pub reserved_after: i64,
+    pub reference_id: Option<String>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The result of a ledger operation that may have happened before (retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Booked<T> {
+    /// Done now.
+    Applied(T),
+    /// Already done earlier with this reference: nothing changed.
+    Duplicate,
+}
+
+/// Why a ledger operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("insufficient credits: {available} available")]
+    Insufficient { available: i64 },
+    #[error("no reservation with that reference")]
+    UnknownReservation,
+    #[error("the reservation belongs to another user or amount")]
+    ReservationMismatch,
+    #[error("spend exceeds the reserved amount")]
+    SpendExceedsReservation,
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
+}
+
+/// How a reservation was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    pub spent: i64,
+    pub released: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CreditPackageRow {
+    pub id: Uuid,
+    pub name: String,
+    pub credits: i64,
+    pub price: i64,
+    pub currency: String,
+    pub stripe_price_id: Option<String>,
+    pub is_active: bool,
+    pub sort_order: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CheckoutRow {
+    pub id: String,
+    pub user_id: Uuid,
+    pub package_id: Uuid,
+    pub credits: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub url: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// What the first request with an idempotency key left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// The key is new and now claimed by this request.
+    Claimed,
+    /// The same request finished before: replay its answer.
+    Replay { status: u16, body: String },
+    /// The key was used with a different request.
+    Mismatch,
+    /// The first request is still running.
+    InProgress,
+}

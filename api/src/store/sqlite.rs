@@ -89,3 +89,18 @@ impl SqliteStore {
 }
 
 super::auth_queries::auth_queries!(SqliteStore);
+
+impl SqliteStore {
+    /// `BEGIN IMMEDIATE`: takes the write lock up front, so a transaction that reads and
+    /// then writes waits its turn instead of failing with SQLITE_BUSY on the upgrade.
+    pub(crate) async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from_sqlx)
+    }
+
+    /// SQLite holds the database write lock for the whole `BEGIN IMMEDIATE` transaction.
+    async fn lock_credits_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+super::ledger_queries::ledger_queries!(SqliteStore, sqlx::Sqlite);

@@ -27,6 +27,7 @@ const PUBLIC: &[&str] = &[
     "/api/auth/reset-password",
     "/api/auth/device/code",
     "/api/auth/device/token",
+    "/api/credits/packages",
 ];
 
 /// A minimal valid instance of a schema (required properties only).

@@ -9,18 +9,23 @@ funmagic_api::test_both_backends!(
     constraints_guard_credits
 );
 
-/// The seed's 15 tables plus `api_keys` and `device_codes` (auth issue).
-const TABLES: [&str; 17] = [
+/// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
+/// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits).
+const TABLES: [&str; 21] = [
     "accounts",
     "api_keys",
     "assets",
     "banners",
+    "checkout_sessions",
     "credit_packages",
+    "credit_reservations",
     "credit_transactions",
     "credits",
     "device_codes",
+    "idempotency_keys",
     "providers",
     "sessions",
+    "stripe_events",
     "task_payloads",
     "task_steps",
     "tasks",

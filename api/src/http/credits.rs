@@ -1,0 +1,435 @@
+//! `/api/credits/*`: balance, history, packages, Stripe Checkout; and the credit routes of
+//! `/api/admin/*` (packages, adjustments).
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::models::Success;
+use super::security::Auth;
+use crate::app::AppState;
+use crate::auth::Access;
+use crate::credits;
+use crate::error::AppError;
+use crate::store::{CreditPackageRow, CreditTxRow, CreditsRow, TxKind};
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct CreditBalance {
+    /// Credits owned, including reserved ones.
+    pub balance: i64,
+    /// Credits held for tasks that have not finished.
+    pub reserved: i64,
+    /// `balance − reserved`: what new tasks can use.
+    pub available: i64,
+    pub lifetime_earned: i64,
+    pub lifetime_spent: i64,
+}
+
+impl From<CreditsRow> for CreditBalance {
+    fn from(c: CreditsRow) -> Self {
+        Self {
+            balance: c.balance,
+            reserved: c.reserved_balance,
+            available: c.available(),
+            lifetime_earned: c.lifetime_earned,
+            lifetime_spent: c.lifetime_spent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TransactionType {
+    Purchase,
+    Spend,
+    Refund,
+    Bonus,
+    AdminAdjust,
+    Reserve,
+}
+
+impl From<TransactionType> for TxKind {
+    fn from(t: TransactionType) -> Self {
+        match t {
+            TransactionType::Purchase => TxKind::Purchase,
+            TransactionType::Spend => TxKind::Spend,
+            TransactionType::Refund => TxKind::Refund,
+            TransactionType::Bonus => TxKind::Bonus,
+            TransactionType::AdminAdjust => TxKind::AdminAdjust,
+            TransactionType::Reserve => TxKind::Reserve,
+        }
+    }
+}
+
+impl From<TxKind> for TransactionType {
+    fn from(t: TxKind) -> Self {
+        match t {
+            TxKind::Purchase => TransactionType::Purchase,
+            TxKind::Spend => TransactionType::Spend,
+            TxKind::Refund => TransactionType::Refund,
+            TxKind::Bonus => TransactionType::Bonus,
+            TxKind::AdminAdjust => TransactionType::AdminAdjust,
+            TxKind::Reserve => TransactionType::Reserve,
+        }
+    }
+}
+
+/// One ledger row. `amount` changes the balance; `reservedDelta` the reserved credits.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreditTransaction {
+    pub id: Uuid,
+    #[oai(rename = "type")]
+    pub kind: TransactionType,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reserved_delta: i64,
+    pub reserved_after: i64,
+    /// The task, checkout session or adjustment this row belongs to.
+    pub reference_id: Option<String>,
+    pub description: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<CreditTxRow> for CreditTransaction {
+    fn from(t: CreditTxRow) -> Self {
+        Self {
+            id: t.id,
+            kind: TxKind::parse(&t.kind).unwrap_or(TxKind::AdminAdjust).into(),
+            amount: t.amount,
+            balance_after: t.balance_after,
+            reserved_delta: t.reserved_delta,
+            reserved_after: t.reserved_after,
+            reference_id: t.reference_id,
+            description: t.description,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TransactionList {
+    pub transactions: Vec<CreditTransaction>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CreditPackage {
+    pub id: Uuid,
+    pub name: String,
+    pub credits: i64,
+    /// In the currency's minor unit (cents).
+    pub price: i64,
+    pub currency: String,
+    pub is_active: bool,
+    pub sort_order: i32,
+    /// Admins only: the Stripe Price used at checkout.
+    pub stripe_price_id: Option<String>,
+}
+
+impl CreditPackage {
+    fn from_row(p: CreditPackageRow, admin: bool) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            credits: p.credits,
+            price: p.price,
+            currency: p.currency,
+            is_active: p.is_active,
+            sort_order: p.sort_order,
+            stripe_price_id: if admin { p.stripe_price_id } else { None },
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PackageList {
+    pub packages: Vec<CreditPackage>,
+}
+
+#[derive(Debug, Object, Serialize)]
+#[oai(rename_all = "camelCase")]
+pub struct CheckoutRequest {
+    pub package_id: Uuid,
+}
+
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct Checkout {
+    /// Stripe's Checkout Session id.
+    pub id: String,
+    /// Open this to pay.
+    pub url: String,
+    pub package_id: Uuid,
+    pub credits: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PackageInput {
+    pub name: String,
+    pub credits: i64,
+    pub price: i64,
+    /// ISO 4217, lower case (default `usd`).
+    pub currency: Option<String>,
+    pub stripe_price_id: Option<String>,
+    pub is_active: Option<bool>,
+    pub sort_order: Option<i32>,
+}
+
+#[derive(Debug, Object, Serialize)]
+#[oai(rename_all = "camelCase")]
+pub struct AdjustCreditsRequest {
+    /// Positive adds, negative removes (never below zero available).
+    pub amount: i64,
+    /// Why; shown in the user's history.
+    pub description: String,
+}
+
+pub struct CreditsApi;
+
+#[OpenApi(tag = "ApiTags::Credits")]
+impl CreditsApi {
+    /// The caller's credits.
+    #[oai(path = "/api/credits/balance", method = "get", operation_id = "credits_balance_get")]
+    async fn balance(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<CreditBalance>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(state.store().credits_get(principal.user_id()).await?.into()))
+    }
+
+    /// The caller's credit history, newest first.
+    #[oai(path = "/api/credits/transactions", method = "get", operation_id = "credits_transaction_list")]
+    async fn transactions(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        #[oai(name = "type")] kind: Query<Option<TransactionType>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<TransactionList>> {
+        let principal = auth.principal(&state, req).await?;
+        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let mut rows = state
+            .store()
+            .credits_transactions(principal.user_id(), kind.0.map(Into::into), cursor.0, limit + 1)
+            .await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// Credit packages on sale (public).
+    #[oai(path = "/api/credits/packages", method = "get", operation_id = "credits_package_list")]
+    async fn packages(&self, state: Data<&AppState>) -> Result<Json<PackageList>> {
+        let rows = state.store().credit_package_list(true).await?;
+        Ok(Json(PackageList { packages: rows.into_iter().map(|p| CreditPackage::from_row(p, false)).collect() }))
+    }
+
+    /// Starts a Stripe Checkout for a package; pay at the returned URL.
+    #[oai(path = "/api/credits/checkout", method = "post", operation_id = "credits_checkout_create")]
+    async fn checkout(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<CheckoutRequest>,
+    ) -> Result<Json<Checkout>> {
+        let principal = auth.principal(&state, req).await?;
+        let key = idempotency_key.0.as_deref();
+        let checkout = credits::idempotent(&state, principal.user_id(), key, "checkout", &body.0, async {
+            let row = credits::stripe::checkout_create(&state, &principal, body.package_id, key).await?;
+            Ok(Checkout {
+                id: row.id,
+                url: row.url,
+                package_id: row.package_id,
+                credits: row.credits,
+                amount: row.amount,
+                currency: row.currency,
+                status: row.status,
+            })
+        })
+        .await?;
+        Ok(Json(checkout))
+    }
+
+    /// Every package, active or not (admin).
+    #[oai(
+        path = "/api/admin/credit-packages",
+        method = "get",
+        operation_id = "admin_credit_package_list",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_packages(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<PackageList>> {
+        auth.principal(&state, req).await?.require(Access::Admin)?;
+        let rows = state.store().credit_package_list(false).await?;
+        Ok(Json(PackageList { packages: rows.into_iter().map(|p| CreditPackage::from_row(p, true)).collect() }))
+    }
+
+    /// Creates a package (admin).
+    #[oai(
+        path = "/api/admin/credit-packages",
+        method = "post",
+        operation_id = "admin_credit_package_create",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_package_create(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<PackageInput>,
+    ) -> Result<Json<CreditPackage>> {
+        auth.principal(&state, req).await?.require(Access::Admin)?;
+        let now = crate::store::now();
+        let row = package_row(Uuid::now_v7(), &body, now, now);
+        credits::validate_package(&row)?;
+        Ok(Json(CreditPackage::from_row(state.store().credit_package_upsert(&row).await?, true)))
+    }
+
+    /// Replaces a package (admin).
+    #[oai(
+        path = "/api/admin/credit-packages/:id",
+        method = "put",
+        operation_id = "admin_credit_package_update",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_package_update(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: Json<PackageInput>,
+    ) -> Result<Json<CreditPackage>> {
+        auth.principal(&state, req).await?.require(Access::Admin)?;
+        let existing =
+            state.store().credit_package_get(id.0).await?.ok_or_else(|| AppError::not_found("credit package"))?;
+        let row = package_row(id.0, &body, existing.created_at, crate::store::now());
+        credits::validate_package(&row)?;
+        Ok(Json(CreditPackage::from_row(state.store().credit_package_upsert(&row).await?, true)))
+    }
+
+    /// Deletes a package never bought; deactivate it instead once it was (admin).
+    #[oai(
+        path = "/api/admin/credit-packages/:id",
+        method = "delete",
+        operation_id = "admin_credit_package_delete",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_package_delete(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Success>> {
+        auth.principal(&state, req).await?.require(Access::Admin)?;
+        match state.store().credit_package_delete(id.0).await {
+            Ok(true) => Ok(Success::ok()),
+            Ok(false) => Err(AppError::not_found("credit package").into()),
+            Err(crate::store::StoreError::Constraint(_)) => Err(AppError::conflict(
+                "PACKAGE_IN_USE",
+                "this package has checkouts; set isActive to false instead of deleting it",
+            )
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Any user's credits (admin).
+    #[oai(
+        path = "/api/admin/users/:id/credits",
+        method = "get",
+        operation_id = "admin_user_credits_get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_user_credits(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<CreditBalance>> {
+        let principal = auth.principal(&state, req).await?;
+        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        Ok(Json(state.store().credits_get(id.0).await?.into()))
+    }
+
+    /// Adds or removes a user's credits with a reason (`admin_adjust`); idempotent with
+    /// `Idempotency-Key` (admin).
+    #[oai(
+        path = "/api/admin/users/:id/credits",
+        method = "post",
+        operation_id = "admin_user_credits_adjust",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_user_credits_adjust(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<AdjustCreditsRequest>,
+    ) -> Result<Json<CreditBalance>> {
+        let principal = auth.principal(&state, req).await?;
+        principal.require(Access::Admin)?;
+        let key = idempotency_key.0.as_deref();
+        let reference = match key {
+            Some(k) => format!("adjust:{}:{k}", principal.user_id()),
+            None => format!("adjust:{}", Uuid::now_v7()),
+        };
+        let request = (id.0, &body.0);
+        let balance = credits::idempotent(&state, principal.user_id(), key, "admin_adjust", &request, async {
+            let row =
+                credits::admin_adjust(&state, &principal, id.0, body.amount, &body.description, &reference).await?;
+            Ok(CreditBalance::from(row))
+        })
+        .await?;
+        Ok(Json(balance))
+    }
+}
+
+fn package_row(
+    id: Uuid,
+    input: &PackageInput,
+    created: chrono::DateTime<chrono::Utc>,
+    updated: chrono::DateTime<chrono::Utc>,
+) -> CreditPackageRow {
+    CreditPackageRow {
+        id,
+        name: input.name.trim().to_string(),
+        credits: input.credits,
+        price: input.price,
+        currency: input.currency.clone().unwrap_or_else(|| "usd".into()).to_ascii_lowercase(),
+        stripe_price_id: input.stripe_price_id.clone().filter(|s| !s.trim().is_empty()),
+        is_active: input.is_active.unwrap_or(true),
+        sort_order: input.sort_order.unwrap_or(0),
+        created_at: created,
+        updated_at: updated,
+    }
+}
