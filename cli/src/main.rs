@@ -2,6 +2,7 @@
 
 mod cmd_auth;
 mod cmd_completions;
+mod cmd_credits;
 mod cmd_status;
 mod context;
 mod exit;
@@ -57,11 +58,26 @@ pub enum Command {
     /// Sign in and out, accounts, API keys.
     #[command(subcommand)]
     Auth(cmd_auth::AuthCommand),
+    /// Your credits: balance (default), history, packages, buy.
+    Credits {
+        #[command(subcommand)]
+        command: Option<cmd_credits::CreditsCommand>,
+    },
+    /// Administration (admins only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Users' credits.
+    #[command(subcommand)]
+    Credits(cmd_credits::AdminCreditsCommand),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +107,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Auth(command) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_auth::run(&ctx, command).await
+        }
+        Command::Credits { command } => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_credits::run(&ctx, command).await
+        }
+        Command::Admin(AdminCommand::Credits(command)) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_credits::run_admin(&ctx, command).await
         }
     }
 }

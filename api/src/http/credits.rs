@@ -275,14 +275,15 @@ impl CreditsApi {
         .await?;
         Ok(Json(checkout))
     }
+}
 
+/// The credit routes under `/api/admin/*`.
+pub struct AdminCreditsApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminCreditsApi {
     /// Every package, active or not (admin).
-    #[oai(
-        path = "/api/admin/credit-packages",
-        method = "get",
-        operation_id = "admin_credit_package_list",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/credit-packages", method = "get", operation_id = "admin_credit_package_list")]
     async fn admin_packages(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<PackageList>> {
         auth.principal(&state, req).await?.require(Access::Admin)?;
         let rows = state.store().credit_package_list(false).await?;
@@ -290,12 +291,7 @@ impl CreditsApi {
     }
 
     /// Creates a package (admin).
-    #[oai(
-        path = "/api/admin/credit-packages",
-        method = "post",
-        operation_id = "admin_credit_package_create",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/credit-packages", method = "post", operation_id = "admin_credit_package_create")]
     async fn admin_package_create(
         &self,
         state: Data<&AppState>,
@@ -311,12 +307,7 @@ impl CreditsApi {
     }
 
     /// Replaces a package (admin).
-    #[oai(
-        path = "/api/admin/credit-packages/:id",
-        method = "put",
-        operation_id = "admin_credit_package_update",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/credit-packages/:id", method = "put", operation_id = "admin_credit_package_update")]
     async fn admin_package_update(
         &self,
         state: Data<&AppState>,
@@ -334,12 +325,7 @@ impl CreditsApi {
     }
 
     /// Deletes a package never bought; deactivate it instead once it was (admin).
-    #[oai(
-        path = "/api/admin/credit-packages/:id",
-        method = "delete",
-        operation_id = "admin_credit_package_delete",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/credit-packages/:id", method = "delete", operation_id = "admin_credit_package_delete")]
     async fn admin_package_delete(
         &self,
         state: Data<&AppState>,
@@ -361,12 +347,7 @@ impl CreditsApi {
     }
 
     /// Any user's credits (admin).
-    #[oai(
-        path = "/api/admin/users/:id/credits",
-        method = "get",
-        operation_id = "admin_user_credits_get",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/users/:id/credits", method = "get", operation_id = "admin_user_credits_get")]
     async fn admin_user_credits(
         &self,
         state: Data<&AppState>,
@@ -381,12 +362,7 @@ impl CreditsApi {
 
     /// Adds or removes a user's credits with a reason (`admin_adjust`); idempotent with
     /// `Idempotency-Key` (admin).
-    #[oai(
-        path = "/api/admin/users/:id/credits",
-        method = "post",
-        operation_id = "admin_user_credits_adjust",
-        tag = "ApiTags::Admin"
-    )]
+    #[oai(path = "/api/admin/users/:id/credits", method = "post", operation_id = "admin_user_credits_adjust")]
     async fn admin_user_credits_adjust(
         &self,
         state: Data<&AppState>,

@@ -37,10 +37,10 @@ pub enum ApiTags {
 }
 
 /// Every API of the server, in the order they appear in the spec.
-pub type Apis = (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi);
+pub type Apis = (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi, credits::AdminCreditsApi);
 
 fn apis() -> Apis {
-    (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi)
+    (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi, credits::AdminCreditsApi)
 }
 
 /// Largest request body the JSON API accepts (uploads go to storage URLs, not here).

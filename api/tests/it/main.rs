@@ -5,6 +5,8 @@ mod admin;
 mod auth;
 mod binary;
 mod config;
+mod credits;
+mod credits_prop;
 mod device;
 mod health;
 mod mail;
@@ -13,6 +15,7 @@ mod openapi;
 mod rbac;
 mod startup;
 mod store;
+mod stripe;
 
 /// An SDK client for a test app.
 pub fn client(app: &funmagic_api::testing::TestApp) -> funmagic_sdk::Client {

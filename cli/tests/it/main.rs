@@ -1,6 +1,7 @@
 //! Integration tests of the `funmagic` binary against the real server (in-process, port 0).
 
 mod auth;
+mod credits;
 mod status;
 
 use std::process::Output;

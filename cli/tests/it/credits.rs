@@ -1,0 +1,101 @@
+//! `funmagic credits …` and `funmagic admin credits adjust`.
+
+use funmagic_api::testing::{TempDir, TestApp, TestBackend};
+use funmagic_sdk::types;
+
+use crate::{funmagic, stderr, stdout};
+
+async fn token(app: &TestApp, email: &str, role: funmagic_api::store::Role) -> String {
+    let state = app.state();
+    let hash = state.hasher().hash("correct horse battery").await.unwrap();
+    let new = funmagic_api::store::NewUser { email: email.into(), name: "T".into(), role, email_verified: true };
+    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
+    funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_commands() {
+    let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
+    let admin = token(&app, "admin@example.com", funmagic_api::store::Role::Admin).await;
+    let ada = token(&app, "ada@example.com", funmagic_api::store::Role::User).await;
+    let cfg = TempDir::new("cli-credits");
+    let url = app.base_url();
+    let as_admin = |args: &[&str]| {
+        let mut all = vec!["--api-url", url.as_str(), "--token", admin.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let cfg = &cfg;
+        async move { funmagic(cfg, &args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+
+    let out = run(as_admin(&[
+        "admin",
+        "credits",
+        "adjust",
+        "ada@example.com",
+        "120",
+        "--reason",
+        "beta tester",
+        "--idempotency-key",
+        "k1",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("balance 120"), "{}", stdout(&out));
+    let out = run(as_admin(&[
+        "admin",
+        "credits",
+        "adjust",
+        "ada@example.com",
+        "120",
+        "--reason",
+        "beta tester",
+        "--idempotency-key",
+        "k1",
+    ]))
+    .await;
+    assert!(stdout(&out).contains("balance 120"), "the retried command did not grant twice");
+    let out = run(as_admin(&["admin", "credits", "adjust", "ada@example.com", "-500", "--reason", "oops"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ADJUSTMENT_EXCEEDS_AVAILABLE"), "{}", stderr(&out));
+    let out = run(as_admin(&["admin", "credits", "adjust", "nobody@example.com", "5", "--reason", "x"])).await;
+    assert_eq!(out.status.code(), Some(1));
+
+    let as_ada = |args: &[&str]| {
+        let mut all = vec!["--api-url", url.as_str(), "--token", ada.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = run(as_ada(&["credits"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).starts_with("120 credits available"), "{}", stdout(&out));
+    let out = run(as_ada(&["--json", "credits", "history"])).await;
+    let history: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(history["transactions"][0]["type"], "admin_adjust");
+    assert_eq!(history["transactions"][0]["amount"], 120);
+    let out = run(as_ada(&["credits", "history", "--type", "bogus"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(as_ada(&["admin", "credits", "adjust", "ada@example.com", "5", "--reason", "self"])).await;
+    assert_eq!(out.status.code(), Some(4), "plain users get an auth exit code");
+
+    let sdk = funmagic_sdk::ClientBuilder::new(&url).token(&admin).build().unwrap();
+    let input = types::PackageInput {
+        name: "Starter".into(),
+        credits: 100,
+        price: 900,
+        currency: None,
+        stripe_price_id: None,
+        is_active: Some(true),
+        sort_order: None,
+    };
+    sdk.admin_credit_package_create(&input).await.unwrap();
+    let out = run(as_ada(&["credits", "packages"])).await;
+    assert!(stdout(&out).contains("Starter") && stdout(&out).contains("9.00 USD"), "{}", stdout(&out));
+    let out = run(as_ada(&["credits", "buy", "starter"])).await;
+    assert_eq!(out.status.code(), Some(1), "no Stripe key configured");
+    assert!(stderr(&out).contains("PURCHASES_DISABLED"), "{}", stderr(&out));
+    let out = run(as_ada(&["credits", "buy", "platinum"])).await;
+    assert_eq!(out.status.code(), Some(2));
+}
