@@ -110,6 +110,48 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "base URL of the CDN in front of the public bucket",
     },
     SettingDoc {
+        key: "storage.secret_key",
+        env: "FUNMAGIC_SECRET_KEY",
+        default: "(generated in data_dir/secret.key)",
+        help: "key that signs the local file store's upload and download URLs",
+    },
+    SettingDoc {
+        key: "storage.max_image_bytes",
+        env: "FUNMAGIC_MAX_IMAGE_BYTES",
+        default: "26214400",
+        help: "largest image upload (25 MiB)",
+    },
+    SettingDoc {
+        key: "storage.max_model_bytes",
+        env: "FUNMAGIC_MAX_MODEL_BYTES",
+        default: "209715200",
+        help: "largest 3D model upload (200 MiB)",
+    },
+    SettingDoc {
+        key: "storage.quota_bytes",
+        env: "FUNMAGIC_STORAGE_QUOTA_BYTES",
+        default: "1073741824",
+        help: "storage per user (1 GiB)",
+    },
+    SettingDoc {
+        key: "storage.upload_url_ttl_secs",
+        env: "FUNMAGIC_UPLOAD_URL_TTL_SECS",
+        default: "900",
+        help: "lifetime of presigned upload URLs",
+    },
+    SettingDoc {
+        key: "storage.download_url_ttl_secs",
+        env: "FUNMAGIC_DOWNLOAD_URL_TTL_SECS",
+        default: "3600",
+        help: "lifetime of presigned download URLs",
+    },
+    SettingDoc {
+        key: "storage.pending_upload_ttl_secs",
+        env: "FUNMAGIC_PENDING_UPLOAD_TTL_SECS",
+        default: "86400",
+        help: "uploads not completed within this are deleted",
+    },
+    SettingDoc {
         key: "auth.session_ttl_days",
         env: "FUNMAGIC_SESSION_TTL_DAYS",
         default: "7",
@@ -309,6 +351,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: Option<S3Settings>,
+    pub storage: StorageSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub oauth: OAuthSettings,
@@ -347,6 +390,18 @@ pub struct OAuthProviderSettings {
 pub struct OAuthSettings {
     pub github: Option<OAuthProviderSettings>,
     pub google: Option<OAuthProviderSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// `None`: generated once into `<data_dir>/secret.key`.
+    pub secret_key: Option<SecretString>,
+    pub max_image_bytes: u64,
+    pub max_model_bytes: u64,
+    pub quota_bytes: u64,
+    pub upload_url_ttl_secs: u64,
+    pub download_url_ttl_secs: u64,
+    pub pending_upload_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -513,6 +568,8 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub s3: S3Layer,
     #[serde(default)]
+    pub storage: StorageLayer,
+    #[serde(default)]
     pub auth: AuthLayer,
     #[serde(default)]
     pub mail: MailLayer,
@@ -556,6 +613,18 @@ pub struct OAuthLayer {
     pub google_authorize_url: Option<String>,
     pub google_token_url: Option<String>,
     pub google_userinfo_url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageLayer {
+    pub secret_key: Option<SecretString>,
+    pub max_image_bytes: Option<u64>,
+    pub max_model_bytes: Option<u64>,
+    pub quota_bytes: Option<u64>,
+    pub upload_url_ttl_secs: Option<u64>,
+    pub download_url_ttl_secs: Option<u64>,
+    pub pending_upload_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -660,6 +729,15 @@ impl SettingsLayer {
                 path_style: parse_env(&get, "FUNMAGIC_S3_PATH_STYLE")?,
                 cdn_url: get("CDN_URL"),
             },
+            storage: StorageLayer {
+                secret_key: secret("FUNMAGIC_SECRET_KEY"),
+                max_image_bytes: parse_env(&get, "FUNMAGIC_MAX_IMAGE_BYTES")?,
+                max_model_bytes: parse_env(&get, "FUNMAGIC_MAX_MODEL_BYTES")?,
+                quota_bytes: parse_env(&get, "FUNMAGIC_STORAGE_QUOTA_BYTES")?,
+                upload_url_ttl_secs: parse_env(&get, "FUNMAGIC_UPLOAD_URL_TTL_SECS")?,
+                download_url_ttl_secs: parse_env(&get, "FUNMAGIC_DOWNLOAD_URL_TTL_SECS")?,
+                pending_upload_ttl_secs: parse_env(&get, "FUNMAGIC_PENDING_UPLOAD_TTL_SECS")?,
+            },
             auth: AuthLayer {
                 session_ttl_days: parse_env(&get, "FUNMAGIC_SESSION_TTL_DAYS")?,
                 signup_enabled: parse_env(&get, "FUNMAGIC_SIGNUP_ENABLED")?,
@@ -720,6 +798,8 @@ impl SettingsLayer {
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
+        override_fields!(self.storage, other.storage; secret_key, max_image_bytes, max_model_bytes, quota_bytes,
+            upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
             trusted_origins, argon2_memory_kib, argon2_iterations, argon2_parallelism, rate_limit_per_minute,
             rate_limit_per_email_per_minute, bootstrap_admin);
@@ -762,6 +842,7 @@ impl SettingsLayer {
                 prefix: self.redis.prefix.unwrap_or_else(|| "funmagic".into()),
             },
             s3: resolve_s3(self.s3)?,
+            storage: resolve_storage(self.storage)?,
             auth: resolve_auth(self.auth)?,
             mail: MailSettings {
                 smtp_url: self.mail.smtp_url,
@@ -791,6 +872,29 @@ impl SettingsLayer {
         }
         Ok(settings)
     }
+}
+
+fn resolve_storage(s: StorageLayer) -> Result<StorageSettings, ConfigError> {
+    let positive = |value: Option<u64>, default: u64, env: &str| -> Result<u64, ConfigError> {
+        match value.unwrap_or(default) {
+            0 => Err(ConfigError::new(env, "must be at least 1")),
+            v => Ok(v),
+        }
+    };
+    if let Some(key) = &s.secret_key
+        && key.expose_secret().len() < 32
+    {
+        return Err(ConfigError::new("FUNMAGIC_SECRET_KEY", "must be at least 32 characters"));
+    }
+    Ok(StorageSettings {
+        secret_key: s.secret_key,
+        max_image_bytes: positive(s.max_image_bytes, 25 * 1024 * 1024, "FUNMAGIC_MAX_IMAGE_BYTES")?,
+        max_model_bytes: positive(s.max_model_bytes, 200 * 1024 * 1024, "FUNMAGIC_MAX_MODEL_BYTES")?,
+        quota_bytes: positive(s.quota_bytes, 1024 * 1024 * 1024, "FUNMAGIC_STORAGE_QUOTA_BYTES")?,
+        upload_url_ttl_secs: positive(s.upload_url_ttl_secs, 900, "FUNMAGIC_UPLOAD_URL_TTL_SECS")?,
+        download_url_ttl_secs: positive(s.download_url_ttl_secs, 3600, "FUNMAGIC_DOWNLOAD_URL_TTL_SECS")?,
+        pending_upload_ttl_secs: positive(s.pending_upload_ttl_secs, 86_400, "FUNMAGIC_PENDING_UPLOAD_TTL_SECS")?,
+    })
 }
 
 fn resolve_auth(a: AuthLayer) -> Result<AuthSettings, ConfigError> {

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -74,6 +74,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 );
             }
             tokio::spawn(sweep_expired_sessions(state.clone()));
+            tokio::spawn(sweep_pending_uploads(state.clone()));
             let (addr, serve) = server::bind(state.clone(), listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("FUNMAGIC_LISTEN: cannot listen on {listen}: {e}"))?;
@@ -104,6 +105,19 @@ async fn sweep_expired_sessions(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
+}
+
+/// Deletes uploads never completed (objects and records), every ten minutes.
+async fn sweep_pending_uploads(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        match funmagic_api::assets::sweep_pending_uploads(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "abandoned uploads removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove abandoned uploads"),
         }
     }
 }

@@ -30,6 +30,34 @@ pub fn redis_url() -> String {
     std::env::var("FUNMAGIC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The S3-compatible server of the tests (`.ci/run` starts Garage and sets these):
+/// `FUNMAGIC_TEST_S3_ENDPOINT`, `FUNMAGIC_TEST_S3_ACCESS_KEY`, `FUNMAGIC_TEST_S3_SECRET_KEY`,
+/// and optionally `FUNMAGIC_TEST_S3_REGION` (default `garage`). Buckets: `funmagic-public`,
+/// `funmagic-private`, `funmagic-admin`.
+pub fn s3_settings() -> Option<crate::config::S3Layer> {
+    let endpoint = std::env::var("FUNMAGIC_TEST_S3_ENDPOINT").ok().filter(|v| !v.is_empty())?;
+    Some(crate::config::S3Layer {
+        endpoint: Some(endpoint),
+        access_key: std::env::var("FUNMAGIC_TEST_S3_ACCESS_KEY").ok(),
+        secret_key: std::env::var("FUNMAGIC_TEST_S3_SECRET_KEY").ok().map(Into::into),
+        region: Some(std::env::var("FUNMAGIC_TEST_S3_REGION").unwrap_or_else(|_| "garage".into())),
+        path_style: Some(true),
+        ..Default::default()
+    })
+}
+
+/// Whether S3 tests can run; outside CI a missing server is a skip with a message.
+pub fn s3_available() -> bool {
+    if s3_settings().is_some() {
+        return true;
+    }
+    if in_ci() {
+        panic!("FUNMAGIC_TEST_S3_ENDPOINT is not set (CI is set: the S3 tests must run; .ci/run starts Garage)");
+    }
+    eprintln!("SKIPPED S3 test: FUNMAGIC_TEST_S3_ENDPOINT is not set (see .ci/garage.sh)");
+    false
+}
+
 fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
@@ -191,6 +219,9 @@ impl TestApp {
             layer.database.url = database.map(|d| d.url.clone().into());
             layer.redis.url = Some(redis_url().into());
             layer.redis.prefix = redis.map(|r| r.prefix.clone());
+            if let Some(s3) = s3_settings() {
+                layer.s3 = s3;
+            }
         }
         layer.merge(extra).resolve().expect("test settings")
     }

@@ -1,5 +1,6 @@
 //! `funmagic`: the FunMagic command-line client. Every server call goes through the SDK.
 
+mod cmd_assets;
 mod cmd_auth;
 mod cmd_completions;
 mod cmd_credits;
@@ -58,6 +59,16 @@ pub enum Command {
     /// Sign in and out, accounts, API keys.
     #[command(subcommand)]
     Auth(cmd_auth::AuthCommand),
+    /// Upload a file (PNG, JPEG, WebP image or GLB, PLY, OBJ model); prints its asset id.
+    Upload {
+        file: std::path::PathBuf,
+        /// Namespace for the file (default: uploads).
+        #[arg(long)]
+        module: Option<String>,
+    },
+    /// Your stored files.
+    #[command(subcommand)]
+    Assets(cmd_assets::AssetsCommand),
     /// Your credits: balance (default), history, packages, buy.
     Credits {
         #[command(subcommand)]
@@ -107,6 +118,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Auth(command) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_auth::run(&ctx, command).await
+        }
+        Command::Upload { file, module } => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_assets::upload(&ctx, file, module).await
+        }
+        Command::Assets(command) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_assets::run(&ctx, command).await
         }
         Command::Credits { command } => {
             let ctx = Context::resolve(&cli.global)?;

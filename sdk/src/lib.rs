@@ -9,6 +9,7 @@
 pub mod generated;
 
 mod builder;
+pub mod files;
 
 pub use builder::{ClientBuilder, DEFAULT_API_URL};
 pub use generated::{Client, types};

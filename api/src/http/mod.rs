@@ -5,9 +5,11 @@
 //! through [`error::ErrorResponse`].
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod credits;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod models;
 pub mod pages;
@@ -28,6 +30,9 @@ pub enum ApiTags {
     /// Accounts, sessions, API keys and the device sign-in flow.
     #[oai(rename = "auth")]
     Auth,
+    /// Uploads and stored files.
+    #[oai(rename = "assets")]
+    Assets,
     /// Credits: balance, history, packages, purchases.
     #[oai(rename = "credits")]
     Credits,
@@ -37,10 +42,26 @@ pub enum ApiTags {
 }
 
 /// Every API of the server, in the order they appear in the spec.
-pub type Apis = (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi, credits::AdminCreditsApi);
+pub type Apis = (
+    health::HealthApi,
+    auth::AuthApi,
+    assets::AssetsApi,
+    credits::CreditsApi,
+    admin::AdminApi,
+    assets::AdminAssetsApi,
+    credits::AdminCreditsApi,
+);
 
 fn apis() -> Apis {
-    (health::HealthApi, auth::AuthApi, credits::CreditsApi, admin::AdminApi, credits::AdminCreditsApi)
+    (
+        health::HealthApi,
+        auth::AuthApi,
+        assets::AssetsApi,
+        credits::CreditsApi,
+        admin::AdminApi,
+        assets::AdminAssetsApi,
+        credits::AdminCreditsApi,
+    )
 }
 
 /// Largest request body the JSON API accepts (uploads go to storage URLs, not here).
@@ -63,9 +84,13 @@ pub fn spec_json() -> String {
     spec
 }
 
-/// Refuses bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading at
+/// Refuses API bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading at
 /// most that much when the length is not declared (chunked uploads).
 async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Result<poem::Response> {
+    // File uploads are bounded by their signed length instead (`files::put`).
+    if req.uri().path().starts_with("/files/") {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
     match req
         .headers()
@@ -97,6 +122,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
         .at("/api/auth/callback/:provider", poem::get(pages::social_callback))
         .at("/api/webhooks/stripe", poem::post(pages::stripe_webhook))
+        .at("/files/:bucket/*key", poem::get(files::get).put(files::put))
         .data(state)
         .around(limit_body)
         .with(poem::middleware::CookieJarManager::new())

@@ -1,13 +1,22 @@
 //! Object storage: the seed's three buckets (public, private, admin) behind one interface,
 //! on local disk in the embedded default or on any S3-compatible store in scale-out mode.
+//!
+//! Both backends hand out expiring upload and download URLs, so a client runs the same flow
+//! against either: the S3 backend presigns with SigV4, the local one with an HMAC over the
+//! method, bucket, key, expiry (and, for uploads, content type and length) that the server
+//! checks when it serves `/files/…`.
 
 mod local;
 mod s3;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-pub use self::local::LocalStore;
-pub use self::s3::S3Store;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use self::local::{LocalStore, SignedOp};
+pub use self::s3::{PUBLIC_CACHE_CONTROL, S3Store};
 use crate::config::{ConfigError, Settings};
 
 /// The seed's visibility classes; each maps to one bucket.
@@ -21,7 +30,7 @@ pub enum Bucket {
 impl Bucket {
     pub const ALL: [Bucket; 3] = [Bucket::Public, Bucket::Private, Bucket::Admin];
 
-    /// The directory name used by the local store (and the default bucket name suffix).
+    /// The directory name used by the local store and in `/files/{bucket}/…` URLs.
     pub fn local_dir(self) -> &'static str {
         match self {
             Bucket::Public => "public",
@@ -29,7 +38,51 @@ impl Bucket {
             Bucket::Admin => "admin",
         }
     }
+
+    pub fn from_local_dir(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.local_dir() == s)
+    }
+
+    /// `assets.visibility` for objects in this bucket.
+    pub fn visibility(self) -> &'static str {
+        match self {
+            Bucket::Public => "public",
+            Bucket::Private => "private",
+            Bucket::Admin => "admin-private",
+        }
+    }
+
+    pub fn from_visibility(v: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.visibility() == v)
+    }
 }
+
+/// A URL the client uses directly against storage.
+#[derive(Debug, Clone)]
+pub struct Presigned {
+    pub url: String,
+    pub method: &'static str,
+    /// Headers the request must carry exactly (they are part of the signature).
+    pub headers: Vec<(String, String)>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What storage reports about an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+}
+
+/// Storage failures; the caller decides what the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid storage key")]
+    InvalidKey,
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
 
 /// Where files live; cheap to clone.
 #[derive(Debug, Clone)]
@@ -43,7 +96,10 @@ impl ObjectStore {
     pub async fn open(settings: &Settings) -> Result<Self, ConfigError> {
         let store = match &settings.s3 {
             Some(s3) => ObjectStore::S3(S3Store::new(s3)),
-            None => ObjectStore::Local(LocalStore::new(files_dir(settings))),
+            None => {
+                let secret = signing_secret(settings)?;
+                ObjectStore::Local(LocalStore::new(files_dir(settings), secret))
+            }
         };
         store.check().await.map_err(|problem| match &store {
             ObjectStore::S3(_) => ConfigError::new("S3_ENDPOINT", problem),
@@ -67,6 +123,18 @@ impl ObjectStore {
         }
     }
 
+    /// The bucket's name as stored in `assets.bucket`.
+    pub fn bucket_name(&self, bucket: Bucket) -> String {
+        match self {
+            ObjectStore::Local(_) => bucket.local_dir().to_string(),
+            ObjectStore::S3(s) => s.bucket_name(bucket).to_string(),
+        }
+    }
+
+    pub fn bucket_from_name(&self, name: &str) -> Option<Bucket> {
+        Bucket::ALL.into_iter().find(|b| self.bucket_name(*b) == name)
+    }
+
     /// Verifies every bucket is reachable and writable/readable; the error says which is not.
     pub async fn check(&self) -> Result<String, String> {
         match self {
@@ -74,8 +142,147 @@ impl ObjectStore {
             ObjectStore::S3(s) => s.check().await,
         }
     }
+
+    /// An upload URL for exactly `size` bytes of `content_type`.
+    pub async fn presign_put(
+        &self,
+        base_url: &str,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        ttl: Duration,
+    ) -> StorageResult<Presigned> {
+        match self {
+            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Put { content_type, size }, bucket, key, ttl),
+            ObjectStore::S3(s) => s.presign_put(bucket, key, content_type, size, ttl).await,
+        }
+    }
+
+    /// A download URL; `filename` sets the saved name.
+    pub async fn presign_get(
+        &self,
+        base_url: &str,
+        bucket: Bucket,
+        key: &str,
+        filename: Option<&str>,
+        ttl: Duration,
+    ) -> StorageResult<Presigned> {
+        match self {
+            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Get, bucket, key, ttl),
+            ObjectStore::S3(s) => s.presign_get(bucket, key, filename, ttl).await,
+        }
+    }
+
+    /// The permanent URL of a public object (through `CDN_URL` when set).
+    pub fn public_url(&self, base_url: &str, key: &str) -> String {
+        match self {
+            ObjectStore::Local(_) => format!("{base_url}/files/public/{key}"),
+            ObjectStore::S3(s) => s.public_url(key),
+        }
+    }
+
+    pub async fn head(&self, bucket: Bucket, key: &str) -> StorageResult<Option<ObjectMeta>> {
+        match self {
+            ObjectStore::Local(l) => l.head(bucket, key).await,
+            ObjectStore::S3(s) => s.head(bucket, key).await,
+        }
+    }
+
+    /// The first `len` bytes (fewer if the object is shorter).
+    pub async fn read_prefix(&self, bucket: Bucket, key: &str, len: usize) -> StorageResult<Bytes> {
+        match self {
+            ObjectStore::Local(l) => l.read_prefix(bucket, key, len).await,
+            ObjectStore::S3(s) => s.read_prefix(bucket, key, len).await,
+        }
+    }
+
+    /// The whole object (workers read inputs this way).
+    pub async fn get(&self, bucket: Bucket, key: &str) -> StorageResult<Bytes> {
+        match self {
+            ObjectStore::Local(l) => l.get(bucket, key).await,
+            ObjectStore::S3(s) => s.get(bucket, key).await,
+        }
+    }
+
+    pub async fn put(&self, bucket: Bucket, key: &str, data: Bytes, content_type: &str) -> StorageResult<()> {
+        match self {
+            ObjectStore::Local(l) => l.put(bucket, key, data).await,
+            ObjectStore::S3(s) => s.put(bucket, key, data, content_type).await,
+        }
+    }
+
+    /// Copies within or across buckets; public copies get long-lived cache headers.
+    pub async fn copy(
+        &self,
+        from: Bucket,
+        from_key: &str,
+        to: Bucket,
+        to_key: &str,
+        content_type: &str,
+    ) -> StorageResult<()> {
+        match self {
+            ObjectStore::Local(l) => l.copy(from, from_key, to, to_key).await,
+            ObjectStore::S3(s) => s.copy(from, from_key, to, to_key, content_type).await,
+        }
+    }
+
+    /// Deletes; a missing object is not an error.
+    pub async fn delete(&self, bucket: Bucket, key: &str) -> StorageResult<()> {
+        match self {
+            ObjectStore::Local(l) => l.delete(bucket, key).await,
+            ObjectStore::S3(s) => s.delete(bucket, key).await,
+        }
+    }
 }
 
 fn files_dir(settings: &Settings) -> PathBuf {
     settings.data_dir.join("files")
+}
+
+/// The URL-signing key: configured, or generated once into `<data_dir>/secret.key` (0600).
+fn signing_secret(settings: &Settings) -> Result<SecretString, ConfigError> {
+    if let Some(key) = &settings.storage.secret_key {
+        return Ok(key.clone());
+    }
+    let path = settings.data_dir.join("secret.key");
+    let problem = |e: std::io::Error| ConfigError::new("FUNMAGIC_DATA_DIR", format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => return Ok(SecretString::from(text.trim().to_string())),
+        Ok(_) => {
+            return Err(ConfigError::new(
+                "FUNMAGIC_DATA_DIR",
+                format!("{} is too short; delete it to regenerate", path.display()),
+            ));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(problem(e)),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(problem)?;
+    let secret = crate::auth::token::generate("");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(problem)?;
+            Ok(SecretString::from(secret))
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(&path).map(|t| SecretString::from(t.trim().to_string())).map_err(problem)
+        }
+        Err(e) => Err(problem(e)),
+    }
+}
+
+/// The key rules every backend shares (see `local::validate_key`).
+pub fn local_key_check(key: &str) -> StorageResult<()> {
+    local::validate_key(key)
+}
+
+/// `ExposeSecret` for the local store's signer.
+pub(crate) fn secret_bytes(secret: &SecretString) -> &[u8] {
+    secret.expose_secret().as_bytes()
 }

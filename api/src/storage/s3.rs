@@ -1,11 +1,21 @@
 //! The S3-compatible store of scale-out mode (AWS S3, MinIO, Garage, R2), via `aws-sdk-s3`.
+//! Upload and download URLs are SigV4-presigned; the upload signature covers the content
+//! type and length, so a client cannot send something else under it.
+
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
 use secrecy::ExposeSecret;
 
-use super::Bucket;
+use super::{Bucket, ObjectMeta, Presigned, StorageError, StorageResult};
 use crate::config::S3Settings;
+
+/// Public objects never change under a key, so caches may keep them forever.
+pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -13,6 +23,11 @@ pub struct S3Store {
     endpoint: String,
     buckets: [String; 3],
     cdn_url: Option<String>,
+    path_style: bool,
+}
+
+fn s3_error<E: std::error::Error>(e: E) -> StorageError {
+    StorageError::Io(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
 }
 
 impl S3Store {
@@ -36,6 +51,7 @@ impl S3Store {
             endpoint: settings.endpoint.clone(),
             buckets: [settings.bucket_public.clone(), settings.bucket_private.clone(), settings.bucket_admin.clone()],
             cdn_url: settings.cdn_url.clone(),
+            path_style: settings.path_style,
         }
     }
 
@@ -49,10 +65,6 @@ impl S3Store {
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    pub fn cdn_url(&self) -> Option<&str> {
-        self.cdn_url.as_deref()
     }
 
     pub fn describe(&self) -> String {
@@ -69,5 +81,134 @@ impl S3Store {
             })?;
         }
         Ok(self.describe())
+    }
+
+    fn presigning(ttl: Duration) -> StorageResult<PresigningConfig> {
+        PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Io(e.to_string()))
+    }
+
+    pub async fn presign_put(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        ttl: Duration,
+    ) -> StorageResult<Presigned> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(self.bucket_name(bucket))
+            .key(key)
+            .content_type(content_type)
+            .content_length(size as i64)
+            .presigned(Self::presigning(ttl)?)
+            .await
+            .map_err(s3_error)?;
+        let headers = request.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(Presigned {
+            url: request.uri().to_string(),
+            method: "PUT",
+            headers,
+            expires_at: crate::store::now() + chrono::Duration::seconds(ttl.as_secs() as i64),
+        })
+    }
+
+    pub async fn presign_get(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        filename: Option<&str>,
+        ttl: Duration,
+    ) -> StorageResult<Presigned> {
+        let mut op = self.client.get_object().bucket(self.bucket_name(bucket)).key(key);
+        if let Some(name) = filename {
+            op = op.response_content_disposition(format!("attachment; filename=\"{name}\""));
+        }
+        let request = op.presigned(Self::presigning(ttl)?).await.map_err(s3_error)?;
+        Ok(Presigned {
+            url: request.uri().to_string(),
+            method: "GET",
+            headers: vec![],
+            expires_at: crate::store::now() + chrono::Duration::seconds(ttl.as_secs() as i64),
+        })
+    }
+
+    pub fn public_url(&self, key: &str) -> String {
+        match &self.cdn_url {
+            Some(cdn) => format!("{cdn}/{key}"),
+            None if self.path_style => format!("{}/{}/{key}", self.endpoint, self.bucket_name(Bucket::Public)),
+            None => {
+                let (scheme, host) = self.endpoint.split_once("://").unwrap_or(("https", &self.endpoint));
+                format!("{scheme}://{}.{host}/{key}", self.bucket_name(Bucket::Public))
+            }
+        }
+    }
+
+    pub async fn head(&self, bucket: Bucket, key: &str) -> StorageResult<Option<ObjectMeta>> {
+        match self.client.head_object().bucket(self.bucket_name(bucket)).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectMeta { size: out.content_length().unwrap_or(0).max(0) as u64 })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    pub async fn read_prefix(&self, bucket: Bucket, key: &str, len: usize) -> StorageResult<Bytes> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(self.bucket_name(bucket))
+            .key(key)
+            .range(format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| StorageError::Io(e.to_string()))
+    }
+
+    pub async fn get(&self, bucket: Bucket, key: &str) -> StorageResult<Bytes> {
+        let out = self.client.get_object().bucket(self.bucket_name(bucket)).key(key).send().await.map_err(s3_error)?;
+        out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| StorageError::Io(e.to_string()))
+    }
+
+    pub async fn put(&self, bucket: Bucket, key: &str, data: Bytes, content_type: &str) -> StorageResult<()> {
+        let mut op = self
+            .client
+            .put_object()
+            .bucket(self.bucket_name(bucket))
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(data));
+        if bucket == Bucket::Public {
+            op = op.cache_control(PUBLIC_CACHE_CONTROL);
+        }
+        op.send().await.map(|_| ()).map_err(s3_error)
+    }
+
+    pub async fn copy(
+        &self,
+        from: Bucket,
+        from_key: &str,
+        to: Bucket,
+        to_key: &str,
+        content_type: &str,
+    ) -> StorageResult<()> {
+        let mut op = self
+            .client
+            .copy_object()
+            .copy_source(format!("{}/{from_key}", self.bucket_name(from)))
+            .bucket(self.bucket_name(to))
+            .key(to_key);
+        if to == Bucket::Public {
+            op = op
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .content_type(content_type)
+                .cache_control(PUBLIC_CACHE_CONTROL);
+        }
+        op.send().await.map(|_| ()).map_err(s3_error)
+    }
+
+    pub async fn delete(&self, bucket: Bucket, key: &str) -> StorageResult<()> {
+        self.client.delete_object().bucket(self.bucket_name(bucket)).key(key).send().await.map(|_| ()).map_err(s3_error)
     }
 }

@@ -30,6 +30,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0003_credits.sql"),
         include_str!("../../../migrations/sqlite/0003_credits.sql"),
     ),
+    (
+        4,
+        "storage",
+        include_str!("../../../migrations/postgres/0004_storage.sql"),
+        include_str!("../../../migrations/sqlite/0004_storage.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -6,6 +6,7 @@
 //! Timestamps are produced in Rust ([`now`]) rather than by SQL `now()`, so both engines store
 //! the same instants with the same (microsecond) precision.
 
+mod asset_queries;
 mod auth_queries;
 mod ledger_queries;
 mod migrate;
@@ -226,4 +227,17 @@ forward! {
     fn stripe_event_forget(id: &str) -> StoreResult<()>;
     fn idempotency_begin(user_id: Uuid, key: &str, operation: &str, request_hash: &str) -> StoreResult<IdempotencyState>;
     fn idempotency_finish(user_id: Uuid, key: &str, response: Option<(u16, &str)>) -> StoreResult<()>;
+    fn asset_create(asset: &AssetRow) -> StoreResult<AssetRow>;
+    fn asset_get(id: Uuid) -> StoreResult<Option<AssetRow>>;
+    fn asset_get_by_key(bucket: &str, key: &str) -> StoreResult<Option<AssetRow>>;
+    /// A user's assets, newest first, optionally of one module.
+    fn asset_list(user_id: Uuid, module: Option<&str>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<AssetRow>>;
+    fn asset_delete(id: Uuid) -> StoreResult<bool>;
+    fn asset_move(id: Uuid, bucket: &str, key: &str, visibility: &str) -> StoreResult<AssetRow>;
+    /// Bytes a user occupies: assets plus uploads in flight.
+    fn storage_usage(user_id: Uuid) -> StoreResult<i64>;
+    fn pending_upload_create(upload: &PendingUploadRow) -> StoreResult<()>;
+    fn pending_upload_get(bucket: &str, key: &str) -> StoreResult<Option<PendingUploadRow>>;
+    fn pending_upload_delete(bucket: &str, key: &str) -> StoreResult<bool>;
+    fn pending_uploads_expired(now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<PendingUploadRow>>;
 }

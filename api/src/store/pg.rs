@@ -119,3 +119,5 @@ impl PgStore {
 }
 
 super::ledger_queries::ledger_queries!(PgStore, sqlx::Postgres);
+
+super::asset_queries::asset_queries!(PgStore);

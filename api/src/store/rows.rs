@@ -271,3 +271,33 @@ pub enum IdempotencyState {
     /// The first request is still running.
     InProgress,
 }
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AssetRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub bucket: String,
+    pub storage_key: String,
+    pub visibility: String,
+    pub module: String,
+    pub filename: Option<String>,
+    pub mime_type: String,
+    pub size: i64,
+    pub task_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PendingUploadRow {
+    pub storage_key: String,
+    pub bucket: String,
+    pub user_id: Uuid,
+    pub module: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub visibility: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}

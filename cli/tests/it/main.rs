@@ -1,5 +1,6 @@
 //! Integration tests of the `funmagic` binary against the real server (in-process, port 0).
 
+mod assets;
 mod auth;
 mod credits;
 mod status;

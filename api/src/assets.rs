@@ -1,0 +1,516 @@
+//! Assets: the app layer of uploads and stored files. Keys follow the seed —
+//! `{userId}/{module}/{timestamp}_{filename}` in the private bucket,
+//! `shared/{userId}/{assetId}/{filename}` once published — and are always made here, never
+//! by the client. An upload becomes an asset only after its bytes are checked: present,
+//! the declared size, and really of the declared type (magic bytes).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Access, Principal};
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::storage::{Bucket, Presigned, StorageError};
+use crate::store::{AssetRow, PendingUploadRow};
+
+/// The file types we accept, with the magic bytes that prove them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Png,
+    Jpeg,
+    Webp,
+    Glb,
+    Ply,
+    Obj,
+}
+
+impl FileType {
+    pub const ALL: [FileType; 6] =
+        [FileType::Png, FileType::Jpeg, FileType::Webp, FileType::Glb, FileType::Ply, FileType::Obj];
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            FileType::Png => "image/png",
+            FileType::Jpeg => "image/jpeg",
+            FileType::Webp => "image/webp",
+            FileType::Glb => "model/gltf-binary",
+            FileType::Ply => "application/ply",
+            FileType::Obj => "model/obj",
+        }
+    }
+
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        let mime = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = if mime == "image/jpg" { "image/jpeg".to_string() } else { mime };
+        Self::ALL.into_iter().find(|t| t.mime() == mime)
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileType::Png => "png",
+            FileType::Jpeg => "jpg",
+            FileType::Webp => "webp",
+            FileType::Glb => "glb",
+            FileType::Ply => "ply",
+            FileType::Obj => "obj",
+        }
+    }
+
+    pub fn from_extension(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "jpeg" | "jpg" => Some(FileType::Jpeg),
+            other => Self::ALL.into_iter().find(|t| t.extension() == other),
+        }
+    }
+
+    pub fn is_image(self) -> bool {
+        matches!(self, FileType::Png | FileType::Jpeg | FileType::Webp)
+    }
+
+    /// What the first bytes of a file say it is.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(FileType::Png)
+        } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(FileType::Jpeg)
+        } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+            Some(FileType::Webp)
+        } else if head.starts_with(b"glTF") {
+            Some(FileType::Glb)
+        } else if head.starts_with(b"ply\n") || head.starts_with(b"ply\r\n") {
+            Some(FileType::Ply)
+        } else if looks_like_obj(head) {
+            Some(FileType::Obj)
+        } else {
+            None
+        }
+    }
+}
+
+/// Wavefront OBJ is text: only printable ASCII, and statements such as `v x y z`.
+fn looks_like_obj(head: &[u8]) -> bool {
+    let text_ok = head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    text_ok
+        && std::str::from_utf8(head).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("v ") || l.starts_with("vn ") || l.starts_with("vt ") || l.starts_with("f ")
+            }) && t.lines().all(|l| {
+                let l = l.trim_start();
+                l.is_empty()
+                    || l.starts_with('#')
+                    || ["v ", "vn ", "vt ", "vp ", "f ", "o ", "g ", "s ", "l ", "p ", "mtllib ", "usemtl "].iter().any(|p| l.starts_with(p))
+                    // the last line may be cut mid-statement
+                    || !t.ends_with('\n')
+            })
+        })
+}
+
+/// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, at most 100 characters, never hidden.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let mut clean: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    while clean.starts_with('.') {
+        clean.remove(0);
+    }
+    if clean.chars().count() > 100 {
+        let ext = clean.rsplit_once('.').map(|(_, e)| e.chars().take(10).collect::<String>()).unwrap_or_default();
+        clean = clean.chars().take(100 - ext.len().min(10) - 1).collect::<String>() + "." + &ext;
+    }
+    if clean.is_empty() || clean.chars().all(|c| c == '_' || c == '.') { "file".into() } else { clean }
+}
+
+pub fn validate_module(module: &str) -> AppResult<()> {
+    let ok = !module.is_empty()
+        && module.len() <= 32
+        && module.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !module.starts_with('-');
+    if ok { Ok(()) } else { Err(AppError::validation("module must be 1 to 32 characters of a-z, 0-9 and -")) }
+}
+
+/// `{userId}/{module}/{timestamp}_{filename}`.
+pub fn private_key(user: Uuid, module: &str, filename: &str) -> String {
+    format!("{user}/{module}/{}_{filename}", chrono::Utc::now().timestamp_millis())
+}
+
+/// `shared/{userId}/{assetId}/{filename}`.
+pub fn public_key(user: Uuid, asset: Uuid, filename: &str) -> String {
+    format!("shared/{user}/{asset}/{filename}")
+}
+
+fn storage_error(e: StorageError) -> AppError {
+    match e {
+        StorageError::InvalidKey => AppError::validation("invalid storage key"),
+        StorageError::Io(detail) => {
+            tracing::error!(%detail, "storage failed");
+            AppError::unavailable("storage is unavailable")
+        }
+    }
+}
+
+/// What a client asks to upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub module: String,
+    /// Admin uploads only: a key of their choosing in the admin bucket.
+    pub key: Option<String>,
+}
+
+/// An upload URL and the key to complete it with.
+#[derive(Debug, Clone)]
+pub struct PresignedUpload {
+    pub presigned: Presigned,
+    pub storage_key: String,
+}
+
+/// Checks type, size and quota, records the pending upload and presigns its URL.
+pub async fn presign_upload(
+    state: &AppState,
+    principal: &Principal,
+    req: UploadRequest,
+    bucket: Bucket,
+) -> AppResult<PresignedUpload> {
+    principal.require(if bucket == Bucket::Admin { Access::Admin } else { Access::Write })?;
+    let file_type = FileType::from_mime(&req.content_type).ok_or_else(|| {
+        AppError::new(
+            ErrorKind::UnsupportedMediaType,
+            "UNSUPPORTED_MEDIA_TYPE",
+            format!("'{}' is not accepted; use PNG, JPEG or WebP images, or GLB, PLY or OBJ models", req.content_type),
+        )
+    })?;
+    validate_module(&req.module)?;
+    let limits = &state.settings().storage;
+    let max = if file_type.is_image() { limits.max_image_bytes } else { limits.max_model_bytes };
+    if req.size == 0 {
+        return Err(AppError::validation("size must be at least 1 byte"));
+    }
+    if req.size > max {
+        return Err(AppError::new(
+            ErrorKind::PayloadTooLarge,
+            "FILE_TOO_LARGE",
+            format!("this file type may be at most {max} bytes"),
+        )
+        .with_details(serde_json::json!({ "size": req.size, "max": max })));
+    }
+    let used = state.store().storage_usage(principal.user_id()).await? as u64;
+    if bucket == Bucket::Private && used + req.size > limits.quota_bytes {
+        return Err(AppError::new(
+            ErrorKind::PayloadTooLarge,
+            "QUOTA_EXCEEDED",
+            format!("this upload would exceed your storage quota ({used} of {} bytes used)", limits.quota_bytes),
+        )
+        .with_details(serde_json::json!({ "used": used, "quota": limits.quota_bytes, "size": req.size })));
+    }
+    let mut filename = sanitize_filename(&req.filename);
+    if FileType::from_extension(&filename) != Some(file_type) {
+        filename = format!("{}.{}", filename.trim_end_matches('.'), file_type.extension());
+    }
+    let key = match (&req.key, bucket) {
+        (Some(key), Bucket::Admin) => {
+            crate::storage::local_key_check(key)
+                .map_err(|_| AppError::validation("invalid key: use a-z, 0-9, '.', '_', '-' and '/'"))?;
+            key.clone()
+        }
+        _ => private_key(principal.user_id(), &req.module, &filename),
+    };
+    let ttl = Duration::from_secs(limits.upload_url_ttl_secs);
+    let presigned = state
+        .storage()
+        .presign_put(&state.public_url(), bucket, &key, file_type.mime(), req.size, ttl)
+        .await
+        .map_err(storage_error)?;
+    let now = crate::store::now();
+    state
+        .store()
+        .pending_upload_create(&PendingUploadRow {
+            storage_key: key.clone(),
+            bucket: state.storage().bucket_name(bucket),
+            user_id: principal.user_id(),
+            module: req.module,
+            filename,
+            content_type: file_type.mime().into(),
+            size: req.size as i64,
+            visibility: bucket.visibility().into(),
+            expires_at: now + chrono::Duration::seconds(limits.pending_upload_ttl_secs as i64),
+            created_at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                AppError::conflict("KEY_IN_USE", "an upload to this key is already pending")
+            }
+            other => other.into(),
+        })?;
+    Ok(PresignedUpload { presigned, storage_key: key })
+}
+
+/// Verifies the uploaded bytes and turns the pending upload into an asset.
+pub async fn complete_upload(
+    state: &AppState,
+    principal: &Principal,
+    storage_key: &str,
+    bucket: Bucket,
+) -> AppResult<AssetRow> {
+    principal.require(if bucket == Bucket::Admin { Access::Admin } else { Access::Write })?;
+    let bucket_name = state.storage().bucket_name(bucket);
+    let pending = state
+        .store()
+        .pending_upload_get(&bucket_name, storage_key)
+        .await?
+        .filter(|p| p.user_id == principal.user_id())
+        .ok_or_else(|| AppError::not_found("pending upload"))?;
+    let meta = state.storage().head(bucket, storage_key).await.map_err(storage_error)?.ok_or_else(|| {
+        AppError::conflict(
+            "UPLOAD_MISSING",
+            "nothing was uploaded to this key yet; PUT the file to the upload URL first",
+        )
+    })?;
+    let reject = |code: &'static str, kind: ErrorKind, message: String| {
+        let bucket_name = bucket_name.clone();
+        async move {
+            // The bytes are not what was announced: remove them and the pending record.
+            let _ = state.storage().delete(bucket, storage_key).await;
+            let _ = state.store().pending_upload_delete(&bucket_name, storage_key).await;
+            Err(AppError::new(kind, code, message))
+        }
+    };
+    if meta.size != pending.size as u64 {
+        return reject(
+            "SIZE_MISMATCH",
+            ErrorKind::Validation,
+            format!("announced {} bytes but {} arrived", pending.size, meta.size),
+        )
+        .await;
+    }
+    let head = state.storage().read_prefix(bucket, storage_key, 512).await.map_err(storage_error)?;
+    let declared = FileType::from_mime(&pending.content_type);
+    let actual = FileType::sniff(&head);
+    if actual.is_none() || actual != declared {
+        let found = actual.map(FileType::mime).unwrap_or("unknown data");
+        return reject(
+            "CONTENT_MISMATCH",
+            ErrorKind::UnsupportedMediaType,
+            format!("the file was declared {} but contains {found}", pending.content_type),
+        )
+        .await;
+    }
+    if !state.store().pending_upload_delete(&bucket_name, storage_key).await? {
+        return Err(AppError::conflict("ALREADY_COMPLETED", "this upload was already completed"));
+    }
+    let now = crate::store::now();
+    let asset = AssetRow {
+        id: Uuid::now_v7(),
+        user_id: principal.user_id(),
+        bucket: bucket_name,
+        storage_key: storage_key.to_string(),
+        visibility: bucket.visibility().into(),
+        module: pending.module,
+        filename: Some(pending.filename),
+        mime_type: pending.content_type,
+        size: pending.size,
+        task_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(state.store().asset_create(&asset).await?)
+}
+
+/// The caller's asset (admins: anyone's); otherwise 404.
+pub async fn asset_for(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<AssetRow> {
+    let asset = state.store().asset_get(id).await?.ok_or_else(|| AppError::not_found("asset"))?;
+    if principal.can_see_user(asset.user_id) { Ok(asset) } else { Err(AppError::not_found("asset")) }
+}
+
+fn bucket_of(state: &AppState, asset: &AssetRow) -> AppResult<Bucket> {
+    state
+        .storage()
+        .bucket_from_name(&asset.bucket)
+        .ok_or_else(|| AppError::internal(format!("asset {} in unknown bucket", asset.id)))
+}
+
+/// Where to fetch an asset: its public URL, or a presigned one.
+pub async fn download_url(
+    state: &AppState,
+    asset: &AssetRow,
+) -> AppResult<(String, Option<chrono::DateTime<chrono::Utc>>)> {
+    let bucket = bucket_of(state, asset)?;
+    if bucket == Bucket::Public {
+        return Ok((state.storage().public_url(&state.public_url(), &asset.storage_key), None));
+    }
+    let ttl = Duration::from_secs(state.settings().storage.download_url_ttl_secs);
+    let p = state
+        .storage()
+        .presign_get(&state.public_url(), bucket, &asset.storage_key, asset.filename.as_deref(), ttl)
+        .await
+        .map_err(storage_error)?;
+    Ok((p.url, Some(p.expires_at)))
+}
+
+pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    let asset = asset_for(state, principal, id).await?;
+    let bucket = bucket_of(state, &asset)?;
+    state.storage().delete(bucket, &asset.storage_key).await.map_err(storage_error)?;
+    state.store().asset_delete(asset.id).await?;
+    Ok(())
+}
+
+/// Moves an asset to the public bucket (copy, repoint, delete the old object).
+pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<AssetRow> {
+    principal.require(Access::Write)?;
+    let asset = asset_for(state, principal, id).await?;
+    let from = bucket_of(state, &asset)?;
+    match from {
+        Bucket::Public => return Ok(asset),
+        Bucket::Admin => {
+            return Err(AppError::conflict("ADMIN_ASSET", "admin assets are served by admins, not published"));
+        }
+        Bucket::Private => {}
+    }
+    let filename = asset.filename.clone().unwrap_or_else(|| "file".into());
+    let key = public_key(asset.user_id, asset.id, &filename);
+    move_asset(state, &asset, from, Bucket::Public, &key).await
+}
+
+/// Moves a published asset back to the private bucket under a fresh private key.
+pub async fn unpublish(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<AssetRow> {
+    principal.require(Access::Write)?;
+    let asset = asset_for(state, principal, id).await?;
+    let from = bucket_of(state, &asset)?;
+    if from != Bucket::Public {
+        return Ok(asset);
+    }
+    let filename = asset.filename.clone().unwrap_or_else(|| "file".into());
+    let key = private_key(asset.user_id, &asset.module, &filename);
+    move_asset(state, &asset, from, Bucket::Private, &key).await
+}
+
+async fn move_asset(state: &AppState, asset: &AssetRow, from: Bucket, to: Bucket, key: &str) -> AppResult<AssetRow> {
+    state.storage().copy(from, &asset.storage_key, to, key, &asset.mime_type).await.map_err(storage_error)?;
+    let moved = state.store().asset_move(asset.id, &state.storage().bucket_name(to), key, to.visibility()).await?;
+    if let Err(e) = state.storage().delete(from, &asset.storage_key).await {
+        tracing::warn!(error = %e, key = %asset.storage_key, "old copy not deleted");
+    }
+    Ok(moved)
+}
+
+/// Deletes uploads that were never completed; returns how many.
+pub async fn sweep_pending_uploads(state: &AppState) -> AppResult<usize> {
+    let expired = state.store().pending_uploads_expired(crate::store::now(), 500).await?;
+    let mut removed = 0;
+    for p in expired {
+        let Some(bucket) = state.storage().bucket_from_name(&p.bucket) else { continue };
+        if state.storage().delete(bucket, &p.storage_key).await.is_ok()
+            && state.store().pending_upload_delete(&p.bucket, &p.storage_key).await?
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// For workers: an input image given as `imageStorageKey` (the user's own object) or
+/// `imageUrl`, as a URL a provider can fetch.
+pub async fn resolve_image_url(state: &AppState, user_id: Uuid, input: &serde_json::Value) -> AppResult<String> {
+    if let Some(url) = input["imageUrl"].as_str() {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(AppError::validation("imageUrl must be an http(s) URL"));
+        }
+        return Ok(url.to_string());
+    }
+    let key = input["imageStorageKey"]
+        .as_str()
+        .ok_or_else(|| AppError::validation("imageStorageKey or imageUrl is required"))?;
+    let asset = owned_asset_by_key(state, user_id, key).await?;
+    Ok(download_url(state, &asset).await?.0)
+}
+
+/// For workers: the bytes of the user's own asset under `key`.
+pub async fn read_owned(state: &AppState, user_id: Uuid, key: &str) -> AppResult<(AssetRow, Bytes)> {
+    let asset = owned_asset_by_key(state, user_id, key).await?;
+    let bucket = bucket_of(state, &asset)?;
+    let bytes = state.storage().get(bucket, &asset.storage_key).await.map_err(storage_error)?;
+    Ok((asset, bytes))
+}
+
+async fn owned_asset_by_key(state: &AppState, user_id: Uuid, key: &str) -> AppResult<AssetRow> {
+    for bucket in [Bucket::Private, Bucket::Public] {
+        if let Some(asset) = state.store().asset_get_by_key(&state.storage().bucket_name(bucket), key).await?
+            && asset.user_id == user_id
+        {
+            return Ok(asset);
+        }
+    }
+    Err(AppError::not_found("input file"))
+}
+
+/// For workers: stores an output as an asset of the task's owner.
+pub async fn store_output(
+    state: &AppState,
+    user_id: Uuid,
+    task_id: Option<Uuid>,
+    module: &str,
+    filename: &str,
+    file_type: FileType,
+    data: Bytes,
+) -> AppResult<AssetRow> {
+    validate_module(module)?;
+    let filename = sanitize_filename(filename);
+    let key = private_key(user_id, module, &filename);
+    let size = data.len() as i64;
+    state.storage().put(Bucket::Private, &key, data, file_type.mime()).await.map_err(storage_error)?;
+    let now = crate::store::now();
+    let asset = AssetRow {
+        id: Uuid::now_v7(),
+        user_id,
+        bucket: state.storage().bucket_name(Bucket::Private),
+        storage_key: key,
+        visibility: Bucket::Private.visibility().into(),
+        module: module.into(),
+        filename: Some(filename),
+        mime_type: file_type.mime().into(),
+        size,
+        task_id,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(state.store().asset_create(&asset).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_sanitized() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("my photo (1).PNG"), "my_photo__1_.PNG");
+        assert_eq!(sanitize_filename(".hidden"), "hidden");
+        assert_eq!(sanitize_filename("C:\\Users\\x\\pic.jpg"), "pic.jpg");
+        assert_eq!(sanitize_filename("日本.png"), "__.png");
+        assert_eq!(sanitize_filename("///"), "file");
+        let long = format!("{}.png", "a".repeat(300));
+        let clean = sanitize_filename(&long);
+        assert!(clean.len() <= 100 && clean.ends_with(".png"), "{clean}");
+    }
+
+    #[test]
+    fn magic_bytes_identify_types() {
+        assert_eq!(FileType::sniff(b"\x89PNG\r\n\x1a\n...."), Some(FileType::Png));
+        assert_eq!(FileType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(FileType::Jpeg));
+        assert_eq!(FileType::sniff(b"RIFF\x10\x00\x00\x00WEBPVP8 "), Some(FileType::Webp));
+        assert_eq!(FileType::sniff(b"glTF\x02\x00\x00\x00"), Some(FileType::Glb));
+        assert_eq!(FileType::sniff(b"ply\nformat binary_little_endian 1.0\n"), Some(FileType::Ply));
+        assert_eq!(FileType::sniff(b"# cube\nv 0 0 0\nv 1 0 0\nf 1 2 3\n"), Some(FileType::Obj));
+        assert_eq!(FileType::sniff(b"\x7fELF\x02\x01\x01"), None, "an executable is nothing we accept");
+        assert_eq!(FileType::sniff(b"<html><script>"), None);
+        assert_eq!(FileType::from_mime("IMAGE/PNG; charset=binary"), Some(FileType::Png));
+    }
+}

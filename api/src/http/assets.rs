@@ -1,0 +1,327 @@
+//! `/api/uploads/*` and `/api/assets/*`: presigned uploads, their completion, the caller's
+//! assets; and the admin variants (admin bucket, any user's assets).
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::models::Success;
+use super::security::Auth;
+use crate::app::AppState;
+use crate::assets::{self, UploadRequest};
+use crate::auth::Access;
+use crate::storage::Bucket;
+use crate::store::AssetRow;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PresignUploadRequest {
+    /// The original file name (sanitized by the server).
+    pub filename: String,
+    /// image/png, image/jpeg, image/webp, model/gltf-binary, application/ply or model/obj.
+    pub content_type: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Namespace, e.g. `uploads`, `image-gen` (a-z, 0-9, -).
+    pub module: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminPresignUploadRequest {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    /// A key of your choosing in the admin bucket (default: generated).
+    pub key: Option<String>,
+}
+
+/// Send the file with `method` to `uploadUrl`, with exactly these `headers`, then call
+/// complete with `storageKey`.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PresignedUpload {
+    pub upload_url: String,
+    pub method: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub storage_key: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct CompleteUploadRequest {
+    pub storage_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "kebab-case")]
+pub enum Visibility {
+    Public,
+    Private,
+    AdminPrivate,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct Asset {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub module: String,
+    pub filename: Option<String>,
+    pub mime_type: String,
+    pub size: i64,
+    pub visibility: Visibility,
+    pub storage_key: String,
+    /// The task that produced it, for outputs.
+    pub task_id: Option<Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Where to download it: permanent for public assets, presigned otherwise.
+    pub download_url: Option<String>,
+    /// When `downloadUrl` stops working (absent for public assets).
+    pub download_url_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AssetList {
+    pub assets: Vec<Asset>,
+    pub next_cursor: Option<Uuid>,
+}
+
+async fn to_api(state: &AppState, row: AssetRow, with_url: bool) -> Result<Asset> {
+    let (download_url, download_url_expires_at) = if with_url {
+        let (url, exp) = assets::download_url(state, &row).await?;
+        (Some(url), exp)
+    } else {
+        (None, None)
+    };
+    let visibility = match Bucket::from_visibility(&row.visibility) {
+        Some(Bucket::Public) => Visibility::Public,
+        Some(Bucket::Admin) => Visibility::AdminPrivate,
+        _ => Visibility::Private,
+    };
+    Ok(Asset {
+        id: row.id,
+        user_id: row.user_id,
+        module: row.module,
+        filename: row.filename,
+        mime_type: row.mime_type,
+        size: row.size,
+        visibility,
+        storage_key: row.storage_key,
+        task_id: row.task_id,
+        created_at: row.created_at,
+        download_url,
+        download_url_expires_at,
+    })
+}
+
+fn presigned(p: assets::PresignedUpload) -> PresignedUpload {
+    PresignedUpload {
+        upload_url: p.presigned.url,
+        method: p.presigned.method.into(),
+        headers: p.presigned.headers.into_iter().collect(),
+        storage_key: p.storage_key,
+        expires_at: p.presigned.expires_at,
+    }
+}
+
+async fn list(
+    state: &AppState,
+    user: Uuid,
+    module: Option<&str>,
+    cursor: Option<Uuid>,
+    limit: Option<u32>,
+) -> Result<Json<AssetList>> {
+    let limit = i64::from(limit.unwrap_or(50).clamp(1, 200));
+    let mut rows = state.store().asset_list(user, module, cursor, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(to_api(state, row, false).await?);
+    }
+    Ok(Json(AssetList { assets: out, next_cursor }))
+}
+
+pub struct AssetsApi;
+
+#[OpenApi(tag = "ApiTags::Assets")]
+impl AssetsApi {
+    /// Reserves a storage key and returns a URL to upload the file to directly.
+    #[oai(path = "/api/uploads/presign", method = "post", operation_id = "upload_presign")]
+    async fn presign(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<PresignUploadRequest>,
+    ) -> Result<Json<PresignedUpload>> {
+        let principal = auth.principal(&state, req).await?;
+        let body = body.0;
+        let request = UploadRequest {
+            filename: body.filename,
+            content_type: body.content_type,
+            size: body.size,
+            module: body.module.unwrap_or_else(|| "uploads".into()),
+            key: None,
+        };
+        Ok(Json(presigned(assets::presign_upload(&state, &principal, request, Bucket::Private).await?)))
+    }
+
+    /// Checks the uploaded file (present, announced size, real type) and records the asset.
+    #[oai(path = "/api/uploads/complete", method = "post", operation_id = "upload_complete")]
+    async fn complete(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<CompleteUploadRequest>,
+    ) -> Result<Json<Asset>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Private).await?;
+        to_api(&state, row, true).await.map(Json)
+    }
+
+    /// The caller's assets, newest first.
+    #[oai(path = "/api/assets", method = "get", operation_id = "asset_list")]
+    async fn asset_list(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        module: Query<Option<String>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<AssetList>> {
+        let principal = auth.principal(&state, req).await?;
+        list(&state, principal.user_id(), module.0.as_deref(), cursor.0, limit.0).await
+    }
+
+    /// One asset, with a download URL.
+    #[oai(path = "/api/assets/:id", method = "get", operation_id = "asset_get")]
+    async fn asset_get(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Asset>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = assets::asset_for(&state, &principal, id.0).await?;
+        to_api(&state, row, true).await.map(Json)
+    }
+
+    /// Deletes an asset and its file.
+    #[oai(path = "/api/assets/:id", method = "delete", operation_id = "asset_delete")]
+    async fn asset_delete(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Success>> {
+        let principal = auth.principal(&state, req).await?;
+        assets::delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
+    }
+
+    /// Moves an asset to the public bucket; its `downloadUrl` becomes permanent (CDN).
+    #[oai(path = "/api/assets/:id/publish", method = "post", operation_id = "asset_publish")]
+    async fn asset_publish(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Asset>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = assets::publish(&state, &principal, id.0).await?;
+        to_api(&state, row, true).await.map(Json)
+    }
+
+    /// Moves a published asset back to private storage.
+    #[oai(path = "/api/assets/:id/unpublish", method = "post", operation_id = "asset_unpublish")]
+    async fn asset_unpublish(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<Asset>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = assets::unpublish(&state, &principal, id.0).await?;
+        to_api(&state, row, true).await.map(Json)
+    }
+}
+
+/// Admin storage routes.
+pub struct AdminAssetsApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminAssetsApi {
+    /// Presigns an upload to the admin bucket (banners, style previews).
+    #[oai(path = "/api/admin/uploads/presign", method = "post", operation_id = "admin_upload_presign")]
+    async fn presign(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<AdminPresignUploadRequest>,
+    ) -> Result<Json<PresignedUpload>> {
+        let principal = auth.principal(&state, req).await?;
+        let body = body.0;
+        let request = UploadRequest {
+            filename: body.filename,
+            content_type: body.content_type,
+            size: body.size,
+            module: "admin".into(),
+            key: body.key,
+        };
+        Ok(Json(presigned(assets::presign_upload(&state, &principal, request, Bucket::Admin).await?)))
+    }
+
+    /// Completes an admin-bucket upload.
+    #[oai(path = "/api/admin/uploads/complete", method = "post", operation_id = "admin_upload_complete")]
+    async fn complete(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<CompleteUploadRequest>,
+    ) -> Result<Json<Asset>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Admin).await?;
+        to_api(&state, row, true).await.map(Json)
+    }
+
+    /// Any user's assets.
+    #[oai(path = "/api/admin/users/:id/assets", method = "get", operation_id = "admin_user_asset_list")]
+    async fn user_assets(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        module: Query<Option<String>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<AssetList>> {
+        let principal = auth.principal(&state, req).await?;
+        principal.require(Access::Admin)?;
+        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        list(&state, id.0, module.0.as_deref(), cursor.0, limit.0).await
+    }
+}

@@ -1,0 +1,146 @@
+//! `/files/{bucket}/{key}`: the local file store's URLs (embedded default). Uploads and
+//! private downloads need a valid, unexpired signature from `storage::local`; public files
+//! are open and cacheable. With S3 storage these routes answer 404.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Path, Query};
+use poem::{Body, Request, Response, handler};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::app::AppState;
+use crate::assets::FileType;
+use crate::storage::{Bucket, ObjectStore, SignedOp};
+
+#[derive(Debug, Deserialize)]
+pub struct Signature {
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(serde_json::json!({ "error": message, "code": code }).to_string())
+}
+
+fn local(state: &AppState) -> Option<&crate::storage::LocalStore> {
+    match state.storage() {
+        ObjectStore::Local(l) => Some(l),
+        ObjectStore::S3(_) => None,
+    }
+}
+
+/// `PUT /files/{bucket}/{key}?expires=…&signature=…`: streams the body to a temporary file
+/// (never more than the signed length) and renames it into place.
+#[handler]
+pub async fn put(
+    state: Data<&AppState>,
+    req: &Request,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(sig): Query<Signature>,
+    body: Body,
+) -> Response {
+    let (Some(store), Some(bucket)) = (local(&state), Bucket::from_local_dir(&bucket)) else {
+        return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "no such file route");
+    };
+    let content_type = req.content_type().unwrap_or("").to_string();
+    let Some(size) = req.header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
+        return refuse(StatusCode::LENGTH_REQUIRED, "LENGTH_REQUIRED", "Content-Length is required");
+    };
+    let op = SignedOp::Put { content_type: &content_type, size };
+    if let Err(why) = store.verify(op, bucket, &key, sig.expires.unwrap_or(0), sig.signature.as_deref().unwrap_or("")) {
+        return refuse(StatusCode::FORBIDDEN, "INVALID_SIGNATURE", why);
+    }
+    let Ok((path, tmp)) = store.temp_path(bucket, &key) else {
+        return refuse(StatusCode::BAD_REQUEST, "INVALID_KEY", "invalid key");
+    };
+    match write_limited(body, &path, &tmp, size).await {
+        Ok(()) => Response::builder().status(StatusCode::OK).finish(),
+        Err(WriteError::TooLong) => {
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_MISMATCH", "more bytes than signed for")
+        }
+        Err(WriteError::TooShort) => refuse(StatusCode::BAD_REQUEST, "SIZE_MISMATCH", "fewer bytes than signed for"),
+        Err(WriteError::Io(e)) => {
+            tracing::error!(error = %e, "writing an upload failed");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "could not store the file")
+        }
+    }
+}
+
+enum WriteError {
+    TooLong,
+    TooShort,
+    Io(std::io::Error),
+}
+
+async fn write_limited(body: Body, path: &std::path::Path, tmp: &std::path::Path, size: u64) -> Result<(), WriteError> {
+    use futures::StreamExt;
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(WriteError::Io)?;
+    }
+    let mut file = tokio::fs::File::create(tmp).await.map_err(WriteError::Io)?;
+    let mut stream = body.into_bytes_stream();
+    let mut written = 0u64;
+    let result = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(WriteError::Io)?;
+            written += chunk.len() as u64;
+            if written > size {
+                return Err(WriteError::TooLong);
+            }
+            file.write_all(&chunk).await.map_err(WriteError::Io)?;
+        }
+        if written != size {
+            return Err(WriteError::TooShort);
+        }
+        file.sync_all().await.map_err(WriteError::Io)?;
+        tokio::fs::rename(tmp, path).await.map_err(WriteError::Io)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
+    }
+    result
+}
+
+/// `GET /files/{bucket}/{key}`: streams the file; signature required except for `public`.
+#[handler]
+pub async fn get(
+    state: Data<&AppState>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(sig): Query<Signature>,
+) -> Response {
+    let (Some(store), Some(bucket)) = (local(&state), Bucket::from_local_dir(&bucket)) else {
+        return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "no such file route");
+    };
+    if bucket != Bucket::Public
+        && let Err(why) =
+            store.verify(SignedOp::Get, bucket, &key, sig.expires.unwrap_or(0), sig.signature.as_deref().unwrap_or(""))
+    {
+        return refuse(StatusCode::FORBIDDEN, "INVALID_SIGNATURE", why);
+    }
+    let Ok(path) = store.path(bucket, &key) else {
+        return refuse(StatusCode::BAD_REQUEST, "INVALID_KEY", "invalid key");
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "no such file"),
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let name = key.rsplit('/').next().unwrap_or("file");
+    let mime = FileType::from_extension(name).map(FileType::mime).unwrap_or("application/octet-stream");
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .content_type(mime)
+        .header("content-length", len.to_string())
+        .header("x-content-type-options", "nosniff");
+    resp = if bucket == Bucket::Public {
+        resp.header("cache-control", crate::storage::PUBLIC_CACHE_CONTROL)
+    } else {
+        resp.header("cache-control", "private, no-store")
+            .header("content-disposition", format!("attachment; filename=\"{name}\""))
+    };
+    resp.body(Body::from_async_read(file))
+}
