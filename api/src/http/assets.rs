@@ -308,6 +308,7 @@ impl AdminAssetsApi {
     }
 
     /// Any user's assets.
+    #[allow(clippy::too_many_arguments, reason = "one parameter per query argument of the operation")]
     #[oai(path = "/api/admin/users/:id/assets", method = "get", operation_id = "admin_user_asset_list")]
     async fn user_assets(
         &self,
