@@ -2,6 +2,7 @@
 //! on the embedded backend (SQLite) and the scale-out one (PostgreSQL + Redis).
 
 mod admin;
+mod assets;
 mod auth;
 mod binary;
 mod config;

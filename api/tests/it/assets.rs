@@ -1,0 +1,256 @@
+//! Uploads and assets through the API: type, size and quota checks, magic bytes,
+//! signatures (tampered, expired, other users'), publishing, admin bucket, the sweeper and
+//! the helpers workers use. On the scale-out backend this runs against S3 when configured.
+
+use funmagic_api::config::SettingsLayer;
+use funmagic_api::store::Role;
+use funmagic_api::testing::{TestApp, TestBackend};
+use funmagic_sdk::types;
+
+use crate::{actor, client_as, err_code};
+
+funmagic_api::test_both_backends!(
+    upload_checks_and_ownership,
+    signatures_are_enforced,
+    publish_admin_and_worker_helpers
+);
+
+fn png(len: usize) -> Vec<u8> {
+    let mut data = b"\x89PNG\r\n\x1a\n".to_vec();
+    data.extend((0..len).map(|i| (i % 251) as u8));
+    data
+}
+
+fn presign_body(filename: &str, content_type: &str, size: u64) -> types::PresignUploadRequest {
+    types::PresignUploadRequest { filename: filename.into(), content_type: content_type.into(), size, module: None }
+}
+
+/// PUTs `data` to a presigned upload exactly as instructed; returns the HTTP status.
+async fn put(p: &types::PresignedUpload, data: Vec<u8>) -> u16 {
+    let mut req = reqwest::Client::new().put(&p.upload_url).body(data);
+    for (k, v) in &p.headers {
+        if !k.eq_ignore_ascii_case("content-length") {
+            req = req.header(k, v);
+        }
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+async fn upload_checks_and_ownership(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let bob = actor(&app, "bob@example.com", Role::User).await;
+    let (as_ada, as_bob) = (client_as(&app, &ada.token), client_as(&app, &bob.token));
+
+    assert_eq!(
+        err_code(as_ada.upload_presign(&presign_body("a.gif", "image/gif", 10)).await),
+        (415, "UNSUPPORTED_MEDIA_TYPE".into())
+    );
+    assert_eq!(
+        err_code(as_ada.upload_presign(&presign_body("a.png", "image/png", 26 * 1024 * 1024)).await),
+        (413, "FILE_TOO_LARGE".into())
+    );
+    as_ada
+        .upload_presign(&presign_body("m.glb", "model/gltf-binary", 26 * 1024 * 1024))
+        .await
+        .expect("models may be larger");
+    assert_eq!(err_code(as_ada.upload_presign(&presign_body("a.png", "image/png", 0)).await).0, 422);
+    let bad_module =
+        types::PresignUploadRequest { module: Some("../x".into()), ..presign_body("a.png", "image/png", 10) };
+    assert_eq!(err_code(as_ada.upload_presign(&bad_module).await).0, 422);
+
+    // A PNG renamed .exe, declared image/png, but ELF bytes inside: refused and removed.
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.extend([0u8; 120]);
+    let p = as_ada
+        .upload_presign(&presign_body("photo.png.exe", "image/png", elf.len() as u64))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(p.storage_key.ends_with(".png"), "the server names the key after the declared type: {}", p.storage_key);
+    assert_eq!(put(&p, elf).await, 200);
+    let done = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    assert_eq!(err_code(done), (415, "CONTENT_MISMATCH".into()));
+    let again = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    assert_eq!(err_code(again).0, 404, "the rejected upload is gone");
+
+    // Completing before uploading, and someone else's key.
+    let data = png(2000);
+    let p = as_ada.upload_presign(&presign_body("cat.png", "image/png", data.len() as u64)).await.unwrap().into_inner();
+    let early = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    assert_eq!(err_code(early), (409, "UPLOAD_MISSING".into()));
+    assert_eq!(put(&p, data.clone()).await, 200);
+    let stolen = as_bob.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    assert_eq!(err_code(stolen).0, 404);
+    let asset = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (asset.size, asset.mime_type.as_str(), asset.visibility),
+        (2000 + 8, "image/png", types::Visibility::Private)
+    );
+    let twice = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    assert_eq!(err_code(twice).0, 404);
+
+    // Other users see nothing of it.
+    assert_eq!(err_code(as_bob.asset_get(&asset.id).await).0, 404);
+    assert_eq!(err_code(as_bob.asset_delete(&asset.id).await).0, 404);
+    assert_eq!(err_code(as_bob.asset_publish(&asset.id).await).0, 404);
+    assert!(as_bob.asset_list(None, None, None).await.unwrap().into_inner().assets.is_empty());
+    let mine = as_ada.asset_list(None, None, Some("uploads")).await.unwrap().into_inner();
+    assert_eq!(mine.assets.len(), 1);
+    assert!(as_ada.asset_list(None, None, Some("other")).await.unwrap().into_inner().assets.is_empty());
+
+    // Download URL works and returns the bytes.
+    let fetched = as_ada.asset_get(&asset.id).await.unwrap().into_inner();
+    let body = reqwest::get(fetched.download_url.unwrap()).await.unwrap().bytes().await.unwrap();
+    assert_eq!(body.as_ref(), data.as_slice());
+}
+
+async fn signatures_are_enforced(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let data = png(1000);
+    let p = as_ada.upload_presign(&presign_body("dog.png", "image/png", data.len() as u64)).await.unwrap().into_inner();
+    // A different length or content type than signed is refused.
+    assert_eq!(put(&p, png(1001)).await, 403);
+    let mut wrong_type = p.clone();
+    for (name, value) in wrong_type.headers.iter_mut() {
+        if name.eq_ignore_ascii_case("content-type") {
+            *value = "image/jpeg".into();
+        }
+    }
+    assert_eq!(put(&wrong_type, data.clone()).await, 403);
+    // A tampered signature is refused.
+    let mut tampered = p.clone();
+    let last = tampered.upload_url.pop().unwrap();
+    tampered.upload_url.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(put(&tampered, data.clone()).await, 403);
+    assert_eq!(put(&p, data.clone()).await, 200);
+    let asset = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let url = as_ada.asset_get(&asset.id).await.unwrap().into_inner().download_url.unwrap();
+    let mut bad = url.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(reqwest::get(&bad).await.unwrap().status(), 403);
+    // Another object under the same signature: refused.
+    let other = url.replacen("dog.png", "cat.png", 1);
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 403);
+}
+
+#[tokio::test]
+async fn expired_urls_and_traversal_are_refused() {
+    let mut extra = SettingsLayer::default();
+    extra.storage.upload_url_ttl_secs = Some(1);
+    extra.storage.download_url_ttl_secs = Some(1);
+    let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let p = as_ada.upload_presign(&presign_body("a.png", "image/png", 108)).await.unwrap().into_inner();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(put(&p, png(100)).await, 403, "expired upload URL");
+    for path in [
+        "/files/private/../secret.key",
+        "/files/private/%2e%2e/secret.key",
+        "/files/nope/x.png",
+        "/files/public/missing.png",
+    ] {
+        let status = reqwest::get(format!("{}{path}", app.base_url())).await.unwrap().status().as_u16();
+        assert!(matches!(status, 400 | 403 | 404), "{path}: {status}");
+    }
+    assert!(app.dir.path().join("secret.key").exists(), "the signing key exists and stayed unreachable");
+}
+
+#[tokio::test]
+async fn quota_and_sweeper() {
+    let mut extra = SettingsLayer::default();
+    extra.storage.quota_bytes = Some(5000);
+    extra.storage.pending_upload_ttl_secs = Some(1);
+    let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let p = as_ada.upload_presign(&presign_body("a.png", "image/png", 3000)).await.unwrap().into_inner();
+    let over = as_ada.upload_presign(&presign_body("b.png", "image/png", 2001)).await;
+    assert_eq!(err_code(over), (413, "QUOTA_EXCEEDED".into()), "uploads in flight count against the quota");
+    assert_eq!(put(&p, png(2992)).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(funmagic_api::assets::sweep_pending_uploads(app.state()).await.unwrap(), 1);
+    let bucket = funmagic_api::storage::Bucket::Private;
+    assert!(
+        app.state().storage().head(bucket, &p.storage_key).await.unwrap().is_none(),
+        "the abandoned object is deleted"
+    );
+    as_ada.upload_presign(&presign_body("b.png", "image/png", 4000)).await.expect("the quota is free again");
+}
+
+async fn publish_admin_and_worker_helpers(app: TestApp) {
+    let admin = actor(&app, "admin@example.com", Role::Admin).await;
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let (as_admin, as_ada) = (client_as(&app, &admin.token), client_as(&app, &ada.token));
+
+    // Admin bucket with a free key; users may not use it.
+    let banner = png(500);
+    let admin_req = |key: Option<&str>| types::AdminPresignUploadRequest {
+        filename: "banner.png".into(),
+        content_type: "image/png".into(),
+        size: banner.len() as u64,
+        key: key.map(str::to_string),
+    };
+    assert_eq!(err_code(as_ada.admin_upload_presign(&admin_req(None)).await).0, 403);
+    assert_eq!(err_code(as_admin.admin_upload_presign(&admin_req(Some("../escape.png"))).await).0, 422);
+    let p = as_admin.admin_upload_presign(&admin_req(Some("banners/2026/summer.png"))).await.unwrap().into_inner();
+    assert_eq!(p.storage_key, "banners/2026/summer.png");
+    assert_eq!(put(&p, banner).await, 200);
+    let asset = as_admin
+        .admin_upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asset.visibility, types::Visibility::AdminPrivate);
+
+    // Worker helpers: outputs are stored as the owner's assets; inputs resolve only for the owner.
+    let state = app.state();
+    let out = funmagic_api::assets::store_output(
+        state,
+        ada.id,
+        None,
+        "image-gen",
+        "out.png",
+        funmagic_api::assets::FileType::Png,
+        png(64).into(),
+    )
+    .await
+    .unwrap();
+    assert!(out.storage_key.starts_with(&format!("{}/image-gen/", ada.id)));
+    let input = serde_json::json!({ "imageStorageKey": out.storage_key });
+    let url = funmagic_api::assets::resolve_image_url(state, ada.id, &input).await.unwrap();
+    assert_eq!(reqwest::get(&url).await.unwrap().bytes().await.unwrap().len(), 72);
+    assert!(funmagic_api::assets::resolve_image_url(state, admin.id, &input).await.is_err(), "not someone else's file");
+    let (_, bytes) = funmagic_api::assets::read_owned(state, ada.id, &out.storage_key).await.unwrap();
+    assert_eq!(bytes.len(), 72);
+
+    // Publish: a permanent public URL (no signature), cache headers on S3/CDN; unpublish.
+    let published = as_ada.asset_publish(&out.id).await.unwrap().into_inner();
+    assert_eq!(published.visibility, types::Visibility::Public);
+    assert!(published.storage_key.starts_with(&format!("shared/{}/{}/", ada.id, out.id)));
+    assert!(published.download_url_expires_at.is_none());
+    let resp = reqwest::get(published.download_url.clone().unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let private = as_ada.asset_unpublish(&out.id).await.unwrap().into_inner();
+    assert_eq!(private.visibility, types::Visibility::Private);
+    assert!(private.download_url_expires_at.is_some());
+
+    // Admins see any user's assets; users cannot.
+    let listed = as_admin.admin_user_asset_list(&ada.id, None, None, None).await.unwrap().into_inner();
+    assert_eq!(listed.assets.len(), 1);
+    assert_eq!(err_code(as_ada.admin_user_asset_list(&ada.id, None, None, None).await).0, 403);
+    as_ada.asset_delete(&out.id).await.unwrap();
+    assert!(as_ada.asset_list(None, None, None).await.unwrap().into_inner().assets.is_empty());
+}
