@@ -32,7 +32,7 @@ pub fn redis_url() -> String {
 
 /// The S3-compatible server of the tests (`.ci/run` starts Garage and sets these):
 /// `FUNMAGIC_TEST_S3_ENDPOINT`, `FUNMAGIC_TEST_S3_ACCESS_KEY`, `FUNMAGIC_TEST_S3_SECRET_KEY`,
-/// and optionally `FUNMAGIC_TEST_S3_REGION` (default `garage`). Buckets: `funmagic-public`,
+/// and optionally `FUNMAGIC_TEST_S3_REGION` (default `garage`) and `FUNMAGIC_TEST_S3_CDN_URL`. Buckets: `funmagic-public`,
 /// `funmagic-private`, `funmagic-admin`.
 pub fn s3_settings() -> Option<crate::config::S3Layer> {
     let endpoint = std::env::var("FUNMAGIC_TEST_S3_ENDPOINT").ok().filter(|v| !v.is_empty())?;
@@ -42,8 +42,22 @@ pub fn s3_settings() -> Option<crate::config::S3Layer> {
         secret_key: std::env::var("FUNMAGIC_TEST_S3_SECRET_KEY").ok().map(Into::into),
         region: Some(std::env::var("FUNMAGIC_TEST_S3_REGION").unwrap_or_else(|_| "garage".into())),
         path_style: Some(true),
+        cdn_url: std::env::var("FUNMAGIC_TEST_S3_CDN_URL").ok().filter(|v| !v.is_empty()),
         ..Default::default()
     })
+}
+
+/// Fetches a public asset URL. The tests' "CDN" for S3 is Garage's web endpoint, which picks
+/// the bucket by `Host` (`FUNMAGIC_TEST_S3_CDN_HOST`); anywhere else this is a plain GET.
+pub async fn fetch_public(url: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(url);
+    if let (Ok(cdn), Ok(host)) = (std::env::var("FUNMAGIC_TEST_S3_CDN_URL"), std::env::var("FUNMAGIC_TEST_S3_CDN_HOST"))
+        && !cdn.is_empty()
+        && url.starts_with(&cdn)
+    {
+        req = req.header("host", host);
+    }
+    req.send().await.expect("fetch public URL")
 }
 
 /// Whether S3 tests can run; outside CI a missing server is a skip with a message.

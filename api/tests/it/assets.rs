@@ -240,7 +240,7 @@ async fn publish_admin_and_worker_helpers(app: TestApp) {
     assert_eq!(published.visibility, types::Visibility::Public);
     assert!(published.storage_key.starts_with(&format!("shared/{}/{}/", ada.id, out.id)));
     assert!(published.download_url_expires_at.is_none());
-    let resp = reqwest::get(published.download_url.clone().unwrap()).await.unwrap();
+    let resp = funmagic_api::testing::fetch_public(&published.download_url.clone().unwrap()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
     let private = as_ada.asset_unpublish(&out.id).await.unwrap().into_inner();

@@ -15,7 +15,8 @@ async fn all_dependencies_healthy(app: TestApp) {
             assert!(report.checks[1].detail.contains("embedded queue"), "{:?}", report.checks[1]);
         }
         TestBackend::ScaleOut => {
-            assert_eq!(backends, [("database", "postgres"), ("redis", "redis"), ("storage", "local")]);
+            let storage = if funmagic_api::testing::s3_settings().is_some() { "s3" } else { "local" };
+            assert_eq!(backends, [("database", "postgres"), ("redis", "redis"), ("storage", storage)]);
             assert!(report.checks[0].detail.starts_with("PostgreSQL"), "{:?}", report.checks[0]);
             assert!(report.checks[1].detail.starts_with("Redis"), "{:?}", report.checks[1]);
         }
@@ -27,7 +28,7 @@ async fn all_dependencies_healthy(app: TestApp) {
     assert_eq!(redis.checks[0].name, "redis");
     assert_eq!(redis.checks[0].status, HealthStatus::Ok);
     let storage = crate::client(&app).health_storage_get().await.unwrap().into_inner();
-    assert_eq!(storage.checks[0].backend, "local");
+    assert_eq!(storage.checks[0].backend, app.state().storage().kind());
 }
 
 async fn liveness_has_no_checks(app: TestApp) {

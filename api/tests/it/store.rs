@@ -10,8 +10,9 @@ funmagic_api::test_both_backends!(
 );
 
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
-/// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits).
-const TABLES: [&str; 21] = [
+/// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
+/// `pending_uploads` (storage).
+const TABLES: [&str; 22] = [
     "accounts",
     "api_keys",
     "assets",
@@ -23,6 +24,7 @@ const TABLES: [&str; 21] = [
     "credits",
     "device_codes",
     "idempotency_keys",
+    "pending_uploads",
     "providers",
     "sessions",
     "stripe_events",

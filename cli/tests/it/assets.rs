@@ -68,15 +68,15 @@ async fn scenario(app: TestApp) {
     let out = cli(&["assets", "publish", &id]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let public_url = stdout(&out).trim().to_string();
-    assert!(public_url.contains("/shared/"), "{public_url}");
-    let fetched = reqwest::get(&public_url).await.unwrap();
+    assert!(public_url.contains("shared/"), "{public_url}");
+    let fetched = funmagic_api::testing::fetch_public(&public_url).await;
     assert_eq!(fetched.status(), 200, "the public URL needs no signature");
     assert_eq!(fetched.bytes().await.unwrap().as_ref(), content.as_slice());
 
     let out = cli(&["--json", "assets", "unpublish", &id]).await;
     let back: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(back["visibility"], "private");
-    let gone = reqwest::get(&public_url).await.unwrap();
+    let gone = funmagic_api::testing::fetch_public(&public_url).await;
     assert!(gone.status().is_client_error(), "unpublished files leave the public bucket: {}", gone.status());
 
     let out = cli(&["assets", "rm", &id]).await;

@@ -17,7 +17,7 @@ async fn status_shows_every_dependency(app: TestApp) {
         report["checks"].as_array().unwrap().iter().map(|c| c["backend"].as_str().unwrap()).collect();
     let expected = match app.backend {
         TestBackend::Embedded => ["sqlite", "embedded", "local"],
-        TestBackend::ScaleOut => ["postgres", "redis", "local"],
+        TestBackend::ScaleOut => ["postgres", "redis", app.state().storage().kind()],
     };
     assert_eq!(backends, expected);
 
