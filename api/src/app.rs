@@ -80,6 +80,11 @@ impl AppState {
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
+        if migrations == Migrations::Apply {
+            crate::tools::seed_defaults(&state).await.map_err(|e| {
+                ConfigError::new("DATABASE_URL", format!("seeding the default tools failed: {}", e.message))
+            })?;
+        }
         state.log_backends();
         Ok(state)
     }

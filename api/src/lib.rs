@@ -15,3 +15,4 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod testing;
+pub mod tools;

@@ -14,6 +14,7 @@ pub mod health;
 pub mod models;
 pub mod pages;
 pub mod security;
+pub mod tools;
 
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
@@ -30,6 +31,9 @@ pub enum ApiTags {
     /// Accounts, sessions, API keys and the device sign-in flow.
     #[oai(rename = "auth")]
     Auth,
+    /// The tool catalogue.
+    #[oai(rename = "tools")]
+    Tools,
     /// Uploads and stored files.
     #[oai(rename = "assets")]
     Assets,
@@ -45,9 +49,11 @@ pub enum ApiTags {
 pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
+    tools::ToolsApi,
     assets::AssetsApi,
     credits::CreditsApi,
     admin::AdminApi,
+    tools::AdminToolsApi,
     assets::AdminAssetsApi,
     credits::AdminCreditsApi,
 );
@@ -56,9 +62,11 @@ fn apis() -> Apis {
     (
         health::HealthApi,
         auth::AuthApi,
+        tools::ToolsApi,
         assets::AssetsApi,
         credits::CreditsApi,
         admin::AdminApi,
+        tools::AdminToolsApi,
         assets::AdminAssetsApi,
         credits::AdminCreditsApi,
     )

@@ -14,6 +14,7 @@ mod pg;
 pub mod rows;
 mod shared;
 mod sqlite;
+mod tool_queries;
 
 use std::time::Duration;
 
@@ -50,7 +51,11 @@ impl StoreError {
                 let name = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
                 if db.is_unique_violation() {
                     StoreError::Conflict(name)
-                } else if db.is_check_violation() || db.is_foreign_key_violation() {
+                } else if db.is_check_violation()
+                    || db.is_foreign_key_violation()
+                    // SQLite's RESTRICT reports only "FOREIGN KEY constraint failed".
+                    || db.message().contains("FOREIGN KEY constraint failed")
+                {
                     StoreError::Constraint(name)
                 } else {
                     StoreError::Other(err)
@@ -240,4 +245,15 @@ forward! {
     fn pending_upload_get(bucket: &str, key: &str) -> StoreResult<Option<PendingUploadRow>>;
     fn pending_upload_delete(bucket: &str, key: &str) -> StoreResult<bool>;
     fn pending_uploads_expired(now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<PendingUploadRow>>;
+    fn tool_type_list() -> StoreResult<Vec<ToolTypeRow>>;
+    fn tool_type_upsert(tool_type: &ToolTypeRow) -> StoreResult<ToolTypeRow>;
+    fn tool_type_delete(id: Uuid) -> StoreResult<bool>;
+    fn tool_list(active_only: bool) -> StoreResult<Vec<ToolRow>>;
+    fn tool_get(id: Uuid) -> StoreResult<Option<ToolRow>>;
+    fn tool_get_by_slug(slug: &str) -> StoreResult<Option<ToolRow>>;
+    fn tool_upsert(tool: &ToolRow) -> StoreResult<ToolRow>;
+    fn tool_delete(id: Uuid) -> StoreResult<bool>;
+    fn provider_list() -> StoreResult<Vec<ProviderRow>>;
+    /// Creates the built-in `local` provider if missing; returns its id.
+    fn provider_ensure_local() -> StoreResult<Uuid>;
 }

@@ -121,3 +121,5 @@ impl PgStore {
 super::ledger_queries::ledger_queries!(PgStore, sqlx::Postgres);
 
 super::asset_queries::asset_queries!(PgStore);
+
+super::tool_queries::tool_queries!(PgStore);

@@ -301,3 +301,43 @@ pub struct PendingUploadRow {
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ToolTypeRow {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: String,
+    pub icon: Option<String>,
+    pub color: Option<String>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ToolRow {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub tool_type_id: Uuid,
+    pub config: sqlx::types::Json<serde_json::Value>,
+    pub credits_cost: i64,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ProviderRow {
+    pub id: Uuid,
+    pub name: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub is_active: bool,
+    pub is_healthy: bool,
+    pub health_checked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -106,3 +106,5 @@ impl SqliteStore {
 super::ledger_queries::ledger_queries!(SqliteStore, sqlx::Sqlite);
 
 super::asset_queries::asset_queries!(SqliteStore);
+
+super::tool_queries::tool_queries!(SqliteStore);

@@ -17,6 +17,7 @@ mod rbac;
 mod startup;
 mod store;
 mod stripe;
+mod tools;
 
 /// An SDK client for a test app.
 pub fn client(app: &funmagic_api::testing::TestApp) -> funmagic_sdk::Client {

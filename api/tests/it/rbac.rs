@@ -28,6 +28,8 @@ const PUBLIC: &[&str] = &[
     "/api/auth/device/code",
     "/api/auth/device/token",
     "/api/credits/packages",
+    "/api/tools",
+    "/api/tools/{slug}",
 ];
 
 /// A minimal valid instance of a schema (required properties only).

@@ -1,0 +1,286 @@
+//! Tools: the seed's multi-step tool configuration (`tools.config`: steps with id, name,
+//! type, providerId, providerModel, cost; styleReferences), validated on every write, and
+//! the default catalogue (figme, background-remove, crystal-memory, echo) wired to the
+//! offline `local` provider, created at start when missing.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::store::{ProviderRow, ToolRow, ToolTypeRow};
+
+/// The step types workers know how to run.
+pub const STEP_TYPES: &[&str] = &["echo", "image-gen", "background-remove", "3d-gen", "point-cloud"];
+
+/// Models a provider offers for a step type; anything else is rejected on write.
+pub fn known_models(provider_type: &str, step_type: &str) -> &'static [&'static str] {
+    match (provider_type, step_type) {
+        ("local", "echo") => &["echo"],
+        ("local", "image-gen") => &["local-style"],
+        ("local", "background-remove") => &["local-matting"],
+        ("local", "3d-gen") => &["local-relief"],
+        ("local", "point-cloud") => &["local-pointcloud"],
+        ("openai", "image-gen") => &["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini"],
+        ("fal", "background-remove") => &["fal-ai/birefnet", "fal-ai/birefnet/v2", "fal-ai/imageutils/rembg"],
+        ("tripo", "3d-gen") => &["tripo-v2", "v2.5-20250123", "v3.0-20250812"],
+        _ => &[],
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub provider_id: Uuid,
+    pub provider_model: String,
+    pub cost: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StyleReference {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolConfig {
+    pub steps: Vec<StepConfig>,
+    #[serde(default)]
+    pub style_references: Vec<StyleReference>,
+}
+
+impl ToolConfig {
+    /// What running every step costs.
+    pub fn total_cost(&self) -> i64 {
+        self.steps.iter().map(|s| s.cost).sum()
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepConfig> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+fn slug_ok(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn invalid(message: String) -> AppError {
+    AppError::new(crate::error::ErrorKind::Validation, "INVALID_TOOL_CONFIG", message)
+}
+
+/// Parses and checks a tool config against the providers that exist.
+pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> AppResult<ToolConfig> {
+    let config: ToolConfig = serde_json::from_value(raw.clone()).map_err(|e| invalid(format!("config: {e}")))?;
+    if config.steps.is_empty() || config.steps.len() > 10 {
+        return Err(invalid("a tool has 1 to 10 steps".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, step) in config.steps.iter().enumerate() {
+        let at = format!("steps[{i}] ({})", step.id);
+        if !slug_ok(&step.id, 40) {
+            return Err(invalid(format!("{at}: id must be 1–40 characters of a-z, 0-9, -")));
+        }
+        if !seen.insert(step.id.as_str()) {
+            return Err(invalid(format!("{at}: duplicate step id")));
+        }
+        if step.name.trim().is_empty() || step.name.chars().count() > 100 {
+            return Err(invalid(format!("{at}: name must have 1–100 characters")));
+        }
+        if !STEP_TYPES.contains(&step.kind.as_str()) {
+            return Err(invalid(format!("{at}: unknown step type '{}' (known: {})", step.kind, STEP_TYPES.join(", "))));
+        }
+        if !(0..=1_000_000).contains(&step.cost) {
+            return Err(invalid(format!("{at}: cost must be 0–1,000,000 credits")));
+        }
+        let provider = providers
+            .iter()
+            .find(|p| p.id == step.provider_id)
+            .ok_or_else(|| invalid(format!("{at}: unknown provider {}", step.provider_id)))?;
+        let models = known_models(&provider.kind, &step.kind);
+        if !models.contains(&step.provider_model.as_str()) {
+            return Err(invalid(format!(
+                "{at}: provider '{}' ({}) has no model '{}' for {} steps (known: {})",
+                provider.name,
+                provider.kind,
+                step.provider_model,
+                step.kind,
+                if models.is_empty() { "none".to_string() } else { models.join(", ") }
+            )));
+        }
+    }
+    let mut styles = std::collections::HashSet::new();
+    for (i, style) in config.style_references.iter().enumerate() {
+        let at = format!("styleReferences[{i}] ({})", style.id);
+        if !slug_ok(&style.id, 40) || !styles.insert(style.id.as_str()) {
+            return Err(invalid(format!("{at}: ids must be unique, 1–40 characters of a-z, 0-9, -")));
+        }
+        if style.name.trim().is_empty() || style.prompt.chars().count() > 2000 {
+            return Err(invalid(format!("{at}: a name and a prompt of at most 2000 characters are required")));
+        }
+        if let Some(url) = &style.image_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(format!("{at}: imageUrl must be an http(s) URL")));
+        }
+    }
+    Ok(config)
+}
+
+pub fn validate_slug(slug: &str) -> AppResult<()> {
+    if slug_ok(slug, 60) { Ok(()) } else { Err(AppError::validation("slug must be 1–60 characters of a-z, 0-9, -")) }
+}
+
+/// Creates the default tool types and tools (wired to `local`) when they are missing;
+/// admin edits to existing ones are never overwritten.
+pub async fn seed_defaults(state: &AppState) -> AppResult<()> {
+    let store = state.store();
+    let local = store.provider_ensure_local().await?;
+    let now = crate::store::now();
+    let mut types = store.tool_type_list().await?;
+    for (name, display, icon, color, description) in [
+        ("image-generation", "Image Generation", "sparkles", "#8b5cf6", "Create and restyle images"),
+        ("image-editing", "Image Editing", "scissors", "#0ea5e9", "Cut out and clean up images"),
+        ("3d", "3D", "cube", "#f59e0b", "Turn images into 3D models and point clouds"),
+        ("utility", "Utility", "wrench", "#64748b", "Diagnostics and testing"),
+    ] {
+        if !types.iter().any(|t| t.name == name) {
+            let row = ToolTypeRow {
+                id: Uuid::now_v7(),
+                name: name.into(),
+                display_name: display.into(),
+                icon: Some(icon.into()),
+                color: Some(color.into()),
+                description: Some(description.into()),
+                created_at: now,
+                updated_at: now,
+            };
+            types.push(store.tool_type_upsert(&row).await?);
+        }
+    }
+    let type_id = |name: &str| types.iter().find(|t| t.name == name).map(|t| t.id).expect("seeded above");
+    let step = |id: &str, name: &str, kind: &str, model: &str, cost: i64| serde_json::json!({"id": id, "name": name, "type": kind, "providerId": local, "providerModel": model, "cost": cost});
+    let style = |id: &str, name: &str, prompt: &str| serde_json::json!({"id": id, "name": name, "prompt": prompt});
+    let defaults = [
+        (
+            "figme",
+            "FigMe",
+            "Turn a photo into a stylized figure, then into a 3D model",
+            "3d",
+            serde_json::json!({
+                "steps": [step("image-gen", "Image Generation", "image-gen", "local-style", 20), step("3d-gen", "3D Generation", "3d-gen", "local-relief", 30)],
+                "styleReferences": [
+                    style("sketch", "Sketch", "Transform into a pencil sketch"),
+                    style("posterize", "Poster", "Transform into a flat-colour poster"),
+                    style("pixel-art", "Pixel Art", "Transform into retro pixel art"),
+                    style("duotone", "Duotone", "Transform into a two-tone print"),
+                ]
+            }),
+        ),
+        (
+            "background-remove",
+            "Background Remover",
+            "Cut the subject out of its background",
+            "image-editing",
+            serde_json::json!({"steps": [step("background-remove", "Background Removal", "background-remove", "local-matting", 10)]}),
+        ),
+        (
+            "crystal-memory",
+            "Crystal Memory",
+            "Turn a photo into a coloured point cloud",
+            "3d",
+            serde_json::json!({"steps": [step("point-cloud", "Point Cloud", "point-cloud", "local-pointcloud", 25)]}),
+        ),
+        (
+            "echo",
+            "Echo",
+            "Returns its input (for tests and benchmarks)",
+            "utility",
+            serde_json::json!({"steps": [step("echo", "Echo", "echo", "echo", 1)]}),
+        ),
+    ];
+    let providers = store.provider_list().await?;
+    for (slug, title, description, kind, config) in defaults {
+        if store.tool_get_by_slug(slug).await?.is_some() {
+            continue;
+        }
+        let parsed = validate_config(&config, &providers)?;
+        let row = ToolRow {
+            id: Uuid::now_v7(),
+            slug: slug.into(),
+            title: title.into(),
+            description: Some(description.into()),
+            tool_type_id: type_id(kind),
+            config: sqlx::types::Json(config),
+            credits_cost: parsed.total_cost(),
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        match store.tool_upsert(&row).await {
+            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {} // another process seeded it
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> ProviderRow {
+        let now = chrono::Utc::now();
+        ProviderRow {
+            id: Uuid::nil(),
+            name: "local".into(),
+            kind: "local".into(),
+            base_url: None,
+            is_active: true,
+            is_healthy: true,
+            health_checked_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn config(steps: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({ "steps": steps })
+    }
+
+    #[test]
+    fn configs_are_validated() {
+        let p = [local()];
+        let step = |id: &str, kind: &str, model: &str| serde_json::json!({"id": id, "name": "S", "type": kind, "providerId": Uuid::nil(), "providerModel": model, "cost": 5});
+        let ok = validate_config(
+            &config(serde_json::json!([step("a", "echo", "echo"), step("b", "3d-gen", "local-relief")])),
+            &p,
+        )
+        .unwrap();
+        assert_eq!(ok.total_cost(), 10);
+        for (bad, why) in [
+            (config(serde_json::json!([])), "no steps"),
+            (config(serde_json::json!([step("a", "echo", "echo"), step("a", "echo", "echo")])), "duplicate id"),
+            (config(serde_json::json!([step("a", "teleport", "echo")])), "unknown type"),
+            (config(serde_json::json!([step("a", "echo", "gpt-image-1")])), "unknown model"),
+            (config(serde_json::json!([step("A b", "echo", "echo")])), "bad id"),
+            (serde_json::json!({"steps": [step("a", "echo", "echo")], "extra": 1}), "unknown field"),
+        ] {
+            assert!(validate_config(&bad, &p).is_err(), "{why}");
+        }
+        let other_provider = serde_json::json!([{"id": "a", "name": "S", "type": "echo", "providerId": Uuid::now_v7(), "providerModel": "echo", "cost": 1}]);
+        assert!(validate_config(&config(other_provider), &p).is_err(), "unknown provider");
+    }
+}

@@ -1,0 +1,89 @@
+//! The tool catalogue: defaults seeded on start, public listing, admin CRUD with config
+//! validation, disabling.
+
+use funmagic_api::store::Role;
+use funmagic_api::testing::TestApp;
+use funmagic_sdk::types;
+
+use crate::{actor, client, client_as, err_code};
+
+funmagic_api::test_both_backends!(default_tools_are_listed, admins_manage_tools_with_validation);
+
+async fn default_tools_are_listed(app: TestApp) {
+    let list = client(&app).tool_list().await.unwrap().into_inner();
+    let slugs: Vec<&str> = list.tools.iter().map(|t| t.slug.as_str()).collect();
+    assert_eq!(slugs, ["background-remove", "crystal-memory", "echo", "figme"]);
+    let figme = client(&app).tool_get("figme").await.unwrap().into_inner();
+    assert_eq!(figme.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["image-gen", "3d-gen"]);
+    assert_eq!(figme.credits_cost, 50);
+    assert_eq!(figme.style_references.len(), 4);
+    assert!(figme.config.is_none(), "provider ids are for admins");
+    assert_eq!(figme.tool_type.unwrap().name, "3d");
+    assert_eq!(err_code(client(&app).tool_get("nope").await).0, 404);
+    // Seeding again (a restart, another process) changes nothing.
+    funmagic_api::tools::seed_defaults(app.state()).await.unwrap();
+    assert_eq!(client(&app).tool_list().await.unwrap().into_inner().tools.len(), 4);
+}
+
+async fn admins_manage_tools_with_validation(app: TestApp) {
+    let admin = actor(&app, "admin@example.com", Role::Admin).await;
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_admin = client_as(&app, &admin.token);
+    let all = as_admin.admin_tool_list().await.unwrap().into_inner();
+    let echo = all.tools.iter().find(|t| t.slug == "echo").unwrap().clone();
+    let config = echo.config.clone().unwrap();
+    let types = as_admin.admin_tool_type_list().await.unwrap().into_inner();
+    let utility = types.tool_types.iter().find(|t| t.name == "utility").unwrap().id;
+    let input = |slug: &str, config: serde_json::Value, active: bool| types::ToolInput {
+        slug: slug.into(),
+        title: "Echo twice".into(),
+        description: None,
+        tool_type_id: utility,
+        config,
+        is_active: Some(active),
+    };
+    let mut two = config.clone();
+    let mut second = two["steps"][0].clone();
+    second["id"] = "echo-2".into();
+    second["cost"] = 4.into();
+    two["steps"].as_array_mut().unwrap().push(second);
+    let created = as_admin.admin_tool_create(&input("echo-twice", two.clone(), true)).await.unwrap().into_inner();
+    assert_eq!(created.credits_cost, 5, "the cost is the sum of the steps");
+    assert_eq!(
+        err_code(as_admin.admin_tool_create(&input("echo-twice", two.clone(), true)).await),
+        (409, "SLUG_TAKEN".into())
+    );
+
+    let mut bad_model = config.clone();
+    bad_model["steps"][0]["providerModel"] = "gpt-image-1".into();
+    let (status, code) = err_code(as_admin.admin_tool_create(&input("bad", bad_model, true)).await);
+    assert_eq!((status, code.as_str()), (422, "INVALID_TOOL_CONFIG"));
+    let mut bad_type = config.clone();
+    bad_type["steps"][0]["type"] = "teleport".into();
+    assert_eq!(err_code(as_admin.admin_tool_create(&input("bad", bad_type, true)).await).0, 422);
+    assert_eq!(err_code(as_admin.admin_tool_create(&input("Bad Slug", config.clone(), true)).await).0, 422);
+
+    // Disabling hides the tool from users (404) but not from admins.
+    as_admin.admin_tool_update(&created.id, &input("echo-twice", two, false)).await.unwrap();
+    assert_eq!(err_code(client(&app).tool_get("echo-twice").await).0, 404);
+    assert!(!client(&app).tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
+    assert!(as_admin.admin_tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
+    assert_eq!(err_code(client_as(&app, &ada.token).admin_tool_list().await).0, 403);
+    as_admin.admin_tool_delete(&created.id).await.unwrap();
+    assert_eq!(err_code(as_admin.admin_tool_delete(&created.id).await).0, 404);
+
+    // Tool types: a type in use cannot be deleted.
+    assert_eq!(err_code(as_admin.admin_tool_type_delete(&utility).await), (409, "IN_USE".into()));
+    let t = as_admin
+        .admin_tool_type_create(&types::ToolTypeInput {
+            name: "video".into(),
+            display_name: "Video".into(),
+            icon: None,
+            color: None,
+            description: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    as_admin.admin_tool_type_delete(&t.id).await.unwrap();
+}
