@@ -5,6 +5,7 @@ mod cmd_auth;
 mod cmd_completions;
 mod cmd_credits;
 mod cmd_status;
+mod cmd_tools;
 mod context;
 mod exit;
 mod output;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Sign in and out, accounts, API keys.
     #[command(subcommand)]
     Auth(cmd_auth::AuthCommand),
+    /// The tool catalogue.
+    #[command(subcommand)]
+    Tools(cmd_tools::ToolsCommand),
     /// Upload a file (PNG, JPEG, WebP image or GLB, PLY, OBJ model); prints its asset id.
     Upload {
         file: std::path::PathBuf,
@@ -118,6 +122,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Auth(command) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_auth::run(&ctx, command).await
+        }
+        Command::Tools(command) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_tools::run(&ctx, command).await
         }
         Command::Upload { file, module } => {
             let ctx = Context::resolve(&cli.global)?;

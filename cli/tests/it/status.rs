@@ -96,3 +96,19 @@ async fn usage_errors_exit_2_and_completions_print() {
     let out = funmagic(&cfg, &["--help"]).await;
     assert!(stdout(&out).contains("6  insufficient credits"), "exit codes are documented in --help");
 }
+
+#[tokio::test]
+async fn tools_list_and_show() {
+    let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
+    let cfg = TempDir::new("cli");
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "tools", "list"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("figme") && text.contains("image-gen → 3d-gen") && text.contains("50"), "{text}");
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "tools", "show", "figme"]).await;
+    assert!(stdout(&out).contains("styles (--style): sketch, posterize, pixel-art, duotone"), "{}", stdout(&out));
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "--json", "tools", "show", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(err["code"], "NOT_FOUND");
+}
