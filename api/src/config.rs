@@ -200,6 +200,12 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "sign-in and reset attempts per email address per minute",
     },
     SettingDoc {
+        key: "auth.trust_forwarded_for",
+        env: "FUNMAGIC_TRUST_FORWARDED_FOR",
+        default: "false",
+        help: "behind one reverse proxy: take the client address from X-Forwarded-For",
+    },
+    SettingDoc {
         key: "auth.bootstrap_admin",
         env: "FUNMAGIC_BOOTSTRAP_ADMIN",
         default: "true",
@@ -415,6 +421,7 @@ pub struct AuthSettings {
     pub argon2_parallelism: u32,
     pub rate_limit_per_minute: u32,
     pub rate_limit_per_email_per_minute: u32,
+    pub trust_forwarded_for: bool,
     pub bootstrap_admin: bool,
 }
 
@@ -638,6 +645,7 @@ pub struct AuthLayer {
     pub argon2_parallelism: Option<u32>,
     pub rate_limit_per_minute: Option<u32>,
     pub rate_limit_per_email_per_minute: Option<u32>,
+    pub trust_forwarded_for: Option<bool>,
     pub bootstrap_admin: Option<bool>,
 }
 
@@ -748,6 +756,7 @@ impl SettingsLayer {
                 argon2_parallelism: parse_env(&get, "FUNMAGIC_ARGON2_PARALLELISM")?,
                 rate_limit_per_minute: parse_env(&get, "FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE")?,
                 rate_limit_per_email_per_minute: parse_env(&get, "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE")?,
+                trust_forwarded_for: parse_env(&get, "FUNMAGIC_TRUST_FORWARDED_FOR")?,
                 bootstrap_admin: parse_env(&get, "FUNMAGIC_BOOTSTRAP_ADMIN")?,
             },
             mail: MailLayer { smtp_url: secret("FUNMAGIC_SMTP_URL"), from: get("FUNMAGIC_MAIL_FROM") },
@@ -802,7 +811,7 @@ impl SettingsLayer {
             upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
             trusted_origins, argon2_memory_kib, argon2_iterations, argon2_parallelism, rate_limit_per_minute,
-            rate_limit_per_email_per_minute, bootstrap_admin);
+            rate_limit_per_email_per_minute, trust_forwarded_for, bootstrap_admin);
         override_fields!(self.mail, other.mail; smtp_url, from);
         override_fields!(self.oauth, other.oauth; github_client_id, github_client_secret, github_authorize_url,
             github_token_url, github_api_url, google_client_id, google_client_secret, google_authorize_url,
@@ -921,6 +930,7 @@ fn resolve_auth(a: AuthLayer) -> Result<AuthSettings, ConfigError> {
             5,
             "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE",
         )?,
+        trust_forwarded_for: a.trust_forwarded_for.unwrap_or(false),
         bootstrap_admin: a.bootstrap_admin.unwrap_or(true),
     })
 }

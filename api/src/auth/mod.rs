@@ -121,9 +121,24 @@ impl Principal {
     }
 }
 
-/// The client address used for rate limits and session records.
-pub fn client_ip(req: &Request) -> String {
-    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+/// The client address used for rate limits and session records: the TCP peer, or — behind
+/// a reverse proxy (`auth.trust_forwarded_for`) — the address that proxy appended last to
+/// `X-Forwarded-For` (entries further left are client-supplied and not trusted).
+pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    if !trust_forwarded_for {
+        return peer;
+    }
+    req.headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .last()
+        .map(str::to_string)
+        .unwrap_or(peer)
 }
 
 pub fn user_agent(req: &Request) -> Option<String> {

@@ -19,8 +19,8 @@ use crate::error::{AppError, ErrorKind};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
-fn client(req: &Request) -> Client {
-    Client { ip: client_ip(req), user_agent: user_agent(req) }
+fn client(state: &AppState, req: &Request) -> Client {
+    Client { ip: client_ip(req, state.settings().auth.trust_forwarded_for), user_agent: user_agent(req) }
 }
 
 #[derive(Debug, Object)]
@@ -197,14 +197,14 @@ impl AuthApi {
     /// Creates an account with email and password, and signs it in.
     #[oai(path = "/api/auth/sign-up/email", method = "post", operation_id = "auth_sign_up_email")]
     async fn sign_up(&self, state: Data<&AppState>, req: &Request, body: Json<SignUpRequest>) -> Result<SignedIn> {
-        let issued = flows::sign_up(&state, &body.name, &body.email, &body.password, &client(req)).await?;
+        let issued = flows::sign_up(&state, &body.name, &body.email, &body.password, &client(&state, req)).await?;
         Ok(signed_in(&state, issued))
     }
 
     /// Signs in with email and password.
     #[oai(path = "/api/auth/sign-in/email", method = "post", operation_id = "auth_sign_in_email")]
     async fn sign_in(&self, state: Data<&AppState>, req: &Request, body: Json<SignInRequest>) -> Result<SignedIn> {
-        let issued = flows::sign_in(&state, &body.email, &body.password, &client(req)).await?;
+        let issued = flows::sign_in(&state, &body.email, &body.password, &client(&state, req)).await?;
         Ok(signed_in(&state, issued))
     }
 
@@ -234,7 +234,7 @@ impl AuthApi {
     #[oai(path = "/api/auth/send-verification-email", method = "post", operation_id = "auth_verification_email_send")]
     async fn send_verification(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<Success>> {
         let principal = auth.principal(&state, req).await?;
-        flows::resend_verification(&state, &principal, &client(req)).await?;
+        flows::resend_verification(&state, &principal, &client(&state, req)).await?;
         Ok(Success::ok())
     }
 
@@ -252,7 +252,7 @@ impl AuthApi {
         req: &Request,
         body: Json<PasswordResetRequest>,
     ) -> Result<Json<Success>> {
-        flows::request_password_reset(&state, &body.email, &client(req)).await?;
+        flows::request_password_reset(&state, &body.email, &client(&state, req)).await?;
         Ok(Success::ok())
     }
 
@@ -264,7 +264,7 @@ impl AuthApi {
         req: &Request,
         body: Json<ResetPasswordRequest>,
     ) -> Result<Json<Success>> {
-        flows::reset_password(&state, &body.token, &body.new_password, &client(req)).await?;
+        flows::reset_password(&state, &body.token, &body.new_password, &client(&state, req)).await?;
         Ok(Success::ok())
     }
 
@@ -279,8 +279,15 @@ impl AuthApi {
     ) -> Result<Json<Success>> {
         let principal = auth.principal(&state, req).await?;
         let revoke = body.revoke_other_sessions.unwrap_or(true);
-        flows::change_password(&state, &principal, &body.current_password, &body.new_password, revoke, &client(req))
-            .await?;
+        flows::change_password(
+            &state,
+            &principal,
+            &body.current_password,
+            &body.new_password,
+            revoke,
+            &client(&state, req),
+        )
+        .await?;
         Ok(Success::ok())
     }
 
@@ -330,7 +337,7 @@ impl AuthApi {
         body: Json<DeviceCodeRequest>,
     ) -> Result<Json<DeviceCodeResponse>> {
         let name = body.client_id.clone().unwrap_or_default();
-        let (device_code, row) = flows::device_code_create(&state, &name, &client(req)).await?;
+        let (device_code, row) = flows::device_code_create(&state, &name, &client(&state, req)).await?;
         let uri = format!("{}/device", state.public_url());
         Ok(Json(DeviceCodeResponse {
             device_code,
@@ -357,7 +364,7 @@ impl AuthApi {
                 "grant_type must be urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
-        match flows::device_token_poll(&state, &body.device_code, &client(req)).await {
+        match flows::device_token_poll(&state, &body.device_code, &client(&state, req)).await {
             Err(e) if e.code == "SLOW_DOWN" => {
                 Err(rfc_error("slow_down", "polling too fast; wait longer between requests"))
             }

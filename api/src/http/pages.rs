@@ -105,8 +105,10 @@ pub async fn social_callback(
         return Err(api_error(AppError::bad_request("code and state are required")));
     };
     let cookie = req.cookie().get(oauth::STATE_COOKIE).map(|c| c.value_str().to_string());
-    let client =
-        crate::auth::flows::Client { ip: crate::auth::client_ip(req), user_agent: crate::auth::user_agent(req) };
+    let client = crate::auth::flows::Client {
+        ip: crate::auth::client_ip(req, state.settings().auth.trust_forwarded_for),
+        user_agent: crate::auth::user_agent(req),
+    };
     let (issued, callback) =
         oauth::finish(&state, provider, &code, &flow_state, cookie.as_deref(), &client).await.map_err(api_error)?;
     let secure = if state.public_url().starts_with("https://") { "; Secure" } else { "" };

@@ -382,3 +382,25 @@ async fn revocation_is_immediate_across_api_processes() {
     assert_eq!(err_code(key_on_peer.auth_session_get().await), (403, "USER_BANNED".into()));
     peer.stop().await.unwrap();
 }
+
+/// Behind a proxy, limits key on the address the proxy reports; otherwise the header is
+/// ignored (a client cannot dodge limits by sending its own X-Forwarded-For).
+#[tokio::test]
+async fn forwarded_for_only_when_trusted() {
+    for trusted in [false, true] {
+        let mut extra = SettingsLayer::default();
+        extra.auth.rate_limit_per_minute = Some(2);
+        extra.auth.trust_forwarded_for = Some(trusted);
+        let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/auth/sign-in/email", app.base_url());
+        let mut last = 0;
+        for i in 0..3 {
+            let body = serde_json::json!({"email": format!("u{i}@example.com"), "password": "x"});
+            // Each request claims another client address, after a spoofed one the proxy kept.
+            let xff = format!("6.6.6.6, 10.0.0.{i}");
+            last = http.post(&url).header("x-forwarded-for", xff).json(&body).send().await.unwrap().status().as_u16();
+        }
+        assert_eq!(last, if trusted { 401 } else { 429 }, "trusted={trusted}");
+    }
+}
