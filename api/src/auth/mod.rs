@@ -135,8 +135,8 @@ pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
+        .next_back()
         .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        .last()
         .map(str::to_string)
         .unwrap_or(peer)
 }
