@@ -14,9 +14,9 @@ macro_rules! auth_queries {
                 let now = $crate::store::now();
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
                 let user = sqlx::query_as::<_, $crate::store::UserRow>(
-                    "INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
+                    concat!("INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $6)
-                     RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+                     RETURNING ", user_columns!()),
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(&new.email)
@@ -143,8 +143,8 @@ macro_rules! auth_queries {
                 reason: Option<&str>,
             ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
                 sqlx::query_as::<_, $crate::store::UserRow>(
-                    "UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
-                     RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
+                    concat!("UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
+                     RETURNING ", user_columns!()),
                 )
                 .bind(user_id)
                 .bind(banned)
@@ -167,11 +167,11 @@ macro_rules! auth_queries {
                     format!("%{escaped}%")
                 });
                 sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at
+                    concat!("SELECT ", user_columns!(), "
                      FROM users
                      WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')
                        AND ($2 IS NULL OR id > $2)
-                     ORDER BY id LIMIT $3",
+                     ORDER BY id LIMIT $3"),
                 )
                 .bind(pattern)
                 .bind(after)

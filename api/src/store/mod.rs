@@ -6,6 +6,13 @@
 //! Timestamps are produced in Rust ([`now`]) rather than by SQL `now()`, so both engines store
 //! the same instants with the same (microsecond) precision.
 
+/// The columns of `users` in [`UserRow`] order, for `concat!` into queries.
+macro_rules! user_columns {
+    () => {
+        "id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at"
+    };
+}
+
 mod asset_queries;
 mod auth_queries;
 mod ledger_queries;

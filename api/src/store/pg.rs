@@ -85,9 +85,10 @@ impl PgStore {
         if current == "super_admin" && role != super::Role::SuperAdmin && supers.len() <= 1 {
             return Err(StoreError::Constraint("last_super_admin".into()));
         }
-        let user = sqlx::query_as::<_, super::UserRow>(
-            "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
-        )
+        let user = sqlx::query_as::<_, super::UserRow>(concat!(
+            "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
         .bind(user_id)
         .bind(role.as_str())
         .bind(super::now())

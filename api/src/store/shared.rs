@@ -11,11 +11,12 @@ macro_rules! shared_queries {
                 new: &$crate::store::NewUser,
             ) -> $crate::store::StoreResult<$crate::store::UserRow> {
                 let now = $crate::store::now();
-                sqlx::query_as::<_, $crate::store::UserRow>(
+                sqlx::query_as::<_, $crate::store::UserRow>(concat!(
                     "INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $6)
-                     RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
-                )
+                     RETURNING ",
+                    user_columns!()
+                ))
                 .bind(uuid::Uuid::now_v7())
                 .bind(&new.email)
                 .bind(&new.name)
@@ -27,14 +28,13 @@ macro_rules! shared_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn user_get(
-                &self,
-                id: uuid::Uuid,
-            ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
-                sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at
-                     FROM users WHERE id = $1",
-                )
+            pub async fn user_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
+                sqlx::query_as::<_, $crate::store::UserRow>(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    "
+                     FROM users WHERE id = $1"
+                ))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
@@ -45,10 +45,12 @@ macro_rules! shared_queries {
                 &self,
                 email: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
-                sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at
-                     FROM users WHERE email = $1",
-                )
+                sqlx::query_as::<_, $crate::store::UserRow>(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    "
+                     FROM users WHERE email = $1"
+                ))
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await
@@ -60,10 +62,12 @@ macro_rules! shared_queries {
                 after: Option<uuid::Uuid>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::UserRow>> {
-                sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at
-                     FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
-                )
+                sqlx::query_as::<_, $crate::store::UserRow>(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    "
+                     FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                ))
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&self.pool)

@@ -67,13 +67,14 @@ impl SqliteStore {
     /// One statement: SQLite runs writers one at a time, so the count it checks cannot
     /// change underneath it.
     pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {
-        let updated = sqlx::query_as::<_, super::UserRow>(
+        let updated = sqlx::query_as::<_, super::UserRow>(concat!(
             "UPDATE users SET role = $2, updated_at = $3
              WHERE id = $1
                AND ($2 = 'super_admin' OR role <> 'super_admin'
                     OR (SELECT COUNT(*) FROM users WHERE role = 'super_admin') > 1)
-             RETURNING id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at",
-        )
+             RETURNING ",
+            user_columns!()
+        ))
         .bind(user_id)
         .bind(role.as_str())
         .bind(super::now())
