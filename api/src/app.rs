@@ -34,6 +34,10 @@ struct Inner {
     mailer: Mailer,
     /// The base URL clients reach us at: `public_url`, or the bound address once known.
     public_url: OnceLock<String>,
+    /// Wakes idle workers when a task is enqueued in this process.
+    work: tokio::sync::Notify,
+    /// Task ids with new events, for the event streams of this process.
+    task_events: tokio::sync::broadcast::Sender<uuid::Uuid>,
     started: Instant,
 }
 
@@ -77,6 +81,8 @@ impl AppState {
             hasher,
             mailer,
             public_url,
+            work: tokio::sync::Notify::new(),
+            task_events: tokio::sync::broadcast::channel(1024).0,
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
@@ -156,6 +162,25 @@ impl AppState {
     /// The configured public URL only (for the CSRF origin list).
     pub fn configured_public_url(&self) -> Option<&str> {
         self.settings().public_url.as_deref()
+    }
+
+    /// Wakes one idle worker of this process.
+    pub fn wake_workers(&self) {
+        self.inner.work.notify_one();
+    }
+
+    /// Resolves when a task was enqueued in this process.
+    pub async fn worker_wakeup(&self) {
+        self.inner.work.notified().await
+    }
+
+    /// Tells this process's event streams that `task_id` has news.
+    pub fn notify_task(&self, task_id: uuid::Uuid) {
+        let _ = self.inner.task_events.send(task_id);
+    }
+
+    pub fn subscribe_tasks(&self) -> tokio::sync::broadcast::Receiver<uuid::Uuid> {
+        self.inner.task_events.subscribe()
     }
 
     pub fn uptime(&self) -> Duration {

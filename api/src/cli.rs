@@ -66,7 +66,11 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API (and, in the embedded default, the workers).
-    Serve,
+    Serve {
+        /// Task workers in this process [default: 4 in the embedded default, 0 with DATABASE_URL].
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Run task workers against the shared database and Redis (scale-out mode).
     Worker {
         /// Tasks run at once by this process.

@@ -14,5 +14,6 @@ pub mod redis_conn;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod tasks;
 pub mod testing;
 pub mod tools;

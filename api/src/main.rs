@@ -58,8 +58,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("super admin {} ({})", user.email, user.id);
             state.store().close().await;
         }
-        Command::Serve => {
+        Command::Serve { workers } => {
             let listen = settings.listen;
+            let workers = workers.unwrap_or(if settings.database.url.is_none() { 4 } else { 0 });
             let bootstrap = settings.auth.bootstrap_admin && settings.database.url.is_none();
             let state = AppState::build(settings, Migrations::Apply).await?;
             if bootstrap
@@ -75,11 +76,21 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             tokio::spawn(sweep_expired_sessions(state.clone()));
             tokio::spawn(sweep_pending_uploads(state.clone()));
+            let (stop_workers, stop_rx) = tokio::sync::watch::channel(false);
+            let worker_pool = (workers > 0).then(|| {
+                tracing::info!(workers, "task workers running in this process");
+                tokio::spawn(funmagic_api::tasks::run_workers(state.clone(), workers, stop_rx))
+            });
             let (addr, serve) = server::bind(state.clone(), listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("FUNMAGIC_LISTEN: cannot listen on {listen}: {e}"))?;
             tracing::info!("listening on http://{addr} (API docs at http://{addr}/docs)");
             serve(Box::new(Box::pin(server::shutdown_signal()))).await?;
+            let _ = stop_workers.send(true);
+            if let Some(pool) = worker_pool {
+                // Drain: running tasks finish; unfinished ones stay leased and are retried.
+                let _ = tokio::time::timeout(server::SHUTDOWN_GRACE, pool).await;
+            }
             state.store().close().await;
             tracing::info!("stopped");
         }

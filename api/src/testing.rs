@@ -191,10 +191,18 @@ fn unavailable<T>(what: &str, url: &str, err: &dyn std::fmt::Display) -> Option<
 #[derive(Debug)]
 pub struct TestApp {
     pub server: RunningServer,
+    /// In-process task workers (stopped on drop).
+    pub workers: tokio::sync::watch::Sender<bool>,
     pub backend: TestBackend,
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
     pub redis: Option<TestRedisPrefix>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.workers.send(true);
+    }
 }
 
 impl TestApp {
@@ -212,8 +220,10 @@ impl TestApp {
         };
         let settings = Self::settings(backend, &dir, database.as_ref(), redis.as_ref(), extra);
         let state = AppState::build(settings, Migrations::Apply).await.expect("test app state");
+        let (workers, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::tasks::run_workers(state.clone(), 4, stop));
         let server = crate::server::spawn(state, "127.0.0.1:0".parse().unwrap()).await.expect("bind test server");
-        Some(Self { server, backend, dir, database, redis })
+        Some(Self { server, workers, backend, dir, database, redis })
     }
 
     /// The settings a test app of `backend` runs with.

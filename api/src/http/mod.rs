@@ -14,6 +14,7 @@ pub mod health;
 pub mod models;
 pub mod pages;
 pub mod security;
+pub mod tasks;
 pub mod tools;
 
 use poem::middleware::Tracing;
@@ -34,6 +35,9 @@ pub enum ApiTags {
     /// The tool catalogue.
     #[oai(rename = "tools")]
     Tools,
+    /// Running tools: submit, follow, cancel.
+    #[oai(rename = "tasks")]
+    Tasks,
     /// Uploads and stored files.
     #[oai(rename = "assets")]
     Assets,
@@ -50,6 +54,7 @@ pub type Apis = (
     health::HealthApi,
     auth::AuthApi,
     tools::ToolsApi,
+    tasks::TasksApi,
     assets::AssetsApi,
     credits::CreditsApi,
     admin::AdminApi,
@@ -63,6 +68,7 @@ fn apis() -> Apis {
         health::HealthApi,
         auth::AuthApi,
         tools::ToolsApi,
+        tasks::TasksApi,
         assets::AssetsApi,
         credits::CreditsApi,
         admin::AdminApi,

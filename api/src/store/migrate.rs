@@ -36,6 +36,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0004_storage.sql"),
         include_str!("../../../migrations/sqlite/0004_storage.sql"),
     ),
+    (
+        5,
+        "tasks",
+        include_str!("../../../migrations/postgres/0005_tasks.sql"),
+        include_str!("../../../migrations/sqlite/0005_tasks.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -21,6 +21,7 @@ mod pg;
 pub mod rows;
 mod shared;
 mod sqlite;
+mod task_queries;
 mod tool_queries;
 
 use std::time::Duration;
@@ -263,4 +264,19 @@ forward! {
     fn provider_list() -> StoreResult<Vec<ProviderRow>>;
     /// Creates the built-in `local` provider if missing; returns its id.
     fn provider_ensure_local() -> StoreResult<Uuid>;
+    /// Reserves, inserts task + payload + steps, enqueues and logs `queued` in one transaction.
+    fn task_submit(new: &NewTask) -> Result<TaskRow, LedgerError>;
+    fn task_get(id: Uuid) -> StoreResult<Option<TaskRow>>;
+    fn task_list(user_id: Option<Uuid>, status: Option<&str>, tool_id: Option<Uuid>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<TaskRow>>;
+    fn task_steps(task_id: Uuid) -> StoreResult<Vec<TaskStepRow>>;
+    fn task_payload(task_id: Uuid) -> StoreResult<Option<TaskPayloadRow>>;
+    fn task_start(id: Uuid) -> StoreResult<bool>;
+    fn task_step_set(task_id: Uuid, step_id: &str, status: &str, state: Option<&serde_json::Value>) -> StoreResult<()>;
+    fn task_finish(id: Uuid, status: &str, output: Option<&serde_json::Value>, error: Option<&str>) -> StoreResult<bool>;
+    fn task_request_cancel(id: Uuid) -> StoreResult<Option<String>>;
+    fn task_event_append(task_id: Uuid, kind: &str, data: &serde_json::Value) -> StoreResult<i64>;
+    fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
+    fn queue_position(task_id: Uuid) -> StoreResult<Option<i64>>;
+    /// Leases the next due task id for `lease`; returns it with its attempt count.
+    fn queue_claim(lease: std::time::Duration) -> StoreResult<Option<(Uuid, i32)>>;
 }

@@ -124,3 +124,25 @@ super::ledger_queries::ledger_queries!(PgStore, sqlx::Postgres);
 super::asset_queries::asset_queries!(PgStore);
 
 super::tool_queries::tool_queries!(PgStore);
+
+impl PgStore {
+    /// Leases the next due task: `FOR UPDATE SKIP LOCKED`, so workers never wait on each
+    /// other and never take the same row; an expired lease (crashed worker) is due again.
+    pub async fn queue_claim(&self, lease: std::time::Duration) -> StoreResult<Option<(uuid::Uuid, i32)>> {
+        let now = super::now();
+        sqlx::query_as(
+            "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1
+             WHERE task_id = (SELECT task_id FROM task_queue
+                              WHERE available_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                              ORDER BY available_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING task_id, attempts",
+        )
+        .bind(now)
+        .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+}
+
+super::task_queries::task_queries!(PgStore, sqlx::Postgres);

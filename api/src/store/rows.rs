@@ -341,3 +341,66 @@ pub struct ProviderRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    pub status: String,
+    pub credits_cost: i64,
+    pub parent_task_id: Option<Uuid>,
+    pub current_step_id: Option<String>,
+    pub attempts: i32,
+    pub cancel_requested: bool,
+    pub run_all_steps: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskStepRow {
+    pub step_id: String,
+    pub position: i32,
+    pub status: String,
+    pub state: sqlx::types::Json<serde_json::Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskPayloadRow {
+    pub input: sqlx::types::Json<serde_json::Value>,
+    pub output: Option<sqlx::types::Json<serde_json::Value>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskEventRow {
+    pub seq: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub data: sqlx::types::Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A task to insert, with its steps (in order) and the credits to reserve.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    pub parent_task_id: Option<Uuid>,
+    pub steps: Vec<String>,
+    pub run_all_steps: bool,
+    pub cost: i64,
+    pub input: serde_json::Value,
+}

@@ -109,3 +109,24 @@ super::ledger_queries::ledger_queries!(SqliteStore, sqlx::Sqlite);
 super::asset_queries::asset_queries!(SqliteStore);
 
 super::tool_queries::tool_queries!(SqliteStore);
+
+impl SqliteStore {
+    /// Leases the next due task in one statement (SQLite runs writers one at a time).
+    pub async fn queue_claim(&self, lease: std::time::Duration) -> StoreResult<Option<(uuid::Uuid, i32)>> {
+        let now = super::now();
+        sqlx::query_as(
+            "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1
+             WHERE task_id = (SELECT task_id FROM task_queue
+                              WHERE available_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                              ORDER BY available_at LIMIT 1)
+             RETURNING task_id, attempts",
+        )
+        .bind(now)
+        .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+}
+
+super::task_queries::task_queries!(SqliteStore, sqlx::Sqlite);

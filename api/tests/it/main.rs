@@ -17,6 +17,7 @@ mod rbac;
 mod startup;
 mod store;
 mod stripe;
+mod tasks;
 mod tools;
 
 /// An SDK client for a test app.

@@ -11,8 +11,8 @@ funmagic_api::test_both_backends!(
 
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
 /// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
-/// `pending_uploads` (storage).
-const TABLES: [&str; 22] = [
+/// `pending_uploads` (storage), `task_events`, `task_queue` (tasks).
+const TABLES: [&str; 24] = [
     "accounts",
     "api_keys",
     "assets",
@@ -28,7 +28,9 @@ const TABLES: [&str; 22] = [
     "providers",
     "sessions",
     "stripe_events",
+    "task_events",
     "task_payloads",
+    "task_queue",
     "task_steps",
     "tasks",
     "tool_types",

@@ -1,0 +1,330 @@
+//! `/api/tasks`: submit, list, read, cancel, and the live progress stream (SSE with `id:`
+//! on every event, heartbeats, and replay after `Last-Event-ID`).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::security::Auth;
+use crate::app::AppState;
+use crate::credits;
+use crate::store::TaskRow;
+use crate::tasks::{self, Submit, TERMINAL_EVENTS};
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Debug, Object, serde::Serialize)]
+#[oai(rename_all = "camelCase")]
+pub struct TaskCreateRequest {
+    pub tool_slug: String,
+    /// One step of the tool (default: the first).
+    pub step_id: Option<String>,
+    /// Step input, e.g. `{"imageStorageKey": "…", "style": "sketch"}`.
+    pub input: serde_json::Value,
+    /// Chain after this completed task: its output feeds this one.
+    pub parent_task_id: Option<Uuid>,
+    /// Run every step of the tool in order (costs all of them).
+    pub run_all_steps: Option<bool>,
+}
+
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    /// pending, queued, running, completed, failed or cancelled.
+    pub status: String,
+    pub credits_cost: i64,
+    pub parent_task_id: Option<Uuid>,
+    pub current_step_id: Option<String>,
+    pub attempts: i32,
+    pub cancel_requested: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<TaskRow> for Task {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            id: t.id,
+            user_id: t.user_id,
+            tool_id: t.tool_id,
+            status: t.status,
+            credits_cost: t.credits_cost,
+            parent_task_id: t.parent_task_id,
+            current_step_id: t.current_step_id,
+            attempts: t.attempts,
+            cancel_requested: t.cancel_requested,
+            created_at: t.created_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEnvelope {
+    pub task: Task,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum TaskCreated {
+    /// Accepted and queued; the cost is reserved.
+    #[oai(status = 201)]
+    Created(Json<TaskEnvelope>),
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TaskStep {
+    pub step_id: String,
+    pub status: String,
+    pub state: serde_json::Value,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TaskDetail {
+    pub task: Task,
+    pub input: serde_json::Value,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub steps: Vec<TaskStep>,
+    /// Tasks ahead of this one while it waits.
+    pub queue_position: Option<i64>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// One progress event: `seq` is the SSE `id` (absent on `connected`).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TaskEvent {
+    pub seq: Option<i64>,
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+pub struct TasksApi;
+
+#[OpenApi(tag = "ApiTags::Tasks")]
+impl TasksApi {
+    /// Submits a task: validates the input, reserves the cost and enqueues, atomically.
+    #[oai(path = "/api/tasks", method = "post", operation_id = "task_create")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<TaskCreateRequest>,
+    ) -> Result<TaskCreated> {
+        let principal = auth.principal(&state, req).await?;
+        let submit = Submit {
+            tool_slug: body.tool_slug.clone(),
+            step_id: body.step_id.clone(),
+            input: body.input.clone(),
+            parent_task_id: body.parent_task_id,
+            run_all_steps: body.run_all_steps.unwrap_or(false),
+        };
+        let envelope = credits::idempotent(
+            &state,
+            principal.user_id(),
+            idempotency_key.0.as_deref(),
+            "task_create",
+            &submit,
+            async { Ok(TaskEnvelope { task: tasks::submit(&state, &principal, &submit).await?.into() }) },
+        )
+        .await?;
+        Ok(TaskCreated::Created(Json(envelope)))
+    }
+
+    /// The caller's tasks, newest first.
+    #[allow(clippy::too_many_arguments, reason = "one parameter per query argument of the operation")]
+    #[oai(path = "/api/tasks", method = "get", operation_id = "task_list")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        status: Query<Option<String>>,
+        tool: Query<Option<String>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<TaskList>> {
+        let principal = auth.principal(&state, req).await?;
+        let tool_id = match tool.0 {
+            Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
+                Some(t) => Some(t.id),
+                None => return Ok(Json(TaskList { tasks: vec![], next_cursor: None })),
+            },
+            None => None,
+        };
+        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let mut rows = state
+            .store()
+            .task_list(Some(principal.user_id()), status.0.as_deref(), tool_id, cursor.0, limit + 1)
+            .await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// A task with its input, output, error and steps (owner or admin).
+    #[oai(path = "/api/tasks/:id", method = "get", operation_id = "task_get")]
+    async fn get(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<TaskDetail>> {
+        let principal = auth.principal(&state, req).await?;
+        let task = tasks::task_for(&state, &principal, id.0).await?;
+        let payload = state.store().task_payload(task.id).await?;
+        let steps = state.store().task_steps(task.id).await?;
+        let queue_position = if task.status == "queued" { state.store().queue_position(task.id).await? } else { None };
+        Ok(Json(TaskDetail {
+            task: task.into(),
+            input: payload.as_ref().map(|p| p.input.0.clone()).unwrap_or_default(),
+            output: payload.as_ref().and_then(|p| p.output.as_ref().map(|o| o.0.clone())),
+            error: payload.and_then(|p| p.error),
+            steps: steps
+                .into_iter()
+                .map(|s| TaskStep {
+                    step_id: s.step_id,
+                    status: s.status,
+                    state: s.state.0,
+                    started_at: s.started_at,
+                    completed_at: s.completed_at,
+                })
+                .collect(),
+            queue_position,
+        }))
+    }
+
+    /// Cancels: at once while queued (credits released), before the next step while running.
+    #[oai(path = "/api/tasks/:id/cancel", method = "post", operation_id = "task_cancel")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<TaskEnvelope>> {
+        let principal = auth.principal(&state, req).await?;
+        Ok(Json(TaskEnvelope { task: tasks::cancel(&state, &principal, id.0).await?.into() }))
+    }
+
+    /// Live progress as Server-Sent Events. Every event has an `id`; reconnect with
+    /// `Last-Event-ID` to get what you missed, then the live ones. Ends after
+    /// `completed`, `failed` or `cancelled`.
+    #[oai(path = "/api/tasks/:id/stream", method = "get", operation_id = "task_events_stream")]
+    async fn stream(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
+    ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
+        let principal = auth.principal(&state, req).await?;
+        let task = tasks::task_for(&state, &principal, id.0).await?;
+        let follower = Follower {
+            state: state.clone(),
+            task_id: task.id,
+            after: last_event_id.0.unwrap_or(0).max(0),
+            buffer: VecDeque::from([TaskEvent {
+                seq: None,
+                kind: "connected".into(),
+                data: serde_json::json!({ "type": "connected" }),
+            }]),
+            done: false,
+            rx: state.subscribe_tasks(),
+        };
+        let stream = futures::stream::unfold(follower, Follower::next);
+        Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
+            .keep_alive(Duration::from_secs(15))
+            .to_event(|e| {
+                let data = e.data.to_string();
+                let event = poem::web::sse::Event::message(data).event_type(e.kind);
+                match e.seq {
+                    Some(seq) => event.id(seq.to_string()),
+                    None => event,
+                }
+            }))
+    }
+}
+
+/// Follows one task's events: replays from the database, then waits for this process's
+/// notifications (or polls, for events written by other processes).
+struct Follower {
+    state: AppState,
+    task_id: Uuid,
+    after: i64,
+    buffer: VecDeque<TaskEvent>,
+    done: bool,
+    rx: tokio::sync::broadcast::Receiver<Uuid>,
+}
+
+impl Follower {
+    async fn next(mut self) -> Option<(TaskEvent, Self)> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some((event, self));
+            }
+            if self.done {
+                return None;
+            }
+            match self.state.store().task_events_after(self.task_id, self.after).await {
+                Ok(rows) if !rows.is_empty() => {
+                    for row in rows {
+                        self.after = row.seq;
+                        self.done |= TERMINAL_EVENTS.contains(&row.kind.as_str());
+                        self.buffer.push_back(TaskEvent { seq: Some(row.seq), kind: row.kind, data: row.data.0 });
+                        if self.done {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading task events failed");
+                }
+            }
+            let task_id = self.task_id;
+            let wait = async {
+                loop {
+                    match self.rx.recv().await {
+                        Ok(id) if id == task_id => return,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
+        }
+    }
+}

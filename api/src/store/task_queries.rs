@@ -1,0 +1,268 @@
+//! Tasks, their steps, payloads, events and the database queue on both engines, expanded
+//! per engine by [`task_queries!`]. Claiming from the queue differs per engine and lives in
+//! `pg.rs` / `sqlite.rs`.
+
+macro_rules! task_queries {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// One transaction: reserve the cost, insert task + payload + steps, enqueue, and
+            /// record the `queued` event. Either all of it happens or none.
+            pub async fn task_submit(&self, new: &$crate::store::NewTask) -> Result<$crate::store::TaskRow, $crate::store::LedgerError> {
+                use $crate::store::StoreError;
+                let now = $crate::store::now();
+                let mut tx = self.write_tx().await?;
+                if new.cost > 0 {
+                    Self::credits_reserve_on(&mut tx, new.user_id, &new.id.to_string(), new.cost).await?;
+                }
+                let task = sqlx::query_as::<_, $crate::store::TaskRow>(
+                    "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps, created_at, updated_at)
+                     VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $8)
+                     RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
+                               run_all_steps, created_at, updated_at, started_at, completed_at",
+                )
+                .bind(new.id)
+                .bind(new.user_id)
+                .bind(new.tool_id)
+                .bind(new.cost)
+                .bind(new.parent_task_id)
+                .bind(new.steps.first())
+                .bind(new.run_all_steps)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(new.id)
+                    .bind(sqlx::types::Json(&new.input))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                for (i, step) in new.steps.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                    )
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(new.id)
+                    .bind(step)
+                    .bind(i as i32)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
+                sqlx::query("INSERT INTO task_queue (task_id, available_at, created_at) VALUES ($1, $2, $2)")
+                    .bind(new.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
+                    .bind(new.id)
+                    .bind(sqlx::types::Json(serde_json::json!({ "type": "queued" })))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(task)
+            }
+
+            pub async fn task_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskRow>> {
+                sqlx::query_as::<_, $crate::store::TaskRow>(
+                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
+                            run_all_steps, created_at, updated_at, started_at, completed_at
+                     FROM tasks WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// A user's tasks (or everyone's, for `None`), newest first.
+            pub async fn task_list(
+                &self,
+                user_id: Option<uuid::Uuid>,
+                status: Option<&str>,
+                tool_id: Option<uuid::Uuid>,
+                before: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::TaskRow>> {
+                sqlx::query_as::<_, $crate::store::TaskRow>(
+                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
+                            run_all_steps, created_at, updated_at, started_at, completed_at
+                     FROM tasks
+                     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR tool_id = $3)
+                       AND ($4 IS NULL OR id < $4)
+                     ORDER BY id DESC LIMIT $5",
+                )
+                .bind(user_id)
+                .bind(status)
+                .bind(tool_id)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn task_steps(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::TaskStepRow>> {
+                sqlx::query_as::<_, $crate::store::TaskStepRow>(
+                    "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position",
+                )
+                .bind(task_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn task_payload(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskPayloadRow>> {
+                sqlx::query_as::<_, $crate::store::TaskPayloadRow>("SELECT input, output, error FROM task_payloads WHERE task_id = $1")
+                    .bind(task_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// queued → running (first claim) ; true if this call started it.
+            pub async fn task_start(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                let now = $crate::store::now();
+                sqlx::query(
+                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $2), updated_at = $2
+                     WHERE id = $1 AND status IN ('queued', 'running')",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn task_step_set(
+                &self,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                status: &str,
+                state: Option<&serde_json::Value>,
+            ) -> $crate::store::StoreResult<()> {
+                let now = $crate::store::now();
+                sqlx::query(
+                    "UPDATE task_steps SET status = $3, state = COALESCE($4, state),
+                            started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, $5) ELSE started_at END,
+                            completed_at = CASE WHEN $3 IN ('completed', 'failed', 'cancelled', 'skipped') THEN $5 ELSE completed_at END,
+                            updated_at = $5
+                     WHERE task_id = $1 AND step_id = $2",
+                )
+                .bind(task_id)
+                .bind(step_id)
+                .bind(status)
+                .bind(state.map(sqlx::types::Json))
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                sqlx::query("UPDATE tasks SET current_step_id = $2, updated_at = $3 WHERE id = $1")
+                    .bind(task_id)
+                    .bind(step_id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Ends a task once (any non-terminal → `status`), records output or error and
+            /// drops it from the queue; false if it had already ended.
+            pub async fn task_finish(
+                &self,
+                id: uuid::Uuid,
+                status: &str,
+                output: Option<&serde_json::Value>,
+                error: Option<&str>,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::StoreError;
+                let now = $crate::store::now();
+                let mut tx = self.write_tx().await?;
+                let ended = sqlx::query(
+                    "UPDATE tasks SET status = $2, completed_at = $3, updated_at = $3
+                     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .rows_affected()
+                    == 1;
+                if ended {
+                    sqlx::query("UPDATE task_payloads SET output = $2, error = $3, updated_at = $4 WHERE task_id = $1")
+                        .bind(id)
+                        .bind(output.map(sqlx::types::Json))
+                        .bind(error)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                }
+                sqlx::query("DELETE FROM task_queue WHERE task_id = $1").bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(ended)
+            }
+
+            /// Flags a task for cooperative cancellation; returns its status.
+            pub async fn task_request_cancel(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar::<_, String>("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 RETURNING status")
+                    .bind(id)
+                    .bind($crate::store::now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Appends an event with the next sequence number; returns the number.
+            pub async fn task_event_append(&self, task_id: uuid::Uuid, kind: &str, data: &serde_json::Value) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO task_events (task_id, seq, type, data, created_at)
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM task_events WHERE task_id = $1
+                     RETURNING seq",
+                )
+                .bind(task_id)
+                .bind(kind)
+                .bind(sqlx::types::Json(data))
+                .bind($crate::store::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn task_events_after(&self, task_id: uuid::Uuid, after: i64) -> $crate::store::StoreResult<Vec<$crate::store::TaskEventRow>> {
+                sqlx::query_as::<_, $crate::store::TaskEventRow>(
+                    "SELECT seq, type, data, created_at FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(task_id)
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// How many queued tasks are ahead of this one (0 = next).
+            pub async fn queue_position(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT (SELECT COUNT(*) FROM task_queue o WHERE o.lease_until IS NULL AND o.available_at < q.available_at)
+                     FROM task_queue q WHERE q.task_id = $1 AND q.lease_until IS NULL",
+                )
+                .bind(task_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+        }
+    };
+}
+
+pub(crate) use task_queries;

@@ -1,0 +1,295 @@
+//! Tasks: submitting (validate, reserve and enqueue in one transaction), reading,
+//! cancelling, the in-process workers that run them, and their replayable progress events.
+//!
+//! The database is the source of truth: the queue table only carries task ids with a
+//! lease, so a worker that dies mid-task leaves a lease that expires and the task is run
+//! again; steps already completed are skipped, and credits resolve exactly once through the
+//! ledger whatever happens twice.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Access, Principal};
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::store::{NewTask, TaskRow};
+use crate::tools::{StepConfig, ToolConfig};
+
+/// How long a claimed task is leased to its worker before another may take it.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// Event types that end a stream.
+pub const TERMINAL_EVENTS: [&str; 3] = ["completed", "failed", "cancelled"];
+
+/// What a client submits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submit {
+    pub tool_slug: String,
+    pub step_id: Option<String>,
+    pub input: Value,
+    pub parent_task_id: Option<Uuid>,
+    pub run_all_steps: bool,
+}
+
+/// Validates, reserves the cost and enqueues — atomically — then wakes a worker.
+pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> AppResult<TaskRow> {
+    principal.require(Access::Write)?;
+    let tool = state
+        .store()
+        .tool_get_by_slug(&req.tool_slug)
+        .await?
+        .filter(|t| t.is_active)
+        .ok_or_else(|| AppError::not_found("tool"))?;
+    let config: ToolConfig = serde_json::from_value(tool.config.0.clone()).map_err(AppError::internal)?;
+    let steps: Vec<&StepConfig> = match (&req.step_id, req.run_all_steps) {
+        (Some(_), true) => return Err(AppError::validation("give stepId or runAllSteps, not both")),
+        (Some(id), false) => vec![config.step(id).ok_or_else(|| {
+            AppError::new(ErrorKind::Validation, "UNKNOWN_STEP", format!("tool '{}' has no step '{id}'", tool.slug))
+        })?],
+        (None, true) => config.steps.iter().collect(),
+        (None, false) => config.steps.iter().take(1).collect(),
+    };
+    if !req.input.is_object() {
+        return Err(AppError::validation("input must be a JSON object"));
+    }
+    let mut input = req.input.clone();
+    if let Some(parent_id) = req.parent_task_id {
+        let parent = state
+            .store()
+            .task_get(parent_id)
+            .await?
+            .filter(|p| p.user_id == principal.user_id())
+            .ok_or_else(|| AppError::not_found("parent task"))?;
+        if parent.status != "completed" {
+            return Err(AppError::conflict("PARENT_NOT_COMPLETED", "the parent task has not completed"));
+        }
+        let output =
+            state.store().task_payload(parent_id).await?.and_then(|p| p.output).map(|o| o.0).unwrap_or(Value::Null);
+        if input.get("imageStorageKey").is_none()
+            && let Some(key) = output.get("imageStorageKey")
+        {
+            input["imageStorageKey"] = key.clone();
+        }
+        input["parentOutput"] = output;
+    }
+    for step in &steps {
+        validate_input(step, &input)?;
+    }
+    let cost: i64 = steps.iter().map(|s| s.cost).sum();
+    let new = NewTask {
+        id: Uuid::now_v7(),
+        user_id: principal.user_id(),
+        tool_id: tool.id,
+        parent_task_id: req.parent_task_id,
+        steps: steps.iter().map(|s| s.id.clone()).collect(),
+        run_all_steps: req.run_all_steps,
+        cost,
+        input,
+    };
+    let task = state.store().task_submit(&new).await.map_err(|e| crate::credits::ledger_error(e, cost))?;
+    state.wake_workers();
+    state.notify_task(task.id);
+    Ok(task)
+}
+
+/// Input each step type needs.
+fn validate_input(step: &StepConfig, input: &Value) -> AppResult<()> {
+    match step.kind.as_str() {
+        "echo" => {
+            if let Some(delay) = input.get("delayMs")
+                && delay.as_u64().is_none_or(|d| d > 600_000)
+            {
+                return Err(AppError::validation("delayMs must be a whole number of milliseconds up to 600000"));
+            }
+            Ok(())
+        }
+        _ if input.get("imageStorageKey").is_some() || input.get("imageUrl").is_some() => Ok(()),
+        "image-gen" if input.get("prompt").is_some() || input.get("style").is_some() => Ok(()),
+        kind => Err(AppError::new(
+            ErrorKind::Validation,
+            "INVALID_INPUT",
+            format!("a {kind} step needs imageStorageKey or imageUrl in the input"),
+        )),
+    }
+}
+
+/// The caller's task (admins: anyone's); 404 otherwise.
+pub async fn task_for(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskRow> {
+    let task = state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))?;
+    if principal.can_see_user(task.user_id) { Ok(task) } else { Err(AppError::not_found("task")) }
+}
+
+/// Queued: cancelled and released at once. Running: flagged; the worker stops before its
+/// next step and releases the cost of the steps it did not run.
+pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskRow> {
+    principal.require(Access::Write)?;
+    let task = task_for(state, principal, id).await?;
+    if task.is_terminal() {
+        return Err(AppError::conflict("TASK_FINISHED", format!("the task already {}", task.status)));
+    }
+    let status = state.store().task_request_cancel(id).await?.unwrap_or_default();
+    if status == "queued" && state.store().task_finish(id, "cancelled", None, Some("cancelled by the user")).await? {
+        crate::credits::release(state, &id.to_string()).await.ok();
+        emit(state, id, "cancelled", json!({ "reason": "cancelled while queued" })).await?;
+    }
+    state.notify_task(id);
+    state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
+}
+
+/// Records an event and wakes the streams following this task.
+pub async fn emit(state: &AppState, task_id: Uuid, kind: &str, mut data: Value) -> AppResult<i64> {
+    data["type"] = kind.into();
+    let seq = state.store().task_event_append(task_id, kind, &data).await?;
+    state.notify_task(task_id);
+    Ok(seq)
+}
+
+/// Runs tasks from the queue with `concurrency` at a time until `stop` resolves, then lets
+/// the running ones finish.
+pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        match state.store().queue_claim(LEASE).await {
+            Ok(Some((task_id, _attempts))) => {
+                let state = state.clone();
+                running.spawn(async move {
+                    execute(&state, task_id).await;
+                    drop(permit);
+                });
+            }
+            Ok(None) => {
+                drop(permit);
+                tokio::select! {
+                    _ = state.worker_wakeup() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error = %e, "claiming a task failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Runs one claimed task to its end; every outcome is recorded, credits resolve once.
+pub async fn execute(state: &AppState, task_id: Uuid) {
+    if let Err(e) = try_execute(state, task_id).await {
+        tracing::error!(%task_id, error = %e, "task failed unexpectedly");
+        if state.store().task_finish(task_id, "failed", None, Some(&e.message)).await.unwrap_or(false) {
+            let _ = crate::credits::release(state, &task_id.to_string()).await;
+            let _ = emit(state, task_id, "failed", json!({ "error": e.message })).await;
+        }
+    }
+}
+
+async fn try_execute(state: &AppState, task_id: Uuid) -> AppResult<()> {
+    let Some(task) = state.store().task_get(task_id).await? else { return Ok(()) };
+    if task.is_terminal() {
+        state.store().task_finish(task_id, &task.status, None, None).await?; // clears the queue row
+        return Ok(());
+    }
+    let tool = state.store().tool_get(task.tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
+    let config: ToolConfig = serde_json::from_value(tool.config.0).map_err(AppError::internal)?;
+    let input = state.store().task_payload(task_id).await?.map(|p| p.input.0).unwrap_or(Value::Null);
+    state.store().task_start(task_id).await?;
+    let mut spent = 0i64;
+    let mut output = Value::Null;
+    for step in state.store().task_steps(task_id).await? {
+        let cfg = config
+            .step(&step.step_id)
+            .ok_or_else(|| AppError::internal(format!("step {} missing from tool", step.step_id)))?;
+        if step.status == "completed" {
+            // Done before a crash or restart: keep its result, do not run (or pay) twice.
+            spent += cfg.cost;
+            output = step.state.0.get("output").cloned().unwrap_or(Value::Null);
+            continue;
+        }
+        if state.store().task_get(task_id).await?.is_some_and(|t| t.cancel_requested) {
+            return finish_cancelled(state, task_id, spent).await;
+        }
+        emit(state, task_id, "step_started", json!({ "stepId": cfg.id, "stepName": cfg.name })).await?;
+        state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
+        let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
+        match run_step(state, task_id, cfg, &step_input).await {
+            Ok(out) => {
+                state.store().task_step_set(task_id, &cfg.id, "completed", Some(&json!({ "output": out }))).await?;
+                emit(state, task_id, "step_completed", json!({ "stepId": cfg.id, "output": out })).await?;
+                spent += cfg.cost;
+                output = out;
+            }
+            Err(e) => {
+                state.store().task_step_set(task_id, &cfg.id, "failed", Some(&json!({ "error": e.message }))).await?;
+                if state.store().task_finish(task_id, "failed", None, Some(&e.message)).await? {
+                    crate::credits::release(state, &task_id.to_string()).await?;
+                    emit(state, task_id, "failed", json!({ "error": e.message, "code": e.code })).await?;
+                }
+                return Ok(());
+            }
+        }
+    }
+    if state.store().task_finish(task_id, "completed", Some(&output), None).await? {
+        crate::credits::confirm(state, &task_id.to_string()).await?;
+        emit(state, task_id, "completed", json!({ "output": output, "creditsSpent": spent })).await?;
+    }
+    Ok(())
+}
+
+async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppResult<()> {
+    if state.store().task_finish(task_id, "cancelled", None, Some("cancelled by the user")).await? {
+        crate::credits::settle(state, &task_id.to_string(), spent).await?;
+        emit(state, task_id, "cancelled", json!({ "reason": "cancelled while running", "creditsSpent": spent }))
+            .await?;
+    }
+    Ok(())
+}
+
+fn merge(input: &Value, previous: &Value) -> Value {
+    let mut merged = input.clone();
+    if let (Some(m), Some(p)) = (merged.as_object_mut(), previous.as_object()) {
+        for (k, v) in p {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    merged
+}
+
+/// Dispatches on the step type. Only `echo` runs in this version; the provider steps
+/// (image-gen, background-remove, 3d-gen, point-cloud) come with the providers.
+async fn run_step(state: &AppState, task_id: Uuid, step: &StepConfig, input: &Value) -> AppResult<Value> {
+    match step.kind.as_str() {
+        "echo" => {
+            let delay = input.get("delayMs").and_then(Value::as_u64).unwrap_or(0);
+            for i in 1..=10u64 {
+                tokio::time::sleep(Duration::from_millis(delay / 10)).await;
+                emit(
+                    state,
+                    task_id,
+                    "progress",
+                    json!({ "stepId": step.id, "progress": i * 10, "message": format!("echo {}%", i * 10) }),
+                )
+                .await?;
+            }
+            let mut out = input.clone();
+            if let Some(o) = out.as_object_mut() {
+                o.remove("parentOutput");
+            }
+            Ok(out)
+        }
+        other => Err(AppError::new(
+            ErrorKind::Unavailable,
+            "STEP_NOT_AVAILABLE",
+            format!("this server cannot run '{other}' steps yet"),
+        )),
+    }
+}
