@@ -11,7 +11,6 @@ pub enum Exit {
     Usage = 2,
     Cancelled = 3,
     Auth = 4,
-    #[expect(dead_code, reason = "used by `funmagic run` (task issue)")]
     TaskFailed = 5,
     InsufficientCredits = 6,
     RateLimited = 7,

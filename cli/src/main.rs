@@ -5,6 +5,7 @@ mod cmd_auth;
 mod cmd_completions;
 mod cmd_credits;
 mod cmd_status;
+mod cmd_tasks;
 mod cmd_tools;
 mod context;
 mod exit;
@@ -63,6 +64,11 @@ pub enum Command {
     /// The tool catalogue.
     #[command(subcommand)]
     Tools(cmd_tools::ToolsCommand),
+    /// Run a tool: upload the file, submit, show live progress, save the outputs.
+    Run(cmd_tasks::RunArgs),
+    /// Your tasks.
+    #[command(subcommand)]
+    Tasks(cmd_tasks::TasksCommand),
     /// Upload a file (PNG, JPEG, WebP image or GLB, PLY, OBJ model); prints its asset id.
     Upload {
         file: std::path::PathBuf,
@@ -126,6 +132,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tools(command) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_tools::run(&ctx, command).await
+        }
+        Command::Run(args) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_tasks::run(&ctx, args).await
+        }
+        Command::Tasks(command) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_tasks::run_tasks(&ctx, command).await
         }
         Command::Upload { file, module } => {
             let ctx = Context::resolve(&cli.global)?;

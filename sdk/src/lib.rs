@@ -9,6 +9,7 @@
 pub mod generated;
 
 mod builder;
+pub mod events;
 pub mod files;
 
 pub use builder::{ClientBuilder, DEFAULT_API_URL};

@@ -4,6 +4,7 @@ mod assets;
 mod auth;
 mod credits;
 mod status;
+mod tasks;
 
 use std::process::Output;
 

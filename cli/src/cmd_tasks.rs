@@ -1,0 +1,290 @@
+//! `funmagic run` and `funmagic tasks list|show|watch|cancel`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use funmagic_sdk::events::{TaskEvent, TaskFollower};
+use funmagic_sdk::types;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::context::Context;
+use crate::exit::{CliError, Exit};
+use crate::output::{self, DIM, HEADER};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The tool's slug (see `funmagic tools list`).
+    tool: String,
+    /// An input image or model to upload first (becomes `imageStorageKey`).
+    file: Option<PathBuf>,
+    /// Run only this step.
+    #[arg(long)]
+    step: Option<String>,
+    /// Run every step of the tool.
+    #[arg(long, conflicts_with = "step")]
+    all: bool,
+    /// A style reference id (see `funmagic tools show`).
+    #[arg(long)]
+    style: Option<String>,
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Extra input, `key=value` (values that parse as JSON are JSON).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Chain after this completed task.
+    #[arg(long)]
+    parent: Option<uuid::Uuid>,
+    /// Where to save output files (default: current directory).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Print the task id and return at once.
+    #[arg(long)]
+    no_wait: bool,
+    /// Cancel the task on Ctrl-C instead of detaching.
+    #[arg(long)]
+    cancel_on_interrupt: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Your tasks, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// A task with its steps, input and output.
+    Show { id: uuid::Uuid },
+    /// Follow a task's progress (re-attach after `run` was interrupted).
+    Watch {
+        id: uuid::Uuid,
+        /// Resume after this event id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Cancel a task.
+    Cancel { id: uuid::Uuid },
+}
+
+fn parse_params(params: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let mut map = serde_json::Map::new();
+    for p in params {
+        let (k, v) = p.split_once('=').ok_or_else(|| CliError::usage(format!("--param {p}: expected KEY=VALUE")))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        map.insert(k.to_string(), value);
+    }
+    Ok(map)
+}
+
+pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
+    let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+    let mut input = parse_params(&args.params)?;
+    if let Some(style) = &args.style {
+        input.insert("style".into(), style.clone().into());
+    }
+    if let Some(prompt) = &args.prompt {
+        input.insert("prompt".into(), prompt.clone().into());
+    }
+    if let Some(file) = &args.file {
+        let asset = crate::cmd_assets::upload_with_bar(ctx, file, Some("uploads")).await?;
+        input.insert("imageStorageKey".into(), asset.storage_key.into());
+    }
+    let request = types::TaskCreateRequest {
+        tool_slug: args.tool.clone(),
+        step_id: args.step.clone(),
+        input: serde_json::Value::Object(input),
+        parent_task_id: args.parent,
+        run_all_steps: args.all.then_some(true),
+    };
+    let task = ctx.client.task_create(None, &request).await.map_err(sdk)?.into_inner().task;
+    if ctx.json {
+        println!("{}", serde_json::json!({ "type": "submitted", "taskId": task.id }));
+    } else {
+        eprintln!("task {} submitted ({} credits reserved)", task.id, task.credits_cost);
+    }
+    if args.no_wait {
+        if !ctx.json {
+            println!("{}", task.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(ctx, task.id, 0, args.cancel_on_interrupt, args.output.as_deref()).await
+}
+
+/// Shows events (bars per step on a terminal, NDJSON with --json) until the task ends.
+async fn follow(
+    ctx: &Context,
+    task: uuid::Uuid,
+    after: i64,
+    cancel_on_interrupt: bool,
+    output_dir: Option<&std::path::Path>,
+) -> Result<ExitCode, CliError> {
+    let mut follower = TaskFollower::new(&ctx.client, task, after);
+    let bars = MultiProgress::new();
+    let mut steps: HashMap<String, ProgressBar> = HashMap::new();
+    let style = ProgressStyle::with_template("{prefix:>16} {bar:30} {pos:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let last = loop {
+        let next = tokio::select! {
+            next = follower.next() => next,
+            _ = tokio::signal::ctrl_c() => {
+                bars.clear().ok();
+                if cancel_on_interrupt {
+                    ctx.client.task_cancel(&task).await.map_err(|e| CliError::from_sdk(e, &ctx.api_url))?;
+                    eprintln!("cancel requested for {task}");
+                } else {
+                    eprintln!("detached; the task keeps running. Re-attach with: funmagic tasks watch {task} --after {}", follower.last_event_id());
+                }
+                return Ok(ExitCode::from(Exit::Cancelled as u8));
+            }
+        };
+        let Some(event) = next else { break None };
+        let event = event.map_err(|e| CliError::other(e.to_string()))?;
+        if ctx.json {
+            println!("{}", serde_json::json!({ "id": event.id, "type": event.kind, "data": event.data }));
+        } else {
+            show(&bars, &mut steps, &style, &event);
+        }
+        if event.is_terminal() {
+            break Some(event);
+        }
+    };
+    bars.clear().ok();
+    let Some(last) = last else { return Err(CliError::other("the event stream ended without a result")) };
+    match last.kind.as_str() {
+        "completed" => {
+            if !ctx.json {
+                eprintln!("task {task} completed");
+                println!("{}", serde_json::to_string_pretty(&last.data["output"]).unwrap_or_default());
+            }
+            download_outputs(ctx, &last.data["output"], output_dir).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "cancelled" => Err(CliError::new(Exit::Cancelled, format!("task {task} was cancelled"))),
+        _ => {
+            let message = last.data["error"].as_str().unwrap_or("the task failed").to_string();
+            let mut err = CliError::new(Exit::TaskFailed, format!("task {task} failed: {message}"));
+            err.code = last.data["code"].as_str().map(str::to_string);
+            Err(err)
+        }
+    }
+}
+
+fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &ProgressStyle, event: &TaskEvent) {
+    let step = event.data["stepId"].as_str().unwrap_or("").to_string();
+    match event.kind.as_str() {
+        "queued" => {
+            let _ = bars.println("queued");
+        }
+        "step_started" => {
+            let bar = bars.add(ProgressBar::new(100));
+            bar.set_style(style.clone());
+            bar.set_prefix(step.clone());
+            bar.set_message(event.data["stepName"].as_str().unwrap_or("").to_string());
+            steps.insert(step, bar);
+        }
+        "progress" => {
+            if let Some(bar) = steps.get(&step) {
+                bar.set_position(event.data["progress"].as_u64().unwrap_or(0).min(100));
+                if let Some(m) = event.data["message"].as_str() {
+                    bar.set_message(m.to_string());
+                }
+            }
+        }
+        "step_completed" => {
+            if let Some(bar) = steps.get(&step) {
+                bar.set_position(100);
+                bar.finish_with_message("done");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Saves the files an output names (`assetId` / `assetIds`) into `dir`.
+async fn download_outputs(
+    ctx: &Context,
+    output: &serde_json::Value,
+    dir: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let mut ids: Vec<uuid::Uuid> =
+        output["assetIds"].as_array().into_iter().flatten().filter_map(|v| v.as_str()?.parse().ok()).collect();
+    if let Some(id) = output["assetId"].as_str().and_then(|s| s.parse().ok()) {
+        ids.push(id);
+    }
+    let dir = dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    for id in ids {
+        let asset = ctx.client.asset_get(&id).await.map_err(|e| CliError::from_sdk(e, &ctx.api_url))?.into_inner();
+        let dest = dir.join(asset.filename.clone().unwrap_or_else(|| id.to_string()));
+        let url = asset.download_url.clone().ok_or_else(|| CliError::other("output has no download URL"))?;
+        funmagic_sdk::files::download_url(&url, &dest, |_, _| {}).await.map_err(|e| CliError::other(e.to_string()))?;
+        eprintln!("saved {}", dest.display());
+    }
+    Ok(())
+}
+
+pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode, CliError> {
+    let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+    match command {
+        TasksCommand::List { status, tool, limit } => {
+            let list = ctx
+                .client
+                .task_list(None, Some(limit.clamp(1, 200)), status.as_deref(), tool.as_deref())
+                .await
+                .map_err(sdk)?
+                .into_inner();
+            if ctx.json {
+                output::print_json(&list);
+            } else {
+                let mut rows =
+                    vec![["ID", "STATUS", "STEP", "CREDITS", "CREATED"].map(|h| (h.to_string(), HEADER)).to_vec()];
+                let plain = anstyle::Style::new();
+                for t in list.tasks {
+                    rows.push(vec![
+                        (t.id.to_string(), DIM),
+                        (t.status, plain),
+                        (t.current_step_id.unwrap_or_default(), plain),
+                        (t.credits_cost.to_string(), plain),
+                        (t.created_at.format("%Y-%m-%d %H:%M:%S").to_string(), DIM),
+                    ]);
+                }
+                output::print_table(&rows);
+            }
+        }
+        TasksCommand::Show { id } => {
+            let d = ctx.client.task_get(&id).await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&d);
+            } else {
+                println!("{} {} ({} credits)", d.task.id, d.task.status, d.task.credits_cost);
+                for s in &d.steps {
+                    println!("  {:<20} {}", s.step_id, s.status);
+                }
+                if let Some(p) = d.queue_position {
+                    println!("  queue position: {p}");
+                }
+                if let Some(e) = &d.error {
+                    println!("  error: {e}");
+                }
+                if let Some(o) = &d.output {
+                    println!("  output: {o}");
+                }
+            }
+        }
+        TasksCommand::Watch { id, after } => return follow(ctx, id, after, false, None).await,
+        TasksCommand::Cancel { id } => {
+            let t = ctx.client.task_cancel(&id).await.map_err(sdk)?.into_inner().task;
+            if ctx.json {
+                output::print_json(&t);
+            } else {
+                println!("{} {}", t.id, if t.status == "cancelled" { "cancelled" } else { "cancel requested" });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
