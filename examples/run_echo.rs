@@ -9,7 +9,8 @@ use funmagic_sdk::{ClientBuilder, types};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::args().nth(1).unwrap_or_else(|| funmagic_sdk::DEFAULT_API_URL.to_string());
-    let token = std::env::var("FUNMAGIC_TOKEN").map_err(|_| anyhow::anyhow!("set FUNMAGIC_TOKEN to a session token or API key"))?;
+    let token = std::env::var("FUNMAGIC_TOKEN")
+        .map_err(|_| anyhow::anyhow!("set FUNMAGIC_TOKEN to a session token or API key"))?;
     let client = ClientBuilder::new(url).token(token).build()?;
     let request = types::TaskCreateRequest {
         tool_slug: "echo".into(),

@@ -101,16 +101,13 @@ impl AppState {
             None => self.settings().data_dir.join("funmagic.db").display().to_string(),
         };
         tracing::info!("database: {} ({db})", self.store().engine().as_str());
+        let engine = self.store().engine().as_str();
+        tracing::info!("queue: task_queue table in {engine} (leased rows)");
         match self.redis() {
-            Some(r) => {
-                tracing::info!("queue: redis streams ({}, prefix '{}')", r.url(), r.prefix());
-                tracing::info!("events, rate limits, session cache: redis");
-            }
-            None => {
-                tracing::info!("queue: embedded (in the {} database)", self.store().engine().as_str());
-                tracing::info!("events, rate limits, session cache: in-process");
-            }
+            Some(r) => tracing::info!("rate limits, session cache: redis ({}, prefix '{}')", r.url(), r.prefix()),
+            None => tracing::info!("rate limits, session cache: in-process"),
         }
+        tracing::info!("progress events: task_events table in {engine}, live in-process, polled across processes");
         tracing::info!("storage: {}", self.storage().describe());
         tracing::info!("mail: {}", self.mailer().describe());
     }

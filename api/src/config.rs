@@ -152,6 +152,12 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "uploads not completed within this are deleted",
     },
     SettingDoc {
+        key: "tasks.lease_secs",
+        env: "FUNMAGIC_TASK_LEASE_SECS",
+        default: "60",
+        help: "a task whose worker stops renewing its lease this long is run by another worker",
+    },
+    SettingDoc {
         key: "auth.session_ttl_days",
         env: "FUNMAGIC_SESSION_TTL_DAYS",
         default: "7",
@@ -358,6 +364,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub s3: Option<S3Settings>,
     pub storage: StorageSettings,
+    pub tasks: TaskSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub oauth: OAuthSettings,
@@ -396,6 +403,11 @@ pub struct OAuthProviderSettings {
 pub struct OAuthSettings {
     pub github: Option<OAuthProviderSettings>,
     pub google: Option<OAuthProviderSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -577,6 +589,8 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub storage: StorageLayer,
     #[serde(default)]
+    pub tasks: TaskLayer,
+    #[serde(default)]
     pub auth: AuthLayer,
     #[serde(default)]
     pub mail: MailLayer,
@@ -620,6 +634,12 @@ pub struct OAuthLayer {
     pub google_authorize_url: Option<String>,
     pub google_token_url: Option<String>,
     pub google_userinfo_url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskLayer {
+    pub lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -737,6 +757,7 @@ impl SettingsLayer {
                 path_style: parse_env(&get, "FUNMAGIC_S3_PATH_STYLE")?,
                 cdn_url: get("CDN_URL"),
             },
+            tasks: TaskLayer { lease_secs: parse_env(&get, "FUNMAGIC_TASK_LEASE_SECS")? },
             storage: StorageLayer {
                 secret_key: secret("FUNMAGIC_SECRET_KEY"),
                 max_image_bytes: parse_env(&get, "FUNMAGIC_MAX_IMAGE_BYTES")?,
@@ -807,6 +828,7 @@ impl SettingsLayer {
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
+        override_fields!(self.tasks, other.tasks; lease_secs);
         override_fields!(self.storage, other.storage; secret_key, max_image_bytes, max_model_bytes, quota_bytes,
             upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
@@ -852,6 +874,12 @@ impl SettingsLayer {
             },
             s3: resolve_s3(self.s3)?,
             storage: resolve_storage(self.storage)?,
+            tasks: TaskSettings {
+                lease_secs: match self.tasks.lease_secs.unwrap_or(60) {
+                    n if n < 3 => return Err(ConfigError::new("FUNMAGIC_TASK_LEASE_SECS", "must be at least 3")),
+                    n => n,
+                },
+            },
             auth: resolve_auth(self.auth)?,
             mail: MailSettings {
                 smtp_url: self.mail.smtp_url,

@@ -96,11 +96,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Worker { concurrency } => {
             let state = AppState::build(settings, Migrations::Apply).await?;
-            tracing::info!(
-                concurrency,
-                "worker started; no task types are registered yet, waiting for a shutdown signal"
-            );
+            tracing::info!(concurrency, "worker started");
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let pool = tokio::spawn(funmagic_api::tasks::run_workers(state.clone(), concurrency, stop_rx));
             server::shutdown_signal().await;
+            // Drain: running tasks finish within the grace period; the rest stay leased and
+            // are picked up again when the lease runs out.
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(server::SHUTDOWN_GRACE, pool).await;
             state.store().close().await;
         }
     }

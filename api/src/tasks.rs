@@ -17,8 +17,11 @@ use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::{NewTask, TaskRow};
 use crate::tools::{StepConfig, ToolConfig};
 
-/// How long a claimed task is leased to its worker before another may take it.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed task is leased to its worker (renewed every third of it while the
+/// worker runs it) before another worker may take it.
+pub fn lease(state: &AppState) -> Duration {
+    Duration::from_secs(state.settings().tasks.lease_secs)
+}
 /// Event types that end a stream.
 pub const TERMINAL_EVENTS: [&str; 3] = ["completed", "failed", "cancelled"];
 
@@ -155,7 +158,7 @@ pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::s
             break;
         }
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        match state.store().queue_claim(LEASE).await {
+        match state.store().queue_claim(lease(&state)).await {
             Ok(Some((task_id, _attempts))) => {
                 let state = state.clone();
                 running.spawn(async move {
@@ -182,9 +185,24 @@ pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::s
     while running.join_next().await.is_some() {}
 }
 
-/// Runs one claimed task to its end; every outcome is recorded, credits resolve once.
+/// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
+/// recorded, credits resolve once.
 pub async fn execute(state: &AppState, task_id: Uuid) {
-    if let Err(e) = try_execute(state, task_id).await {
+    let heartbeat = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let lease = lease(&state);
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = state.store().queue_renew(task_id, lease).await {
+                    tracing::warn!(%task_id, error = %e, "renewing the task lease failed");
+                }
+            }
+        })
+    };
+    let result = try_execute(state, task_id).await;
+    heartbeat.abort();
+    if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
         if state.store().task_finish(task_id, "failed", None, Some(&e.message)).await.unwrap_or(false) {
             let _ = crate::credits::release(state, &task_id.to_string()).await;

@@ -277,6 +277,8 @@ forward! {
     fn task_event_append(task_id: Uuid, kind: &str, data: &serde_json::Value) -> StoreResult<i64>;
     fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
     fn queue_position(task_id: Uuid) -> StoreResult<Option<i64>>;
+    /// Extends a running task's lease (the worker's heartbeat).
+    fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
     /// Leases the next due task id for `lease`; returns it with its attempt count.
     fn queue_claim(lease: std::time::Duration) -> StoreResult<Option<(Uuid, i32)>>;
 }

@@ -250,6 +250,18 @@ macro_rules! task_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// Extends a running task's lease (the worker's heartbeat).
+            pub async fn queue_renew(&self, task_id: uuid::Uuid, lease: std::time::Duration) -> $crate::store::StoreResult<()> {
+                let until = $crate::store::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+                sqlx::query("UPDATE task_queue SET lease_until = $2 WHERE task_id = $1")
+                    .bind(task_id)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             /// How many queued tasks are ahead of this one (0 = next).
             pub async fn queue_position(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
                 sqlx::query_scalar::<_, i64>(

@@ -14,6 +14,7 @@ mod mail;
 mod oauth;
 mod openapi;
 mod rbac;
+mod scale;
 mod startup;
 mod store;
 mod stripe;
