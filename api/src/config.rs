@@ -158,6 +158,24 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "a task whose worker stops renewing its lease this long is run by another worker",
     },
     SettingDoc {
+        key: "tasks.max_attempts",
+        env: "FUNMAGIC_TASK_MAX_ATTEMPTS",
+        default: "3",
+        help: "runs of a task before a transient failure becomes final",
+    },
+    SettingDoc {
+        key: "tasks.retry_base_ms",
+        env: "FUNMAGIC_TASK_RETRY_BASE_MS",
+        default: "1000",
+        help: "first retry delay; doubles per attempt (max 5 min), plus jitter",
+    },
+    SettingDoc {
+        key: "tasks.step_timeout_secs",
+        env: "FUNMAGIC_STEP_TIMEOUT_SECS",
+        default: "900",
+        help: "a step running longer is stopped and counts as a transient failure",
+    },
+    SettingDoc {
         key: "auth.session_ttl_days",
         env: "FUNMAGIC_SESSION_TTL_DAYS",
         default: "7",
@@ -408,6 +426,9 @@ pub struct OAuthSettings {
 #[derive(Debug, Clone)]
 pub struct TaskSettings {
     pub lease_secs: u64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub step_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -640,6 +661,9 @@ pub struct OAuthLayer {
 #[serde(deny_unknown_fields)]
 pub struct TaskLayer {
     pub lease_secs: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub step_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -757,7 +781,12 @@ impl SettingsLayer {
                 path_style: parse_env(&get, "FUNMAGIC_S3_PATH_STYLE")?,
                 cdn_url: get("CDN_URL"),
             },
-            tasks: TaskLayer { lease_secs: parse_env(&get, "FUNMAGIC_TASK_LEASE_SECS")? },
+            tasks: TaskLayer {
+                lease_secs: parse_env(&get, "FUNMAGIC_TASK_LEASE_SECS")?,
+                max_attempts: parse_env(&get, "FUNMAGIC_TASK_MAX_ATTEMPTS")?,
+                retry_base_ms: parse_env(&get, "FUNMAGIC_TASK_RETRY_BASE_MS")?,
+                step_timeout_secs: parse_env(&get, "FUNMAGIC_STEP_TIMEOUT_SECS")?,
+            },
             storage: StorageLayer {
                 secret_key: secret("FUNMAGIC_SECRET_KEY"),
                 max_image_bytes: parse_env(&get, "FUNMAGIC_MAX_IMAGE_BYTES")?,
@@ -828,7 +857,7 @@ impl SettingsLayer {
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
-        override_fields!(self.tasks, other.tasks; lease_secs);
+        override_fields!(self.tasks, other.tasks; lease_secs, max_attempts, retry_base_ms, step_timeout_secs);
         override_fields!(self.storage, other.storage; secret_key, max_image_bytes, max_model_bytes, quota_bytes,
             upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
@@ -877,6 +906,15 @@ impl SettingsLayer {
             tasks: TaskSettings {
                 lease_secs: match self.tasks.lease_secs.unwrap_or(60) {
                     n if n < 3 => return Err(ConfigError::new("FUNMAGIC_TASK_LEASE_SECS", "must be at least 3")),
+                    n => n,
+                },
+                max_attempts: match self.tasks.max_attempts.unwrap_or(3) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_TASK_MAX_ATTEMPTS", "must be at least 1")),
+                    n => n,
+                },
+                retry_base_ms: self.tasks.retry_base_ms.unwrap_or(1000),
+                step_timeout_secs: match self.tasks.step_timeout_secs.unwrap_or(900) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_STEP_TIMEOUT_SECS", "must be at least 1")),
                     n => n,
                 },
             },

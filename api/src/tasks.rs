@@ -132,9 +132,9 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
         return Err(AppError::conflict("TASK_FINISHED", format!("the task already {}", task.status)));
     }
     let status = state.store().task_request_cancel(id).await?.unwrap_or_default();
-    if status == "queued" && state.store().task_finish(id, "cancelled", None, Some("cancelled by the user")).await? {
-        crate::credits::release(state, &id.to_string()).await.ok();
-        emit(state, id, "cancelled", json!({ "reason": "cancelled while queued" })).await?;
+    if status == "queued" {
+        let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
+        finish(state, id, "cancelled", None, Some("cancelled by the user"), Some(0), &event).await?;
     }
     state.notify_task(id);
     state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
@@ -159,10 +159,10 @@ pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::s
         }
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         match state.store().queue_claim(lease(&state)).await {
-            Ok(Some((task_id, _attempts))) => {
+            Ok(Some((task_id, attempt))) => {
                 let state = state.clone();
                 running.spawn(async move {
-                    execute(&state, task_id).await;
+                    execute(&state, task_id, attempt.max(1) as u32).await;
                     drop(permit);
                 });
             }
@@ -187,7 +187,7 @@ pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::s
 
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
 /// recorded, credits resolve once.
-pub async fn execute(state: &AppState, task_id: Uuid) {
+pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32) {
     let heartbeat = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -200,21 +200,37 @@ pub async fn execute(state: &AppState, task_id: Uuid) {
             }
         })
     };
-    let result = try_execute(state, task_id).await;
+    let result = try_execute(state, task_id, attempt).await;
     heartbeat.abort();
     if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
-        if state.store().task_finish(task_id, "failed", None, Some(&e.message)).await.unwrap_or(false) {
-            let _ = crate::credits::release(state, &task_id.to_string()).await;
-            let _ = emit(state, task_id, "failed", json!({ "error": e.message })).await;
+        let event = json!({ "error": e.message, "code": e.code });
+        if let Err(e) = finish(state, task_id, "failed", None, Some(&e.message), Some(0), &event).await {
+            tracing::error!(%task_id, error = %e, "recording the failure failed; the lease will expire and the task run again");
         }
     }
 }
 
-async fn try_execute(state: &AppState, task_id: Uuid) -> AppResult<()> {
+/// Transient failures (timeouts, unavailable providers) are retried; the rest are final.
+fn is_transient(e: &AppError) -> bool {
+    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal) && e.code != "STEP_NOT_AVAILABLE"
+}
+
+/// `base × 2^(attempt−1)`, at most 5 minutes, plus up to a quarter of jitter.
+fn backoff(state: &AppState, attempt: u32) -> Duration {
+    let base = state.settings().tasks.retry_base_ms;
+    let delay = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20)).min(300_000);
+    let mut jitter = [0u8; 2];
+    let _ = getrandom::fill(&mut jitter);
+    let jitter = u64::from(u16::from_le_bytes(jitter)) * (delay / 4 + 1) / u64::from(u16::MAX);
+    Duration::from_millis(delay + jitter)
+}
+
+async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult<()> {
     let Some(task) = state.store().task_get(task_id).await? else { return Ok(()) };
     if task.is_terminal() {
-        state.store().task_finish(task_id, &task.status, None, None).await?; // clears the queue row
+        // Already ended: only its queue row is left to clear.
+        finish(state, task_id, &task.status, None, None, None, &Value::Null).await?;
         return Ok(());
     }
     let tool = state.store().tool_get(task.tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
@@ -239,37 +255,85 @@ async fn try_execute(state: &AppState, task_id: Uuid) -> AppResult<()> {
         emit(state, task_id, "step_started", json!({ "stepId": cfg.id, "stepName": cfg.name })).await?;
         state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
-        match run_step(state, task_id, cfg, &step_input).await {
+        let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
+        let result = match tokio::time::timeout(timeout, run_step(state, task_id, cfg, &step_input, attempt)).await {
+            Ok(result) => result,
+            Err(_) => Err(AppError::new(
+                ErrorKind::Unavailable,
+                "STEP_TIMEOUT",
+                format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
+            )),
+        };
+        match result {
             Ok(out) => {
                 state.store().task_step_set(task_id, &cfg.id, "completed", Some(&json!({ "output": out }))).await?;
                 emit(state, task_id, "step_completed", json!({ "stepId": cfg.id, "output": out })).await?;
                 spent += cfg.cost;
                 output = out;
             }
+            Err(e) if is_transient(&e) && attempt < state.settings().tasks.max_attempts => {
+                let delay = backoff(state, attempt);
+                state
+                    .store()
+                    .task_step_set(task_id, &cfg.id, "pending", Some(&json!({ "lastError": e.message })))
+                    .await?;
+                state.store().queue_retry(task_id, delay).await?;
+                let message = format!(
+                    "{} — retrying in {} ms (attempt {} of {})",
+                    e.message,
+                    delay.as_millis(),
+                    attempt + 1,
+                    state.settings().tasks.max_attempts
+                );
+                emit(
+                    state,
+                    task_id,
+                    "progress",
+                    json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 }),
+                )
+                .await?;
+                return Ok(());
+            }
             Err(e) => {
+                let message =
+                    if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
+                let e = AppError { message, ..e };
                 state.store().task_step_set(task_id, &cfg.id, "failed", Some(&json!({ "error": e.message }))).await?;
-                if state.store().task_finish(task_id, "failed", None, Some(&e.message)).await? {
-                    crate::credits::release(state, &task_id.to_string()).await?;
-                    emit(state, task_id, "failed", json!({ "error": e.message, "code": e.code })).await?;
-                }
+                let event = json!({ "error": e.message, "code": e.code });
+                finish(state, task_id, "failed", None, Some(&e.message), Some(0), &event).await?;
                 return Ok(());
             }
         }
     }
-    if state.store().task_finish(task_id, "completed", Some(&output), None).await? {
-        crate::credits::confirm(state, &task_id.to_string()).await?;
-        emit(state, task_id, "completed", json!({ "output": output, "creditsSpent": spent })).await?;
-    }
+    let event = json!({ "output": output, "creditsSpent": spent });
+    finish(state, task_id, "completed", Some(&output), None, None, &event).await?;
     Ok(())
 }
 
 async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppResult<()> {
-    if state.store().task_finish(task_id, "cancelled", None, Some("cancelled by the user")).await? {
-        crate::credits::settle(state, &task_id.to_string(), spent).await?;
-        emit(state, task_id, "cancelled", json!({ "reason": "cancelled while running", "creditsSpent": spent }))
-            .await?;
-    }
+    let event = json!({ "reason": "cancelled while running", "creditsSpent": spent });
+    finish(state, task_id, "cancelled", None, Some("cancelled by the user"), Some(spent), &event).await?;
     Ok(())
+}
+
+/// Ends a task with its settlement and terminal event in one transaction (see
+/// `Store::task_finish`), then wakes its streams; false if it had already ended.
+async fn finish(
+    state: &AppState,
+    task_id: Uuid,
+    status: &str,
+    output: Option<&Value>,
+    error: Option<&str>,
+    spend: Option<i64>,
+    event: &Value,
+) -> AppResult<bool> {
+    let ended = state
+        .store()
+        .task_finish(task_id, status, output, error, spend, event)
+        .await
+        .map_err(|e| crate::credits::ledger_error(e, 0))?;
+    state.notify_task(task_id);
+    Ok(ended)
 }
 
 fn merge(input: &Value, previous: &Value) -> Value {
@@ -284,9 +348,17 @@ fn merge(input: &Value, previous: &Value) -> Value {
 
 /// Dispatches on the step type. Only `echo` runs in this version; the provider steps
 /// (image-gen, background-remove, 3d-gen, point-cloud) come with the providers.
-async fn run_step(state: &AppState, task_id: Uuid, step: &StepConfig, input: &Value) -> AppResult<Value> {
+async fn run_step(state: &AppState, task_id: Uuid, step: &StepConfig, input: &Value, attempt: u32) -> AppResult<Value> {
     match step.kind.as_str() {
         "echo" => {
+            // `failAttempts: n` makes the first n runs fail transiently (tests of retries).
+            if input.get("failAttempts").and_then(Value::as_u64).is_some_and(|n| u64::from(attempt) <= n) {
+                return Err(AppError::new(
+                    ErrorKind::Unavailable,
+                    "ECHO_INJECTED_FAILURE",
+                    format!("injected failure on attempt {attempt}"),
+                ));
+            }
             let delay = input.get("delayMs").and_then(Value::as_u64).unwrap_or(0);
             for i in 1..=10u64 {
                 tokio::time::sleep(Duration::from_millis(delay / 10)).await;
@@ -301,6 +373,7 @@ async fn run_step(state: &AppState, task_id: Uuid, step: &StepConfig, input: &Va
             let mut out = input.clone();
             if let Some(o) = out.as_object_mut() {
                 o.remove("parentOutput");
+                o.remove("failAttempts");
             }
             Ok(out)
         }

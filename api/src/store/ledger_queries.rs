@@ -210,8 +210,21 @@ macro_rules! ledger_queries {
                 reference: &str,
                 spend: Option<i64>,
             ) -> Result<$crate::store::Booked<$crate::store::Resolution>, $crate::store::LedgerError> {
-                use $crate::store::{Booked, LedgerError, Resolution, StoreError};
                 let mut tx = self.write_tx().await?;
+                let booked = Self::credits_resolve_on(&mut tx, reference, spend).await?;
+                if matches!(booked, $crate::store::Booked::Applied(_)) {
+                    tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                }
+                Ok(booked)
+            }
+
+            /// [`Self::credits_resolve`] inside the caller's transaction.
+            pub async fn credits_resolve_on(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                reference: &str,
+                spend: Option<i64>,
+            ) -> Result<$crate::store::Booked<$crate::store::Resolution>, $crate::store::LedgerError> {
+                use $crate::store::{Booked, LedgerError, Resolution, StoreError};
                 let reservation: Option<(uuid::Uuid, i64, String, i64)> = sqlx::query_as(
                     "SELECT user_id, amount, status, spent FROM credit_reservations WHERE reference_id = $1",
                 )
@@ -225,7 +238,7 @@ macro_rules! ledger_queries {
                     return Err(LedgerError::SpendExceedsReservation);
                 }
                 // Lock the account first (PostgreSQL), then claim the reservation.
-                Self::lock_credits_on(&mut tx, user_id).await?;
+                Self::lock_credits_on(&mut *tx, user_id).await?;
                 let claimed = sqlx::query(
                     "UPDATE credit_reservations SET status = 'resolved', spent = $2, resolved_at = $3
                      WHERE reference_id = $1 AND status = 'pending'",
@@ -257,13 +270,12 @@ macro_rules! ledger_queries {
                 if spend > 0 {
                     let mid = $crate::store::CreditsRow { reserved_balance: after.reserved_balance + release, ..after };
                     let description = format!("spent on {reference}");
-                    Self::credits_book_on(&mut tx, user_id, $crate::store::TxKind::Spend, -spend, -spend, mid, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TxKind::Spend, -spend, -spend, mid, Some(reference), Some(&description)).await?;
                 }
                 if release > 0 {
                     let description = format!("released from {reference}");
-                    Self::credits_book_on(&mut tx, user_id, $crate::store::TxKind::Refund, 0, -release, after, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TxKind::Refund, 0, -release, after, Some(reference), Some(&description)).await?;
                 }
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
                 Ok(Booked::Applied(Resolution { spent: spend, released: release }))
             }
 

@@ -272,11 +272,14 @@ forward! {
     fn task_payload(task_id: Uuid) -> StoreResult<Option<TaskPayloadRow>>;
     fn task_start(id: Uuid) -> StoreResult<bool>;
     fn task_step_set(task_id: Uuid, step_id: &str, status: &str, state: Option<&serde_json::Value>) -> StoreResult<()>;
-    fn task_finish(id: Uuid, status: &str, output: Option<&serde_json::Value>, error: Option<&str>) -> StoreResult<bool>;
+    /// Ends a task once, atomically with its credit settlement and terminal event.
+    fn task_finish(id: Uuid, status: &str, output: Option<&serde_json::Value>, error: Option<&str>, spend: Option<i64>, event: &serde_json::Value) -> Result<bool, LedgerError>;
     fn task_request_cancel(id: Uuid) -> StoreResult<Option<String>>;
     fn task_event_append(task_id: Uuid, kind: &str, data: &serde_json::Value) -> StoreResult<i64>;
     fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
     fn queue_position(task_id: Uuid) -> StoreResult<Option<i64>>;
+    /// Puts a task back in the queue, due after `delay` (a retry).
+    fn queue_retry(task_id: Uuid, delay: std::time::Duration) -> StoreResult<()>;
     /// Extends a running task's lease (the worker's heartbeat).
     fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
     /// Leases the next due task id for `lease`; returns it with its attempt count.

@@ -174,15 +174,21 @@ macro_rules! task_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            /// Ends a task once (any non-terminal → `status`), records output or error and
-            /// drops it from the queue; false if it had already ended.
+            /// Ends a task once, atomically: status (any non-terminal → `status`), output or
+            /// error, the credit settlement (`spend`: `None` spends the whole reservation,
+            /// `Some(n)` spends n and releases the rest), the terminal event, and its queue row.
+            /// A crash can never leave an ended task with a pending reservation or without its
+            /// terminal event. Returns false (changing nothing but the queue row) if it had
+            /// already ended.
             pub async fn task_finish(
                 &self,
                 id: uuid::Uuid,
                 status: &str,
                 output: Option<&serde_json::Value>,
                 error: Option<&str>,
-            ) -> $crate::store::StoreResult<bool> {
+                spend: Option<i64>,
+                event: &serde_json::Value,
+            ) -> Result<bool, $crate::store::LedgerError> {
                 use $crate::store::StoreError;
                 let now = $crate::store::now();
                 let mut tx = self.write_tx().await?;
@@ -207,6 +213,26 @@ macro_rules! task_queries {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::from_sqlx)?;
+                    match Self::credits_resolve_on(&mut tx, &id.to_string(), spend).await {
+                        Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
+                        Err(e) => return Err(e),
+                    }
+                    let mut data = event.clone();
+                    if data.is_null() {
+                        data = serde_json::json!({});
+                    }
+                    data["type"] = status.into();
+                    sqlx::query(
+                        "INSERT INTO task_events (task_id, seq, type, data, created_at)
+                         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM task_events WHERE task_id = $1",
+                    )
+                    .bind(id)
+                    .bind(status)
+                    .bind(sqlx::types::Json(&data))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 }
                 sqlx::query("DELETE FROM task_queue WHERE task_id = $1").bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 tx.commit().await.map_err(StoreError::from_sqlx)?;
@@ -248,6 +274,18 @@ macro_rules! task_queries {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Puts a task back in the queue, due after `delay` (a retry).
+            pub async fn queue_retry(&self, task_id: uuid::Uuid, delay: std::time::Duration) -> $crate::store::StoreResult<()> {
+                let due = $crate::store::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
+                sqlx::query("UPDATE task_queue SET available_at = $2, lease_until = NULL WHERE task_id = $1")
+                    .bind(task_id)
+                    .bind(due)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Extends a running task's lease (the worker's heartbeat).

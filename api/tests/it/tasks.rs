@@ -248,3 +248,50 @@ async fn stream_replays_after_last_event_id(app: TestApp) {
     assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "every event exactly once, in order");
     assert_eq!(rest.last().unwrap().1, "completed");
 }
+
+/// Transient failures are retried with backoff up to the limit; timeouts stop a step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_step_timeouts() {
+    for backend in [funmagic_api::testing::TestBackend::Embedded, funmagic_api::testing::TestBackend::ScaleOut] {
+        let mut extra = funmagic_api::config::SettingsLayer::default();
+        extra.tasks.max_attempts = Some(3);
+        extra.tasks.retry_base_ms = Some(50);
+        extra.tasks.step_timeout_secs = Some(1);
+        let Some(app) = TestApp::spawn_with(backend, extra).await else { continue };
+        let ada = funded(&app, "ada@example.com", 10).await;
+        let as_ada = client_as(&app, &ada.token);
+
+        // Fails twice, succeeds on the third run: paid once.
+        let task = as_ada
+            .task_create(None, &echo(serde_json::json!({"failAttempts": 2, "x": 1})))
+            .await
+            .unwrap()
+            .into_inner()
+            .task;
+        let events = read_events(&app.base_url(), &ada.token, task.id, None, |_| false).await;
+        assert_eq!(events.last().unwrap().1, "completed", "{backend:?}: {events:?}");
+        assert_eq!(events.iter().filter(|e| e.2.get("retry").is_some()).count(), 2);
+        assert_eq!(as_ada.task_get(&task.id).await.unwrap().into_inner().task.attempts, 3);
+        assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 9);
+
+        // Always failing: gives up after 3 runs and releases the credits.
+        let task =
+            as_ada.task_create(None, &echo(serde_json::json!({"failAttempts": 9}))).await.unwrap().into_inner().task;
+        let events = read_events(&app.base_url(), &ada.token, task.id, None, |_| false).await;
+        let last = events.last().unwrap();
+        assert_eq!(last.1, "failed");
+        assert!(last.2["error"].as_str().unwrap().contains("after 3 attempts"), "{last:?}");
+
+        // A step longer than the timeout is stopped (and retried, then given up).
+        let started = std::time::Instant::now();
+        let task =
+            as_ada.task_create(None, &echo(serde_json::json!({"delayMs": 5000}))).await.unwrap().into_inner().task;
+        let events = read_events(&app.base_url(), &ada.token, task.id, None, |_| false).await;
+        assert_eq!(events.last().unwrap().1, "failed");
+        assert_eq!(events.last().unwrap().2["code"], "STEP_TIMEOUT");
+        assert!(started.elapsed() < Duration::from_secs(10), "timeouts stop the step: {:?}", started.elapsed());
+        let balance = as_ada.credits_balance_get().await.unwrap().into_inner();
+        assert_eq!((balance.balance, balance.reserved), (9, 0));
+        assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
+    }
+}
