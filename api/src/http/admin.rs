@@ -62,15 +62,10 @@ impl AdminApi {
     ) -> Result<Json<UserList>> {
         let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;
-        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let limit = super::models::page_limit(limit.0);
         let query = q.0.as_deref().map(str::trim).filter(|q| !q.is_empty());
         let mut users = state.store().user_search(query, cursor.0, limit + 1).await?;
-        let next_cursor = if users.len() as i64 > limit {
-            users.truncate(limit as usize);
-            users.last().map(|u| u.id)
-        } else {
-            None
-        };
+        let next_cursor = super::models::next_page(&mut users, limit, |r| r.id);
         Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), next_cursor }))
     }
 

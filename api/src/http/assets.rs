@@ -141,14 +141,9 @@ async fn list(
     cursor: Option<Uuid>,
     limit: Option<u32>,
 ) -> Result<Json<AssetList>> {
-    let limit = i64::from(limit.unwrap_or(50).clamp(1, 200));
+    let limit = super::models::page_limit(limit);
     let mut rows = state.store().asset_list(user, module, cursor, limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(to_api(state, row, false).await?);

@@ -227,17 +227,12 @@ impl CreditsApi {
         limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
         let principal = auth.principal(&state, req).await?;
-        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let limit = super::models::page_limit(limit.0);
         let mut rows = state
             .store()
             .credits_transactions(principal.user_id(), kind.0.map(Into::into), cursor.0, limit + 1)
             .await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.id)
-        } else {
-            None
-        };
+        let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
 

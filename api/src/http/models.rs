@@ -157,3 +157,20 @@ impl Success {
         poem_openapi::payload::Json(Self { success: true })
     }
 }
+
+/// The page size of a list request: 50 unless asked, between 1 and 200. Queries fetch one
+/// row more than this to learn whether another page follows.
+pub fn page_limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(50).clamp(1, 200))
+}
+
+/// Cuts the extra row fetched past `limit` and returns the cursor of the next page (the
+/// last kept row's id), or `None` on the last page.
+pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Option<Uuid> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(id)
+    } else {
+        None
+    }
+}

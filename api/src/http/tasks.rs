@@ -182,17 +182,12 @@ impl TasksApi {
             },
             None => None,
         };
-        let limit = i64::from(limit.0.unwrap_or(50).clamp(1, 200));
+        let limit = super::models::page_limit(limit.0);
         let mut rows = state
             .store()
             .task_list(Some(principal.user_id()), status.0.as_deref(), tool_id, cursor.0, limit + 1)
             .await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.id)
-        } else {
-            None
-        };
+        let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
 
