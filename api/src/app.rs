@@ -38,6 +38,8 @@ struct Inner {
     work: tokio::sync::Notify,
     /// Task ids with new events, for the event streams of this process.
     task_events: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    /// Scale-out: wakes this process's followers when any process writes an event.
+    event_hub: Arc<crate::events::EventHub>,
     started: Instant,
 }
 
@@ -83,6 +85,7 @@ impl AppState {
             public_url,
             work: tokio::sync::Notify::new(),
             task_events: tokio::sync::broadcast::channel(1024).0,
+            event_hub: Arc::default(),
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
@@ -174,6 +177,10 @@ impl AppState {
     /// Tells this process's event streams that `task_id` has news.
     pub fn notify_task(&self, task_id: uuid::Uuid) {
         let _ = self.inner.task_events.send(task_id);
+    }
+
+    pub fn event_hub(&self) -> &Arc<crate::events::EventHub> {
+        &self.inner.event_hub
     }
 
     pub fn subscribe_tasks(&self) -> tokio::sync::broadcast::Receiver<uuid::Uuid> {

@@ -176,6 +176,24 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "a step running longer is stopped and counts as a transient failure",
     },
     SettingDoc {
+        key: "tasks.max_running_per_user",
+        env: "FUNMAGIC_MAX_RUNNING_PER_USER",
+        default: "3",
+        help: "tasks of one user run at once at most (0 = no limit); the rest wait their turn",
+    },
+    SettingDoc {
+        key: "tasks.reconcile_secs",
+        env: "FUNMAGIC_QUEUE_RECONCILE_SECS",
+        default: "30",
+        help: "scale-out: a due task not picked up this long is sent to the Redis queue again",
+    },
+    SettingDoc {
+        key: "tasks.event_ttl_secs",
+        env: "FUNMAGIC_EVENT_STREAM_TTL_SECS",
+        default: "3600",
+        help: "scale-out: a task's Redis event stream expires this long after the task ends",
+    },
+    SettingDoc {
         key: "auth.session_ttl_days",
         env: "FUNMAGIC_SESSION_TTL_DAYS",
         default: "7",
@@ -429,6 +447,10 @@ pub struct TaskSettings {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub step_timeout_secs: u64,
+    /// 0 = no limit.
+    pub max_running_per_user: u32,
+    pub reconcile_secs: u64,
+    pub event_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -664,6 +686,9 @@ pub struct TaskLayer {
     pub max_attempts: Option<u32>,
     pub retry_base_ms: Option<u64>,
     pub step_timeout_secs: Option<u64>,
+    pub max_running_per_user: Option<u32>,
+    pub reconcile_secs: Option<u64>,
+    pub event_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -786,6 +811,9 @@ impl SettingsLayer {
                 max_attempts: parse_env(&get, "FUNMAGIC_TASK_MAX_ATTEMPTS")?,
                 retry_base_ms: parse_env(&get, "FUNMAGIC_TASK_RETRY_BASE_MS")?,
                 step_timeout_secs: parse_env(&get, "FUNMAGIC_STEP_TIMEOUT_SECS")?,
+                max_running_per_user: parse_env(&get, "FUNMAGIC_MAX_RUNNING_PER_USER")?,
+                reconcile_secs: parse_env(&get, "FUNMAGIC_QUEUE_RECONCILE_SECS")?,
+                event_ttl_secs: parse_env(&get, "FUNMAGIC_EVENT_STREAM_TTL_SECS")?,
             },
             storage: StorageLayer {
                 secret_key: secret("FUNMAGIC_SECRET_KEY"),
@@ -857,7 +885,7 @@ impl SettingsLayer {
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
-        override_fields!(self.tasks, other.tasks; lease_secs, max_attempts, retry_base_ms, step_timeout_secs);
+        override_fields!(self.tasks, other.tasks; lease_secs, max_attempts, retry_base_ms, step_timeout_secs, max_running_per_user, reconcile_secs, event_ttl_secs);
         override_fields!(self.storage, other.storage; secret_key, max_image_bytes, max_model_bytes, quota_bytes,
             upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
@@ -915,6 +943,15 @@ impl SettingsLayer {
                 retry_base_ms: self.tasks.retry_base_ms.unwrap_or(1000),
                 step_timeout_secs: match self.tasks.step_timeout_secs.unwrap_or(900) {
                     0 => return Err(ConfigError::new("FUNMAGIC_STEP_TIMEOUT_SECS", "must be at least 1")),
+                    n => n,
+                },
+                max_running_per_user: self.tasks.max_running_per_user.unwrap_or(3),
+                reconcile_secs: match self.tasks.reconcile_secs.unwrap_or(30) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_QUEUE_RECONCILE_SECS", "must be at least 1")),
+                    n => n,
+                },
+                event_ttl_secs: match self.tasks.event_ttl_secs.unwrap_or(3600) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_EVENT_STREAM_TTL_SECS", "must be at least 1")),
                     n => n,
                 },
             },

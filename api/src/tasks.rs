@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::{NewTask, TaskRow};
+use crate::store::{DeadLetter, NewTask, TaskEnd, TaskRow};
 use crate::tools::{StepConfig, ToolConfig};
 
 /// How long a claimed task is leased to its worker (renewed every third of it while the
@@ -91,7 +91,12 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         input,
     };
     let task = state.store().task_submit(&new).await.map_err(|e| crate::credits::ledger_error(e, cost))?;
-    state.wake_workers();
+    if let Ok(rows) = state.store().task_events_after(task.id, 0).await {
+        for row in rows {
+            crate::events::publish(state, task.id, row.seq, &row.kind, &row.data.0).await;
+        }
+    }
+    crate::queue::enqueue(state, task.id).await;
     state.notify_task(task.id);
     Ok(task)
 }
@@ -134,7 +139,19 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
     let status = state.store().task_request_cancel(id).await?.unwrap_or_default();
     if status == "queued" {
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
-        finish(state, id, "cancelled", None, Some("cancelled by the user"), Some(0), &event).await?;
+        finish(
+            state,
+            id,
+            TaskEnd {
+                status: "cancelled",
+                output: None,
+                error: Some("cancelled by the user"),
+                spend: Some(0),
+                event: &event,
+                dead_letter: None,
+            },
+        )
+        .await?;
     }
     state.notify_task(id);
     state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
@@ -144,58 +161,28 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
 pub async fn emit(state: &AppState, task_id: Uuid, kind: &str, mut data: Value) -> AppResult<i64> {
     data["type"] = kind.into();
     let seq = state.store().task_event_append(task_id, kind, &data).await?;
+    crate::events::publish(state, task_id, seq, kind, &data).await;
     state.notify_task(task_id);
     Ok(seq)
 }
 
-/// Runs tasks from the queue with `concurrency` at a time until `stop` resolves, then lets
-/// the running ones finish.
-pub async fn run_workers(state: AppState, concurrency: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        match state.store().queue_claim(lease(&state)).await {
-            Ok(Some((task_id, attempt))) => {
-                let state = state.clone();
-                running.spawn(async move {
-                    execute(&state, task_id, attempt.max(1) as u32).await;
-                    drop(permit);
-                });
-            }
-            Ok(None) => {
-                drop(permit);
-                tokio::select! {
-                    _ = state.worker_wakeup() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
-            }
-            Err(e) => {
-                drop(permit);
-                tracing::warn!(error = %e, "claiming a task failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        while running.try_join_next().is_some() {}
-    }
-    while running.join_next().await.is_some() {}
-}
+pub use crate::queue::run_workers;
 
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
 /// recorded, credits resolve once.
-pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32) {
+pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32, delivery: Option<&crate::queue::Delivery>) {
     let heartbeat = {
         let state = state.clone();
+        let delivery = delivery.cloned();
         tokio::spawn(async move {
             let lease = lease(&state);
             loop {
                 tokio::time::sleep(lease / 3).await;
                 if let Err(e) = state.store().queue_renew(task_id, lease).await {
                     tracing::warn!(%task_id, error = %e, "renewing the task lease failed");
+                }
+                if let Some(delivery) = &delivery {
+                    delivery.touch().await;
                 }
             }
         })
@@ -205,7 +192,20 @@ pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32) {
     if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
         let event = json!({ "error": e.message, "code": e.code });
-        if let Err(e) = finish(state, task_id, "failed", None, Some(&e.message), Some(0), &event).await {
+        if let Err(e) = finish(
+            state,
+            task_id,
+            TaskEnd {
+                status: "failed",
+                output: None,
+                error: Some(&e.message),
+                spend: Some(0),
+                event: &event,
+                dead_letter: None,
+            },
+        )
+        .await
+        {
             tracing::error!(%task_id, error = %e, "recording the failure failed; the lease will expire and the task run again");
         }
     }
@@ -230,7 +230,41 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
     let Some(task) = state.store().task_get(task_id).await? else { return Ok(()) };
     if task.is_terminal() {
         // Already ended: only its queue row is left to clear.
-        finish(state, task_id, &task.status, None, None, None, &Value::Null).await?;
+        finish(
+            state,
+            task_id,
+            TaskEnd {
+                status: &task.status,
+                output: None,
+                error: None,
+                spend: None,
+                event: &Value::Null,
+                dead_letter: None,
+            },
+        )
+        .await?;
+        return Ok(());
+    }
+    let max_attempts = state.settings().tasks.max_attempts;
+    if attempt > max_attempts {
+        // Every earlier run ended without recording anything: its worker died (or was
+        // killed) while running it. Running it yet again could take the next one down too.
+        let message = format!("given up after {} runs that each stopped their worker", attempt - 1);
+        let event = json!({ "error": message, "code": "WORKER_CRASHES" });
+        let dead = DeadLetter { reason: "worker_crashes", error: message.clone(), attempts: (attempt - 1) as i32 };
+        finish(
+            state,
+            task_id,
+            TaskEnd {
+                status: "failed",
+                output: None,
+                error: Some(&message),
+                spend: Some(0),
+                event: &event,
+                dead_letter: Some(&dead),
+            },
+        )
+        .await?;
         return Ok(());
     }
     let tool = state.store().tool_get(task.tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
@@ -278,6 +312,8 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
                     .task_step_set(task_id, &cfg.id, "pending", Some(&json!({ "lastError": e.message })))
                     .await?;
                 state.store().queue_retry(task_id, delay).await?;
+                let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                crate::queue::enqueue_at(state, task_id, due).await;
                 let message = format!(
                     "{} — retrying in {} ms (attempt {} of {})",
                     e.message,
@@ -300,38 +336,74 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
                 let e = AppError { message, ..e };
                 state.store().task_step_set(task_id, &cfg.id, "failed", Some(&json!({ "error": e.message }))).await?;
                 let event = json!({ "error": e.message, "code": e.code });
-                finish(state, task_id, "failed", None, Some(&e.message), Some(0), &event).await?;
+                let dead = is_transient(&e).then(|| DeadLetter {
+                    reason: "retries_exhausted",
+                    error: e.message.clone(),
+                    attempts: attempt as i32,
+                });
+                finish(
+                    state,
+                    task_id,
+                    TaskEnd {
+                        status: "failed",
+                        output: None,
+                        error: Some(&e.message),
+                        spend: Some(0),
+                        event: &event,
+                        dead_letter: dead.as_ref(),
+                    },
+                )
+                .await?;
                 return Ok(());
             }
         }
     }
     let event = json!({ "output": output, "creditsSpent": spent });
-    finish(state, task_id, "completed", Some(&output), None, None, &event).await?;
+    finish(
+        state,
+        task_id,
+        TaskEnd {
+            status: "completed",
+            output: Some(&output),
+            error: None,
+            spend: None,
+            event: &event,
+            dead_letter: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 
 async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppResult<()> {
     let event = json!({ "reason": "cancelled while running", "creditsSpent": spent });
-    finish(state, task_id, "cancelled", None, Some("cancelled by the user"), Some(spent), &event).await?;
+    finish(
+        state,
+        task_id,
+        TaskEnd {
+            status: "cancelled",
+            output: None,
+            error: Some("cancelled by the user"),
+            spend: Some(spent),
+            event: &event,
+            dead_letter: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 
 /// Ends a task with its settlement and terminal event in one transaction (see
-/// `Store::task_finish`), then wakes its streams; false if it had already ended.
-async fn finish(
-    state: &AppState,
-    task_id: Uuid,
-    status: &str,
-    output: Option<&Value>,
-    error: Option<&str>,
-    spend: Option<i64>,
-    event: &Value,
-) -> AppResult<bool> {
-    let ended = state
-        .store()
-        .task_finish(task_id, status, output, error, spend, event)
-        .await
-        .map_err(|e| crate::credits::ledger_error(e, 0))?;
+/// `Store::task_finish`), then wakes its streams and the user's waiting tasks; false if it
+/// had already ended.
+async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
+    let ended = state.store().task_finish(task_id, &end).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
+    if ended {
+        crate::events::publish_end(state, task_id).await;
+        if let Ok(Some(task)) = state.store().task_get(task_id).await {
+            crate::queue::user_slot_freed(state, task.user_id).await;
+        }
+    }
     state.notify_task(task_id);
     Ok(ended)
 }

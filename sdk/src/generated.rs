@@ -305,6 +305,34 @@ pub mod types {
         #[serde(rename = "type")]
         pub type_: TransactionType,
     }
+    ///A task given up on: its retries ran out, or its runs kept stopping their workers.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct DeadLetter {
+        pub attempts: i32,
+        #[serde(rename = "createdAt")]
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub error: ::std::string::String,
+        ///`retries_exhausted` or `worker_crashes`.
+        pub reason: ::std::string::String,
+        #[serde(rename = "taskId")]
+        pub task_id: ::uuid::Uuid,
+        #[serde(rename = "toolId")]
+        pub tool_id: ::uuid::Uuid,
+        #[serde(rename = "userId")]
+        pub user_id: ::uuid::Uuid,
+    }
+    ///`DeadLetterList`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct DeadLetterList {
+        #[serde(rename = "deadLetters")]
+        pub dead_letters: ::std::vec::Vec<DeadLetter>,
+        ///Pass as `cursor` for the next page; absent on the last page.
+        #[serde(
+            rename = "nextCursor",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub next_cursor: ::std::option::Option<::uuid::Uuid>,
+    }
     ///The result of checking one dependency.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DependencyCheck {
@@ -494,6 +522,35 @@ complete with `storageKey`.*/
         pub storage_key: ::std::string::String,
         #[serde(rename = "uploadUrl")]
         pub upload_url: ::std::string::String,
+    }
+    ///Queue depth now (the database's view, which is the truth in both modes).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct QueueStats {
+        ///`redis` (scale-out: Redis Streams) or `database` (embedded).
+        pub backend: ::std::string::String,
+        ///Waiting for a retry's backoff.
+        pub delayed: i64,
+        ///Held by a worker under a live lease.
+        pub running: i64,
+        #[serde(
+            rename = "streamDelayed",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub stream_delayed: ::std::option::Option<i64>,
+        /**Scale-out: entries in the Redis stream, of them delivered and not yet acknowledged,
+and ids in the delayed set.*/
+        #[serde(
+            rename = "streamLength",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub stream_length: ::std::option::Option<i64>,
+        #[serde(
+            rename = "streamPending",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub stream_pending: ::std::option::Option<i64>,
+        ///Due and waiting for a worker.
+        pub waiting: i64,
     }
     ///`ResetPasswordRequest`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -4758,6 +4815,240 @@ Sends a `DELETE` request to `/api/admin/tool-types/{id}`
             .build()?;
         let info = OperationInfo {
             operation_id: "admin_tool_type_delete",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Every user's tasks, newest first, filtered by status, tool slug and user
+
+Sends a `GET` request to `/api/admin/tasks`
+
+*/
+    pub async fn admin_task_list<'a>(
+        &'a self,
+        cursor: Option<&'a ::uuid::Uuid>,
+        limit: Option<u32>,
+        status: Option<&'a str>,
+        tool: Option<&'a str>,
+        user_id: Option<&'a ::uuid::Uuid>,
+    ) -> Result<ResponseValue<types::TaskList>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/tasks", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+            .query(&progenitor_client::QueryParam::new("limit", &limit))
+            .query(&progenitor_client::QueryParam::new("status", &status))
+            .query(&progenitor_client::QueryParam::new("tool", &tool))
+            .query(&progenitor_client::QueryParam::new("userId", &user_id))
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_task_list",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Queue depth: waiting, running and delayed tasks (and the Redis stream in scale-out)
+
+Sends a `GET` request to `/api/admin/queue`
+
+*/
+    pub async fn admin_queue_get<'a>(
+        &'a self,
+    ) -> Result<ResponseValue<types::QueueStats>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/queue", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_queue_get",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**The dead-letter list, newest first: tasks given up on after their retries ran out
+or after their runs kept stopping their workers (credits were released)
+
+Sends a `GET` request to `/api/admin/dead-letters`
+
+*/
+    pub async fn admin_dead_letter_list<'a>(
+        &'a self,
+        cursor: Option<&'a ::uuid::Uuid>,
+        limit: Option<u32>,
+    ) -> Result<ResponseValue<types::DeadLetterList>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/dead-letters", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+            .query(&progenitor_client::QueryParam::new("limit", &limit))
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_dead_letter_list",
         };
         self.pre(&mut request, &info).await?;
         let result = self.exec(request, &info).await;

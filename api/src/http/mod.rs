@@ -59,6 +59,7 @@ pub type Apis = (
     credits::CreditsApi,
     admin::AdminApi,
     tools::AdminToolsApi,
+    tasks::AdminTasksApi,
     assets::AdminAssetsApi,
     credits::AdminCreditsApi,
 );
@@ -73,6 +74,7 @@ fn apis() -> Apis {
         credits::CreditsApi,
         admin::AdminApi,
         tools::AdminToolsApi,
+        tasks::AdminTasksApi,
         assets::AdminAssetsApi,
         credits::AdminCreditsApi,
     )

@@ -117,6 +117,47 @@ pub struct TaskList {
     pub next_cursor: Option<Uuid>,
 }
 
+/// Queue depth now (the database's view, which is the truth in both modes).
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct QueueStats {
+    /// `redis` (scale-out: Redis Streams) or `database` (embedded).
+    pub backend: String,
+    /// Due and waiting for a worker.
+    pub waiting: i64,
+    /// Held by a worker under a live lease.
+    pub running: i64,
+    /// Waiting for a retry's backoff.
+    pub delayed: i64,
+    /// Scale-out: entries in the Redis stream, of them delivered and not yet acknowledged,
+    /// and ids in the delayed set.
+    pub stream_length: Option<i64>,
+    pub stream_pending: Option<i64>,
+    pub stream_delayed: Option<i64>,
+}
+
+/// A task given up on: its retries ran out, or its runs kept stopping their workers.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    /// `retries_exhausted` or `worker_crashes`.
+    pub reason: String,
+    pub error: String,
+    pub attempts: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeadLetterList {
+    pub dead_letters: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
 /// One progress event: `seq` is the SSE `id` (absent on `connected`).
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
@@ -256,6 +297,13 @@ impl TasksApi {
             }]),
             done: false,
             rx: state.subscribe_tasks(),
+            watch: state
+                .redis()
+                .is_some()
+                .then(|| state.event_hub().watch(&state, task.id, last_event_id.0.unwrap_or(0).max(0))),
+            read_db: true,
+            queued: task.status == "queued",
+            position: None,
         };
         let stream = futures::stream::unfold(follower, Follower::next);
         Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
@@ -271,8 +319,97 @@ impl TasksApi {
     }
 }
 
+pub struct AdminTasksApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminTasksApi {
+    /// Every user's tasks, newest first, filtered by status, tool slug and user.
+    #[allow(clippy::too_many_arguments, reason = "one parameter per query argument of the operation")]
+    #[oai(path = "/api/admin/tasks", method = "get", operation_id = "admin_task_list")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        status: Query<Option<String>>,
+        tool: Query<Option<String>>,
+        #[oai(name = "userId")] user_id: Query<Option<Uuid>>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<TaskList>> {
+        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+        let tool_id = match tool.0 {
+            Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
+                Some(t) => Some(t.id),
+                None => return Ok(Json(TaskList { tasks: vec![], next_cursor: None })),
+            },
+            None => None,
+        };
+        let limit = super::models::page_limit(limit.0);
+        let mut rows = state.store().task_list(user_id.0, status.0.as_deref(), tool_id, cursor.0, limit + 1).await?;
+        let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
+        Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// Queue depth: waiting, running and delayed tasks (and the Redis stream in scale-out).
+    #[oai(path = "/api/admin/queue", method = "get", operation_id = "admin_queue_get")]
+    async fn queue(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<QueueStats>> {
+        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+        let (waiting, running, delayed) = state.store().queue_depth().await?;
+        let stream = match state.redis() {
+            Some(redis) => crate::queue::RedisQueue::new(redis).depth().await.ok(),
+            None => None,
+        };
+        Ok(Json(QueueStats {
+            backend: if state.redis().is_some() { "redis" } else { "database" }.into(),
+            waiting,
+            running,
+            delayed,
+            stream_length: stream.map(|s| s.0),
+            stream_pending: stream.map(|s| s.1),
+            stream_delayed: stream.map(|s| s.2),
+        }))
+    }
+
+    /// The dead-letter list, newest first: tasks given up on after their retries ran out
+    /// or after their runs kept stopping their workers (credits were released).
+    #[oai(path = "/api/admin/dead-letters", method = "get", operation_id = "admin_dead_letter_list")]
+    async fn dead_letters(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<DeadLetterList>> {
+        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+        let limit = super::models::page_limit(limit.0);
+        let mut rows = state.store().dead_letters(cursor.0, limit + 1).await?;
+        let next_cursor = super::models::next_page(&mut rows, limit, |r| r.task_id);
+        let dead_letters = rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                task_id: r.task_id,
+                user_id: r.user_id,
+                tool_id: r.tool_id,
+                reason: r.reason,
+                error: r.error,
+                attempts: r.attempts,
+                created_at: r.created_at,
+            })
+            .collect();
+        Ok(Json(DeadLetterList { dead_letters, next_cursor }))
+    }
+}
+
 /// Follows one task's events: replays from the database, then waits for this process's
-/// notifications (or polls, for events written by other processes).
+/// notifications — in-process ones, and in scale-out those of the [`EventHub`] for events
+/// any worker process appends to the task's Redis stream — and reads what is new from the
+/// stream (from the database on a gap, or after a quiet spell as a safety net). While the
+/// task waits in the queue it also sends its position (an event without an id: it is not
+/// part of the replayable history).
+///
+/// [`EventHub`]: crate::events::EventHub
 struct Follower {
     state: AppState,
     task_id: Uuid,
@@ -280,6 +417,11 @@ struct Follower {
     buffer: VecDeque<TaskEvent>,
     done: bool,
     rx: tokio::sync::broadcast::Receiver<Uuid>,
+    watch: Option<crate::events::WatchGuard>,
+    /// Read the next batch from the database rather than the Redis stream.
+    read_db: bool,
+    queued: bool,
+    position: Option<i64>,
 }
 
 impl Follower {
@@ -291,11 +433,21 @@ impl Follower {
             if self.done {
                 return None;
             }
-            match self.state.store().task_events_after(self.task_id, self.after).await {
+            let from_stream = match (self.read_db, self.state.redis()) {
+                (false, Some(redis)) => crate::events::read_stream(redis, self.task_id, self.after).await,
+                _ => None,
+            };
+            let rows = match from_stream {
+                Some(rows) => Ok(rows),
+                None => self.state.store().task_events_after(self.task_id, self.after).await,
+            };
+            self.read_db = false;
+            match rows {
                 Ok(rows) if !rows.is_empty() => {
                     for row in rows {
                         self.after = row.seq;
                         self.done |= TERMINAL_EVENTS.contains(&row.kind.as_str());
+                        self.queued &= row.kind == "queued";
                         self.buffer.push_back(TaskEvent { seq: Some(row.seq), kind: row.kind, data: row.data.0 });
                         if self.done {
                             break;
@@ -308,6 +460,19 @@ impl Follower {
                     tracing::warn!(error = %e, "reading task events failed");
                 }
             }
+            if self.queued
+                && let Ok(position) = self.state.store().queue_position(self.task_id).await
+                && position.is_some()
+                && position != self.position
+            {
+                self.position = position;
+                self.buffer.push_back(TaskEvent {
+                    seq: None,
+                    kind: "queue_position".into(),
+                    data: serde_json::json!({ "type": "queue_position", "position": position }),
+                });
+                continue;
+            }
             let task_id = self.task_id;
             let wait = async {
                 loop {
@@ -319,7 +484,16 @@ impl Follower {
                     }
                 }
             };
-            let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
+            // Quiet: poll the database now and then (a safety net for missed wake-ups; the
+            // only way to see other processes' events when there is no Redis).
+            let quiet = match (self.queued, self.watch.is_some()) {
+                (true, _) => Duration::from_secs(1),
+                (false, true) => Duration::from_secs(2),
+                (false, false) => Duration::from_millis(500),
+            };
+            if tokio::time::timeout(quiet, wait).await.is_err() {
+                self.read_db = true;
+            }
         }
     }
 }

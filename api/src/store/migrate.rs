@@ -42,6 +42,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0005_tasks.sql"),
         include_str!("../../../migrations/sqlite/0005_tasks.sql"),
     ),
+    (
+        6,
+        "queue",
+        include_str!("../../../migrations/postgres/0006_queue.sql"),
+        include_str!("../../../migrations/sqlite/0006_queue.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -273,7 +273,7 @@ forward! {
     fn task_start(id: Uuid) -> StoreResult<bool>;
     fn task_step_set(task_id: Uuid, step_id: &str, status: &str, state: Option<&serde_json::Value>) -> StoreResult<()>;
     /// Ends a task once, atomically with its credit settlement and terminal event.
-    fn task_finish(id: Uuid, status: &str, output: Option<&serde_json::Value>, error: Option<&str>, spend: Option<i64>, event: &serde_json::Value) -> Result<bool, LedgerError>;
+    fn task_finish(id: Uuid, end: &TaskEnd<'_>) -> Result<bool, LedgerError>;
     fn task_request_cancel(id: Uuid) -> StoreResult<Option<String>>;
     fn task_event_append(task_id: Uuid, kind: &str, data: &serde_json::Value) -> StoreResult<i64>;
     fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
@@ -282,6 +282,14 @@ forward! {
     fn queue_retry(task_id: Uuid, delay: std::time::Duration) -> StoreResult<()>;
     /// Extends a running task's lease (the worker's heartbeat).
     fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
-    /// Leases the next due task id for `lease`; returns it with its attempt count.
-    fn queue_claim(lease: std::time::Duration) -> StoreResult<Option<(Uuid, i32)>>;
+    /// Leases the next due task (or the one given) for `lease`, within the per-user limit.
+    fn queue_claim(only: Option<Uuid>, lease: std::time::Duration, per_user: u32) -> StoreResult<Claim>;
+    /// Due tasks nobody took for `older_than`, marked as re-sent (the reconciler's input).
+    fn queue_stale(older_than: std::time::Duration, limit: i64) -> StoreResult<Vec<Uuid>>;
+    /// A user's oldest due, unleased tasks.
+    fn queue_next_for_user(user_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
+    /// (due and waiting, running, waiting for a retry).
+    fn queue_depth() -> StoreResult<(i64, i64, i64)>;
+    /// The dead-letter list, newest first.
+    fn dead_letters(before: Option<Uuid>, limit: i64) -> StoreResult<Vec<DeadLetterRow>>;
 }

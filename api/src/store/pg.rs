@@ -126,22 +126,25 @@ super::asset_queries::asset_queries!(PgStore);
 super::tool_queries::tool_queries!(PgStore);
 
 impl PgStore {
-    /// Leases the next due task: `FOR UPDATE SKIP LOCKED`, so workers never wait on each
-    /// other and never take the same row; an expired lease (crashed worker) is due again.
-    pub async fn queue_claim(&self, lease: std::time::Duration) -> StoreResult<Option<(uuid::Uuid, i32)>> {
-        let now = super::now();
-        sqlx::query_as(
-            "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1
-             WHERE task_id = (SELECT task_id FROM task_queue
-                              WHERE available_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
-                              ORDER BY available_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING task_id, attempts",
-        )
-        .bind(now)
-        .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::from_sqlx)
+    /// The claim candidate: the oldest due, unleased task whose user is under the limit, or
+    /// (`$3`) one given task; rows another worker is claiming right now are skipped, so
+    /// workers never wait on each other.
+    const CLAIM_CANDIDATE_SQL: &'static str = "SELECT q.task_id, t.user_id, q.available_at, q.lease_until
+         FROM task_queue q JOIN tasks t ON t.id = q.task_id
+         WHERE ($3::uuid IS NULL AND q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
+                AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r JOIN tasks u ON u.id = r.task_id
+                                WHERE u.user_id = t.user_id AND r.lease_until >= $1) < $2))
+            OR q.task_id = $3
+         ORDER BY q.available_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED";
+
+    /// Serializes claims of one user's tasks until the transaction ends.
+    async fn lock_user_queue_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+            .bind(user_id)
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sqlx)
     }
 }
 

@@ -404,3 +404,53 @@ pub struct NewTask {
     pub cost: i64,
     pub input: serde_json::Value,
 }
+
+/// What a claim on the queue got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Leased to the caller; `attempts` counts this run.
+    Claimed { task_id: Uuid, user_id: Uuid, attempts: i32 },
+    /// Nothing due (or the given task is no longer queued, or being claimed right now).
+    Empty,
+    /// The given task runs under another worker's live lease.
+    Busy,
+    /// The given task waits for a retry until then.
+    NotDue(DateTime<Utc>),
+    /// The given task's user already runs as many tasks as allowed.
+    UserAtLimit,
+}
+
+/// How a task ends (see `Store::task_finish`).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskEnd<'a> {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: &'a str,
+    pub output: Option<&'a serde_json::Value>,
+    pub error: Option<&'a str>,
+    /// `None` spends the whole reservation; `Some(n)` spends n and releases the rest.
+    pub spend: Option<i64>,
+    /// The terminal event's data.
+    pub event: &'a serde_json::Value,
+    /// Also put it on the dead-letter list.
+    pub dead_letter: Option<&'a DeadLetter>,
+}
+
+/// Why a task was given up on, recorded with its end.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `retries_exhausted` or `worker_crashes`.
+    pub reason: &'static str,
+    pub error: String,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeadLetterRow {
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    pub reason: String,
+    pub error: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}

@@ -58,9 +58,17 @@ macro_rules! task_queries {
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from_sqlx)?;
+                let position: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM task_queue WHERE lease_until IS NULL AND available_at <= $1 AND task_id <> $2",
+                )
+                .bind(now)
+                .bind(new.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
                 sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
                     .bind(new.id)
-                    .bind(sqlx::types::Json(serde_json::json!({ "type": "queued" })))
+                    .bind(sqlx::types::Json(serde_json::json!({ "type": "queued", "position": position })))
                     .bind(now)
                     .execute(&mut *tx)
                     .await
@@ -183,11 +191,7 @@ macro_rules! task_queries {
             pub async fn task_finish(
                 &self,
                 id: uuid::Uuid,
-                status: &str,
-                output: Option<&serde_json::Value>,
-                error: Option<&str>,
-                spend: Option<i64>,
-                event: &serde_json::Value,
+                end: &$crate::store::TaskEnd<'_>,
             ) -> Result<bool, $crate::store::LedgerError> {
                 use $crate::store::StoreError;
                 let now = $crate::store::now();
@@ -197,7 +201,7 @@ macro_rules! task_queries {
                      WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
                 )
                 .bind(id)
-                .bind(status)
+                .bind(end.status)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
@@ -207,32 +211,46 @@ macro_rules! task_queries {
                 if ended {
                     sqlx::query("UPDATE task_payloads SET output = $2, error = $3, updated_at = $4 WHERE task_id = $1")
                         .bind(id)
-                        .bind(output.map(sqlx::types::Json))
-                        .bind(error)
+                        .bind(end.output.map(sqlx::types::Json))
+                        .bind(end.error)
                         .bind(now)
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::from_sqlx)?;
-                    match Self::credits_resolve_on(&mut tx, &id.to_string(), spend).await {
+                    match Self::credits_resolve_on(&mut tx, &id.to_string(), end.spend).await {
                         Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
                         Err(e) => return Err(e),
                     }
-                    let mut data = event.clone();
+                    let mut data = end.event.clone();
                     if data.is_null() {
                         data = serde_json::json!({});
                     }
-                    data["type"] = status.into();
+                    data["type"] = end.status.into();
                     sqlx::query(
                         "INSERT INTO task_events (task_id, seq, type, data, created_at)
                          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM task_events WHERE task_id = $1",
                     )
                     .bind(id)
-                    .bind(status)
+                    .bind(end.status)
                     .bind(sqlx::types::Json(&data))
                     .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from_sqlx)?;
+                    if let Some(dl) = end.dead_letter {
+                        sqlx::query(
+                            "INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
+                             SELECT id, user_id, $2, $3, $4, $5 FROM tasks WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(dl.reason)
+                        .bind(&dl.error)
+                        .bind(dl.attempts)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    }
                 }
                 sqlx::query("DELETE FROM task_queue WHERE task_id = $1").bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 tx.commit().await.map_err(StoreError::from_sqlx)?;
@@ -298,6 +316,129 @@ macro_rules! task_queries {
                     .await
                     .map(|_| ())
                     .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Leases a due task for `lease`: the oldest one whose user runs fewer than
+            /// `per_user` tasks (0 = no limit), or, with `only`, that one task (the Redis
+            /// queue delivers ids). The per-user count is taken again under a per-user lock
+            /// (PostgreSQL advisory lock; SQLite has one writer), so the limit is exact.
+            pub async fn queue_claim(
+                &self,
+                only: Option<uuid::Uuid>,
+                lease: std::time::Duration,
+                per_user: u32,
+            ) -> $crate::store::StoreResult<$crate::store::Claim> {
+                use $crate::store::{Claim, StoreError};
+                let now = $crate::store::now();
+                let mut tx = self.write_tx().await?;
+                let row: Option<(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> =
+                    sqlx::query_as(Self::CLAIM_CANDIDATE_SQL)
+                        .bind(now)
+                        .bind(i64::from(per_user))
+                        .bind(only)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                let Some((task_id, user_id, available_at, lease_until)) = row else { return Ok(Claim::Empty) };
+                if lease_until.is_some_and(|l| l >= now) {
+                    return Ok(Claim::Busy);
+                }
+                if available_at > now {
+                    return Ok(Claim::NotDue(available_at));
+                }
+                if per_user > 0 {
+                    Self::lock_user_queue_on(&mut tx, user_id).await?;
+                    let running: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM task_queue r JOIN tasks u ON u.id = r.task_id
+                         WHERE u.user_id = $1 AND r.lease_until >= $2 AND r.task_id <> $3",
+                    )
+                    .bind(user_id)
+                    .bind(now)
+                    .bind(task_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                    if running >= i64::from(per_user) {
+                        return Ok(Claim::UserAtLimit);
+                    }
+                }
+                let attempts: i32 = sqlx::query_scalar(
+                    "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1 WHERE task_id = $1 RETURNING attempts",
+                )
+                .bind(task_id)
+                .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(Claim::Claimed { task_id, user_id, attempts })
+            }
+
+            /// Due tasks nobody has taken for `older_than` (and not re-sent since): marks them
+            /// re-sent now and returns them, oldest first, for the reconciler.
+            pub async fn queue_stale(&self, older_than: std::time::Duration, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                let now = $crate::store::now();
+                let before = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::seconds(30));
+                sqlx::query_scalar::<_, uuid::Uuid>(
+                    "UPDATE task_queue SET enqueued_at = $1
+                     WHERE task_id IN (SELECT task_id FROM task_queue
+                                       WHERE available_at <= $2 AND (lease_until IS NULL OR lease_until < $1)
+                                         AND (enqueued_at IS NULL OR enqueued_at <= $2)
+                                       ORDER BY available_at LIMIT $3)
+                     RETURNING task_id",
+                )
+                .bind(now)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// A user's oldest due, unleased tasks (to send once one of theirs ends).
+            pub async fn queue_next_for_user(&self, user_id: uuid::Uuid, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                let now = $crate::store::now();
+                sqlx::query_scalar::<_, uuid::Uuid>(
+                    "SELECT q.task_id FROM task_queue q JOIN tasks t ON t.id = q.task_id
+                     WHERE t.user_id = $1 AND q.available_at <= $2 AND (q.lease_until IS NULL OR q.lease_until < $2)
+                     ORDER BY q.available_at LIMIT $3",
+                )
+                .bind(user_id)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Queue depth: (waiting and due, running under a lease, waiting for a retry).
+            pub async fn queue_depth(&self) -> $crate::store::StoreResult<(i64, i64, i64)> {
+                let now = $crate::store::now();
+                sqlx::query_as::<_, (i64, i64, i64)>(
+                    "SELECT COALESCE(SUM(CASE WHEN (lease_until IS NULL OR lease_until < $1) AND available_at <= $1 THEN 1 ELSE 0 END), 0),
+                            COALESCE(SUM(CASE WHEN lease_until >= $1 THEN 1 ELSE 0 END), 0),
+                            COALESCE(SUM(CASE WHEN (lease_until IS NULL OR lease_until < $1) AND available_at > $1 THEN 1 ELSE 0 END), 0)
+                     FROM task_queue",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// The dead-letter list, newest first, before `before` (a task id cursor).
+            pub async fn dead_letters(&self, before: Option<uuid::Uuid>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::DeadLetterRow>> {
+                sqlx::query_as::<_, $crate::store::DeadLetterRow>(
+                    "SELECT d.task_id, d.user_id, t.tool_id, d.reason, d.error, d.attempts, d.created_at
+                     FROM task_dead_letters d JOIN tasks t ON t.id = d.task_id
+                     WHERE $1 IS NULL OR d.created_at < (SELECT created_at FROM task_dead_letters WHERE task_id = $1)
+                     ORDER BY d.created_at DESC, d.task_id DESC LIMIT $2",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// How many queued tasks are ahead of this one (0 = next).

@@ -13,6 +13,7 @@ mod health;
 mod mail;
 mod oauth;
 mod openapi;
+mod queue;
 mod rbac;
 mod scale;
 mod startup;

@@ -12,7 +12,7 @@ funmagic_api::test_both_backends!(
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
 /// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
 /// `pending_uploads` (storage), `task_events`, `task_queue` (tasks).
-const TABLES: [&str; 24] = [
+const TABLES: [&str; 25] = [
     "accounts",
     "api_keys",
     "assets",
@@ -28,6 +28,7 @@ const TABLES: [&str; 24] = [
     "providers",
     "sessions",
     "stripe_events",
+    "task_dead_letters",
     "task_events",
     "task_payloads",
     "task_queue",

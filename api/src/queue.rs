@@ -1,0 +1,494 @@
+//! The task queue: one interface over two deliveries.
+//!
+//! The database row in `task_queue` is always the truth — it says which task is due, who
+//! holds its lease and how often it ran. What differs is how workers learn of due tasks:
+//!
+//! * **Embedded** (no `REDIS_URL`): workers claim straight from the table (`FOR UPDATE SKIP
+//!   LOCKED` on PostgreSQL, the single writer on SQLite), woken in-process the moment a task
+//!   is enqueued.
+//! * **Scale-out**: a Redis Stream carries task ids to a consumer group. Each worker process
+//!   reads with `XREADGROUP … BLOCK` on a connection of its own (no response timeout, so the
+//!   blocking read neither times out nor stalls other commands), claims the row by id, runs
+//!   the task and `XACK`s + `XDEL`s the entry. The entry of a worker that died stays
+//!   pending and is taken over with `XAUTOCLAIM` once idle for a lease; a running task's
+//!   heartbeat `XCLAIM`s its entry so a live one is never taken. Delayed retries wait in a
+//!   sorted set moved into the stream when due (one Lua script, atomic). Because submit
+//!   writes the row and then `XADD`s — two writes — a reconciler re-sends rows that are due
+//!   and untouched for `tasks.reconcile_secs`, so a crash between them (or a lost Redis)
+//!   loses nothing; a duplicate delivery is harmless because only one claim can win.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::redis_conn::RedisHandle;
+use crate::store::Claim;
+
+const GROUP: &str = "workers";
+
+/// Moves due members of the delayed set (KEYS[1]) into the stream (KEYS[2]).
+const PROMOTE_LUA: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 200)
+for _, id in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'task', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #due
+";
+
+/// Redis keys of the queue.
+#[derive(Debug, Clone)]
+pub struct RedisQueue {
+    redis: RedisHandle,
+    stream: String,
+    delayed: String,
+}
+
+impl RedisQueue {
+    pub fn new(redis: &RedisHandle) -> Self {
+        Self { redis: redis.clone(), stream: redis.key("queue:tasks"), delayed: redis.key("queue:delayed") }
+    }
+
+    pub fn stream_key(&self) -> &str {
+        &self.stream
+    }
+
+    /// Sends a task id to the workers.
+    pub async fn push(&self, task_id: Uuid) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("task")
+            .arg(task_id.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a task id when `due` (a retry's backoff, a task not due yet).
+    pub async fn push_at(&self, task_id: Uuid, due: chrono::DateTime<chrono::Utc>) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        let _: i64 = conn.zadd(&self.delayed, task_id.to_string(), due.timestamp_millis()).await?;
+        Ok(())
+    }
+
+    async fn ensure_group(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        let created: redis::RedisResult<String> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Moves due delayed ids into the stream; returns how many.
+    async fn promote(&self) -> redis::RedisResult<i64> {
+        let mut conn = self.redis.conn();
+        redis::cmd("EVAL")
+            .arg(PROMOTE_LUA)
+            .arg(2)
+            .arg(&self.delayed)
+            .arg(&self.stream)
+            .arg(chrono::Utc::now().timestamp_millis())
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Acknowledges and deletes a delivered entry (the stream only holds work not done).
+    async fn done(&self, entry: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        redis::pipe()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(entry)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Resets the idle time of an entry this consumer works on, so `XAUTOCLAIM` leaves it.
+    async fn touch(&self, consumer: &str, entry: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.conn();
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(entry)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// (entries in the stream, entries delivered but not acknowledged, delayed ids).
+    pub async fn depth(&self) -> redis::RedisResult<(i64, i64, i64)> {
+        let mut conn = self.redis.conn();
+        let len: i64 = conn.xlen(&self.stream).await?;
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        let pending = match pending {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        let delayed: i64 = conn.zcard(&self.delayed).await?;
+        Ok((len, pending, delayed))
+    }
+}
+
+/// One delivery being worked on: the heartbeat keeps it from being taken over.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    queue: RedisQueue,
+    consumer: Arc<str>,
+    entry: String,
+}
+
+impl Delivery {
+    pub async fn touch(&self) {
+        if let Err(e) = self.queue.touch(&self.consumer, &self.entry).await {
+            tracing::warn!(entry = %self.entry, error = %e, "renewing the queue entry failed");
+        }
+    }
+}
+
+/// Tells the workers about a task that is due now: the Redis Stream in scale-out (a failed
+/// send is only logged: the reconciler sends it again), and this process's idle workers.
+pub async fn enqueue(state: &AppState, task_id: Uuid) {
+    if let Some(redis) = state.redis()
+        && let Err(e) = RedisQueue::new(redis).push(task_id).await
+    {
+        tracing::warn!(%task_id, error = %e, "sending the task to the Redis queue failed; the reconciler will resend it");
+    }
+    state.wake_workers();
+}
+
+/// Tells the workers about a task that becomes due at `due` (a retry).
+pub async fn enqueue_at(state: &AppState, task_id: Uuid, due: chrono::DateTime<chrono::Utc>) {
+    if let Some(redis) = state.redis()
+        && let Err(e) = RedisQueue::new(redis).push_at(task_id, due).await
+    {
+        tracing::warn!(%task_id, error = %e, "scheduling the retry in Redis failed; the reconciler will resend it");
+    }
+}
+
+/// After one of a user's tasks ended: their waiting tasks may run now.
+pub async fn user_slot_freed(state: &AppState, user_id: Uuid) {
+    let per_user = state.settings().tasks.max_running_per_user;
+    if per_user > 0
+        && let Some(redis) = state.redis()
+    {
+        match state.store().queue_next_for_user(user_id, i64::from(per_user)).await {
+            Ok(ids) => {
+                let queue = RedisQueue::new(redis);
+                for id in ids {
+                    if let Err(e) = queue.push(id).await {
+                        tracing::warn!(task_id = %id, error = %e, "sending a waiting task failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(%user_id, error = %e, "listing a user's waiting tasks failed"),
+        }
+    }
+    state.wake_workers();
+}
+
+/// Runs tasks with `concurrency` at a time until `stop` turns true, then lets the running
+/// ones finish (the caller bounds that with its grace period).
+pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
+    match state.redis().cloned() {
+        Some(redis) => run_redis_workers(state, redis, concurrency, stop).await,
+        None => run_db_workers(state, concurrency, stop).await,
+    }
+}
+
+async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let lease = crate::tasks::lease(&state);
+    let per_user = state.settings().tasks.max_running_per_user;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        match state.store().queue_claim(None, lease, per_user).await {
+            Ok(Claim::Claimed { task_id, attempts, .. }) => {
+                let state = state.clone();
+                running.spawn(async move {
+                    crate::tasks::execute(&state, task_id, attempts.max(1) as u32, None).await;
+                    drop(permit);
+                });
+            }
+            Ok(_) => {
+                drop(permit);
+                tokio::select! {
+                    _ = state.worker_wakeup() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error = %e, "claiming a task failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "worker".to_string() } else { host };
+    format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8])
+}
+
+async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usize, mut stop: watch::Receiver<bool>) {
+    let queue = RedisQueue::new(&redis);
+    let consumer: Arc<str> = consumer_name().into();
+    while let Err(e) = queue.ensure_group().await {
+        tracing::warn!(error = %e, "creating the Redis consumer group failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+    let helpers = [
+        tokio::spawn(promote_loop(queue.clone(), stop.clone())),
+        tokio::spawn(reconcile_loop(state.clone(), queue.clone(), stop.clone())),
+    ];
+    tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
+    let lease = crate::tasks::lease(&state);
+    let per_user = state.settings().tasks.max_running_per_user;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let mut reader: Option<redis::aio::MultiplexedConnection> = None;
+    let mut orphans: Vec<String> = Vec::new();
+    let mut orphans_checked = tokio::time::Instant::now() - lease;
+    loop {
+        while running.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let conn = match &mut reader {
+            Some(conn) => conn,
+            None => {
+                // Its own connection, without a response timeout: BLOCK waits longer than
+                // redis-rs's default 500 ms, and must not hold up anyone else's commands.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(None);
+                match redis.client().get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(conn) => reader.insert(conn),
+                    Err(e) => {
+                        drop(permit);
+                        tracing::warn!(error = %e, "connecting the queue reader failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        // Entries of workers that died: pending and idle for a whole lease.
+        if orphans.is_empty() && orphans_checked.elapsed() >= lease / 4 {
+            orphans_checked = tokio::time::Instant::now();
+            match autoclaim(conn, &queue, &consumer, lease).await {
+                Ok(found) => {
+                    if !found.is_empty() {
+                        tracing::info!(count = found.len(), "took over queue entries of a stopped worker");
+                    }
+                    orphans = found;
+                }
+                Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
+            }
+        }
+        let delivered = match orphans.pop() {
+            Some(entry) => Ok(Some(entry)),
+            None => {
+                tokio::select! {
+                    read = read_one(conn, &queue, &consumer) => read,
+                    _ = stop.changed() => {
+                        drop(permit);
+                        break;
+                    }
+                }
+            }
+        };
+        let (entry, task_id) = match delivered {
+            Ok(Some(entry)) => match entry.split_once('|') {
+                Some((entry, task)) => (entry.to_string(), task.parse::<Uuid>().ok()),
+                None => (entry, None),
+            },
+            Ok(None) => {
+                drop(permit);
+                continue;
+            }
+            Err(e) => {
+                drop(permit);
+                reader = None;
+                tracing::warn!(error = %e, "reading the Redis queue failed; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Some(task_id) = task_id else {
+            tracing::warn!(%entry, "a queue entry without a task id; dropping it");
+            let _ = queue.done(&entry).await;
+            drop(permit);
+            continue;
+        };
+        match state.store().queue_claim(Some(task_id), lease, per_user).await {
+            Ok(Claim::Claimed { attempts, .. }) => {
+                let state = state.clone();
+                let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
+                running.spawn(async move {
+                    crate::tasks::execute(&state, task_id, attempts.max(1) as u32, Some(&delivery)).await;
+                    if let Err(e) = delivery.queue.done(&delivery.entry).await {
+                        tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(claim) => {
+                drop(permit);
+                // Ended, running elsewhere, or waiting: this entry is not needed any more.
+                if let Claim::NotDue(due) = claim {
+                    let _ = queue.push_at(task_id, due).await;
+                }
+                // UserAtLimit: sent again when one of the user's tasks ends (and by the
+                // reconciler, should that be lost).
+                if let Err(e) = queue.done(&entry).await {
+                    tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                // Leave it pending: XAUTOCLAIM hands it out again after a lease.
+                tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+    for helper in helpers {
+        helper.abort();
+    }
+}
+
+/// One new entry for this consumer, as `entry-id|task-id`; `None` after the block timeout.
+async fn read_one(
+    conn: &mut redis::aio::MultiplexedConnection,
+    queue: &RedisQueue,
+    consumer: &str,
+) -> redis::RedisResult<Option<String>> {
+    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(2000)
+        .arg("STREAMS")
+        .arg(&queue.stream)
+        .arg(">")
+        .query_async(conn)
+        .await?;
+    Ok(reply.and_then(|r| r.keys.into_iter().flat_map(|k| k.ids).next()).map(|id| {
+        let task: String = id.get("task").unwrap_or_default();
+        format!("{}|{task}", id.id)
+    }))
+}
+
+/// Takes over entries idle for a whole lease (their worker stopped renewing them).
+async fn autoclaim(
+    conn: &mut redis::aio::MultiplexedConnection,
+    queue: &RedisQueue,
+    consumer: &str,
+    lease: Duration,
+) -> redis::RedisResult<Vec<String>> {
+    let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        .arg(&queue.stream)
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(lease.as_millis() as u64)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(20)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .claimed
+        .into_iter()
+        .map(|id| {
+            let task: String = id.get("task").unwrap_or_default();
+            format!("{}|{task}", id.id)
+        })
+        .collect())
+}
+
+async fn promote_loop(queue: RedisQueue, mut stop: watch::Receiver<bool>) {
+    loop {
+        match queue.promote().await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "moving due retries into the queue failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Re-sends rows that are due but untouched for `tasks.reconcile_secs`.
+async fn reconcile_loop(state: AppState, queue: RedisQueue, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(state.settings().tasks.reconcile_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every / 2) => {}
+            _ = stop.changed() => return,
+        }
+        match reconcile_once(&state, &queue, every).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "re-sent due tasks that no worker had picked up"),
+            Err(e) => tracing::warn!(error = %e, "reconciling the queue failed"),
+        }
+    }
+}
+
+/// One reconciler pass; returns how many ids were sent again.
+pub async fn reconcile_once(state: &AppState, queue: &RedisQueue, older_than: Duration) -> Result<usize, String> {
+    let ids = state.store().queue_stale(older_than, 500).await.map_err(|e| e.to_string())?;
+    for id in &ids {
+        queue.push(*id).await.map_err(|e| e.to_string())?;
+    }
+    Ok(ids.len())
+}

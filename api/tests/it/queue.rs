@@ -1,0 +1,175 @@
+//! The queue's safety nets on both backends: the per-user running limit, the dead-letter
+//! list (retries exhausted, runs that kept stopping their worker), and — scale-out — the
+//! reconciler that re-sends a task whose Redis Stream entry was lost, and the per-task
+//! Redis event stream.
+
+use std::time::Duration;
+
+use funmagic_api::config::SettingsLayer;
+use funmagic_api::store::{Claim, Role, TxKind};
+use funmagic_api::testing::{TestApp, TestBackend};
+use funmagic_sdk::types;
+
+use crate::{actor, client_as, err_code};
+
+async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
+    let a = actor(app, email, Role::User).await;
+    app.state().store().credits_grant(a.id, TxKind::Bonus, credits, &format!("seed-{}", a.id), None).await.unwrap();
+    a
+}
+
+fn echo(input: serde_json::Value) -> types::TaskCreateRequest {
+    types::TaskCreateRequest {
+        tool_slug: "echo".into(),
+        step_id: None,
+        input,
+        parent_task_id: None,
+        run_all_steps: None,
+    }
+}
+
+/// Polls until the task has ended; returns it.
+async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::Task {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = client.task_get(&id).await.unwrap().into_inner().task;
+        if matches!(task.status.as_str(), "completed" | "failed" | "cancelled") {
+            return task;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "task {id} did not end: {task:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn backends() -> [TestBackend; 2] {
+    [TestBackend::Embedded, TestBackend::ScaleOut]
+}
+
+/// One user's tasks run one at a time (limit 1) while another user's task runs beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_running_limit() {
+    for backend in backends() {
+        let mut extra = SettingsLayer::default();
+        extra.tasks.max_running_per_user = Some(1);
+        let Some(app) = TestApp::spawn_with(backend, extra).await else { continue };
+        let ada = funded(&app, "ada@example.com", 10).await;
+        let bob = funded(&app, "bob@example.com", 10).await;
+        let (as_ada, as_bob) = (client_as(&app, &ada.token), client_as(&app, &bob.token));
+        let mut ids = vec![];
+        for i in 0..3 {
+            let t = as_ada.task_create(None, &echo(serde_json::json!({"delayMs": 400, "i": i}))).await.unwrap();
+            ids.push(t.into_inner().task.id);
+        }
+        let bobs =
+            as_bob.task_create(None, &echo(serde_json::json!({"delayMs": 400}))).await.unwrap().into_inner().task;
+        let mut adas = vec![];
+        for id in ids {
+            adas.push(ended(&as_ada, id).await);
+        }
+        let bobs = ended(&as_bob, bobs.id).await;
+        assert!(adas.iter().chain([&bobs]).all(|t| t.status == "completed"), "{backend:?}");
+        adas.sort_by_key(|t| t.started_at);
+        for pair in adas.windows(2) {
+            assert!(
+                pair[1].started_at.unwrap() >= pair[0].completed_at.unwrap(),
+                "{backend:?}: ada's tasks overlapped: {pair:?}"
+            );
+        }
+        assert!(
+            bobs.started_at.unwrap() < adas[2].started_at.unwrap(),
+            "{backend:?}: bob waited behind all of ada's tasks"
+        );
+        assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
+    }
+}
+
+/// Exhausted retries and runs that kept stopping their worker end on the dead-letter list
+/// (admins only), with the credits released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters() {
+    for backend in backends() {
+        let mut extra = SettingsLayer::default();
+        extra.tasks.max_attempts = Some(2);
+        extra.tasks.retry_base_ms = Some(20);
+        extra.tasks.lease_secs = Some(3);
+        let Some(app) = TestApp::spawn_with(backend, extra).await else { continue };
+        let ada = funded(&app, "ada@example.com", 10).await;
+        let admin = actor(&app, "admin@example.com", Role::Admin).await;
+        let (as_ada, as_admin) = (client_as(&app, &ada.token), client_as(&app, &admin.token));
+
+        let failing = as_ada.task_create(None, &echo(serde_json::json!({"failAttempts": 9}))).await.unwrap();
+        let failing = ended(&as_ada, failing.into_inner().task.id).await;
+        assert_eq!(failing.status, "failed");
+
+        // Runs that died without a word: claim twice by hand with the workers stopped.
+        app.workers.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let crashing = as_ada.task_create(None, &echo(serde_json::json!({}))).await.unwrap().into_inner().task;
+        for attempt in 1..=2 {
+            let claim = app.state().store().queue_claim(Some(crashing.id), Duration::from_millis(1), 0).await.unwrap();
+            assert!(matches!(claim, Claim::Claimed { attempts, .. } if attempts == attempt), "{claim:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
+        let crashing = ended(&as_ada, crashing.id).await;
+        assert_eq!(crashing.status, "failed", "{backend:?}");
+
+        let list = as_admin.admin_dead_letter_list(None, None).await.unwrap().into_inner();
+        let reasons: Vec<(uuid::Uuid, &str, i32)> =
+            list.dead_letters.iter().map(|d| (d.task_id, d.reason.as_str(), d.attempts)).collect();
+        assert_eq!(
+            reasons,
+            vec![(crashing.id, "worker_crashes", 2), (failing.id, "retries_exhausted", 2)],
+            "{backend:?}"
+        );
+        assert_eq!(err_code(as_ada.admin_dead_letter_list(None, None).await), (403, "FORBIDDEN".into()));
+        let balance = as_ada.credits_balance_get().await.unwrap().into_inner();
+        assert_eq!((balance.balance, balance.reserved), (10, 0), "{backend:?}: both released");
+        assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
+
+        let stats = as_admin.admin_queue_get().await.unwrap().into_inner();
+        assert_eq!((stats.waiting, stats.running), (0, 0));
+        assert_eq!(stats.backend, if backend == TestBackend::ScaleOut { "redis" } else { "database" });
+    }
+}
+
+/// Scale-out: the row is written, the XADD is lost (a crash between the two writes) —
+/// the reconciler sends it again and the task runs; its events are in a bounded Redis
+/// stream with ids `0-<seq>` that expires after the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciler_resends_lost_entries() {
+    let mut extra = SettingsLayer::default();
+    extra.tasks.reconcile_secs = Some(1);
+    extra.tasks.event_ttl_secs = Some(600);
+    let Some(app) = TestApp::spawn_with(TestBackend::ScaleOut, extra).await else { return };
+    let ada = funded(&app, "ada@example.com", 10).await;
+    let as_ada = client_as(&app, &ada.token);
+    app.workers.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let task = as_ada.task_create(None, &echo(serde_json::json!({"lost": true}))).await.unwrap().into_inner().task;
+    let redis = app.state().redis().unwrap();
+    let mut conn = redis.conn();
+    let queue = funmagic_api::queue::RedisQueue::new(redis);
+    let trimmed: i64 =
+        redis::cmd("XTRIM").arg(queue.stream_key()).arg("MAXLEN").arg(0).query_async(&mut conn).await.unwrap();
+    assert_eq!(trimmed, 1, "the submit sent exactly one entry");
+
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(as_ada.task_get(&task.id).await.unwrap().into_inner().task.status, "queued", "nothing delivered it");
+    let done = ended(&as_ada, task.id).await;
+    assert_eq!(done.status, "completed");
+
+    let key = funmagic_api::events::stream_key(redis, task.id);
+    let ids: Vec<String> = {
+        let reply: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+        reply.ids.into_iter().map(|i| i.id).collect()
+    };
+    let rows = app.state().store().task_events_after(task.id, 0).await.unwrap();
+    assert_eq!(ids, rows.iter().map(|r| format!("0-{}", r.seq)).collect::<Vec<_>>());
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!((1..=600).contains(&ttl), "the ended task's stream expires: {ttl}");
+}
