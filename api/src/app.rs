@@ -40,6 +40,8 @@ struct Inner {
     task_events: tokio::sync::broadcast::Sender<uuid::Uuid>,
     /// Scale-out: wakes this process's followers when any process writes an event.
     event_hub: Arc<crate::events::EventHub>,
+    /// Encrypts and decrypts provider API keys.
+    master_key: crate::providers::crypto::MasterKey,
     started: Instant,
 }
 
@@ -64,6 +66,7 @@ impl AppState {
         }
         let redis = RedisHandle::connect(&settings.redis, timeout).await?;
         let storage = ObjectStore::open(&settings).await?;
+        let master_key = crate::providers::crypto::load(&settings)?;
         let hasher =
             PasswordHasherCfg::new(&settings.auth).map_err(|e| ConfigError::new("FUNMAGIC_ARGON2_MEMORY_KIB", e))?;
         let mailer = Mailer::new(&settings.mail)?;
@@ -86,6 +89,7 @@ impl AppState {
             work: tokio::sync::Notify::new(),
             task_events: tokio::sync::broadcast::channel(1024).0,
             event_hub: Arc::default(),
+            master_key,
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
@@ -177,6 +181,10 @@ impl AppState {
     /// Tells this process's event streams that `task_id` has news.
     pub fn notify_task(&self, task_id: uuid::Uuid) {
         let _ = self.inner.task_events.send(task_id);
+    }
+
+    pub fn master_key(&self) -> &crate::providers::crypto::MasterKey {
+        &self.inner.master_key
     }
 
     pub fn event_hub(&self) -> &Arc<crate::events::EventHub> {

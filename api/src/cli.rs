@@ -98,4 +98,13 @@ pub enum AdminCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Re-encrypt every provider API key under a new master key (one transaction). Without
+    /// --new-key-stdin a key is generated. With the key in <data_dir>/master.key the file
+    /// is replaced; with FUNMAGIC_MASTER_KEY the new key is printed for you to deploy.
+    /// Restart every API and worker process afterwards.
+    RotateMasterKey {
+        /// Read the new key (32 bytes as base64 or 64 hex digits) from standard input.
+        #[arg(long)]
+        new_key_stdin: bool,
+    },
 }

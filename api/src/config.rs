@@ -194,6 +194,36 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "scale-out: a task's Redis event stream expires this long after the task ends",
     },
     SettingDoc {
+        key: "providers.master_key",
+        env: "FUNMAGIC_MASTER_KEY",
+        default: "(generated in data_dir/master.key)",
+        help: "32 bytes (base64 or 64 hex digits) that encrypt provider API keys (AES-256-GCM)",
+    },
+    SettingDoc {
+        key: "providers.timeout_secs",
+        env: "FUNMAGIC_PROVIDER_TIMEOUT_SECS",
+        default: "60",
+        help: "one HTTP request to OpenAI, fal.ai or Tripo takes at most this long",
+    },
+    SettingDoc {
+        key: "providers.max_retries",
+        env: "FUNMAGIC_PROVIDER_MAX_RETRIES",
+        default: "3",
+        help: "retries of one provider request on 429, 5xx and timeouts (Retry-After honoured)",
+    },
+    SettingDoc {
+        key: "providers.poll_ms",
+        env: "FUNMAGIC_PROVIDER_POLL_MS",
+        default: "2000",
+        help: "how often a queued provider job (fal.ai, Tripo) is polled",
+    },
+    SettingDoc {
+        key: "providers.health_check_secs",
+        env: "FUNMAGIC_PROVIDER_HEALTH_SECS",
+        default: "300",
+        help: "how often the API checks each active provider's health",
+    },
+    SettingDoc {
         key: "auth.session_ttl_days",
         env: "FUNMAGIC_SESSION_TTL_DAYS",
         default: "7",
@@ -401,12 +431,33 @@ pub struct Settings {
     pub s3: Option<S3Settings>,
     pub storage: StorageSettings,
     pub tasks: TaskSettings,
+    pub providers: ProviderSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub oauth: OAuthSettings,
     pub credits: CreditsSettings,
     pub stripe: Option<StripeSettings>,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `None`: generated once into `<data_dir>/master.key`.
+    pub master_key: Option<SecretString>,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    pub poll_ms: u64,
+    pub health_check_secs: u64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderLayer {
+    pub master_key: Option<SecretString>,
+    pub timeout_secs: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub poll_ms: Option<u64>,
+    pub health_check_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -634,6 +685,8 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub tasks: TaskLayer,
     #[serde(default)]
+    pub providers: ProviderLayer,
+    #[serde(default)]
     pub auth: AuthLayer,
     #[serde(default)]
     pub mail: MailLayer,
@@ -815,6 +868,13 @@ impl SettingsLayer {
                 reconcile_secs: parse_env(&get, "FUNMAGIC_QUEUE_RECONCILE_SECS")?,
                 event_ttl_secs: parse_env(&get, "FUNMAGIC_EVENT_STREAM_TTL_SECS")?,
             },
+            providers: ProviderLayer {
+                master_key: secret("FUNMAGIC_MASTER_KEY"),
+                timeout_secs: parse_env(&get, "FUNMAGIC_PROVIDER_TIMEOUT_SECS")?,
+                max_retries: parse_env(&get, "FUNMAGIC_PROVIDER_MAX_RETRIES")?,
+                poll_ms: parse_env(&get, "FUNMAGIC_PROVIDER_POLL_MS")?,
+                health_check_secs: parse_env(&get, "FUNMAGIC_PROVIDER_HEALTH_SECS")?,
+            },
             storage: StorageLayer {
                 secret_key: secret("FUNMAGIC_SECRET_KEY"),
                 max_image_bytes: parse_env(&get, "FUNMAGIC_MAX_IMAGE_BYTES")?,
@@ -886,6 +946,8 @@ impl SettingsLayer {
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
             bucket_private, bucket_admin, path_style, cdn_url);
         override_fields!(self.tasks, other.tasks; lease_secs, max_attempts, retry_base_ms, step_timeout_secs, max_running_per_user, reconcile_secs, event_ttl_secs);
+        override_fields!(self.providers, other.providers; master_key, timeout_secs, max_retries, poll_ms,
+            health_check_secs);
         override_fields!(self.storage, other.storage; secret_key, max_image_bytes, max_model_bytes, quota_bytes,
             upload_url_ttl_secs, download_url_ttl_secs, pending_upload_ttl_secs);
         override_fields!(self.auth, other.auth; session_ttl_days, signup_enabled,
@@ -952,6 +1014,22 @@ impl SettingsLayer {
                 },
                 event_ttl_secs: match self.tasks.event_ttl_secs.unwrap_or(3600) {
                     0 => return Err(ConfigError::new("FUNMAGIC_EVENT_STREAM_TTL_SECS", "must be at least 1")),
+                    n => n,
+                },
+            },
+            providers: ProviderSettings {
+                master_key: self.providers.master_key,
+                timeout_secs: match self.providers.timeout_secs.unwrap_or(60) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_PROVIDER_TIMEOUT_SECS", "must be at least 1")),
+                    n => n,
+                },
+                max_retries: self.providers.max_retries.unwrap_or(3),
+                poll_ms: match self.providers.poll_ms.unwrap_or(2000) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_PROVIDER_POLL_MS", "must be at least 1")),
+                    n => n,
+                },
+                health_check_secs: match self.providers.health_check_secs.unwrap_or(300) {
+                    0 => return Err(ConfigError::new("FUNMAGIC_PROVIDER_HEALTH_SECS", "must be at least 1")),
                     n => n,
                 },
             },

@@ -11,6 +11,7 @@ pub mod credits;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod providers;
 pub mod queue;
 pub mod redis_conn;
 pub mod server;

@@ -58,6 +58,33 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("super admin {} ({})", user.email, user.id);
             state.store().close().await;
         }
+        Command::Admin(AdminCommand::RotateMasterKey { new_key_stdin }) => {
+            let new = if new_key_stdin {
+                let mut text = String::new();
+                std::io::stdin().read_line(&mut text)?;
+                funmagic_api::providers::crypto::MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("the new key {e}"))?
+            } else {
+                funmagic_api::providers::crypto::MasterKey::generate()
+            };
+            let from_env = settings.providers.master_key.is_some();
+            let state = AppState::build(settings, Migrations::Apply).await?;
+            let rotated = funmagic_api::providers::rotate_master_key(&state, &new).await.map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "re-encrypted {} provider key(s): master key {} → {}",
+                rotated.keys,
+                state.master_key().id(),
+                new.id()
+            );
+            match rotated.file {
+                Some(path) => println!("{} now holds the new key; restart every API and worker process", path.display()),
+                None if from_env && !new_key_stdin => println!(
+                    "set FUNMAGIC_MASTER_KEY={} on every API and worker process, then restart them",
+                    new.encoded()
+                ),
+                None => println!("set FUNMAGIC_MASTER_KEY to the new key on every process, then restart them"),
+            }
+            state.store().close().await;
+        }
         Command::Serve { workers } => {
             let listen = settings.listen;
             let workers = workers.unwrap_or(if settings.database.url.is_none() { 4 } else { 0 });
@@ -76,6 +103,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             tokio::spawn(sweep_expired_sessions(state.clone()));
             tokio::spawn(sweep_pending_uploads(state.clone()));
+            tokio::spawn(funmagic_api::providers::health::run_loop(state.clone()));
             let (stop_workers, stop_rx) = tokio::sync::watch::channel(false);
             let worker_pool = (workers > 0).then(|| {
                 tracing::info!(workers, "task workers running in this process");

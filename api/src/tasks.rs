@@ -76,8 +76,26 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         }
         input["parentOutput"] = output;
     }
-    for step in &steps {
-        validate_input(step, &input)?;
+    if let Some(style) = input.get("style") {
+        let known = style.as_str().is_some_and(|id| config.style_references.iter().any(|s| s.id == id));
+        if !known {
+            let ids: Vec<&str> = config.style_references.iter().map(|s| s.id.as_str()).collect();
+            return Err(AppError::new(
+                ErrorKind::Validation,
+                "UNKNOWN_STYLE",
+                format!(
+                    "tool '{}' has no style {style} (styles: {})",
+                    tool.slug,
+                    if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+                ),
+            ));
+        }
+    }
+    // The first step takes the user's input; later steps of a chain take their image from
+    // the step before.
+    if let Some(first) = steps.first() {
+        let provider = state.store().provider_get(first.provider_id).await?;
+        validate_input(first, provider.as_ref().map(|p| p.kind.as_str()).unwrap_or(""), &input)?;
     }
     let cost: i64 = steps.iter().map(|s| s.cost).sum();
     let new = NewTask {
@@ -102,7 +120,18 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
 }
 
 /// Input each step type needs.
-fn validate_input(step: &StepConfig, input: &Value) -> AppResult<()> {
+fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppResult<()> {
+    if provider_kind == "local"
+        && step.kind != "echo"
+        && input.get("imageUrl").is_some()
+        && input.get("imageStorageKey").is_none()
+    {
+        return Err(AppError::new(
+            ErrorKind::Validation,
+            "INVALID_INPUT",
+            "the local provider works on uploaded files: give imageStorageKey (upload the image first)",
+        ));
+    }
     match step.kind.as_str() {
         "echo" => {
             if let Some(delay) = input.get("delayMs")
@@ -290,7 +319,7 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
         let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
-        let result = match tokio::time::timeout(timeout, run_step(state, task_id, cfg, &step_input, attempt)).await {
+        let result = match tokio::time::timeout(timeout, run_step(state, &task, &config, cfg, &step_input, attempt)).await {
             Ok(result) => result,
             Err(_) => Err(AppError::new(
                 ErrorKind::Unavailable,
@@ -300,17 +329,17 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         };
         match result {
             Ok(out) => {
-                state.store().task_step_set(task_id, &cfg.id, "completed", Some(&json!({ "output": out }))).await?;
+                let kept = merged_step_state(state, task_id, &cfg.id, json!({ "output": out })).await?;
+                state.store().task_step_set(task_id, &cfg.id, "completed", Some(&kept)).await?;
                 emit(state, task_id, "step_completed", json!({ "stepId": cfg.id, "output": out })).await?;
                 spent += cfg.cost;
                 output = out;
             }
             Err(e) if is_transient(&e) && attempt < state.settings().tasks.max_attempts => {
                 let delay = backoff(state, attempt);
-                state
-                    .store()
-                    .task_step_set(task_id, &cfg.id, "pending", Some(&json!({ "lastError": e.message })))
-                    .await?;
+                // Keep what the run saved (a provider job id) so the retry resumes it.
+                let kept = merged_step_state(state, task_id, &cfg.id, json!({ "lastError": e.message })).await?;
+                state.store().task_step_set(task_id, &cfg.id, "pending", Some(&kept)).await?;
                 state.store().queue_retry(task_id, delay).await?;
                 let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 crate::queue::enqueue_at(state, task_id, due).await;
@@ -418,41 +447,42 @@ fn merge(input: &Value, previous: &Value) -> Value {
     merged
 }
 
-/// Dispatches on the step type. Only `echo` runs in this version; the provider steps
-/// (image-gen, background-remove, 3d-gen, point-cloud) come with the providers.
-async fn run_step(state: &AppState, task_id: Uuid, step: &StepConfig, input: &Value, attempt: u32) -> AppResult<Value> {
-    match step.kind.as_str() {
-        "echo" => {
-            // `failAttempts: n` makes the first n runs fail transiently (tests of retries).
-            if input.get("failAttempts").and_then(Value::as_u64).is_some_and(|n| u64::from(attempt) <= n) {
-                return Err(AppError::new(
-                    ErrorKind::Unavailable,
-                    "ECHO_INJECTED_FAILURE",
-                    format!("injected failure on attempt {attempt}"),
-                ));
-            }
-            let delay = input.get("delayMs").and_then(Value::as_u64).unwrap_or(0);
-            for i in 1..=10u64 {
-                tokio::time::sleep(Duration::from_millis(delay / 10)).await;
-                emit(
-                    state,
-                    task_id,
-                    "progress",
-                    json!({ "stepId": step.id, "progress": i * 10, "message": format!("echo {}%", i * 10) }),
-                )
-                .await?;
-            }
-            let mut out = input.clone();
-            if let Some(o) = out.as_object_mut() {
-                o.remove("parentOutput");
-                o.remove("failAttempts");
-            }
-            Ok(out)
-        }
-        other => Err(AppError::new(
-            ErrorKind::Unavailable,
-            "STEP_NOT_AVAILABLE",
-            format!("this server cannot run '{other}' steps yet"),
-        )),
-    }
+/// The step's saved state with `patch` merged in.
+async fn merged_step_state(state: &AppState, task_id: Uuid, step_id: &str, patch: Value) -> AppResult<Value> {
+    let current = state.store().task_steps(task_id).await?.into_iter().find(|s| s.step_id == step_id).map(|s| s.state.0);
+    Ok(match current {
+        Some(Value::Object(_)) => merge(&current.unwrap_or_default(), &patch),
+        _ => patch,
+    })
+}
+
+/// Runs a step on its provider (see [`crate::providers`]), with what an earlier run of the
+/// step saved.
+async fn run_step(
+    state: &AppState,
+    task: &TaskRow,
+    tool: &ToolConfig,
+    step: &StepConfig,
+    input: &Value,
+    attempt: u32,
+) -> AppResult<Value> {
+    let saved = state
+        .store()
+        .task_steps(task.id)
+        .await?
+        .into_iter()
+        .find(|s| s.step_id == step.id)
+        .map(|s| s.state.0)
+        .unwrap_or(Value::Null);
+    crate::providers::run(crate::providers::StepRun {
+        state,
+        task_id: task.id,
+        user_id: task.user_id,
+        step,
+        tool,
+        input,
+        attempt,
+        saved,
+    })
+    .await
 }

@@ -253,6 +253,11 @@ mod tests {
             health_checked_at: None,
             created_at: now,
             updated_at: now,
+            api_key: None,
+            api_key_id: None,
+            api_key_last4: None,
+            health_message: None,
+            config: sqlx::types::Json(serde_json::json!({})),
         }
     }
 

@@ -19,11 +19,12 @@ pub struct RunArgs {
     tool: String,
     /// An input image or model to upload first (becomes `imageStorageKey`).
     file: Option<PathBuf>,
-    /// Run only this step.
+    /// Run only this step (default: every step of the tool, in order, each taking the
+    /// previous one's output).
     #[arg(long)]
     step: Option<String>,
-    /// Run every step of the tool.
-    #[arg(long, conflicts_with = "step")]
+    /// Run every step of the tool (the default; kept for scripts).
+    #[arg(long, conflicts_with = "step", hide = true)]
     all: bool,
     /// A style reference id (see `funmagic tools show`).
     #[arg(long)]
@@ -99,7 +100,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
         step_id: args.step.clone(),
         input: serde_json::Value::Object(input),
         parent_task_id: args.parent,
-        run_all_steps: args.all.then_some(true),
+        run_all_steps: (args.all || args.step.is_none()).then_some(true),
     };
     let task = ctx.client.task_create(None, &request).await.map_err(sdk)?.into_inner().task;
     if ctx.json {
@@ -129,6 +130,8 @@ async fn follow(
     let mut steps: HashMap<String, ProgressBar> = HashMap::new();
     let style = ProgressStyle::with_template("{prefix:>16} {bar:30} {pos:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
+    // Every step's files, in order (a chain's intermediate results too).
+    let mut assets: Vec<uuid::Uuid> = Vec::new();
     let last = loop {
         let next = tokio::select! {
             next = follower.next() => next,
@@ -150,6 +153,13 @@ async fn follow(
         } else {
             show(&bars, &mut steps, &style, &event);
         }
+        if event.kind == "step_completed" {
+            for id in asset_ids(&event.data["output"]) {
+                if !assets.contains(&id) {
+                    assets.push(id);
+                }
+            }
+        }
         if event.is_terminal() {
             break Some(event);
         }
@@ -162,7 +172,12 @@ async fn follow(
                 eprintln!("task {task} completed");
                 println!("{}", serde_json::to_string_pretty(&last.data["output"]).unwrap_or_default());
             }
-            download_outputs(ctx, &last.data["output"], output_dir).await?;
+            for id in asset_ids(&last.data["output"]) {
+                if !assets.contains(&id) {
+                    assets.push(id);
+                }
+            }
+            download_outputs(ctx, &assets, output_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
         "cancelled" => Err(CliError::new(Exit::Cancelled, format!("task {task} was cancelled"))),
@@ -175,13 +190,33 @@ async fn follow(
     }
 }
 
+const QUEUE_BAR: &str = "\u{0}queue";
+
 fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &ProgressStyle, event: &TaskEvent) {
     let step = event.data["stepId"].as_str().unwrap_or("").to_string();
     match event.kind.as_str() {
-        "queued" => {
-            let _ = bars.println("queued");
+        "queued" | "queue_position" => {
+            // A spinner while the task waits, with its place in the queue.
+            let bar = steps.entry(QUEUE_BAR.into()).or_insert_with(|| {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>16} {spinner} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix("queued");
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            });
+            match event.data["position"].as_i64() {
+                Some(0) => bar.set_message("next in line"),
+                Some(n) => bar.set_message(format!("{n} ahead in the queue")),
+                None => bar.set_message("waiting for a worker"),
+            }
         }
         "step_started" => {
+            if let Some(queue) = steps.remove(QUEUE_BAR) {
+                queue.finish_and_clear();
+            }
             let bar = bars.add(ProgressBar::new(100));
             bar.set_style(style.clone());
             bar.set_prefix(step.clone());
@@ -206,19 +241,23 @@ fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &
     }
 }
 
-/// Saves the files an output names (`assetId` / `assetIds`) into `dir`.
-async fn download_outputs(
-    ctx: &Context,
-    output: &serde_json::Value,
-    dir: Option<&std::path::Path>,
-) -> Result<(), CliError> {
+/// The files an output names (`assetId` / `assetIds`).
+fn asset_ids(output: &serde_json::Value) -> Vec<uuid::Uuid> {
     let mut ids: Vec<uuid::Uuid> =
         output["assetIds"].as_array().into_iter().flatten().filter_map(|v| v.as_str()?.parse().ok()).collect();
     if let Some(id) = output["assetId"].as_str().and_then(|s| s.parse().ok()) {
         ids.push(id);
     }
+    ids
+}
+
+/// Saves the given assets into `dir` (default: the current directory).
+async fn download_outputs(ctx: &Context, ids: &[uuid::Uuid], dir: Option<&std::path::Path>) -> Result<(), CliError> {
     let dir = dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    for id in ids {
+    if !ids.is_empty() {
+        std::fs::create_dir_all(&dir).map_err(|e| CliError::other(format!("{}: {e}", dir.display())))?;
+    }
+    for &id in ids {
         let asset = ctx.client.asset_get(&id).await.map_err(|e| CliError::from_sdk(e, &ctx.api_url))?.into_inner();
         let dest = dir.join(asset.filename.clone().unwrap_or_else(|| id.to_string()));
         let url = asset.download_url.clone().ok_or_else(|| CliError::other("output has no download URL"))?;

@@ -13,6 +13,7 @@ pub mod files;
 pub mod health;
 pub mod models;
 pub mod pages;
+pub mod providers;
 pub mod security;
 pub mod tasks;
 pub mod tools;
@@ -60,6 +61,7 @@ pub type Apis = (
     admin::AdminApi,
     tools::AdminToolsApi,
     tasks::AdminTasksApi,
+    providers::AdminProvidersApi,
     assets::AdminAssetsApi,
     credits::AdminCreditsApi,
 );
@@ -75,6 +77,7 @@ fn apis() -> Apis {
         admin::AdminApi,
         tools::AdminToolsApi,
         tasks::AdminTasksApi,
+        providers::AdminProvidersApi,
         assets::AdminAssetsApi,
         credits::AdminCreditsApi,
     )

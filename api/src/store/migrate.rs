@@ -48,6 +48,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0006_queue.sql"),
         include_str!("../../../migrations/sqlite/0006_queue.sql"),
     ),
+    (
+        7,
+        "providers",
+        include_str!("../../../migrations/postgres/0007_providers.sql"),
+        include_str!("../../../migrations/sqlite/0007_providers.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -262,6 +262,11 @@ forward! {
     fn tool_upsert(tool: &ToolRow) -> StoreResult<ToolRow>;
     fn tool_delete(id: Uuid) -> StoreResult<bool>;
     fn provider_list() -> StoreResult<Vec<ProviderRow>>;
+    fn provider_get(id: Uuid) -> StoreResult<Option<ProviderRow>>;
+    fn provider_upsert(provider: &ProviderRow) -> StoreResult<ProviderRow>;
+    fn provider_set_health(id: Uuid, healthy: bool, message: Option<&str>) -> StoreResult<()>;
+    /// Re-encrypted keys, all or none: (id, current key id, ciphertext, new key id).
+    fn provider_keys_replace(keys: &[(Uuid, String, String, String)]) -> StoreResult<u64>;
     /// Creates the built-in `local` provider if missing; returns its id.
     fn provider_ensure_local() -> StoreResult<Uuid>;
     /// Reserves, inserts task + payload + steps, enqueues and logs `queued` in one transaction.

@@ -340,6 +340,12 @@ pub struct ProviderRow {
     pub health_checked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// base64(nonce ‖ ciphertext); never leaves the server.
+    pub api_key: Option<String>,
+    pub api_key_id: Option<String>,
+    pub api_key_last4: Option<String>,
+    pub health_message: Option<String>,
+    pub config: sqlx::types::Json<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

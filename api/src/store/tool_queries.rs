@@ -1,6 +1,14 @@
 //! Tool types, tools and providers (read side) on both engines, expanded per engine by
 //! [`tool_queries!`].
 
+/// The columns of a [`ProviderRow`](crate::store::ProviderRow), in its order.
+macro_rules! provider_columns {
+    () => {
+        "id, name, type, base_url, is_active, is_healthy, health_checked_at, created_at, updated_at, api_key, api_key_id, api_key_last4, health_message, config"
+    };
+}
+pub(crate) use provider_columns;
+
 macro_rules! tool_queries {
     ($store:ty) => {
         impl $store {
@@ -108,13 +116,84 @@ macro_rules! tool_queries {
             }
 
             pub async fn provider_list(&self) -> $crate::store::StoreResult<Vec<$crate::store::ProviderRow>> {
-                sqlx::query_as::<_, $crate::store::ProviderRow>(
-                    "SELECT id, name, type, base_url, is_active, is_healthy, health_checked_at, created_at, updated_at
-                     FROM providers ORDER BY name",
-                )
-                .fetch_all(&self.pool)
+                sqlx::query_as::<_, $crate::store::ProviderRow>(concat!("SELECT ", $crate::store::tool_queries::provider_columns!(), " FROM providers ORDER BY name"))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn provider_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::ProviderRow>> {
+                sqlx::query_as::<_, $crate::store::ProviderRow>(concat!("SELECT ", $crate::store::tool_queries::provider_columns!(), " FROM providers WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Inserts or updates every column but the health ones (kept on update).
+            pub async fn provider_upsert(&self, p: &$crate::store::ProviderRow) -> $crate::store::StoreResult<$crate::store::ProviderRow> {
+                sqlx::query_as::<_, $crate::store::ProviderRow>(concat!(
+                    "INSERT INTO providers (id, name, type, api_key, api_key_id, api_key_last4, base_url, config, is_active,
+                                            is_healthy, health_checked_at, health_message, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT (id) DO UPDATE SET name = $2, api_key = $4, api_key_id = $5, api_key_last4 = $6, base_url = $7,
+                                                    config = $8, is_active = $9, updated_at = $14
+                     RETURNING ", $crate::store::tool_queries::provider_columns!()))
+                .bind(p.id)
+                .bind(&p.name)
+                .bind(&p.kind)
+                .bind(&p.api_key)
+                .bind(&p.api_key_id)
+                .bind(&p.api_key_last4)
+                .bind(&p.base_url)
+                .bind(&p.config)
+                .bind(p.is_active)
+                .bind(p.is_healthy)
+                .bind(p.health_checked_at)
+                .bind(&p.health_message)
+                .bind(p.created_at)
+                .bind(p.updated_at)
+                .fetch_one(&self.pool)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn provider_set_health(&self, id: uuid::Uuid, healthy: bool, message: Option<&str>) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE providers SET is_healthy = $2, health_message = $3, health_checked_at = $4 WHERE id = $1")
+                    .bind(id)
+                    .bind(healthy)
+                    .bind(message)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Replaces encrypted keys in one transaction: `(id, expected current key id,
+            /// new ciphertext, new key id)`; a row whose key id changed meanwhile is an error
+            /// (nothing is written). Returns how many rows changed.
+            pub async fn provider_keys_replace(&self, keys: &[(uuid::Uuid, String, String, String)]) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.write_tx().await?;
+                let mut changed = 0;
+                for (id, old_key_id, cipher, new_key_id) in keys {
+                    let n = sqlx::query("UPDATE providers SET api_key = $3, api_key_id = $4, updated_at = $5 WHERE id = $1 AND api_key_id = $2")
+                        .bind(id)
+                        .bind(old_key_id)
+                        .bind(cipher)
+                        .bind(new_key_id)
+                        .bind($crate::store::now())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::store::StoreError::from_sqlx)?
+                        .rows_affected();
+                    if n != 1 {
+                        return Err($crate::store::StoreError::Conflict(format!("provider {id} changed during the rotation")));
+                    }
+                    changed += n;
+                }
+                tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(changed)
             }
 
             /// Creates the built-in `local` provider if missing; returns its id.

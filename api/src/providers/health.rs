@@ -1,0 +1,78 @@
+//! Provider health: one cheap authenticated request per provider type, recorded as
+//! `isHealthy`, `healthCheckedAt` and a message; run now by the admin `test` action and
+//! every `providers.health_check_secs` by each API process.
+//!
+//! * openai — `GET {base}/models`;
+//! * fal — `GET {base}/fal-ai/any/requests/{nil uuid}/status`: 404 means the key was
+//!   accepted (there is no such request), 401/403 that it was not;
+//! * tripo — `GET {base}/user/balance`;
+//! * local — always healthy.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::app::AppState;
+use crate::store::ProviderRow;
+
+/// Checks one provider and records the result; returns (healthy, message).
+pub async fn check_and_record(state: &AppState, provider: &ProviderRow) -> (bool, String) {
+    let (healthy, message) = check(state, provider).await;
+    if let Err(e) = state.store().provider_set_health(provider.id, healthy, Some(&message)).await {
+        tracing::warn!(provider = %provider.name, error = %e, "recording provider health failed");
+    }
+    (healthy, message)
+}
+
+async fn check(state: &AppState, provider: &ProviderRow) -> (bool, String) {
+    if provider.kind == "local" {
+        return (true, "built in".into());
+    }
+    let key = match super::decrypt_key(state, provider) {
+        Ok(key) => key,
+        Err(e) => return (false, e.message),
+    };
+    let base = provider.base_url.clone().unwrap_or_else(|| super::default_base_url(&provider.kind).into());
+    let base = base.trim_end_matches('/');
+    let client = super::http::client(state);
+    let request = match provider.kind.as_str() {
+        "openai" => client.get(format!("{base}/models")).bearer_auth(key.expose_secret()),
+        "fal" => client
+            .get(format!("{base}/fal-ai/any/requests/00000000-0000-0000-0000-000000000000/status"))
+            .header("Authorization", format!("Key {}", key.expose_secret())),
+        "tripo" => client.get(format!("{base}/user/balance")).bearer_auth(key.expose_secret()),
+        other => return (false, format!("unknown provider type '{other}'")),
+    };
+    match request.timeout(Duration::from_secs(15)).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match (provider.kind.as_str(), status) {
+                (_, 200..=299) | ("fal", 404) => (true, format!("answered {status}")),
+                (_, 401 | 403) => (false, format!("the API key was refused ({status})")),
+                (_, 429) => (true, "rate limited (429), but reachable and the key accepted".into()),
+                _ => (false, format!("answered {status}")),
+            }
+        }
+        Err(e) if e.is_timeout() => (false, "no answer within 15 s".into()),
+        Err(e) => (false, super::http::safe_message(&format!("unreachable: {e}"), &key)),
+    }
+}
+
+/// Checks every active provider now and then, until the process ends.
+pub async fn run_loop(state: AppState) {
+    let every = Duration::from_secs(state.settings().providers.health_check_secs);
+    loop {
+        match state.store().provider_list().await {
+            Ok(providers) => {
+                for p in providers.iter().filter(|p| p.is_active) {
+                    let (healthy, message) = check_and_record(&state, p).await;
+                    if !healthy {
+                        tracing::warn!(provider = %p.name, %message, "provider unhealthy");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing providers for the health check failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

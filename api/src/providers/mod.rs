@@ -1,0 +1,377 @@
+//! Step execution: the worker hands a step here, and it runs on the step's provider.
+//!
+//! * `local` ([`local`]) — offline image algorithms, on a blocking thread with progress.
+//! * `openai` ([`openai`]) — Images API generations and edits (`image-gen`).
+//! * `fal` ([`fal`]) — the queue API (`background-remove`).
+//! * `tripo` ([`tripo`]) — image-to-model tasks (`3d-gen`).
+//!
+//! Remote calls share [`http`]: timeouts, retries with backoff on 429/5xx honouring
+//! `Retry-After`, the provider's message passed on in a safe form. A remote job's id is
+//! saved in the step's state *before* waiting on it ([`StepRun::save`]), so a run after a
+//! crash resumes polling that job instead of paying for a new one.
+
+pub mod crypto;
+pub mod fal;
+pub mod health;
+pub mod http;
+pub mod local;
+pub mod openai;
+pub mod tripo;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::assets::FileType;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::store::ProviderRow;
+use crate::tools::{StepConfig, ToolConfig};
+
+/// Provider types.
+pub const PROVIDER_TYPES: [&str; 4] = ["openai", "fal", "tripo", "local"];
+
+/// Default API base URLs (a provider's `baseUrl` overrides them, e.g. for a proxy).
+pub fn default_base_url(kind: &str) -> &'static str {
+    match kind {
+        "openai" => "https://api.openai.com/v1",
+        "fal" => "https://queue.fal.run",
+        "tripo" => "https://api.tripo3d.ai/v2/openapi",
+        _ => "",
+    }
+}
+
+/// One step being run: what it needs, and how it reports and persists its progress.
+pub struct StepRun<'a> {
+    pub state: &'a AppState,
+    pub task_id: Uuid,
+    pub user_id: Uuid,
+    pub step: &'a StepConfig,
+    pub tool: &'a ToolConfig,
+    pub input: &'a Value,
+    pub attempt: u32,
+    /// What an earlier run of this step saved (a provider job id, say).
+    pub saved: Value,
+}
+
+impl StepRun<'_> {
+    /// A progress event for this step.
+    pub async fn progress(&self, percent: u8, message: &str) -> AppResult<()> {
+        self.progress_with(percent, message, json!({})).await
+    }
+
+    pub async fn progress_with(&self, percent: u8, message: &str, extra: Value) -> AppResult<()> {
+        let mut data = json!({ "stepId": self.step.id, "progress": percent.min(100), "message": message });
+        if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                d.insert(k.clone(), v.clone());
+            }
+        }
+        crate::tasks::emit(self.state, self.task_id, "progress", data).await.map(|_| ())
+    }
+
+    /// Merges `patch` into the step's saved state, durably, before the caller goes on.
+    pub async fn save(&mut self, patch: Value) -> AppResult<()> {
+        if !self.saved.is_object() {
+            self.saved = json!({});
+        }
+        if let (Some(s), Some(p)) = (self.saved.as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        self.state.store().task_step_set(self.task_id, &self.step.id, "running", Some(&self.saved)).await?;
+        Ok(())
+    }
+
+    /// The input image's bytes (`imageStorageKey`: the user's own upload or output).
+    pub async fn input_image(&self) -> AppResult<(String, Bytes)> {
+        let key = self.input["imageStorageKey"].as_str().ok_or_else(|| {
+            AppError::new(
+                ErrorKind::Validation,
+                "INVALID_INPUT",
+                format!("a {} step on the local provider needs imageStorageKey (an uploaded file)", self.step.kind),
+            )
+        })?;
+        let (asset, bytes) = crate::assets::read_owned(self.state, self.user_id, key).await?;
+        let name = asset.filename.unwrap_or_else(|| "image".into());
+        let stem = name.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or(name);
+        Ok((stem, bytes))
+    }
+
+    /// A URL the provider can fetch the input image from.
+    pub async fn input_image_url(&self) -> AppResult<String> {
+        crate::assets::resolve_image_url(self.state, self.user_id, self.input).await
+    }
+
+    /// Stores an output file as the user's asset; returns the step output describing it.
+    pub async fn store(&self, filename: &str, file_type: FileType, data: Vec<u8>, extra: Value) -> AppResult<Value> {
+        let module = match self.step.kind.as_str() {
+            "3d-gen" | "point-cloud" => "models",
+            _ => "images",
+        };
+        let asset = crate::assets::store_output(
+            self.state,
+            self.user_id,
+            Some(self.task_id),
+            module,
+            filename,
+            file_type,
+            Bytes::from(data),
+        )
+        .await?;
+        let mut out = json!({
+            "assetId": asset.id,
+            "storageKey": asset.storage_key,
+            "filename": asset.filename,
+            "mimeType": asset.mime_type,
+            "size": asset.size,
+        });
+        if matches!(file_type, FileType::Png | FileType::Jpeg | FileType::Webp) {
+            // The next step of a chain takes it as its input image.
+            out["imageStorageKey"] = asset.storage_key.clone().into();
+        }
+        if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs one step on its provider.
+pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
+    let provider = run
+        .state
+        .store()
+        .provider_get(run.step.provider_id)
+        .await?
+        .ok_or_else(|| AppError::new(ErrorKind::Internal, "PROVIDER_MISSING", "the step's provider no longer exists"))?;
+    if !provider.is_active {
+        return Err(AppError::new(
+            ErrorKind::Unavailable,
+            "PROVIDER_DISABLED",
+            format!("provider '{}' is disabled", provider.name),
+        ));
+    }
+    match (provider.kind.as_str(), run.step.kind.as_str()) {
+        ("local", "echo") => echo(run).await,
+        ("local", _) => run_local(run).await,
+        ("openai", "image-gen") => {
+            let key = decrypt_key(run.state, &provider)?;
+            openai::image_gen(run, &provider, &key).await
+        }
+        ("fal", "background-remove") => {
+            let key = decrypt_key(run.state, &provider)?;
+            fal::background_remove(run, &provider, &key).await
+        }
+        ("tripo", "3d-gen") => {
+            let key = decrypt_key(run.state, &provider)?;
+            tripo::image_to_model(run, &provider, &key).await
+        }
+        (kind, step) => Err(AppError::new(
+            ErrorKind::Unavailable,
+            "STEP_NOT_AVAILABLE",
+            format!("provider type '{kind}' cannot run '{step}' steps"),
+        )),
+    }
+}
+
+/// Decrypts a provider's key with this process's master key.
+pub fn decrypt_key(state: &AppState, provider: &ProviderRow) -> AppResult<secrecy::SecretString> {
+    let (Some(sealed), Some(key_id)) = (&provider.api_key, &provider.api_key_id) else {
+        return Err(AppError::new(
+            ErrorKind::Unavailable,
+            "PROVIDER_NO_KEY",
+            format!("provider '{}' has no API key", provider.name),
+        ));
+    };
+    state.master_key().decrypt(provider.id, key_id, sealed).map(secrecy::SecretString::from).map_err(|e| {
+        AppError::new(ErrorKind::Unavailable, "PROVIDER_KEY_UNREADABLE", format!("provider '{}': {e}", provider.name))
+    })
+}
+
+/// What a master key rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    pub keys: u64,
+    /// The key file that now holds the new key (embedded default); `None` when the key
+    /// comes from `FUNMAGIC_MASTER_KEY`.
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Re-encrypts every provider key under `new`, all in one transaction. With the key in
+/// `<data_dir>/master.key`, the new key is written beside it first and moved over it
+/// after the commit (the old one kept as `master.key.<old id>.old`), so no step leaves
+/// keys that no file can decrypt.
+pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Result<Rotation, String> {
+    let current = state.master_key();
+    let mut replaced = Vec::new();
+    for p in state.store().provider_list().await.map_err(|e| e.to_string())? {
+        let (Some(sealed), Some(key_id)) = (&p.api_key, &p.api_key_id) else { continue };
+        if key_id == new.id() {
+            continue;
+        }
+        let plain = current.decrypt(p.id, key_id, sealed).map_err(|e| format!("provider '{}': {e}", p.name))?;
+        replaced.push((p.id, key_id.clone(), new.encrypt(p.id, &plain), new.id().to_string()));
+    }
+    let file = state.settings().providers.master_key.is_none().then(|| crypto::key_path(state.settings()));
+    let staged = file.as_ref().map(|f| f.with_extension("key.new"));
+    if let Some(staged) = &staged {
+        let _ = std::fs::remove_file(staged);
+        crypto::write_new(staged, &new.encoded()).map_err(|e| format!("{}: {e}", staged.display()))?;
+    }
+    let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
+    if let (Some(file), Some(staged)) = (&file, &staged) {
+        let backup = file.with_extension(format!("key.{}.old", current.id()));
+        std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
+        std::fs::rename(staged, file).map_err(|e| {
+            format!("the keys are re-encrypted but {} could not replace {}: {e}", staged.display(), file.display())
+        })?;
+    }
+    Ok(Rotation { keys, file })
+}
+
+/// `local` `echo`: returns its input after `delayMs` (10 progress events);
+/// `failAttempts: n` makes the first n runs fail transiently (tests of retries).
+async fn echo(run: StepRun<'_>) -> AppResult<Value> {
+    if run.input.get("failAttempts").and_then(Value::as_u64).is_some_and(|n| u64::from(run.attempt) <= n) {
+        return Err(AppError::new(
+            ErrorKind::Unavailable,
+            "ECHO_INJECTED_FAILURE",
+            format!("injected failure on attempt {}", run.attempt),
+        ));
+    }
+    let delay = run.input.get("delayMs").and_then(Value::as_u64).unwrap_or(0);
+    for i in 1..=10u8 {
+        tokio::time::sleep(Duration::from_millis(delay / 10)).await;
+        run.progress(i * 10, &format!("echo {}%", u32::from(i) * 10)).await?;
+    }
+    let mut out = run.input.clone();
+    if let Some(o) = out.as_object_mut() {
+        o.remove("parentOutput");
+        o.remove("failAttempts");
+    }
+    Ok(out)
+}
+
+/// Images larger than this on their longer side are scaled down before processing.
+const LOCAL_MAX_SIDE: u32 = 2048;
+
+/// The `local` image steps: decode, run the algorithm on a blocking thread while its
+/// progress is forwarded as events, store the result.
+async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
+    let kind = run.step.kind.clone();
+    let style = match kind.as_str() {
+        "image-gen" => Some(style_of(&run)?),
+        _ => None,
+    };
+    let (stem, img) = if kind == "image-gen" && run.input["imageStorageKey"].as_str().is_none() {
+        let prompt = run.input["prompt"].as_str().unwrap_or("").to_string();
+        ("generated".to_string(), local::canvas_from_prompt(&prompt, 1024))
+    } else {
+        let (stem, bytes) = run.input_image().await?;
+        run.progress(5, "decoding the image").await?;
+        let img = tokio::task::spawn_blocking(move || decode(&bytes))
+            .await
+            .map_err(|e| AppError::internal(format!("decoder stopped: {e}")))??;
+        (stem, img)
+    };
+    let depth = run.input["depth"].as_f64().map(|d| d.clamp(0.01, 2.0) as f32).unwrap_or(0.25);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u8, String)>();
+    let job_kind = kind.clone();
+    let job_style = style.clone();
+    let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, FileType, Value), String> {
+        let mut report = |p: u8, m: &str| {
+            let _ = tx.send((p, m.to_string()));
+        };
+        match job_kind.as_str() {
+            "image-gen" => {
+                let style = job_style.unwrap_or_default();
+                let out = local::stylize(&img, &style, &mut report);
+                Ok((encode_png(&out)?, FileType::Png, json!({ "style": style, "width": out.width(), "height": out.height() })))
+            }
+            "background-remove" => {
+                let (out, mask) = local::remove_background(&img, &mut report);
+                let kept = mask.pixels().filter(|p| p[0] > 0).count() as f64 / f64::from(mask.width() * mask.height()).max(1.0);
+                Ok((
+                    encode_png(&out)?,
+                    FileType::Png,
+                    json!({ "width": out.width(), "height": out.height(), "foregroundShare": (kept * 1000.0).round() / 1000.0 }),
+                ))
+            }
+            "3d-gen" => {
+                let (glb, vertices, triangles) = local::relief_glb(&img, depth, &mut report)?;
+                Ok((glb, FileType::Glb, json!({ "vertices": vertices, "triangles": triangles })))
+            }
+            "point-cloud" => {
+                let (ply, points) = local::point_cloud_ply(&img, depth, 500_000, &mut report);
+                Ok((ply, FileType::Ply, json!({ "points": points })))
+            }
+            other => Err(format!("the local provider has no '{other}' step")),
+        }
+    });
+    tokio::pin!(job);
+    let result = loop {
+        tokio::select! {
+            Some((p, m)) = rx.recv() => run.progress(p, &m).await?,
+            done = &mut job => break done,
+        }
+    };
+    while let Ok((p, m)) = rx.try_recv() {
+        run.progress(p, &m).await?;
+    }
+    let (data, file_type, extra) = result
+        .map_err(|e| AppError::internal(format!("the local step stopped: {e}")))?
+        .map_err(|e| AppError::new(ErrorKind::Validation, "LOCAL_STEP_FAILED", e))?;
+    let suffix = match kind.as_str() {
+        "image-gen" => style.unwrap_or_default(),
+        "background-remove" => "cutout".into(),
+        "3d-gen" => "relief".into(),
+        _ => "points".into(),
+    };
+    let filename = format!("{stem}-{suffix}.{}", file_type.extension());
+    run.progress(98, "storing the result").await?;
+    run.store(&filename, file_type, data, extra).await
+}
+
+/// The transform an `image-gen` step applies: the input's `style` (a style reference id of
+/// the tool), or the tool's first style reference, or posterize.
+fn style_of(run: &StepRun<'_>) -> AppResult<String> {
+    match run.input["style"].as_str() {
+        Some(id) => {
+            let style = run.tool.style_references.iter().find(|s| s.id == id).ok_or_else(|| {
+                AppError::new(ErrorKind::Validation, "UNKNOWN_STYLE", format!("the tool has no style '{id}'"))
+            })?;
+            Ok(local::style_for(&style.id, &style.name, &style.prompt).to_string())
+        }
+        None => Ok(run
+            .tool
+            .style_references
+            .first()
+            .map(|s| local::style_for(&s.id, &s.name, &s.prompt))
+            .unwrap_or("posterize")
+            .to_string()),
+    }
+}
+
+fn decode(bytes: &[u8]) -> AppResult<image::RgbaImage> {
+    let img = image::load_from_memory(bytes).map_err(|e| {
+        AppError::new(ErrorKind::Validation, "INVALID_IMAGE", format!("the input is not an image we can read: {e}"))
+    })?;
+    let img = if img.width().max(img.height()) > LOCAL_MAX_SIDE {
+        img.resize(LOCAL_MAX_SIDE, LOCAL_MAX_SIDE, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    Ok(img.to_rgba8())
+}
+
+fn encode_png(img: &image::RgbaImage) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok(out)
+}
