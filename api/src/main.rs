@@ -62,13 +62,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let new = if new_key_stdin {
                 let mut text = String::new();
                 std::io::stdin().read_line(&mut text)?;
-                funmagic_api::providers::crypto::MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("the new key {e}"))?
+                funmagic_api::providers::crypto::MasterKey::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("the new key {e}"))?
             } else {
                 funmagic_api::providers::crypto::MasterKey::generate()
             };
             let from_env = settings.providers.master_key.is_some();
             let state = AppState::build(settings, Migrations::Apply).await?;
-            let rotated = funmagic_api::providers::rotate_master_key(&state, &new).await.map_err(|e| anyhow::anyhow!(e))?;
+            let rotated =
+                funmagic_api::providers::rotate_master_key(&state, &new).await.map_err(|e| anyhow::anyhow!(e))?;
             println!(
                 "re-encrypted {} provider key(s): master key {} → {}",
                 rotated.keys,
@@ -76,7 +78,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 new.id()
             );
             match rotated.file {
-                Some(path) => println!("{} now holds the new key; restart every API and worker process", path.display()),
+                Some(path) => {
+                    println!("{} now holds the new key; restart every API and worker process", path.display())
+                }
                 None if from_env && !new_key_stdin => println!(
                     "set FUNMAGIC_MASTER_KEY={} on every API and worker process, then restart them",
                     new.encoded()

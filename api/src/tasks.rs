@@ -216,8 +216,31 @@ pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32, delivery: Op
             }
         })
     };
-    let result = try_execute(state, task_id, attempt).await;
-    heartbeat.abort();
+    // A panic in a step must not leave the task running under a lease renewed forever.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let heartbeat = AbortOnDrop(heartbeat);
+    let result = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(try_execute(
+        state, task_id, attempt,
+    )))
+    .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%task_id, panic = %what, "a step panicked");
+            Err(AppError::new(ErrorKind::Internal, "STEP_PANICKED", "the step stopped on an internal error"))
+        }
+    };
+    drop(heartbeat);
     if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
         let event = json!({ "error": e.message, "code": e.code });
@@ -319,14 +342,15 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
         let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
-        let result = match tokio::time::timeout(timeout, run_step(state, &task, &config, cfg, &step_input, attempt)).await {
-            Ok(result) => result,
-            Err(_) => Err(AppError::new(
-                ErrorKind::Unavailable,
-                "STEP_TIMEOUT",
-                format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
-            )),
-        };
+        let result =
+            match tokio::time::timeout(timeout, run_step(state, &task, &config, cfg, &step_input, attempt)).await {
+                Ok(result) => result,
+                Err(_) => Err(AppError::new(
+                    ErrorKind::Unavailable,
+                    "STEP_TIMEOUT",
+                    format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
+                )),
+            };
         match result {
             Ok(out) => {
                 let kept = merged_step_state(state, task_id, &cfg.id, json!({ "output": out })).await?;
@@ -449,7 +473,8 @@ fn merge(input: &Value, previous: &Value) -> Value {
 
 /// The step's saved state with `patch` merged in.
 async fn merged_step_state(state: &AppState, task_id: Uuid, step_id: &str, patch: Value) -> AppResult<Value> {
-    let current = state.store().task_steps(task_id).await?.into_iter().find(|s| s.step_id == step_id).map(|s| s.state.0);
+    let current =
+        state.store().task_steps(task_id).await?.into_iter().find(|s| s.step_id == step_id).map(|s| s.state.0);
     Ok(match current {
         Some(Value::Object(_)) => merge(&current.unwrap_or_default(), &patch),
         _ => patch,

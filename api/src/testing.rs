@@ -292,3 +292,34 @@ macro_rules! test_both_backends {
         }
     };
 }
+
+/// A test photo: a light, noisy, slightly graded background with a red disc and a blue bar on it;
+/// returns the image and the true object mask.
+pub fn sample_scene(w: u32, h: u32) -> (image::RgbaImage, Vec<bool>) {
+    let mut truth = vec![false; (w * h) as usize];
+    let mut noise: u32 = 12345;
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let n = ((noise >> 16) % 13) as i32 - 6;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let disc = (fx - 0.4).powi(2) + (fy - 0.45).powi(2) < 0.06;
+        let bar = (0.55..0.8).contains(&fx) && (0.3..0.75).contains(&fy);
+        if disc || bar {
+            truth[(y * w + x) as usize] = true;
+            let base = if disc { [200, 40, 40] } else { [30, 60, 190] };
+            image::Rgba([(base[0] + n).clamp(0, 255) as u8, (base[1] + n) as u8, (base[2] + n) as u8, 255])
+        } else {
+            let g = 225 + (fx * 20.0) as i32 + n;
+            image::Rgba([g.clamp(0, 255) as u8, g.clamp(0, 255) as u8, (g - 8).clamp(0, 255) as u8, 255])
+        }
+    });
+    (img, truth)
+}
+
+/// [`sample_scene`] as PNG bytes.
+pub fn sample_png(w: u32, h: u32) -> Vec<u8> {
+    let (img, _) = sample_scene(w, h);
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("PNG encodes");
+    out
+}

@@ -523,6 +523,117 @@ complete with `storageKey`.*/
         #[serde(rename = "uploadUrl")]
         pub upload_url: ::std::string::String,
     }
+    ///A provider as the API shows it: never the key, only its last 4 characters.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct Provider {
+        ///Set: requests go here instead of the provider's public API.
+        #[serde(
+            rename = "baseUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub base_url: ::std::option::Option<::std::string::String>,
+        #[serde(rename = "createdAt")]
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "hasKey")]
+        pub has_key: bool,
+        #[serde(
+            rename = "healthCheckedAt",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub health_checked_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        #[serde(
+            rename = "healthMessage",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub health_message: ::std::option::Option<::std::string::String>,
+        pub id: ::uuid::Uuid,
+        #[serde(rename = "isActive")]
+        pub is_active: bool,
+        #[serde(rename = "isHealthy")]
+        pub is_healthy: bool,
+        ///The id of the master key that encrypts it.
+        #[serde(
+            rename = "keyId",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub key_id: ::std::option::Option<::std::string::String>,
+        ///The key's last 4 characters.
+        #[serde(
+            rename = "keyLast4",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub key_last4: ::std::option::Option<::std::string::String>,
+        pub name: ::std::string::String,
+        ///`openai`, `fal`, `tripo` or `local`.
+        #[serde(rename = "type")]
+        pub type_: ::std::string::String,
+        #[serde(rename = "updatedAt")]
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+    }
+    ///`ProviderCreate`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ProviderCreate {
+        #[serde(
+            rename = "apiKey",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub api_key: ::std::option::Option<::std::string::String>,
+        #[serde(
+            rename = "baseUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub base_url: ::std::option::Option<::std::string::String>,
+        #[serde(
+            rename = "isActive",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub is_active: ::std::option::Option<bool>,
+        ///Unique; 1–64 characters of a-z, 0-9, - and _.
+        pub name: ::std::string::String,
+        #[serde(rename = "type")]
+        pub type_: ::std::string::String,
+    }
+    ///`ProviderList`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ProviderList {
+        pub providers: ::std::vec::Vec<Provider>,
+    }
+    ///`ProviderTest`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct ProviderTest {
+        pub healthy: bool,
+        pub message: ::std::string::String,
+        pub provider: Provider,
+    }
+    /**Only the fields given change. `apiKey` replaces the key (rotation); `clearBaseUrl`
+returns to the provider's public API.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct ProviderUpdate {
+        #[serde(
+            rename = "apiKey",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub api_key: ::std::option::Option<::std::string::String>,
+        #[serde(
+            rename = "baseUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub base_url: ::std::option::Option<::std::string::String>,
+        #[serde(
+            rename = "clearBaseUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub clear_base_url: ::std::option::Option<bool>,
+        #[serde(
+            rename = "isActive",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub is_active: ::std::option::Option<bool>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub name: ::std::option::Option<::std::string::String>,
+    }
     ///Queue depth now (the database's view, which is the truth in both modes).
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct QueueStats {
@@ -5049,6 +5160,310 @@ Sends a `GET` request to `/api/admin/dead-letters`
             .build()?;
         let info = OperationInfo {
             operation_id: "admin_dead_letter_list",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Every provider with its health (super_admin)
+
+Sends a `GET` request to `/api/admin/providers`
+
+*/
+    pub async fn admin_provider_list<'a>(
+        &'a self,
+    ) -> Result<ResponseValue<types::ProviderList>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/providers", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_provider_list",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Adds a provider; its key is encrypted at once (super_admin)
+
+Sends a `POST` request to `/api/admin/providers`
+
+*/
+    pub async fn admin_provider_create<'a>(
+        &'a self,
+        body: &'a types::ProviderCreate,
+    ) -> Result<ResponseValue<types::Provider>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/providers", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .post(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_provider_create",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            201u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Changes a provider: name, key (rotation), base URL, active (super_admin)
+
+Sends a `PATCH` request to `/api/admin/providers/{id}`
+
+*/
+    pub async fn admin_provider_update<'a>(
+        &'a self,
+        id: &'a ::uuid::Uuid,
+        body: &'a types::ProviderUpdate,
+    ) -> Result<ResponseValue<types::Provider>, Error<types::ApiError>> {
+        let url = format!(
+            "{}/api/admin/providers/{}", self.baseurl, encode_path(& id.to_string()),
+        );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .patch(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_provider_update",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Checks the provider now (an authenticated request to its API) and records the
+result (super_admin)
+
+Sends a `POST` request to `/api/admin/providers/{id}/test`
+
+*/
+    pub async fn admin_provider_test<'a>(
+        &'a self,
+        id: &'a ::uuid::Uuid,
+    ) -> Result<ResponseValue<types::ProviderTest>, Error<types::ApiError>> {
+        let url = format!(
+            "{}/api/admin/providers/{}/test", self.baseurl, encode_path(& id
+            .to_string()),
+        );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .post(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_provider_test",
         };
         self.pre(&mut request, &info).await?;
         let result = self.exec(request, &info).await;

@@ -244,7 +244,13 @@ impl AdminProvidersApi {
     /// Checks the provider now (an authenticated request to its API) and records the
     /// result (super_admin).
     #[oai(path = "/api/admin/providers/:id/test", method = "post", operation_id = "admin_provider_test")]
-    async fn test(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<ProviderTest>> {
+    async fn test(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<ProviderTest>> {
         auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
         let row = state.store().provider_get(id.0).await?.ok_or_else(|| AppError::not_found("provider"))?;
         let (healthy, message) = crate::providers::health::check_and_record(&state, &row).await;

@@ -100,11 +100,19 @@ pub async fn download(state: &AppState, who: &str, url: &str, max: u64) -> AppRe
     let none = SecretString::from(String::new());
     let resp = send(state, who, &none, || http.get(url)).await?;
     if resp.content_length().is_some_and(|n| n > max) {
-        return Err(AppError::new(ErrorKind::Unavailable, "PROVIDER_RESULT_TOO_LARGE", format!("{who}: the result is over {max} bytes")));
+        return Err(AppError::new(
+            ErrorKind::Unavailable,
+            "PROVIDER_RESULT_TOO_LARGE",
+            format!("{who}: the result is over {max} bytes"),
+        ));
     }
     let bytes = resp.bytes().await.map_err(|e| bad_response(who, &format!("downloading the result failed: {e}")))?;
     if bytes.len() as u64 > max {
-        return Err(AppError::new(ErrorKind::Unavailable, "PROVIDER_RESULT_TOO_LARGE", format!("{who}: the result is over {max} bytes")));
+        return Err(AppError::new(
+            ErrorKind::Unavailable,
+            "PROVIDER_RESULT_TOO_LARGE",
+            format!("{who}: the result is over {max} bytes"),
+        ));
     }
     Ok(bytes.to_vec())
 }
@@ -186,7 +194,10 @@ mod tests {
         let key = SecretString::from("sk-live-abcdefgh12345678".to_string());
         assert_eq!(provider_message(r#"{"error":{"message":"bad size","type":"invalid_request_error"}}"#), "bad size");
         assert_eq!(provider_message(r#"{"detail":[{"msg":"image_url is required"}]}"#), "image_url is required");
-        assert_eq!(provider_message(r#"{"code":2010,"message":"no credit","suggestion":"top up"}"#), "no credit (top up)");
+        assert_eq!(
+            provider_message(r#"{"code":2010,"message":"no credit","suggestion":"top up"}"#),
+            "no credit (top up)"
+        );
         assert_eq!(provider_message("<html>oops</html>"), "<html>oops</html>");
         let shown = safe_message("key sk-live-abcdefgh12345678 is bad\n\u{1b}[31m", &key);
         assert_eq!(shown, "key [key] is bad [31m");

@@ -336,7 +336,8 @@ fn keep_large_components(m: &[bool], w: usize, h: usize, min_share: f32) -> Vec<
         while let Some(i) = stack.pop() {
             sizes[id as usize] += 1;
             let (x, y) = (i % w, i / w);
-            for (ok, j) in [(x > 0, i.wrapping_sub(1)), (x + 1 < w, i + 1), (y > 0, i.wrapping_sub(w)), (y + 1 < h, i + w)]
+            for (ok, j) in
+                [(x > 0, i.wrapping_sub(1)), (x + 1 < w, i + 1), (y > 0, i.wrapping_sub(w)), (y + 1 < h, i + w)]
             {
                 if ok && m[j] && label[j] == 0 {
                     label[j] = id;
@@ -364,7 +365,8 @@ fn fill_holes(m: &[bool], w: usize, h: usize) -> Vec<bool> {
     }
     while let Some(i) = stack.pop() {
         let (x, y) = (i % w, i / w);
-        for (ok, j) in [(x > 0, i.wrapping_sub(1)), (x + 1 < w, i + 1), (y > 0, i.wrapping_sub(w)), (y + 1 < h, i + w)] {
+        for (ok, j) in [(x > 0, i.wrapping_sub(1)), (x + 1 < w, i + 1), (y > 0, i.wrapping_sub(w)), (y + 1 < h, i + w)]
+        {
             if ok && !m[j] && !outside[j] {
                 outside[j] = true;
                 stack.push(j);
@@ -438,7 +440,12 @@ pub fn relief_glb(img: &RgbaImage, depth: f32, progress: Progress<'_>) -> Result
     progress(60, "triangulated");
     let mut texture = Vec::new();
     let thumb = if w.max(h) > 1024 {
-        imageops::resize(img, (w as f32 * 1024.0 / w.max(h) as f32) as u32, (h as f32 * 1024.0 / w.max(h) as f32) as u32, imageops::FilterType::Triangle)
+        imageops::resize(
+            img,
+            (w as f32 * 1024.0 / w.max(h) as f32) as u32,
+            (h as f32 * 1024.0 / w.max(h) as f32) as u32,
+            imageops::FilterType::Triangle,
+        )
     } else {
         img.clone()
     };
@@ -452,7 +459,7 @@ pub fn relief_glb(img: &RgbaImage, depth: f32, progress: Progress<'_>) -> Result
 
 fn write_glb(positions: &[f32], normals: &[f32], uvs: &[f32], indices: &[u32], png: &[u8], depth: f32) -> Vec<u8> {
     fn push_aligned(bin: &mut Vec<u8>, data: &[u8]) -> (usize, usize) {
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         let offset = bin.len();
@@ -466,7 +473,7 @@ fn write_glb(positions: &[f32], normals: &[f32], uvs: &[f32], indices: &[u32], p
     let uv = push_aligned(&mut bin, &f32s(uvs));
     let idx = push_aligned(&mut bin, &indices.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>());
     let tex = push_aligned(&mut bin, png);
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let count = positions.len() / 3;
@@ -511,7 +518,7 @@ fn write_glb(positions: &[f32], normals: &[f32], uvs: &[f32], indices: &[u32], p
         "extras": { "depth": depth }
     });
     let mut json = serde_json::to_vec(&json).expect("serializable");
-    while json.len() % 4 != 0 {
+    while !json.len().is_multiple_of(4) {
         json.push(b' ');
     }
     let total = 12 + 8 + json.len() + 8 + bin.len();
@@ -536,9 +543,9 @@ pub fn point_step(w: u32, h: u32, max_points: u32) -> u32 {
 }
 
 /// A coloured point cloud as binary little-endian PLY: one point per sampled pixel (see
-/// [`point_step`]) whose alpha is at least 128, at (x, y) in the image plane (longer side
-/// 1) and z from luminance × `depth`, with the pixel's colour. Returns the bytes and the
-/// point count.
+/// [`point_step`]) whose alpha is at least 128, at (x, y) in the image plane (the longer
+/// side is 1 long) and z from luminance × `depth`, with the pixel's colour. Returns the
+/// bytes and the point count.
 pub fn point_cloud_ply(img: &RgbaImage, depth: f32, max_points: u32, progress: Progress<'_>) -> (Vec<u8>, usize) {
     let (w, h) = img.dimensions();
     let step = point_step(w, h, max_points);
@@ -578,28 +585,7 @@ pub fn point_cloud_ply(img: &RgbaImage, depth: f32, max_points: u32, progress: P
 mod tests {
     use super::*;
 
-    /// A light, noisy, slightly graded background with a red disc and a blue bar on it;
-    /// returns the image and the true object mask.
-    pub(crate) fn scene(w: u32, h: u32) -> (RgbaImage, Vec<bool>) {
-        let mut truth = vec![false; (w * h) as usize];
-        let mut noise: u32 = 12345;
-        let img = RgbaImage::from_fn(w, h, |x, y| {
-            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let n = ((noise >> 16) % 13) as i32 - 6;
-            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-            let disc = (fx - 0.4).powi(2) + (fy - 0.45).powi(2) < 0.06;
-            let bar = (0.55..0.8).contains(&fx) && (0.3..0.75).contains(&fy);
-            if disc || bar {
-                truth[(y * w + x) as usize] = true;
-                let base = if disc { [200, 40, 40] } else { [30, 60, 190] };
-                Rgba([(base[0] + n).clamp(0, 255) as u8, (base[1] + n) as u8, (base[2] + n) as u8, 255])
-            } else {
-                let g = 225 + (fx * 20.0) as i32 + n;
-                Rgba([g.clamp(0, 255) as u8, g.clamp(0, 255) as u8, (g - 8).clamp(0, 255) as u8, 255])
-            }
-        });
-        (img, truth)
-    }
+    use crate::testing::sample_scene as scene;
 
     fn iou(a: &[bool], b: &[bool]) -> f64 {
         let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();

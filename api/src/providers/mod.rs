@@ -144,12 +144,9 @@ impl StepRun<'_> {
 
 /// Runs one step on its provider.
 pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
-    let provider = run
-        .state
-        .store()
-        .provider_get(run.step.provider_id)
-        .await?
-        .ok_or_else(|| AppError::new(ErrorKind::Internal, "PROVIDER_MISSING", "the step's provider no longer exists"))?;
+    let provider = run.state.store().provider_get(run.step.provider_id).await?.ok_or_else(|| {
+        AppError::new(ErrorKind::Internal, "PROVIDER_MISSING", "the step's provider no longer exists")
+    })?;
     if !provider.is_active {
         return Err(AppError::new(
             ErrorKind::Unavailable,
@@ -292,11 +289,16 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
             "image-gen" => {
                 let style = job_style.unwrap_or_default();
                 let out = local::stylize(&img, &style, &mut report);
-                Ok((encode_png(&out)?, FileType::Png, json!({ "style": style, "width": out.width(), "height": out.height() })))
+                Ok((
+                    encode_png(&out)?,
+                    FileType::Png,
+                    json!({ "style": style, "width": out.width(), "height": out.height() }),
+                ))
             }
             "background-remove" => {
                 let (out, mask) = local::remove_background(&img, &mut report);
-                let kept = mask.pixels().filter(|p| p[0] > 0).count() as f64 / f64::from(mask.width() * mask.height()).max(1.0);
+                let kept = mask.pixels().filter(|p| p[0] > 0).count() as f64
+                    / f64::from(mask.width() * mask.height()).max(1.0);
                 Ok((
                     encode_png(&out)?,
                     FileType::Png,

@@ -60,7 +60,8 @@ pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretStr
         }
     };
     let body = http::json("OpenAI", resp).await?;
-    let b64 = body["data"][0]["b64_json"].as_str().ok_or_else(|| http::bad_response("OpenAI", "no data[0].b64_json"))?;
+    let b64 =
+        body["data"][0]["b64_json"].as_str().ok_or_else(|| http::bad_response("OpenAI", "no data[0].b64_json"))?;
     let png = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| http::bad_response("OpenAI", "b64_json is not base64"))?;

@@ -23,7 +23,10 @@ fn data(key: &SecretString, answer: Value) -> AppResult<Value> {
         Some(code) => Err(AppError::new(
             ErrorKind::Validation,
             "PROVIDER_REJECTED",
-            format!("Tripo error {code}: {}", http::safe_message(answer["message"].as_str().unwrap_or("no message"), key)),
+            format!(
+                "Tripo error {code}: {}",
+                http::safe_message(answer["message"].as_str().unwrap_or("no message"), key)
+            ),
         )),
         None => Err(http::bad_response(WHO, "no code")),
     }
@@ -67,16 +70,17 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
     let poll = Duration::from_millis(run.state.settings().providers.poll_ms);
     let mut last = None;
     let output = loop {
-        let resp =
-            http::send(run.state, WHO, key, || client.get(format!("{base}/task/{task_id}")).bearer_auth(key.expose_secret()))
-                .await?;
+        let resp = http::send(run.state, WHO, key, || {
+            client.get(format!("{base}/task/{task_id}")).bearer_auth(key.expose_secret())
+        })
+        .await?;
         let task = data(key, http::json(WHO, resp).await?)?;
         let progress = task["progress"].as_u64().unwrap_or(0).min(100) as u8;
         match task["status"].as_str() {
             Some("queued") | Some("running") => {
                 if last != Some(progress) {
                     last = Some(progress);
-                    let shown = 10 + progress * 7 / 10;
+                    let shown = (10 + u32::from(progress) * 7 / 10) as u8;
                     let message = format!("{} at Tripo ({progress}%)", task["status"].as_str().unwrap_or(""));
                     run.progress(shown, &message).await?;
                 }
@@ -104,6 +108,11 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
         return Err(http::bad_response(WHO, "the model is not binary glTF"));
     }
     run.progress(95, "storing the model").await?;
-    run.store("model-tripo.glb", FileType::Glb, glb, json!({ "model": run.step.provider_model, "providerTaskId": task_id }))
-        .await
+    run.store(
+        "model-tripo.glb",
+        FileType::Glb,
+        glb,
+        json!({ "model": run.step.provider_model, "providerTaskId": task_id }),
+    )
+    .await
 }
