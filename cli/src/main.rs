@@ -4,6 +4,7 @@ mod cmd_assets;
 mod cmd_auth;
 mod cmd_completions;
 mod cmd_credits;
+mod cmd_providers;
 mod cmd_status;
 mod cmd_tasks;
 mod cmd_tools;
@@ -99,6 +100,9 @@ pub enum AdminCommand {
     /// Users' credits.
     #[command(subcommand)]
     Credits(cmd_credits::AdminCreditsCommand),
+    /// AI providers and their API keys (super_admin).
+    #[command(subcommand)]
+    Providers(cmd_providers::ProvidersCommand),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +160,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Admin(AdminCommand::Credits(command)) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_credits::run_admin(&ctx, command).await
+        }
+        Command::Admin(AdminCommand::Providers(command)) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_providers::run(&ctx, command).await
         }
     }
 }

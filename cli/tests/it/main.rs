@@ -3,6 +3,7 @@
 mod assets;
 mod auth;
 mod credits;
+mod pty;
 mod status;
 mod tasks;
 

@@ -59,11 +59,12 @@ async fn run_watch_and_exit_codes() {
     let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(list["tasks"].as_array().unwrap().len(), 3);
 
-    // A step this build cannot run: exit 5 with the code; not enough credits: exit 6.
-    let out = cli(&["run", "background-remove", "--param", "imageUrl=https://example.com/a.png"]).await;
+    // A task that fails (its input file does not exist): exit 5 with the code; not enough
+    // credits: exit 6.
+    let out = cli(&["run", "background-remove", "--param", "imageStorageKey=nobody/uploads/missing.png"]).await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("STEP_NOT_AVAILABLE"), "{}", stderr(&out));
-    let out = cli(&["run", "crystal-memory", "--param", "imageUrl=https://example.com/a.png"]).await;
+    assert!(stderr(&out).contains("NOT_FOUND"), "{}", stderr(&out));
+    let out = cli(&["run", "crystal-memory", "--param", "imageStorageKey=nobody/uploads/missing.png"]).await;
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(stderr(&out).contains("INSUFFICIENT_CREDITS"));
     let out = cli(&["run", "echo", "--param", "oops"]).await;
