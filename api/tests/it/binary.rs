@@ -121,3 +121,171 @@ async fn create_super_admin_and_openapi_subcommands() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FUNMAGIC_LISTEN"));
 }
+
+/// Starts `serve` with debug logs kept in memory; returns the child, its URL and the log.
+async fn serve_logged(
+    dir: &TempDir,
+) -> (tokio::process::Child, String, std::sync::Arc<std::sync::Mutex<String>>, Option<(String, String)>) {
+    let mut child = server(dir, &["serve", "--listen", "127.0.0.1:0"])
+        .env("FUNMAGIC_LOG", "debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = log.lock().unwrap().clone();
+        if let Some(rest) = text.split("listening on ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap().to_string();
+            let field =
+                |name: &str| text.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_string());
+            let creds = field("email:").zip(field("password:"));
+            return (child, url, log, creds);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no start: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+/// A provider key never appears in plaintext in the logs (debug level) or in any file of
+/// the data dir, also after a failing call whose answer quotes it; the master key file is
+/// 0600; `admin rotate-master-key` re-encrypts and the server still uses the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_stay_secret_and_the_master_key_rotates() {
+    use funmagic_sdk::types;
+    let fake = crate::fakes::start().await;
+    let secret = "sk-live-TopSecretValue-0123456789";
+    fake.script("GET /v1/models", vec![crate::fakes::Reply::json(200, serde_json::json!({ "data": [] }))]);
+    fake.script(
+        "POST /v1/images/generations",
+        vec![crate::fakes::Reply::json(
+            401,
+            serde_json::json!({ "error": { "message": format!("Incorrect API key provided: {secret}") } }),
+        )],
+    );
+    let dir = TempDir::new("bin-keys");
+    let (child, url, log, creds) = serve_logged(&dir).await;
+    let (email, password) = creds.expect("first start prints the admin");
+    let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
+    let token = anon
+        .auth_sign_in_email(&types::SignInRequest { email: email.clone(), password: password.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let root = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
+    let provider = root
+        .admin_provider_create(&types::ProviderCreate {
+            name: "openai".into(),
+            type_: "openai".into(),
+            api_key: Some(secret.into()),
+            base_url: Some(format!("{}/v1", fake.base)),
+            is_active: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(root.admin_provider_test(&provider.id).await.unwrap().into_inner().healthy);
+    let type_id = root.admin_tool_type_list().await.unwrap().into_inner().tool_types[0].id;
+    root.admin_tool_create(&types::ToolInput {
+        slug: "paint".into(),
+        title: "Paint".into(),
+        description: None,
+        tool_type_id: type_id,
+        config: serde_json::json!({ "steps": [{ "id": "main", "name": "Main", "type": "image-gen", "providerId": provider.id, "providerModel": "gpt-image-1", "cost": 0 }] }),
+        is_active: None,
+    })
+    .await
+    .unwrap();
+    let task = root
+        .task_create(
+            None,
+            &types::TaskCreateRequest {
+                tool_slug: "paint".into(),
+                step_id: None,
+                input: serde_json::json!({ "prompt": "a cat" }),
+                parent_task_id: None,
+                run_all_steps: None,
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .task;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let detail = loop {
+        let d = root.task_get(&task.id).await.unwrap().into_inner();
+        if d.task.status == "failed" {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(detail.error.unwrap().contains("[key]"));
+    stop(child).await;
+
+    let logged = log.lock().unwrap().clone();
+    assert!(logged.contains("DEBUG") || logged.contains("debug"), "debug logging was on");
+    assert!(!logged.contains("TopSecretValue"), "the key is in the log:\n{logged}");
+    for file in files_under(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!bytes.windows(14).any(|w| w == b"TopSecretValue"), "plaintext key in {}", file.display());
+    }
+    let key_file = dir.path().join("master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+
+    let out = server(&dir, &["admin", "rotate-master-key"]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("re-encrypted 1 provider key(s)"), "{said}");
+    assert_ne!(std::fs::read_to_string(&key_file).unwrap(), old_key);
+
+    let (child, url, _, _) = serve_logged(&dir).await;
+    let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
+    let token = anon.auth_sign_in_email(&types::SignInRequest { email, password }).await.unwrap().into_inner().token;
+    let root = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
+    let listed = root.admin_provider_list().await.unwrap().into_inner();
+    let rotated = listed.providers.iter().find(|p| p.id == provider.id).unwrap();
+    assert_ne!(rotated.key_id, provider.key_id, "re-encrypted under the new key id");
+    let tested = root.admin_provider_test(&provider.id).await.unwrap().into_inner();
+    assert!(tested.healthy, "the new master key decrypts it: {tested:?}");
+    let hit = fake.hits("GET /v1/models").pop().unwrap();
+    assert_eq!(hit.authorization.unwrap(), format!("Bearer {secret}"));
+    stop(child).await;
+}

@@ -70,3 +70,65 @@ async fn run_watch_and_exit_codes() {
     let out = cli(&["run", "echo", "--param", "oops"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The seed's image tools on the offline provider, from the command line: each finishes and
+/// its file lands in --output. And `admin providers` for a super admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tools_and_providers_from_the_cli() {
+    let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
+    let state = app.state();
+    let hash = state.hasher().hash("correct horse battery").await.unwrap();
+    let new = funmagic_api::store::NewUser {
+        email: "root@example.com".into(),
+        name: "Root".into(),
+        role: Role::SuperAdmin,
+        email_verified: true,
+    };
+    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
+    let token =
+        funmagic_api::auth::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
+    state.store().credits_grant(user.id, TxKind::Bonus, 100, "seed", None).await.unwrap();
+    let cfg = TempDir::new("cli-local");
+    let photo = cfg.path().join("photo.png");
+    std::fs::write(&photo, funmagic_api::testing::sample_png(200, 150)).unwrap();
+    let out_dir = cfg.path().join("out");
+    let url = app.base_url();
+    let base = ["--api-url", url.as_str(), "--token", token.as_str()];
+    let cli = |args: &[&str]| {
+        let all: Vec<&str> = base.iter().copied().chain(args.iter().copied()).collect::<Vec<_>>();
+        let all: Vec<String> = all.into_iter().map(str::to_string).collect();
+        let cfg = &cfg;
+        async move { funmagic(cfg, &all.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let photo_arg = photo.display().to_string();
+    let out_arg = out_dir.display().to_string();
+    let out = cli(&["run", "background-remove", &photo_arg, "--output", &out_arg]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cut = image::open(out_dir.join("photo-cutout.png")).unwrap().to_rgba8();
+    assert_eq!((cut.get_pixel(0, 0)[3], cut.get_pixel(80, 67)[3]), (0, 255), "transparent background, opaque object");
+    let out = cli(&["run", "crystal-memory", &photo_arg, "--output", &out_arg]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ply = std::fs::read(out_dir.join("photo-points.ply")).unwrap();
+    assert!(String::from_utf8_lossy(&ply[..200]).contains("element vertex 30000"));
+
+    // Providers: add with the key on stdin, list (last 4 only), disable.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic"))
+        .args(base)
+        .args(["admin", "providers", "add", "fal-main", "--type", "fal", "--key-stdin"])
+        .env("FUNMAGIC_CONFIG_DIR", cfg.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(child.stdin.as_mut().unwrap(), b"fal-secret-key-WXYZ\n").await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fal-main (fal) …WXYZ active"), "{}", stdout(&out));
+    let out = cli(&["admin", "providers", "list"]).await;
+    assert!(stdout(&out).contains("…WXYZ") && !stdout(&out).contains("fal-secret"), "{}", stdout(&out));
+    let out = cli(&["admin", "providers", "disable", "fal-main"]).await;
+    assert!(stdout(&out).contains("disabled"), "{}", stdout(&out));
+    let out = cli(&["admin", "providers", "test", "nope"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
