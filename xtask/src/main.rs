@@ -3,6 +3,8 @@
 //! - `cargo xtask codegen` writes `openapi/funmagic.json` from the server code and
 //!   regenerates `sdk/src/generated.rs` from it with progenitor.
 //! - `cargo xtask codegen --check` fails when either file is stale (CI, and a unit test).
+//! - `cargo xtask bench` builds in release and prints the speed numbers (local provider
+//!   algorithms on 1024×1024, queue pickup latency and throughput on both queues).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,12 +29,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Speed numbers in a release build (api/benches/bench.rs); tests never time things.
+    Bench,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Codegen { check } => run_codegen(check),
+        Command::Bench => run_bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +46,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_bench() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["bench", "--locked", "-p", "funmagic-api", "--bench", "bench"])
+        .status()
+        .context("running cargo bench")?;
+    if !status.success() {
+        bail!("the benchmark failed ({status})");
+    }
+    Ok(())
 }
 
 /// The workspace root (the parent of `xtask/`).
