@@ -33,7 +33,10 @@ fn local_algorithms() {
     let (img, _) = funmagic_api::testing::sample_scene(1024, 1024);
     println!("local provider, 1024×1024 (median of 5):");
     for style in local::STYLES {
-        println!("  image-gen {style:<12} {:>7.1} ms", time(5, || local::stylize(&img, style, &mut |_, _| {})).as_secs_f64() * 1e3);
+        println!(
+            "  image-gen {style:<12} {:>7.1} ms",
+            time(5, || local::stylize(&img, style, &mut |_, _| {})).as_secs_f64() * 1e3
+        );
     }
     let mut cut = None;
     let t = time(5, || cut = Some(local::remove_background(&img, &mut |_, _| {})));

@@ -151,6 +151,44 @@ fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppR
     }
 }
 
+/// An admin runs a failed or cancelled task again: a new task of the same user, tool, steps
+/// and input, its cost reserved from that user like any submission.
+pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskRow> {
+    principal.require(Access::Admin)?;
+    let old = state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))?;
+    if !matches!(old.status.as_str(), "failed" | "cancelled") {
+        return Err(AppError::conflict(
+            "TASK_NOT_FAILED",
+            format!("only failed or cancelled tasks are retried; this one is {}", old.status),
+        ));
+    }
+    let tool = state.store().tool_get(old.tool_id).await?.ok_or_else(|| AppError::not_found("tool"))?;
+    let config: ToolConfig = serde_json::from_value(tool.config.0).map_err(AppError::internal)?;
+    let steps: Vec<String> = state.store().task_steps(id).await?.into_iter().map(|s| s.step_id).collect();
+    let mut cost = 0;
+    for step in &steps {
+        cost += config
+            .step(step)
+            .ok_or_else(|| AppError::conflict("TOOL_CHANGED", format!("the tool no longer has step '{step}'")))?
+            .cost;
+    }
+    let input = state.store().task_payload(id).await?.map(|p| p.input.0).unwrap_or_else(|| json!({}));
+    let new = NewTask {
+        id: Uuid::now_v7(),
+        user_id: old.user_id,
+        tool_id: old.tool_id,
+        parent_task_id: old.parent_task_id,
+        steps,
+        run_all_steps: old.run_all_steps,
+        cost,
+        input,
+    };
+    let task = state.store().task_submit(&new).await.map_err(|e| crate::credits::ledger_error(e, cost))?;
+    tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
+    crate::queue::enqueue(state, task.id).await;
+    Ok(task)
+}
+
 /// The caller's task (admins: anyone's); 404 otherwise.
 pub async fn task_for(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskRow> {
     let task = state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))?;

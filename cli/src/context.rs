@@ -1,79 +1,30 @@
 //! Resolving where and as whom to talk: flag → environment → profile in the config file
 //! (`$FUNMAGIC_CONFIG_DIR/config.toml`, else the user's config dir `funmagic/config.toml`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use funmagic_sdk::{Client, ClientBuilder, DEFAULT_API_URL};
-use serde::{Deserialize, Serialize};
 
 use crate::GlobalArgs;
 use crate::exit::CliError;
 
-/// One named profile of the config file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Profile {
-    pub api_url: Option<String>,
-    pub token: Option<String>,
-}
+pub use funmagic_sdk::profiles::ConfigFile;
 
-/// The CLI's config file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ConfigFile {
-    #[serde(default)]
-    pub profiles: BTreeMap<String, Profile>,
-}
-
-/// The directory of the CLI's config file.
-pub fn config_dir() -> Option<PathBuf> {
-    match std::env::var_os("FUNMAGIC_CONFIG_DIR") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => dirs::config_dir().map(|d| d.join("funmagic")),
+fn profile_error(e: funmagic_sdk::profiles::ProfileError) -> CliError {
+    match e {
+        funmagic_sdk::profiles::ProfileError::Parse { .. } => CliError::usage(e.to_string()),
+        other => CliError::other(other.to_string()),
     }
 }
 
-impl ConfigFile {
-    pub fn path() -> Option<PathBuf> {
-        config_dir().map(|d| d.join("config.toml"))
-    }
+/// Loads the config file (a missing one is empty).
+pub fn load_config() -> Result<ConfigFile, CliError> {
+    ConfigFile::load().map_err(profile_error)
+}
 
-    /// Writes the file atomically with mode 0600 (it holds tokens), in a 0700 directory.
-    pub fn save(&self) -> Result<PathBuf, CliError> {
-        let path =
-            Self::path().ok_or_else(|| CliError::other("cannot find a config directory; set FUNMAGIC_CONFIG_DIR"))?;
-        let dir = path.parent().expect("config.toml has a parent");
-        let io = |e: std::io::Error| CliError::other(format!("cannot write {}: {e}", path.display()));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let text = toml::to_string_pretty(self).map_err(|e| CliError::other(e.to_string()))?;
-        let tmp = dir.join(format!(".config.toml.{}", std::process::id()));
-        {
-            use std::io::Write;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-                options.mode(0o600);
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            }
-            let mut file = options.open(&tmp).map_err(io)?;
-            file.write_all(text.as_bytes()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(path)
-    }
-
-    /// A missing file is an empty config; a broken one is an error naming the file.
-    pub fn load() -> Result<Self, CliError> {
-        let Some(path) = Self::path() else { return Ok(Self::default()) };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| CliError::usage(format!("{}: {}", path.display(), e.to_string().trim()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(CliError::other(format!("cannot read {}: {e}", path.display()))),
-        }
-    }
+/// Saves the config file (0600).
+pub fn save_config(config: &ConfigFile) -> Result<PathBuf, CliError> {
+    config.save().map_err(profile_error)
 }
 
 /// Everything a command needs to talk to the server.
@@ -89,7 +40,7 @@ pub struct Context {
 
 impl Context {
     pub fn resolve(args: &GlobalArgs) -> Result<Self, CliError> {
-        let config = ConfigFile::load()?;
+        let config = load_config()?;
         let profile = config.profiles.get(&args.profile).cloned().unwrap_or_default();
         let api_url = args
             .api_url
@@ -117,12 +68,12 @@ impl Context {
 
     /// Stores `token` (and the API URL) in this profile.
     pub fn store_token(&self, token: Option<&str>) -> Result<PathBuf, CliError> {
-        let mut config = ConfigFile::load()?;
+        let mut config = load_config()?;
         let entry = config.profiles.entry(self.profile.clone()).or_default();
         entry.token = token.map(str::to_string);
         if token.is_some() {
             entry.api_url = Some(self.api_url.clone());
         }
-        config.save()
+        save_config(&config)
     }
 }

@@ -2,6 +2,7 @@
 
 mod cmd_assets;
 mod cmd_auth;
+mod cmd_banners;
 mod cmd_completions;
 mod cmd_credits;
 mod cmd_providers;
@@ -103,6 +104,9 @@ pub enum AdminCommand {
     /// AI providers and their API keys (super_admin).
     #[command(subcommand)]
     Providers(cmd_providers::ProvidersCommand),
+    /// Site banners (the content shown on the web UI).
+    #[command(subcommand)]
+    Banners(cmd_banners::BannersCommand),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +164,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Admin(AdminCommand::Credits(command)) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_credits::run_admin(&ctx, command).await
+        }
+        Command::Admin(AdminCommand::Banners(command)) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_banners::run(&ctx, command).await
         }
         Command::Admin(AdminCommand::Providers(command)) => {
             let ctx = Context::resolve(&cli.global)?;

@@ -56,17 +56,56 @@ pub async fn upload_file(
     module: Option<&str>,
     progress: impl Fn(u64, u64) + Send + Sync + 'static,
 ) -> Result<types::Asset, FileError> {
+    upload(client, path, Target::User(module), progress).await
+}
+
+/// Uploads `path` into the admin bucket (banner thumbnails, style previews) under `key`
+/// (default: generated); admins only.
+pub async fn upload_admin_file(
+    client: &Client,
+    path: &Path,
+    key: Option<&str>,
+    progress: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> Result<types::Asset, FileError> {
+    upload(client, path, Target::Admin(key), progress).await
+}
+
+enum Target<'a> {
+    User(Option<&'a str>),
+    Admin(Option<&'a str>),
+}
+
+async fn upload(
+    client: &Client,
+    path: &Path,
+    target: Target<'_>,
+    progress: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> Result<types::Asset, FileError> {
     let content_type = content_type_for(path).ok_or_else(|| FileError::UnknownType(path.to_path_buf()))?;
     let file = tokio::fs::File::open(path).await?;
     let size = file.metadata().await?.len();
     let filename = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string();
-    let request = types::PresignUploadRequest {
-        filename,
-        content_type: content_type.to_string(),
-        size,
-        module: module.map(str::to_string),
+    let presigned = match target {
+        Target::User(module) => {
+            let request = types::PresignUploadRequest {
+                filename,
+                content_type: content_type.to_string(),
+                size,
+                module: module.map(str::to_string),
+            };
+            client.upload_presign(&request).await?.into_inner()
+        }
+        Target::Admin(key) => {
+            let request = types::AdminPresignUploadRequest {
+                filename,
+                content_type: content_type.to_string(),
+                size,
+                key: key.map(str::to_string),
+            };
+            client.admin_upload_presign(&request).await?.into_inner()
+        }
     };
-    let presigned = client.upload_presign(&request).await?.into_inner();
+    let admin = matches!(target, Target::Admin(_));
     let mut sent = 0u64;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(move |chunk| {
         if let Ok(bytes) = &chunk {
@@ -86,10 +125,12 @@ pub async fn upload_file(
         let body = response.text().await.unwrap_or_default().chars().take(500).collect();
         return Err(FileError::Storage { status, body });
     }
-    let asset = client
-        .upload_complete(&types::CompleteUploadRequest { storage_key: presigned.storage_key })
-        .await?
-        .into_inner();
+    let complete = types::CompleteUploadRequest { storage_key: presigned.storage_key };
+    let asset = if admin {
+        client.admin_upload_complete(&complete).await?.into_inner()
+    } else {
+        client.upload_complete(&complete).await?.into_inner()
+    };
     Ok(asset)
 }
 

@@ -11,6 +11,7 @@ pub mod generated;
 mod builder;
 pub mod events;
 pub mod files;
+pub mod profiles;
 
 pub use builder::{ClientBuilder, DEFAULT_API_URL};
 pub use generated::{Client, types};

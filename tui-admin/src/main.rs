@@ -1,27 +1,161 @@
-//! `funmagic-admin`: the terminal admin console (ratatui). Not built yet: this stub only
-//! checks that it can reach the server through the SDK, so the binary and its wiring exist.
+//! `funmagic-admin`: the terminal admin console. Signs in with the `funmagic` CLI's
+//! profiles (or `--token` / `FUNMAGIC_TOKEN`), refuses accounts that are not admins, then
+//! runs the console until `q`. The terminal is restored on every exit, panics included.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let url = std::env::var("FUNMAGIC_API_URL").unwrap_or_else(|_| funmagic_sdk::DEFAULT_API_URL.to_string());
-    eprintln!("funmagic-admin: the interactive console is not implemented yet (planned); checking {url} instead");
-    let client = match funmagic_sdk::ClientBuilder::new(url.clone()).build() {
-        Ok(c) => c,
+use clap::Parser;
+use funmagic_admin::app::{App, Effect, Key};
+use funmagic_admin::{io, ui};
+use funmagic_sdk::types::UserRole;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+#[derive(Debug, Parser)]
+#[command(name = "funmagic-admin", version, about = "FunMagic terminal admin console")]
+struct Args {
+    /// The API (default: the profile's, else http://127.0.0.1:8000).
+    #[arg(long, env = "FUNMAGIC_API_URL")]
+    api_url: Option<String>,
+    /// A session token or API key (default: the profile's, from `funmagic auth login`).
+    #[arg(long, env = "FUNMAGIC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The `funmagic` profile to use.
+    #[arg(long, env = "FUNMAGIC_PROFILE", default_value = "default")]
+    profile: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("funmagic-admin: {e}");
-            return ExitCode::from(2);
+            eprintln!("funmagic-admin: cannot start: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    match client.health_get().await {
-        Ok(report) => {
-            println!("server {} is up (version {})", url, report.into_inner().version);
-            ExitCode::SUCCESS
-        }
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("funmagic-admin: cannot reach {url}: {e}");
+            eprintln!("funmagic-admin: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = funmagic_sdk::profiles::ConfigFile::load()?;
+    let profile = config.profiles.get(&args.profile).cloned().unwrap_or_default();
+    let api_url = args.api_url.or(profile.api_url).unwrap_or_else(|| funmagic_sdk::DEFAULT_API_URL.to_string());
+    let Some(token) = args.token.or(profile.token) else {
+        anyhow::bail!("not signed in: run `funmagic auth login` (profile '{}') or pass --token", args.profile);
+    };
+    let client = funmagic_sdk::ClientBuilder::new(api_url.clone()).token(&token).build()?;
+    let me = match client.auth_session_get().await {
+        Ok(s) => s.into_inner().user,
+        Err(funmagic_sdk::Error::ErrorResponse(r)) if r.status().as_u16() == 401 => {
+            anyhow::bail!("the saved credentials are no longer valid: run `funmagic auth login`")
+        }
+        Err(e) => anyhow::bail!("cannot reach {api_url}: {e}"),
+    };
+    if !matches!(me.role, UserRole::Admin | UserRole::SuperAdmin) {
+        anyhow::bail!("{} is a {} account; funmagic-admin is for admins", me.email, me.role);
+    }
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (requests, mut responses) = io::spawn(client);
+    let mut app = App::new(me, api_url, requests, color);
+    app.refresh();
+    // Keys come from a blocking thread (crossterm's reader); never read on the async side.
+    let (key_tx, mut keys) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (pause_tx, pause_rx) = std::sync::mpsc::channel::<bool>();
+    std::thread::spawn(move || {
+        loop {
+            if let Ok(true) = pause_rx.try_recv() {
+                // The editor owns the terminal: wait until it is given back.
+                while let Ok(true) | Err(std::sync::mpsc::TryRecvError::Empty) = pause_rx.try_recv() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if event::poll(Duration::from_millis(100)).unwrap_or(false) {
+                match event::read() {
+                    Ok(e) => {
+                        if key_tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    });
+    let mut terminal = ratatui::init();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let result: anyhow::Result<()> = loop {
+        if let Err(e) = terminal.draw(|f| ui::draw(f, &app)) {
+            break Err(e.into());
+        }
+        if app.quit {
+            break Ok(());
+        }
+        tokio::select! {
+            Some(event) = keys.recv() => {
+                let Some(key) = to_key(&event) else { continue };
+                if let Some(Effect::EditTool { id, config }) = app.on_key(key) {
+                    let _ = pause_tx.send(true);
+                    ratatui::restore();
+                    let edited = edit(&config);
+                    terminal = ratatui::init();
+                    let _ = pause_tx.send(false);
+                    match edited {
+                        Ok(text) => app.on_tool_edited(id, &text),
+                        Err(e) => app.on_response(io::Response::Failed { code: "EDITOR".into(), message: e.to_string() }),
+                    }
+                }
+            }
+            Some(response) = responses.recv() => app.on_response(response),
+            _ = tick.tick() => {
+                // The dashboard and the task list refresh themselves.
+                if matches!(app.tab, funmagic_admin::app::Tab::Dashboard | funmagic_admin::app::Tab::Tasks)
+                    && app.dialog.is_none() && app.pending == 0
+                {
+                    app.refresh();
+                }
+            }
+        }
+    };
+    ratatui::restore();
+    result
+}
+
+fn to_key(event: &Event) -> Option<Key> {
+    let Event::Key(k) = event else { return None };
+    if k.kind != KeyEventKind::Press {
+        return None;
+    }
+    Some(match k.code {
+        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::CtrlC,
+        KeyCode::Char(c) => Key::Char(c),
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Tab => Key::Tab,
+        KeyCode::BackTab => Key::BackTab,
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::Backspace => Key::Backspace,
+        _ => return None,
+    })
+}
+
+/// Opens `text` in `$VISUAL`/`$EDITOR` (default `vi`) and returns what was saved.
+fn edit(text: &str) -> anyhow::Result<String> {
+    let file = tempfile::Builder::new().prefix("funmagic-tool-").suffix(".json").tempfile()?;
+    std::fs::write(file.path(), text)?;
+    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().unwrap_or("vi");
+    let status = std::process::Command::new(program).args(parts).arg(file.path()).status()?;
+    if !status.success() {
+        anyhow::bail!("{editor} exited with {status}; nothing saved");
+    }
+    Ok(std::fs::read_to_string(file.path())?)
 }

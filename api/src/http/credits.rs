@@ -355,6 +355,25 @@ impl AdminCreditsApi {
         Ok(Json(state.store().credits_get(id.0).await?.into()))
     }
 
+    /// Any user's credit transactions, newest first (admin).
+    #[oai(path = "/api/admin/users/:id/transactions", method = "get", operation_id = "admin_user_transaction_list")]
+    async fn admin_user_transactions(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+        cursor: Query<Option<Uuid>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<TransactionList>> {
+        let principal = auth.principal(&state, req).await?;
+        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        let limit = super::models::page_limit(limit.0);
+        let mut rows = state.store().credits_transactions(id.0, None, cursor.0, limit + 1).await?;
+        let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
+        Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
     /// Adds or removes a user's credits with a reason (`admin_adjust`); idempotent with
     /// `Idempotency-Key` (admin).
     #[oai(path = "/api/admin/users/:id/credits", method = "post", operation_id = "admin_user_credits_adjust")]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod banners;
 pub mod credits;
 pub mod error;
 pub mod files;
@@ -45,6 +46,9 @@ pub enum ApiTags {
     /// Credits: balance, history, packages, purchases.
     #[oai(rename = "credits")]
     Credits,
+    /// Site content: banners.
+    #[oai(rename = "content")]
+    Content,
     /// Administration (admin and super_admin only).
     #[oai(rename = "admin")]
     Admin,
@@ -58,10 +62,12 @@ pub type Apis = (
     tasks::TasksApi,
     assets::AssetsApi,
     credits::CreditsApi,
+    banners::BannersApi,
     admin::AdminApi,
     tools::AdminToolsApi,
     tasks::AdminTasksApi,
     providers::AdminProvidersApi,
+    banners::AdminBannersApi,
     assets::AdminAssetsApi,
     credits::AdminCreditsApi,
 );
@@ -74,10 +80,12 @@ fn apis() -> Apis {
         tasks::TasksApi,
         assets::AssetsApi,
         credits::CreditsApi,
+        banners::BannersApi,
         admin::AdminApi,
         tools::AdminToolsApi,
         tasks::AdminTasksApi,
         providers::AdminProvidersApi,
+        banners::AdminBannersApi,
         assets::AdminAssetsApi,
         credits::AdminCreditsApi,
     )

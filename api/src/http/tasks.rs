@@ -117,6 +117,11 @@ pub struct TaskList {
     pub next_cursor: Option<Uuid>,
 }
 
+#[derive(Debug, Object)]
+pub struct TaskEventList {
+    pub events: Vec<TaskEvent>,
+}
+
 /// Queue depth now (the database's view, which is the truth in both modes).
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase")]
@@ -230,6 +235,24 @@ impl TasksApi {
             .await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// Every event of a task so far, in order (owner or admin) — the stream's history as
+    /// one JSON answer.
+    #[oai(path = "/api/tasks/:id/events", method = "get", operation_id = "task_events_list")]
+    async fn events(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<TaskEventList>> {
+        let principal = auth.principal(&state, req).await?;
+        let task = tasks::task_for(&state, &principal, id.0).await?;
+        let rows = state.store().task_events_after(task.id, 0).await?;
+        Ok(Json(TaskEventList {
+            events: rows.into_iter().map(|r| TaskEvent { seq: Some(r.seq), kind: r.kind, data: r.data.0 }).collect(),
+        }))
     }
 
     /// A task with its input, output, error and steps (owner or admin).
@@ -349,6 +372,15 @@ impl AdminTasksApi {
         let mut rows = state.store().task_list(user_id.0, status.0.as_deref(), tool_id, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// Runs a failed or cancelled task again as a new task of the same user (its cost is
+    /// reserved from that user).
+    #[oai(path = "/api/admin/tasks/:id/retry", method = "post", operation_id = "admin_task_retry")]
+    async fn retry(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<TaskCreated> {
+        let principal = auth.principal(&state, req).await?;
+        let task = tasks::retry(&state, &principal, id.0).await?;
+        Ok(TaskCreated::Created(Json(TaskEnvelope { task: task.into() })))
     }
 
     /// Queue depth: waiting, running and delayed tasks (and the Redis stream in scale-out).

@@ -15,6 +15,7 @@ macro_rules! user_columns {
 
 mod asset_queries;
 mod auth_queries;
+mod content_queries;
 mod ledger_queries;
 mod migrate;
 mod pg;
@@ -261,6 +262,12 @@ forward! {
     fn tool_get_by_slug(slug: &str) -> StoreResult<Option<ToolRow>>;
     fn tool_upsert(tool: &ToolRow) -> StoreResult<ToolRow>;
     fn tool_delete(id: Uuid) -> StoreResult<bool>;
+    fn banner_list(kind: Option<&str>, live_at: Option<DateTime<Utc>>) -> StoreResult<Vec<BannerRow>>;
+    fn banner_get(id: Uuid) -> StoreResult<Option<BannerRow>>;
+    fn banner_upsert(banner: &BannerRow) -> StoreResult<BannerRow>;
+    fn banner_delete(id: Uuid) -> StoreResult<bool>;
+    /// Positions of one type's banners in the given order, all or none.
+    fn banner_reorder(kind: &str, ids: &[Uuid]) -> StoreResult<()>;
     fn provider_list() -> StoreResult<Vec<ProviderRow>>;
     fn provider_get(id: Uuid) -> StoreResult<Option<ProviderRow>>;
     fn provider_upsert(provider: &ProviderRow) -> StoreResult<ProviderRow>;

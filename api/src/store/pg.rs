@@ -125,6 +125,8 @@ super::asset_queries::asset_queries!(PgStore);
 
 super::tool_queries::tool_queries!(PgStore);
 
+super::content_queries::content_queries!(PgStore);
+
 impl PgStore {
     /// The claim candidate: the oldest due, unleased task whose user is under the limit, or
     /// (`$3`) one given task; rows another worker is claiming right now are skipped, so

@@ -460,3 +460,27 @@ pub struct DeadLetterRow {
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct BannerRow {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    /// An http(s) URL, or a storage key in the admin bucket.
+    pub thumbnail: Option<String>,
+    pub link: Option<String>,
+    pub link_text: Option<String>,
+    /// `_self` or `_blank`.
+    pub link_target: String,
+    /// `main` or `side`.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub position: i32,
+    pub badge: Option<String>,
+    pub badge_color: Option<String>,
+    pub is_active: bool,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -110,6 +110,8 @@ super::asset_queries::asset_queries!(SqliteStore);
 
 super::tool_queries::tool_queries!(SqliteStore);
 
+super::content_queries::content_queries!(SqliteStore);
+
 impl SqliteStore {
     /// The claim candidate: the oldest due, unleased task whose user is under the limit, or
     /// (`$3`) one given task. SQLite runs one writer at a time, so nothing is skipped.

@@ -4,6 +4,7 @@
 mod admin;
 mod assets;
 mod auth;
+mod banners;
 mod binary;
 mod config;
 mod credits;

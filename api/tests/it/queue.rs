@@ -128,6 +128,21 @@ async fn dead_letters() {
         assert_eq!((balance.balance, balance.reserved), (10, 0), "{backend:?}: both released");
         assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
 
+        // An admin runs the crashed one again: a new task of ada's, paid by ada.
+        let retried = as_admin.admin_task_retry(&crashing.id).await.unwrap().into_inner().task;
+        assert_ne!(retried.id, crashing.id);
+        assert_eq!(retried.user_id, ada.id);
+        let retried = ended(&as_ada, retried.id).await;
+        assert_eq!(retried.status, "completed", "{backend:?}");
+        assert_eq!(err_code(as_admin.admin_task_retry(&retried.id).await), (409, "TASK_NOT_FAILED".into()));
+        assert_eq!(err_code(as_ada.admin_task_retry(&crashing.id).await).0, 403);
+        let events = as_ada.task_events_list(&retried.id).await.unwrap().into_inner().events;
+        assert_eq!(events.first().map(|e| e.type_.as_str()), Some("queued"));
+        assert_eq!(events.last().map(|e| e.type_.as_str()), Some("completed"));
+        let bob = funded(&app, "bob@example.com", 1).await;
+        assert_eq!(err_code(client_as(&app, &bob.token).task_events_list(&retried.id).await).0, 404);
+        assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 9);
+
         let stats = as_admin.admin_queue_get().await.unwrap().into_inner();
         assert_eq!((stats.waiting, stats.running), (0, 0));
         assert_eq!(stats.backend, if backend == TestBackend::ScaleOut { "redis" } else { "database" });

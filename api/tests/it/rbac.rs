@@ -28,6 +28,7 @@ const PUBLIC: &[&str] = &[
     "/api/auth/device/code",
     "/api/auth/device/token",
     "/api/credits/packages",
+    "/api/banners",
     "/api/tools",
     "/api/tools/{slug}",
 ];

@@ -99,3 +99,52 @@ async fn credits_commands() {
     let out = run(as_ada(&["credits", "buy", "platinum"])).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `funmagic admin banners`: create (with a thumbnail file uploaded to the admin bucket),
+/// list, update, reorder, rm; the public list follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_banners_from_the_cli() {
+    let app = funmagic_api::testing::TestApp::spawn(funmagic_api::testing::TestBackend::Embedded).await.unwrap();
+    let state = app.state();
+    let hash = state.hasher().hash("correct horse battery").await.unwrap();
+    let new = funmagic_api::store::NewUser {
+        email: "admin@example.com".into(),
+        name: "Admin".into(),
+        role: funmagic_api::store::Role::Admin,
+        email_verified: true,
+    };
+    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
+    let token = funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token;
+    let cfg = funmagic_api::testing::TempDir::new("cli-banners");
+    let thumb = cfg.path().join("thumb.png");
+    std::fs::write(&thumb, funmagic_api::testing::sample_png(16, 16)).unwrap();
+    let url = app.base_url();
+    let run = |args: Vec<String>| {
+        let mut all = vec!["--api-url".to_string(), url.clone(), "--token".to_string(), token.clone()];
+        all.extend(args);
+        let cfg = &cfg;
+        async move { crate::funmagic(cfg, &all.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let out = run(s(&["--json", "admin", "banners", "create", "--title", "First", "--thumbnail", thumb.to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    let first: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
+    assert!(first["thumbnail"].as_str().unwrap().starts_with("admin/") || first["thumbnailUrl"].is_string(), "{first}");
+    let out = run(s(&["--json", "admin", "banners", "create", "--title", "Second", "--link", "/tools/figme"])).await;
+    let second: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
+    let (a, b) = (first["id"].as_str().unwrap().to_string(), second["id"].as_str().unwrap().to_string());
+    let out = run(s(&["admin", "banners", "reorder", "--type", "main", &b, &a])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    let out = run(s(&["admin", "banners", "update", &a, "--inactive"])).await;
+    assert!(crate::stdout(&out).contains("First") && crate::stdout(&out).contains("inactive"), "{}", crate::stdout(&out));
+    let public: serde_json::Value =
+        reqwest::get(format!("{url}/api/banners?type=main")).await.unwrap().json().await.unwrap();
+    let titles: Vec<&str> = public["banners"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Second"]);
+    let out = run(s(&["admin", "banners", "list"])).await;
+    assert!(crate::stdout(&out).contains("First") && crate::stdout(&out).contains("Second"));
+    let out = run(s(&["admin", "banners", "rm", &b])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(s(&["admin", "banners", "rm", &b])).await;
+    assert_ne!(out.status.code(), Some(0), "deleting twice fails: {}", crate::stderr(&out));
+}
