@@ -113,11 +113,11 @@ async fn echo_task_runs_and_streams(app: TestApp) {
     let list = as_ada.task_list(None, None, Some("completed"), None).await.unwrap().into_inner();
     assert_eq!(list.tasks.len(), 1);
 
-    // A provider step this build cannot run fails cleanly and releases the credits.
+    // A step whose input file does not exist fails cleanly and releases the credits.
     let bg = types::TaskCreateRequest {
         tool_slug: "background-remove".into(),
         step_id: None,
-        input: serde_json::json!({"imageUrl": "https://example.com/a.png"}),
+        input: serde_json::json!({"imageStorageKey": "nobody/uploads/missing.png"}),
         parent_task_id: None,
         run_all_steps: None,
     };
