@@ -126,7 +126,9 @@ async fn admin_banners_from_the_cli() {
         async move { crate::funmagic(cfg, &all.iter().map(String::as_str).collect::<Vec<_>>()).await }
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let out = run(s(&["--json", "admin", "banners", "create", "--title", "First", "--thumbnail", thumb.to_str().unwrap()])).await;
+    let out =
+        run(s(&["--json", "admin", "banners", "create", "--title", "First", "--thumbnail", thumb.to_str().unwrap()]))
+            .await;
     assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
     let first: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
     assert!(first["thumbnail"].as_str().unwrap().starts_with("admin/") || first["thumbnailUrl"].is_string(), "{first}");
@@ -136,10 +138,15 @@ async fn admin_banners_from_the_cli() {
     let out = run(s(&["admin", "banners", "reorder", "--type", "main", &b, &a])).await;
     assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
     let out = run(s(&["admin", "banners", "update", &a, "--inactive"])).await;
-    assert!(crate::stdout(&out).contains("First") && crate::stdout(&out).contains("inactive"), "{}", crate::stdout(&out));
+    assert!(
+        crate::stdout(&out).contains("First") && crate::stdout(&out).contains("inactive"),
+        "{}",
+        crate::stdout(&out)
+    );
     let public: serde_json::Value =
         reqwest::get(format!("{url}/api/banners?type=main")).await.unwrap().json().await.unwrap();
-    let titles: Vec<&str> = public["banners"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> =
+        public["banners"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["Second"]);
     let out = run(s(&["admin", "banners", "list"])).await;
     assert!(crate::stdout(&out).contains("First") && crate::stdout(&out).contains("Second"));
