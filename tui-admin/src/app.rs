@@ -52,6 +52,7 @@ impl Tab {
             Tab::Content => &[
                 ("p/b", "packages/banners"),
                 ("n", "new"),
+                ("e", "edit"),
                 ("space", "activate"),
                 ("w", "window"),
                 ("K/J", "move up/down"),
@@ -144,11 +145,17 @@ impl Confirm {
 
 #[derive(Debug, Clone)]
 pub enum FormAction {
-    Adjust { user: Uuid, email: String, before: i64 },
+    Adjust {
+        user: Uuid,
+        email: String,
+        before: i64,
+    },
     AddProvider,
     RotateKey(Uuid),
-    NewPackage,
-    NewBanner,
+    /// New (`None`) or an edit of a package.
+    Package(Option<Uuid>),
+    /// New (`None`) or an edit of a banner.
+    Banner(Option<Uuid>),
     BannerWindow(Uuid),
 }
 
@@ -566,37 +573,8 @@ impl App {
                     self.content.on_banners = true;
                     self.content.selected = 0;
                 }
-                Key::Char('n') => {
-                    let (form, action) = if self.content.on_banners {
-                        (
-                            Form::new(
-                                "New banner".into(),
-                                vec![
-                                    Field::new("Title", false),
-                                    Field::new("Type (main/side)", false),
-                                    Field::new("Link", false),
-                                    Field::new("Starts (RFC 3339, optional)", false),
-                                    Field::new("Ends (RFC 3339, optional)", false),
-                                ],
-                            ),
-                            FormAction::NewBanner,
-                        )
-                    } else {
-                        (
-                            Form::new(
-                                "New credit package".into(),
-                                vec![
-                                    Field::new("Name", false),
-                                    Field::new("Credits", false),
-                                    Field::new("Price (cents)", false),
-                                    Field::new("Currency (default usd)", false),
-                                ],
-                            ),
-                            FormAction::NewPackage,
-                        )
-                    };
-                    self.dialog = Some(Dialog::Form(form, action));
-                }
+                Key::Char('n') => self.content_form(false),
+                Key::Char('e') => self.content_form(true),
                 Key::Char(' ') => self.toggle_content(),
                 Key::Char('w') if self.content.on_banners => {
                     if let Some(b) = self.content.banners.get(self.content.selected) {
@@ -609,10 +587,73 @@ impl App {
                     }
                 }
                 Key::Char(c @ ('K' | 'J')) if self.content.on_banners => self.move_banner(c == 'K'),
+                Key::Char(c @ ('K' | 'J')) => self.move_package(c == 'K'),
                 _ => {}
             },
         }
         None
+    }
+
+    /// The form for a new package or banner, or (`edit`) for the selected one.
+    fn content_form(&mut self, edit: bool) {
+        let field = |label: &str, value: String| {
+            let mut f = Field::new(label, false);
+            f.value = value;
+            f
+        };
+        let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+        if self.content.on_banners {
+            let b = if edit { self.content.banners.get(self.content.selected).cloned() } else { None };
+            if edit && b.is_none() {
+                return;
+            }
+            let form = Form::new(
+                b.as_ref().map(|b| format!("Edit banner {}", b.title)).unwrap_or_else(|| "New banner".into()),
+                vec![
+                    field("Title", b.as_ref().map(|b| b.title.clone()).unwrap_or_default()),
+                    field("Type (main/side)", b.as_ref().map(|b| b.type_.clone()).unwrap_or_else(|| "main".into())),
+                    field("Link", b.as_ref().and_then(|b| b.link.clone()).unwrap_or_default()),
+                    field("Starts (RFC 3339, optional)", time(b.as_ref().and_then(|b| b.starts_at))),
+                    field("Ends (RFC 3339, optional)", time(b.as_ref().and_then(|b| b.ends_at))),
+                ],
+            );
+            self.dialog = Some(Dialog::Form(form, FormAction::Banner(b.map(|b| b.id))));
+        } else {
+            let p = if edit { self.content.packages.get(self.content.selected).cloned() } else { None };
+            if edit && p.is_none() {
+                return;
+            }
+            let form = Form::new(
+                p.as_ref().map(|p| format!("Edit package {}", p.name)).unwrap_or_else(|| "New credit package".into()),
+                vec![
+                    field("Name", p.as_ref().map(|p| p.name.clone()).unwrap_or_default()),
+                    field("Credits", p.as_ref().map(|p| p.credits.to_string()).unwrap_or_default()),
+                    field("Price (cents)", p.as_ref().map(|p| p.price.to_string()).unwrap_or_default()),
+                    field("Currency", p.as_ref().map(|p| p.currency.clone()).unwrap_or_else(|| "usd".into())),
+                ],
+            );
+            self.dialog = Some(Dialog::Form(form, FormAction::Package(p.map(|p| p.id))));
+        }
+    }
+
+    /// Swaps the selected package's sort order with its neighbour's.
+    fn move_package(&mut self, up: bool) {
+        let i = self.content.selected;
+        let j = if up { i.checked_sub(1) } else { Some(i + 1).filter(|j| *j < self.content.packages.len()) };
+        let (Some(j), Some(a)) = (j, self.content.packages.get(i).cloned()) else { return };
+        let b = self.content.packages[j].clone();
+        // Distinct orders even if they were equal.
+        let (oa, ob) = if a.sort_order == b.sort_order {
+            if up { (b.sort_order - 1, b.sort_order) } else { (b.sort_order + 1, b.sort_order) }
+        } else {
+            (b.sort_order, a.sort_order)
+        };
+        for (p, order) in [(a, oa), (b, ob)] {
+            let mut input = package_input(&p);
+            input.sort_order = Some(order);
+            self.send(Request::SavePackage { id: Some(p.id), input });
+        }
+        self.content.selected = j;
     }
 
     fn toggle_content(&mut self) {
@@ -623,15 +664,8 @@ impl App {
                 self.send(Request::SaveBanner { id: Some(b.id), input: Box::new(input) });
             }
         } else if let Some(p) = self.content.packages.get(self.content.selected) {
-            let input = types::PackageInput {
-                name: p.name.clone(),
-                credits: p.credits,
-                price: p.price,
-                currency: Some(p.currency.clone()),
-                stripe_price_id: p.stripe_price_id.clone(),
-                is_active: Some(!p.is_active),
-                sort_order: Some(p.sort_order),
-            };
+            let mut input = package_input(p);
+            input.is_active = Some(!p.is_active);
             self.send(Request::SavePackage { id: Some(p.id), input });
         }
     }
@@ -712,39 +746,52 @@ impl App {
                 }
                 self.send(Request::RotateProviderKey { id: *id, key: v(0) });
             }
-            FormAction::NewPackage => {
+            FormAction::Package(id) => {
                 let credits: i64 = v(1).parse().map_err(|_| "credits must be a whole number".to_string())?;
                 let price: i64 = v(2).parse().map_err(|_| "price must be a whole number of cents".to_string())?;
-                let currency = Some(v(3)).filter(|c| !c.is_empty());
-                let input = types::PackageInput {
-                    name: v(0),
-                    credits,
-                    price,
-                    currency,
+                let existing = id.and_then(|id| self.content.packages.iter().find(|p| p.id == id));
+                let mut input = existing.map(package_input).unwrap_or(types::PackageInput {
+                    name: String::new(),
+                    credits: 0,
+                    price: 0,
+                    currency: None,
                     stripe_price_id: None,
                     is_active: Some(true),
                     sort_order: None,
-                };
-                self.send(Request::SavePackage { id: None, input });
+                });
+                input.name = v(0);
+                input.credits = credits;
+                input.price = price;
+                input.currency = Some(v(3)).filter(|c| !c.is_empty());
+                self.send(Request::SavePackage { id: *id, input });
             }
-            FormAction::NewBanner => {
+            FormAction::Banner(id) => {
                 let (starts_at, ends_at) = (parse_time(&v(3))?, parse_time(&v(4))?);
-                let input = types::BannerInput {
-                    title: v(0),
+                let existing = id.and_then(|id| self.content.banners.iter().find(|b| b.id == id));
+                let mut input = existing.map(banner_input).unwrap_or(types::BannerInput {
+                    title: String::new(),
                     description: None,
                     thumbnail: None,
-                    link: Some(v(2)).filter(|l| !l.is_empty()),
+                    link: None,
                     link_text: None,
                     link_target: None,
-                    type_: Some(v(1)).filter(|t| !t.is_empty()),
+                    type_: None,
                     position: None,
                     badge: None,
                     badge_color: None,
                     is_active: Some(true),
-                    starts_at,
-                    ends_at,
-                };
-                self.send(Request::SaveBanner { id: None, input: Box::new(input) });
+                    starts_at: None,
+                    ends_at: None,
+                });
+                input.title = v(0);
+                input.type_ = Some(v(1)).filter(|t| !t.is_empty());
+                input.link = Some(v(2)).filter(|l| !l.is_empty());
+                input.starts_at = starts_at;
+                input.ends_at = ends_at;
+                if existing.is_some_and(|b| Some(&b.type_) != input.type_.as_ref()) {
+                    input.position = None; // appended to its new type
+                }
+                self.send(Request::SaveBanner { id: *id, input: Box::new(input) });
             }
             FormAction::BannerWindow(id) => {
                 let Some(b) = self.content.banners.iter().find(|b| b.id == *id) else { return Ok(()) };
@@ -793,6 +840,18 @@ fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> ty
         tool_type_id: tool.tool_type.as_ref().map(|t| t.id).unwrap_or_default(),
         config,
         is_active: Some(active),
+    }
+}
+
+fn package_input(p: &types::CreditPackage) -> types::PackageInput {
+    types::PackageInput {
+        name: p.name.clone(),
+        credits: p.credits,
+        price: p.price,
+        currency: Some(p.currency.clone()),
+        stripe_price_id: p.stripe_price_id.clone(),
+        is_active: Some(p.is_active),
+        sort_order: Some(p.sort_order),
     }
 }
 

@@ -273,9 +273,42 @@ async fn every_screen() {
     assert_eq!(openai.key_last4.as_deref(), Some("9876"), "{:?}", c.status);
     c.on_key(Key::Char('6'));
     settle(&mut c, &mut rx, &client).await;
+    // Edit a package (a prefilled form), then move it below the next one.
+    c.on_key(Key::Char('e'));
+    c.on_key(Key::Tab);
+    for _ in 0..3 {
+        c.on_key(Key::Backspace);
+    }
+    for ch in "150".chars() {
+        c.on_key(Key::Char(ch));
+    }
+    c.on_key(Key::Tab);
+    c.on_key(Key::Tab);
+    c.on_key(Key::Enter);
+    settle(&mut c, &mut rx, &client).await;
+    assert_eq!(c.content.packages.iter().find(|p| p.name == "Starter").unwrap().credits, 150, "{:?}", c.status);
+    c.on_key(Key::Char('J'));
+    settle(&mut c, &mut rx, &client).await;
+    let names: Vec<&str> = c.content.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Pro", "Starter"], "{:?}", c.status);
+    // Banners: move the first main one down, edit the side one's title.
     c.on_key(Key::Char('b'));
     c.on_key(Key::Char('J'));
     settle(&mut c, &mut rx, &client).await;
+    c.on_key(Key::Down);
+    c.on_key(Key::Char('e'));
+    for _ in 0.."Buy credits".len() {
+        c.on_key(Key::Backspace);
+    }
+    for ch in "Top up".chars() {
+        c.on_key(Key::Char(ch));
+    }
+    for _ in 0..4 {
+        c.on_key(Key::Tab);
+    }
+    c.on_key(Key::Enter);
+    settle(&mut c, &mut rx, &client).await;
+    assert!(c.content.banners.iter().any(|b| b.title == "Top up" && b.type_ == "side"), "{:?}", c.status);
     frames.push(("content", text(&render(&c, 100, 30))));
     c.on_key(Key::Char('?'));
     frames.push(("help", text(&render(&c, 100, 30))));
