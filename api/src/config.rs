@@ -154,7 +154,7 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
     SettingDoc {
         key: "tasks.lease_secs",
         env: "FUNMAGIC_TASK_LEASE_SECS",
-        default: "60",
+        default: "45",
         help: "a task whose worker stops renewing its lease this long is run by another worker",
     },
     SettingDoc {
@@ -994,7 +994,7 @@ impl SettingsLayer {
             s3: resolve_s3(self.s3)?,
             storage: resolve_storage(self.storage)?,
             tasks: TaskSettings {
-                lease_secs: match self.tasks.lease_secs.unwrap_or(60) {
+                lease_secs: match self.tasks.lease_secs.unwrap_or(45) {
                     n if n < 3 => return Err(ConfigError::new("FUNMAGIC_TASK_LEASE_SECS", "must be at least 3")),
                     n => n,
                 },

@@ -290,7 +290,11 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
     let mut running = tokio::task::JoinSet::new();
     let mut reader: Option<redis::aio::MultiplexedConnection> = None;
     let mut orphans: Vec<String> = Vec::new();
-    let mut orphans_checked = tokio::time::Instant::now() - lease;
+    // Looked for often enough that a dead worker's task runs again soon after its lease
+    // (45 s by default): within lease + lease/6.
+    let orphan_every = (lease / 6).max(Duration::from_millis(500));
+    let mut orphans_checked =
+        tokio::time::Instant::now().checked_sub(orphan_every).unwrap_or_else(tokio::time::Instant::now);
     loop {
         while running.try_join_next().is_some() {}
         if *stop.borrow() {
@@ -317,7 +321,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
             }
         };
         // Entries of workers that died: pending and idle for a whole lease.
-        if orphans.is_empty() && orphans_checked.elapsed() >= lease / 4 {
+        if orphans.is_empty() && orphans_checked.elapsed() >= orphan_every {
             orphans_checked = tokio::time::Instant::now();
             match autoclaim(conn, &queue, &consumer, lease).await {
                 Ok(found) => {
