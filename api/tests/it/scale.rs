@@ -123,3 +123,130 @@ async fn two_apis_two_workers_one_killed() {
     assert!(violations.is_empty(), "{violations:?}");
     let _ = (TestApp::spawn, TestBackend::ScaleOut); // same backends as the in-process suite
 }
+
+/// A worker process SIGKILLed while it waits on fal.ai: another worker process takes the
+/// task over after the lease and resumes polling the same fal.ai request (its id was saved
+/// before waiting) — one submit, one payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
+    use crate::fakes::{self, Reply};
+    let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
+    let dir = TempDir::new("scale-fal");
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    layer.database.url = Some(db.url.clone().into());
+    layer.redis.url = Some(funmagic_api::testing::redis_url().into());
+    layer.redis.prefix = Some(redis.prefix.clone());
+    // The data dir's master key is shared with the processes below.
+    let state = AppState::build(layer.resolve().unwrap(), Migrations::Apply).await.unwrap();
+    let fake = fakes::start().await;
+    let now = funmagic_api::store::now();
+    let provider_id = uuid::Uuid::now_v7();
+    let provider = funmagic_api::store::ProviderRow {
+        id: provider_id,
+        name: "fal".into(),
+        kind: "fal".into(),
+        base_url: Some(fake.base.clone()),
+        is_active: true,
+        is_healthy: true,
+        health_checked_at: None,
+        created_at: now,
+        updated_at: now,
+        api_key: Some(state.master_key().encrypt(provider_id, "fal-key-scale-0001")),
+        api_key_id: Some(state.master_key().id().to_string()),
+        api_key_last4: Some("0001".into()),
+        health_message: None,
+        config: sqlx::types::Json(serde_json::json!({})),
+    };
+    state.store().provider_upsert(&provider).await.unwrap();
+    let type_id = state.store().tool_type_list().await.unwrap()[0].id;
+    let config = serde_json::json!({ "steps": [{ "id": "cut", "name": "Cut", "type": "background-remove",
+        "providerId": provider_id, "providerModel": "fal-ai/birefnet", "cost": 7 }] });
+    funmagic_api::tools::validate_config(&config, &state.store().provider_list().await.unwrap()).unwrap();
+    state
+        .store()
+        .tool_upsert(&funmagic_api::store::ToolRow {
+            id: uuid::Uuid::now_v7(),
+            slug: "cut".into(),
+            title: "Cut".into(),
+            description: None,
+            tool_type_id: type_id,
+            config: sqlx::types::Json(config),
+            credits_cost: 7,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let user = state
+        .store()
+        .user_create(&NewUser {
+            email: "k@example.com".into(),
+            name: "K".into(),
+            role: Role::User,
+            email_verified: true,
+        })
+        .await
+        .unwrap();
+    state.store().credits_grant(user.id, TxKind::Purchase, 20, "cs_k", None).await.unwrap();
+    let token =
+        funmagic_api::auth::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+
+    let png = funmagic_api::testing::sample_png(24, 24);
+    fake.script("GET /files/in.png", vec![Reply::bytes("image/png", png.clone())]);
+    fake.script("GET /files/out.png", vec![Reply::bytes("image/png", png)]);
+    fake.script("POST /fal-ai/birefnet", vec![Reply::json(200, serde_json::json!({ "request_id": "req-k" }))]);
+    let status = "GET /fal-ai/birefnet/requests/req-k/status";
+    fake.script(status, vec![Reply::json(200, serde_json::json!({ "status": "IN_PROGRESS" }))]);
+    fake.script(
+        "GET /fal-ai/birefnet/requests/req-k",
+        vec![Reply::json(200, serde_json::json!({ "image": { "url": format!("{}/files/out.png", fake.base) } }))],
+    );
+
+    let (_api, url) = start_api(&dir, &db, &redis).await;
+    let fast = |cmd: &mut tokio::process::Command| {
+        cmd.env("FUNMAGIC_PROVIDER_POLL_MS", "50");
+    };
+    let mut first = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    fast(&mut first);
+    let mut first = first.stderr(Stdio::null()).spawn().unwrap();
+    let client = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
+    let req = funmagic_sdk::types::TaskCreateRequest {
+        tool_slug: "cut".into(),
+        step_id: None,
+        input: serde_json::json!({ "imageUrl": format!("{}/files/in.png", fake.base) }),
+        parent_task_id: None,
+        run_all_steps: None,
+    };
+    let task = client.task_create(None, &req).await.unwrap().into_inner().task;
+    // Killed while polling fal.ai.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fake.hits(status).len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the first worker never polled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    fake.script(status, vec![Reply::json(200, serde_json::json!({ "status": "COMPLETED" }))]);
+    let mut second = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    fast(&mut second);
+    let _second = second.stderr(Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let detail = loop {
+        let d = client.task_get(&task.id).await.unwrap().into_inner();
+        if d.task.status == "completed" {
+            break d;
+        }
+        assert!(d.task.status != "failed", "{d:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "not taken over: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(fake.hits("POST /fal-ai/birefnet").len(), 1, "one submit: the second worker resumed req-k");
+    assert_eq!(detail.task.attempts, 2);
+    assert_eq!(detail.steps[0].state["falRequestId"], "req-k");
+    let events = client.task_events_list(&task.id).await.unwrap().into_inner().events;
+    assert!(events.iter().any(|e| e.data["message"] == "resuming the fal.ai request"));
+    let balance = client.credits_balance_get().await.unwrap().into_inner();
+    assert_eq!((balance.balance, balance.reserved), (13, 0), "paid once");
+    assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());
+}
