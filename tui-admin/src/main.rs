@@ -67,14 +67,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     app.refresh();
     // Keys come from a blocking thread (crossterm's reader); never read on the async side.
     let (key_tx, mut keys) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let (pause_tx, pause_rx) = std::sync::mpsc::channel::<bool>();
+    let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<Ctl>();
     std::thread::spawn(move || {
         loop {
-            if let Ok(true) = pause_rx.try_recv() {
-                // The editor owns the terminal: wait until it is given back.
-                while let Ok(true) | Err(std::sync::mpsc::TryRecvError::Empty) = pause_rx.try_recv() {
-                    std::thread::sleep(Duration::from_millis(20));
+            match ctl_rx.try_recv() {
+                Ok(Ctl::Pause(ack)) => {
+                    // The editor owns the terminal: say so, and read nothing until it is back.
+                    let _ = ack.send(());
+                    loop {
+                        match ctl_rx.recv() {
+                            Ok(Ctl::Resume) => break,
+                            Ok(Ctl::Pause(ack)) => {
+                                let _ = ack.send(());
+                            }
+                            Err(_) => return,
+                        }
+                    }
                 }
+                Ok(Ctl::Resume) | Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
             if event::poll(Duration::from_millis(100)).unwrap_or(false) {
                 match event::read() {
@@ -101,11 +112,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(event) = keys.recv() => {
                 let Some(key) = to_key(&event) else { continue };
                 if let Some(Effect::EditTool { id, config }) = app.on_key(key) {
-                    let _ = pause_tx.send(true);
+                    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+                    let _ = ctl_tx.send(Ctl::Pause(ack_tx));
+                    // The key reader finishes its current poll (≤ 100 ms) and stops reading.
+                    let _ = ack_rx.recv_timeout(Duration::from_secs(1));
                     ratatui::restore();
                     let edited = edit(&config);
                     terminal = ratatui::init();
-                    let _ = pause_tx.send(false);
+                    let _ = ctl_tx.send(Ctl::Resume);
                     match edited {
                         Ok(text) => app.on_tool_edited(id, &text),
                         Err(e) => app.on_response(io::Response::Failed { code: "EDITOR".into(), message: e.to_string() }),
@@ -125,6 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     ratatui::restore();
     result
+}
+
+/// Control of the key-reader thread.
+enum Ctl {
+    /// Stop reading (acknowledged on the sender) until `Resume`.
+    Pause(std::sync::mpsc::Sender<()>),
+    Resume,
 }
 
 fn to_key(event: &Event) -> Option<Key> {

@@ -71,6 +71,20 @@ async fn sign_in_find_a_user_adjust_credits() {
     let script = cfg.path().join("run.sh");
     std::fs::write(&script, format!("{BIN}; echo $? > {}; sleep 30", done.display())).unwrap();
     let env = format!("FUNMAGIC_CONFIG_DIR={}", cfg.path().display());
+    // An "editor" that first breaks the tool's config, then fixes it and raises the cost.
+    let editor = cfg.path().join("editor.sh");
+    let count = cfg.path().join("edits");
+    let c = count.display();
+    std::fs::write(
+        &editor,
+        format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); echo $((n+1)) > {c}\n\
+             if [ \"$n\" = 0 ]; then sed -i 's/\"type\": \"echo\"/\"type\": \"teleport\"/' \"$1\"\n\
+             else sed -i 's/\"type\": \"teleport\"/\"type\": \"echo\"/; s/\"cost\": 1/\"cost\": 2/' \"$1\"; fi\n"
+        ),
+    )
+    .unwrap();
+    let editor_env = format!("EDITOR=bash {}", editor.display());
     let run = format!("bash {}", script.display());
     let out = tmux.cmd(&[
         "new-session",
@@ -83,6 +97,8 @@ async fn sign_in_find_a_user_adjust_credits() {
         "32",
         "-e",
         &env,
+        "-e",
+        &editor_env,
         "-e",
         "TERM=xterm-256color",
         &run,
@@ -102,6 +118,19 @@ async fn sign_in_find_a_user_adjust_credits() {
     tmux.keys(&["y"]);
     tmux.wait_for("credits adjusted by +25").await;
     tmux.wait_for("credits 125").await;
+    // Tools: the config edited in $EDITOR; a refused edit is shown inline, then fixed.
+    tmux.keys(&["4"]);
+    tmux.wait_for("crystal-memory").await;
+    tmux.keys(&["/", "e", "c", "h", "o", "Enter"]);
+    tmux.wait_for("echo:echo").await;
+    tmux.keys(&["e"]);
+    let refused = tmux.wait_for("Not saved").await;
+    assert!(refused.contains("unknown step type 'teleport'"), "{refused}");
+    tmux.keys(&["e"]);
+    tmux.wait_for("tool echo saved").await;
+    let tools = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&root).build().unwrap();
+    let echo = tools.tool_get("echo").await.unwrap().into_inner();
+    assert_eq!(echo.credits_cost, 2, "saved through the editor");
     tmux.keys(&["q"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done.exists() {
