@@ -187,11 +187,20 @@ struct EventData {
 /// What the webhook did, for the log and the response.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WebhookOutcome {
-    Granted { session: String, credits: i64 },
+    Granted {
+        session: String,
+        credits: i64,
+    },
     AlreadyGranted,
     Recorded,
     Ignored,
     Duplicate,
+    /// Paid, but not what the session was created for (amount or currency): no credits,
+    /// an error in the log for a human to look at. Answered 200 so Stripe does not retry a
+    /// delivery that can never succeed.
+    AmountMismatch {
+        session: String,
+    },
 }
 
 /// Handles one webhook delivery. A bad signature is an error before anything is touched.
@@ -230,7 +239,7 @@ async fn handle_event(state: &AppState, event: &Event) -> AppResult<WebhookOutco
             if !paid {
                 return Ok(WebhookOutcome::Recorded); // async payment: wait for async_payment_succeeded
             }
-            fulfill(state, &session_id).await
+            fulfill(state, &session_id, &event.data.object).await
         }
         "checkout.session.expired" | "checkout.session.async_payment_failed" => {
             state.store().checkout_set_status(&session_id, "expired").await?;
@@ -241,11 +250,29 @@ async fn handle_event(state: &AppState, event: &Event) -> AppResult<WebhookOutco
 }
 
 /// Grants the session's credits, once per session whatever the deliveries and their order.
-async fn fulfill(state: &AppState, session_id: &str) -> AppResult<WebhookOutcome> {
+async fn fulfill(state: &AppState, session_id: &str, session: &serde_json::Value) -> AppResult<WebhookOutcome> {
     let Some(checkout) = state.store().checkout_get(session_id).await? else {
         tracing::warn!(session_id, "webhook for an unknown Checkout Session ignored");
         return Ok(WebhookOutcome::Ignored);
     };
+    // The price before discounts and taxes must be the package's price we created the
+    // session with, in its currency.
+    let paid_amount = session["amount_subtotal"].as_i64().or_else(|| session["amount_total"].as_i64());
+    let paid_currency = session["currency"].as_str().map(str::to_ascii_lowercase);
+    let amount_ok = paid_amount == Some(checkout.amount);
+    let currency_ok = paid_currency.as_deref().is_none_or(|c| c == checkout.currency.to_ascii_lowercase());
+    if !amount_ok || !currency_ok {
+        tracing::error!(
+            session_id,
+            user = %checkout.user_id,
+            expected_amount = checkout.amount,
+            expected_currency = %checkout.currency,
+            paid_amount = ?paid_amount,
+            paid_currency = ?paid_currency,
+            "a Checkout Session was paid with another amount or currency than it was created for; no credits granted"
+        );
+        return Ok(WebhookOutcome::AmountMismatch { session: checkout.id });
+    }
     let description = format!("purchase of {} credits", checkout.credits);
     let booked = state
         .store()

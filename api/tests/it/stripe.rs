@@ -89,7 +89,7 @@ fn event(id: &str, kind: &str, session: &str, payment_status: &str) -> Value {
     json!({
         "id": id, "object": "event", "type": kind, "api_version": "2024-06-20",
         "created": chrono::Utc::now().timestamp(),
-        "data": {"object": {"id": session, "object": "checkout.session", "payment_status": payment_status, "status": "complete", "amount_total": 900}}
+        "data": {"object": {"id": session, "object": "checkout.session", "payment_status": payment_status, "status": "complete", "amount_subtotal": 900, "amount_total": 900, "currency": "usd"}}
     })
 }
 
@@ -174,6 +174,19 @@ async fn scenario(backend: TestBackend) {
     deliver(&app, &event("evt_5", "checkout.session.expired", &second.id, "unpaid"), None).await;
     deliver(&app, &event("evt_6", "checkout.session.async_payment_succeeded", &second.id, "paid"), None).await;
     assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 200);
+
+    // Paid, but not the amount (or currency) the session was created for: no credits.
+    for (i, (subtotal, currency)) in [(1, "usd"), (900, "eur")].into_iter().enumerate() {
+        let third = as_ada.credits_checkout_create(None, &request).await.unwrap().into_inner();
+        let mut wrong = event(&format!("evt_m{i}"), "checkout.session.completed", &third.id, "paid");
+        wrong["data"]["object"]["amount_subtotal"] = subtotal.into();
+        wrong["data"]["object"]["amount_total"] = subtotal.into();
+        wrong["data"]["object"]["currency"] = currency.into();
+        let (status, body) = deliver(&app, &wrong, None).await;
+        assert_eq!(status, 200, "answered, so Stripe does not retry");
+        assert!(body["outcome"].as_str().unwrap().starts_with("AmountMismatch"), "{body}");
+        assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 200);
+    }
     let violations = app.state().store().credits_invariant_violations(ada.id).await.unwrap();
     assert!(violations.is_empty(), "{violations:?}");
 }
