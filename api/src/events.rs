@@ -52,14 +52,20 @@ pub async fn publish(state: &AppState, task_id: Uuid, seq: i64, kind: &str, data
     }
 }
 
-/// Publishes the events after the stream's last one (the terminal event, written in the
-/// task's final transaction) and lets the stream expire after `tasks.event_ttl_secs`.
-pub async fn publish_end(state: &AppState, task_id: Uuid) {
+/// Publishes the events the task's stream lacks (those after its last one): the `queued`
+/// event and the terminal event, written in the task's first and last transactions, and
+/// any an earlier publish failed to send.
+pub async fn publish_missing(state: &AppState, task_id: Uuid) {
     let Some(redis) = state.redis() else { return };
-    let key = stream_key(redis, task_id);
     let mut conn = redis.conn();
-    let last: redis::RedisResult<redis::streams::StreamRangeReply> =
-        redis::cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut conn).await;
+    let last: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")
+        .arg(stream_key(redis, task_id))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await;
     let after = last.ok().and_then(|r| r.ids.first().and_then(|id| seq_of(&id.id))).unwrap_or(0);
     match state.store().task_events_after(task_id, after).await {
         Ok(rows) => {
@@ -67,10 +73,19 @@ pub async fn publish_end(state: &AppState, task_id: Uuid) {
                 publish(state, task_id, row.seq, &row.kind, &row.data.0).await;
             }
         }
-        Err(e) => tracing::warn!(%task_id, error = %e, "reading the final events failed"),
+        Err(e) => tracing::warn!(%task_id, error = %e, "reading events to publish failed"),
     }
+}
+
+/// At a task's end: publishes its last events and lets the stream expire after
+/// `tasks.event_ttl_secs`.
+pub async fn publish_end(state: &AppState, task_id: Uuid) {
+    let Some(redis) = state.redis() else { return };
+    publish_missing(state, task_id).await;
+    let mut conn = redis.conn();
     let ttl = state.settings().tasks.event_ttl_secs;
-    let expired: redis::RedisResult<i64> = redis::cmd("EXPIRE").arg(&key).arg(ttl).query_async(&mut conn).await;
+    let expired: redis::RedisResult<i64> =
+        redis::cmd("EXPIRE").arg(stream_key(redis, task_id)).arg(ttl).query_async(&mut conn).await;
     if let Err(e) = expired {
         tracing::warn!(%task_id, error = %e, "setting the event stream's expiry failed");
     }

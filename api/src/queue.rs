@@ -196,13 +196,19 @@ pub async fn enqueue_at(state: &AppState, task_id: Uuid, due: chrono::DateTime<c
     }
 }
 
-/// After one of a user's tasks ended: their waiting tasks may run now.
-pub async fn user_slot_freed(state: &AppState, user_id: Uuid) {
+/// After a task ended: its user's waiting tasks may run now (scale-out: they are sent
+/// again, as a delivery refused at the user's limit was dropped).
+pub async fn user_slot_freed(state: &AppState, task_id: Uuid) {
     let per_user = state.settings().tasks.max_running_per_user;
     if per_user > 0
         && let Some(redis) = state.redis()
     {
-        match state.store().queue_next_for_user(user_id, i64::from(per_user)).await {
+        let next = match state.store().task_get(task_id).await {
+            Ok(Some(task)) => state.store().queue_next_for_user(task.user_id, i64::from(per_user)).await,
+            Ok(None) => Ok(vec![]),
+            Err(e) => Err(e),
+        };
+        match next {
             Ok(ids) => {
                 let queue = RedisQueue::new(redis);
                 for id in ids {
@@ -211,7 +217,7 @@ pub async fn user_slot_freed(state: &AppState, user_id: Uuid) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(%user_id, error = %e, "listing a user's waiting tasks failed"),
+            Err(e) => tracing::warn!(%task_id, error = %e, "listing the user's waiting tasks failed"),
         }
     }
     state.wake_workers();

@@ -108,12 +108,14 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         cost,
         input,
     };
-    let task = state.store().task_submit(&new).await.map_err(|e| crate::credits::ledger_error(e, cost))?;
-    if let Ok(rows) = state.store().task_events_after(task.id, 0).await {
-        for row in rows {
-            crate::events::publish(state, task.id, row.seq, &row.kind, &row.data.0).await;
-        }
-    }
+    start(state, &new).await
+}
+
+/// Inserts a new task (reserving its cost, with its `queued` event, in one transaction),
+/// then publishes that event and sends the task to the workers.
+async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
+    let task = state.store().task_submit(new).await.map_err(|e| crate::credits::ledger_error(e, new.cost))?;
+    crate::events::publish_missing(state, task.id).await;
     crate::queue::enqueue(state, task.id).await;
     state.notify_task(task.id);
     Ok(task)
@@ -183,9 +185,8 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         cost,
         input,
     };
-    let task = state.store().task_submit(&new).await.map_err(|e| crate::credits::ledger_error(e, cost))?;
+    let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
-    crate::queue::enqueue(state, task.id).await;
     Ok(task)
 }
 
@@ -206,19 +207,7 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
     let status = state.store().task_request_cancel(id).await?.unwrap_or_default();
     if status == "queued" {
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
-        finish(
-            state,
-            id,
-            TaskEnd {
-                status: "cancelled",
-                output: None,
-                error: Some("cancelled by the user"),
-                spend: Some(0),
-                event: &event,
-                dead_letter: None,
-            },
-        )
-        .await?;
+        finish(state, id, TaskEnd::cancelled(0, &event)).await?;
     }
     state.notify_task(id);
     state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
@@ -282,20 +271,7 @@ pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32, delivery: Op
     if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
         let event = json!({ "error": e.message, "code": e.code });
-        if let Err(e) = finish(
-            state,
-            task_id,
-            TaskEnd {
-                status: "failed",
-                output: None,
-                error: Some(&e.message),
-                spend: Some(0),
-                event: &event,
-                dead_letter: None,
-            },
-        )
-        .await
-        {
+        if let Err(e) = finish(state, task_id, TaskEnd::failed(&e.message, &event)).await {
             tracing::error!(%task_id, error = %e, "recording the failure failed; the lease will expire and the task run again");
         }
     }
@@ -319,20 +295,9 @@ fn backoff(state: &AppState, attempt: u32) -> Duration {
 async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult<()> {
     let Some(task) = state.store().task_get(task_id).await? else { return Ok(()) };
     if task.is_terminal() {
-        // Already ended: only its queue row is left to clear.
-        finish(
-            state,
-            task_id,
-            TaskEnd {
-                status: &task.status,
-                output: None,
-                error: None,
-                spend: None,
-                event: &Value::Null,
-                dead_letter: None,
-            },
-        )
-        .await?;
+        // Already ended (a duplicate delivery, or a crash after the end): only its queue row
+        // is left to clear.
+        state.store().queue_remove(task_id).await?;
         return Ok(());
     }
     let max_attempts = state.settings().tasks.max_attempts;
@@ -342,19 +307,7 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         let message = format!("given up after {} runs that each stopped their worker", attempt - 1);
         let event = json!({ "error": message, "code": "WORKER_CRASHES" });
         let dead = DeadLetter { reason: "worker_crashes", error: message.clone(), attempts: (attempt - 1) as i32 };
-        finish(
-            state,
-            task_id,
-            TaskEnd {
-                status: "failed",
-                output: None,
-                error: Some(&message),
-                spend: Some(0),
-                event: &event,
-                dead_letter: Some(&dead),
-            },
-        )
-        .await?;
+        finish(state, task_id, TaskEnd::failed(&message, &event).dead_letter(Some(&dead))).await?;
         return Ok(());
     }
     let tool = state.store().tool_get(task.tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
@@ -380,15 +333,19 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
         let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
-        let result =
-            match tokio::time::timeout(timeout, run_step(state, &task, &config, cfg, &step_input, attempt)).await {
-                Ok(result) => result,
-                Err(_) => Err(AppError::new(
-                    ErrorKind::Unavailable,
-                    "STEP_TIMEOUT",
-                    format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
-                )),
-            };
+        let result = match tokio::time::timeout(
+            timeout,
+            run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0.clone()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AppError::new(
+                ErrorKind::Unavailable,
+                "STEP_TIMEOUT",
+                format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
+            )),
+        };
         match result {
             Ok(out) => {
                 let kept = merged_step_state(state, task_id, &cfg.id, json!({ "output": out })).await?;
@@ -432,55 +389,19 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
                     error: e.message.clone(),
                     attempts: attempt as i32,
                 });
-                finish(
-                    state,
-                    task_id,
-                    TaskEnd {
-                        status: "failed",
-                        output: None,
-                        error: Some(&e.message),
-                        spend: Some(0),
-                        event: &event,
-                        dead_letter: dead.as_ref(),
-                    },
-                )
-                .await?;
+                finish(state, task_id, TaskEnd::failed(&e.message, &event).dead_letter(dead.as_ref())).await?;
                 return Ok(());
             }
         }
     }
     let event = json!({ "output": output, "creditsSpent": spent });
-    finish(
-        state,
-        task_id,
-        TaskEnd {
-            status: "completed",
-            output: Some(&output),
-            error: None,
-            spend: None,
-            event: &event,
-            dead_letter: None,
-        },
-    )
-    .await?;
+    finish(state, task_id, TaskEnd::completed(&output, &event)).await?;
     Ok(())
 }
 
 async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppResult<()> {
     let event = json!({ "reason": "cancelled while running", "creditsSpent": spent });
-    finish(
-        state,
-        task_id,
-        TaskEnd {
-            status: "cancelled",
-            output: None,
-            error: Some("cancelled by the user"),
-            spend: Some(spent),
-            event: &event,
-            dead_letter: None,
-        },
-    )
-    .await?;
+    finish(state, task_id, TaskEnd::cancelled(spent, &event)).await?;
     Ok(())
 }
 
@@ -491,9 +412,7 @@ async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<
     let ended = state.store().task_finish(task_id, &end).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if ended {
         crate::events::publish_end(state, task_id).await;
-        if let Ok(Some(task)) = state.store().task_get(task_id).await {
-            crate::queue::user_slot_freed(state, task.user_id).await;
-        }
+        crate::queue::user_slot_freed(state, task_id).await;
     }
     state.notify_task(task_id);
     Ok(ended)
@@ -501,12 +420,17 @@ async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<
 
 fn merge(input: &Value, previous: &Value) -> Value {
     let mut merged = input.clone();
-    if let (Some(m), Some(p)) = (merged.as_object_mut(), previous.as_object()) {
-        for (k, v) in p {
-            m.insert(k.clone(), v.clone());
+    merge_into(&mut merged, previous);
+    merged
+}
+
+/// Copies the fields of the object `extra` into the object `target` (overwriting).
+pub(crate) fn merge_into(target: &mut Value, extra: &Value) {
+    if let (Some(t), Some(e)) = (target.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            t.insert(k.clone(), v.clone());
         }
     }
-    merged
 }
 
 /// The step's saved state with `patch` merged in.
@@ -528,15 +452,8 @@ async fn run_step(
     step: &StepConfig,
     input: &Value,
     attempt: u32,
+    saved: Value,
 ) -> AppResult<Value> {
-    let saved = state
-        .store()
-        .task_steps(task.id)
-        .await?
-        .into_iter()
-        .find(|s| s.step_id == step.id)
-        .map(|s| s.state.0)
-        .unwrap_or(Value::Null);
     crate::providers::run(crate::providers::StepRun {
         state,
         task_id: task.id,

@@ -64,11 +64,7 @@ impl StepRun<'_> {
 
     pub async fn progress_with(&self, percent: u8, message: &str, extra: Value) -> AppResult<()> {
         let mut data = json!({ "stepId": self.step.id, "progress": percent.min(100), "message": message });
-        if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                d.insert(k.clone(), v.clone());
-            }
-        }
+        crate::tasks::merge_into(&mut data, &extra);
         crate::tasks::emit(self.state, self.task_id, "progress", data).await.map(|_| ())
     }
 
@@ -77,11 +73,7 @@ impl StepRun<'_> {
         if !self.saved.is_object() {
             self.saved = json!({});
         }
-        if let (Some(s), Some(p)) = (self.saved.as_object_mut(), patch.as_object()) {
-            for (k, v) in p {
-                s.insert(k.clone(), v.clone());
-            }
-        }
+        crate::tasks::merge_into(&mut self.saved, &patch);
         self.state.store().task_step_set(self.task_id, &self.step.id, "running", Some(&self.saved)).await?;
         Ok(())
     }
@@ -133,11 +125,7 @@ impl StepRun<'_> {
             // The next step of a chain takes it as its input image.
             out["imageStorageKey"] = asset.storage_key.clone().into();
         }
-        if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                o.insert(k.clone(), v.clone());
-            }
-        }
+        crate::tasks::merge_into(&mut out, &extra);
         Ok(out)
     }
 }

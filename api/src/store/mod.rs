@@ -292,6 +292,8 @@ forward! {
     fn queue_position(task_id: Uuid) -> StoreResult<Option<i64>>;
     /// Puts a task back in the queue, due after `delay` (a retry).
     fn queue_retry(task_id: Uuid, delay: std::time::Duration) -> StoreResult<()>;
+    /// Drops a task's queue row (the task has already ended).
+    fn queue_remove(task_id: Uuid) -> StoreResult<()>;
     /// Extends a running task's lease (the worker's heartbeat).
     fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
     /// Leases the next due task (or the one given) for `lease`, within the per-user limit.

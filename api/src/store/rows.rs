@@ -441,6 +441,34 @@ pub struct TaskEnd<'a> {
     pub dead_letter: Option<&'a DeadLetter>,
 }
 
+impl<'a> TaskEnd<'a> {
+    /// Completed: the whole reservation is spent.
+    pub fn completed(output: &'a serde_json::Value, event: &'a serde_json::Value) -> Self {
+        Self { status: "completed", output: Some(output), error: None, spend: None, event, dead_letter: None }
+    }
+
+    /// Failed: nothing is spent.
+    pub fn failed(error: &'a str, event: &'a serde_json::Value) -> Self {
+        Self { status: "failed", output: None, error: Some(error), spend: Some(0), event, dead_letter: None }
+    }
+
+    /// Cancelled: the finished steps' cost is spent, the rest released.
+    pub fn cancelled(spent: i64, event: &'a serde_json::Value) -> Self {
+        Self {
+            status: "cancelled",
+            output: None,
+            error: Some("cancelled by the user"),
+            spend: Some(spent),
+            event,
+            dead_letter: None,
+        }
+    }
+
+    pub fn dead_letter(self, dead_letter: Option<&'a DeadLetter>) -> Self {
+        Self { dead_letter, ..self }
+    }
+}
+
 /// Why a task was given up on, recorded with its end.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {

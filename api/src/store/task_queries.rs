@@ -306,6 +306,16 @@ macro_rules! task_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// Drops a task's queue row (for a task that has already ended).
+            pub async fn queue_remove(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM task_queue WHERE task_id = $1")
+                    .bind(task_id)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             /// Extends a running task's lease (the worker's heartbeat).
             pub async fn queue_renew(&self, task_id: uuid::Uuid, lease: std::time::Duration) -> $crate::store::StoreResult<()> {
                 let until = $crate::store::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));

@@ -13,16 +13,7 @@ pub fn png_bytes(len: usize) -> Vec<u8> {
 }
 
 async fn session(app: &TestApp, email: &str) -> String {
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser {
-        email: email.into(),
-        name: "T".into(),
-        role: funmagic_api::store::Role::User,
-        email_verified: true,
-    };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token
+    crate::signed_in(app, email, funmagic_api::store::Role::User, 0).await
 }
 
 async fn scenario(app: TestApp) {

@@ -6,11 +6,7 @@ use funmagic_sdk::types;
 use crate::{funmagic, stderr, stdout};
 
 async fn token(app: &TestApp, email: &str, role: funmagic_api::store::Role) -> String {
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser { email: email.into(), name: "T".into(), role, email_verified: true };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token
+    crate::signed_in(app, email, role, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,16 +101,7 @@ async fn credits_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_banners_from_the_cli() {
     let app = funmagic_api::testing::TestApp::spawn(funmagic_api::testing::TestBackend::Embedded).await.unwrap();
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser {
-        email: "admin@example.com".into(),
-        name: "Admin".into(),
-        role: funmagic_api::store::Role::Admin,
-        email_verified: true,
-    };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    let token = funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token;
+    let token = crate::signed_in(&app, "admin@example.com", funmagic_api::store::Role::Admin, 0).await;
     let cfg = funmagic_api::testing::TempDir::new("cli-banners");
     let thumb = cfg.path().join("thumb.png");
     std::fs::write(&thumb, funmagic_api::testing::sample_png(16, 16)).unwrap();

@@ -28,3 +28,23 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A user created in the store with `credits`, and a session token for them.
+pub async fn signed_in(
+    app: &funmagic_api::testing::TestApp,
+    email: &str,
+    role: funmagic_api::store::Role,
+    credits: i64,
+) -> String {
+    let state = app.state();
+    let hash = state.hasher().hash("correct horse battery").await.unwrap();
+    let name = email.split('@').next().unwrap_or("T").to_string();
+    let new = funmagic_api::store::NewUser { email: email.into(), name, role, email_verified: true };
+    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
+    if credits > 0 {
+        let reference = format!("seed-{email}");
+        let kind = funmagic_api::store::TxKind::Bonus;
+        state.store().credits_grant(user.id, kind, credits, &reference, None).await.unwrap();
+    }
+    funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::Role;
 use funmagic_api::testing::{TempDir, TestApp, TestBackend};
 
 use crate::{funmagic, stderr};
@@ -80,18 +80,7 @@ async fn run_in_a_terminal_shows_progress_downloads_and_detaches() {
         return;
     }
     let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser {
-        email: "ada@example.com".into(),
-        name: "Ada".into(),
-        role: Role::User,
-        email_verified: true,
-    };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    let token =
-        funmagic_api::auth::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
-    state.store().credits_grant(user.id, TxKind::Bonus, 200, "seed", None).await.unwrap();
+    let token = crate::signed_in(&app, "ada@example.com", Role::User, 200).await;
     let work = TempDir::new("pty");
     let photo = work.path().join("photo.png");
     std::fs::write(&photo, funmagic_api::testing::sample_png(640, 480)).unwrap();

@@ -1,6 +1,6 @@
 //! `funmagic run` and `funmagic tasks …` against a running server with in-process workers.
 
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::Role;
 use funmagic_api::testing::{TempDir, TestApp, TestBackend};
 
 use crate::{funmagic, stderr, stdout};
@@ -8,18 +8,7 @@ use crate::{funmagic, stderr, stdout};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_watch_and_exit_codes() {
     let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser {
-        email: "ada@example.com".into(),
-        name: "Ada".into(),
-        role: Role::User,
-        email_verified: true,
-    };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    let token =
-        funmagic_api::auth::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
-    state.store().credits_grant(user.id, TxKind::Bonus, 20, "seed", None).await.unwrap();
+    let token = crate::signed_in(&app, "ada@example.com", Role::User, 20).await;
     let cfg = TempDir::new("cli-run");
     let url = app.base_url();
     let cli = |args: &[&str]| {
@@ -76,18 +65,7 @@ async fn run_watch_and_exit_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_tools_and_providers_from_the_cli() {
     let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
-    let state = app.state();
-    let hash = state.hasher().hash("correct horse battery").await.unwrap();
-    let new = funmagic_api::store::NewUser {
-        email: "root@example.com".into(),
-        name: "Root".into(),
-        role: Role::SuperAdmin,
-        email_verified: true,
-    };
-    let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
-    let token =
-        funmagic_api::auth::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
-    state.store().credits_grant(user.id, TxKind::Bonus, 100, "seed", None).await.unwrap();
+    let token = crate::signed_in(&app, "root@example.com", Role::SuperAdmin, 100).await;
     let cfg = TempDir::new("cli-local");
     let photo = cfg.path().join("photo.png");
     std::fs::write(&photo, funmagic_api::testing::sample_png(200, 150)).unwrap();
