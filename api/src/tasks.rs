@@ -123,7 +123,8 @@ async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
 
 /// Input each step type needs.
 fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppResult<()> {
-    if provider_kind == "local"
+    // These read the file's bytes themselves (the others are given a URL to fetch).
+    if matches!(provider_kind, "local" | "openai")
         && step.kind != "echo"
         && input.get("imageUrl").is_some()
         && input.get("imageStorageKey").is_none()
@@ -131,7 +132,9 @@ fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppR
         return Err(AppError::new(
             ErrorKind::Validation,
             "INVALID_INPUT",
-            "the local provider works on uploaded files: give imageStorageKey (upload the image first)",
+            format!(
+                "the {provider_kind} provider works on uploaded files: give imageStorageKey (upload the image first)"
+            ),
         ));
     }
     match step.kind.as_str() {

@@ -26,6 +26,10 @@ fn settings(state: &AppState) -> AppResult<&StripeSettings> {
 struct StripeSession {
     id: String,
     url: Option<String>,
+    /// What Stripe will charge before discounts and taxes (with a `stripe_price_id`, the
+    /// Stripe Price's amount, which may differ from the package's own price).
+    amount_subtotal: Option<i64>,
+    currency: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,8 +116,8 @@ pub async fn checkout_create(
         user_id: principal.user_id(),
         package_id: package.id,
         credits: package.credits,
-        amount: package.price,
-        currency: package.currency,
+        amount: session.amount_subtotal.unwrap_or(package.price),
+        currency: session.currency.map(|c| c.to_ascii_lowercase()).unwrap_or(package.currency),
         url,
         status: "open".into(),
         created_at: crate::store::now(),
@@ -255,13 +259,12 @@ async fn fulfill(state: &AppState, session_id: &str, session: &serde_json::Value
         tracing::warn!(session_id, "webhook for an unknown Checkout Session ignored");
         return Ok(WebhookOutcome::Ignored);
     };
-    // The price before discounts and taxes must be the package's price we created the
-    // session with, in its currency.
+    // The price before discounts and taxes must be what Stripe said the session would
+    // charge when we created it, in its currency.
     let paid_amount = session["amount_subtotal"].as_i64().or_else(|| session["amount_total"].as_i64());
     let paid_currency = session["currency"].as_str().map(str::to_ascii_lowercase);
-    let amount_ok = paid_amount == Some(checkout.amount);
-    let currency_ok = paid_currency.as_deref().is_none_or(|c| c == checkout.currency.to_ascii_lowercase());
-    if !amount_ok || !currency_ok {
+    if paid_amount != Some(checkout.amount) || paid_currency.as_deref() != Some(&checkout.currency.to_ascii_lowercase())
+    {
         tracing::error!(
             session_id,
             user = %checkout.user_id,

@@ -146,9 +146,15 @@ async fn banner_row(
         return Err(AppError::validation("linkTarget must be _self or _blank").into());
     }
     if let Some(link) = &input.link
-        && !(link.starts_with("https://") || link.starts_with("http://") || link.starts_with('/'))
+        && !(link.starts_with("https://")
+            || link.starts_with("http://")
+            || (link.starts_with('/') && !link.starts_with("//")))
     {
-        return Err(AppError::validation("link must be an http(s) URL or a path starting with /").into());
+        // `//host/…` would leave the site: it is not a path.
+        return Err(AppError::validation("link must be an http(s) URL or a path starting with one /").into());
+    }
+    if input.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
+        return Err(AppError::validation("position must be 0–100000").into());
     }
     if let (Some(s), Some(e)) = (input.starts_at, input.ends_at)
         && s >= e

@@ -127,8 +127,16 @@ fn validate_base_url(url: &str) -> std::result::Result<(), AppError> {
     if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
         return Err(AppError::validation("baseUrl must be an http(s) URL"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return Err(AppError::validation("baseUrl must not carry a query, fragment or credentials"));
+    }
+    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if parsed.scheme() == "http" && !loopback {
+        return Err(AppError::validation("baseUrl must be https (plain http only on this machine: localhost)"));
     }
     Ok(())
 }
@@ -231,6 +239,16 @@ impl AdminProvidersApi {
             row.base_url = None;
         } else if let Some(url) = &body.base_url {
             validate_base_url(url)?;
+            // The stored key only ever goes where it was given for: moving the provider
+            // elsewhere takes its key anew.
+            if row.api_key.is_some() && body.api_key.is_none() && row.base_url.as_deref() != Some(url.as_str()) {
+                return Err(AppError::new(
+                    ErrorKind::Validation,
+                    "KEY_REQUIRED",
+                    "changing baseUrl needs the API key again (apiKey) in the same request",
+                )
+                .into());
+            }
             row.base_url = Some(url.clone());
         }
         if let Some(active) = body.is_active {

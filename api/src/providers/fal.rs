@@ -33,7 +33,7 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
         None => {
             let image_url = run.input_image_url().await?;
             let body = json!({ "image_url": image_url, "output_format": "png" });
-            let resp = http::send(run.state, WHO, key, || {
+            let resp = http::send(run.state, WHO, key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/{model}")).header("Authorization", &auth).json(&body)
             })
             .await?;
@@ -49,9 +49,10 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
     };
     let poll = Duration::from_millis(run.state.settings().providers.poll_ms);
     let mut last_position: Option<i64> = None;
-    let mut logs_seen = 0usize;
+    // Lines of fal.ai's log already shown; `None` until the first IN_PROGRESS.
+    let mut logs_seen: Option<usize> = None;
     loop {
-        let resp = http::send(run.state, WHO, key, || {
+        let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
             client
                 .get(format!("{base}/{app}/requests/{request_id}/status"))
                 .query(&[("logs", "1")])
@@ -73,16 +74,17 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
             }
             Some("IN_PROGRESS") => {
                 let logs = status["logs"].as_array().cloned().unwrap_or_default();
-                let message = logs
-                    .get(logs_seen..)
-                    .and_then(|new| new.last())
-                    .and_then(|l| l["message"].as_str())
-                    .map(|m| http::safe_message(m, key))
-                    .unwrap_or_else(|| "removing the background at fal.ai".into());
-                if logs.len() > logs_seen || logs_seen == 0 {
+                let seen = logs_seen.unwrap_or(0);
+                if logs_seen.is_none() || logs.len() > seen {
+                    let message = logs
+                        .get(seen..)
+                        .and_then(|new| new.last())
+                        .and_then(|l| l["message"].as_str())
+                        .map(|m| http::safe_message(m, key))
+                        .unwrap_or_else(|| "removing the background at fal.ai".into());
                     run.progress(50, &message).await?;
                 }
-                logs_seen = logs.len().max(1);
+                logs_seen = Some(logs.len());
             }
             Some("COMPLETED") => {
                 if let Some(error) = status["error"].as_str() {
@@ -99,7 +101,7 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
         tokio::time::sleep(poll).await;
     }
     run.progress(80, "fetching the result").await?;
-    let resp = http::send(run.state, WHO, key, || {
+    let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
         client.get(format!("{base}/{app}/requests/{request_id}")).header("Authorization", &auth)
     })
     .await?;

@@ -28,12 +28,24 @@ pub fn client(state: &AppState) -> reqwest::Client {
         .expect("a TLS client can be built")
 }
 
+/// Whether sending a request again can start (and bill) a second job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads (status, results, downloads): always safe to send again.
+    Safe,
+    /// Starts paid work (a generation, a submit): sent again only when the provider surely
+    /// did not take it (429, 5xx, no connection) — never after a timeout or a broken answer,
+    /// when it may be working on it already.
+    CreatesWork,
+}
+
 /// Sends the request `make` builds (again for each retry) under the retry policy; returns
 /// the successful response. `who` names the provider in messages.
 pub async fn send(
     state: &AppState,
     who: &str,
     key: &SecretString,
+    repeat: Repeat,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> AppResult<reqwest::Response> {
     let max_retries = state.settings().providers.max_retries;
@@ -60,9 +72,21 @@ pub async fn send(
                     return Err(AppError::new(ErrorKind::Validation, "PROVIDER_REJECTED", message));
                 }
             }
-            Err(e) if e.is_timeout() => (None, format!("{who} did not answer in time")),
-            Err(e) if e.is_connect() || e.is_request() || e.is_body() => {
+            Err(e) if e.is_connect() => {
                 (None, format!("{who} could not be reached: {}", safe_message(&e.to_string(), key)))
+            }
+            Err(e) if e.is_timeout() || e.is_request() || e.is_body() => {
+                let problem = if e.is_timeout() {
+                    format!("{who} did not answer in time")
+                } else {
+                    format!("the connection to {who} broke: {}", safe_message(&e.to_string(), key))
+                };
+                if repeat == Repeat::CreatesWork {
+                    // It may be working on it already: not resent blindly here; the task's
+                    // own retry (with its backoff and attempt limit) decides.
+                    return Err(AppError::new(ErrorKind::Unavailable, "PROVIDER_UNAVAILABLE", problem));
+                }
+                (None, problem)
             }
             Err(e) => return Err(AppError::internal(format!("{who}: {}", safe_message(&e.to_string(), key)))),
         };
@@ -98,30 +122,36 @@ pub async fn download(state: &AppState, who: &str, url: &str, max: u64) -> AppRe
     }
     let http = client(state);
     let none = SecretString::from(String::new());
-    let resp = send(state, who, &none, || http.get(url)).await?;
+    let mut resp = send(state, who, &none, Repeat::Safe, || http.get(url)).await?;
+    let too_large = || {
+        AppError::new(
+            ErrorKind::Validation,
+            "PROVIDER_RESULT_TOO_LARGE",
+            format!("{who}: the result is over {max} bytes"),
+        )
+    };
     if resp.content_length().is_some_and(|n| n > max) {
-        return Err(AppError::new(
-            ErrorKind::Unavailable,
-            "PROVIDER_RESULT_TOO_LARGE",
-            format!("{who}: the result is over {max} bytes"),
-        ));
+        return Err(too_large());
     }
-    let bytes = resp.bytes().await.map_err(|e| bad_response(who, &format!("downloading the result failed: {e}")))?;
-    if bytes.len() as u64 > max {
-        return Err(AppError::new(
-            ErrorKind::Unavailable,
-            "PROVIDER_RESULT_TOO_LARGE",
-            format!("{who}: the result is over {max} bytes"),
-        ));
+    // Counted as it arrives: a chunked answer has no length to check up front.
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        resp.chunk().await.map_err(|e| bad_response(who, &format!("downloading the result failed: {e}")))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 /// `Retry-After` as seconds or an HTTP date; at most 2 minutes.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match value.parse::<f64>() {
-        Ok(secs) if secs >= 0.0 => Duration::from_secs_f64(secs),
+        // Capped before converting: `inf` or 1e30 would not fit a Duration.
+        Ok(secs) if secs >= 0.0 => Duration::from_secs_f64(secs.min(120.0)),
         _ => {
             let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
             (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default()
@@ -211,6 +241,8 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert("retry-after", "9999".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(120)), "capped");
+        h.insert("retry-after", "inf".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)), "no panic on a huge value");
         let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         h.insert("retry-after", later.parse().unwrap());
         let wait = retry_after(&h).unwrap();

@@ -209,10 +209,13 @@ pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Res
         let _ = std::fs::remove_file(staged);
         crypto::write_new(staged, &new.encoded()).map_err(|e| format!("{}: {e}", staged.display()))?;
     }
-    let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
-    if let (Some(file), Some(staged)) = (&file, &staged) {
+    if let Some(file) = &file {
+        // The old key is kept before anything changes, so no failure below loses it.
         let backup = file.with_extension(format!("key.{}.old", current.id()));
         std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
+    }
+    let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
+    if let (Some(file), Some(staged)) = (&file, &staged) {
         std::fs::rename(staged, file).map_err(|e| {
             format!("the keys are re-encrypted but {} could not replace {}: {e}", staged.display(), file.display())
         })?;
@@ -349,9 +352,18 @@ fn style_of(run: &StepRun<'_>) -> AppResult<String> {
 }
 
 fn decode(bytes: &[u8]) -> AppResult<image::RgbaImage> {
-    let img = image::load_from_memory(bytes).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         AppError::new(ErrorKind::Validation, "INVALID_IMAGE", format!("the input is not an image we can read: {e}"))
-    })?;
+    };
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| invalid(&e))?;
+    // A small file can claim huge dimensions: refuse beyond 8192 px a side (~256 MiB RGBA).
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(8192);
+    limits.max_image_height = Some(8192);
+    limits.max_alloc = Some(300 * 1024 * 1024);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| invalid(&e))?;
     let img = if img.width().max(img.height()) > LOCAL_MAX_SIDE {
         img.resize(LOCAL_MAX_SIDE, LOCAL_MAX_SIDE, image::imageops::FilterType::Triangle)
     } else {

@@ -35,14 +35,14 @@ pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretStr
     let resp = match &image {
         None => {
             let body = json!({ "model": model, "prompt": prompt, "n": 1, "size": size, "quality": quality });
-            http::send(run.state, "OpenAI", key, || {
+            http::send(run.state, "OpenAI", key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/images/generations")).bearer_auth(key.expose_secret()).json(&body)
             })
             .await?
         }
         Some((stem, bytes)) => {
             let mime = FileType::sniff(bytes).map(|t| t.mime()).unwrap_or("image/png");
-            http::send(run.state, "OpenAI", key, || {
+            http::send(run.state, "OpenAI", key, http::Repeat::CreatesWork, || {
                 let part = reqwest::multipart::Part::bytes(bytes.to_vec())
                     .file_name(format!("{stem}.png"))
                     .mime_str(mime)

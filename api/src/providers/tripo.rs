@@ -53,7 +53,7 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
                 "model_version": run.step.provider_model,
                 "file": { "type": kind, "url": url },
             });
-            let resp = http::send(run.state, WHO, key, || {
+            let resp = http::send(run.state, WHO, key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/task")).bearer_auth(key.expose_secret()).json(&body)
             })
             .await?;
@@ -70,7 +70,7 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
     let poll = Duration::from_millis(run.state.settings().providers.poll_ms);
     let mut last = None;
     let output = loop {
-        let resp = http::send(run.state, WHO, key, || {
+        let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
             client.get(format!("{base}/task/{task_id}")).bearer_auth(key.expose_secret())
         })
         .await?;
