@@ -255,7 +255,8 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
                 tokio::select! {
                     _ = state.worker_wakeup() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
+                    // A dropped sender means stop too (else `changed` returns at once, forever).
+                    changed = stop.changed() => if changed.is_err() { break; }
                 }
             }
             Err(e) => {

@@ -122,10 +122,18 @@ async fn create_super_admin_and_openapi_subcommands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FUNMAGIC_LISTEN"));
 }
 
-/// Starts `serve` with debug logs kept in memory; returns the child, its URL and the log.
-async fn serve_logged(
-    dir: &TempDir,
-) -> (tokio::process::Child, String, std::sync::Arc<std::sync::Mutex<String>>, Option<(String, String)>) {
+/// A `serve` process whose output (debug logs) is kept in memory.
+struct Served {
+    child: tokio::process::Child,
+    url: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The first start's admin credentials, if it printed them.
+    creds: Option<(String, String)>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts `serve` with debug logs kept in memory.
+async fn serve_logged(dir: &TempDir) -> Served {
     let mut child = server(dir, &["serve", "--listen", "127.0.0.1:0"])
         .env("FUNMAGIC_LOG", "debug")
         .stderr(Stdio::piped())
@@ -134,19 +142,20 @@ async fn serve_logged(
         .spawn()
         .unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut readers = vec![];
     for stream in [
         Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
         Box::new(child.stderr.take().unwrap()),
     ] {
         let log = log.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
-        });
+        }));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -156,17 +165,22 @@ async fn serve_logged(
             let field =
                 |name: &str| text.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_string());
             let creds = field("email:").zip(field("password:"));
-            return (child, url, log, creds);
+            return Served { child, url, log, creds, readers };
         }
         assert!(tokio::time::Instant::now() < deadline, "no start: {text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
+/// SIGTERM, then waits for the exit and for every line of output to be read.
+async fn stop(mut served: Served) -> String {
+    let pid = served.child.id().unwrap().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), served.child.wait()).await.unwrap().unwrap();
+    for reader in served.readers {
+        reader.await.unwrap();
+    }
+    served.log.lock().unwrap().clone()
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -195,8 +209,9 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
         )],
     );
     let dir = TempDir::new("bin-keys");
-    let (child, url, log, creds) = serve_logged(&dir).await;
-    let (email, password) = creds.expect("first start prints the admin");
+    let served = serve_logged(&dir).await;
+    let url = served.url.clone();
+    let (email, password) = served.creds.clone().expect("first start prints the admin");
     let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
     let token = anon
         .auth_sign_in_email(&types::SignInRequest { email: email.clone(), password: password.clone() })
@@ -253,10 +268,8 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(detail.error.unwrap().contains("[key]"));
-    stop(child).await;
-
-    let logged = log.lock().unwrap().clone();
-    assert!(logged.contains("DEBUG") || logged.contains("debug"), "debug logging was on");
+    let logged = stop(served).await;
+    assert!(logged.contains(" DEBUG "), "debug logging was on:\n{logged}");
     assert!(!logged.contains("TopSecretValue"), "the key is in the log:\n{logged}");
     for file in files_under(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
@@ -276,7 +289,8 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     assert!(said.contains("re-encrypted 1 provider key(s)"), "{said}");
     assert_ne!(std::fs::read_to_string(&key_file).unwrap(), old_key);
 
-    let (child, url, _, _) = serve_logged(&dir).await;
+    let served = serve_logged(&dir).await;
+    let url = served.url.clone();
     let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
     let token = anon.auth_sign_in_email(&types::SignInRequest { email, password }).await.unwrap().into_inner().token;
     let root = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
@@ -287,5 +301,5 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     assert!(tested.healthy, "the new master key decrypts it: {tested:?}");
     let hit = fake.hits("GET /v1/models").pop().unwrap();
     assert_eq!(hit.authorization.unwrap(), format!("Bearer {secret}"));
-    stop(child).await;
+    stop(served).await;
 }

@@ -110,7 +110,7 @@ async fn dead_letters() {
             assert!(matches!(claim, Claim::Claimed { attempts, .. } if attempts == attempt), "{claim:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (_tx, stop) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
         let crashing = ended(&as_ada, crashing.id).await;
         assert_eq!(crashing.status, "failed", "{backend:?}");
@@ -146,6 +146,7 @@ async fn dead_letters() {
         let stats = as_admin.admin_queue_get().await.unwrap().into_inner();
         assert_eq!((stats.waiting, stats.running), (0, 0));
         assert_eq!(stats.backend, if backend == TestBackend::ScaleOut { "redis" } else { "database" });
+        stop_tx.send(true).unwrap();
     }
 }
 
@@ -155,7 +156,7 @@ async fn dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciler_resends_lost_entries() {
     let mut extra = SettingsLayer::default();
-    extra.tasks.reconcile_secs = Some(1);
+    extra.tasks.reconcile_secs = Some(2);
     extra.tasks.event_ttl_secs = Some(600);
     let Some(app) = TestApp::spawn_with(TestBackend::ScaleOut, extra).await else { return };
     let ada = funded(&app, "ada@example.com", 10).await;

@@ -282,14 +282,13 @@ async fn retries_and_step_timeouts() {
         assert_eq!(last.1, "failed");
         assert!(last.2["error"].as_str().unwrap().contains("after 3 attempts"), "{last:?}");
 
-        // A step longer than the timeout is stopped (and retried, then given up).
-        let started = std::time::Instant::now();
+        // A step longer than the timeout is stopped (and retried, then given up): it would
+        // complete after 5 s otherwise.
         let task =
             as_ada.task_create(None, &echo(serde_json::json!({"delayMs": 5000}))).await.unwrap().into_inner().task;
         let events = read_events(&app.base_url(), &ada.token, task.id, None, |_| false).await;
         assert_eq!(events.last().unwrap().1, "failed");
         assert_eq!(events.last().unwrap().2["code"], "STEP_TIMEOUT");
-        assert!(started.elapsed() < Duration::from_secs(10), "timeouts stop the step: {:?}", started.elapsed());
         let balance = as_ada.credits_balance_get().await.unwrap().into_inner();
         assert_eq!((balance.balance, balance.reserved), (9, 0));
         assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());

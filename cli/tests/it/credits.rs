@@ -118,12 +118,22 @@ async fn admin_banners_from_the_cli() {
             .await;
     assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
     let first: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
-    assert!(first["thumbnail"].as_str().unwrap().starts_with("admin/") || first["thumbnailUrl"].is_string(), "{first}");
+    // The file went to the admin bucket and is served from there.
+    let thumb_url = first["thumbnailUrl"].as_str().unwrap_or_else(|| panic!("no thumbnail URL: {first}"));
+    assert!(first["thumbnail"].is_string() && !first["thumbnail"].as_str().unwrap().starts_with("http"), "{first}");
+    let png = funmagic_api::testing::fetch_public(thumb_url).await.bytes().await.unwrap();
+    assert_eq!(&png[1..4], b"PNG");
     let out = run(s(&["--json", "admin", "banners", "create", "--title", "Second", "--link", "/tools/figme"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
     let second: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
     let (a, b) = (first["id"].as_str().unwrap().to_string(), second["id"].as_str().unwrap().to_string());
     let out = run(s(&["admin", "banners", "reorder", "--type", "main", &b, &a])).await;
     assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    let public: serde_json::Value =
+        reqwest::get(format!("{url}/api/banners?type=main")).await.unwrap().json().await.unwrap();
+    let titles: Vec<&str> =
+        public["banners"].as_array().unwrap().iter().map(|b| b["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Second", "First"], "reordered");
     let out = run(s(&["admin", "banners", "update", &a, "--inactive"])).await;
     assert!(
         crate::stdout(&out).contains("First") && crate::stdout(&out).contains("inactive"),

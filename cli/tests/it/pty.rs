@@ -126,7 +126,7 @@ async fn run_in_a_terminal_shows_progress_downloads_and_detaches() {
     let done = work.path().join("done2");
     tmux.start(
         work.path(),
-        &format!("{bin} run echo --param delayMs=4000; echo $? > {}; sleep 30", done.display()),
+        &format!("{bin} run echo --param delayMs=8000; echo $? > {}; sleep 30", done.display()),
         &env,
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

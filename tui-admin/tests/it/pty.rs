@@ -20,10 +20,10 @@ impl Tmux {
     fn screen(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
     }
-    fn keys(&self, keys: &[&str]) {
+    async fn keys(&self, keys: &[&str]) {
         for k in keys {
             self.cmd(&["send-keys", "-t", "t", k]);
-            std::thread::sleep(Duration::from_millis(60));
+            tokio::time::sleep(Duration::from_millis(60)).await;
         }
     }
     async fn wait_for(&self, what: &str) -> String {
@@ -106,32 +106,32 @@ async fn sign_in_find_a_user_adjust_credits() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     tmux.wait_for("root@example.com (super_admin)").await;
     tmux.wait_for("Queue").await;
-    tmux.keys(&["2"]);
+    tmux.keys(&["2"]).await;
     tmux.wait_for("bob@example.com").await;
-    tmux.keys(&["/", "a", "d", "a", "Enter"]);
+    tmux.keys(&["/", "a", "d", "a", "Enter"]).await;
     tmux.wait_for("Users matching 'ada'").await;
-    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]).await;
     tmux.wait_for("credits 100").await;
-    tmux.keys(&["c", "2", "5", "Tab", "w", "e", "l", "c", "o", "m", "e", "Enter"]);
+    tmux.keys(&["c", "2", "5", "Tab", "w", "e", "l", "c", "o", "m", "e", "Enter"]).await;
     let confirm = tmux.wait_for("balance 100 → 125").await;
     assert!(confirm.contains("reason: welcome"), "{confirm}");
-    tmux.keys(&["y"]);
+    tmux.keys(&["y"]).await;
     tmux.wait_for("credits adjusted by +25").await;
     tmux.wait_for("credits 125").await;
     // Tools: the config edited in $EDITOR; a refused edit is shown inline, then fixed.
-    tmux.keys(&["4"]);
+    tmux.keys(&["4"]).await;
     tmux.wait_for("crystal-memory").await;
-    tmux.keys(&["/", "e", "c", "h", "o", "Enter"]);
+    tmux.keys(&["/", "e", "c", "h", "o", "Enter"]).await;
     tmux.wait_for("echo:echo").await;
-    tmux.keys(&["e"]);
+    tmux.keys(&["e"]).await;
     let refused = tmux.wait_for("Not saved").await;
     assert!(refused.contains("unknown step type 'teleport'"), "{refused}");
-    tmux.keys(&["e"]);
+    tmux.keys(&["e"]).await;
     tmux.wait_for("tool echo saved").await;
     let tools = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&root).build().unwrap();
     let echo = tools.tool_get("echo").await.unwrap().into_inner();
     assert_eq!(echo.credits_cost, 2, "saved through the editor");
-    tmux.keys(&["q"]);
+    tmux.keys(&["q"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done.exists() {
         assert!(tokio::time::Instant::now() < deadline, "did not quit:\n{}", tmux.screen());
