@@ -47,7 +47,7 @@ fn bar(total: u64) -> ProgressBar {
     bar
 }
 
-fn file_error(ctx: &Context, e: FileError) -> CliError {
+pub(crate) fn file_error(ctx: &Context, e: FileError) -> CliError {
     match e {
         FileError::Api(e) => CliError::from_sdk(e, &ctx.api_url),
         FileError::UnknownType(_) => CliError::usage(e.to_string()),

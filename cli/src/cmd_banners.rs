@@ -83,7 +83,7 @@ async fn thumbnail(ctx: &Context, given: Option<String>) -> Result<Option<String
             let path = PathBuf::from(&file);
             let asset = funmagic_sdk::files::upload_admin_file(&ctx.client, &path, None, |_, _| {})
                 .await
-                .map_err(|e| CliError::other(format!("{file}: {e}")))?;
+                .map_err(|e| crate::cmd_assets::file_error(ctx, e))?;
             Ok(Some(asset.storage_key))
         }
         None => Ok(None),
@@ -102,8 +102,11 @@ fn merge(ctx_title: String, f: Fields, thumb: Option<String>, base: Option<&type
         } else {
             base.map(|b| b.link_target.clone()).unwrap_or_else(|| "_self".into())
         }),
+        // A banner moved to another type goes to that type's end unless --position says.
+        position: f
+            .position
+            .or_else(|| base.filter(|b| f.kind.as_ref().is_none_or(|k| *k == b.type_)).map(|b| b.position)),
         type_: f.kind.or_else(|| base.map(|b| b.type_.clone())),
-        position: f.position.or_else(|| base.map(|b| b.position)),
         badge: f.badge.or_else(|| base.and_then(|b| b.badge.clone())),
         badge_color: f.badge_color.or_else(|| base.and_then(|b| b.badge_color.clone())),
         is_active: Some(if f.inactive {
@@ -185,7 +188,9 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
         }
         BannersCommand::Rm { id } => {
             ctx.client.admin_banner_delete(&id).await.map_err(sdk)?;
-            if !ctx.json {
+            if ctx.json {
+                output::print_json(&serde_json::json!({ "deleted": id }));
+            } else {
                 println!("deleted {id}");
             }
         }
@@ -196,8 +201,12 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
                 .await
                 .map_err(sdk)?
                 .into_inner();
-            for b in &list.banners {
-                show(ctx, b);
+            if ctx.json {
+                output::print_json(&list);
+            } else {
+                for b in &list.banners {
+                    show(ctx, b);
+                }
             }
         }
     }

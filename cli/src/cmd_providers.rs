@@ -128,6 +128,11 @@ pub async fn run(ctx: &Context, command: ProvidersCommand) -> Result<ExitCode, C
             show(ctx, &created);
         }
         ProvidersCommand::Update { provider, rotate_key, key_stdin, base_url, clear_base_url, name } => {
+            if !(rotate_key || key_stdin || base_url.is_some() || clear_base_url || name.is_some()) {
+                return Err(CliError::usage(
+                    "nothing to change: give --rotate-key, --base-url, --clear-base-url or --name",
+                ));
+            }
             let p = find(ctx, &provider).await?;
             let api_key = if rotate_key || key_stdin { Some(read_key(key_stdin)?) } else { None };
             let body = types::ProviderUpdate {

@@ -100,7 +100,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
         step_id: args.step.clone(),
         input: serde_json::Value::Object(input),
         parent_task_id: args.parent,
-        run_all_steps: (args.all || args.step.is_none()).then_some(true),
+        run_all_steps: args.step.is_none().then_some(true),
     };
     let task = ctx.client.task_create(None, &request).await.map_err(sdk)?.into_inner().task;
     if ctx.json {
@@ -147,7 +147,10 @@ async fn follow(
             }
         };
         let Some(event) = next else { break None };
-        let event = event.map_err(|e| CliError::other(e.to_string()))?;
+        let event = event.map_err(|e| match e {
+            funmagic_sdk::events::FollowError::Api(e) => CliError::from_sdk(e, &ctx.api_url),
+            other => CliError::other(other.to_string()),
+        })?;
         if ctx.json {
             println!("{}", serde_json::json!({ "id": event.id, "type": event.kind, "data": event.data }));
         } else {
@@ -261,7 +264,9 @@ async fn download_outputs(ctx: &Context, ids: &[uuid::Uuid], dir: Option<&std::p
         let asset = ctx.client.asset_get(&id).await.map_err(|e| CliError::from_sdk(e, &ctx.api_url))?.into_inner();
         let dest = dir.join(asset.filename.clone().unwrap_or_else(|| id.to_string()));
         let url = asset.download_url.clone().ok_or_else(|| CliError::other("output has no download URL"))?;
-        funmagic_sdk::files::download_url(&url, &dest, |_, _| {}).await.map_err(|e| CliError::other(e.to_string()))?;
+        funmagic_sdk::files::download_url(&url, &dest, |_, _| {})
+            .await
+            .map_err(|e| crate::cmd_assets::file_error(ctx, e))?;
         eprintln!("saved {}", dest.display());
     }
     Ok(())

@@ -45,7 +45,7 @@ impl Tab {
                 ("o", "change role"),
             ],
             Tab::Tasks => {
-                &[("/", "filter tool/user"), ("f", "status"), ("enter", "details"), ("x", "cancel"), ("t", "retry")]
+                &[("/", "filter tool/user id"), ("f", "status"), ("enter", "details"), ("x", "cancel"), ("t", "retry")]
             }
             Tab::Tools => &[("/", "filter"), ("e", "edit JSON in $EDITOR"), ("space", "enable/disable")],
             Tab::Providers => &[("a", "add"), ("R", "rotate key"), ("t", "test"), ("d", "disable/enable")],
@@ -62,7 +62,7 @@ impl Tab {
 
     fn load(self, app: &App) -> Request {
         match self {
-            Tab::Dashboard => Request::Dashboard,
+            Tab::Dashboard => Request::Dashboard { providers: app.is_super() },
             Tab::Users => Request::Users { query: app.filter_of(self) },
             Tab::Tasks => Request::Tasks { status: app.tasks.status.clone(), filter: app.filter_of(self) },
             Tab::Tools => Request::Tools,
@@ -278,7 +278,8 @@ impl App {
         self.status = Some((Level::Info, text.into()));
     }
 
-    fn error(&mut self, text: impl Into<String>) {
+    /// Shows an error in the status line.
+    pub fn error(&mut self, text: impl Into<String>) {
         self.status = Some((Level::Error, text.into()));
     }
 
@@ -419,7 +420,7 @@ impl App {
             Key::Char('q') => self.quit = true,
             Key::Char('?') => self.help = true,
             Key::Char('r') => self.refresh(),
-            Key::Char('/') if self.tab != Tab::Dashboard => {
+            Key::Char('/') if matches!(self.tab, Tab::Users | Tab::Tasks | Tab::Tools) => {
                 self.typing = Some(self.filter_of(self.tab).unwrap_or_default());
             }
             Key::Tab => {
@@ -521,14 +522,18 @@ impl App {
             Tab::Tools => {
                 let tool = self.visible_tools().get(self.tools.selected).map(|t| (*t).clone())?;
                 match key {
-                    Key::Char(' ') => {
-                        let input = tool_input(&tool, tool.config.clone().unwrap_or_default(), !tool.is_active);
-                        self.send(Request::SaveTool { id: tool.id, input: Box::new(input) });
-                    }
+                    Key::Char(' ') => match tool.config.clone().and_then(|c| tool_input(&tool, c, !tool.is_active)) {
+                        Some(input) => self.send(Request::SaveTool { id: tool.id, input: Box::new(input) }),
+                        None => self.error("INCOMPLETE_TOOL: the listing lacks this tool's config or type; press r"),
+                    },
                     Key::Char('e') => {
-                        let config = match &self.tools.invalid {
-                            Some((id, _, config)) if *id == tool.id => config.clone(),
-                            _ => tool.config.clone().unwrap_or_default(),
+                        let config = match (&self.tools.invalid, &tool.config) {
+                            (Some((id, _, config)), _) if *id == tool.id => config.clone(),
+                            (_, Some(config)) => config.clone(),
+                            (_, None) => {
+                                self.error("INCOMPLETE_TOOL: the listing lacks this tool's config; press r");
+                                return None;
+                            }
                         };
                         let text = serde_json::to_string_pretty(&config).unwrap_or_default();
                         return Some(Effect::EditTool { id: tool.id, config: text });
@@ -808,11 +813,16 @@ impl App {
     pub fn on_tool_edited(&mut self, id: Uuid, text: &str) {
         let Some(tool) = self.tools.list.iter().find(|t| t.id == id).cloned() else { return };
         match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(config) if Some(&config) == tool.config.as_ref() => self.info("no change"),
+            Ok(config) if Some(&config) == tool.config.as_ref() => {
+                self.tools.invalid = None;
+                self.info("no change");
+            }
             Ok(config) => {
                 self.tools.invalid = None;
-                let input = tool_input(&tool, config, tool.is_active);
-                self.send(Request::SaveTool { id, input: Box::new(input) });
+                match tool_input(&tool, config, tool.is_active) {
+                    Some(input) => self.send(Request::SaveTool { id, input: Box::new(input) }),
+                    None => self.error("INCOMPLETE_TOOL: the listing lacks this tool's type; press r"),
+                }
             }
             Err(e) => {
                 let config = serde_json::Value::String(text.to_string());
@@ -832,15 +842,17 @@ fn parse_time(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> 
         .map_err(|_| format!("'{s}' is not an RFC 3339 time (like 2026-12-01T00:00:00Z)"))
 }
 
-fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> types::ToolInput {
-    types::ToolInput {
+/// The tool as written back, or `None` if the listing lacked its type (nothing is sent
+/// then, rather than a nil type id).
+fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> Option<types::ToolInput> {
+    Some(types::ToolInput {
         slug: tool.slug.clone(),
         title: tool.title.clone(),
         description: tool.description.clone(),
-        tool_type_id: tool.tool_type.as_ref().map(|t| t.id).unwrap_or_default(),
+        tool_type_id: tool.tool_type.as_ref()?.id,
         config,
         is_active: Some(active),
-    }
+    })
 }
 
 fn package_input(p: &types::CreditPackage) -> types::PackageInput {

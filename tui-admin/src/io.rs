@@ -9,29 +9,71 @@ use uuid::Uuid;
 /// Something the console asks of the server.
 #[derive(Debug, Clone)]
 pub enum Request {
-    Dashboard,
-    Users { query: Option<String> },
+    /// With provider health (super admins only).
+    Dashboard {
+        providers: bool,
+    },
+    Users {
+        query: Option<String>,
+    },
     UserDetail(Uuid),
-    AdjustCredits { user: Uuid, amount: i64, reason: String, key: String },
-    SetRole { user: Uuid, role: types::UserRole },
-    Ban { user: Uuid, reason: Option<String> },
+    AdjustCredits {
+        user: Uuid,
+        amount: i64,
+        reason: String,
+        key: String,
+    },
+    SetRole {
+        user: Uuid,
+        role: types::UserRole,
+    },
+    Ban {
+        user: Uuid,
+        reason: Option<String>,
+    },
     Unban(Uuid),
     RevokeSessions(Uuid),
-    Tasks { status: Option<String>, filter: Option<String> },
+    Tasks {
+        status: Option<String>,
+        filter: Option<String>,
+    },
     TaskDetail(Uuid),
     CancelTask(Uuid),
     RetryTask(Uuid),
     Tools,
-    SaveTool { id: Uuid, input: Box<types::ToolInput> },
+    SaveTool {
+        id: Uuid,
+        input: Box<types::ToolInput>,
+    },
     Providers,
-    AddProvider { name: String, kind: String, key: String, base_url: Option<String> },
-    RotateProviderKey { id: Uuid, key: String },
+    AddProvider {
+        name: String,
+        kind: String,
+        key: String,
+        base_url: Option<String>,
+    },
+    RotateProviderKey {
+        id: Uuid,
+        key: String,
+    },
     TestProvider(Uuid),
-    SetProviderActive { id: Uuid, active: bool },
+    SetProviderActive {
+        id: Uuid,
+        active: bool,
+    },
     Content,
-    SavePackage { id: Option<Uuid>, input: types::PackageInput },
-    SaveBanner { id: Option<Uuid>, input: Box<types::BannerInput> },
-    ReorderBanners { kind: String, ids: Vec<Uuid> },
+    SavePackage {
+        id: Option<Uuid>,
+        input: types::PackageInput,
+    },
+    SaveBanner {
+        id: Option<Uuid>,
+        input: Box<types::BannerInput>,
+    },
+    ReorderBanners {
+        kind: String,
+        ids: Vec<Uuid>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -91,28 +133,17 @@ pub enum Response {
     },
 }
 
-fn failed<E: std::fmt::Debug + ErrorBody>(e: funmagic_sdk::Error<E>) -> Response {
+fn failed(e: funmagic_sdk::Error<types::ApiError>) -> Response {
     match e {
         funmagic_sdk::Error::ErrorResponse(resp) => {
             let status = resp.status().as_u16();
-            let (code, message) = resp.into_inner().code_and_message();
-            Response::Failed { code, message: format!("{message} ({status})") }
+            let body = resp.into_inner();
+            Response::Failed { code: body.code, message: format!("{} ({status})", body.error) }
         }
         funmagic_sdk::Error::CommunicationError(e) => {
             Response::Failed { code: "UNREACHABLE".into(), message: format!("cannot reach the server: {e}") }
         }
         other => Response::Failed { code: "ERROR".into(), message: other.to_string() },
-    }
-}
-
-/// The API's JSON error body.
-pub trait ErrorBody {
-    fn code_and_message(self) -> (String, String);
-}
-
-impl ErrorBody for types::ApiError {
-    fn code_and_message(self) -> (String, String) {
-        (self.code, self.error)
     }
 }
 
@@ -132,10 +163,10 @@ fn done(message: impl Into<String>, reload: Option<Request>) -> Response {
 /// Runs one request against the API.
 pub async fn execute(client: &Client, request: Request) -> Response {
     match request {
-        Request::Dashboard => {
+        Request::Dashboard { providers } => {
             let queue = call!(client.admin_queue_get());
             let recent = call!(client.admin_task_list(None, Some(200), None, None, None)).tasks;
-            let providers = client.admin_provider_list().await.ok().map(|p| p.into_inner().providers);
+            let providers = if providers { Some(call!(client.admin_provider_list()).providers) } else { None };
             let dead_letters = call!(client.admin_dead_letter_list(None, Some(200))).dead_letters.len();
             Response::Dashboard(Box::new(Dashboard { queue, recent, providers, dead_letters, at: chrono::Utc::now() }))
         }
@@ -202,8 +233,7 @@ pub async fn execute(client: &Client, request: Request) -> Response {
         Request::SaveTool { id, input } => match client.admin_tool_update(&id, &input).await {
             Ok(t) => done(format!("tool {} saved", t.into_inner().slug), Some(Request::Tools)),
             Err(funmagic_sdk::Error::ErrorResponse(resp)) if resp.status().as_u16() == 422 => {
-                let (_, message) = resp.into_inner().code_and_message();
-                Response::ToolInvalid { id, message, config: input.config.clone() }
+                Response::ToolInvalid { id, message: resp.into_inner().error, config: input.config.clone() }
             }
             Err(e) => failed(e),
         },

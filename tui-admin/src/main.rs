@@ -56,7 +56,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Err(funmagic_sdk::Error::ErrorResponse(r)) if r.status().as_u16() == 401 => {
             anyhow::bail!("the saved credentials are no longer valid: run `funmagic auth login`")
         }
-        Err(e) => anyhow::bail!("cannot reach {api_url}: {e}"),
+        Err(funmagic_sdk::Error::CommunicationError(e)) => anyhow::bail!("cannot reach {api_url}: {e}"),
+        Err(funmagic_sdk::Error::ErrorResponse(r)) => {
+            let status = r.status().as_u16();
+            let body = r.into_inner();
+            anyhow::bail!("{api_url} refused the sign-in check: {} ({}, {status})", body.error, body.code)
+        }
+        Err(e) => anyhow::bail!("unexpected answer from {api_url}: {e}"),
     };
     if !matches!(me.role, UserRole::Admin | UserRole::SuperAdmin) {
         anyhow::bail!("{} is a {} account; funmagic-admin is for admins", me.email, me.role);
@@ -87,15 +93,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Ok(Ctl::Resume) | Err(std::sync::mpsc::TryRecvError::Empty) => {}
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
-            if event::poll(Duration::from_millis(100)).unwrap_or(false) {
-                match event::read() {
+            // An input error ends the thread; the closed channel then ends the console.
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => match event::read() {
                     Ok(e) => {
                         if key_tx.send(e).is_err() {
                             return;
                         }
                     }
                     Err(_) => return,
-                }
+                },
+                Ok(false) => {}
+                Err(_) => return,
             }
         }
     });
@@ -109,7 +118,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             break Ok(());
         }
         tokio::select! {
-            Some(event) = keys.recv() => {
+            event = keys.recv() => {
+                let Some(event) = event else { break Err(anyhow::anyhow!("the terminal's input closed")) };
                 let Some(key) = to_key(&event) else { continue };
                 if let Some(Effect::EditTool { id, config }) = app.on_key(key) {
                     let (ack_tx, ack_rx) = std::sync::mpsc::channel();
@@ -122,7 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let _ = ctl_tx.send(Ctl::Resume);
                     match edited {
                         Ok(text) => app.on_tool_edited(id, &text),
-                        Err(e) => app.on_response(io::Response::Failed { code: "EDITOR".into(), message: e.to_string() }),
+                        Err(e) => app.error(format!("EDITOR: {e:#}")),
                     }
                 }
             }
@@ -174,7 +184,11 @@ fn edit(text: &str) -> anyhow::Result<String> {
     let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
     let mut parts = editor.split_whitespace();
     let program = parts.next().unwrap_or("vi");
-    let status = std::process::Command::new(program).args(parts).arg(file.path()).status()?;
+    let status = std::process::Command::new(program)
+        .args(parts)
+        .arg(file.path())
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run '{program}' (set $EDITOR): {e}"))?;
     if !status.success() {
         anyhow::bail!("{editor} exited with {status}; nothing saved");
     }
