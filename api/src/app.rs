@@ -36,10 +36,10 @@ struct Inner {
     public_url: OnceLock<String>,
     /// Wakes idle workers when a task is enqueued in this process.
     work: tokio::sync::Notify,
-    /// Task ids with new events, for the event streams of this process.
-    task_events: tokio::sync::broadcast::Sender<uuid::Uuid>,
-    /// Scale-out: wakes this process's followers when any process writes an event.
+    /// Wakes this process's event streams (fed in-process, or by Redis in scale-out).
     event_hub: Arc<crate::events::EventHub>,
+    /// Tools and providers as the task hot path reads them.
+    catalogue: crate::tools::Catalogue,
     /// Encrypts and decrypts provider API keys.
     master_key: crate::providers::crypto::MasterKey,
     started: Instant,
@@ -87,8 +87,8 @@ impl AppState {
             mailer,
             public_url,
             work: tokio::sync::Notify::new(),
-            task_events: tokio::sync::broadcast::channel(1024).0,
             event_hub: Arc::default(),
+            catalogue: crate::tools::Catalogue::default(),
             master_key,
             started: Instant::now(),
         };
@@ -109,12 +109,22 @@ impl AppState {
         };
         tracing::info!("database: {} ({db})", self.store().engine().as_str());
         let engine = self.store().engine().as_str();
-        tracing::info!("queue: task_queue table in {engine} (leased rows)");
+        match self.redis() {
+            Some(r) => {
+                tracing::info!("queue: Redis Stream consumer group ({}) over the task_queue table in {engine}", r.url())
+            }
+            None => tracing::info!("queue: task_queue table in {engine} (leased rows)"),
+        }
         match self.redis() {
             Some(r) => tracing::info!("rate limits, session cache: redis ({}, prefix '{}')", r.url(), r.prefix()),
             None => tracing::info!("rate limits, session cache: in-process"),
         }
-        tracing::info!("progress events: task_events table in {engine}, live in-process, polled across processes");
+        match self.redis() {
+            Some(_) => {
+                tracing::info!("progress events: milestones in task_events ({engine}), live through Redis Pub/Sub")
+            }
+            None => tracing::info!("progress events: milestones in task_events ({engine}), live in-process"),
+        }
         tracing::info!("storage: {}", self.storage().describe());
         tracing::info!("mail: {}", self.mailer().describe());
     }
@@ -178,11 +188,6 @@ impl AppState {
         self.inner.work.notified().await
     }
 
-    /// Tells this process's event streams that `task_id` has news.
-    pub fn notify_task(&self, task_id: uuid::Uuid) {
-        let _ = self.inner.task_events.send(task_id);
-    }
-
     pub fn master_key(&self) -> &crate::providers::crypto::MasterKey {
         &self.inner.master_key
     }
@@ -191,8 +196,8 @@ impl AppState {
         &self.inner.event_hub
     }
 
-    pub fn subscribe_tasks(&self) -> tokio::sync::broadcast::Receiver<uuid::Uuid> {
-        self.inner.task_events.subscribe()
+    pub fn catalogue(&self) -> &crate::tools::Catalogue {
+        &self.inner.catalogue
     }
 
     pub fn uptime(&self) -> Duration {

@@ -191,7 +191,7 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         key: "tasks.event_ttl_secs",
         env: "FUNMAGIC_EVENT_STREAM_TTL_SECS",
         default: "3600",
-        help: "scale-out: a task's Redis event stream expires this long after the task ends",
+        help: "scale-out: how long Redis keeps the latest progress of a running task (for streams that join late)",
     },
     SettingDoc {
         key: "providers.master_key",

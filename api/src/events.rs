@@ -1,246 +1,505 @@
-//! Task progress events across processes.
+//! Task progress events: recorded milestones, ephemeral progress, and one hub per process
+//! that wakes exactly the streams that follow a task.
 //!
-//! Every event is first written to `task_events` (the truth, with its sequence number).
-//! In scale-out mode it is also appended to a Redis Stream per task, with the stream id
-//! `0-<seq>` (so `Last-Event-ID` maps straight onto it), bounded with `MAXLEN ~`, and set to
-//! expire `tasks.event_ttl_secs` after the task ends. Each API process runs one [`EventHub`]:
-//! a single blocking `XREAD` over the streams its clients follow, on a connection of its
-//! own, which wakes the followers of a task the moment any worker process writes to it.
-//! Followers read new events from the stream and fall back to the database when the stream
-//! has a gap (trimmed, expired, or a write that did not reach Redis).
+//! * **Milestones** (`queued`, `step_started`, `step_completed`, a retry notice, and the
+//!   terminal `completed`/`failed`/`cancelled`) are written to `task_events` by the store, in
+//!   the same transaction as the state change they describe, numbered by `tasks.event_seq`.
+//!   They are the replayable history: an SSE `id` and `Last-Event-ID` are their numbers.
+//! * **Progress** between milestones is not written to the database: it goes to the
+//!   followers live, and the latest one of each task is kept (in memory, or in Redis in
+//!   scale-out) for streams that join late. It carries no `id`.
+//! * **Fan-out**: embedded, events go straight into this process's [`EventHub`]. In
+//!   scale-out, every process `PUBLISH`es to one Redis channel and every API process holds
+//!   one subscriber connection that feeds its hub. The hub keeps a broadcast channel per
+//!   followed task, so an event wakes only that task's streams, and open streams never poll
+//!   one by one: one sweep per process (every few seconds) compares the followed tasks'
+//!   event counters with what was delivered, as a safety net for a lost message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::redis_conn::RedisHandle;
-use crate::store::TaskEventRow;
+use crate::store::Recorded;
 
-/// Most events kept per task stream (approximate trim); the database keeps all.
-const STREAM_MAXLEN: usize = 1000;
+/// Event types that end a stream.
+pub const TERMINAL_EVENTS: [&str; 3] = ["completed", "failed", "cancelled"];
 
-pub fn stream_key(redis: &RedisHandle, task_id: Uuid) -> String {
-    redis.key(&format!("events:{task_id}"))
+/// One event on its way to followers: `seq` for milestones, `None` for progress.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Live {
+    #[serde(rename = "t")]
+    pub task_id: Uuid,
+    #[serde(rename = "s")]
+    pub seq: Option<i64>,
+    #[serde(rename = "k")]
+    pub kind: String,
+    #[serde(rename = "d")]
+    pub data: Value,
 }
 
-/// Appends one event to the task's Redis stream (scale-out only; best effort: followers
-/// fill any gap from the database).
-pub async fn publish(state: &AppState, task_id: Uuid, seq: i64, kind: &str, data: &Value) {
-    let Some(redis) = state.redis() else { return };
-    let mut conn = redis.conn();
-    let result: redis::RedisResult<String> = redis::cmd("XADD")
-        .arg(stream_key(redis, task_id))
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(STREAM_MAXLEN)
-        .arg(format!("0-{seq}"))
-        .arg("type")
-        .arg(kind)
-        .arg("data")
-        .arg(data.to_string())
-        .query_async(&mut conn)
-        .await;
-    match result {
-        Ok(_) => {}
-        // Another writer got there first (a replayed publish): already in the stream.
-        Err(e) if e.to_string().contains("equal or smaller") => {}
-        Err(e) => tracing::warn!(%task_id, seq, error = %e, "publishing a task event to Redis failed"),
+impl Live {
+    pub fn is_terminal(&self) -> bool {
+        TERMINAL_EVENTS.contains(&self.kind.as_str())
     }
 }
 
-/// Publishes the events the task's stream lacks (those after its last one): the `queued`
-/// event and the terminal event, written in the task's first and last transactions, and
-/// any an earlier publish failed to send.
-pub async fn publish_missing(state: &AppState, task_id: Uuid) {
-    let Some(redis) = state.redis() else { return };
-    let mut conn = redis.conn();
-    let last: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")
-        .arg(stream_key(redis, task_id))
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await;
-    let after = last.ok().and_then(|r| r.ids.first().and_then(|id| seq_of(&id.id))).unwrap_or(0);
-    match state.store().task_events_after(task_id, after).await {
-        Ok(rows) => {
-            for row in rows {
-                publish(state, task_id, row.seq, &row.kind, &row.data.0).await;
+/// What a followed task's channel carries.
+#[derive(Debug, Clone)]
+enum Msg {
+    Event(Arc<Live>),
+    /// Something may have been missed (a reconnect, the sweep): read the history again.
+    Resync,
+}
+
+/// The Redis channel every process publishes to.
+fn channel_name(redis: &RedisHandle) -> String {
+    redis.key("events")
+}
+
+fn progress_key(redis: &RedisHandle, task_id: Uuid) -> String {
+    redis.key(&format!("progress:{task_id}"))
+}
+
+/// Sends recorded milestones to the followers (after their transaction committed).
+pub async fn publish_recorded(state: &AppState, task_id: Uuid, events: &[Recorded]) {
+    let live: Vec<Live> =
+        events.iter().map(|e| Live { task_id, seq: Some(e.seq), kind: e.kind.clone(), data: e.data.clone() }).collect();
+    publish(state, live).await;
+}
+
+/// A progress event: to the followers now, kept as the task's latest; not recorded.
+pub async fn progress(state: &AppState, task_id: Uuid, mut data: Value) {
+    data["type"] = "progress".into();
+    publish(state, vec![Live { task_id, seq: None, kind: "progress".into(), data }]).await;
+}
+
+async fn publish(state: &AppState, events: Vec<Live>) {
+    match state.redis() {
+        Some(redis) => {
+            let channel = channel_name(redis);
+            let mut pipe = redis::pipe();
+            for live in &events {
+                let payload = match serde_json::to_string(live) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                if live.seq.is_none() {
+                    pipe.cmd("SET")
+                        .arg(progress_key(redis, live.task_id))
+                        .arg(&payload)
+                        .arg("EX")
+                        .arg(state.settings().tasks.event_ttl_secs)
+                        .ignore();
+                } else if live.is_terminal() {
+                    pipe.cmd("DEL").arg(progress_key(redis, live.task_id)).ignore();
+                }
+                pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+            }
+            let mut conn = redis.conn();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                // Followers catch up from the database (the sweep, or their next event).
+                tracing::warn!(error = %e, "publishing task events to Redis failed");
             }
         }
-        Err(e) => tracing::warn!(%task_id, error = %e, "reading events to publish failed"),
-    }
-}
-
-/// At a task's end: publishes its last events and lets the stream expire after
-/// `tasks.event_ttl_secs`.
-pub async fn publish_end(state: &AppState, task_id: Uuid) {
-    let Some(redis) = state.redis() else { return };
-    publish_missing(state, task_id).await;
-    let mut conn = redis.conn();
-    let ttl = state.settings().tasks.event_ttl_secs;
-    let expired: redis::RedisResult<i64> =
-        redis::cmd("EXPIRE").arg(stream_key(redis, task_id)).arg(ttl).query_async(&mut conn).await;
-    if let Err(e) = expired {
-        tracing::warn!(%task_id, error = %e, "setting the event stream's expiry failed");
-    }
-}
-
-fn seq_of(stream_id: &str) -> Option<i64> {
-    stream_id.strip_prefix("0-").and_then(|s| s.parse().ok())
-}
-
-/// Events after `after` from the task's Redis stream, if it has them without a gap.
-pub async fn read_stream(redis: &RedisHandle, task_id: Uuid, after: i64) -> Option<Vec<TaskEventRow>> {
-    let mut conn = redis.conn();
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream_key(redis, task_id))
-        .arg(format!("(0-{after}"))
-        .arg("+")
-        .arg("COUNT")
-        .arg(500)
-        .query_async(&mut conn)
-        .await
-        .ok()?;
-    let mut rows = Vec::with_capacity(reply.ids.len());
-    for (expect, id) in (after + 1..).zip(reply.ids) {
-        let seq = seq_of(&id.id)?;
-        if seq != expect {
-            return None;
+        None => {
+            for live in events {
+                state.event_hub().dispatch(Arc::new(live), true);
+            }
         }
-        let kind: String = id.get("type")?;
-        let data: String = id.get("data")?;
-        let data = serde_json::from_str(&data).ok()?;
-        rows.push(TaskEventRow { seq, kind, data: sqlx::types::Json(data), created_at: chrono::Utc::now() });
     }
-    if rows.is_empty() { None } else { Some(rows) }
 }
 
-/// The tasks this process's clients follow, with the last stream id seen of each.
-#[derive(Debug, Default)]
+/// The latest progress of a running task, for a stream that joins late.
+async fn latest_progress(state: &AppState, task_id: Uuid) -> Option<Live> {
+    match state.redis() {
+        Some(redis) => {
+            let mut conn = redis.conn();
+            let raw: Option<String> =
+                redis::cmd("GET").arg(progress_key(redis, task_id)).query_async(&mut conn).await.ok().flatten();
+            raw.and_then(|r| serde_json::from_str(&r).ok())
+        }
+        None => state.event_hub().latest(task_id),
+    }
+}
+
+/// The streams of this process, by followed task.
+#[derive(Debug)]
 pub struct EventHub {
-    watched: Mutex<HashMap<Uuid, Watched>>,
-    changed: tokio::sync::Notify,
-    started: std::sync::atomic::AtomicBool,
+    channels: Mutex<HashMap<Uuid, Channel>>,
+    /// Embedded: the latest progress of each running task.
+    latest: Mutex<HashMap<Uuid, Live>>,
+    /// The place in line of the first waiting task, refreshed while anyone waits for it.
+    head: watch::Sender<Option<i64>>,
+    waiting_followers: AtomicUsize,
+    started: std::sync::Once,
+    /// Every event this hub sees (for tests and diagnostics; nothing is sent without a
+    /// receiver).
+    tap: broadcast::Sender<Arc<Live>>,
+    /// Scale-out: whether the Redis subscription is active.
+    subscribed: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
-struct Watched {
-    followers: usize,
-    last: i64,
+struct Channel {
+    tx: broadcast::Sender<Msg>,
+    /// The highest milestone delivered to this channel.
+    last_seq: i64,
 }
 
-/// Stops watching when dropped.
-#[derive(Debug)]
-pub struct WatchGuard {
-    hub: Arc<EventHub>,
-    task_id: Uuid,
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        let mut watched = self.hub.watched.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = watched.get_mut(&self.task_id) {
-            w.followers -= 1;
-            if w.followers == 0 {
-                watched.remove(&self.task_id);
-            }
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            channels: Mutex::default(),
+            latest: Mutex::default(),
+            head: watch::channel(None).0,
+            waiting_followers: AtomicUsize::new(0),
+            started: std::sync::Once::new(),
+            tap: broadcast::channel(4096).0,
+            subscribed: watch::channel(false).0,
         }
     }
 }
 
 impl EventHub {
-    /// Wakes this process's followers of `task_id` (via `AppState::notify_task`) whenever
-    /// an event after `after` reaches its Redis stream, until the guard is dropped.
-    pub fn watch(self: &Arc<Self>, state: &AppState, task_id: Uuid, after: i64) -> WatchGuard {
-        {
-            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-            let w = watched.entry(task_id).or_insert(Watched { followers: 0, last: after });
-            w.followers += 1;
-            w.last = w.last.min(after);
+    /// Wakes the task's streams; `keep_latest` (embedded) also keeps a progress event as
+    /// the task's latest (in scale-out Redis keeps it).
+    fn dispatch(&self, live: Arc<Live>, keep_latest: bool) {
+        if live.seq.is_none() && keep_latest {
+            self.latest.lock().unwrap_or_else(|e| e.into_inner()).insert(live.task_id, (*live).clone());
+        } else if live.is_terminal() && keep_latest {
+            self.latest.lock().unwrap_or_else(|e| e.into_inner()).remove(&live.task_id);
         }
-        self.changed.notify_one();
-        if let Some(redis) = state.redis()
-            && !self.started.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            tokio::spawn(self.clone().run(state.clone(), redis.clone()));
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(live.clone());
         }
-        WatchGuard { hub: self.clone(), task_id }
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ch) = channels.get_mut(&live.task_id) {
+            if let Some(seq) = live.seq {
+                ch.last_seq = ch.last_seq.max(seq);
+            }
+            let _ = ch.tx.send(Msg::Event(live));
+        }
     }
 
-    async fn run(self: Arc<Self>, state: AppState, redis: RedisHandle) {
-        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    fn latest(&self, task_id: Uuid) -> Option<Live> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).get(&task_id).cloned()
+    }
+
+    fn resync_all(&self) {
+        for ch in self.channels.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            let _ = ch.tx.send(Msg::Resync);
+        }
+    }
+
+    fn subscribe(&self, task_id: Uuid, after: i64) -> broadcast::Receiver<Msg> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let ch = channels.entry(task_id).or_insert_with(|| Channel { tx: broadcast::channel(64).0, last_seq: after });
+        ch.tx.subscribe()
+    }
+
+    fn unsubscribe(&self, task_id: Uuid) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if channels.get(&task_id).is_some_and(|ch| ch.tx.receiver_count() == 0) {
+            channels.remove(&task_id);
+        }
+    }
+
+    /// Every event this process's hub sees from now on (in scale-out, once the Redis
+    /// subscription is active, which this waits for up to 5 s).
+    pub async fn tap(self: &Arc<Self>, state: &AppState) -> broadcast::Receiver<Arc<Live>> {
+        self.start(state);
+        let rx = self.tap.subscribe();
+        if state.redis().is_some() {
+            let mut subscribed = self.subscribed.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
+        }
+        rx
+    }
+
+    /// Starts this process's background parts once: the Redis subscriber (scale-out), the
+    /// queue-head refresher and the safety sweep.
+    fn start(self: &Arc<Self>, state: &AppState) {
+        self.started.call_once(|| {
+            if let Some(redis) = state.redis() {
+                tokio::spawn(subscribe_loop(Arc::downgrade(self), redis.clone()));
+            }
+            tokio::spawn(head_loop(Arc::downgrade(self), state.clone()));
+            tokio::spawn(sweep_loop(Arc::downgrade(self), state.clone()));
+        });
+    }
+}
+
+/// Feeds the hub from the Redis channel; after any reconnect every stream re-reads its
+/// history (what was published meanwhile is in the database).
+async fn subscribe_loop(hub: std::sync::Weak<EventHub>, redis: RedisHandle) {
+    use futures::StreamExt;
+    let channel = channel_name(&redis);
+    loop {
+        let mut pubsub = match redis.client().get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "connecting the event subscriber to Redis failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if let Err(e) = pubsub.subscribe(&channel).await {
+            tracing::warn!(error = %e, "subscribing to task events failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let Some(h) = hub.upgrade() else { return };
+        h.subscribed.send_replace(true);
+        h.resync_all();
+        drop(h);
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(h) = hub.upgrade() else { return };
+            let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
+            match serde_json::from_slice::<Live>(&payload) {
+                Ok(live) => h.dispatch(Arc::new(live), false),
+                Err(e) => tracing::warn!(error = %e, "an unreadable task event on the channel"),
+            }
+        }
+        if let Some(h) = hub.upgrade() {
+            h.subscribed.send_replace(false);
+        }
+        tracing::warn!("the task event subscription ended; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Refreshes the queue head (one query a second) while any stream waits for its turn.
+async fn head_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(h) = hub.upgrade() else { return };
+        if h.waiting_followers.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        match state.store().queue_head().await {
+            Ok(head) => {
+                h.head.send_if_modified(|current| {
+                    let changed = *current != head;
+                    *current = head;
+                    changed
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the queue head failed"),
+        }
+    }
+}
+
+/// The safety net for a lost message: one query over every followed task's event counter,
+/// every few seconds (every half second without Redis on PostgreSQL, where other processes'
+/// events arrive no other way).
+async fn sweep_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
+    let every = match (state.redis(), state.store().engine()) {
+        (None, crate::store::Engine::Postgres) => Duration::from_millis(500),
+        _ => Duration::from_secs(5),
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(h) = hub.upgrade() else { return };
+        let known: Vec<(Uuid, i64)> = {
+            let channels = h.channels.lock().unwrap_or_else(|e| e.into_inner());
+            channels.iter().map(|(id, ch)| (*id, ch.last_seq)).collect()
+        };
+        drop(h);
+        for chunk in known.chunks(500) {
+            let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+            let Ok(current) = state.store().task_event_seqs(&ids).await else { continue };
+            let Some(h) = hub.upgrade() else { return };
+            let behind: HashMap<Uuid, i64> = chunk.iter().copied().collect();
+            let channels = h.channels.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, seq) in current {
+                if behind.get(&id).is_some_and(|known| seq > *known)
+                    && let Some(ch) = channels.get(&id)
+                {
+                    let _ = ch.tx.send(Msg::Resync);
+                }
+            }
+        }
+    }
+}
+
+/// One stream's view of a task: replays the history after `after` from the database,
+/// then delivers what the hub brings (reading the database again only on a gap), and while
+/// the task waits its queue position whenever the head of the queue moves.
+pub struct Follower {
+    state: AppState,
+    task_id: Uuid,
+    after: i64,
+    buffer: VecDeque<Live>,
+    done: bool,
+    rx: broadcast::Receiver<Msg>,
+    head: watch::Receiver<Option<i64>>,
+    /// Read the history before waiting (at the start, after a gap or a resync).
+    read_db: bool,
+    /// Send the latest progress after the first read (a late joiner).
+    want_latest: bool,
+    /// That latest progress, so the same event arriving live is not sent twice.
+    latest_sent: Option<Value>,
+    /// While waiting: its place in line and the position last sent.
+    queue_seq: Option<i64>,
+    position: Option<i64>,
+}
+
+impl Follower {
+    /// Follows `task_id` from after event `after`; the first event is `connected`.
+    pub async fn start(state: &AppState, task_id: Uuid, after: i64, queued: bool) -> Self {
+        let hub = state.event_hub();
+        hub.start(state);
+        let rx = hub.subscribe(task_id, after);
+        let queue_seq = if queued { state.store().queue_seq(task_id).await.ok().flatten() } else { None };
+        if queue_seq.is_some() {
+            hub.waiting_followers.fetch_add(1, Ordering::Relaxed);
+        }
+        let connected =
+            Live { task_id, seq: None, kind: "connected".into(), data: serde_json::json!({ "type": "connected" }) };
+        Self {
+            state: state.clone(),
+            task_id,
+            after,
+            buffer: VecDeque::from([connected]),
+            done: false,
+            rx,
+            head: hub.head.subscribe(),
+            read_db: true,
+            want_latest: true,
+            latest_sent: None,
+            queue_seq,
+            position: None,
+        }
+    }
+
+    /// The next event; `None` after the terminal one.
+    pub async fn next(&mut self) -> Option<Live> {
         loop {
-            let snapshot: Vec<(Uuid, i64)> = {
-                let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-                watched.iter().map(|(id, w)| (*id, w.last)).collect()
-            };
-            if snapshot.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), self.changed.notified()).await;
-                if self.watched.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                    // Idle: end (a later `watch` starts it again), unless one raced in.
-                    self.started.store(false, std::sync::atomic::Ordering::SeqCst);
-                    let idle = self.watched.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-                    if idle || self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            if self.read_db {
+                self.read_db = false;
+                self.read_history().await;
+                if !self.buffer.is_empty() || self.done {
+                    continue;
+                }
+            }
+            if self.queue_seq.is_some() {
+                let head = *self.head.borrow_and_update();
+                if let (Some(seq), Some(head)) = (self.queue_seq, head) {
+                    let position = seq - head;
+                    if position < 0 {
+                        self.stop_waiting();
+                    } else if self.position != Some(position) {
+                        self.position = Some(position);
+                        self.buffer.push_back(Live {
+                            task_id: self.task_id,
+                            seq: None,
+                            kind: "queue_position".into(),
+                            data: serde_json::json!({ "type": "queue_position", "position": position }),
+                        });
+                        continue;
+                    }
+                }
+            }
+            let waiting = self.queue_seq.is_some();
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Ok(Msg::Event(live)) => self.take(live),
+                    Ok(Msg::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => self.read_db = true,
+                    Err(broadcast::error::RecvError::Closed) => self.read_db = true,
+                },
+                changed = self.head.changed(), if waiting => {
+                    if changed.is_err() {
+                        self.stop_waiting();
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, live: Arc<Live>) {
+        match live.seq {
+            Some(seq) if seq <= self.after => {}
+            Some(seq) if seq == self.after + 1 => {
+                self.after = seq;
+                self.done = live.is_terminal();
+                if live.kind != "queued" {
+                    self.stop_waiting();
+                }
+                self.buffer.push_back((*live).clone());
+            }
+            // A milestone is missing in between: it is in the database.
+            Some(_) => self.read_db = true,
+            None => {
+                if live.kind == "progress" {
+                    self.stop_waiting();
+                    if self.latest_sent.take().is_some_and(|sent| sent == live.data) {
                         return;
                     }
                 }
-                continue;
-            }
-            let c = match &mut conn {
-                Some(c) => c,
-                None => {
-                    let config = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(Duration::from_secs(5)))
-                        .set_response_timeout(None);
-                    match redis.client().get_multiplexed_async_connection_with_config(&config).await {
-                        Ok(c) => conn.insert(c),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "connecting the event hub to Redis failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    }
-                }
-            };
-            // A short block, so tasks followed since are included soon; events of the tasks
-            // in this read arrive at once.
-            let mut cmd = redis::cmd("XREAD");
-            cmd.arg("COUNT").arg(100).arg("BLOCK").arg(250).arg("STREAMS");
-            for (id, _) in &snapshot {
-                cmd.arg(stream_key(&redis, *id));
-            }
-            for (_, last) in &snapshot {
-                cmd.arg(format!("0-{last}"));
-            }
-            let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> = cmd.query_async(c).await;
-            match reply {
-                Ok(Some(reply)) => {
-                    for key in reply.keys {
-                        let Some(task_id) = key.key.rsplit(':').next().and_then(|s| s.parse::<Uuid>().ok()) else {
-                            continue;
-                        };
-                        if let Some(last) = key.ids.last().and_then(|id| seq_of(&id.id)) {
-                            let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-                            if let Some(w) = watched.get_mut(&task_id) {
-                                w.last = w.last.max(last);
-                            }
-                        }
-                        state.notify_task(task_id);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading task event streams failed; reconnecting");
-                    conn = None;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                self.buffer.push_back((*live).clone());
             }
         }
+    }
+
+    async fn read_history(&mut self) {
+        match self.state.store().task_events_after(self.task_id, self.after).await {
+            Ok(rows) => {
+                for row in rows {
+                    self.after = row.seq;
+                    if row.kind != "queued" {
+                        self.stop_waiting();
+                    }
+                    self.done = TERMINAL_EVENTS.contains(&row.kind.as_str());
+                    self.buffer.push_back(Live {
+                        task_id: self.task_id,
+                        seq: Some(row.seq),
+                        kind: row.kind,
+                        data: row.data.0,
+                    });
+                    if self.done {
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(task_id = %self.task_id, error = %e, "reading task events failed"),
+        }
+        if std::mem::take(&mut self.want_latest)
+            && !self.done
+            && let Some(latest) = latest_progress(&self.state, self.task_id).await
+        {
+            self.stop_waiting();
+            self.latest_sent = Some(latest.data.clone());
+            self.buffer.push_back(latest);
+        }
+    }
+
+    fn stop_waiting(&mut self) {
+        if self.queue_seq.take().is_some() {
+            self.state.event_hub().waiting_followers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop_waiting();
+        // The receiver goes first, so the channel can tell whether anyone is left.
+        let (_, rx) = broadcast::channel(1);
+        drop(std::mem::replace(&mut self.rx, rx));
+        self.state.event_hub().unsubscribe(self.task_id);
     }
 }

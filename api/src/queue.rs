@@ -196,28 +196,17 @@ pub async fn enqueue_at(state: &AppState, task_id: Uuid, due: chrono::DateTime<c
     }
 }
 
-/// After a task ended: its user's waiting tasks may run now (scale-out: they are sent
-/// again, as a delivery refused at the user's limit was dropped).
-pub async fn user_slot_freed(state: &AppState, task_id: Uuid) {
-    let per_user = state.settings().tasks.max_running_per_user;
-    if per_user > 0
-        && let Some(redis) = state.redis()
+/// After a task ended: a running slot is free. Scale-out: its user's tasks that were
+/// refused at the limit (`unparked` by the end's transaction) are sent again.
+pub async fn slot_freed(state: &AppState, unparked: &[Uuid]) {
+    if let Some(redis) = state.redis()
+        && !unparked.is_empty()
     {
-        let next = match state.store().task_get(task_id).await {
-            Ok(Some(task)) => state.store().queue_next_for_user(task.user_id, i64::from(per_user)).await,
-            Ok(None) => Ok(vec![]),
-            Err(e) => Err(e),
-        };
-        match next {
-            Ok(ids) => {
-                let queue = RedisQueue::new(redis);
-                for id in ids {
-                    if let Err(e) = queue.push(id).await {
-                        tracing::warn!(task_id = %id, error = %e, "sending a waiting task failed");
-                    }
-                }
+        let queue = RedisQueue::new(redis);
+        for id in unparked {
+            if let Err(e) = queue.push(*id).await {
+                tracing::warn!(task_id = %id, error = %e, "sending a waiting task failed; the reconciler will resend it");
             }
-            Err(e) => tracing::warn!(%task_id, error = %e, "listing the user's waiting tasks failed"),
         }
     }
     state.wake_workers();
@@ -242,16 +231,25 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
             break;
         }
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        match state.store().queue_claim(None, lease, per_user).await {
-            Ok(Claim::Claimed { task_id, attempts, .. }) => {
-                let state = state.clone();
-                running.spawn(async move {
-                    crate::tasks::execute(&state, task_id, attempts.max(1) as u32, None).await;
-                    drop(permit);
-                });
+        // As many as there are free permits, claimed in one transaction.
+        let mut slots = vec![permit];
+        while let Ok(more) = permits.clone().try_acquire_owned() {
+            slots.push(more);
+        }
+        match state.store().queue_claim_many(lease, per_user, slots.len()).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                for claimed in claimed {
+                    let permit = slots.pop();
+                    let state = state.clone();
+                    running.spawn(async move {
+                        crate::tasks::execute(&state, claimed, None).await;
+                        drop(permit);
+                    });
+                }
+                drop(slots);
             }
             Ok(_) => {
-                drop(permit);
+                drop(slots);
                 tokio::select! {
                     _ = state.worker_wakeup() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -260,7 +258,7 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
                 }
             }
             Err(e) => {
-                drop(permit);
+                drop(slots);
                 tracing::warn!(error = %e, "claiming a task failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -296,7 +294,9 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
     let mut reader: Option<redis::aio::MultiplexedConnection> = None;
-    let mut orphans: Vec<String> = Vec::new();
+    // Delivered entries not started yet: a stopped worker's (XAUTOCLAIM), or the rest of a
+    // read that took as many entries as there were free permits.
+    let mut backlog: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     // Looked for often enough that a dead worker's task runs again soon after its lease
     // (45 s by default): within lease + lease/6.
     let orphan_every = (lease / 6).max(Duration::from_millis(500));
@@ -328,23 +328,27 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
             }
         };
         // Entries of workers that died: pending and idle for a whole lease.
-        if orphans.is_empty() && orphans_checked.elapsed() >= orphan_every {
+        if backlog.is_empty() && orphans_checked.elapsed() >= orphan_every {
             orphans_checked = tokio::time::Instant::now();
             match autoclaim(conn, &queue, &consumer, lease).await {
                 Ok(found) => {
                     if !found.is_empty() {
                         tracing::info!(count = found.len(), "took over queue entries of a stopped worker");
                     }
-                    orphans = found;
+                    backlog.extend(found);
                 }
                 Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
             }
         }
-        let delivered = match orphans.pop() {
+        let delivered = match backlog.pop_front() {
             Some(entry) => Ok(Some(entry)),
             None => {
+                let count = 1 + permits.available_permits();
                 tokio::select! {
-                    read = read_one(conn, &queue, &consumer) => read,
+                    read = read_batch(conn, &queue, &consumer, count) => read.map(|entries| {
+                        backlog.extend(entries);
+                        backlog.pop_front()
+                    }),
                     _ = stop.changed() => {
                         drop(permit);
                         break;
@@ -376,11 +380,11 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
             continue;
         };
         match state.store().queue_claim(Some(task_id), lease, per_user).await {
-            Ok(Claim::Claimed { attempts, .. }) => {
+            Ok(Claim::Claimed(claimed)) => {
                 let state = state.clone();
                 let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
                 running.spawn(async move {
-                    crate::tasks::execute(&state, task_id, attempts.max(1) as u32, Some(&delivery)).await;
+                    crate::tasks::execute(&state, claimed, Some(&delivery)).await;
                     if let Err(e) = delivery.queue.done(&delivery.entry).await {
                         tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
                     }
@@ -393,8 +397,8 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
                 if let Claim::NotDue(due) = claim {
                     let _ = queue.push_at(task_id, due).await;
                 }
-                // UserAtLimit: sent again when one of the user's tasks ends (and by the
-                // reconciler, should that be lost).
+                // UserAtLimit: parked, sent again when one of the user's tasks ends (and by
+                // the reconciler, should that be lost).
                 if let Err(e) = queue.done(&entry).await {
                     tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
                 }
@@ -413,18 +417,20 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
     }
 }
 
-/// One new entry for this consumer, as `entry-id|task-id`; `None` after the block timeout.
-async fn read_one(
+/// Up to `count` new entries for this consumer, as `entry-id|task-id`; none after the
+/// block timeout.
+async fn read_batch(
     conn: &mut redis::aio::MultiplexedConnection,
     queue: &RedisQueue,
     consumer: &str,
-) -> redis::RedisResult<Option<String>> {
+    count: usize,
+) -> redis::RedisResult<Vec<String>> {
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
         .arg(consumer)
         .arg("COUNT")
-        .arg(1)
+        .arg(count)
         .arg("BLOCK")
         .arg(2000)
         .arg("STREAMS")
@@ -432,10 +438,18 @@ async fn read_one(
         .arg(">")
         .query_async(conn)
         .await?;
-    Ok(reply.and_then(|r| r.keys.into_iter().flat_map(|k| k.ids).next()).map(|id| {
-        let task: String = id.get("task").unwrap_or_default();
-        format!("{}|{task}", id.id)
-    }))
+    Ok(reply
+        .map(|r| {
+            r.keys
+                .into_iter()
+                .flat_map(|k| k.ids)
+                .map(|id| {
+                    let task: String = id.get("task").unwrap_or_default();
+                    format!("{}|{task}", id.id)
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Takes over entries idle for a whole lease (their worker stopped renewing them).

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::{DeadLetter, NewTask, TaskEnd, TaskRow};
+use crate::store::{ClaimedTask, DeadLetter, NewTask, StepDone, TaskEnd, TaskRow};
 use crate::tools::{StepConfig, ToolConfig};
 
 /// How long a claimed task is leased to its worker (renewed every third of it while the
@@ -22,8 +22,7 @@ use crate::tools::{StepConfig, ToolConfig};
 pub fn lease(state: &AppState) -> Duration {
     Duration::from_secs(state.settings().tasks.lease_secs)
 }
-/// Event types that end a stream.
-pub const TERMINAL_EVENTS: [&str; 3] = ["completed", "failed", "cancelled"];
+pub use crate::events::TERMINAL_EVENTS;
 
 /// What a client submits.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,13 +37,13 @@ pub struct Submit {
 /// Validates, reserves the cost and enqueues — atomically — then wakes a worker.
 pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> AppResult<TaskRow> {
     principal.require(Access::Write)?;
-    let tool = state
-        .store()
-        .tool_get_by_slug(&req.tool_slug)
+    let cached = state
+        .catalogue()
+        .tool(state, &req.tool_slug)
         .await?
-        .filter(|t| t.is_active)
+        .filter(|t| t.row.is_active)
         .ok_or_else(|| AppError::not_found("tool"))?;
-    let config: ToolConfig = serde_json::from_value(tool.config.0.clone()).map_err(AppError::internal)?;
+    let (tool, config) = (&cached.row, &cached.config);
     let steps: Vec<&StepConfig> = match (&req.step_id, req.run_all_steps) {
         (Some(_), true) => return Err(AppError::validation("give stepId or runAllSteps, not both")),
         (Some(id), false) => vec![config.step(id).ok_or_else(|| {
@@ -94,7 +93,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
     // The first step takes the user's input; later steps of a chain take their image from
     // the step before.
     if let Some(first) = steps.first() {
-        let provider = state.store().provider_get(first.provider_id).await?;
+        let provider = state.catalogue().provider(state, first.provider_id).await?;
         validate_input(first, provider.as_ref().map(|p| p.kind.as_str()).unwrap_or(""), &input)?;
     }
     let cost: i64 = steps.iter().map(|s| s.cost).sum();
@@ -113,11 +112,13 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
 
 /// Inserts a new task (reserving its cost, with its `queued` event, in one transaction),
 /// then publishes that event and sends the task to the workers.
+///
+/// The `queued` event is not sent live: no stream can follow a task before this answers,
+/// and every stream starts by reading the recorded history.
 async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
-    let task = state.store().task_submit(new).await.map_err(|e| crate::credits::ledger_error(e, new.cost))?;
-    crate::events::publish_missing(state, task.id).await;
+    let (task, _queued) =
+        state.store().task_submit(new).await.map_err(|e| crate::credits::ledger_error(e, new.cost))?;
     crate::queue::enqueue(state, task.id).await;
-    state.notify_task(task.id);
     Ok(task)
 }
 
@@ -212,24 +213,15 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
         finish(state, id, TaskEnd::cancelled(0, &event)).await?;
     }
-    state.notify_task(id);
     state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
-}
-
-/// Records an event and wakes the streams following this task.
-pub async fn emit(state: &AppState, task_id: Uuid, kind: &str, mut data: Value) -> AppResult<i64> {
-    data["type"] = kind.into();
-    let seq = state.store().task_event_append(task_id, kind, &data).await?;
-    crate::events::publish(state, task_id, seq, kind, &data).await;
-    state.notify_task(task_id);
-    Ok(seq)
 }
 
 pub use crate::queue::run_workers;
 
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
 /// recorded, credits resolve once.
-pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32, delivery: Option<&crate::queue::Delivery>) {
+pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&crate::queue::Delivery>) {
+    let task_id = claimed.task.id;
     let heartbeat = {
         let state = state.clone();
         let delivery = delivery.cloned();
@@ -254,22 +246,19 @@ pub async fn execute(state: &AppState, task_id: Uuid, attempt: u32, delivery: Op
         }
     }
     let heartbeat = AbortOnDrop(heartbeat);
-    let result = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(try_execute(
-        state, task_id, attempt,
-    )))
-    .await
-    {
-        Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(%task_id, panic = %what, "a step panicked");
-            Err(AppError::new(ErrorKind::Internal, "STEP_PANICKED", "the step stopped on an internal error"))
-        }
-    };
+    let result =
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(try_execute(state, *claimed))).await {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%task_id, panic = %what, "a step panicked");
+                Err(AppError::new(ErrorKind::Internal, "STEP_PANICKED", "the step stopped on an internal error"))
+            }
+        };
     drop(heartbeat);
     if let Err(e) = result {
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
@@ -295,8 +284,10 @@ fn backoff(state: &AppState, attempt: u32) -> Duration {
     Duration::from_millis(delay + jitter)
 }
 
-async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult<()> {
-    let Some(task) = state.store().task_get(task_id).await? else { return Ok(()) };
+async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
+    let ClaimedTask { task, attempts, input, steps, tool_updated_at } = claimed;
+    let task_id = task.id;
+    let attempt = attempts.max(1) as u32;
     if task.is_terminal() {
         // Already ended (a duplicate delivery, or a crash after the end): only its queue row
         // is left to clear.
@@ -313,13 +304,12 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
         finish(state, task_id, TaskEnd::failed(&message, &event).dead_letter(Some(&dead))).await?;
         return Ok(());
     }
-    let tool = state.store().tool_get(task.tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
-    let config: ToolConfig = serde_json::from_value(tool.config.0).map_err(AppError::internal)?;
-    let input = state.store().task_payload(task_id).await?.map(|p| p.input.0).unwrap_or(Value::Null);
-    state.store().task_start(task_id).await?;
+    let config = state.catalogue().config(state, task.tool_id, tool_updated_at).await?;
     let mut spent = 0i64;
     let mut output = Value::Null;
-    for step in state.store().task_steps(task_id).await? {
+    let mut first_in_run = true;
+    let last = steps.len().saturating_sub(1);
+    for (i, step) in steps.into_iter().enumerate() {
         let cfg = config
             .step(&step.step_id)
             .ok_or_else(|| AppError::internal(format!("step {} missing from tool", step.step_id)))?;
@@ -329,16 +319,22 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
             output = step.state.0.get("output").cloned().unwrap_or(Value::Null);
             continue;
         }
-        if state.store().task_get(task_id).await?.is_some_and(|t| t.cancel_requested) {
-            return finish_cancelled(state, task_id, spent).await;
-        }
-        emit(state, task_id, "step_started", json!({ "stepId": cfg.id, "stepName": cfg.name })).await?;
-        state.store().task_step_set(task_id, &cfg.id, "running", None).await?;
+        let started = json!({ "stepId": cfg.id, "stepName": cfg.name });
+        let Some(event) = state.store().task_step_begin(task_id, &cfg.id, first_in_run, started).await? else {
+            // Ended meanwhile, or to be cancelled before this step.
+            if state.store().task_get(task_id).await?.is_some_and(|t| t.cancel_requested && !t.is_terminal()) {
+                return finish_cancelled(state, task_id, spent).await;
+            }
+            state.store().queue_remove(task_id).await?;
+            return Ok(());
+        };
+        first_in_run = false;
+        crate::events::publish_recorded(state, task_id, &[event]).await;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
         let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
         let result = match tokio::time::timeout(
             timeout,
-            run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0.clone()),
+            run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0),
         )
         .await
         {
@@ -350,42 +346,45 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
             )),
         };
         match result {
+            Ok(out) if i == last => {
+                // The last step's completion, the task's end and its settlement: one transaction.
+                spent += cfg.cost;
+                let event = json!({ "output": out, "creditsSpent": spent });
+                let done = StepDone { step_id: &cfg.id, output: &out };
+                finish(state, task_id, TaskEnd::completed(&out, &event).with_step(done)).await?;
+                return Ok(());
+            }
             Ok(out) => {
-                let kept = merged_step_state(state, task_id, &cfg.id, json!({ "output": out })).await?;
-                state.store().task_step_set(task_id, &cfg.id, "completed", Some(&kept)).await?;
-                emit(state, task_id, "step_completed", json!({ "stepId": cfg.id, "output": out })).await?;
+                let event = json!({ "stepId": cfg.id, "output": out });
+                if let Some(event) = state.store().task_step_done(task_id, &cfg.id, &out, event).await? {
+                    crate::events::publish_recorded(state, task_id, &[event]).await;
+                }
                 spent += cfg.cost;
                 output = out;
             }
-            Err(e) if is_transient(&e) && attempt < state.settings().tasks.max_attempts => {
+            Err(e) if is_transient(&e) && attempt < max_attempts => {
                 let delay = backoff(state, attempt);
-                // Keep what the run saved (a provider job id) so the retry resumes it.
-                let kept = merged_step_state(state, task_id, &cfg.id, json!({ "lastError": e.message })).await?;
-                state.store().task_step_set(task_id, &cfg.id, "pending", Some(&kept)).await?;
-                state.store().queue_retry(task_id, delay).await?;
-                let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                crate::queue::enqueue_at(state, task_id, due).await;
                 let message = format!(
-                    "{} — retrying in {} ms (attempt {} of {})",
+                    "{} — retrying in {} ms (attempt {} of {max_attempts})",
                     e.message,
                     delay.as_millis(),
                     attempt + 1,
-                    state.settings().tasks.max_attempts
                 );
-                emit(
-                    state,
-                    task_id,
-                    "progress",
-                    json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 }),
-                )
-                .await?;
+                let notice = json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 });
+                // Keep what the run saved (a provider job id) so the retry resumes it.
+                let patch = json!({ "lastError": e.message });
+                if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
+                    let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    crate::queue::enqueue_at(state, task_id, due).await;
+                    crate::events::publish_recorded(state, task_id, &[event]).await;
+                }
                 return Ok(());
             }
             Err(e) => {
                 let message =
                     if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
                 let e = AppError { message, ..e };
-                state.store().task_step_set(task_id, &cfg.id, "failed", Some(&json!({ "error": e.message }))).await?;
+                state.store().task_step_fail(task_id, &cfg.id, &e.message).await?;
                 let event = json!({ "error": e.message, "code": e.code });
                 let dead = is_transient(&e).then(|| DeadLetter {
                     reason: "retries_exhausted",
@@ -397,6 +396,7 @@ async fn try_execute(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult
             }
         }
     }
+    // Every step had completed before (a crash right after the last one).
     let event = json!({ "output": output, "creditsSpent": spent });
     finish(state, task_id, TaskEnd::completed(&output, &event)).await?;
     Ok(())
@@ -409,16 +409,17 @@ async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppRes
 }
 
 /// Ends a task with its settlement and terminal event in one transaction (see
-/// `Store::task_finish`), then wakes its streams and the user's waiting tasks; false if it
-/// had already ended.
+/// `Store::task_finish`), then wakes its streams and sends the user's tasks that waited
+/// for a running slot; false if it had already ended.
 async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
-    let ended = state.store().task_finish(task_id, &end).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
-    if ended {
-        crate::events::publish_end(state, task_id).await;
-        crate::queue::user_slot_freed(state, task_id).await;
+    let unpark = if state.redis().is_some() { i64::from(state.settings().tasks.max_running_per_user) } else { 0 };
+    let finished =
+        state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
+    if finished.ended {
+        crate::events::publish_recorded(state, task_id, &finished.events).await;
     }
-    state.notify_task(task_id);
-    Ok(ended)
+    crate::queue::slot_freed(state, &finished.unparked).await;
+    Ok(finished.ended)
 }
 
 fn merge(input: &Value, previous: &Value) -> Value {
@@ -434,16 +435,6 @@ pub(crate) fn merge_into(target: &mut Value, extra: &Value) {
             t.insert(k.clone(), v.clone());
         }
     }
-}
-
-/// The step's saved state with `patch` merged in.
-async fn merged_step_state(state: &AppState, task_id: Uuid, step_id: &str, patch: Value) -> AppResult<Value> {
-    let current =
-        state.store().task_steps(task_id).await?.into_iter().find(|s| s.step_id == step_id).map(|s| s.state.0);
-    Ok(match current {
-        Some(Value::Object(_)) => merge(&current.unwrap_or_default(), &patch),
-        _ => patch,
-    })
 }
 
 /// Runs a step on its provider (see [`crate::providers`]), with what an earlier run of the

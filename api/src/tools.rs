@@ -3,6 +3,10 @@
 //! the default catalogue (figme, background-remove, crystal-memory, echo) wired to the
 //! offline `local` provider, created at start when missing.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -287,5 +291,99 @@ mod tests {
         }
         let other_provider = serde_json::json!([{"id": "a", "name": "S", "type": "echo", "providerId": Uuid::now_v7(), "providerModel": "echo", "cost": 1}]);
         assert!(validate_config(&config(other_provider), &p).is_err(), "unknown provider");
+    }
+}
+
+/// The tools and providers the task hot path reads, cached in the process.
+///
+/// A submission looks its tool up by slug and a step its provider by id; both change only
+/// when an admin edits them. Entries live for [`Catalogue::TTL`] at most and are dropped at
+/// once when this process changes a tool or provider (other processes see the change within
+/// the TTL). A worker's parsed tool config is keyed by the tool's `updated_at`, read with the
+/// claim, so it is never stale.
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    by_slug: Cache<String, Instant, Option<Arc<Tool>>>,
+    configs: Cache<Uuid, chrono::DateTime<chrono::Utc>, Arc<ToolConfig>>,
+    providers: Cache<Uuid, Instant, Option<Arc<ProviderRow>>>,
+}
+
+/// Values with the instant (or version) they were read at.
+type Cache<K, At, V> = Mutex<HashMap<K, (At, V)>>;
+
+/// Most entries a cache holds before it starts afresh.
+const CACHE_MAX: usize = 10_000;
+
+fn remember<K: std::hash::Hash + Eq, At, V>(cache: &Cache<K, At, V>, key: K, at: At, value: V) {
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(key, (at, value));
+}
+
+/// A tool row with its parsed config.
+#[derive(Debug)]
+pub struct Tool {
+    pub row: ToolRow,
+    pub config: ToolConfig,
+}
+
+impl Catalogue {
+    pub const TTL: Duration = Duration::from_secs(1);
+
+    /// Forgets everything (after this process changed a tool or provider).
+    pub fn invalidate(&self) {
+        self.by_slug.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.configs.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.providers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The tool with this slug (active or not), at most [`Self::TTL`] old.
+    pub async fn tool(&self, state: &AppState, slug: &str) -> AppResult<Option<Arc<Tool>>> {
+        if let Some((at, tool)) = self.by_slug.lock().unwrap_or_else(|e| e.into_inner()).get(slug)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(tool.clone());
+        }
+        let tool = match state.store().tool_get_by_slug(slug).await? {
+            Some(row) => {
+                let config: ToolConfig = serde_json::from_value(row.config.0.clone()).map_err(AppError::internal)?;
+                Some(Arc::new(Tool { row, config }))
+            }
+            None => None,
+        };
+        remember(&self.by_slug, slug.to_string(), Instant::now(), tool.clone());
+        Ok(tool)
+    }
+
+    /// The parsed config of this version of a tool.
+    pub async fn config(
+        &self,
+        state: &AppState,
+        tool_id: Uuid,
+        version: chrono::DateTime<chrono::Utc>,
+    ) -> AppResult<Arc<ToolConfig>> {
+        if let Some((at, config)) = self.configs.lock().unwrap_or_else(|e| e.into_inner()).get(&tool_id)
+            && *at == version
+        {
+            return Ok(config.clone());
+        }
+        let row = state.store().tool_get(tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
+        let config: Arc<ToolConfig> = Arc::new(serde_json::from_value(row.config.0).map_err(AppError::internal)?);
+        remember(&self.configs, tool_id, row.updated_at, config.clone());
+        Ok(config)
+    }
+
+    /// A provider, at most [`Self::TTL`] old.
+    pub async fn provider(&self, state: &AppState, id: Uuid) -> AppResult<Option<Arc<ProviderRow>>> {
+        if let Some((at, provider)) = self.providers.lock().unwrap_or_else(|e| e.into_inner()).get(&id)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(provider.clone());
+        }
+        let provider = state.store().provider_get(id).await?.map(Arc::new);
+        remember(&self.providers, id, Instant::now(), provider.clone());
+        Ok(provider)
     }
 }

@@ -15,7 +15,8 @@ use crate::{Client, types};
 /// `step_completed`, `completed`, `failed`, `cancelled`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvent {
-    /// The event's sequence number (the SSE id); `None` for `connected`.
+    /// The event's sequence number (the SSE id); `None` for events that are only live
+    /// (`connected`, `progress`, `queue_position`).
     pub id: Option<i64>,
     pub kind: String,
     pub data: Value,
@@ -89,14 +90,20 @@ impl TaskFollower {
             match stream.next().await {
                 Some(Ok(event)) => {
                     self.failures = 0;
-                    let id = event.id.parse::<i64>().ok();
-                    if let Some(id) = id {
-                        if id <= self.last_id {
-                            continue; // already seen before a reconnect
-                        }
-                        self.last_id = id;
-                    }
                     let kind = if event.event.is_empty() { "message".to_string() } else { event.event };
+                    // SSE keeps the last id for events sent without one, so live progress
+                    // arrives with the id of the milestone before it: that is not a repeat.
+                    let id = match event.id.parse::<i64>().ok() {
+                        Some(id) if id > self.last_id => {
+                            self.last_id = id;
+                            Some(id)
+                        }
+                        Some(id) if id == self.last_id && matches!(kind.as_str(), "progress" | "queue_position") => {
+                            None
+                        }
+                        Some(_) => continue, // already seen before a reconnect
+                        None => None,
+                    };
                     let data = serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
                     let event = TaskEvent { id, kind, data };
                     self.finished = event.is_terminal();

@@ -208,6 +208,7 @@ impl AdminProvidersApi {
             set_key(state.master_key(), &mut row, key);
         }
         let saved = state.store().provider_upsert(&row).await.map_err(conflict)?;
+        state.catalogue().invalidate();
         tracing::info!(provider = %saved.name, kind = %saved.kind, "provider created");
         Ok(ProviderCreated::Created(Json(saved.into())))
     }
@@ -256,6 +257,7 @@ impl AdminProvidersApi {
         }
         row.updated_at = crate::store::now();
         let saved = state.store().provider_upsert(&row).await.map_err(conflict)?;
+        state.catalogue().invalidate();
         Ok(Json(saved.into()))
     }
 

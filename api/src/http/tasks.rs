@@ -1,7 +1,6 @@
 //! `/api/tasks`: submit, list, read, cancel, and the live progress stream (SSE with `id:`
 //! on every event, heartbeats, and replay after `Last-Event-ID`).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -17,8 +16,9 @@ use super::error::ErrorResponse;
 use super::security::Auth;
 use crate::app::AppState;
 use crate::credits;
+use crate::events::Follower;
 use crate::store::TaskRow;
-use crate::tasks::{self, Submit, TERMINAL_EVENTS};
+use crate::tasks::{self, Submit};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -309,26 +309,12 @@ impl TasksApi {
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
         let principal = auth.principal(&state, req).await?;
         let task = tasks::task_for(&state, &principal, id.0).await?;
-        let follower = Follower {
-            state: state.clone(),
-            task_id: task.id,
-            after: last_event_id.0.unwrap_or(0).max(0),
-            buffer: VecDeque::from([TaskEvent {
-                seq: None,
-                kind: "connected".into(),
-                data: serde_json::json!({ "type": "connected" }),
-            }]),
-            done: false,
-            rx: state.subscribe_tasks(),
-            watch: state
-                .redis()
-                .is_some()
-                .then(|| state.event_hub().watch(&state, task.id, last_event_id.0.unwrap_or(0).max(0))),
-            read_db: true,
-            queued: task.status == "queued",
-            position: None,
-        };
-        let stream = futures::stream::unfold(follower, Follower::next);
+        let after = last_event_id.0.unwrap_or(0).max(0);
+        let follower = Follower::start(&state, task.id, after, task.status == "queued").await;
+        let stream = futures::stream::unfold(follower, |mut f| async move {
+            let live = f.next().await?;
+            Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, f))
+        });
         Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
             .keep_alive(Duration::from_secs(15))
             .to_event(|e| {
@@ -431,101 +417,5 @@ impl AdminTasksApi {
             })
             .collect();
         Ok(Json(DeadLetterList { dead_letters, next_cursor }))
-    }
-}
-
-/// Follows one task's events: replays from the database, then waits for this process's
-/// notifications — in-process ones, and in scale-out those of the [`EventHub`] for events
-/// any worker process appends to the task's Redis stream — and reads what is new from the
-/// stream (from the database on a gap, or after a quiet spell as a safety net). While the
-/// task waits in the queue it also sends its position (an event without an id: it is not
-/// part of the replayable history).
-///
-/// [`EventHub`]: crate::events::EventHub
-struct Follower {
-    state: AppState,
-    task_id: Uuid,
-    after: i64,
-    buffer: VecDeque<TaskEvent>,
-    done: bool,
-    rx: tokio::sync::broadcast::Receiver<Uuid>,
-    watch: Option<crate::events::WatchGuard>,
-    /// Read the next batch from the database rather than the Redis stream.
-    read_db: bool,
-    queued: bool,
-    position: Option<i64>,
-}
-
-impl Follower {
-    async fn next(mut self) -> Option<(TaskEvent, Self)> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Some((event, self));
-            }
-            if self.done {
-                return None;
-            }
-            let from_stream = match (self.read_db, self.state.redis()) {
-                (false, Some(redis)) => crate::events::read_stream(redis, self.task_id, self.after).await,
-                _ => None,
-            };
-            let rows = match from_stream {
-                Some(rows) => Ok(rows),
-                None => self.state.store().task_events_after(self.task_id, self.after).await,
-            };
-            self.read_db = false;
-            match rows {
-                Ok(rows) if !rows.is_empty() => {
-                    for row in rows {
-                        self.after = row.seq;
-                        self.done |= TERMINAL_EVENTS.contains(&row.kind.as_str());
-                        self.queued &= row.kind == "queued";
-                        self.buffer.push_back(TaskEvent { seq: Some(row.seq), kind: row.kind, data: row.data.0 });
-                        if self.done {
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading task events failed");
-                }
-            }
-            if self.queued
-                && let Ok(position) = self.state.store().queue_position(self.task_id).await
-                && position.is_some()
-                && position != self.position
-            {
-                self.position = position;
-                self.buffer.push_back(TaskEvent {
-                    seq: None,
-                    kind: "queue_position".into(),
-                    data: serde_json::json!({ "type": "queue_position", "position": position }),
-                });
-                continue;
-            }
-            let task_id = self.task_id;
-            let wait = async {
-                loop {
-                    match self.rx.recv().await {
-                        Ok(id) if id == task_id => return,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                    }
-                }
-            };
-            // Quiet: poll the database now and then (a safety net for missed wake-ups; the
-            // only way to see other processes' events when there is no Redis).
-            let quiet = match (self.queued, self.watch.is_some()) {
-                (true, _) => Duration::from_secs(1),
-                (false, true) => Duration::from_secs(2),
-                (false, false) => Duration::from_millis(500),
-            };
-            if tokio::time::timeout(quiet, wait).await.is_err() {
-                self.read_db = true;
-            }
-        }
     }
 }

@@ -242,6 +242,7 @@ impl AdminToolsApi {
         auth.principal(&state, req).await?.require(Access::Admin)?;
         let row = tool_row(&state, Uuid::now_v7(), &body, crate::store::now()).await?;
         let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
+        state.catalogue().invalidate();
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
@@ -259,6 +260,7 @@ impl AdminToolsApi {
         let existing = state.store().tool_get(id.0).await?.ok_or_else(|| AppError::not_found("tool"))?;
         let row = tool_row(&state, id.0, &body, existing.created_at).await?;
         let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
+        state.catalogue().invalidate();
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
@@ -266,7 +268,9 @@ impl AdminToolsApi {
     #[oai(path = "/api/admin/tools/:id", method = "delete", operation_id = "admin_tool_delete")]
     async fn delete(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<Success>> {
         auth.principal(&state, req).await?.require(Access::Admin)?;
-        match state.store().tool_delete(id.0).await.map_err(conflict)? {
+        let deleted = state.store().tool_delete(id.0).await.map_err(conflict)?;
+        state.catalogue().invalidate();
+        match deleted {
             true => Ok(Success::ok()),
             false => Err(AppError::not_found("tool").into()),
         }

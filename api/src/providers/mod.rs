@@ -65,7 +65,8 @@ impl StepRun<'_> {
     pub async fn progress_with(&self, percent: u8, message: &str, extra: Value) -> AppResult<()> {
         let mut data = json!({ "stepId": self.step.id, "progress": percent.min(100), "message": message });
         crate::tasks::merge_into(&mut data, &extra);
-        crate::tasks::emit(self.state, self.task_id, "progress", data).await.map(|_| ())
+        crate::events::progress(self.state, self.task_id, data).await;
+        Ok(())
     }
 
     /// Merges `patch` into the step's saved state, durably, before the caller goes on.
@@ -74,7 +75,7 @@ impl StepRun<'_> {
             self.saved = json!({});
         }
         crate::tasks::merge_into(&mut self.saved, &patch);
-        self.state.store().task_step_set(self.task_id, &self.step.id, "running", Some(&self.saved)).await?;
+        self.state.store().task_step_save(self.task_id, &self.step.id, &self.saved).await?;
         Ok(())
     }
 
@@ -132,7 +133,7 @@ impl StepRun<'_> {
 
 /// Runs one step on its provider.
 pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
-    let provider = run.state.store().provider_get(run.step.provider_id).await?.ok_or_else(|| {
+    let provider = run.state.catalogue().provider(run.state, run.step.provider_id).await?.ok_or_else(|| {
         AppError::new(ErrorKind::Internal, "PROVIDER_MISSING", "the step's provider no longer exists")
     })?;
     if !provider.is_active {
@@ -215,6 +216,7 @@ pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Res
         std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
     }
     let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
+    state.catalogue().invalidate();
     if let (Some(file), Some(staged)) = (&file, &staged) {
         std::fs::rename(staged, file).map_err(|e| {
             format!("the keys are re-encrypted but {} could not replace {}: {e}", staged.display(), file.display())
@@ -223,8 +225,9 @@ pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Res
     Ok(Rotation { keys, file })
 }
 
-/// `local` `echo`: returns its input after `delayMs` (10 progress events);
-/// `failAttempts: n` makes the first n runs fail transiently (tests of retries).
+/// `local` `echo`: returns its input after `delayMs`, with 10 progress events over the
+/// delay (one, at 50 %, without a delay); `failAttempts: n` makes the first n runs fail
+/// transiently (tests of retries).
 async fn echo(run: StepRun<'_>) -> AppResult<Value> {
     if run.input.get("failAttempts").and_then(Value::as_u64).is_some_and(|n| u64::from(run.attempt) <= n) {
         return Err(AppError::new(
@@ -234,9 +237,13 @@ async fn echo(run: StepRun<'_>) -> AppResult<Value> {
         ));
     }
     let delay = run.input.get("delayMs").and_then(Value::as_u64).unwrap_or(0);
-    for i in 1..=10u8 {
-        tokio::time::sleep(Duration::from_millis(delay / 10)).await;
-        run.progress(i * 10, &format!("echo {}%", u32::from(i) * 10)).await?;
+    if delay == 0 {
+        run.progress(50, "echo 50%").await?;
+    } else {
+        for i in 1..=10u8 {
+            tokio::time::sleep(Duration::from_millis(delay / 10)).await;
+            run.progress(i * 10, &format!("echo {}%", u32::from(i) * 10)).await?;
+        }
     }
     let mut out = run.input.clone();
     if let Some(o) = out.as_object_mut() {

@@ -183,6 +183,58 @@ macro_rules! ledger_queries {
                 Ok(Booked::Applied(after))
             }
 
+            /// [`Self::credits_reserve_on`] for a reference that cannot have been reserved
+            /// before (a task id made for this submission): three statements, no look-ups.
+            /// A user without a credits row has nothing available.
+            pub async fn credits_reserve_new_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                user_id: uuid::Uuid,
+                reference: &str,
+                amount: i64,
+            ) -> Result<$crate::store::CreditsRow, $crate::store::LedgerError> {
+                use $crate::store::{LedgerError, StoreError};
+                let now = $crate::store::now();
+                let updated = sqlx::query_as::<_, $crate::store::CreditsRow>(
+                    "UPDATE credits SET reserved_balance = reserved_balance + $2, updated_at = $3
+                     WHERE user_id = $1 AND balance - reserved_balance >= $2
+                     RETURNING balance, reserved_balance, lifetime_earned, lifetime_spent",
+                )
+                .bind(user_id)
+                .bind(amount)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let Some(after) = updated else {
+                    let available = Self::credits_row_on(&mut *conn, user_id).await?.available();
+                    return Err(LedgerError::Insufficient { available });
+                };
+                sqlx::query(
+                    "INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(user_id)
+                .bind(reference)
+                .bind(amount)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let description = format!("reserved for {reference}");
+                Self::credits_book_on(
+                    &mut *conn,
+                    user_id,
+                    $crate::store::TxKind::Reserve,
+                    0,
+                    amount,
+                    after,
+                    Some(reference),
+                    Some(&description),
+                )
+                .await?;
+                Ok(after)
+            }
+
             /// [`Self::credits_reserve_on`] in a transaction of its own.
             pub async fn credits_reserve(
                 &self,

@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0007_providers.sql"),
         include_str!("../../../migrations/sqlite/0007_providers.sql"),
     ),
+    (
+        8,
+        "hot_path",
+        include_str!("../../../migrations/postgres/0008_hot_path.sql"),
+        include_str!("../../../migrations/sqlite/0008_hot_path.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -24,6 +24,7 @@ mod shared;
 mod sqlite;
 mod task_queries;
 mod tool_queries;
+mod writer;
 
 use std::time::Duration;
 
@@ -276,32 +277,44 @@ forward! {
     fn provider_keys_replace(keys: &[(Uuid, String, String, String)]) -> StoreResult<u64>;
     /// Creates the built-in `local` provider if missing; returns its id.
     fn provider_ensure_local() -> StoreResult<Uuid>;
-    /// Reserves, inserts task + payload + steps, enqueues and logs `queued` in one transaction.
-    fn task_submit(new: &NewTask) -> Result<TaskRow, LedgerError>;
+    /// Reserves, inserts task + payload + steps, enqueues and records `queued`, in one transaction.
+    fn task_submit(new: &NewTask) -> Result<(TaskRow, Recorded), LedgerError>;
     fn task_get(id: Uuid) -> StoreResult<Option<TaskRow>>;
     fn task_list(user_id: Option<Uuid>, status: Option<&str>, tool_id: Option<Uuid>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<TaskRow>>;
     fn task_steps(task_id: Uuid) -> StoreResult<Vec<TaskStepRow>>;
     fn task_payload(task_id: Uuid) -> StoreResult<Option<TaskPayloadRow>>;
-    fn task_start(id: Uuid) -> StoreResult<bool>;
-    fn task_step_set(task_id: Uuid, step_id: &str, status: &str, state: Option<&serde_json::Value>) -> StoreResult<()>;
-    /// Ends a task once, atomically with its credit settlement and terminal event.
-    fn task_finish(id: Uuid, end: &TaskEnd<'_>) -> Result<bool, LedgerError>;
+    /// A step starts (and the task runs), with its `step_started` event; `None` if the task
+    /// ended or is to be cancelled.
+    fn task_step_begin(task_id: Uuid, step_id: &str, first_in_run: bool, event: serde_json::Value) -> StoreResult<Option<Recorded>>;
+    /// A step completes, with its `step_completed` event.
+    fn task_step_done(task_id: Uuid, step_id: &str, output: &serde_json::Value, event: serde_json::Value) -> StoreResult<Option<Recorded>>;
+    /// A step goes back to pending and its task waits `delay` for a retry, with a notice.
+    fn task_step_retry(task_id: Uuid, step_id: &str, patch: serde_json::Value, delay: std::time::Duration, event: serde_json::Value) -> StoreResult<Option<Recorded>>;
+    /// Saves a running step's state (a provider job id) before the step waits on it.
+    fn task_step_save(task_id: Uuid, step_id: &str, state: &serde_json::Value) -> StoreResult<()>;
+    fn task_step_fail(task_id: Uuid, step_id: &str, error: &str) -> StoreResult<()>;
+    /// Ends a task once, atomically with its settlement, events and queue row; unparks up
+    /// to `unpark` of the user's tasks waiting for a running slot.
+    fn task_finish(id: Uuid, end: &TaskEnd<'_>, unpark: i64) -> Result<Finished, LedgerError>;
     fn task_request_cancel(id: Uuid) -> StoreResult<Option<String>>;
-    fn task_event_append(task_id: Uuid, kind: &str, data: &serde_json::Value) -> StoreResult<i64>;
     fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
+    /// The event counters of these tasks.
+    fn task_event_seqs(ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;
     fn queue_position(task_id: Uuid) -> StoreResult<Option<i64>>;
-    /// Puts a task back in the queue, due after `delay` (a retry).
-    fn queue_retry(task_id: Uuid, delay: std::time::Duration) -> StoreResult<()>;
+    /// A waiting task's place in line (position = this − `queue_head`).
+    fn queue_seq(task_id: Uuid) -> StoreResult<Option<i64>>;
+    /// The place in line of the first waiting task.
+    fn queue_head() -> StoreResult<Option<i64>>;
     /// Drops a task's queue row (the task has already ended).
     fn queue_remove(task_id: Uuid) -> StoreResult<()>;
     /// Extends a running task's lease (the worker's heartbeat).
     fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
     /// Leases the next due task (or the one given) for `lease`, within the per-user limit.
     fn queue_claim(only: Option<Uuid>, lease: std::time::Duration, per_user: u32) -> StoreResult<Claim>;
+    /// Up to `max` due tasks, claimed in one transaction.
+    fn queue_claim_many(lease: std::time::Duration, per_user: u32, max: usize) -> StoreResult<Vec<Box<ClaimedTask>>>;
     /// Due tasks nobody took for `older_than`, marked as re-sent (the reconciler's input).
     fn queue_stale(older_than: std::time::Duration, limit: i64) -> StoreResult<Vec<Uuid>>;
-    /// A user's oldest due, unleased tasks.
-    fn queue_next_for_user(user_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
     /// (due and waiting, running, waiting for a retry).
     fn queue_depth() -> StoreResult<(i64, i64, i64)>;
     /// The dead-letter list, newest first.

@@ -108,6 +108,20 @@ impl PgStore {
         self.pool.begin().await.map_err(StoreError::from_sqlx)
     }
 
+    /// Runs `f` in a transaction: committed when this returns `Ok`, rolled back when `f`
+    /// fails (the same contract as SQLite's group-committing writer).
+    pub(crate) async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> futures::future::BoxFuture<'c, Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let mut tx = self.pool.begin().await.map_err(|e| E::from(StoreError::from_sqlx(e)))?;
+        let result = f(&mut tx).await?;
+        tx.commit().await.map_err(|e| E::from(StoreError::from_sqlx(e)))?;
+        Ok(result)
+    }
+
     /// Row-locks the user's credits row for the rest of the transaction.
     async fn lock_credits_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
         sqlx::query("SELECT 1 FROM credits WHERE user_id = $1 FOR UPDATE")
@@ -128,16 +142,21 @@ super::tool_queries::tool_queries!(PgStore);
 super::content_queries::content_queries!(PgStore);
 
 impl PgStore {
-    /// The claim candidate: the oldest due, unleased task whose user is under the limit, or
-    /// (`$3`) one given task; rows another worker is claiming right now are skipped, so
-    /// workers never wait on each other.
-    const CLAIM_CANDIDATE_SQL: &'static str = "SELECT q.task_id, t.user_id, q.available_at, q.lease_until
-         FROM task_queue q JOIN tasks t ON t.id = q.task_id
-         WHERE ($3::uuid IS NULL AND q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
-                AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r JOIN tasks u ON u.id = r.task_id
-                                WHERE u.user_id = t.user_id AND r.lease_until >= $1) < $2))
-            OR q.task_id = $3
+    /// The next claim candidate: the oldest due, unleased task whose user is under the
+    /// limit ($2); rows another worker is claiming right now are skipped, so workers never
+    /// wait on each other.
+    const CLAIM_NEXT_SQL: &'static str = "SELECT q.task_id, q.user_id, q.available_at, q.lease_until
+         FROM task_queue q
+         WHERE q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
+           AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r WHERE r.user_id = q.user_id AND r.lease_until >= $1) < $2)
          ORDER BY q.available_at LIMIT 1 FOR UPDATE OF q SKIP LOCKED";
+    /// The given task's row, unless another worker is claiming it right now.
+    const CLAIM_ONE_SQL: &'static str =
+        "SELECT task_id, user_id, available_at, lease_until FROM task_queue WHERE task_id = $1 FOR UPDATE SKIP LOCKED";
+    /// A new queue row's place in line.
+    const QUEUE_NEXT_SEQ: &'static str = "nextval('task_queue_seq')";
+    /// A step state with a JSON object merged in.
+    const STATE_MERGE: &'static str = "state || $3";
 
     /// Serializes claims of one user's tasks until the transaction ends.
     async fn lock_user_queue_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
@@ -151,3 +170,188 @@ impl PgStore {
 }
 
 super::task_queries::task_queries!(PgStore, sqlx::Postgres);
+
+/// The task hot path on PostgreSQL: each operation is one call of a function from
+/// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
+/// the same statements as the multi-statement transactions of `task_queries.rs`.
+impl PgStore {
+    pub async fn task_submit(
+        &self,
+        new: &super::NewTask,
+    ) -> Result<(super::TaskRow, super::Recorded), super::LedgerError> {
+        #[derive(serde::Deserialize)]
+        struct Out {
+            available: Option<i64>,
+            task: Option<super::TaskRow>,
+            event: Option<serde_json::Value>,
+        }
+        let step_ids: Vec<uuid::Uuid> = new.steps.iter().map(|_| uuid::Uuid::now_v7()).collect();
+        let out: sqlx::types::Json<Out> =
+            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                .bind(new.id)
+                .bind(new.user_id)
+                .bind(new.tool_id)
+                .bind(new.cost)
+                .bind(new.parent_task_id)
+                .bind(new.run_all_steps)
+                .bind(&new.steps)
+                .bind(&step_ids)
+                .bind(uuid::Uuid::now_v7())
+                .bind(sqlx::types::Json(&new.input))
+                .bind(uuid::Uuid::now_v7())
+                .bind(super::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        match out.0 {
+            Out { task: Some(task), event: Some(data), .. } => {
+                Ok((task, super::Recorded { seq: 1, kind: "queued".into(), data }))
+            }
+            Out { available, .. } => Err(super::LedgerError::Insufficient { available: available.unwrap_or(0) }),
+        }
+    }
+
+    pub async fn queue_claim(
+        &self,
+        only: Option<uuid::Uuid>,
+        lease: Duration,
+        per_user: u32,
+    ) -> StoreResult<super::Claim> {
+        #[derive(serde::Deserialize)]
+        struct Step {
+            step_id: String,
+            position: i32,
+            status: String,
+            state: serde_json::Value,
+            started_at: Option<chrono::DateTime<chrono::Utc>>,
+            completed_at: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Out {
+            outcome: String,
+            due: Option<chrono::DateTime<chrono::Utc>>,
+            attempts: Option<i32>,
+            task: Option<super::TaskRow>,
+            input: Option<serde_json::Value>,
+            tool_updated_at: Option<chrono::DateTime<chrono::Utc>>,
+            steps: Option<Vec<Step>>,
+        }
+        // The next due task (workers without Redis) is found by a scan: the transaction.
+        let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user).await };
+        let now = super::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        let out: sqlx::types::Json<Out> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4)")
+            .bind(task_id)
+            .bind(now)
+            .bind(until)
+            .bind(i64::from(per_user))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let out = out.0;
+        Ok(match (out.outcome.as_str(), out.task) {
+            ("claimed", Some(task)) => super::Claim::Claimed(Box::new(super::ClaimedTask {
+                task,
+                attempts: out.attempts.unwrap_or(1),
+                input: out.input.unwrap_or(serde_json::Value::Null),
+                steps: out
+                    .steps
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| super::TaskStepRow {
+                        step_id: s.step_id,
+                        position: s.position,
+                        status: s.status,
+                        state: sqlx::types::Json(s.state),
+                        started_at: s.started_at,
+                        completed_at: s.completed_at,
+                    })
+                    .collect(),
+                tool_updated_at: out.tool_updated_at.unwrap_or_default(),
+            })),
+            ("busy", _) => super::Claim::Busy,
+            ("not_due", _) => super::Claim::NotDue(out.due.unwrap_or(now)),
+            ("user_at_limit", _) => super::Claim::UserAtLimit,
+            _ => super::Claim::Empty,
+        })
+    }
+
+    pub async fn task_step_begin(
+        &self,
+        task_id: uuid::Uuid,
+        step_id: &str,
+        first_in_run: bool,
+        mut event: serde_json::Value,
+    ) -> StoreResult<Option<super::Recorded>> {
+        if event.is_null() {
+            event = serde_json::json!({});
+        }
+        event["type"] = "step_started".into();
+        let seq: Option<i64> = sqlx::query_scalar("SELECT fm_task_step_begin($1, $2, $3, $4, $5)")
+            .bind(task_id)
+            .bind(step_id)
+            .bind(first_in_run)
+            .bind(sqlx::types::Json(&event))
+            .bind(super::now())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(seq.map(|seq| super::Recorded { seq, kind: "step_started".into(), data: event }))
+    }
+
+    pub async fn task_finish(
+        &self,
+        id: uuid::Uuid,
+        end: &super::TaskEnd<'_>,
+        unpark: i64,
+    ) -> Result<super::Finished, super::LedgerError> {
+        #[derive(serde::Deserialize)]
+        struct Out {
+            ended: bool,
+            seq: Option<i64>,
+            unparked: Option<Vec<uuid::Uuid>>,
+        }
+        let mut events: Vec<(String, serde_json::Value)> = Vec::with_capacity(2);
+        if let Some(step) = end.step {
+            let data = serde_json::json!({ "stepId": step.step_id, "output": step.output, "type": "step_completed" });
+            events.push(("step_completed".into(), data));
+        }
+        let mut terminal = if end.event.is_null() { serde_json::json!({}) } else { end.event.clone() };
+        terminal["type"] = end.status.into();
+        events.push((end.status.to_string(), terminal));
+        let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+        let datas: Vec<sqlx::types::Json<&serde_json::Value>> =
+            events.iter().map(|(_, d)| sqlx::types::Json(d)).collect();
+        let out: sqlx::types::Json<Out> =
+            sqlx::query_scalar("SELECT fm_task_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                .bind(id)
+                .bind(end.status)
+                .bind(super::now())
+                .bind(end.output.map(sqlx::types::Json))
+                .bind(end.error)
+                .bind(end.spend)
+                .bind(&kinds)
+                .bind(&datas)
+                .bind(end.step.map(|s| s.step_id))
+                .bind(end.step.map(|s| sqlx::types::Json(serde_json::json!({ "output": s.output }))))
+                .bind(end.dead_letter.map(|d| d.reason))
+                .bind(end.dead_letter.map(|d| d.error.as_str()))
+                .bind(end.dead_letter.map(|d| d.attempts))
+                .bind(unpark)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        let out = out.0;
+        let mut finished =
+            super::Finished { ended: out.ended, events: vec![], unparked: out.unparked.unwrap_or_default() };
+        if let (true, Some(last)) = (out.ended, out.seq) {
+            let n = events.len() as i64;
+            finished.events = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, (kind, data))| super::Recorded { seq: last - n + 1 + i as i64, kind, data })
+                .collect();
+        }
+        Ok(finished)
+    }
+}

@@ -348,7 +348,7 @@ pub struct ProviderRow {
     pub config: sqlx::types::Json<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct TaskRow {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -412,18 +412,58 @@ pub struct NewTask {
 }
 
 /// What a claim on the queue got.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Claim {
-    /// Leased to the caller; `attempts` counts this run.
-    Claimed { task_id: Uuid, user_id: Uuid, attempts: i32 },
+    /// Leased to the caller (this run counted), with what the worker needs to run it.
+    Claimed(Box<ClaimedTask>),
     /// Nothing due (or the given task is no longer queued, or being claimed right now).
     Empty,
     /// The given task runs under another worker's live lease.
     Busy,
     /// The given task waits for a retry until then.
     NotDue(DateTime<Utc>),
-    /// The given task's user already runs as many tasks as allowed.
+    /// The given task's user already runs as many tasks as allowed (the row is parked:
+    /// sent again when one of the user's tasks ends).
     UserAtLimit,
+}
+
+/// A claimed task: its row, its input and steps, and its tool's version — everything a
+/// run needs, read in the claim's transaction.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub task: TaskRow,
+    /// Runs of this task so far, this one included.
+    pub attempts: i32,
+    pub input: serde_json::Value,
+    pub steps: Vec<TaskStepRow>,
+    /// The tool's `updated_at`, so a cached parsed config is known to be current.
+    pub tool_updated_at: DateTime<Utc>,
+}
+
+/// A milestone event as recorded (its sequence number and data, `type` included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub seq: i64,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// A step that completes in the same transaction as the task's end.
+#[derive(Debug, Clone, Copy)]
+pub struct StepDone<'a> {
+    pub step_id: &'a str,
+    pub output: &'a serde_json::Value,
+}
+
+/// What `Store::task_finish` did.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    /// False if the task had already ended (nothing changed but its queue row).
+    pub ended: bool,
+    /// The events recorded (`step_completed` if a step was folded in, then the terminal).
+    pub events: Vec<Recorded>,
+    /// The user's parked tasks, unparked now that a running slot is free.
+    pub unparked: Vec<Uuid>,
 }
 
 /// How a task ends (see `Store::task_finish`).
@@ -439,17 +479,35 @@ pub struct TaskEnd<'a> {
     pub event: &'a serde_json::Value,
     /// Also put it on the dead-letter list.
     pub dead_letter: Option<&'a DeadLetter>,
+    /// The last step completes in the same transaction (`step_completed` is recorded first).
+    pub step: Option<StepDone<'a>>,
 }
 
 impl<'a> TaskEnd<'a> {
     /// Completed: the whole reservation is spent.
     pub fn completed(output: &'a serde_json::Value, event: &'a serde_json::Value) -> Self {
-        Self { status: "completed", output: Some(output), error: None, spend: None, event, dead_letter: None }
+        Self {
+            status: "completed",
+            output: Some(output),
+            error: None,
+            spend: None,
+            event,
+            dead_letter: None,
+            step: None,
+        }
     }
 
     /// Failed: nothing is spent.
     pub fn failed(error: &'a str, event: &'a serde_json::Value) -> Self {
-        Self { status: "failed", output: None, error: Some(error), spend: Some(0), event, dead_letter: None }
+        Self {
+            status: "failed",
+            output: None,
+            error: Some(error),
+            spend: Some(0),
+            event,
+            dead_letter: None,
+            step: None,
+        }
     }
 
     /// Cancelled: the finished steps' cost is spent, the rest released.
@@ -461,11 +519,17 @@ impl<'a> TaskEnd<'a> {
             spend: Some(spent),
             event,
             dead_letter: None,
+            step: None,
         }
     }
 
     pub fn dead_letter(self, dead_letter: Option<&'a DeadLetter>) -> Self {
         Self { dead_letter, ..self }
+    }
+
+    /// Completes `step` in the same transaction, recording its `step_completed` first.
+    pub fn with_step(self, step: StepDone<'a>) -> Self {
+        Self { step: Some(step), ..self }
     }
 }
 

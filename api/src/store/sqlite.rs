@@ -12,6 +12,8 @@ use super::{Engine, StoreError, StoreResult};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The one writer of the task hot path (group commit; see `writer.rs`).
+    writer: super::writer::Writer,
 }
 
 impl SqliteStore {
@@ -22,13 +24,16 @@ impl SqliteStore {
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(timeout.max(Duration::from_secs(5)));
+            // Writers outside the group-committing writer wait their turn rather than fail:
+            // contention is never an error a client sees.
+            .busy_timeout(timeout.max(Duration::from_secs(60)));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(timeout)
-            .connect_with(options)
+            .acquire_timeout(timeout.max(Duration::from_secs(30)))
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        let writer = super::writer::Writer::start(options).await?;
+        Ok(Self { pool, writer })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -98,6 +103,19 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from_sqlx)
     }
 
+    /// Runs `f` in a write transaction of the group-committing writer (see `writer.rs`):
+    /// committed when this returns `Ok`, rolled back when `f` fails.
+    pub(crate) async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> futures::future::BoxFuture<'c, Result<R, E>>
+            + Send
+            + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
     /// SQLite holds the database write lock for the whole `BEGIN IMMEDIATE` transaction.
     async fn lock_credits_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
         Ok(())
@@ -113,15 +131,20 @@ super::tool_queries::tool_queries!(SqliteStore);
 super::content_queries::content_queries!(SqliteStore);
 
 impl SqliteStore {
-    /// The claim candidate: the oldest due, unleased task whose user is under the limit, or
-    /// (`$3`) one given task. SQLite runs one writer at a time, so nothing is skipped.
-    const CLAIM_CANDIDATE_SQL: &'static str = "SELECT q.task_id, t.user_id, q.available_at, q.lease_until
-         FROM task_queue q JOIN tasks t ON t.id = q.task_id
-         WHERE ($3 IS NULL AND q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
-                AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r JOIN tasks u ON u.id = r.task_id
-                                WHERE u.user_id = t.user_id AND r.lease_until >= $1) < $2))
-            OR q.task_id = $3
+    /// The next claim candidate: the oldest due, unleased task whose user is under the
+    /// limit ($2). SQLite runs one writer at a time, so nothing is skipped.
+    const CLAIM_NEXT_SQL: &'static str = "SELECT q.task_id, q.user_id, q.available_at, q.lease_until
+         FROM task_queue q
+         WHERE q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
+           AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r WHERE r.user_id = q.user_id AND r.lease_until >= $1) < $2)
          ORDER BY q.available_at LIMIT 1";
+    /// The given task's row.
+    const CLAIM_ONE_SQL: &'static str =
+        "SELECT task_id, user_id, available_at, lease_until FROM task_queue WHERE task_id = $1";
+    /// A new queue row's place in line (relative order is all that counts).
+    const QUEUE_NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM task_queue)";
+    /// A step state with a JSON object merged in.
+    const STATE_MERGE: &'static str = "json_patch(state, $3)";
 
     /// The write transaction already excludes every other writer.
     async fn lock_user_queue_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
@@ -130,3 +153,41 @@ impl SqliteStore {
 }
 
 super::task_queries::task_queries!(SqliteStore, sqlx::Sqlite);
+
+impl SqliteStore {
+    /// Submits in the group-committed writer (see `task_queries.rs`).
+    pub async fn task_submit(
+        &self,
+        new: &super::NewTask,
+    ) -> Result<(super::TaskRow, super::Recorded), super::LedgerError> {
+        self.task_submit_tx(new).await
+    }
+
+    pub async fn task_step_begin(
+        &self,
+        task_id: uuid::Uuid,
+        step_id: &str,
+        first_in_run: bool,
+        event: serde_json::Value,
+    ) -> StoreResult<Option<super::Recorded>> {
+        self.task_step_begin_tx(task_id, step_id, first_in_run, event).await
+    }
+
+    pub async fn task_finish(
+        &self,
+        id: uuid::Uuid,
+        end: &super::TaskEnd<'_>,
+        unpark: i64,
+    ) -> Result<super::Finished, super::LedgerError> {
+        self.task_finish_tx(id, end, unpark).await
+    }
+
+    pub async fn queue_claim(
+        &self,
+        only: Option<uuid::Uuid>,
+        lease: Duration,
+        per_user: u32,
+    ) -> StoreResult<super::Claim> {
+        self.queue_claim_tx(only, lease, per_user).await
+    }
+}

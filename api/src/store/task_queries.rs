@@ -6,75 +6,94 @@ macro_rules! task_queries {
     ($store:ty, $db:ty) => {
         impl $store {
             /// One transaction: reserve the cost, insert task + payload + steps, enqueue, and
-            /// record the `queued` event. Either all of it happens or none.
-            pub async fn task_submit(&self, new: &$crate::store::NewTask) -> Result<$crate::store::TaskRow, $crate::store::LedgerError> {
-                use $crate::store::StoreError;
-                let now = $crate::store::now();
-                let mut tx = self.write_tx().await?;
-                if new.cost > 0 {
-                    Self::credits_reserve_on(&mut tx, new.user_id, &new.id.to_string(), new.cost).await?;
-                }
-                let task = sqlx::query_as::<_, $crate::store::TaskRow>(
-                    "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps, created_at, updated_at)
-                     VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $8)
-                     RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-                               run_all_steps, created_at, updated_at, started_at, completed_at",
-                )
-                .bind(new.id)
-                .bind(new.user_id)
-                .bind(new.tool_id)
-                .bind(new.cost)
-                .bind(new.parent_task_id)
-                .bind(new.steps.first())
-                .bind(new.run_all_steps)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                sqlx::query("INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(new.id)
-                    .bind(sqlx::types::Json(&new.input))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                for (i, step) in new.steps.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            /// record the `queued` event (with the queue position, from the row's place in line:
+            /// nothing here grows with the queue). Either all of it happens or none.
+            pub async fn task_submit_tx(
+                &self,
+                new: &$crate::store::NewTask,
+            ) -> Result<($crate::store::TaskRow, $crate::store::Recorded), $crate::store::LedgerError> {
+                let new = new.clone();
+                self.write(move |c| Box::pin(async move {
+                    use $crate::store::StoreError;
+                    let now = $crate::store::now();
+                    if new.cost > 0 {
+                        Self::credits_reserve_new_on(&mut *c, new.user_id, &new.id.to_string(), new.cost).await?;
+                    }
+                    let task = sqlx::query_as::<_, $crate::store::TaskRow>(
+                        "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
+                                            event_seq, created_at, updated_at)
+                         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8)
+                         RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
+                                   run_all_steps, created_at, updated_at, started_at, completed_at",
                     )
-                    .bind(uuid::Uuid::now_v7())
                     .bind(new.id)
-                    .bind(step)
-                    .bind(i as i32)
+                    .bind(new.user_id)
+                    .bind(new.tool_id)
+                    .bind(new.cost)
+                    .bind(new.parent_task_id)
+                    .bind(new.steps.first())
+                    .bind(new.run_all_steps)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *c)
                     .await
                     .map_err(StoreError::from_sqlx)?;
-                }
-                sqlx::query("INSERT INTO task_queue (task_id, available_at, created_at) VALUES ($1, $2, $2)")
+                    sqlx::query("INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(new.id)
+                        .bind(sqlx::types::Json(&new.input))
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    for (i, step) in new.steps.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                        )
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(new.id)
+                        .bind(step)
+                        .bind(i as i32)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    }
+                    let seq: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO task_queue (task_id, user_id, available_at, created_at, seq) VALUES ($1, $2, $3, $3, {}) RETURNING seq",
+                        Self::QUEUE_NEXT_SEQ
+                    )))
                     .bind(new.id)
+                    .bind(new.user_id)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *c)
                     .await
                     .map_err(StoreError::from_sqlx)?;
-                let position: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM task_queue WHERE lease_until IS NULL AND available_at <= $1 AND task_id <> $2",
-                )
-                .bind(now)
-                .bind(new.id)
-                .fetch_one(&mut *tx)
+                    let position = seq - Self::queue_head_on(&mut *c).await?.unwrap_or(seq);
+                    let data = serde_json::json!({ "type": "queued", "position": position.max(0) });
+                    sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
+                        .bind(new.id)
+                        .bind(sqlx::types::Json(&data))
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    Ok((task, $crate::store::Recorded { seq: 1, kind: "queued".into(), data }))
+                }))
                 .await
-                .map_err(StoreError::from_sqlx)?;
-                sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
-                    .bind(new.id)
-                    .bind(sqlx::types::Json(serde_json::json!({ "type": "queued", "position": position })))
-                    .bind(now)
-                    .execute(&mut *tx)
+            }
+
+            /// The place in line of the first waiting task (`None`: nobody waits).
+            async fn queue_head_on(c: &mut <$db as sqlx::Database>::Connection) -> $crate::store::StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL")
+                    .fetch_one(&mut *c)
                     .await
-                    .map_err(StoreError::from_sqlx)?;
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
-                Ok(task)
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// The place in line of the first waiting task.
+            pub async fn queue_head(&self) -> $crate::store::StoreResult<Option<i64>> {
+                let mut conn = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                Self::queue_head_on(&mut conn).await
             }
 
             pub async fn task_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskRow>> {
@@ -134,110 +153,283 @@ macro_rules! task_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            /// queued → running (first claim) ; true if this call started it.
-            pub async fn task_start(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                let now = $crate::store::now();
-                sqlx::query(
-                    "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $2), updated_at = $2
-                     WHERE id = $1 AND status IN ('queued', 'running')",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err($crate::store::StoreError::from_sqlx)
-            }
-
-            pub async fn task_step_set(
-                &self,
-                task_id: uuid::Uuid,
-                step_id: &str,
-                status: &str,
-                state: Option<&serde_json::Value>,
-            ) -> $crate::store::StoreResult<()> {
-                let now = $crate::store::now();
-                sqlx::query(
-                    "UPDATE task_steps SET status = $3, state = COALESCE($4, state),
-                            started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, $5) ELSE started_at END,
-                            completed_at = CASE WHEN $3 IN ('completed', 'failed', 'cancelled', 'skipped') THEN $5 ELSE completed_at END,
-                            updated_at = $5
-                     WHERE task_id = $1 AND step_id = $2",
-                )
-                .bind(task_id)
-                .bind(step_id)
-                .bind(status)
-                .bind(state.map(sqlx::types::Json))
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
-                sqlx::query("UPDATE tasks SET current_step_id = $2, updated_at = $3 WHERE id = $1")
-                    .bind(task_id)
-                    .bind(step_id)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
-                    .map_err($crate::store::StoreError::from_sqlx)
-            }
-
-            /// Ends a task once, atomically: status (any non-terminal → `status`), output or
-            /// error, the credit settlement (`spend`: `None` spends the whole reservation,
-            /// `Some(n)` spends n and releases the rest), the terminal event, and its queue row.
-            /// A crash can never leave an ended task with a pending reservation or without its
-            /// terminal event. Returns false (changing nothing but the queue row) if it had
-            /// already ended.
-            pub async fn task_finish(
-                &self,
+            /// Bumps the task's event counter by `n` (unless `guard` excludes the task) and
+            /// records `events` with the numbers it reserved; returns them as recorded.
+            async fn events_record_on(
+                c: &mut <$db as sqlx::Database>::Connection,
                 id: uuid::Uuid,
-                end: &$crate::store::TaskEnd<'_>,
-            ) -> Result<bool, $crate::store::LedgerError> {
+                events: &[(&str, serde_json::Value)],
+                set: &str,
+                cond: &str,
+                p4: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<Vec<$crate::store::Recorded>>> {
                 use $crate::store::StoreError;
-                let now = $crate::store::now();
-                let mut tx = self.write_tx().await?;
-                let ended = sqlx::query(
-                    "UPDATE tasks SET status = $2, completed_at = $3, updated_at = $3
-                     WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
-                )
+                let last: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "UPDATE tasks SET event_seq = event_seq + $2, updated_at = $3, {set} WHERE id = $1 AND {cond} RETURNING event_seq"
+                )))
                 .bind(id)
-                .bind(end.status)
+                .bind(events.len() as i64)
                 .bind(now)
-                .execute(&mut *tx)
+                .bind(p4)
+                .fetch_optional(&mut *c)
                 .await
-                .map_err(StoreError::from_sqlx)?
-                .rows_affected()
-                    == 1;
-                if ended {
-                    sqlx::query("UPDATE task_payloads SET output = $2, error = $3, updated_at = $4 WHERE task_id = $1")
-                        .bind(id)
-                        .bind(end.output.map(sqlx::types::Json))
-                        .bind(end.error)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
-                    match Self::credits_resolve_on(&mut tx, &id.to_string(), end.spend).await {
-                        Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
-                        Err(e) => return Err(e),
-                    }
-                    let mut data = end.event.clone();
+                .map_err(StoreError::from_sqlx)?;
+                let Some(last) = last else { return Ok(None) };
+                let mut recorded = Vec::with_capacity(events.len());
+                for (i, (kind, data)) in events.iter().enumerate() {
+                    let seq = last - events.len() as i64 + 1 + i as i64;
+                    let mut data = data.clone();
                     if data.is_null() {
                         data = serde_json::json!({});
                     }
-                    data["type"] = end.status.into();
+                    data["type"] = (*kind).into();
+                    sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(id)
+                        .bind(seq)
+                        .bind(*kind)
+                        .bind(sqlx::types::Json(&data))
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    recorded.push($crate::store::Recorded { seq, kind: (*kind).to_string(), data });
+                }
+                Ok(Some(recorded))
+            }
+
+            /// A step starts: the task is running (its runs counted once per run, with
+            /// `first_in_run`), the step is running, and `step_started` is recorded — one
+            /// transaction. `None` if the task has ended or is to be cancelled.
+            pub async fn task_step_begin_tx(
+                &self,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                first_in_run: bool,
+                event: serde_json::Value,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
+                let step_id = step_id.to_string();
+                self.write(move |c| Box::pin(async move {
+                    let now = $crate::store::now();
+                    let set = if first_in_run {
+                        "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $3), current_step_id = $4"
+                    } else {
+                        "status = 'running', current_step_id = $4"
+                    };
+                    let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
+                    let Some(mut recorded) =
+                        Self::events_record_on(&mut *c, task_id, &[("step_started", event)], set, cond, &step_id, now).await?
+                    else {
+                        return Ok(None);
+                    };
                     sqlx::query(
-                        "INSERT INTO task_events (task_id, seq, type, data, created_at)
-                         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM task_events WHERE task_id = $1",
+                        "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
+                         WHERE task_id = $1 AND step_id = $2",
                     )
-                    .bind(id)
-                    .bind(end.status)
-                    .bind(sqlx::types::Json(&data))
+                    .bind(task_id)
+                    .bind(&step_id)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
+                    Ok(recorded.pop())
+                }))
+                .await
+            }
+
+            /// Marks a step completed with its output merged into its state, recording
+            /// `step_completed` in the same transaction.
+            pub async fn task_step_done(
+                &self,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                output: &serde_json::Value,
+                event: serde_json::Value,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
+                let step_id = step_id.to_string();
+                let patch = serde_json::json!({ "output": output });
+                self.write(move |c| Box::pin(async move {
+                    let now = $crate::store::now();
+                    let Some(mut recorded) = Self::events_record_on(
+                        &mut *c, task_id, &[("step_completed", event)], "current_step_id = $4", "status = 'running'", &step_id, now,
+                    )
+                    .await?
+                    else {
+                        return Ok(None);
+                    };
+                    Self::step_complete_on(&mut *c, task_id, &step_id, &patch, now).await?;
+                    Ok(recorded.pop())
+                }))
+                .await
+            }
+
+            async fn step_complete_on(
+                c: &mut <$db as sqlx::Database>::Connection,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                patch: &serde_json::Value,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE task_steps SET status = 'completed', state = {}, completed_at = $4, updated_at = $4
+                     WHERE task_id = $1 AND step_id = $2",
+                    Self::STATE_MERGE
+                )))
+                .bind(task_id)
+                .bind(step_id)
+                .bind(sqlx::types::Json(patch))
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map(|_| ())
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// A transient failure: the step goes back to pending with `patch` merged into its
+            /// state (what the run saved is kept, so the retry resumes it), the task waits in
+            /// the queue for `delay`, and `event` (a `progress` notice) is recorded.
+            pub async fn task_step_retry(
+                &self,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                patch: serde_json::Value,
+                delay: std::time::Duration,
+                event: serde_json::Value,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
+                use $crate::store::StoreError;
+                let step_id = step_id.to_string();
+                self.write(move |c| Box::pin(async move {
+                    let now = $crate::store::now();
+                    let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
+                    let Some(mut recorded) = Self::events_record_on(
+                        &mut *c, task_id, &[("progress", event)], "current_step_id = $4", "status = 'running'", &step_id, now,
+                    )
+                    .await?
+                    else {
+                        return Ok(None);
+                    };
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE task_steps SET status = 'pending', state = {}, updated_at = $4 WHERE task_id = $1 AND step_id = $2",
+                        Self::STATE_MERGE
+                    )))
+                    .bind(task_id)
+                    .bind(&step_id)
+                    .bind(sqlx::types::Json(&patch))
+                    .bind(now)
+                    .execute(&mut *c)
                     .await
                     .map_err(StoreError::from_sqlx)?;
-                    if let Some(dl) = end.dead_letter {
+                    sqlx::query("UPDATE task_queue SET available_at = $2, lease_until = NULL WHERE task_id = $1")
+                        .bind(task_id)
+                        .bind(due)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    Ok(recorded.pop())
+                }))
+                .await
+            }
+
+            /// Saves a running step's state (a provider job id, before waiting on it).
+            pub async fn task_step_save(
+                &self,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                state: &serde_json::Value,
+            ) -> $crate::store::StoreResult<()> {
+                let (step_id, state) = (step_id.to_string(), state.clone());
+                self.write(move |c| Box::pin(async move {
+                    sqlx::query("UPDATE task_steps SET state = $3, updated_at = $4 WHERE task_id = $1 AND step_id = $2")
+                        .bind(task_id)
+                        .bind(&step_id)
+                        .bind(sqlx::types::Json(&state))
+                        .bind($crate::store::now())
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ())
+                        .map_err($crate::store::StoreError::from_sqlx)
+                }))
+                .await
+            }
+
+            /// Marks a step failed (its task ends right after).
+            pub async fn task_step_fail(&self, task_id: uuid::Uuid, step_id: &str, error: &str) -> $crate::store::StoreResult<()> {
+                let (step_id, state) = (step_id.to_string(), serde_json::json!({ "error": error }));
+                self.write(move |c| Box::pin(async move {
+                    let now = $crate::store::now();
+                    sqlx::query(
+                        "UPDATE task_steps SET status = 'failed', state = $3, completed_at = $4, updated_at = $4
+                         WHERE task_id = $1 AND step_id = $2",
+                    )
+                    .bind(task_id)
+                    .bind(&step_id)
+                    .bind(sqlx::types::Json(&state))
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+                }))
+                .await
+            }
+
+            /// Ends a task once, atomically: status (any non-terminal → `status`), output or
+            /// error, the last step's completion if folded in, the credit settlement (`spend`:
+            /// `None` spends the whole reservation, `Some(n)` spends n and releases the rest),
+            /// the events, the dead letter, the queue row, and the unparking of the user's
+            /// tasks that waited for a running slot. A crash can never leave an ended task with
+            /// a pending reservation or without its terminal event. If it had already ended,
+            /// nothing changes but its queue row.
+            pub async fn task_finish_tx(
+                &self,
+                id: uuid::Uuid,
+                end: &$crate::store::TaskEnd<'_>,
+                unpark: i64,
+            ) -> Result<$crate::store::Finished, $crate::store::LedgerError> {
+                use $crate::store::StoreError;
+                let status = end.status.to_string();
+                let output = end.output.cloned();
+                let error = end.error.map(str::to_string);
+                let spend = end.spend;
+                let dead = end.dead_letter.cloned();
+                let step = end.step.map(|s| (s.step_id.to_string(), serde_json::json!({ "stepId": s.step_id, "output": s.output }), serde_json::json!({ "output": s.output })));
+                let terminal = end.event.clone();
+                self.write(move |c| Box::pin(async move {
+                    let now = $crate::store::now();
+                    let mut events: Vec<(&str, serde_json::Value)> = Vec::with_capacity(2);
+                    if let Some((_, event, _)) = &step {
+                        events.push(("step_completed", event.clone()));
+                    }
+                    events.push((status.as_str(), terminal));
+                    let cond = "status NOT IN ('completed', 'failed', 'cancelled')";
+                    let recorded =
+                        Self::events_record_on(&mut *c, id, &events, "status = $4, completed_at = $3", cond, &status, now).await?;
+                    let mut finished = $crate::store::Finished::default();
+                    let user_id: Option<uuid::Uuid> = sqlx::query_scalar("DELETE FROM task_queue WHERE task_id = $1 RETURNING user_id")
+                        .bind(id)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?
+                        .flatten();
+                    let Some(recorded) = recorded else { return Ok(finished) };
+                    finished.ended = true;
+                    finished.events = recorded;
+                    if let Some((step_id, _, patch)) = &step {
+                        Self::step_complete_on(&mut *c, id, step_id, patch, now).await?;
+                    }
+                    sqlx::query("UPDATE task_payloads SET output = $2, error = $3, updated_at = $4 WHERE task_id = $1")
+                        .bind(id)
+                        .bind(output.as_ref().map(sqlx::types::Json))
+                        .bind(error.as_deref())
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    match Self::credits_resolve_on(&mut *c, &id.to_string(), spend).await {
+                        Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
+                        Err(e) => return Err(e),
+                    }
+                    if let Some(dl) = &dead {
                         sqlx::query(
                             "INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
                              SELECT id, user_id, $2, $3, $4, $5 FROM tasks WHERE id = $1",
@@ -247,14 +439,28 @@ macro_rules! task_queries {
                         .bind(&dl.error)
                         .bind(dl.attempts)
                         .bind(now)
-                        .execute(&mut *tx)
+                        .execute(&mut *c)
                         .await
                         .map_err(StoreError::from_sqlx)?;
                     }
-                }
-                sqlx::query("DELETE FROM task_queue WHERE task_id = $1").bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
-                Ok(ended)
+                    if let Some(user_id) = user_id.filter(|_| unpark > 0) {
+                        // Under the user's queue lock, so a claim refused at the limit right now
+                        // either sees this slot free or parks before this unparks.
+                        Self::lock_user_queue_on(&mut *c, user_id).await?;
+                        finished.unparked = sqlx::query_scalar(
+                            "UPDATE task_queue SET parked = FALSE
+                             WHERE task_id IN (SELECT task_id FROM task_queue WHERE user_id = $1 AND parked ORDER BY seq LIMIT $2)
+                             RETURNING task_id",
+                        )
+                        .bind(user_id)
+                        .bind(unpark)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                    }
+                    Ok(finished)
+                }))
+                .await
             }
 
             /// Flags a task for cooperative cancellation; returns its status.
@@ -267,20 +473,18 @@ macro_rules! task_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            /// Appends an event with the next sequence number; returns the number.
-            pub async fn task_event_append(&self, task_id: uuid::Uuid, kind: &str, data: &serde_json::Value) -> $crate::store::StoreResult<i64> {
-                sqlx::query_scalar::<_, i64>(
-                    "INSERT INTO task_events (task_id, seq, type, data, created_at)
-                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM task_events WHERE task_id = $1
-                     RETURNING seq",
-                )
-                .bind(task_id)
-                .bind(kind)
-                .bind(sqlx::types::Json(data))
-                .bind($crate::store::now())
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            /// The event counters of these tasks (for the event hub's safety sweep).
+            pub async fn task_event_seqs(&self, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<Vec<(uuid::Uuid, i64)>> {
+                if ids.is_empty() {
+                    return Ok(vec![]);
+                }
+                let list = (1..=ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let sql = format!("SELECT id, event_seq FROM tasks WHERE id IN ({list})");
+                let mut query = sqlx::query_as::<_, (uuid::Uuid, i64)>(sqlx::AssertSqlSafe(sql));
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(&self.pool).await.map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn task_events_after(&self, task_id: uuid::Uuid, after: i64) -> $crate::store::StoreResult<Vec<$crate::store::TaskEventRow>> {
@@ -294,61 +498,83 @@ macro_rules! task_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            /// Puts a task back in the queue, due after `delay` (a retry).
-            pub async fn queue_retry(&self, task_id: uuid::Uuid, delay: std::time::Duration) -> $crate::store::StoreResult<()> {
-                let due = $crate::store::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
-                sqlx::query("UPDATE task_queue SET available_at = $2, lease_until = NULL WHERE task_id = $1")
-                    .bind(task_id)
-                    .bind(due)
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
-                    .map_err($crate::store::StoreError::from_sqlx)
-            }
-
             /// Drops a task's queue row (for a task that has already ended).
             pub async fn queue_remove(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<()> {
-                sqlx::query("DELETE FROM task_queue WHERE task_id = $1")
-                    .bind(task_id)
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
-                    .map_err($crate::store::StoreError::from_sqlx)
+                self.write(move |c| Box::pin(async move {
+                    sqlx::query("DELETE FROM task_queue WHERE task_id = $1")
+                        .bind(task_id)
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ())
+                        .map_err($crate::store::StoreError::from_sqlx)
+                }))
+                .await
             }
 
             /// Extends a running task's lease (the worker's heartbeat).
             pub async fn queue_renew(&self, task_id: uuid::Uuid, lease: std::time::Duration) -> $crate::store::StoreResult<()> {
                 let until = $crate::store::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-                sqlx::query("UPDATE task_queue SET lease_until = $2 WHERE task_id = $1")
-                    .bind(task_id)
-                    .bind(until)
-                    .execute(&self.pool)
-                    .await
-                    .map(|_| ())
-                    .map_err($crate::store::StoreError::from_sqlx)
+                self.write(move |c| Box::pin(async move {
+                    sqlx::query("UPDATE task_queue SET lease_until = $2 WHERE task_id = $1 AND lease_until IS NOT NULL")
+                        .bind(task_id)
+                        .bind(until)
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ())
+                        .map_err($crate::store::StoreError::from_sqlx)
+                }))
+                .await
             }
 
             /// Leases a due task for `lease`: the oldest one whose user runs fewer than
             /// `per_user` tasks (0 = no limit), or, with `only`, that one task (the Redis
             /// queue delivers ids). The per-user count is taken again under a per-user lock
-            /// (PostgreSQL advisory lock; SQLite has one writer), so the limit is exact.
-            pub async fn queue_claim(
+            /// (PostgreSQL advisory lock; SQLite has one writer), so the limit is exact; a
+            /// given task refused at the limit is parked until one of its user's tasks ends.
+            /// Returns, with the lease, everything a run needs (task, input, steps).
+            pub async fn queue_claim_tx(
                 &self,
+                only: Option<uuid::Uuid>,
+                lease: std::time::Duration,
+                per_user: u32,
+            ) -> $crate::store::StoreResult<$crate::store::Claim> {
+                self.write(move |c| Box::pin(Self::claim_on(c, only, lease, per_user))).await
+            }
+
+            /// Up to `max` due tasks claimed in one transaction (workers that read the table).
+            pub async fn queue_claim_many(
+                &self,
+                lease: std::time::Duration,
+                per_user: u32,
+                max: usize,
+            ) -> $crate::store::StoreResult<Vec<Box<$crate::store::ClaimedTask>>> {
+                self.write(move |c| Box::pin(async move {
+                    let mut claimed = Vec::new();
+                    while claimed.len() < max {
+                        match Self::claim_on(&mut *c, None, lease, per_user).await? {
+                            $crate::store::Claim::Claimed(task) => claimed.push(task),
+                            _ => break,
+                        }
+                    }
+                    Ok(claimed)
+                }))
+                .await
+            }
+
+            async fn claim_on(
+                c: &mut <$db as sqlx::Database>::Connection,
                 only: Option<uuid::Uuid>,
                 lease: std::time::Duration,
                 per_user: u32,
             ) -> $crate::store::StoreResult<$crate::store::Claim> {
                 use $crate::store::{Claim, StoreError};
                 let now = $crate::store::now();
-                let mut tx = self.write_tx().await?;
-                let row: Option<(uuid::Uuid, uuid::Uuid, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> =
-                    sqlx::query_as(Self::CLAIM_CANDIDATE_SQL)
-                        .bind(now)
-                        .bind(i64::from(per_user))
-                        .bind(only)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                type Candidate = (uuid::Uuid, Option<uuid::Uuid>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
+                let row: Option<Candidate> = match only {
+                    Some(id) => sqlx::query_as(Self::CLAIM_ONE_SQL).bind(id).fetch_optional(&mut *c).await,
+                    None => sqlx::query_as(Self::CLAIM_NEXT_SQL).bind(now).bind(i64::from(per_user)).fetch_optional(&mut *c).await,
+                }
+                .map_err(StoreError::from_sqlx)?;
                 let Some((task_id, user_id, available_at, lease_until)) = row else { return Ok(Claim::Empty) };
                 if lease_until.is_some_and(|l| l >= now) {
                     return Ok(Claim::Busy);
@@ -356,32 +582,59 @@ macro_rules! task_queries {
                 if available_at > now {
                     return Ok(Claim::NotDue(available_at));
                 }
-                if per_user > 0 {
-                    Self::lock_user_queue_on(&mut tx, user_id).await?;
+                if per_user > 0 && let Some(user_id) = user_id {
+                    Self::lock_user_queue_on(&mut *c, user_id).await?;
                     let running: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM task_queue r JOIN tasks u ON u.id = r.task_id
-                         WHERE u.user_id = $1 AND r.lease_until >= $2 AND r.task_id <> $3",
+                        "SELECT COUNT(*) FROM task_queue WHERE user_id = $1 AND lease_until >= $2 AND task_id <> $3",
                     )
                     .bind(user_id)
                     .bind(now)
                     .bind(task_id)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *c)
                     .await
                     .map_err(StoreError::from_sqlx)?;
                     if running >= i64::from(per_user) {
+                        sqlx::query("UPDATE task_queue SET parked = TRUE WHERE task_id = $1")
+                            .bind(task_id)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(StoreError::from_sqlx)?;
                         return Ok(Claim::UserAtLimit);
                     }
                 }
                 let attempts: i32 = sqlx::query_scalar(
-                    "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1 WHERE task_id = $1 RETURNING attempts",
+                    "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1, parked = FALSE WHERE task_id = $1 RETURNING attempts",
                 )
                 .bind(task_id)
                 .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *c)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
-                Ok(Claim::Claimed { task_id, user_id, attempts })
+                let task = sqlx::query_as::<_, $crate::store::TaskRow>(
+                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
+                            run_all_steps, created_at, updated_at, started_at, completed_at
+                     FROM tasks WHERE id = $1",
+                )
+                .bind(task_id)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+                    "SELECT p.input, t.updated_at FROM task_payloads p JOIN tools t ON t.id = $2 WHERE p.task_id = $1",
+                )
+                .bind(task_id)
+                .bind(task.tool_id)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>(
+                    "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position",
+                )
+                .bind(task_id)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                Ok(Claim::Claimed(Box::new($crate::store::ClaimedTask { task, attempts, input: input.0, steps, tool_updated_at })))
             }
 
             /// Due tasks nobody has taken for `older_than` (and not re-sent since): marks them
@@ -399,22 +652,6 @@ macro_rules! task_queries {
                 )
                 .bind(now)
                 .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
-            }
-
-            /// A user's oldest due, unleased tasks (to send once one of theirs ends).
-            pub async fn queue_next_for_user(&self, user_id: uuid::Uuid, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
-                let now = $crate::store::now();
-                sqlx::query_scalar::<_, uuid::Uuid>(
-                    "SELECT q.task_id FROM task_queue q JOIN tasks t ON t.id = q.task_id
-                     WHERE t.user_id = $1 AND q.available_at <= $2 AND (q.lease_until IS NULL OR q.lease_until < $2)
-                     ORDER BY q.available_at LIMIT $3",
-                )
-                .bind(user_id)
-                .bind(now)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await
@@ -451,10 +688,22 @@ macro_rules! task_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            /// How many queued tasks are ahead of this one (0 = next).
+            /// A waiting task's place in line (`None` once a worker holds it); its position
+            /// is this minus [`Self::queue_head`].
+            pub async fn queue_seq(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, i64>("SELECT seq FROM task_queue WHERE task_id = $1 AND lease_until IS NULL")
+                    .bind(task_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// How many waiting tasks are ahead of this one (0 = next), from places in line:
+            /// no count that grows with the queue (tasks ahead that were skipped for their
+            /// user's running limit still count).
             pub async fn queue_position(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
                 sqlx::query_scalar::<_, i64>(
-                    "SELECT (SELECT COUNT(*) FROM task_queue o WHERE o.lease_until IS NULL AND o.available_at < q.available_at)
+                    "SELECT q.seq - COALESCE((SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL), q.seq)
                      FROM task_queue q WHERE q.task_id = $1 AND q.lease_until IS NULL",
                 )
                 .bind(task_id)

@@ -62,8 +62,36 @@ async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::TaskDeta
     }
 }
 
-async fn events(app: &TestApp, id: uuid::Uuid) -> Vec<(String, serde_json::Value)> {
-    app.state().store().task_events_after(id, 0).await.unwrap().into_iter().map(|e| (e.kind, e.data.0)).collect()
+/// Every event this process's hub delivers (progress is live only: it is not in the
+/// database), kept for the test to look through by task.
+struct Tap {
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<funmagic_api::events::Live>>,
+    seen: Vec<funmagic_api::events::Live>,
+}
+
+impl Tap {
+    async fn new(app: &TestApp) -> Self {
+        Self { rx: app.state().event_hub().tap(app.state()).await, seen: Vec::new() }
+    }
+
+    /// The events of task `id` seen so far, once one of them satisfies `until` (60 s at most).
+    async fn until(
+        &mut self,
+        id: uuid::Uuid,
+        until: impl Fn(&funmagic_api::events::Live) -> bool,
+    ) -> Vec<(String, serde_json::Value)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !self.seen.iter().any(|l| l.task_id == id && until(l)) {
+            let live = tokio::time::timeout_at(deadline, self.rx.recv()).await.expect("the event never came").unwrap();
+            self.seen.push((*live).clone());
+        }
+        self.seen.iter().filter(|l| l.task_id == id).map(|l| (l.kind.clone(), l.data.clone())).collect()
+    }
+
+    /// Every event of task `id`, up to its terminal one.
+    async fn all(&mut self, id: uuid::Uuid) -> Vec<(String, serde_json::Value)> {
+        self.until(id, |l| l.is_terminal()).await
+    }
 }
 
 async fn fetch_asset(client: &funmagic_sdk::Client, id: &str) -> (types::Asset, Vec<u8>) {
@@ -73,6 +101,7 @@ async fn fetch_asset(client: &funmagic_sdk::Client, id: &str) -> (types::Asset, 
 }
 
 async fn local_tools_end_to_end(app: TestApp) {
+    let mut tap = Tap::new(&app).await;
     let ada = funded(&app, "ada@example.com", 200).await;
     let as_ada = client_as(&app, &ada.token);
     let (w, h) = (240, 180);
@@ -92,7 +121,8 @@ async fn local_tools_end_to_end(app: TestApp) {
     let inter = found.iter().zip(&truth).filter(|(a, b)| **a && **b).count() as f64;
     let union = found.iter().zip(&truth).filter(|(a, b)| **a || **b).count() as f64;
     assert!(inter / union >= 0.9, "IoU {}", inter / union);
-    let progress: Vec<u64> = events(&app, done.task.id)
+    let progress: Vec<u64> = tap
+        .all(done.task.id)
         .await
         .iter()
         .filter(|(k, _)| k == "progress")
@@ -381,6 +411,7 @@ async fn fal_queue_and_resume_after_a_stop() {
         Some(app) => app,
         None => TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap(),
     };
+    let mut tap = Tap::new(&app).await;
     let fake = fakes::start().await;
     let root = actor(&app, "root@example.com", Role::SuperAdmin).await;
     let as_root = client_as(&app, &root.token);
@@ -416,7 +447,7 @@ async fn fal_queue_and_resume_after_a_stop() {
     let image_url = submitted.json()["image_url"].as_str().unwrap().to_string();
     assert_eq!(reqwest::get(&image_url).await.unwrap().status(), 200, "fal.ai can fetch the input");
     let positions: Vec<i64> =
-        events(&app, done.task.id).await.iter().filter_map(|(_, d)| d["providerQueuePosition"].as_i64()).collect();
+        tap.all(done.task.id).await.iter().filter_map(|(_, d)| d["providerQueuePosition"].as_i64()).collect();
     assert_eq!(positions, [2, 1], "queue positions shown as progress");
     assert_eq!(done.steps[0].state["falRequestId"], "req-1");
     let (asset, _) = fetch_asset(&as_ada, done.output.as_ref().unwrap()["assetId"].as_str().unwrap()).await;
@@ -433,17 +464,13 @@ async fn fal_queue_and_resume_after_a_stop() {
     );
     let task = as_ada.task_create(None, &submit("cutout", json!({ "imageStorageKey": key }), false)).await.unwrap();
     let task = task.into_inner().task;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !events(&app, task.id).await.iter().any(|(_, d)| d["message"] == "resuming the fal.ai request") {
-        assert!(tokio::time::Instant::now() < deadline, "the second run never resumed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tap.until(task.id, |l| l.data["message"] == "resuming the fal.ai request").await;
     fake.script(status, vec![Reply::json(200, json!({ "status": "COMPLETED" }))]);
     let done = ended(&as_ada, task.id).await;
     assert_eq!(done.task.status, "completed", "{done:?}");
     assert_eq!(done.task.attempts, 2, "the first run was stopped");
     assert_eq!(fake.hits("POST /fal-ai/birefnet/v2").len(), 2, "one submit per task, none for the resumed run");
-    assert!(events(&app, done.task.id).await.iter().any(|(_, d)| d["message"] == "resuming the fal.ai request"));
+    assert!(tap.all(done.task.id).await.iter().any(|(_, d)| d["message"] == "resuming the fal.ai request"));
 
     // A 422 from fal.ai is final, with its message.
     fake.script(
@@ -459,6 +486,7 @@ async fn fal_queue_and_resume_after_a_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tripo_image_to_model() {
     let app = TestApp::spawn_with(TestBackend::Embedded, fast_providers()).await.unwrap();
+    let mut tap = Tap::new(&app).await;
     let fake = fakes::start().await;
     let root = actor(&app, "root@example.com", Role::SuperAdmin).await;
     let as_root = client_as(&app, &root.token);
@@ -499,7 +527,8 @@ async fn tripo_image_to_model() {
     let (asset, model) = fetch_asset(&as_ada, done.output.as_ref().unwrap()["assetId"].as_str().unwrap()).await;
     assert_eq!(asset.mime_type, "model/gltf-binary");
     gltf::Gltf::from_slice(&model).expect("the stored model is valid glTF");
-    let shown: Vec<u64> = events(&app, done.task.id)
+    let shown: Vec<u64> = tap
+        .all(done.task.id)
         .await
         .iter()
         .filter(|(k, _)| k == "progress")

@@ -227,6 +227,18 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     }
     first.start_kill().unwrap(); // SIGKILL
     first.wait().await.unwrap();
+    // Follow it live from here (progress is not recorded): the resume shows as progress.
+    let follower = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut follower = funmagic_sdk::events::TaskFollower::new(&client, task.id, 0);
+            let mut seen = Vec::new();
+            while let Some(event) = follower.next().await {
+                seen.push(event.unwrap());
+            }
+            seen
+        })
+    };
     fake.script(status, vec![Reply::json(200, serde_json::json!({ "status": "COMPLETED" }))]);
     let mut second = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
     fast(&mut second);
@@ -244,8 +256,9 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     assert_eq!(fake.hits("POST /fal-ai/birefnet").len(), 1, "one submit: the second worker resumed req-k");
     assert_eq!(detail.task.attempts, 2);
     assert_eq!(detail.steps[0].state["falRequestId"], "req-k");
-    let events = client.task_events_list(&task.id).await.unwrap().into_inner().events;
-    assert!(events.iter().any(|e| e.data["message"] == "resuming the fal.ai request"));
+    let events = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
+    assert!(events.iter().any(|e| e.data["message"] == "resuming the fal.ai request"), "{events:?}");
+    assert_eq!(events.last().map(|e| e.kind.as_str()), Some("completed"));
     let balance = client.credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (13, 0), "paid once");
     assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());

@@ -24,8 +24,9 @@ async fn run_watch_and_exit_codes() {
     assert_eq!(output["hello"], "world");
     assert!(stderr(&out).contains("submitted") && stderr(&out).contains("completed"), "{}", stderr(&out));
 
-    // --json prints events as NDJSON, ending with the result.
-    let out = cli(&["--json", "run", "echo", "--param", "n=2"]).await;
+    // --json prints events as NDJSON, ending with the result (progress is live: a task
+    // that takes a while shows it).
+    let out = cli(&["--json", "run", "echo", "--param", "n=2", "--param", "delayMs=300"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["type"], "submitted");
