@@ -5,6 +5,11 @@
 //!    PostgreSQL and Redis are up, on the Redis Streams queue (in-process workers reading
 //!    with XREADGROUP BLOCK), one task at a time on an idle queue.
 //! 3. Throughput: 300 `echo` tasks submitted at once, until the last one completes.
+//! 4. Submit throughput: 64 concurrent submitters for 3 s through the app layer, the
+//!    workers draining meanwhile.
+//! 5. Event fan-out: 10,000 followers (the SSE streams' `Follower`s) on waiting tasks;
+//!    their memory, the process's CPU while idle, and publish → delivery latency and
+//!    events/s for one progress event to each.
 
 use std::time::{Duration, Instant};
 
@@ -124,11 +129,151 @@ async fn queue(backend: TestBackend) {
     );
 }
 
+async fn bench_user(state: &funmagic_api::app::AppState, email: &str) -> funmagic_api::auth::Principal {
+    let new = funmagic_api::store::NewUser {
+        email: email.into(),
+        name: "Bench".into(),
+        role: Role::User,
+        email_verified: true,
+    };
+    let user = state.store().user_create(&new).await.unwrap();
+    state.store().credits_grant(user.id, TxKind::Bonus, 1_000_000_000, "bench", None).await.unwrap();
+    funmagic_api::auth::Principal {
+        user,
+        credential: funmagic_api::auth::Credential::Session {
+            id: uuid::Uuid::nil(),
+            token_hash: String::new(),
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        },
+    }
+}
+
+fn echo_submit() -> funmagic_api::tasks::Submit {
+    funmagic_api::tasks::Submit {
+        tool_slug: "echo".into(),
+        step_id: None,
+        input: serde_json::json!({}),
+        parent_task_id: None,
+        run_all_steps: false,
+    }
+}
+
+async fn submit_throughput(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let state = app.state().clone();
+    let mut users = vec![];
+    for i in 0..64 {
+        users.push(bench_user(&state, &format!("submit{i}@example.com")).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut submitters = tokio::task::JoinSet::new();
+    for principal in users {
+        let state = state.clone();
+        submitters.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap();
+                n += 1;
+            }
+            n
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = submitters.join_next().await {
+        total += n.unwrap();
+    }
+    println!("{backend:?} submit: 64 concurrent submitters, 3 s: {total} tasks ({:.0}/s)", total as f64 / 3.0);
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4
+}
+
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+async fn fan_out(backend: TestBackend, followers: usize) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let state = app.state().clone();
+    app.workers.send(true).unwrap();
+    let principal = bench_user(&state, "fanout@example.com").await;
+    let mut ids = Vec::with_capacity(followers);
+    for _ in 0..followers {
+        ids.push(funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap().id);
+    }
+    let before = rss_kib();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let mut handles = Vec::with_capacity(followers);
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(followers + 1));
+    for id in &ids {
+        let (state, tx, ready) = (state.clone(), tx.clone(), ready.clone());
+        let id = *id;
+        handles.push(tokio::spawn(async move {
+            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, false).await;
+            // connected + queued, from the history.
+            follower.next().await;
+            follower.next().await;
+            ready.wait().await;
+            while let Some(live) = follower.next().await {
+                if live.kind == "progress" {
+                    let _ = tx.send(Instant::now());
+                    break;
+                }
+            }
+        }));
+    }
+    ready.wait().await;
+    let grown = rss_kib().saturating_sub(before);
+    let idle_from = cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = cpu_ticks() - idle_from;
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(followers);
+    for id in &ids {
+        sent.push(Instant::now());
+        funmagic_api::events::progress(&state, *id, serde_json::json!({ "progress": 50 })).await;
+    }
+    let mut latencies = Vec::with_capacity(followers);
+    let mut received = Vec::with_capacity(followers);
+    for _ in 0..followers {
+        received.push(tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.unwrap().unwrap());
+    }
+    let all = started.elapsed();
+    // Deliveries are matched to sends in order of arrival: the latency of the k-th delivery
+    // is measured from the k-th send (both in publish order on one channel).
+    for (s, r) in sent.iter().zip(&received) {
+        latencies.push(r.saturating_duration_since(*s));
+    }
+    latencies.sort();
+    for h in handles {
+        h.abort();
+    }
+    println!(
+        "{backend:?} fan-out, {followers} followers on waiting tasks: +{:.1} MiB ({:.1} KiB each), idle CPU {:.1}% of a core over 5 s; \
+         one progress event each: {:.0} events/s, delivery p50 {:.2} ms, p99 {:.2} ms",
+        grown as f64 / 1024.0,
+        grown as f64 / followers as f64,
+        idle as f64 / 5.0,
+        followers as f64 / all.as_secs_f64(),
+        latencies[followers / 2].as_secs_f64() * 1e3,
+        latencies[followers * 99 / 100].as_secs_f64() * 1e3,
+    );
+}
+
 fn main() {
     local_algorithms();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         queue(TestBackend::Embedded).await;
         queue(TestBackend::ScaleOut).await;
+        submit_throughput(TestBackend::Embedded).await;
+        submit_throughput(TestBackend::ScaleOut).await;
+        fan_out(TestBackend::Embedded, 10_000).await;
+        fan_out(TestBackend::ScaleOut, 10_000).await;
     });
 }

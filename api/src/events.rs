@@ -83,29 +83,25 @@ pub async fn progress(state: &AppState, task_id: Uuid, mut data: Value) {
 async fn publish(state: &AppState, events: Vec<Live>) {
     match state.redis() {
         Some(redis) => {
+            // Sent in order, batched with every other task's events (no round trip here).
             let channel = channel_name(redis);
-            let mut pipe = redis::pipe();
             for live in &events {
-                let payload = match serde_json::to_string(live) {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
+                let Ok(payload) = serde_json::to_string(live) else { continue };
                 if live.seq.is_none() {
-                    pipe.cmd("SET")
-                        .arg(progress_key(redis, live.task_id))
+                    let mut set = redis::cmd("SET");
+                    set.arg(progress_key(redis, live.task_id))
                         .arg(&payload)
                         .arg("EX")
-                        .arg(state.settings().tasks.event_ttl_secs)
-                        .ignore();
+                        .arg(state.settings().tasks.event_ttl_secs);
+                    redis.fire(set);
                 } else if live.is_terminal() {
-                    pipe.cmd("DEL").arg(progress_key(redis, live.task_id)).ignore();
+                    let mut del = redis::cmd("DEL");
+                    del.arg(progress_key(redis, live.task_id));
+                    redis.fire(del);
                 }
-                pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
-            }
-            let mut conn = redis.conn();
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                // Followers catch up from the database (the sweep, or their next event).
-                tracing::warn!(error = %e, "publishing task events to Redis failed");
+                let mut publish = redis::cmd("PUBLISH");
+                publish.arg(&channel).arg(payload);
+                redis.fire(publish);
             }
         }
         None => {

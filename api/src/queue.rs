@@ -106,21 +106,16 @@ impl RedisQueue {
             .await
     }
 
-    /// Acknowledges and deletes a delivered entry (the stream only holds work not done).
-    async fn done(&self, entry: &str) -> redis::RedisResult<()> {
-        let mut conn = self.redis.conn();
-        redis::pipe()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.stream)
-            .arg(entry)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
+    /// Acknowledges and deletes a delivered entry (the stream only holds work not done),
+    /// batched with other commands nobody waits for: a lost one leaves the entry pending,
+    /// and its next delivery finds the task ended.
+    fn done(&self, entry: &str) {
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&self.stream).arg(GROUP).arg(entry);
+        self.redis.fire(ack);
+        let mut del = redis::cmd("XDEL");
+        del.arg(&self.stream).arg(entry);
+        self.redis.fire(del);
     }
 
     /// Resets the idle time of an entry this consumer works on, so `XAUTOCLAIM` leaves it.
@@ -290,6 +285,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
     ];
     tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
     let lease = crate::tasks::lease(&state);
+    let max_attempts = state.settings().tasks.max_attempts;
     let per_user = state.settings().tasks.max_running_per_user;
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
@@ -375,19 +371,17 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
         };
         let Some(task_id) = task_id else {
             tracing::warn!(%entry, "a queue entry without a task id; dropping it");
-            let _ = queue.done(&entry).await;
+            queue.done(&entry);
             drop(permit);
             continue;
         };
-        match state.store().queue_claim(Some(task_id), lease, per_user).await {
+        match state.store().queue_claim(Some(task_id), lease, per_user, max_attempts).await {
             Ok(Claim::Claimed(claimed)) => {
                 let state = state.clone();
                 let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
                 running.spawn(async move {
                     crate::tasks::execute(&state, claimed, Some(&delivery)).await;
-                    if let Err(e) = delivery.queue.done(&delivery.entry).await {
-                        tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
-                    }
+                    delivery.queue.done(&delivery.entry);
                     drop(permit);
                 });
             }
@@ -399,9 +393,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
                 }
                 // UserAtLimit: parked, sent again when one of the user's tasks ends (and by
                 // the reconciler, should that be lost).
-                if let Err(e) = queue.done(&entry).await {
-                    tracing::warn!(%task_id, error = %e, "acknowledging the queue entry failed");
-                }
+                queue.done(&entry);
             }
             Err(e) => {
                 drop(permit);

@@ -2,7 +2,10 @@
 //! commands, and the `Client` to open dedicated connections (blocking reads must not share
 //! one). Every key is namespaced with the configured prefix.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
@@ -15,7 +18,12 @@ pub struct RedisHandle {
     manager: ConnectionManager,
     prefix: String,
     url: String,
+    /// Commands whose answer nobody waits for, sent in pipelines (see [`RedisHandle::fire`]).
+    fired: Arc<OnceLock<mpsc::UnboundedSender<redis::Cmd>>>,
 }
+
+/// Most commands in one pipeline of fired commands.
+const FIRE_BATCH: usize = 512;
 
 impl std::fmt::Debug for RedisHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,7 +47,7 @@ impl RedisHandle {
             .await
             .map_err(|_| ConfigError::new("REDIS_URL", format!("cannot connect to {redacted}: timed out")))?
             .map_err(|e| ConfigError::new("REDIS_URL", format!("cannot connect to {redacted}: {e}")))?;
-        let handle = Self { client, manager, prefix: settings.prefix.clone(), url: redacted };
+        let handle = Self { client, manager, prefix: settings.prefix.clone(), url: redacted, fired: Arc::default() };
         handle
             .ping()
             .await
@@ -69,6 +77,19 @@ impl RedisHandle {
         &self.client
     }
 
+    /// Sends a command whose answer nobody waits for (a PUBLISH, an XACK): one task sends
+    /// every such command waiting at that moment as one pipeline, so many tasks' events
+    /// cost one round trip. Commands go out in the order they were fired; a failure is
+    /// logged (what they carry has a safety net: the database, the reconciler).
+    pub fn fire(&self, cmd: redis::Cmd) {
+        let tx = self.fired.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(fire_loop(self.conn(), rx));
+            tx
+        });
+        let _ = tx.send(cmd);
+    }
+
     /// Round trip; returns the server version.
     pub async fn ping(&self) -> Result<String, redis::RedisError> {
         let mut conn = self.conn();
@@ -77,5 +98,18 @@ impl RedisHandle {
         let version =
             info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
         Ok(format!("Redis {version}"))
+    }
+}
+
+async fn fire_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<redis::Cmd>) {
+    let mut batch = Vec::with_capacity(FIRE_BATCH);
+    while rx.recv_many(&mut batch, FIRE_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for cmd in batch.drain(..) {
+            pipe.add_command(cmd).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, "sending a batch of Redis commands failed");
+        }
     }
 }

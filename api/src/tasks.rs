@@ -285,7 +285,7 @@ fn backoff(state: &AppState, attempt: u32) -> Duration {
 }
 
 async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
-    let ClaimedTask { task, attempts, input, steps, tool_updated_at } = claimed;
+    let ClaimedTask { task, attempts, input, steps, tool_updated_at, mut started } = claimed;
     let task_id = task.id;
     let attempt = attempts.max(1) as u32;
     if task.is_terminal() {
@@ -319,8 +319,15 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
             output = step.state.0.get("output").cloned().unwrap_or(Value::Null);
             continue;
         }
-        let started = json!({ "stepId": cfg.id, "stepName": cfg.name });
-        let Some(event) = state.store().task_step_begin(task_id, &cfg.id, first_in_run, started).await? else {
+        let begun = match started.take() {
+            // The claim started it already.
+            Some((step_id, event)) if step_id == cfg.id => Some(event),
+            _ => {
+                let data = json!({ "stepId": cfg.id, "stepName": cfg.name });
+                state.store().task_step_begin(task_id, &cfg.id, first_in_run, data).await?
+            }
+        };
+        let Some(event) = begun else {
             // Ended meanwhile, or to be cancelled before this step.
             if state.store().task_get(task_id).await?.is_some_and(|t| t.cancel_requested && !t.is_terminal()) {
                 return finish_cancelled(state, task_id, spent).await;

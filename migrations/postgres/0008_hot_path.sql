@@ -15,6 +15,15 @@ UPDATE task_queue q SET user_id = t.user_id FROM tasks t WHERE t.id = q.task_id;
 ALTER TABLE task_queue ADD COLUMN parked BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX task_queue_waiting_seq_idx ON task_queue (seq) WHERE lease_until IS NULL;
 CREATE INDEX task_queue_user_lease_idx ON task_queue (user_id, lease_until);
+-- Every index a hot row's update touches costs each task: these two served no query that
+-- needs them (status filters go through the user or id order; the queue's lease scans are
+-- of a small table), and room on the page lets updates stay on it (HOT).
+DROP INDEX tasks_status_idx;
+DROP INDEX task_queue_lease_idx;
+ALTER TABLE tasks SET (fillfactor = 85);
+ALTER TABLE task_queue SET (fillfactor = 70);
+ALTER TABLE task_steps SET (fillfactor = 85);
+ALTER TABLE task_payloads SET (fillfactor = 85);
 
 -- A time-ordered UUID (version 7) made at the moment of the call, with the sub-millisecond
 -- fraction in rand_a (RFC 9562, method 3). Ledger rows get their ids here, after the
@@ -50,49 +59,74 @@ DECLARE
     v_seq bigint;
     v_head bigint;
     v_data jsonb;
-    v_task tasks;
+    v_task jsonb;
 BEGIN
     IF p_cost > 0 THEN
-        UPDATE credits SET reserved_balance = reserved_balance + p_cost, updated_at = p_now
-         WHERE user_id = p_user AND balance - reserved_balance >= p_cost
-        RETURNING balance, reserved_balance INTO v_bal, v_res;
-        IF NOT FOUND THEN
+        WITH c AS (
+            UPDATE credits SET reserved_balance = reserved_balance + p_cost, updated_at = p_now
+             WHERE user_id = p_user AND balance - reserved_balance >= p_cost
+            RETURNING balance, reserved_balance),
+        r AS (
+            INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at)
+            SELECT p_reservation_id, p_user, p_id::text, p_cost, p_now FROM c),
+        b AS (
+            INSERT INTO credit_transactions
+                (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
+            SELECT fm_uuid_v7(), p_user, 'reserve', 0, c.balance, p_cost, c.reserved_balance, p_id::text,
+                   'reserved for ' || p_id::text, p_now
+              FROM c)
+        SELECT balance, reserved_balance INTO v_bal, v_res FROM c;
+        IF v_bal IS NULL THEN
             RETURN jsonb_build_object('available',
                 COALESCE((SELECT balance - reserved_balance FROM credits WHERE user_id = p_user), 0));
         END IF;
-        INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at)
-        VALUES (p_reservation_id, p_user, p_id::text, p_cost, p_now);
-        INSERT INTO credit_transactions
-            (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
-        VALUES (fm_uuid_v7(), p_user, 'reserve', 0, v_bal, p_cost, v_res, p_id::text, 'reserved for ' || p_id::text, p_now);
     END IF;
-    INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
-                       event_seq, created_at, updated_at)
-    VALUES (p_id, p_user, p_tool, 'queued', p_cost, p_parent, p_steps[1], p_run_all, 1, p_now, p_now)
-    RETURNING * INTO v_task;
-    INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES (p_payload_id, p_id, p_input, p_now, p_now);
-    INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at)
-    SELECT s.id, p_id, s.step_id, (s.ord - 1)::int, p_now, p_now
-      FROM unnest(p_step_ids, p_steps) WITH ORDINALITY AS s(id, step_id, ord);
-    INSERT INTO task_queue (task_id, user_id, available_at, created_at) VALUES (p_id, p_user, p_now, p_now)
-    RETURNING seq INTO v_seq;
-    SELECT MIN(seq) INTO v_head FROM task_queue WHERE lease_until IS NULL;
-    v_data := jsonb_build_object('type', 'queued', 'position', GREATEST(v_seq - COALESCE(v_head, v_seq), 0));
-    INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES (p_id, 1, 'queued', v_data, p_now);
-    RETURN jsonb_build_object('task', to_jsonb(v_task), 'event', v_data);
+    WITH t AS (
+        INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
+                           event_seq, created_at, updated_at)
+        VALUES (p_id, p_user, p_tool, 'queued', p_cost, p_parent, p_steps[1], p_run_all, 1, p_now, p_now)
+        RETURNING *),
+    p AS (
+        INSERT INTO task_payloads (id, task_id, input, created_at, updated_at)
+        SELECT p_payload_id, t.id, p_input, p_now, p_now FROM t),
+    s AS (
+        INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at)
+        SELECT u.id, p_id, u.step_id, (u.ord - 1)::int, p_now, p_now
+          FROM t, unnest(p_step_ids, p_steps) WITH ORDINALITY AS u(id, step_id, ord)),
+    q AS (
+        INSERT INTO task_queue (task_id, user_id, available_at, created_at)
+        SELECT t.id, p_user, p_now, p_now FROM t
+        RETURNING seq),
+    e AS (
+        INSERT INTO task_events (task_id, seq, type, data, created_at)
+        SELECT p_id, 1, 'queued',
+               jsonb_build_object('type', 'queued', 'position',
+                   GREATEST(q.seq - COALESCE((SELECT MIN(w.seq) FROM task_queue w WHERE w.lease_until IS NULL), q.seq), 0)),
+               p_now
+          FROM q
+        RETURNING data)
+    SELECT to_jsonb(t), e.data INTO v_task, v_data FROM t, e;
+    RETURN jsonb_build_object('task', v_task, 'event', v_data);
 END $$;
 
 -- Claim one given task (the Redis queue delivered its id) for a lease, within its user's
 -- running limit (exact: counted under the user's advisory lock; refused rows are parked).
 -- Returns {"outcome": "empty" | "busy" | "not_due" (+ "due") | "user_at_limit"}, or
 -- "claimed" with the attempts, the task row, its input, its steps and the tool's version.
-CREATE FUNCTION fm_task_claim(p_task uuid, p_now timestamptz, p_lease_until timestamptz, p_per_user bigint)
+-- When the run may go on (within p_max_attempts, not ended or to be cancelled), the first
+-- step not completed yet is started in the same call ("started": its step_started event).
+CREATE FUNCTION fm_task_claim(
+    p_task uuid, p_now timestamptz, p_lease_until timestamptz, p_per_user bigint, p_max_attempts int)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     q record;
     v_running bigint;
     v_attempts int;
     v_task tasks;
+    v_step text;
+    v_data jsonb;
+    v_seq bigint;
+    v_started jsonb;
 BEGIN
     SELECT task_id, user_id, available_at, lease_until INTO q FROM task_queue WHERE task_id = p_task FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
@@ -116,8 +150,23 @@ BEGIN
     UPDATE task_queue SET lease_until = p_lease_until, attempts = attempts + 1, parked = FALSE
      WHERE task_id = p_task RETURNING attempts INTO v_attempts;
     SELECT * INTO v_task FROM tasks WHERE id = p_task;
+    IF v_attempts <= p_max_attempts AND v_task.status IN ('queued', 'running') AND NOT v_task.cancel_requested THEN
+        SELECT step_id INTO v_step FROM task_steps WHERE task_id = p_task AND status <> 'completed' ORDER BY position LIMIT 1;
+        IF FOUND THEN
+            SELECT jsonb_build_object('stepId', v_step, 'stepName', COALESCE(x->>'name', v_step), 'type', 'step_started')
+              INTO v_data
+              FROM tools t, jsonb_array_elements(t.config->'steps') x
+             WHERE t.id = v_task.tool_id AND x->>'id' = v_step;
+            v_data := COALESCE(v_data, jsonb_build_object('stepId', v_step, 'stepName', v_step, 'type', 'step_started'));
+            v_seq := fm_task_step_begin(p_task, v_step, true, v_data, p_now);
+            IF v_seq IS NOT NULL THEN
+                v_started := jsonb_build_object('seq', v_seq, 'step_id', v_step, 'data', v_data);
+            END IF;
+        END IF;
+    END IF;
     RETURN jsonb_build_object(
         'outcome', 'claimed',
+        'started', v_started,
         'attempts', v_attempts,
         'task', to_jsonb(v_task),
         'input', (SELECT input FROM task_payloads WHERE task_id = p_task),
@@ -171,28 +220,38 @@ DECLARE
     v_res bigint;
     v_unparked jsonb := '[]'::jsonb;
 BEGIN
-    UPDATE tasks SET event_seq = event_seq + v_n, updated_at = p_now, status = p_status, completed_at = p_now
-     WHERE id = p_task AND status NOT IN ('completed', 'failed', 'cancelled')
-    RETURNING event_seq INTO v_seq;
-    DELETE FROM task_queue WHERE task_id = p_task RETURNING user_id INTO v_user;
+    WITH t AS (
+        UPDATE tasks SET event_seq = event_seq + v_n, updated_at = p_now, status = p_status, completed_at = p_now
+         WHERE id = p_task AND status NOT IN ('completed', 'failed', 'cancelled')
+        RETURNING event_seq),
+    d AS (DELETE FROM task_queue WHERE task_id = p_task RETURNING user_id)
+    SELECT (SELECT event_seq FROM t), (SELECT user_id FROM d) INTO v_seq, v_user;
     IF v_seq IS NULL THEN
         RETURN jsonb_build_object('ended', false);
     END IF;
-    INSERT INTO task_events (task_id, seq, type, data, created_at)
-    SELECT p_task, v_seq - v_n + e.ord, e.kind, e.data, p_now
-      FROM unnest(p_kinds, p_datas) WITH ORDINALITY AS e(kind, data, ord);
-    IF p_step IS NOT NULL THEN
+    WITH e AS (
+        INSERT INTO task_events (task_id, seq, type, data, created_at)
+        SELECT p_task, v_seq - v_n + u.ord, u.kind, u.data, p_now
+          FROM unnest(p_kinds, p_datas) WITH ORDINALITY AS u(kind, data, ord)),
+    s AS (
         UPDATE task_steps SET status = 'completed', state = state || p_step_patch, completed_at = p_now, updated_at = p_now
-         WHERE task_id = p_task AND step_id = p_step;
-    END IF;
+         WHERE p_step IS NOT NULL AND task_id = p_task AND step_id = p_step),
+    l AS (
+        INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
+        SELECT id, user_id, p_dead_reason, p_dead_error, p_dead_attempts, p_now
+          FROM tasks WHERE p_dead_reason IS NOT NULL AND id = p_task)
     UPDATE task_payloads SET output = p_output, error = p_error, updated_at = p_now WHERE task_id = p_task;
-    SELECT user_id, amount INTO r FROM credit_reservations WHERE reference_id = v_ref;
+    -- The account is locked before the reservation is resolved (the order of every ledger
+    -- operation), in the statement that finds the reservation.
+    SELECT cr.user_id, cr.amount INTO r
+      FROM credit_reservations cr JOIN credits c ON c.user_id = cr.user_id
+     WHERE cr.reference_id = v_ref
+       FOR UPDATE OF c;
     IF FOUND THEN
         v_spend := COALESCE(p_spend, r.amount);
         IF v_spend < 0 OR v_spend > r.amount THEN
             RAISE EXCEPTION 'spend % exceeds the reservation of %', v_spend, r.amount;
         END IF;
-        PERFORM 1 FROM credits WHERE user_id = r.user_id FOR UPDATE;
         UPDATE credit_reservations SET status = 'resolved', spent = v_spend, resolved_at = p_now
          WHERE reference_id = v_ref AND status = 'pending';
         IF FOUND THEN
@@ -213,10 +272,6 @@ BEGIN
                         'released from ' || v_ref, p_now);
             END IF;
         END IF;
-    END IF;
-    IF p_dead_reason IS NOT NULL THEN
-        INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
-        SELECT id, user_id, p_dead_reason, p_dead_error, p_dead_attempts, p_now FROM tasks WHERE id = p_task;
     END IF;
     IF v_user IS NOT NULL AND p_unpark > 0 THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(v_user::text, 7));

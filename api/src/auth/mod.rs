@@ -322,25 +322,26 @@ impl Authenticator {
             .unwrap_or(0)
     }
 
+    /// A cached principal, unless revoked or its user's generation moved on: one round trip
+    /// (a script reads the entry, the tombstone and the user's generation together).
     async fn cache_get(&self, hash: &str) -> Option<Principal> {
         let redis = self.redis.as_ref()?;
         let mut conn = redis.conn();
-        let (raw, revoked): (Option<String>, Option<String>) = redis::cmd("MGET")
+        let (raw, current): (String, i64) = redis::cmd("EVAL")
+            .arg(CACHE_GET_SCRIPT)
+            .arg(2)
             .arg(redis.key(&format!("principal:{hash}")))
             .arg(redis.key(&format!("revoked:{hash}")))
-            .query_async(&mut conn)
+            .arg(redis.key("user-gen:"))
+            .query_async::<Option<(String, i64)>>(&mut conn)
             .await
-            .ok()?;
-        if revoked.is_some() {
-            return None;
-        }
-        let cached: CachedPrincipal = serde_json::from_str(&raw?).ok()?;
+            .ok()??;
+        let cached: CachedPrincipal = serde_json::from_str(&raw).ok()?;
         if let Credential::Session { expires_at, .. } = &cached.principal.credential
             && *expires_at <= crate::store::now()
         {
             return None;
         }
-        let current = self.generation(cached.principal.user.id).await;
         (cached.generation == current).then_some(cached.principal)
     }
 
@@ -352,13 +353,25 @@ impl Authenticator {
         let mut conn = redis.conn();
         let _: Result<(), _> = redis::cmd("SET")
             .arg(redis.key(&format!("principal:{hash}")))
-            .arg(json)
+            .arg(format!("{}|{json}", principal.user.id))
             .arg("EX")
             .arg(CACHE_TTL_SECS)
             .query_async(&mut conn)
             .await;
     }
 }
+
+/// KEYS: the cached entry (`<user id>|<json>`), its tombstone; ARGV: the prefix of the
+/// users' generation keys. Returns `[json, generation]`, or nil when missing or revoked.
+const CACHE_GET_SCRIPT: &str = r"
+local entry = redis.call('GET', KEYS[1])
+if not entry then return false end
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local bar = string.find(entry, '|', 1, true)
+if not bar then return false end
+local generation = redis.call('GET', ARGV[1] .. string.sub(entry, 1, bar - 1))
+return {string.sub(entry, bar + 1), tonumber(generation or '0')}
+";
 
 #[derive(Serialize, Deserialize)]
 struct CachedPrincipal {

@@ -309,8 +309,9 @@ forward! {
     fn queue_remove(task_id: Uuid) -> StoreResult<()>;
     /// Extends a running task's lease (the worker's heartbeat).
     fn queue_renew(task_id: Uuid, lease: std::time::Duration) -> StoreResult<()>;
-    /// Leases the next due task (or the one given) for `lease`, within the per-user limit.
-    fn queue_claim(only: Option<Uuid>, lease: std::time::Duration, per_user: u32) -> StoreResult<Claim>;
+    /// Leases the next due task (or the one given) for `lease`, within the per-user limit
+    /// (and may start its first step when the run is within `max_attempts`).
+    fn queue_claim(only: Option<Uuid>, lease: std::time::Duration, per_user: u32, max_attempts: u32) -> StoreResult<Claim>;
     /// Up to `max` due tasks, claimed in one transaction.
     fn queue_claim_many(lease: std::time::Duration, per_user: u32, max: usize) -> StoreResult<Vec<Box<ClaimedTask>>>;
     /// Due tasks nobody took for `older_than`, marked as re-sent (the reconciler's input).

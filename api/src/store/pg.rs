@@ -15,10 +15,16 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, sqlx::Error> {
-        let options: PgConnectOptions = url
+        let mut options: PgConnectOptions = url
             .parse::<PgConnectOptions>()?
             .application_name("funmagic")
             .log_statements(tracing::log::LevelFilter::Trace);
+        // TLS to a server on this machine protects nothing and costs every query on both
+        // ends: unless the URL asks for an sslmode, loopback connections go without it
+        // (elsewhere the driver's default, `prefer`, stands).
+        if !url.contains("sslmode=") && is_loopback(options.get_host()) {
+            options = options.ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        }
         // One direct connection first: it reports the real cause (refused, auth, unknown
         // database) where a pool would only say it timed out.
         let probe = tokio::time::timeout(timeout, options.connect()).await.map_err(|_| {
@@ -62,6 +68,12 @@ impl PgStore {
         .await
         .map_err(StoreError::from_sqlx)
     }
+}
+
+/// Whether a host name or address is this machine (a Unix socket directory counts).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.starts_with('/') || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 shared_queries!(PgStore);
@@ -216,6 +228,7 @@ impl PgStore {
         only: Option<uuid::Uuid>,
         lease: Duration,
         per_user: u32,
+        max_attempts: u32,
     ) -> StoreResult<super::Claim> {
         #[derive(serde::Deserialize)]
         struct Step {
@@ -227,8 +240,15 @@ impl PgStore {
             completed_at: Option<chrono::DateTime<chrono::Utc>>,
         }
         #[derive(serde::Deserialize)]
+        struct Started {
+            seq: i64,
+            step_id: String,
+            data: serde_json::Value,
+        }
+        #[derive(serde::Deserialize)]
         struct Out {
             outcome: String,
+            started: Option<Started>,
             due: Option<chrono::DateTime<chrono::Utc>>,
             attempts: Option<i32>,
             task: Option<super::TaskRow>,
@@ -240,11 +260,12 @@ impl PgStore {
         let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user).await };
         let now = super::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let out: sqlx::types::Json<Out> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4)")
+        let out: sqlx::types::Json<Out> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")
             .bind(task_id)
             .bind(now)
             .bind(until)
             .bind(i64::from(per_user))
+            .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
             .fetch_one(&self.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -268,6 +289,9 @@ impl PgStore {
                     })
                     .collect(),
                 tool_updated_at: out.tool_updated_at.unwrap_or_default(),
+                started: out
+                    .started
+                    .map(|s| (s.step_id, super::Recorded { seq: s.seq, kind: "step_started".into(), data: s.data })),
             })),
             ("busy", _) => super::Claim::Busy,
             ("not_due", _) => super::Claim::NotDue(out.due.unwrap_or(now)),

@@ -438,6 +438,9 @@ pub struct ClaimedTask {
     pub steps: Vec<TaskStepRow>,
     /// The tool's `updated_at`, so a cached parsed config is known to be current.
     pub tool_updated_at: DateTime<Utc>,
+    /// The step the claim already started (PostgreSQL does it in the same call), with its
+    /// `step_started` event.
+    pub started: Option<(String, Recorded)>,
 }
 
 /// A milestone event as recorded (its sequence number and data, `type` included).

@@ -182,11 +182,13 @@ impl SqliteStore {
         self.task_finish_tx(id, end, unpark).await
     }
 
+    /// (SQLite's claim starts no step: `max_attempts` is for PostgreSQL's.)
     pub async fn queue_claim(
         &self,
         only: Option<uuid::Uuid>,
         lease: Duration,
         per_user: u32,
+        _max_attempts: u32,
     ) -> StoreResult<super::Claim> {
         self.queue_claim_tx(only, lease, per_user).await
     }

@@ -634,7 +634,14 @@ macro_rules! task_queries {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-                Ok(Claim::Claimed(Box::new($crate::store::ClaimedTask { task, attempts, input: input.0, steps, tool_updated_at })))
+                Ok(Claim::Claimed(Box::new($crate::store::ClaimedTask {
+                    task,
+                    attempts,
+                    input: input.0,
+                    steps,
+                    tool_updated_at,
+                    started: None,
+                })))
             }
 
             /// Due tasks nobody has taken for `older_than` (and not re-sent since): marks them

@@ -106,7 +106,8 @@ async fn dead_letters() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let crashing = as_ada.task_create(None, &echo(serde_json::json!({}))).await.unwrap().into_inner().task;
         for attempt in 1..=2 {
-            let claim = app.state().store().queue_claim(Some(crashing.id), Duration::from_millis(1), 0).await.unwrap();
+            let claim =
+                app.state().store().queue_claim(Some(crashing.id), Duration::from_millis(1), 0, 2).await.unwrap();
             assert!(matches!(&claim, Claim::Claimed(c) if c.attempts == attempt), "{claim:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
