@@ -220,6 +220,7 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
     let lease = crate::tasks::lease(&state);
+    let max_attempts = state.settings().tasks.max_attempts;
     let per_user = state.settings().tasks.max_running_per_user;
     loop {
         if *stop.borrow() {
@@ -231,7 +232,7 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
         while let Ok(more) = permits.clone().try_acquire_owned() {
             slots.push(more);
         }
-        match state.store().queue_claim_many(lease, per_user, slots.len()).await {
+        match state.store().queue_claim_many(lease, per_user, max_attempts, slots.len()).await {
             Ok(claimed) if !claimed.is_empty() => {
                 for claimed in claimed {
                     let permit = slots.pop();

@@ -183,17 +183,32 @@ fn origin_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
-/// Resolves credentials to principals, with the Redis cache in scale-out mode.
+/// Resolves credentials to principals, with the Redis cache in scale-out mode and an
+/// in-process cache in the embedded default (one API process on its SQLite file).
 #[derive(Debug)]
 pub struct Authenticator {
     store: Store,
     redis: Option<RedisHandle>,
     session_ttl: chrono::Duration,
+    local: Option<LocalCache>,
 }
+
+/// The embedded mode's principal cache: the same protocol as the Redis one (entries carry
+/// their user's generation, revoked credentials leave tombstones), in memory.
+#[derive(Debug, Default)]
+struct LocalCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, CachedPrincipal)>>,
+    generations: std::sync::Mutex<std::collections::HashMap<Uuid, i64>>,
+    tombstones: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long the in-process cache keeps an entry (and a tombstone).
+const LOCAL_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl Authenticator {
     pub fn new(store: Store, redis: Option<RedisHandle>, settings: &AuthSettings) -> Self {
-        Self { store, redis, session_ttl: chrono::Duration::days(i64::from(settings.session_ttl_days)) }
+        let local = (redis.is_none() && store.engine() == crate::store::Engine::Sqlite).then(LocalCache::default);
+        Self { store, redis, session_ttl: chrono::Duration::days(i64::from(settings.session_ttl_days)), local }
     }
 
     pub fn session_ttl(&self) -> chrono::Duration {
@@ -269,6 +284,15 @@ impl Authenticator {
     /// Drops credentials from the cache on every API process (sign-out, revocation): a
     /// tombstone outlives any entry a concurrent request may still write.
     pub async fn forget(&self, token_hashes: &[String]) {
+        if let Some(local) = &self.local {
+            let mut tombstones = local.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+            tombstones.retain(|_, at| at.elapsed() < LOCAL_CACHE_TTL);
+            let mut entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
+            for hash in token_hashes {
+                entries.remove(hash);
+                tombstones.insert(hash.clone(), std::time::Instant::now());
+            }
+        }
         let Some(redis) = &self.redis else { return };
         if token_hashes.is_empty() {
             return;
@@ -292,6 +316,9 @@ impl Authenticator {
     /// Invalidates every cached credential of a user (ban, role or password change). Call
     /// it after the database change.
     pub async fn forget_user(&self, user_id: Uuid) {
+        if let Some(local) = &self.local {
+            *local.generations.lock().unwrap_or_else(|e| e.into_inner()).entry(user_id).or_default() += 1;
+        }
         let Some(redis) = &self.redis else { return };
         let key = redis.key(&format!("user-gen:{user_id}"));
         let mut conn = redis.conn();
@@ -311,6 +338,9 @@ impl Authenticator {
     }
 
     async fn generation(&self, user_id: Uuid) -> i64 {
+        if let Some(local) = &self.local {
+            return local.generations.lock().unwrap_or_else(|e| e.into_inner()).get(&user_id).copied().unwrap_or(0);
+        }
         let Some(redis) = &self.redis else { return 0 };
         let mut conn = redis.conn();
         redis::cmd("GET")
@@ -325,6 +355,23 @@ impl Authenticator {
     /// A cached principal, unless revoked or its user's generation moved on: one round trip
     /// (a script reads the entry, the tombstone and the user's generation together).
     async fn cache_get(&self, hash: &str) -> Option<Principal> {
+        if let Some(local) = &self.local {
+            let cached = {
+                let entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
+                let (at, cached) = entries.get(hash)?;
+                if at.elapsed() >= LOCAL_CACHE_TTL {
+                    return None;
+                }
+                cached.clone()
+            };
+            if let Credential::Session { expires_at, .. } = &cached.principal.credential
+                && *expires_at <= crate::store::now()
+            {
+                return None;
+            }
+            let current = self.generation(cached.principal.user.id).await;
+            return (cached.generation == current).then_some(cached.principal);
+        }
         let redis = self.redis.as_ref()?;
         let mut conn = redis.conn();
         let (raw, current): (String, i64) = redis::cmd("EVAL")
@@ -346,6 +393,23 @@ impl Authenticator {
     }
 
     async fn cache_put(&self, hash: &str, principal: &Principal, generation: i64) {
+        if let Some(local) = &self.local {
+            let revoked = local
+                .tombstones
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(hash)
+                .is_some_and(|at| at.elapsed() < LOCAL_CACHE_TTL);
+            if !revoked {
+                let mut entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
+                if entries.len() >= 100_000 {
+                    entries.clear();
+                }
+                let cached = CachedPrincipal { principal: principal.clone(), generation };
+                entries.insert(hash.to_string(), (std::time::Instant::now(), cached));
+            }
+            return;
+        }
         let Some(redis) = &self.redis else { return };
         let Ok(json) = serde_json::to_string(&CachedPrincipal { principal: principal.clone(), generation }) else {
             return;
@@ -373,7 +437,7 @@ local generation = redis.call('GET', ARGV[1] .. string.sub(entry, 1, bar - 1))
 return {string.sub(entry, bar + 1), tonumber(generation or '0')}
 ";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedPrincipal {
     principal: Principal,
     generation: i64,

@@ -313,7 +313,7 @@ forward! {
     /// (and may start its first step when the run is within `max_attempts`).
     fn queue_claim(only: Option<Uuid>, lease: std::time::Duration, per_user: u32, max_attempts: u32) -> StoreResult<Claim>;
     /// Up to `max` due tasks, claimed in one transaction.
-    fn queue_claim_many(lease: std::time::Duration, per_user: u32, max: usize) -> StoreResult<Vec<Box<ClaimedTask>>>;
+    fn queue_claim_many(lease: std::time::Duration, per_user: u32, max_attempts: u32, max: usize) -> StoreResult<Vec<Box<ClaimedTask>>>;
     /// Due tasks nobody took for `older_than`, marked as re-sent (the reconciler's input).
     fn queue_stale(older_than: std::time::Duration, limit: i64) -> StoreResult<Vec<Uuid>>;
     /// (due and waiting, running, waiting for a retry).

@@ -169,6 +169,9 @@ impl PgStore {
     const QUEUE_NEXT_SEQ: &'static str = "nextval('task_queue_seq')";
     /// A step state with a JSON object merged in.
     const STATE_MERGE: &'static str = "state || $3";
+    /// A step's name in its tool's config ($1 tool, $2 step id).
+    const STEP_NAME_SQL: &'static str = "SELECT s->>'name' FROM tools t, jsonb_array_elements(t.config->'steps') s
+         WHERE t.id = $1 AND s->>'id' = $2";
 
     /// Serializes claims of one user's tasks until the transaction ends.
     async fn lock_user_queue_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
@@ -257,7 +260,7 @@ impl PgStore {
             steps: Option<Vec<Step>>,
         }
         // The next due task (workers without Redis) is found by a scan: the transaction.
-        let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user).await };
+        let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user, max_attempts).await };
         let now = super::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let out: sqlx::types::Json<Out> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")

@@ -145,6 +145,10 @@ impl SqliteStore {
     const QUEUE_NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM task_queue)";
     /// A step state with a JSON object merged in.
     const STATE_MERGE: &'static str = "json_patch(state, $3)";
+    /// A step's name in its tool's config ($1 tool, $2 step id).
+    const STEP_NAME_SQL: &'static str =
+        "SELECT json_extract(s.value, '$.name') FROM tools t, json_each(t.config, '$.steps') s
+         WHERE t.id = $1 AND json_extract(s.value, '$.id') = $2";
 
     /// The write transaction already excludes every other writer.
     async fn lock_user_queue_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
@@ -182,14 +186,13 @@ impl SqliteStore {
         self.task_finish_tx(id, end, unpark).await
     }
 
-    /// (SQLite's claim starts no step: `max_attempts` is for PostgreSQL's.)
     pub async fn queue_claim(
         &self,
         only: Option<uuid::Uuid>,
         lease: Duration,
         per_user: u32,
-        _max_attempts: u32,
+        max_attempts: u32,
     ) -> StoreResult<super::Claim> {
-        self.queue_claim_tx(only, lease, per_user).await
+        self.queue_claim_tx(only, lease, per_user, max_attempts).await
     }
 }

@@ -210,31 +210,41 @@ macro_rules! task_queries {
             ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
                 let step_id = step_id.to_string();
                 self.write(move |c| Box::pin(async move {
-                    let now = $crate::store::now();
-                    let set = if first_in_run {
-                        "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $3), current_step_id = $4"
-                    } else {
-                        "status = 'running', current_step_id = $4"
-                    };
-                    let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
-                    let Some(mut recorded) =
-                        Self::events_record_on(&mut *c, task_id, &[("step_started", event)], set, cond, &step_id, now).await?
-                    else {
-                        return Ok(None);
-                    };
-                    sqlx::query(
-                        "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
-                         WHERE task_id = $1 AND step_id = $2",
-                    )
-                    .bind(task_id)
-                    .bind(&step_id)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err($crate::store::StoreError::from_sqlx)?;
-                    Ok(recorded.pop())
+                    Self::step_begin_on(&mut *c, task_id, &step_id, first_in_run, event, $crate::store::now()).await
                 }))
                 .await
+            }
+
+            async fn step_begin_on(
+                c: &mut <$db as sqlx::Database>::Connection,
+                task_id: uuid::Uuid,
+                step_id: &str,
+                first_in_run: bool,
+                event: serde_json::Value,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
+                let set = if first_in_run {
+                    "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $3), current_step_id = $4"
+                } else {
+                    "status = 'running', current_step_id = $4"
+                };
+                let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
+                let Some(mut recorded) =
+                    Self::events_record_on(&mut *c, task_id, &[("step_started", event)], set, cond, step_id, now).await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
+                     WHERE task_id = $1 AND step_id = $2",
+                )
+                .bind(task_id)
+                .bind(step_id)
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(recorded.pop())
             }
 
             /// Marks a step completed with its output merged into its state, recording
@@ -537,8 +547,9 @@ macro_rules! task_queries {
                 only: Option<uuid::Uuid>,
                 lease: std::time::Duration,
                 per_user: u32,
+                max_attempts: u32,
             ) -> $crate::store::StoreResult<$crate::store::Claim> {
-                self.write(move |c| Box::pin(Self::claim_on(c, only, lease, per_user))).await
+                self.write(move |c| Box::pin(Self::claim_on(c, only, lease, per_user, max_attempts))).await
             }
 
             /// Up to `max` due tasks claimed in one transaction (workers that read the table).
@@ -546,12 +557,13 @@ macro_rules! task_queries {
                 &self,
                 lease: std::time::Duration,
                 per_user: u32,
+                max_attempts: u32,
                 max: usize,
             ) -> $crate::store::StoreResult<Vec<Box<$crate::store::ClaimedTask>>> {
                 self.write(move |c| Box::pin(async move {
                     let mut claimed = Vec::new();
                     while claimed.len() < max {
-                        match Self::claim_on(&mut *c, None, lease, per_user).await? {
+                        match Self::claim_on(&mut *c, None, lease, per_user, max_attempts).await? {
                             $crate::store::Claim::Claimed(task) => claimed.push(task),
                             _ => break,
                         }
@@ -561,11 +573,15 @@ macro_rules! task_queries {
                 .await
             }
 
+            /// One claim in the caller's transaction; when the run may go on (within
+            /// `max_attempts`, not ended or to be cancelled) it also starts the first step not
+            /// completed yet, so a run costs one transaction fewer.
             async fn claim_on(
                 c: &mut <$db as sqlx::Database>::Connection,
                 only: Option<uuid::Uuid>,
                 lease: std::time::Duration,
                 per_user: u32,
+                max_attempts: u32,
             ) -> $crate::store::StoreResult<$crate::store::Claim> {
                 use $crate::store::{Claim, StoreError};
                 let now = $crate::store::now();
@@ -634,13 +650,31 @@ macro_rules! task_queries {
                 .fetch_all(&mut *c)
                 .await
                 .map_err(StoreError::from_sqlx)?;
+                let mut started = None;
+                let runnable = !task.is_terminal() && !task.cancel_requested;
+                if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
+                    && runnable
+                    && let Some(step) = steps.iter().find(|s| s.status != "completed")
+                {
+                    let name: Option<String> = sqlx::query_scalar(Self::STEP_NAME_SQL)
+                        .bind(task.tool_id)
+                        .bind(&step.step_id)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(StoreError::from_sqlx)?
+                        .flatten();
+                    let data = serde_json::json!({ "stepId": step.step_id, "stepName": name.unwrap_or_else(|| step.step_id.clone()) });
+                    if let Some(event) = Self::step_begin_on(&mut *c, task_id, &step.step_id, true, data, now).await? {
+                        started = Some((step.step_id.clone(), event));
+                    }
+                }
                 Ok(Claim::Claimed(Box::new($crate::store::ClaimedTask {
                     task,
                     attempts,
                     input: input.0,
                     steps,
                     tool_updated_at,
-                    started: None,
+                    started,
                 })))
             }
 
