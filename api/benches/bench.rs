@@ -137,7 +137,11 @@ async fn bench_user(state: &funmagic_api::app::AppState, email: &str) -> funmagi
         email_verified: true,
     };
     let user = state.store().user_create(&new).await.unwrap();
-    state.store().credits_grant(user.id, TxKind::Bonus, 1_000_000_000, "bench", None).await.unwrap();
+    state
+        .store()
+        .credits_grant(user.id, TxKind::Bonus, 1_000_000_000, &format!("bench-{}", user.id), None)
+        .await
+        .unwrap();
     funmagic_api::auth::Principal {
         user,
         credential: funmagic_api::auth::Credential::Session {
@@ -255,13 +259,52 @@ async fn fan_out(backend: TestBackend, followers: usize) {
     }
     println!(
         "{backend:?} fan-out, {followers} followers on waiting tasks: +{:.1} MiB ({:.1} KiB each), idle CPU {:.1}% of a core over 5 s; \
-         one progress event each: {:.0} events/s, delivery p50 {:.2} ms, p99 {:.2} ms",
+         one progress event to each at once: {:.0} events/s, delivery p50 {:.2} ms, p99 {:.2} ms",
         grown as f64 / 1024.0,
         grown as f64 / followers as f64,
         idle as f64 / 5.0,
         followers as f64 / all.as_secs_f64(),
         latencies[followers / 2].as_secs_f64() * 1e3,
         latencies[followers * 99 / 100].as_secs_f64() * 1e3,
+    );
+    // Single events, 5 ms apart, to streams among the open ones: the latency a watcher sees.
+    let probes = 200.min(followers);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let mut handles = Vec::with_capacity(probes);
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(probes + 1));
+    for id in ids.iter().take(probes) {
+        let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
+        handles.push(tokio::spawn(async move {
+            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, false).await;
+            follower.next().await;
+            follower.next().await;
+            ready.wait().await;
+            while let Some(live) = follower.next().await {
+                if live.data["probe"] == true {
+                    let _ = tx.send(Instant::now());
+                    break;
+                }
+            }
+        }));
+    }
+    ready.wait().await;
+    let mut single = Vec::with_capacity(probes);
+    for id in ids.iter().take(probes) {
+        let sent = Instant::now();
+        funmagic_api::events::progress(&state, *id, serde_json::json!({ "progress": 60, "probe": true })).await;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        single.push(got.saturating_duration_since(sent));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    single.sort();
+    for h in handles {
+        h.abort();
+    }
+    println!(
+        "{backend:?} fan-out: single progress events with {followers} streams open: delivery p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        single[probes / 2].as_secs_f64() * 1e3,
+        single[probes * 99 / 100].as_secs_f64() * 1e3,
+        single[probes - 1].as_secs_f64() * 1e3,
     );
 }
 

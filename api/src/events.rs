@@ -293,13 +293,15 @@ async fn head_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
     }
 }
 
-/// The safety net for a lost message: one query over every followed task's event counter,
-/// every few seconds (every half second without Redis on PostgreSQL, where other processes'
-/// events arrive no other way).
+/// The safety net for events from other processes: one query over every followed task's
+/// event counter — every 10 s in scale-out (a Pub/Sub message lost without a reconnect),
+/// every half second on PostgreSQL without Redis (where other processes' events arrive no
+/// other way). Embedded, every event is published in this process: nothing to sweep.
 async fn sweep_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
     let every = match (state.redis(), state.store().engine()) {
+        (Some(_), _) => Duration::from_secs(10),
         (None, crate::store::Engine::Postgres) => Duration::from_millis(500),
-        _ => Duration::from_secs(5),
+        (None, crate::store::Engine::Sqlite) => return,
     };
     loop {
         tokio::time::sleep(every).await;

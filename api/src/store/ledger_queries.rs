@@ -142,45 +142,7 @@ macro_rules! ledger_queries {
                         Err(LedgerError::ReservationMismatch)
                     };
                 }
-                let updated = sqlx::query_as::<_, $crate::store::CreditsRow>(
-                    "UPDATE credits SET reserved_balance = reserved_balance + $2, updated_at = $3
-                     WHERE user_id = $1 AND balance - reserved_balance >= $2
-                     RETURNING balance, reserved_balance, lifetime_earned, lifetime_spent",
-                )
-                .bind(user_id)
-                .bind(amount)
-                .bind($crate::store::now())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                let Some(after) = updated else {
-                    let available = Self::credits_row_on(&mut *conn, user_id).await?.available();
-                    return Err(LedgerError::Insufficient { available });
-                };
-                sqlx::query(
-                    "INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(reference)
-                .bind(amount)
-                .bind($crate::store::now())
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                let description = format!("reserved for {reference}");
-                Self::credits_book_on(
-                    &mut *conn,
-                    user_id,
-                    $crate::store::TxKind::Reserve,
-                    0,
-                    amount,
-                    after,
-                    Some(reference),
-                    Some(&description),
-                )
-                .await?;
-                Ok(Booked::Applied(after))
+                Self::credits_reserve_new_on(&mut *conn, user_id, reference, amount).await.map(Booked::Applied)
             }
 
             /// [`Self::credits_reserve_on`] for a reference that cannot have been reserved
