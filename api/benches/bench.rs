@@ -218,7 +218,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
         let (state, tx, ready) = (state.clone(), tx.clone(), ready.clone());
         let id = *id;
         handles.push(tokio::spawn(async move {
-            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, false).await;
+            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
             // connected + queued, from the history.
             follower.next().await;
             follower.next().await;
@@ -275,7 +275,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
     for id in ids.iter().take(probes) {
         let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
         handles.push(tokio::spawn(async move {
-            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, false).await;
+            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
             follower.next().await;
             follower.next().await;
             ready.wait().await;

@@ -348,11 +348,17 @@ pub struct Follower {
     /// While waiting: its place in line and the position last sent.
     queue_seq: Option<i64>,
     position: Option<i64>,
+    /// The task had ended when the stream opened: once the history after `after` is sent,
+    /// the stream ends (a `Last-Event-ID` past the terminal event gets nothing and ends).
+    ended: bool,
 }
 
 impl Follower {
-    /// Follows `task_id` from after event `after`; the first event is `connected`.
-    pub async fn start(state: &AppState, task_id: Uuid, after: i64, queued: bool) -> Self {
+    /// Follows `task_id` (whose status is `status`) from after event `after`; the first
+    /// event is `connected`.
+    pub async fn start(state: &AppState, task_id: Uuid, after: i64, status: &str) -> Self {
+        let queued = status == "queued";
+        let ended = TERMINAL_EVENTS.contains(&status);
         let hub = state.event_hub();
         hub.start(state);
         let rx = hub.subscribe(task_id, after);
@@ -375,6 +381,7 @@ impl Follower {
             latest_sent: None,
             queue_seq,
             position: None,
+            ended,
         }
     }
 
@@ -474,6 +481,10 @@ impl Follower {
                 }
             }
             Err(e) => tracing::warn!(task_id = %self.task_id, error = %e, "reading task events failed"),
+        }
+        if self.ended {
+            // Its whole history is in the database: nothing more will come.
+            self.done = true;
         }
         if std::mem::take(&mut self.want_latest)
             && !self.done

@@ -310,7 +310,7 @@ impl TasksApi {
         let principal = auth.principal(&state, req).await?;
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
-        let follower = Follower::start(&state, task.id, after, task.status == "queued").await;
+        let follower = Follower::start(&state, task.id, after, &task.status).await;
         let stream = futures::stream::unfold(follower, |mut f| async move {
             let live = f.next().await?;
             Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, f))

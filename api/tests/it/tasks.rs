@@ -257,6 +257,14 @@ async fn stream_replays_after_last_event_id(app: TestApp) {
     let ids: Vec<i64> = first.iter().chain(rest.iter()).filter_map(|e| e.0).collect();
     assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "every event exactly once, in order");
     assert_eq!(rest.last().unwrap().1, "completed");
+    // At or past the end of an ended task: `connected` only, and the stream ends at once
+    // (it used to stay open forever).
+    let last = *ids.last().unwrap();
+    for past in [last, last + 50] {
+        let tail = read_events(&url, &ada.token, task.id, Some(past), |_| false).await;
+        let kinds: Vec<&str> = tail.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds, ["connected"], "Last-Event-ID {past}");
+    }
 }
 
 /// Transient failures are retried with backoff up to the limit; timeouts stop a step.
