@@ -60,14 +60,15 @@ impl RedisQueue {
     /// Sends a task id to the workers.
     pub async fn push(&self, task_id: Uuid) -> redis::RedisResult<()> {
         let mut conn = self.redis.conn();
-        let _: String = redis::cmd("XADD")
-            .arg(&self.stream)
-            .arg("*")
-            .arg("task")
-            .arg(task_id.to_string())
-            .query_async(&mut conn)
-            .await?;
+        let _: String = self.push_cmd(task_id).query_async(&mut conn).await?;
         Ok(())
+    }
+
+    /// The `XADD` that sends a task id.
+    pub fn push_cmd(&self, task_id: Uuid) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.stream).arg("*").arg("task").arg(task_id.to_string());
+        cmd
     }
 
     /// Sends a task id when `due` (a retry's backoff, a task not due yet).
@@ -174,10 +175,10 @@ impl Delivery {
 /// Tells the workers about a task that is due now: the Redis Stream in scale-out (a failed
 /// send is only logged: the reconciler sends it again), and this process's idle workers.
 pub async fn enqueue(state: &AppState, task_id: Uuid) {
-    if let Some(redis) = state.redis()
-        && let Err(e) = RedisQueue::new(redis).push(task_id).await
-    {
-        tracing::warn!(%task_id, error = %e, "sending the task to the Redis queue failed; the reconciler will resend it");
+    if let Some(redis) = state.redis() {
+        // Pipelined with whatever else this process sends (no round trip in the request);
+        // a send that fails is logged, and the reconciler sends the task again.
+        redis.fire(RedisQueue::new(redis).push_cmd(task_id));
     }
     state.wake_workers();
 }
@@ -199,9 +200,8 @@ pub async fn slot_freed(state: &AppState, unparked: &[Uuid]) {
     {
         let queue = RedisQueue::new(redis);
         for id in unparked {
-            if let Err(e) = queue.push(*id).await {
-                tracing::warn!(task_id = %id, error = %e, "sending a waiting task failed; the reconciler will resend it");
-            }
+            // A lost send is repaired by the reconciler.
+            redis.fire(queue.push_cmd(*id));
         }
     }
     state.wake_workers();

@@ -166,6 +166,15 @@ async fn reconciler_resends_lost_entries() {
     let redis = app.state().redis().unwrap();
     let mut conn = redis.conn();
     let queue = funmagic_api::queue::RedisQueue::new(redis);
+    // The XADD goes out pipelined just after the answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let len: i64 = redis::cmd("XLEN").arg(queue.stream_key()).query_async(&mut conn).await.unwrap();
+        if len > 0 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let trimmed: i64 =
         redis::cmd("XTRIM").arg(queue.stream_key()).arg("MAXLEN").arg(0).query_async(&mut conn).await.unwrap();
     assert_eq!(trimmed, 1, "the submit sent exactly one entry");
