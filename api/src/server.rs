@@ -46,6 +46,7 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, impl FnOnce(Box<dyn Future<Output = ()> + Send + Unpin>) -> ServeFuture)> {
     let acceptor = TcpListener::bind(listen).into_acceptor().await?;
     let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(listen);
+    let acceptor = IdleAcceptor { inner: acceptor, idle: Duration::from_secs(state.settings().idle_timeout_secs) };
     state.set_bound_addr(addr);
     let serve = move |shutdown: Box<dyn Future<Output = ()> + Send + Unpin>| -> ServeFuture {
         Box::pin(async move {
@@ -90,5 +91,117 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("SIGINT received: shutting down"),
         _ = term => tracing::info!("SIGTERM received: shutting down"),
+    }
+}
+
+/// Accepts connections that end after `idle` without traffic either way: a client that
+/// sends half a request and stops, or an idle keep-alive connection, is cut off instead of
+/// being held forever. (poem's own idle timeout only starts a graceful shutdown, which
+/// waits for the half-read request for good.) Writes count as traffic, so an event stream
+/// with its 15 s heartbeat lives on.
+struct IdleAcceptor<A> {
+    inner: A,
+    idle: Duration,
+}
+
+impl<A: Acceptor> Acceptor for IdleAcceptor<A> {
+    type Io = IdleIo<A::Io>;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, poem::web::LocalAddr, poem::web::RemoteAddr, poem::http::uri::Scheme)> {
+        let (io, local, remote, scheme) = self.inner.accept().await?;
+        let deadline = Box::pin(tokio::time::sleep(self.idle));
+        Ok((IdleIo { inner: io, idle: self.idle, deadline }, local, remote, scheme))
+    }
+}
+
+/// A connection whose reads fail with `TimedOut` once nothing was read or written for its
+/// idle time (the deadline moves on with every byte either way).
+struct IdleIo<T> {
+    inner: T,
+    idle: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    fn touch(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no traffic on the connection for the idle timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

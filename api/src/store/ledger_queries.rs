@@ -530,6 +530,28 @@ macro_rules! ledger_queries {
                 if inserted == 1 {
                     return Ok(IdempotencyState::Claimed);
                 }
+                // The same request still in flight after IDEMPOTENCY_IN_FLIGHT died on the way
+                // (no answer was stored): this retry takes the key over.
+                let cutoff = $crate::store::now()
+                    - chrono::Duration::from_std($crate::store::IDEMPOTENCY_IN_FLIGHT).unwrap_or(chrono::Duration::seconds(60));
+                let taken = sqlx::query(
+                    "UPDATE idempotency_keys SET created_at = $5
+                     WHERE user_id = $1 AND key = $2 AND operation = $3 AND request_hash = $4
+                       AND response_status IS NULL AND created_at < $6",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(operation)
+                .bind(request_hash)
+                .bind($crate::store::now())
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?
+                .rows_affected();
+                if taken == 1 {
+                    return Ok(IdempotencyState::Claimed);
+                }
                 let row: Option<(String, String, Option<i32>, Option<String>)> = sqlx::query_as(
                     "SELECT operation, request_hash, response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2",
                 )

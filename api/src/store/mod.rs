@@ -81,6 +81,11 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How long a request holding an `Idempotency-Key` may run before a retry with the same key
+/// and body takes the key over (the first one is taken to have died on the way: without it,
+/// such a key would answer 409 forever).
+pub const IDEMPOTENCY_IN_FLIGHT: Duration = Duration::from_secs(60);
+
 /// The current time at the precision both engines keep (microseconds).
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)

@@ -53,3 +53,21 @@ async fn unhealthy_database_gives_503(app: TestApp) {
     // Liveness does not depend on the database.
     crate::client(&app).health_get().await.unwrap();
 }
+
+/// A client that sends half a request and then nothing is cut off after
+/// `idle_timeout_secs` (it used to hold its connection forever); a complete request on
+/// another connection is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra = funmagic_api::config::SettingsLayer { idle_timeout_secs: Some(1), ..Default::default() };
+    let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
+    let addr = app.base_url().trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    assert_eq!(crate::client(&app).health_get().await.unwrap().into_inner().status, HealthStatus::Ok);
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut buf)).await;
+    let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)));
+    assert!(closed, "the half-sent request's connection is still open: {read:?}");
+}

@@ -174,6 +174,38 @@ async fn submit_rules_and_idempotency(app: TestApp) {
         as_ada.credits_transaction_list(None, None, Some(types::TransactionType::Reserve)).await.unwrap().into_inner();
     assert_eq!(reserves.transactions.len(), 1);
     assert_eq!(err_code(as_ada.task_create(Some("submit-1"), &echo(serde_json::json!({"n": 2}))).await).0, 422);
+
+    // A request that died between taking its key and answering: 409 while it may still be
+    // running, then (older than IDEMPOTENCY_IN_FLIGHT) the retry takes the key over.
+    let body = echo(serde_json::json!({"n": 3}));
+    let submit = funmagic_api::tasks::Submit {
+        tool_slug: "echo".into(),
+        step_id: None,
+        input: serde_json::json!({"n": 3}),
+        parent_task_id: None,
+        run_all_steps: false,
+    };
+    let hash = {
+        use sha2::Digest;
+        let json = serde_json::to_vec(&submit).unwrap();
+        hex::encode(sha2::Sha256::digest([b"task_create".as_slice(), b"\n", &json].concat()))
+    };
+    let state = app.state().store().idempotency_begin(ada.id, "submit-2", "task_create", &hash).await.unwrap();
+    assert!(matches!(state, funmagic_api::store::IdempotencyState::Claimed));
+    assert_eq!(err_code(as_ada.task_create(Some("submit-2"), &body).await), (409, "IDEMPOTENCY_IN_PROGRESS".into()));
+    let long_ago = funmagic_api::store::now() - chrono::Duration::minutes(2);
+    let sql = "UPDATE idempotency_keys SET created_at = $1 WHERE key = 'submit-2'";
+    match app.state().store() {
+        funmagic_api::store::Store::Postgres(s) => {
+            sqlx::query(sql).bind(long_ago).execute(s.pool()).await.map(|_| ()).unwrap()
+        }
+        funmagic_api::store::Store::Sqlite(s) => {
+            sqlx::query(sql).bind(long_ago).execute(s.pool()).await.map(|_| ()).unwrap()
+        }
+    };
+    let retried = as_ada.task_create(Some("submit-2"), &body).await.unwrap().into_inner().task;
+    let replayed = as_ada.task_create(Some("submit-2"), &body).await.unwrap().into_inner().task;
+    assert_eq!(retried.id, replayed.id, "the retry's answer is stored for replays");
 }
 
 async fn cancel_queued_and_running(app: TestApp) {
