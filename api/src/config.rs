@@ -275,7 +275,7 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         key: "auth.rate_limit_per_email_per_minute",
         env: "FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE",
         default: "5",
-        help: "sign-in and reset attempts per email address per minute",
+        help: "sign-in attempts per email address and client address, reset mails per email address, per minute",
     },
     SettingDoc {
         key: "auth.trust_forwarded_for",

@@ -70,6 +70,14 @@ async fn limit_ip(state: &AppState, action: &str, client: &Client) -> AppResult<
     state.limiter().check(&format!("{action}:ip:{}", client.ip), limit, MINUTE).await
 }
 
+/// Per (email, client address): wrong passwords from one place slow that place down, and a
+/// stranger elsewhere cannot lock the owner out of their account.
+async fn limit_email_from(state: &AppState, action: &str, email: &str, client: &Client) -> AppResult<()> {
+    let limit = state.settings().auth.rate_limit_per_email_per_minute;
+    let key = token::hash(&format!("{email}\n{}", client.ip));
+    state.limiter().check(&format!("{action}:email-ip:{key}"), limit, MINUTE).await
+}
+
 async fn limit_email(state: &AppState, action: &str, email: &str) -> AppResult<()> {
     let limit = state.settings().auth.rate_limit_per_email_per_minute;
     state.limiter().check(&format!("{action}:email:{}", token::hash(email)), limit, MINUTE).await
@@ -107,7 +115,7 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Cli
     let invalid = || AppError::new(ErrorKind::Unauthenticated, "INVALID_CREDENTIALS", "wrong email or password");
     // A malformed email is answered like a wrong one, after the same work.
     let email = normalize_email(email).unwrap_or_default();
-    limit_email(state, "sign-in", &email).await?;
+    limit_email_from(state, "sign-in", &email, client).await?;
     let user = if email.is_empty() { None } else { state.store().user_get_by_email(&email).await? };
     let stored = match &user {
         Some(u) => state.store().password_hash_get(u.id).await?,

@@ -325,6 +325,8 @@ async fn rate_limits_answer_429_with_retry_after() {
     let mut extra = SettingsLayer::default();
     extra.auth.rate_limit_per_email_per_minute = Some(3);
     extra.auth.rate_limit_per_minute = Some(6);
+    // Clients at other addresses (through a trusted proxy).
+    extra.auth.trust_forwarded_for = Some(true);
     for backend in [TestBackend::Embedded, TestBackend::ScaleOut] {
         let Some(app) = TestApp::spawn_with(backend, extra.clone()).await else { continue };
         let http = reqwest::Client::new();
@@ -342,6 +344,11 @@ async fn rate_limits_answer_429_with_retry_after() {
             }
         }
         assert_eq!(statuses, [401, 401, 401, 429], "{backend:?}: per-email limit");
+        // The same email from another address is not locked out by them (it used to be: five
+        // wrong passwords from anyone locked the owner out).
+        let elsewhere =
+            http.post(&url).header("X-Forwarded-For", "203.0.113.9").json(&body).send().await.unwrap().status();
+        assert_eq!(elsewhere.as_u16(), 401, "{backend:?}: the limit is per email and address");
         // Per IP: other emails, same client.
         let mut last = 0;
         for i in 0..3 {
