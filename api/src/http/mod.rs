@@ -4,6 +4,7 @@
 //! Handlers are thin: they parse, call the app layer, and map [`crate::error::AppError`]
 //! through [`error::ErrorResponse`].
 
+mod access_log;
 pub mod admin;
 pub mod assets;
 pub mod auth;
@@ -19,7 +20,6 @@ pub mod security;
 pub mod tasks;
 pub mod tools;
 
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -154,7 +154,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .around(limit_body)
         .with(poem::middleware::CookieJarManager::new())
         .with(poem::middleware::CatchPanic::new())
-        .with(Tracing)
+        .with(access_log::AccessLog)
         .catch_all_error(|err: poem::Error| async move {
             // Operations' own error responses already carry the JSON body: keep them.
             if err.is_from_response() { err.into_response() } else { error::json_error_body(&err) }

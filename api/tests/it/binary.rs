@@ -303,3 +303,29 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     assert_eq!(hit.authorization.unwrap(), format!("Bearer {secret}"));
     stop(served).await;
 }
+
+/// The access log (real binary, debug logs) redacts secrets in query strings and logs the
+/// TCP peer, not a client-supplied `X-Real-IP` / `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_redacts_secrets_and_logs_the_real_peer() {
+    let dir = TempDir::new("access-log");
+    let served = serve_logged(&dir).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/api/auth/verify-email?token=SECRET-TOKEN-4711&limit=5",
+        "/files/private/x/y.png?expires=1&sig=SIGNATURE-4711",
+    ] {
+        http.get(format!("{}{path}", served.url))
+            .header("X-Real-IP", "6.6.6.6")
+            .header("X-Forwarded-For", "7.7.7.7")
+            .send()
+            .await
+            .unwrap();
+    }
+    let log = stop(served).await;
+    for secret in ["SECRET-TOKEN-4711", "SIGNATURE-4711", "6.6.6.6", "7.7.7.7"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    assert!(log.contains("token=***&limit=5"), "the redacted query is logged:\n{log}");
+    assert!(log.contains("remote_addr=socket://127.0.0.1:"), "the peer is logged:\n{log}");
+}
