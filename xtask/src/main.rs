@@ -52,7 +52,9 @@ fn run_bench() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["bench", "--locked", "-p", "funmagic-api", "--bench", "bench"])
+        // --workspace (not -p): the same feature set as `cargo build --release`, so the bench
+        // reuses its dependencies instead of rebuilding them (and the next build them back).
+        .args(["bench", "--locked", "--workspace", "--bench", "bench"])
         .status()
         .context("running cargo bench")?;
     if !status.success() {
