@@ -201,6 +201,35 @@ fn cpu_ticks() -> u64 {
         + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// A `Follower` on each task, past its history (connected, queued); each sends the instant
+/// it receives its first event that `mark` accepts. Returns once all are listening.
+async fn followers_of(
+    state: &funmagic_api::app::AppState,
+    ids: &[uuid::Uuid],
+    mark: fn(&funmagic_api::events::Live) -> bool,
+) -> (Vec<tokio::task::JoinHandle<()>>, tokio::sync::mpsc::UnboundedReceiver<Instant>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(ids.len() + 1));
+    let mut handles = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
+        handles.push(tokio::spawn(async move {
+            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
+            follower.next().await;
+            follower.next().await;
+            ready.wait().await;
+            while let Some(live) = follower.next().await {
+                if mark(&live) {
+                    let _ = tx.send(Instant::now());
+                    break;
+                }
+            }
+        }));
+    }
+    ready.wait().await;
+    (handles, rx)
+}
+
 async fn fan_out(backend: TestBackend, followers: usize) {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let state = app.state().clone();
@@ -211,27 +240,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
         ids.push(funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap().id);
     }
     let before = rss_kib();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let mut handles = Vec::with_capacity(followers);
-    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(followers + 1));
-    for id in &ids {
-        let (state, tx, ready) = (state.clone(), tx.clone(), ready.clone());
-        let id = *id;
-        handles.push(tokio::spawn(async move {
-            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
-            // connected + queued, from the history.
-            follower.next().await;
-            follower.next().await;
-            ready.wait().await;
-            while let Some(live) = follower.next().await {
-                if live.kind == "progress" {
-                    let _ = tx.send(Instant::now());
-                    break;
-                }
-            }
-        }));
-    }
-    ready.wait().await;
+    let (handles, mut rx) = followers_of(&state, &ids, |live| live.kind == "progress").await;
     let grown = rss_kib().saturating_sub(before);
     let idle_from = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -269,25 +278,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
     );
     // Single events, 5 ms apart, to streams among the open ones: the latency a watcher sees.
     let probes = 200.min(followers);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let mut handles = Vec::with_capacity(probes);
-    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(probes + 1));
-    for id in ids.iter().take(probes) {
-        let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
-        handles.push(tokio::spawn(async move {
-            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
-            follower.next().await;
-            follower.next().await;
-            ready.wait().await;
-            while let Some(live) = follower.next().await {
-                if live.data["probe"] == true {
-                    let _ = tx.send(Instant::now());
-                    break;
-                }
-            }
-        }));
-    }
-    ready.wait().await;
+    let (handles, mut rx) = followers_of(&state, &ids[..probes], |live| live.data["probe"] == true).await;
     let mut single = Vec::with_capacity(probes);
     for id in ids.iter().take(probes) {
         let sent = Instant::now();

@@ -62,8 +62,10 @@ impl Writer {
                 (ok, deliver)
             })
         });
-        self.jobs.send(job).map_err(|_| E::from(StoreError::Unavailable("the database writer stopped".into())))?;
-        rx.await.map_err(|_| E::from(StoreError::Unavailable("the database writer stopped".into())))?
+        let not_run = || E::from(StoreError::Unavailable("the database write was not carried out".into()));
+        self.jobs.send(job).map_err(|_| not_run())?;
+        // A dropped answer: the writer stopped, or its transaction could not start (logged).
+        rx.await.map_err(|_| not_run())?
     }
 }
 
