@@ -19,6 +19,11 @@ if ! command -v garage >/dev/null 2>&1; then
   cargo install --locked garage --version 2.5.0 >&2
 fi
 
+# A node that is not running is started from scratch: an earlier run's metadata (a layout
+# already applied, a different node id) only gets in the way of a test server.
+if ! (exec 3<>/dev/tcp/127.0.0.1/3900) 2>/dev/null; then
+  rm -rf "$dir"
+fi
 mkdir -p "$dir/meta" "$dir/data"
 if [ ! -f "$conf" ]; then
   cat > "$conf" <<TOML
@@ -56,10 +61,18 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/3900) 2>/dev/null; then
   done
 fi
 
-if ! g layout show 2>/dev/null | grep -q "dc1"; then
+# Wait until the node answers layout queries, then give it a role unless it has one; the
+# version applied is the current one plus one, whatever an earlier run left.
+layout=""
+for _ in $(seq 1 60); do
+  layout=$(g layout show 2>/dev/null) && break
+  sleep 0.5
+done
+if ! grep -q "dc1" <<<"$layout"; then
   node=$(g node id -q 2>/dev/null | cut -d@ -f1)
   g layout assign -z dc1 -c 1G "$node" >&2
-  g layout apply --version 1 >&2
+  current=$(g layout show 2>/dev/null | sed -n 's/.*[Cc]urrent cluster layout version: *\([0-9][0-9]*\).*/\1/p' | head -n1)
+  g layout apply --version $(( ${current:-0} + 1 )) >&2
 fi
 
 if ! g key info "$key_id" >/dev/null 2>&1; then

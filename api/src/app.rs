@@ -40,6 +40,8 @@ struct Inner {
     event_hub: Arc<crate::events::EventHub>,
     /// Tools and providers as the task hot path reads them.
     catalogue: crate::tools::Catalogue,
+    /// Open task event streams per user in this process (`limits.max_streams_per_user`).
+    stream_slots: crate::auth::ratelimit::StreamSlots,
     /// Encrypts and decrypts provider API keys.
     master_key: crate::providers::crypto::MasterKey,
     started: Instant,
@@ -89,6 +91,7 @@ impl AppState {
             work: tokio::sync::Notify::new(),
             event_hub: Arc::default(),
             catalogue: crate::tools::Catalogue::default(),
+            stream_slots: Default::default(),
             master_key,
             started: Instant::now(),
         };
@@ -151,6 +154,10 @@ impl AppState {
 
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    pub fn stream_slots(&self) -> &crate::auth::ratelimit::StreamSlots {
+        &self.inner.stream_slots
     }
 
     pub fn hasher(&self) -> &PasswordHasherCfg {

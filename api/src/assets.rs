@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::storage::{Bucket, Presigned, StorageError};
+use crate::storage::{Bucket, ObjectMeta, Presigned, StorageError};
 use crate::store::{AssetRow, PendingUploadRow};
 
 /// The file types we accept, with the magic bytes that prove them.
@@ -178,6 +178,7 @@ pub async fn presign_upload(
     bucket: Bucket,
 ) -> AppResult<PresignedUpload> {
     principal.require(if bucket == Bucket::Admin { Access::Admin } else { Access::Write })?;
+    crate::auth::ratelimit::limit_user(state, crate::auth::ratelimit::UserAction::Presign, principal.user_id()).await?;
     let file_type = FileType::from_mime(&req.content_type).ok_or_else(|| {
         AppError::new(
             ErrorKind::UnsupportedMediaType,
@@ -199,15 +200,6 @@ pub async fn presign_upload(
         )
         .with_details(serde_json::json!({ "size": req.size, "max": max })));
     }
-    let used = state.store().storage_usage(principal.user_id()).await? as u64;
-    if bucket == Bucket::Private && used + req.size > limits.quota_bytes {
-        return Err(AppError::new(
-            ErrorKind::PayloadTooLarge,
-            "QUOTA_EXCEEDED",
-            format!("this upload would exceed your storage quota ({used} of {} bytes used)", limits.quota_bytes),
-        )
-        .with_details(serde_json::json!({ "used": used, "quota": limits.quota_bytes, "size": req.size })));
-    }
     let mut filename = sanitize_filename(&req.filename);
     if FileType::from_extension(&filename) != Some(file_type) {
         filename = format!("{}.{}", filename.trim_end_matches('.'), file_type.extension());
@@ -220,36 +212,62 @@ pub async fn presign_upload(
         }
         _ => private_key(principal.user_id(), &req.module, &filename),
     };
-    let ttl = Duration::from_secs(limits.upload_url_ttl_secs);
-    let presigned = state
-        .storage()
-        .presign_put(&state.public_url(), bucket, &key, file_type.mime(), req.size, ttl)
-        .await
-        .map_err(storage_error)?;
+    // The URL writes to a one-off key; `complete` moves the checked bytes to `key`, so the
+    // URL can never overwrite a checked file (see `INCOMING_PREFIX`).
+    let upload_key = format!("{INCOMING_PREFIX}{}", Uuid::new_v4().simple());
     let now = crate::store::now();
-    state
-        .store()
-        .pending_upload_create(&PendingUploadRow {
-            storage_key: key.clone(),
-            bucket: state.storage().bucket_name(bucket),
-            user_id: principal.user_id(),
-            module: req.module,
-            filename,
-            content_type: file_type.mime().into(),
-            size: req.size as i64,
-            visibility: bucket.visibility().into(),
-            expires_at: now + chrono::Duration::seconds(limits.pending_upload_ttl_secs as i64),
-            created_at: now,
-        })
+    let pending = PendingUploadRow {
+        storage_key: key.clone(),
+        upload_key: Some(upload_key.clone()),
+        bucket: state.storage().bucket_name(bucket),
+        user_id: principal.user_id(),
+        module: req.module,
+        filename,
+        content_type: file_type.mime().into(),
+        size: req.size as i64,
+        visibility: bucket.visibility().into(),
+        expires_at: now + chrono::Duration::seconds(limits.pending_upload_ttl_secs as i64),
+        created_at: now,
+    };
+    let quota = (bucket == Bucket::Private).then(|| i64::try_from(limits.quota_bytes).unwrap_or(i64::MAX));
+    let reserved = state.store().pending_upload_create(&pending, quota).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict(_) => {
+            AppError::conflict("KEY_IN_USE", "an upload to this key is already pending")
+        }
+        other => other.into(),
+    })?;
+    if !reserved {
+        let used = state.store().storage_usage(principal.user_id()).await? as u64;
+        return Err(AppError::new(
+            ErrorKind::PayloadTooLarge,
+            "QUOTA_EXCEEDED",
+            format!("this upload would exceed your storage quota ({used} of {} bytes used)", limits.quota_bytes),
+        )
+        .with_details(serde_json::json!({ "used": used, "quota": limits.quota_bytes, "size": req.size })));
+    }
+    let ttl = Duration::from_secs(limits.upload_url_ttl_secs);
+    let presigned = match state
+        .storage()
+        .presign_put(&state.public_url(), bucket, &upload_key, file_type.mime(), req.size, ttl)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => {
-                AppError::conflict("KEY_IN_USE", "an upload to this key is already pending")
-            }
-            other => other.into(),
-        })?;
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = state.store().pending_upload_delete(&pending.bucket, &key).await;
+            return Err(storage_error(e));
+        }
+    };
     Ok(PresignedUpload { presigned, storage_key: key })
 }
+
+/// Where signed upload URLs write: `incoming/<random>`, one key per presign. Only the
+/// server moves bytes from there to an asset's key (after checking them), and the sweeper
+/// removes whatever is left there once no pending upload refers to it.
+pub const INCOMING_PREFIX: &str = "incoming/";
+
+/// How long past its URL's expiry an incoming object is left alone (clock skew between us
+/// and the object store).
+pub const INCOMING_GRACE_SECS: i64 = 5;
 
 /// Verifies the uploaded bytes and turns the pending upload into an asset.
 pub async fn complete_upload(
@@ -266,21 +284,36 @@ pub async fn complete_upload(
         .await?
         .filter(|p| p.user_id == principal.user_id())
         .ok_or_else(|| AppError::not_found("pending upload"))?;
-    let meta = state.storage().head(bucket, storage_key).await.map_err(storage_error)?.ok_or_else(|| {
+    let upload_key = pending.upload_key.clone().unwrap_or_else(|| storage_key.to_string());
+    state.storage().head(bucket, &upload_key).await.map_err(storage_error)?.ok_or_else(|| {
         AppError::conflict(
             "UPLOAD_MISSING",
             "nothing was uploaded to this key yet; PUT the file to the upload URL first",
         )
     })?;
-    let reject = |code: &'static str, kind: ErrorKind, message: String| {
-        let bucket_name = bucket_name.clone();
-        async move {
-            // The bytes are not what was announced: remove them and the pending record.
-            let _ = state.storage().delete(bucket, storage_key).await;
-            let _ = state.store().pending_upload_delete(&bucket_name, storage_key).await;
-            Err(AppError::new(kind, code, message))
-        }
+    // Claim the upload: from here on its URL writes nothing (local files refuse it; on S3
+    // a late PUT lands in the incoming key, which the sweeper removes), and a concurrent
+    // `complete` answers 409.
+    if !state.store().pending_upload_delete(&bucket_name, storage_key).await? {
+        return Err(AppError::conflict("ALREADY_COMPLETED", "this upload was already completed"));
+    }
+    // Move first, check the moved copy: the bytes checked are the bytes kept, whatever the
+    // upload URL receives meanwhile.
+    if upload_key != storage_key {
+        state
+            .storage()
+            .copy(bucket, &upload_key, bucket, storage_key, &pending.content_type)
+            .await
+            .map_err(storage_error)?;
+        let _ = state.storage().delete(bucket, &upload_key).await;
+    }
+    let reject = |code: &'static str, kind: ErrorKind, message: String| async move {
+        // The bytes are not what was announced: remove them (the pending record is gone).
+        let _ = state.storage().delete(bucket, storage_key).await;
+        Err(AppError::new(kind, code, message))
     };
+    let meta =
+        state.storage().head(bucket, storage_key).await.map_err(storage_error)?.unwrap_or(ObjectMeta { size: 0 });
     if meta.size != pending.size as u64 {
         return reject(
             "SIZE_MISMATCH",
@@ -300,9 +333,6 @@ pub async fn complete_upload(
             format!("the file was declared {} but contains {found}", pending.content_type),
         )
         .await;
-    }
-    if !state.store().pending_upload_delete(&bucket_name, storage_key).await? {
-        return Err(AppError::conflict("ALREADY_COMPLETED", "this upload was already completed"));
     }
     let now = crate::store::now();
     let asset = AssetRow {
@@ -401,16 +431,42 @@ async fn move_asset(state: &AppState, asset: &AssetRow, from: Bucket, to: Bucket
     Ok(moved)
 }
 
-/// Deletes uploads that were never completed; returns how many.
+/// Deletes uploads that were never completed, and objects left in the incoming area that no
+/// pending upload refers to (an upload URL used after its upload was completed or
+/// expired); returns how many pending uploads were removed.
 pub async fn sweep_pending_uploads(state: &AppState) -> AppResult<usize> {
     let expired = state.store().pending_uploads_expired(crate::store::now(), 500).await?;
     let mut removed = 0;
     for p in expired {
         let Some(bucket) = state.storage().bucket_from_name(&p.bucket) else { continue };
-        if state.storage().delete(bucket, &p.storage_key).await.is_ok()
+        let upload_key = p.upload_key.as_deref().unwrap_or(&p.storage_key);
+        if state.storage().delete(bucket, upload_key).await.is_ok()
             && state.store().pending_upload_delete(&p.bucket, &p.storage_key).await?
         {
             removed += 1;
+        }
+    }
+    sweep_incoming(state, crate::store::now()).await?;
+    Ok(removed)
+}
+
+/// Removes objects in the incoming area that no pending upload refers to and that were last
+/// written before any upload URL still valid at `now` could have written them: they were
+/// completed (moved away), abandoned, or written by a URL used after the fact. Returns how
+/// many were removed.
+pub async fn sweep_incoming(state: &AppState, now: chrono::DateTime<chrono::Utc>) -> AppResult<usize> {
+    let url_ttl = state.settings().storage.upload_url_ttl_secs as i64;
+    let cutoff = now - chrono::Duration::seconds(url_ttl + INCOMING_GRACE_SECS);
+    let mut removed = 0;
+    for bucket in [Bucket::Private, Bucket::Admin] {
+        let stale = state.storage().list_older(bucket, INCOMING_PREFIX, cutoff, 1000).await.map_err(storage_error)?;
+        let name = state.storage().bucket_name(bucket);
+        for key in stale {
+            if state.store().pending_upload_by_upload_key(&name, &key).await?.is_none()
+                && state.storage().delete(bucket, &key).await.is_ok()
+            {
+                removed += 1;
+            }
         }
     }
     Ok(removed)

@@ -362,6 +362,30 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "Google OpenID Connect userinfo endpoint",
     },
     SettingDoc {
+        key: "limits.task_submits_per_minute",
+        env: "FUNMAGIC_LIMIT_TASK_SUBMITS_PER_MINUTE",
+        default: "6000",
+        help: "task submissions per user per minute (0 = no limit); over it: 429 with Retry-After",
+    },
+    SettingDoc {
+        key: "limits.presigns_per_minute",
+        env: "FUNMAGIC_LIMIT_PRESIGNS_PER_MINUTE",
+        default: "600",
+        help: "upload URLs per user per minute (0 = no limit)",
+    },
+    SettingDoc {
+        key: "limits.stream_opens_per_minute",
+        env: "FUNMAGIC_LIMIT_STREAM_OPENS_PER_MINUTE",
+        default: "1200",
+        help: "task event streams opened per user per minute (0 = no limit)",
+    },
+    SettingDoc {
+        key: "limits.max_streams_per_user",
+        env: "FUNMAGIC_MAX_STREAMS_PER_USER",
+        default: "100",
+        help: "task event streams one user may hold open at once, per API process (0 = no limit)",
+    },
+    SettingDoc {
         key: "credits.signup_bonus",
         env: "FUNMAGIC_SIGNUP_BONUS_CREDITS",
         default: "0",
@@ -444,6 +468,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub oauth: OAuthSettings,
     pub credits: CreditsSettings,
+    pub limits: LimitSettings,
     pub stripe: Option<StripeSettings>,
     pub log: LogSettings,
 }
@@ -471,6 +496,26 @@ pub struct ProviderLayer {
 #[derive(Debug, Clone, Default)]
 pub struct CreditsSettings {
     pub signup_bonus: i64,
+}
+
+/// Per-user request limits (0 = no limit); windows are one minute, counted in Redis in
+/// scale-out mode and in process memory in the embedded default.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub task_submits_per_minute: u32,
+    pub presigns_per_minute: u32,
+    pub stream_opens_per_minute: u32,
+    /// Open task event streams per user, counted per API process.
+    pub max_streams_per_user: u32,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitLayer {
+    pub task_submits_per_minute: Option<u32>,
+    pub presigns_per_minute: Option<u32>,
+    pub stream_opens_per_minute: Option<u32>,
+    pub max_streams_per_user: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -704,6 +749,8 @@ pub struct SettingsLayer {
     #[serde(default)]
     pub credits: CreditsLayer,
     #[serde(default)]
+    pub limits: LimitLayer,
+    #[serde(default)]
     pub stripe: StripeLayer,
     #[serde(default)]
     pub log: LogLayer,
@@ -909,6 +956,12 @@ impl SettingsLayer {
             },
             mail: MailLayer { smtp_url: secret("FUNMAGIC_SMTP_URL"), from: get("FUNMAGIC_MAIL_FROM") },
             credits: CreditsLayer { signup_bonus: parse_env(&get, "FUNMAGIC_SIGNUP_BONUS_CREDITS")? },
+            limits: LimitLayer {
+                task_submits_per_minute: parse_env(&get, "FUNMAGIC_LIMIT_TASK_SUBMITS_PER_MINUTE")?,
+                presigns_per_minute: parse_env(&get, "FUNMAGIC_LIMIT_PRESIGNS_PER_MINUTE")?,
+                stream_opens_per_minute: parse_env(&get, "FUNMAGIC_LIMIT_STREAM_OPENS_PER_MINUTE")?,
+                max_streams_per_user: parse_env(&get, "FUNMAGIC_MAX_STREAMS_PER_USER")?,
+            },
             stripe: StripeLayer {
                 secret_key: secret("STRIPE_SECRET_KEY"),
                 webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
@@ -968,6 +1021,8 @@ impl SettingsLayer {
             github_token_url, github_api_url, google_client_id, google_client_secret, google_authorize_url,
             google_token_url, google_userinfo_url);
         override_fields!(self.credits, other.credits; signup_bonus);
+        override_fields!(self.limits, other.limits; task_submits_per_minute, presigns_per_minute,
+            stream_opens_per_minute, max_streams_per_user);
         override_fields!(self.stripe, other.stripe; secret_key, webhook_secret, api_url, success_url, cancel_url,
             webhook_tolerance_secs);
         override_fields!(self.log, other.log; level, format);
@@ -1061,6 +1116,12 @@ impl SettingsLayer {
                     }
                     n => n,
                 },
+            },
+            limits: LimitSettings {
+                task_submits_per_minute: self.limits.task_submits_per_minute.unwrap_or(6000),
+                presigns_per_minute: self.limits.presigns_per_minute.unwrap_or(600),
+                stream_opens_per_minute: self.limits.stream_opens_per_minute.unwrap_or(1200),
+                max_streams_per_user: self.limits.max_streams_per_user.unwrap_or(100),
             },
             stripe: resolve_stripe(self.stripe)?,
             log: LogSettings {

@@ -28,14 +28,15 @@ pub async fn run(ctx: &Context) -> Result<ExitCode, CliError> {
 
 fn print_human(ctx: &Context, report: &HealthReport) {
     let (word, style) = status_word(report.status);
+    // Version, uptime and each check's backend, latency and detail are shown to admins only.
+    let version = report.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+    let uptime = report.uptime_seconds.map(|s| format!("(up {s}s)")).unwrap_or_else(|| "(details: admins only)".into());
     anstream::println!(
-        "FunMagic {} at {} — {}{word}{} {}(up {}s){}",
-        report.version,
+        "FunMagic{version} at {} — {}{word}{} {}{uptime}{}",
         ctx.api_url,
         style.render(),
         style.render_reset(),
         DIM.render(),
-        report.uptime_seconds,
         DIM.render_reset()
     );
     let mut rows =
@@ -45,9 +46,9 @@ fn print_human(ctx: &Context, report: &HealthReport) {
         rows.push(vec![
             (check.name.clone(), anstyle::Style::new()),
             (word.to_string(), style),
-            (check.backend.clone(), anstyle::Style::new()),
-            (format!("{} ms", check.latency_ms), DIM),
-            (check.detail.clone(), anstyle::Style::new()),
+            (check.backend.clone().unwrap_or_else(|| "-".into()), anstyle::Style::new()),
+            (check.latency_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "-".into()), DIM),
+            (check.detail.clone().unwrap_or_default(), anstyle::Style::new()),
         ]);
     }
     output::print_table(&rows);

@@ -313,6 +313,12 @@ pub mod types {
         pub current_password: ::std::string::String,
         #[serde(rename = "newPassword")]
         pub new_password: ::std::string::String,
+        ///Revoke every API key (and device sign-ins approved but not collected yet) (default true).
+        #[serde(
+            rename = "revokeApiKeys",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub revoke_api_keys: ::std::option::Option<bool>,
         ///Sign out every other session (default true).
         #[serde(
             rename = "revokeOtherSessions",
@@ -454,12 +460,19 @@ pub mod types {
     ///The result of checking one dependency.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DependencyCheck {
-        ///What serves this concern: `postgres`, `sqlite`, `redis`, `embedded`, `s3`, `local`.
-        pub backend: ::std::string::String,
-        ///Version or location on success, the problem on failure.
-        pub detail: ::std::string::String,
-        #[serde(rename = "latencyMs")]
-        pub latency_ms: u64,
+        /**What serves this concern: `postgres`, `sqlite`, `redis`, `embedded`, `s3`, `local`
+(admins only).*/
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub backend: ::std::option::Option<::std::string::String>,
+        ///Version or location on success, the problem on failure (admins only).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub detail: ::std::option::Option<::std::string::String>,
+        ///How long the check took (admins only).
+        #[serde(
+            rename = "latencyMs",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub latency_ms: ::std::option::Option<u64>,
         ///`database`, `redis` or `storage`.
         pub name: ::std::string::String,
         pub status: HealthStatus,
@@ -497,6 +510,23 @@ pub mod types {
         pub verification_uri: ::std::string::String,
         pub verification_uri_complete: ::std::string::String,
     }
+    ///A pending device sign-in request, as the approval page shows it before confirmation.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct DevicePending {
+        ///Seconds since the client asked.
+        #[serde(rename = "ageSecs")]
+        pub age_secs: i64,
+        ///The client that asked, as it named itself.
+        #[serde(rename = "clientName")]
+        pub client_name: ::std::string::String,
+        ///When the client asked.
+        #[serde(rename = "createdAt")]
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "expiresAt")]
+        pub expires_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        #[serde(rename = "userCode")]
+        pub user_code: ::std::string::String,
+    }
     ///RFC 8628 §3.4.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DeviceTokenRequest {
@@ -516,10 +546,15 @@ pub mod types {
     pub struct HealthReport {
         pub checks: ::std::vec::Vec<DependencyCheck>,
         pub status: HealthStatus,
-        #[serde(rename = "uptimeSeconds")]
-        pub uptime_seconds: u64,
-        ///Server version.
-        pub version: ::std::string::String,
+        ///Seconds since the process started (admins only).
+        #[serde(
+            rename = "uptimeSeconds",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub uptime_seconds: ::std::option::Option<u64>,
+        ///Server version (admins only).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub version: ::std::option::Option<::std::string::String>,
     }
     ///`HealthStatus`
     #[derive(
@@ -2133,7 +2168,8 @@ Sends a `POST` request to `/api/auth/request-password-reset`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**Sets a new password with a reset token; every session of the account is signed out
+    /**Sets a new password with a reset token; every session, API key and approved device
+sign-in of the account is revoked, and the email counts as verified
 
 Sends a `POST` request to `/api/auth/reset-password`
 
@@ -2356,7 +2392,8 @@ Sends a `GET` request to `/api/auth/api-keys`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**Creates an API key; its secret is returned this once
+    /**Creates an API key; its secret is returned this once. Needs a signed-in session (403
+`SESSION_REQUIRED` for an API key)
 
 Sends a `POST` request to `/api/auth/api-keys`
 
@@ -2658,7 +2695,84 @@ Sends a `POST` request to `/api/auth/device/token`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**Approves (or denies) a device sign-in request by its user code, as the caller
+    /**A pending device sign-in request by its user code: which client asked and when, so the
+person can check it before approving. Needs a signed-in session
+
+Sends a `GET` request to `/api/auth/device/pending`
+
+*/
+    pub async fn auth_device_pending_get<'a>(
+        &'a self,
+        user_code: &'a str,
+    ) -> Result<ResponseValue<types::DevicePending>, Error<types::ApiError>> {
+        let url = format!("{}/api/auth/device/pending", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .query(&progenitor_client::QueryParam::new("user_code", &user_code))
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "auth_device_pending_get",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Approves (or denies) a device sign-in request by its user code, as the caller. Needs a
+signed-in session (403 `SESSION_REQUIRED` for an API key)
 
 Sends a `POST` request to `/api/auth/device/approve`
 
@@ -3273,7 +3387,8 @@ Sends a `POST` request to `/api/tasks/{id}/cancel`
     }
     /**Live progress as Server-Sent Events. Every event has an `id`; reconnect with
 `Last-Event-ID` to get what you missed, then the live ones. Ends after
-`completed`, `failed` or `cancelled`
+`completed`, `failed` or `cancelled`. 429 `TOO_MANY_STREAMS` when the caller already
+has `limits.max_streams_per_user` streams open
 
 Sends a `GET` request to `/api/tasks/{id}/stream`
 

@@ -217,7 +217,12 @@ pub async fn reset_password(state: &AppState, secret: &str, new_password: &str, 
     let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
     let hash = state.hasher().hash(new_password).await?;
     state.store().password_hash_set(user_id, &hash).await?;
+    // Whoever held the account before the reset (e.g. signed up first with someone else's
+    // address) loses every credential: sessions, API keys, approved-but-unused device codes.
     revoke_sessions(state, user_id, None).await?;
+    revoke_api_keys(state, user_id).await?;
+    // The reset token came by mail: the address is proven.
+    state.store().user_set_email_verified(user_id).await?;
     Ok(())
 }
 
@@ -228,6 +233,7 @@ pub async fn change_password(
     current: &str,
     new_password: &str,
     revoke_others: bool,
+    revoke_keys: bool,
     client: &Client,
 ) -> AppResult<()> {
     principal.require(Access::Write)?;
@@ -242,7 +248,20 @@ pub async fn change_password(
     if revoke_others {
         revoke_sessions(state, principal.user_id(), principal.session_id()).await?;
     }
+    if revoke_keys {
+        revoke_api_keys(state, principal.user_id()).await?;
+    }
     Ok(())
+}
+
+/// Revokes every live API key of a user and denies device codes it approved that no device
+/// has collected yet; cached principals of those keys are dropped at once.
+pub async fn revoke_api_keys(state: &AppState, user_id: Uuid) -> AppResult<usize> {
+    let hashes = state.store().api_keys_revoke_for_user(user_id).await?;
+    state.store().device_codes_deny_for_user(user_id).await?;
+    state.authenticator().forget(&hashes).await;
+    state.authenticator().forget_user(user_id).await;
+    Ok(hashes.len())
 }
 
 /// Deletes a user's sessions (except `keep`) and drops them from every cache.
@@ -272,6 +291,7 @@ pub async fn api_key_create(
     expires_in_days: Option<u32>,
 ) -> AppResult<IssuedKey> {
     principal.require(Access::Write)?;
+    principal.require_session("creating an API key")?;
     let name = validate_name(name)?;
     if scope == KeyScope::Admin {
         principal.require(Access::Admin).map_err(|_| {
@@ -386,6 +406,31 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
 }
 
 /// A signed-in person approves (or denies) the code shown by their CLI.
+/// A pending device sign-in request by its user code, for the approval page to show who
+/// asked and when before the person confirms.
+pub async fn device_lookup(
+    state: &AppState,
+    principal: &Principal,
+    user_code: &str,
+) -> AppResult<crate::store::DeviceCodeRow> {
+    principal.require(Access::Write)?;
+    principal.require_session("approving a device sign-in")?;
+    let invalid = || {
+        AppError::new(
+            ErrorKind::NotFound,
+            "INVALID_USER_CODE",
+            "no pending sign-in request has that code; it may have expired",
+        )
+    };
+    let code = token::normalize_user_code(user_code).ok_or_else(invalid)?;
+    state
+        .store()
+        .device_code_by_user_code(&code)
+        .await?
+        .filter(|row| row.status == "pending" && row.expires_at > crate::store::now())
+        .ok_or_else(invalid)
+}
+
 pub async fn device_decide(
     state: &AppState,
     principal: &Principal,
@@ -393,6 +438,7 @@ pub async fn device_decide(
     approve: bool,
 ) -> AppResult<String> {
     principal.require(Access::Write)?;
+    principal.require_session("approving a device sign-in")?;
     let invalid = || {
         AppError::new(
             ErrorKind::NotFound,

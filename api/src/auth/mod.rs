@@ -10,6 +10,7 @@ pub mod mail;
 pub mod oauth;
 pub mod password;
 pub mod ratelimit;
+pub mod redirect;
 pub mod token;
 
 use std::time::Duration;
@@ -111,6 +112,19 @@ impl Principal {
                     Ok(())
                 }
             }
+        }
+    }
+
+    /// Refuses API keys: `what` needs a signed-in session (device approval, creating keys), so
+    /// a leaked key cannot turn itself into a wider or longer-lived credential.
+    pub fn require_session(&self, what: &str) -> AppResult<()> {
+        match self.credential {
+            Credential::Session { .. } => Ok(()),
+            Credential::ApiKey { .. } => Err(AppError::new(
+                ErrorKind::Forbidden,
+                "SESSION_REQUIRED",
+                format!("{what} needs a signed-in session; API keys cannot do it"),
+            )),
         }
     }
 

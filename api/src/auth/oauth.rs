@@ -74,14 +74,10 @@ struct PendingFlow {
     callback: String,
 }
 
-/// Only same-site relative paths, so the flow cannot be used as an open redirect.
-pub fn safe_callback(callback: Option<&str>) -> String {
-    match callback {
-        Some(c) if c.starts_with('/') && !c.starts_with("//") && !c.contains('\\') && !c.contains("://") => {
-            c.to_string()
-        }
-        _ => "/".to_string(),
-    }
+/// Only paths on the server's own origin (see [`super::redirect`]), so the flow cannot be
+/// used as an open redirect; anything else falls back to `/`.
+pub fn safe_callback(public_url: &str, callback: Option<&str>) -> String {
+    callback.and_then(|c| super::redirect::same_origin_path(public_url, c)).unwrap_or_else(|| "/".to_string())
 }
 
 pub fn redirect_uri(state: &AppState, provider: Provider) -> String {
@@ -94,7 +90,11 @@ pub async fn start(state: &AppState, provider: Provider, callback: Option<&str>)
     let flow_state = token::generate("");
     let verifier = token::generate("");
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let pending = PendingFlow { provider: provider.id().into(), verifier, callback: safe_callback(callback) };
+    let pending = PendingFlow {
+        provider: provider.id().into(),
+        verifier,
+        callback: safe_callback(&state.public_url(), callback),
+    };
     let identifier = format!("oauth-state:{}", serde_json::to_string(&pending).map_err(AppError::internal)?);
     state.store().verification_create(&identifier, &token::hash(&flow_state), crate::store::now() + STATE_TTL).await?;
     let mut url = reqwest::Url::parse(&settings.authorize_url).map_err(AppError::internal)?;

@@ -2,10 +2,13 @@
 //! process memory in the embedded default. A refused call reports when to retry.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{AppError, ErrorKind};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppResult, ErrorKind};
 use crate::redis_conn::RedisHandle;
 
 #[derive(Debug)]
@@ -83,5 +86,95 @@ impl RateLimiter {
             err.retry_after_secs = Some(retry_after);
             err
         })
+    }
+}
+
+/// Per-user actions with a per-minute limit in `limits.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    TaskSubmit,
+    Presign,
+    StreamOpen,
+}
+
+impl UserAction {
+    fn key(self) -> &'static str {
+        match self {
+            UserAction::TaskSubmit => "task-submit",
+            UserAction::Presign => "presign",
+            UserAction::StreamOpen => "stream-open",
+        }
+    }
+
+    fn per_minute(self, state: &AppState) -> u32 {
+        let limits = &state.settings().limits;
+        match self {
+            UserAction::TaskSubmit => limits.task_submits_per_minute,
+            UserAction::Presign => limits.presigns_per_minute,
+            UserAction::StreamOpen => limits.stream_opens_per_minute,
+        }
+    }
+}
+
+/// Counts one `action` of `user` against its per-minute limit (none when it is 0): 429
+/// `RATE_LIMITED` with `Retry-After` when over.
+pub async fn limit_user(state: &AppState, action: UserAction, user: Uuid) -> AppResult<()> {
+    let per_minute = action.per_minute(state);
+    if per_minute == 0 {
+        return Ok(());
+    }
+    state.limiter().check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(
+        |mut e| {
+            e.message = format!("too many requests of this kind; retry in {} s", e.retry_after_secs.unwrap_or(1));
+            e
+        },
+    )
+}
+
+/// Open task event streams per user, in this process.
+#[derive(Debug, Default)]
+pub struct StreamSlots(Arc<Mutex<HashMap<Uuid, u32>>>);
+
+/// One open stream; dropping it (the stream ended or the client left) frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: Arc<Mutex<HashMap<Uuid, u32>>>,
+    user: Uuid,
+}
+
+impl StreamSlots {
+    /// A slot for one more stream of `user`, unless `cap` (0 = no cap) are open: then 429
+    /// `TOO_MANY_STREAMS`.
+    pub fn acquire(&self, user: Uuid, cap: u32) -> AppResult<StreamSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(user).or_insert(0);
+        if cap != 0 && *count >= cap {
+            let mut err = AppError::new(
+                ErrorKind::RateLimited,
+                "TOO_MANY_STREAMS",
+                format!("at most {cap} task streams may be open at once; close one first"),
+            );
+            err.retry_after_secs = Some(1);
+            return Err(err);
+        }
+        *count += 1;
+        Ok(StreamSlot { slots: self.0.clone(), user })
+    }
+
+    /// Streams `user` has open in this process.
+    pub fn open(&self, user: Uuid) -> u32 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&user).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
     }
 }

@@ -101,6 +101,8 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
     /// Sign out every other session (default true).
     pub revoke_other_sessions: Option<bool>,
+    /// Revoke every API key (and device sign-ins approved but not collected yet) (default true).
+    pub revoke_api_keys: Option<bool>,
 }
 
 #[derive(Debug, Object)]
@@ -174,6 +176,20 @@ pub struct DeviceApproveResponse {
     pub approved: bool,
     /// The client that asked, as it named itself.
     pub client_name: String,
+}
+
+/// A pending device sign-in request, as the approval page shows it before confirmation.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DevicePending {
+    pub user_code: String,
+    /// The client that asked, as it named itself.
+    pub client_name: String,
+    /// When the client asked.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds since the client asked.
+    pub age_secs: i64,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct AuthApi;
@@ -256,7 +272,8 @@ impl AuthApi {
         Ok(Success::ok())
     }
 
-    /// Sets a new password with a reset token; every session of the account is signed out.
+    /// Sets a new password with a reset token; every session, API key and approved device
+    /// sign-in of the account is revoked, and the email counts as verified.
     #[oai(path = "/api/auth/reset-password", method = "post", operation_id = "auth_password_reset")]
     async fn reset(
         &self,
@@ -285,13 +302,15 @@ impl AuthApi {
             &body.current_password,
             &body.new_password,
             revoke,
+            body.revoke_api_keys.unwrap_or(true),
             &client(&state, req),
         )
         .await?;
         Ok(Success::ok())
     }
 
-    /// Creates an API key; its secret is returned this once.
+    /// Creates an API key; its secret is returned this once. Needs a signed-in session (403
+    /// `SESSION_REQUIRED` for an API key).
     #[oai(path = "/api/auth/api-keys", method = "post", operation_id = "auth_api_key_create")]
     async fn api_key_create(
         &self,
@@ -382,7 +401,29 @@ impl AuthApi {
         }
     }
 
-    /// Approves (or denies) a device sign-in request by its user code, as the caller.
+    /// A pending device sign-in request by its user code: which client asked and when, so the
+    /// person can check it before approving. Needs a signed-in session.
+    #[oai(path = "/api/auth/device/pending", method = "get", operation_id = "auth_device_pending_get")]
+    async fn device_pending(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        user_code: Query<String>,
+    ) -> Result<Json<DevicePending>> {
+        let principal = auth.principal(&state, req).await?;
+        let row = flows::device_lookup(&state, &principal, &user_code).await?;
+        Ok(Json(DevicePending {
+            age_secs: (crate::store::now() - row.created_at).num_seconds().max(0),
+            user_code: row.user_code,
+            client_name: row.client_name,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    /// Approves (or denies) a device sign-in request by its user code, as the caller. Needs a
+    /// signed-in session (403 `SESSION_REQUIRED` for an API key).
     #[oai(path = "/api/auth/device/approve", method = "post", operation_id = "auth_device_approve")]
     async fn device_approve(
         &self,

@@ -146,12 +146,13 @@ async fn banner_row(
         return Err(AppError::validation("linkTarget must be _self or _blank").into());
     }
     if let Some(link) = &input.link
-        && !(link.starts_with("https://")
-            || link.starts_with("http://")
-            || (link.starts_with('/') && !link.starts_with("//")))
+        && crate::auth::redirect::safe_link(&state.public_url(), link).is_none()
     {
-        // `//host/…` would leave the site: it is not a path.
-        return Err(AppError::validation("link must be an http(s) URL or a path starting with one /").into());
+        // `//host/…`, `/\host` or a path with a tab would leave the site: not a path.
+        return Err(AppError::validation(
+            "link must be an http(s) URL or a path on this site (one leading /, no spaces, control characters or backslashes)",
+        )
+        .into());
     }
     if input.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
         return Err(AppError::validation("position must be 0–100000").into());

@@ -33,7 +33,8 @@ fn local(state: &AppState) -> Option<&crate::storage::LocalStore> {
 }
 
 /// `PUT /files/{bucket}/{key}?expires=…&signature=…`: streams the body to a temporary file
-/// (never more than the signed length) and renames it into place.
+/// (never more than the signed length) and links it into place — once, and only while the
+/// key's upload is pending.
 #[handler]
 pub async fn put(
     state: Data<&AppState>,
@@ -53,11 +54,30 @@ pub async fn put(
     if let Err(why) = store.verify(op, bucket, &key, sig.expires.unwrap_or(0), sig.signature.as_deref().unwrap_or("")) {
         return refuse(StatusCode::FORBIDDEN, "INVALID_SIGNATURE", why);
     }
+    // A URL writes only while its upload is pending (not completed, expired or swept), and
+    // only once: a checked file can never be replaced through it.
+    match state.store().pending_upload_by_upload_key(&state.storage().bucket_name(bucket), &key).await {
+        Ok(Some(p)) if p.expires_at > crate::store::now() => {}
+        Ok(_) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "UPLOAD_CLOSED",
+                "this upload URL is no longer accepting data: its upload was completed, cancelled or expired",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "looking up a pending upload failed");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "try again shortly");
+        }
+    }
     let Ok((path, tmp)) = store.temp_path(bucket, &key) else {
         return refuse(StatusCode::BAD_REQUEST, "INVALID_KEY", "invalid key");
     };
     match write_limited(body, &path, &tmp, size).await {
         Ok(()) => Response::builder().status(StatusCode::OK).finish(),
+        Err(WriteError::Exists) => {
+            refuse(StatusCode::CONFLICT, "ALREADY_UPLOADED", "this upload URL was already used; request a new one")
+        }
         Err(WriteError::TooLong) => {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_MISMATCH", "more bytes than signed for")
         }
@@ -70,6 +90,7 @@ pub async fn put(
 }
 
 enum WriteError {
+    Exists,
     TooLong,
     TooShort,
     Io(std::io::Error),
@@ -96,12 +117,16 @@ async fn write_limited(body: Body, path: &std::path::Path, tmp: &std::path::Path
             return Err(WriteError::TooShort);
         }
         file.sync_all().await.map_err(WriteError::Io)?;
-        tokio::fs::rename(tmp, path).await.map_err(WriteError::Io)
+        // A hard link is created only if nothing is there yet: the first complete upload
+        // wins, a replay is refused.
+        match tokio::fs::hard_link(tmp, path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
+            Err(e) => Err(WriteError::Io(e)),
+        }
     }
     .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(tmp).await;
-    }
+    let _ = tokio::fs::remove_file(tmp).await;
     result
 }
 

@@ -1,10 +1,14 @@
 //! `/health`, `/health/db`, `/health/redis`, `/health/storage`, `/health/all` (the seed's
 //! checks plus storage). Dependency checks run with a timeout; any failing one makes the
-//! answer 503 with the details. Health routes need no authentication and reveal no secrets.
+//! answer 503. Health routes need no authentication; anonymous callers (load balancers,
+//! probes) get each check's status only, admins also the backend, the detail (versions,
+//! locations, errors), latencies, the version and the uptime. Checks only read: the local
+//! store's probe files are written once, at start-up.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -28,20 +32,23 @@ pub struct DependencyCheck {
     /// `database`, `redis` or `storage`.
     pub name: String,
     pub status: HealthStatus,
-    /// What serves this concern: `postgres`, `sqlite`, `redis`, `embedded`, `s3`, `local`.
-    pub backend: String,
-    /// Version or location on success, the problem on failure.
-    pub detail: String,
-    pub latency_ms: u64,
+    /// What serves this concern: `postgres`, `sqlite`, `redis`, `embedded`, `s3`, `local`
+    /// (admins only).
+    pub backend: Option<String>,
+    /// Version or location on success, the problem on failure (admins only).
+    pub detail: Option<String>,
+    /// How long the check took (admins only).
+    pub latency_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct HealthReport {
     pub status: HealthStatus,
-    /// Server version.
-    pub version: String,
-    pub uptime_seconds: u64,
+    /// Server version (admins only).
+    pub version: Option<String>,
+    /// Seconds since the process started (admins only).
+    pub uptime_seconds: Option<u64>,
     pub checks: Vec<DependencyCheck>,
 }
 
@@ -61,42 +68,52 @@ pub struct HealthApi;
 impl HealthApi {
     /// Liveness: the process is up and serving.
     #[oai(path = "/health", method = "get", operation_id = "health_get")]
-    async fn health(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state, vec![])
+    async fn health(&self, state: Data<&AppState>, req: &Request) -> HealthResponse {
+        report(&state, req, vec![]).await
     }
 
     /// Database connectivity (PostgreSQL or the embedded SQLite).
     #[oai(path = "/health/db", method = "get", operation_id = "health_db_get")]
-    async fn health_db(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state, vec![check_db(&state).await])
+    async fn health_db(&self, state: Data<&AppState>, req: &Request) -> HealthResponse {
+        report(&state, req, vec![check_db(&state).await]).await
     }
 
     /// Redis connectivity; in the embedded mode, says the embedded queue is in use.
     #[oai(path = "/health/redis", method = "get", operation_id = "health_redis_get")]
-    async fn health_redis(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state, vec![check_redis(&state).await])
+    async fn health_redis(&self, state: Data<&AppState>, req: &Request) -> HealthResponse {
+        report(&state, req, vec![check_redis(&state).await]).await
     }
 
     /// Object storage: every bucket reachable (S3) or writable (local files).
     #[oai(path = "/health/storage", method = "get", operation_id = "health_storage_get")]
-    async fn health_storage(&self, state: Data<&AppState>) -> HealthResponse {
-        report(&state, vec![check_storage(&state).await])
+    async fn health_storage(&self, state: Data<&AppState>, req: &Request) -> HealthResponse {
+        report(&state, req, vec![check_storage(&state).await]).await
     }
 
     /// Every dependency at once.
     #[oai(path = "/health/all", method = "get", operation_id = "health_all_get")]
-    async fn health_all(&self, state: Data<&AppState>) -> HealthResponse {
+    async fn health_all(&self, state: Data<&AppState>, req: &Request) -> HealthResponse {
         let (db, redis, storage) = tokio::join!(check_db(&state), check_redis(&state), check_storage(&state));
-        report(&state, vec![db, redis, storage])
+        report(&state, req, vec![db, redis, storage]).await
     }
 }
 
-fn report(state: &AppState, checks: Vec<DependencyCheck>) -> HealthResponse {
+async fn report(state: &AppState, req: &Request, mut checks: Vec<DependencyCheck>) -> HealthResponse {
     let healthy = checks.iter().all(|c| c.status == HealthStatus::Ok);
+    let admin = super::security::optional_principal(state, req)
+        .await
+        .is_some_and(|p| p.require(crate::auth::Access::Admin).is_ok());
+    if !admin {
+        for c in &mut checks {
+            c.backend = None;
+            c.detail = None;
+            c.latency_ms = None;
+        }
+    }
     let report = HealthReport {
         status: if healthy { HealthStatus::Ok } else { HealthStatus::Error },
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_seconds: state.uptime().as_secs(),
+        version: admin.then(|| env!("CARGO_PKG_VERSION").to_string()),
+        uptime_seconds: admin.then(|| state.uptime().as_secs()),
         checks,
     };
     if healthy { HealthResponse::Ok(Json(report)) } else { HealthResponse::Unavailable(Json(report)) }
@@ -120,9 +137,9 @@ where
     DependencyCheck {
         name: name.to_string(),
         status,
-        backend: backend.to_string(),
-        detail,
-        latency_ms: start.elapsed().as_millis() as u64,
+        backend: Some(backend.to_string()),
+        detail: Some(detail),
+        latency_ms: Some(start.elapsed().as_millis() as u64),
     }
 }
 
@@ -144,5 +161,5 @@ async fn check_redis(state: &AppState) -> DependencyCheck {
 
 async fn check_storage(state: &AppState) -> DependencyCheck {
     let storage = state.storage();
-    timed("storage", storage.kind(), storage.check()).await
+    timed("storage", storage.kind(), storage.health()).await
 }

@@ -111,27 +111,51 @@ pub fn spec_json() -> String {
     spec
 }
 
-/// Refuses API bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading at
-/// most that much when the length is not declared (chunked uploads).
+/// Refuses API bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading
+/// the body itself with that limit whatever the headers say (an HTTP/2 request carries
+/// neither `Content-Length` nor `Transfer-Encoding`). Handlers get the buffered body.
 async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Result<poem::Response> {
+    use futures::StreamExt;
     // File uploads are bounded by their signed length instead (`files::put`).
     if req.uri().path().starts_with("/files/") {
         return next.call(req).await.map(IntoResponse::into_response);
     }
     let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+    let bad_request = || poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST);
     match req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()))
     {
         Some(Some(len)) if len > MAX_BODY_BYTES as u64 => return Err(too_large()),
-        Some(Some(_)) => {}
-        Some(None) => return Err(poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST)),
-        None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
-            let bytes = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await.map_err(|_| too_large())?;
-            req.set_body(bytes);
+        Some(None) => return Err(bad_request()),
+        _ => {}
+    }
+    let body = req.take_body();
+    if !body.is_empty() {
+        let mut stream = std::pin::pin!(body.into_bytes_stream());
+        let mut first: Option<bytes::Bytes> = None;
+        let mut rest = bytes::BytesMut::new();
+        let mut len = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| bad_request())?;
+            len += chunk.len();
+            if len > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            // The usual one-frame body is kept as is; only bodies in several frames are copied.
+            match &first {
+                None => first = Some(chunk),
+                Some(f) => {
+                    if rest.is_empty() {
+                        rest.extend_from_slice(f);
+                    }
+                    rest.extend_from_slice(&chunk);
+                }
+            }
         }
-        None => {}
+        let bytes = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
+        req.set_body(bytes);
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -39,3 +39,17 @@ impl Auth {
         state.authenticator().resolve(secret).await
     }
 }
+
+/// The caller when a valid credential is presented (Bearer, else the session cookie), for
+/// routes that answer everyone but tell more to some (health details for admins). Only for
+/// reads: no CSRF check is made.
+pub async fn optional_principal(state: &AppState, req: &Request) -> Option<Principal> {
+    let bearer = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let secret = bearer.or_else(|| req.cookie().get(crate::auth::SESSION_COOKIE).map(|c| c.value_str().to_string()))?;
+    state.authenticator().resolve(&secret).await.ok()
+}

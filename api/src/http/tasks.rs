@@ -15,6 +15,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::security::Auth;
 use crate::app::AppState;
+use crate::auth::ratelimit::{UserAction, limit_user};
 use crate::credits;
 use crate::events::Follower;
 use crate::store::TaskRow;
@@ -188,6 +189,7 @@ impl TasksApi {
         body: Json<TaskCreateRequest>,
     ) -> Result<TaskCreated> {
         let principal = auth.principal(&state, req).await?;
+        limit_user(&state, UserAction::TaskSubmit, principal.user_id()).await?;
         let submit = Submit {
             tool_slug: body.tool_slug.clone(),
             step_id: body.step_id.clone(),
@@ -297,7 +299,8 @@ impl TasksApi {
 
     /// Live progress as Server-Sent Events. Every event has an `id`; reconnect with
     /// `Last-Event-ID` to get what you missed, then the live ones. Ends after
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed` or `cancelled`. 429 `TOO_MANY_STREAMS` when the caller already
+    /// has `limits.max_streams_per_user` streams open.
     #[oai(path = "/api/tasks/:id/stream", method = "get", operation_id = "task_events_stream")]
     async fn stream(
         &self,
@@ -309,11 +312,14 @@ impl TasksApi {
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
         let principal = auth.principal(&state, req).await?;
         let task = tasks::task_for(&state, &principal, id.0).await?;
+        let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
+        limit_user(&state, UserAction::StreamOpen, principal.user_id()).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
         let follower = Follower::start(&state, task.id, after, &task.status).await;
-        let stream = futures::stream::unfold(follower, |mut f| async move {
+        // The slot lives as long as the stream: dropped when it ends or the client leaves.
+        let stream = futures::stream::unfold((follower, slot), |(mut f, slot)| async move {
             let live = f.next().await?;
-            Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, f))
+            Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, (f, slot)))
         });
         Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
             .keep_alive(Duration::from_secs(15))

@@ -66,6 +66,18 @@ impl LocalStore {
         Ok(self.bucket_dir(bucket).join(key))
     }
 
+    /// Read-only health check: each bucket directory exists and is not read-only.
+    pub async fn health(&self) -> Result<String, String> {
+        for bucket in Bucket::ALL {
+            let dir = self.bucket_dir(bucket);
+            let meta = tokio::fs::metadata(&dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+            if !meta.is_dir() || meta.permissions().readonly() {
+                return Err(format!("{} is not a writable directory", dir.display()));
+            }
+        }
+        Ok(format!("local files in {}", self.root.display()))
+    }
+
     /// Creates the bucket directories and proves each is writable with a probe file.
     pub async fn check(&self) -> Result<String, String> {
         for bucket in Bucket::ALL {
@@ -182,6 +194,34 @@ impl LocalStore {
         }
         tokio::fs::copy(&source, &tmp).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)
+    }
+
+    /// Files directly under the directory `prefix` (which ends in `/`) modified before `before`.
+    pub async fn list_older(
+        &self,
+        bucket: Bucket,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StorageResult<Vec<String>> {
+        let dir = self.path(bucket, prefix.trim_end_matches('/'))?;
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let cutoff = std::time::SystemTime::from(before);
+        let mut keys = Vec::new();
+        while keys.len() < limit
+            && let Some(entry) = entries.next_entry().await.map_err(io)?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata().await else { continue };
+            if meta.is_file() && !name.starts_with(".tmp-") && meta.modified().is_ok_and(|m| m < cutoff) {
+                keys.push(format!("{}/{name}", prefix.trim_end_matches('/')));
+            }
+        }
+        Ok(keys)
     }
 
     pub async fn delete(&self, bucket: Bucket, key: &str) -> StorageResult<()> {

@@ -143,6 +143,14 @@ impl ObjectStore {
         }
     }
 
+    /// The health check: like [`Self::check`] but read-only (no probe files).
+    pub async fn health(&self) -> Result<String, String> {
+        match self {
+            ObjectStore::Local(l) => l.health().await,
+            ObjectStore::S3(s) => s.check().await,
+        }
+    }
+
     /// An upload URL for exactly `size` bytes of `content_type`.
     pub async fn presign_put(
         &self,
@@ -224,6 +232,20 @@ impl ObjectStore {
         match self {
             ObjectStore::Local(l) => l.copy(from, from_key, to, to_key).await,
             ObjectStore::S3(s) => s.copy(from, from_key, to, to_key, content_type).await,
+        }
+    }
+
+    /// Keys under `prefix` last written before `before` (at most `limit`).
+    pub async fn list_older(
+        &self,
+        bucket: Bucket,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StorageResult<Vec<String>> {
+        match self {
+            ObjectStore::Local(l) => l.list_older(bucket, prefix, before, limit).await,
+            ObjectStore::S3(s) => s.list_older(bucket, prefix, before, limit).await,
         }
     }
 

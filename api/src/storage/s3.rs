@@ -208,6 +208,31 @@ impl S3Store {
         op.send().await.map(|_| ()).map_err(s3_error)
     }
 
+    pub async fn list_older(
+        &self,
+        bucket: Bucket,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StorageResult<Vec<String>> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(self.bucket_name(bucket))
+            .prefix(prefix)
+            .max_keys(limit.min(1000) as i32)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let cutoff = before.timestamp();
+        Ok(out
+            .contents()
+            .iter()
+            .filter(|o| o.last_modified().is_some_and(|m| m.secs() < cutoff))
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+
     pub async fn delete(&self, bucket: Bucket, key: &str) -> StorageResult<()> {
         self.client.delete_object().bucket(self.bucket_name(bucket)).key(key).send().await.map(|_| ()).map_err(s3_error)
     }

@@ -1,7 +1,7 @@
 //! Assets and pending uploads on both engines, expanded per engine by [`asset_queries!`].
 
 macro_rules! asset_queries {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             pub async fn asset_create(&self, a: &$crate::store::AssetRow) -> $crate::store::StoreResult<$crate::store::AssetRow> {
                 sqlx::query_as::<_, $crate::store::AssetRow>(
@@ -114,12 +114,25 @@ macro_rules! asset_queries {
                 Ok(assets.unwrap_or(0) + pending.unwrap_or(0))
             }
 
-            pub async fn pending_upload_create(&self, p: &$crate::store::PendingUploadRow) -> $crate::store::StoreResult<()> {
+            /// Records a pending upload if the user's usage (assets and pending uploads) plus
+            /// its size stays within `quota` (`None`: no quota); false when it would not.
+            /// Atomic with respect to the user's other reservations: `pending_upload_lock_user`
+            /// (PostgreSQL) or SQLite's single writer serialises them.
+            async fn pending_upload_insert_within(
+                c: &mut <$db as sqlx::Database>::Connection,
+                p: &$crate::store::PendingUploadRow,
+                quota: Option<i64>,
+            ) -> $crate::store::StoreResult<bool> {
                 sqlx::query(
-                    "INSERT INTO pending_uploads (storage_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO pending_uploads (storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                     WHERE $12 < 0
+                        OR COALESCE((SELECT SUM(size) FROM assets WHERE user_id = $4), 0)
+                         + COALESCE((SELECT SUM(size) FROM pending_uploads WHERE user_id = $4), 0)
+                         + $8 <= $12",
                 )
                 .bind(&p.storage_key)
+                .bind(&p.upload_key)
                 .bind(&p.bucket)
                 .bind(p.user_id)
                 .bind(&p.module)
@@ -129,15 +142,45 @@ macro_rules! asset_queries {
                 .bind(&p.visibility)
                 .bind(p.expires_at)
                 .bind(p.created_at)
-                .execute(&self.pool)
+                .bind(quota.unwrap_or(-1))
+                .execute(&mut *c)
                 .await
-                .map(|_| ())
+                .map(|r| r.rows_affected() == 1)
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// See [`Self::pending_upload_insert_within`]; false when over `quota`.
+            pub async fn pending_upload_create(
+                &self,
+                p: &$crate::store::PendingUploadRow,
+                quota: Option<i64>,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err($crate::store::StoreError::from_sqlx)?;
+                Self::lock_user_storage_on(&mut tx, p.user_id).await?;
+                let inserted = Self::pending_upload_insert_within(&mut tx, p, quota).await?;
+                tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(inserted)
+            }
+
+            pub async fn pending_upload_by_upload_key(
+                &self,
+                bucket: &str,
+                upload_key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::PendingUploadRow>> {
+                sqlx::query_as::<_, $crate::store::PendingUploadRow>(
+                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
+                     FROM pending_uploads WHERE bucket = $1 AND upload_key = $2",
+                )
+                .bind(bucket)
+                .bind(upload_key)
+                .fetch_optional(&self.pool)
+                .await
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn pending_upload_get(&self, bucket: &str, key: &str) -> $crate::store::StoreResult<Option<$crate::store::PendingUploadRow>> {
                 sqlx::query_as::<_, $crate::store::PendingUploadRow>(
-                    "SELECT storage_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
+                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
                      FROM pending_uploads WHERE bucket = $1 AND storage_key = $2",
                 )
                 .bind(bucket)
@@ -164,7 +207,7 @@ macro_rules! asset_queries {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PendingUploadRow>> {
                 sqlx::query_as::<_, $crate::store::PendingUploadRow>(
-                    "SELECT storage_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
+                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
                      FROM pending_uploads WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
                 )
                 .bind(now)

@@ -412,6 +412,29 @@ macro_rules! auth_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            pub async fn api_keys_revoke_for_user(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                sqlx::query_scalar::<_, String>(
+                    "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING key_hash",
+                )
+                .bind(user_id)
+                .bind($crate::store::now())
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn device_codes_deny_for_user(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<u64> {
+                sqlx::query("UPDATE device_codes SET status = 'denied' WHERE user_id = $1 AND status = 'approved'")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             pub async fn device_code_create(
                 &self,
                 device_code_hash: &str,

@@ -60,6 +60,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0008_hot_path.sql"),
         include_str!("../../../migrations/sqlite/0008_hot_path.sql"),
     ),
+    (
+        9,
+        "upload_keys",
+        include_str!("../../../migrations/postgres/0009_upload_keys.sql"),
+        include_str!("../../../migrations/sqlite/0009_upload_keys.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

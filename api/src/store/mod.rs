@@ -221,6 +221,10 @@ forward! {
     fn api_key_revoke(user_id: Uuid, id: Uuid) -> StoreResult<Option<String>>;
     fn api_key_touch(id: Uuid) -> StoreResult<()>;
     fn api_key_hashes_for_user(user_id: Uuid) -> StoreResult<Vec<String>>;
+    /// Revokes all of a user's live keys; returns their hashes.
+    fn api_keys_revoke_for_user(user_id: Uuid) -> StoreResult<Vec<String>>;
+    /// Denies the device codes a user approved that were not collected yet.
+    fn device_codes_deny_for_user(user_id: Uuid) -> StoreResult<u64>;
     fn device_code_create(device_code_hash: &str, user_code: &str, client_name: &str, interval_secs: i32, expires_at: DateTime<Utc>) -> StoreResult<DeviceCodeRow>;
     fn device_code_by_user_code(user_code: &str) -> StoreResult<Option<DeviceCodeRow>>;
     fn device_code_decide(user_code: &str, user_id: Uuid, approve: bool) -> StoreResult<bool>;
@@ -256,7 +260,10 @@ forward! {
     fn asset_move(id: Uuid, bucket: &str, key: &str, visibility: &str) -> StoreResult<AssetRow>;
     /// Bytes a user occupies: assets plus uploads in flight.
     fn storage_usage(user_id: Uuid) -> StoreResult<i64>;
-    fn pending_upload_create(upload: &PendingUploadRow) -> StoreResult<()>;
+    /// Records a pending upload when usage + its size stays within `quota` (atomically per
+    /// user); false when it would exceed it.
+    fn pending_upload_create(upload: &PendingUploadRow, quota: Option<i64>) -> StoreResult<bool>;
+    fn pending_upload_by_upload_key(bucket: &str, upload_key: &str) -> StoreResult<Option<PendingUploadRow>>;
     fn pending_upload_get(bucket: &str, key: &str) -> StoreResult<Option<PendingUploadRow>>;
     fn pending_upload_delete(bucket: &str, key: &str) -> StoreResult<bool>;
     fn pending_uploads_expired(now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<PendingUploadRow>>;

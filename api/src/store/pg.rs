@@ -147,7 +147,20 @@ impl PgStore {
 
 super::ledger_queries::ledger_queries!(PgStore, sqlx::Postgres);
 
-super::asset_queries::asset_queries!(PgStore);
+impl PgStore {
+    /// Serializes one user's storage reservations (quota check + insert) until the
+    /// transaction ends: READ COMMITTED alone would let concurrent presigns all pass.
+    async fn lock_user_storage_on(conn: &mut sqlx::PgConnection, user_id: uuid::Uuid) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
+            .bind(user_id)
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sqlx)
+    }
+}
+
+super::asset_queries::asset_queries!(PgStore, sqlx::Postgres);
 
 super::tool_queries::tool_queries!(PgStore);
 

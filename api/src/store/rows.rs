@@ -290,7 +290,11 @@ pub struct AssetRow {
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PendingUploadRow {
+    /// Where the completed file lives.
     pub storage_key: String,
+    /// Where the signed upload URL writes (`None` for rows older than this column: the
+    /// storage key itself).
+    pub upload_key: Option<String>,
     pub bucket: String,
     pub user_id: Uuid,
     pub module: String,

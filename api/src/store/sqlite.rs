@@ -124,7 +124,15 @@ impl SqliteStore {
 
 super::ledger_queries::ledger_queries!(SqliteStore, sqlx::Sqlite);
 
-super::asset_queries::asset_queries!(SqliteStore);
+impl SqliteStore {
+    /// The reservation's first statement is its write: SQLite takes the write lock there,
+    /// so the quota it checks cannot change underneath it.
+    async fn lock_user_storage_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+super::asset_queries::asset_queries!(SqliteStore, sqlx::Sqlite);
 
 super::tool_queries::tool_queries!(SqliteStore);
 

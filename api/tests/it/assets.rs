@@ -12,8 +12,16 @@ use crate::{actor, client_as, err_code};
 funmagic_api::test_both_backends!(
     upload_checks_and_ownership,
     signatures_are_enforced,
-    publish_admin_and_worker_helpers
+    publish_admin_and_worker_helpers,
+    upload_urls_write_once_while_pending,
 );
+
+/// Embedded only: the S3 buckets of the tests are shared by every test app, and a sweep
+/// "in the future" would remove other tests' uploads in flight.
+#[tokio::test]
+async fn stray_incoming_objects_are_swept_embedded() {
+    stray_incoming_objects_are_swept(TestApp::spawn(TestBackend::Embedded).await.unwrap()).await;
+}
 
 fn png(len: usize) -> Vec<u8> {
     let mut data = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -34,6 +42,101 @@ async fn put(p: &types::PresignedUpload, data: Vec<u8>) -> u16 {
         }
     }
     req.send().await.unwrap().status().as_u16()
+}
+
+/// The storage key a presigned upload URL writes to (`incoming/…`).
+fn upload_key(p: &types::PresignedUpload) -> String {
+    let path = reqwest::Url::parse(&p.upload_url).unwrap().path().to_string();
+    let at = path.find("incoming/").expect("uploads go to the incoming area");
+    path[at..].to_string()
+}
+
+async fn incoming_keys(app: &TestApp) -> Vec<String> {
+    let far = funmagic_api::store::now() + chrono::Duration::hours(1);
+    let bucket = funmagic_api::storage::Bucket::Private;
+    app.state().storage().list_older(bucket, funmagic_api::assets::INCOMING_PREFIX, far, 1000).await.unwrap()
+}
+
+async fn download(as_ada: &funmagic_sdk::Client, id: &uuid::Uuid) -> Vec<u8> {
+    let url = as_ada.asset_get(id).await.unwrap().into_inner().download_url.unwrap();
+    reqwest::get(url).await.unwrap().bytes().await.unwrap().to_vec()
+}
+
+/// A signed upload URL cannot replace a checked file, nor recreate a deleted one: it writes
+/// to its own incoming key, once, while its upload is pending (the local store enforces
+/// all of it at the PUT; S3 accepts the PUT but the bytes never reach the asset).
+async fn upload_urls_write_once_while_pending(app: TestApp) {
+    let local = app.state().storage().kind() == "local";
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let original = png(1000);
+    let mut evil = b"\x89PNG\r\n\x1a\n".to_vec();
+    evil.extend(std::iter::repeat_n(0xEEu8, 1000));
+    let p = as_ada.upload_presign(&presign_body("a.png", "image/png", 1008)).await.unwrap().into_inner();
+    assert!(!p.upload_url.contains(&p.storage_key), "the URL does not write to the asset's key");
+    assert_eq!(put(&p, original.clone()).await, 200);
+    if local {
+        assert_eq!(put(&p, evil.clone()).await, 409, "a second PUT to the same URL is refused");
+    } else {
+        assert_eq!(put(&p, original.clone()).await, 200, "S3 takes the PUT; it only reaches the incoming key");
+    }
+    let asset = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    // Replays after `complete`: refused locally; on S3 they land in the incoming area.
+    let status = put(&p, evil.clone()).await;
+    if local {
+        assert_eq!(status, 403);
+    }
+    assert_eq!(download(&as_ada, &asset.id).await, original, "the checked bytes are the bytes kept");
+    as_ada.asset_delete(&asset.id).await.unwrap();
+    let status = put(&p, evil.clone()).await;
+    if local {
+        assert_eq!(status, 403);
+        assert!(incoming_keys(&app).await.is_empty(), "nothing was written after the upload closed");
+    }
+    let bucket = funmagic_api::storage::Bucket::Private;
+    assert!(
+        app.state().storage().head(bucket, &p.storage_key).await.unwrap().is_none(),
+        "the deleted file stays deleted"
+    );
+    // A pending upload's bytes wait in the incoming area until `complete`.
+    let next = as_ada.upload_presign(&presign_body("b.png", "image/png", 108)).await.unwrap().into_inner();
+    assert_eq!(put(&next, png(100)).await, 200);
+    assert!(app.state().storage().head(bucket, &upload_key(&next)).await.unwrap().is_some());
+}
+
+/// Objects in the incoming area that no pending upload refers to are removed once their URL
+/// expired; a pending upload's object is kept.
+async fn stray_incoming_objects_are_swept(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let pending = as_ada.upload_presign(&presign_body("a.png", "image/png", 108)).await.unwrap().into_inner();
+    assert_eq!(put(&pending, png(100)).await, 200);
+    // A stray: what a replayed URL leaves on S3 (or a PUT racing `complete` locally).
+    let bucket = funmagic_api::storage::Bucket::Private;
+    let stray = format!("{}stray{}", funmagic_api::assets::INCOMING_PREFIX, uuid::Uuid::new_v4().simple());
+    app.state().storage().put(bucket, &stray, png(10).into(), "image/png").await.unwrap();
+    let keys = incoming_keys(&app).await;
+    assert!(keys.contains(&stray) && keys.contains(&upload_key(&pending)), "{keys:?}");
+    // Too young to sweep: the URL might still be in use.
+    funmagic_api::assets::sweep_pending_uploads(app.state()).await.unwrap();
+    assert!(incoming_keys(&app).await.contains(&stray));
+    // Pretend the clock moved past the URL's expiry and the grace period.
+    let url_ttl = app.state().settings().storage.upload_url_ttl_secs as i64;
+    let later =
+        funmagic_api::store::now() + chrono::Duration::seconds(url_ttl + funmagic_api::assets::INCOMING_GRACE_SECS + 2);
+    let removed = funmagic_api::assets::sweep_incoming(app.state(), later).await.unwrap();
+    assert_eq!(removed, 1);
+    let keys = incoming_keys(&app).await;
+    assert!(!keys.contains(&stray), "{keys:?}");
+    assert!(keys.contains(&upload_key(&pending)), "a pending upload's bytes stay: {keys:?}");
+    as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: pending.storage_key.clone() })
+        .await
+        .expect("the pending upload still completes");
 }
 
 async fn upload_checks_and_ownership(app: TestApp) {
@@ -183,7 +286,7 @@ async fn quota_and_sweeper() {
     assert_eq!(funmagic_api::assets::sweep_pending_uploads(app.state()).await.unwrap(), 1);
     let bucket = funmagic_api::storage::Bucket::Private;
     assert!(
-        app.state().storage().head(bucket, &p.storage_key).await.unwrap().is_none(),
+        app.state().storage().head(bucket, &upload_key(&p)).await.unwrap().is_none(),
         "the abandoned object is deleted"
     );
     as_ada.upload_presign(&presign_body("b.png", "image/png", 4000)).await.expect("the quota is free again");
@@ -253,4 +356,37 @@ async fn publish_admin_and_worker_helpers(app: TestApp) {
     assert_eq!(err_code(as_ada.admin_user_asset_list(&ada.id, None, None, None).await).0, 403);
     as_ada.asset_delete(&out.id).await.unwrap();
     assert!(as_ada.asset_list(None, None, None).await.unwrap().into_inner().assets.is_empty());
+}
+
+/// Concurrent presigns cannot overshoot the quota: check and reservation are one step.
+async fn quota_holds_under_concurrency(backend: TestBackend) {
+    let mut extra = SettingsLayer::default();
+    extra.storage.quota_bytes = Some(10_000);
+    let Some(app) = TestApp::spawn_with(backend, extra).await else { return };
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let attempts = (0..40).map(|i| {
+        let as_ada = as_ada.clone();
+        async move { as_ada.upload_presign(&presign_body(&format!("f{i}.png"), "image/png", 1008)).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut granted = 0;
+    for r in results {
+        match r {
+            Ok(_) => granted += 1,
+            Err(e) => assert_eq!(err_code::<()>(Err(e)), (413, "QUOTA_EXCEEDED".into())),
+        }
+    }
+    assert_eq!(granted, 9, "9 × 1008 bytes fit in 10000, a 10th does not");
+    assert!(app.state().store().storage_usage(ada.id).await.unwrap() <= 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_holds_under_concurrency_embedded() {
+    quota_holds_under_concurrency(TestBackend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_holds_under_concurrency_scale_out() {
+    quota_holds_under_concurrency(TestBackend::ScaleOut).await;
 }

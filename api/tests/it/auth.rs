@@ -15,6 +15,8 @@ funmagic_api::test_both_backends!(
     csrf_protects_cookie_writes,
     verification_and_password_reset,
     banned_users_are_locked_out_at_once,
+    reset_revokes_whatever_the_previous_holder_had,
+    keys_cannot_approve_devices,
 );
 
 fn sign_up_body(email: &str, password: &str) -> types::SignUpRequest {
@@ -99,6 +101,30 @@ async fn bad_input_is_422_with_codes(app: TestApp) {
     let n = socket.read(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Over HTTP/2 (h2c) a streamed body has neither Content-Length nor Transfer-Encoding:
+    // the body itself is limited, on a route that needs no sign-in.
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let chunks = (0..32).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024])));
+    let resp = h2
+        .post(format!("{}/api/auth/sign-in/email", app.base_url()))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE", "{body}");
+    // A small body over h2c still works.
+    let resp = h2
+        .post(format!("{}/api/auth/sign-in/email", app.base_url()))
+        .json(&serde_json::json!({"email": "nobody@example.com", "password": "whatever123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
 }
 
 async fn tampered_expired_and_revoked_tokens(app: TestApp) {
@@ -149,11 +175,15 @@ async fn api_key_scopes(app: TestApp) {
         (403, "INSUFFICIENT_SCOPE".into())
     );
     let with_write = client_as(&app, &write.key);
-    with_write.auth_api_key_create(&create("from write", types::ApiKeyScope::Read)).await.unwrap();
+    // A key never mints keys (a leaked key could otherwise outlive its own revocation).
+    assert_eq!(
+        err_code(with_write.auth_api_key_create(&create("from write", types::ApiKeyScope::Read)).await),
+        (403, "SESSION_REQUIRED".into())
+    );
 
     // The list never shows secrets.
     let list = as_ada.auth_api_key_list().await.unwrap().into_inner();
-    assert_eq!(list.api_keys.len(), 3);
+    assert_eq!(list.api_keys.len(), 2);
     let listed = serde_json::to_string(&list).unwrap();
     assert!(!listed.contains(&read.key) && !listed.contains(&write.key));
 
@@ -278,6 +308,7 @@ async fn verification_and_password_reset(app: TestApp) {
         current_password: current.into(),
         new_password: "third secret value".into(),
         revoke_other_sessions: None,
+        revoke_api_keys: None,
     };
     assert_eq!(
         err_code(client_as(&app, &session.token).auth_password_change(&change("wrong!!!!")).await),
@@ -410,4 +441,95 @@ async fn forwarded_for_only_when_trusted() {
         }
         assert_eq!(last, if trusted { 401 } else { 429 }, "trusted={trusted}");
     }
+}
+
+fn write_key(name: &str) -> types::CreateApiKeyRequest {
+    types::CreateApiKeyRequest { name: name.into(), scope: types::ApiKeyScope::Write, expires_in_days: None }
+}
+
+/// Someone signs up first with Ada's address, makes an API key and approves a device code;
+/// Ada resets the password by mail: all of it stops working, and her address is verified.
+async fn reset_revokes_whatever_the_previous_holder_had(app: TestApp) {
+    let anon = client(&app);
+    let squatter = anon.auth_sign_up_email(&sign_up_body("ada@example.com", PASSWORD)).await.unwrap().into_inner();
+    let as_squatter = client_as(&app, &squatter.token);
+    let key = as_squatter.auth_api_key_create(&write_key("mine now")).await.unwrap().into_inner().key;
+    client_as(&app, &key).auth_session_get().await.unwrap(); // warm any cache
+    let device = anon
+        .auth_device_code_create(&types::DeviceCodeRequest { client_id: Some("squatter laptop".into()) })
+        .await
+        .unwrap()
+        .into_inner();
+    as_squatter
+        .auth_device_approve(&types::DeviceApproveRequest { user_code: device.user_code.clone(), approve: true })
+        .await
+        .unwrap();
+
+    anon.auth_password_reset_request(&types::PasswordResetRequest { email: "ada@example.com".into() }).await.unwrap();
+    let mail = app.state().mailer().outbox();
+    let body = &mail.iter().rev().find(|m| m.subject.contains("Reset")).unwrap().body;
+    let token = body.split("--token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    anon.auth_password_reset(&types::ResetPasswordRequest { token, new_password: "adas own secret".into() })
+        .await
+        .unwrap();
+
+    assert_eq!(err_code(client_as(&app, &key).auth_session_get().await), (401, "API_KEY_REVOKED".into()));
+    assert_eq!(err_code(as_squatter.auth_session_get().await).0, 401);
+    let poll = types::DeviceTokenRequest {
+        grant_type: "urn:ietf:params:oauth:grant-type:device_code".into(),
+        device_code: device.device_code,
+    };
+    assert_eq!(err_code(anon.auth_device_token_create(&poll).await), (400, "ACCESS_DENIED".into()));
+    let ada = anon
+        .auth_sign_in_email(&types::SignInRequest {
+            email: "ada@example.com".into(),
+            password: "adas own secret".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ada.user.email_verified, "a reset proves the address");
+    assert!(client_as(&app, &ada.token).auth_api_key_list().await.unwrap().into_inner().api_keys.is_empty());
+
+    // Changing the password revokes keys too, unless asked to keep them.
+    let as_ada = client_as(&app, &ada.token);
+    let kept = as_ada.auth_api_key_create(&write_key("ci")).await.unwrap().into_inner().key;
+    let change = |current: &str, new: &str, keep: Option<bool>| types::ChangePasswordRequest {
+        current_password: current.into(),
+        new_password: new.into(),
+        revoke_other_sessions: None,
+        revoke_api_keys: keep.map(|k| !k),
+    };
+    as_ada.auth_password_change(&change("adas own secret", "second secret!", Some(true))).await.unwrap();
+    client_as(&app, &kept).auth_session_get().await.expect("kept on request");
+    as_ada.auth_password_change(&change("second secret!", "third secret!!", None)).await.unwrap();
+    assert_eq!(err_code(client_as(&app, &kept).auth_session_get().await), (401, "API_KEY_REVOKED".into()));
+}
+
+/// A write key (even an admin's) cannot approve a device sign-in: the device would get a
+/// full session that outlives the key.
+async fn keys_cannot_approve_devices(app: TestApp) {
+    let admin = actor(&app, "root@example.com", Role::SuperAdmin).await;
+    let as_admin = client_as(&app, &admin.token);
+    let key = as_admin
+        .auth_api_key_create(&types::CreateApiKeyRequest {
+            name: "ci".into(),
+            scope: types::ApiKeyScope::Admin,
+            expires_in_days: Some(1),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let anon = client(&app);
+    let device =
+        anon.auth_device_code_create(&types::DeviceCodeRequest { client_id: None }).await.unwrap().into_inner();
+    let approve = types::DeviceApproveRequest { user_code: device.user_code.clone(), approve: true };
+    assert_eq!(err_code(client_as(&app, &key).auth_device_approve(&approve).await), (403, "SESSION_REQUIRED".into()));
+    assert_eq!(
+        err_code(client_as(&app, &key).auth_api_key_create(&write_key("wider")).await),
+        (403, "SESSION_REQUIRED".into())
+    );
+    // The code is still pending: the owner can approve it with a session.
+    as_admin.auth_device_approve(&approve).await.unwrap();
 }

@@ -78,6 +78,12 @@ async fn banners_public_list_and_admin_crud(app: TestApp) {
     let mut bad = input("Bad", "main");
     bad.thumbnail = Some("someone/else.png".into());
     assert_eq!(err_code(as_admin.admin_banner_create(&bad).await), (422, "UNKNOWN_THUMBNAIL".into()));
+    // Links that a browser would follow to another site are refused.
+    for evil in ["/\\evil.example", "//evil.example", "/\t/evil.example", "javascript:alert(1)"] {
+        let mut bad = input("Bad", "main");
+        bad.link = Some(evil.into());
+        assert_eq!(err_code(as_admin.admin_banner_create(&bad).await).0, 422, "link {evil:?}");
+    }
 
     // A thumbnail uploaded to the admin bucket is served through a download URL.
     let dir = tempfile::tempdir().unwrap();

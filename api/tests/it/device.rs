@@ -25,8 +25,12 @@ async fn device_flow_grants_once(app: TestApp) {
     assert!(code.verification_uri.ends_with("/device"));
     assert!(code.verification_uri_complete.contains(&code.user_code));
     // The approval page is served.
-    let page = reqwest::get(&code.verification_uri).await.unwrap().text().await.unwrap();
-    assert!(page.contains("/api/auth/device/approve"));
+    let page = reqwest::get(&code.verification_uri).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("/api/auth/device/approve") && page.contains("/api/auth/device/pending"));
 
     assert_eq!(
         err_code(anon.auth_device_token_create(&poll(&code.device_code)).await),
@@ -36,6 +40,14 @@ async fn device_flow_grants_once(app: TestApp) {
 
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let typed = code.user_code.to_lowercase().replace('-', "");
+    // Before approving, the page shows who asked and when.
+    assert_eq!(err_code(anon.auth_device_pending_get(&code.user_code).await).0, 401);
+    let pending = client_as(&app, &ada.token).auth_device_pending_get(&typed).await.unwrap().into_inner();
+    assert_eq!(
+        (pending.client_name.as_str(), pending.user_code.as_str()),
+        ("funmagic-cli test", code.user_code.as_str())
+    );
+    assert!((0..60).contains(&pending.age_secs), "{}", pending.age_secs);
     let approved = client_as(&app, &ada.token)
         .auth_device_approve(&types::DeviceApproveRequest { user_code: typed, approve: true })
         .await
@@ -53,6 +65,11 @@ async fn device_flow_grants_once(app: TestApp) {
         .auth_device_approve(&types::DeviceApproveRequest { user_code: code.user_code.clone(), approve: true })
         .await;
     assert_eq!(err_code(again), (404, "INVALID_USER_CODE".into()));
+    assert_eq!(
+        err_code(client_as(&app, &ada.token).auth_device_pending_get(&code.user_code).await),
+        (404, "INVALID_USER_CODE".into()),
+        "a decided code is no longer pending"
+    );
 }
 
 async fn device_flow_denied_and_wrong_codes(app: TestApp) {

@@ -3,22 +3,35 @@
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types::HealthStatus;
 
-funmagic_api::test_both_backends!(all_dependencies_healthy, liveness_has_no_checks, unhealthy_database_gives_503);
+funmagic_api::test_both_backends!(
+    all_dependencies_healthy,
+    liveness_has_no_checks,
+    unhealthy_database_gives_503,
+    details_are_for_admins_only
+);
+
+async fn admin_client(app: &TestApp) -> funmagic_sdk::Client {
+    let admin = crate::actor(app, "root@example.com", funmagic_api::store::Role::Admin).await;
+    crate::client_as(app, &admin.token)
+}
 
 async fn all_dependencies_healthy(app: TestApp) {
-    let report = crate::client(&app).health_all_get().await.unwrap().into_inner();
+    let as_admin = admin_client(&app).await;
+    let report = as_admin.health_all_get().await.unwrap().into_inner();
     assert_eq!(report.status, HealthStatus::Ok);
-    let backends: Vec<(&str, &str)> = report.checks.iter().map(|c| (c.name.as_str(), c.backend.as_str())).collect();
+    let backends: Vec<(&str, &str)> =
+        report.checks.iter().map(|c| (c.name.as_str(), c.backend.as_deref().unwrap())).collect();
+    let detail = |i: usize| report.checks[i].detail.clone().unwrap();
     match app.backend {
         TestBackend::Embedded => {
             assert_eq!(backends, [("database", "sqlite"), ("redis", "embedded"), ("storage", "local")]);
-            assert!(report.checks[1].detail.contains("embedded queue"), "{:?}", report.checks[1]);
+            assert!(detail(1).contains("embedded queue"), "{:?}", report.checks[1]);
         }
         TestBackend::ScaleOut => {
             let storage = if funmagic_api::testing::s3_settings().is_some() { "s3" } else { "local" };
             assert_eq!(backends, [("database", "postgres"), ("redis", "redis"), ("storage", storage)]);
-            assert!(report.checks[0].detail.starts_with("PostgreSQL"), "{:?}", report.checks[0]);
-            assert!(report.checks[1].detail.starts_with("Redis"), "{:?}", report.checks[1]);
+            assert!(detail(0).starts_with("PostgreSQL"), "{:?}", report.checks[0]);
+            assert!(detail(1).starts_with("Redis"), "{:?}", report.checks[1]);
         }
     }
     let db = crate::client(&app).health_db_get().await.unwrap().into_inner();
@@ -27,27 +40,63 @@ async fn all_dependencies_healthy(app: TestApp) {
     let redis = crate::client(&app).health_redis_get().await.unwrap().into_inner();
     assert_eq!(redis.checks[0].name, "redis");
     assert_eq!(redis.checks[0].status, HealthStatus::Ok);
-    let storage = crate::client(&app).health_storage_get().await.unwrap().into_inner();
-    assert_eq!(storage.checks[0].backend, app.state().storage().kind());
+    let storage = as_admin.health_storage_get().await.unwrap().into_inner();
+    assert_eq!(storage.checks[0].backend.as_deref(), Some(app.state().storage().kind()));
+}
+
+/// Anonymous callers and plain users learn the status of each check, nothing else (no file
+/// paths, versions or errors); checking writes nothing.
+async fn details_are_for_admins_only(app: TestApp) {
+    let user = crate::actor(&app, "ada@example.com", funmagic_api::store::Role::User).await;
+    for c in [crate::client(&app), crate::client_as(&app, &user.token)] {
+        let report = c.health_all_get().await.unwrap().into_inner();
+        assert_eq!(report.status, HealthStatus::Ok);
+        assert_eq!((report.version.as_deref(), report.uptime_seconds), (None, None));
+        assert_eq!(report.checks.len(), 3);
+        for check in &report.checks {
+            assert_eq!((&check.backend, &check.detail, check.latency_ms), (&None, &None, None), "{check:?}");
+        }
+        let raw = reqwest::get(format!("{}/health/storage", app.base_url())).await.unwrap().text().await.unwrap();
+        let dir = app.dir.path().to_string_lossy().to_string();
+        assert!(!raw.contains(&dir) && !raw.contains("local files"), "{raw}");
+    }
+    // No probe files are left or made by health checks.
+    if app.state().storage().kind() == "local" {
+        let private = app.dir.path().join("files").join("private");
+        let before = std::fs::read_dir(&private).unwrap().count();
+        for _ in 0..5 {
+            crate::client(&app).health_storage_get().await.unwrap();
+        }
+        let probes = std::fs::read_dir(&private)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".probe"))
+            .count();
+        assert_eq!((probes, std::fs::read_dir(&private).unwrap().count()), (0, before));
+    }
 }
 
 async fn liveness_has_no_checks(app: TestApp) {
     let report = crate::client(&app).health_get().await.unwrap().into_inner();
     assert_eq!(report.status, HealthStatus::Ok);
     assert!(report.checks.is_empty());
-    assert_eq!(report.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(report.version, None, "anonymous callers get the status only");
+    let report = admin_client(&app).await.health_get().await.unwrap().into_inner();
+    assert_eq!(report.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
 }
 
 async fn unhealthy_database_gives_503(app: TestApp) {
+    // An admin's API key (its principal stays cached while the database is down).
+    let as_admin = admin_client(&app).await;
+    as_admin.health_get().await.unwrap();
     app.state().store().close().await;
-    let err = crate::client(&app).health_all_get().await.unwrap_err();
+    let err = as_admin.health_all_get().await.unwrap_err();
     let funmagic_sdk::Error::ErrorResponse(resp) = err else { panic!("expected a 503 report, got {err:?}") };
     assert_eq!(resp.status().as_u16(), 503);
     let report = resp.into_inner();
     assert_eq!(report.status, HealthStatus::Error);
     let db = report.checks.iter().find(|c| c.name == "database").unwrap();
     assert_eq!(db.status, HealthStatus::Error);
-    assert!(!db.detail.is_empty());
+    assert!(!db.detail.as_deref().unwrap_or_default().is_empty());
     let redis = report.checks.iter().find(|c| c.name == "redis").unwrap();
     assert_eq!(redis.status, HealthStatus::Ok, "only the database is down");
     // Liveness does not depend on the database.

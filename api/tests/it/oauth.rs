@@ -202,6 +202,12 @@ async fn scenario(backend: TestBackend) {
     let (_, _, token, _) = round_trip(&app, &fake, "github", "https://evil.example/", Tamper::None).await;
     let again = client_as(&app, &token.unwrap()).auth_session_get().await.unwrap().into_inner();
     assert_eq!(again.user.id, me.user.id);
+    // Paths a browser would turn into another host (a tab or a backslash after the first
+    // slash) fall back to `/`.
+    for evil in ["/\t/evil.example", "/\\evil.example", "/ /evil.example", "//evil.example"] {
+        let (status, location, _, _) = round_trip(&app, &fake, "github", evil, Tamper::None).await;
+        assert_eq!((status, location.as_str()), (302, "/"), "callbackURL {evil:?}");
+    }
 
     // Links to an existing user only when both sides verified the email.
     let ada = actor(&app, "ada@example.com", Role::User).await; // verified (actor sets it)

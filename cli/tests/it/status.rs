@@ -8,7 +8,19 @@ funmagic_api::test_both_backends!(status_shows_every_dependency);
 
 async fn status_shows_every_dependency(app: TestApp) {
     let cfg = TempDir::new("cli");
+    // Anonymous: each check's status, no backends or details.
     let out = funmagic(&cfg, &["--api-url", &app.base_url(), "status", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["status"], "ok");
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.len() == 3 && checks.iter().all(|c| c["status"] == "ok" && c.get("backend").is_none()), "{report}");
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "status"]).await;
+    assert!(stdout(&out).contains("admins only"), "{}", stdout(&out));
+
+    // An admin sees what serves each concern.
+    let token = crate::signed_in(&app, "root@example.com", funmagic_api::store::Role::Admin, 0).await;
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "--token", &token, "status", "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["status"], "ok");
@@ -21,7 +33,7 @@ async fn status_shows_every_dependency(app: TestApp) {
     };
     assert_eq!(backends, expected);
 
-    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "status"]).await;
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "--token", &token, "status"]).await;
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.contains("DEPENDENCY") && text.contains("database") && text.contains(expected[0]), "{text}");
