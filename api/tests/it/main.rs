@@ -12,6 +12,7 @@ mod credits_prop;
 mod device;
 mod fakes;
 mod health;
+mod limits;
 mod mail;
 mod oauth;
 mod openapi;
