@@ -18,7 +18,7 @@ use crate::store::{Booked, CheckoutRow, TxKind};
 
 fn settings(state: &AppState) -> AppResult<&StripeSettings> {
     state.settings().stripe.as_ref().ok_or_else(|| {
-        AppError::new(ErrorKind::Unavailable, "PURCHASES_DISABLED", "purchases are not enabled on this server")
+        AppError::new(ErrorKind::Conflict, "PURCHASES_DISABLED", "purchases are not enabled on this server")
     })
 }
 

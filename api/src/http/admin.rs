@@ -19,7 +19,7 @@ use crate::auth::flows;
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct UserList {
     pub users: Vec<User>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -27,20 +27,20 @@ pub struct UserList {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SetRoleRequest {
     pub role: UserRole,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BanRequest {
     /// Shown to admins; at most 500 characters are kept.
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct RevokedSessions {
     pub revoked: u64,
 }

@@ -21,7 +21,7 @@ use crate::store::AssetRow;
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PresignUploadRequest {
     /// The original file name (sanitized by the server).
     pub filename: String,
@@ -34,7 +34,7 @@ pub struct PresignUploadRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AdminPresignUploadRequest {
     pub filename: String,
     pub content_type: String,
@@ -46,7 +46,7 @@ pub struct AdminPresignUploadRequest {
 /// Send the file with `method` to `uploadUrl`, with exactly these `headers`, then call
 /// complete with `storageKey`.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PresignedUpload {
     pub upload_url: String,
     pub method: String,
@@ -56,7 +56,7 @@ pub struct PresignedUpload {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CompleteUploadRequest {
     pub storage_key: String,
 }
@@ -70,7 +70,7 @@ pub enum Visibility {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Asset {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -90,7 +90,7 @@ pub struct Asset {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AssetList {
     pub assets: Vec<Asset>,
     pub next_cursor: Option<Uuid>,

@@ -24,7 +24,7 @@ fn client(state: &AppState, req: &Request) -> Client {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SignUpRequest {
     pub name: String,
     pub email: String,
@@ -32,7 +32,7 @@ pub struct SignUpRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SignInRequest {
     pub email: String,
     pub password: String,
@@ -40,7 +40,7 @@ pub struct SignInRequest {
 
 /// A new session: `token` is the bearer secret (shown once; the web gets it as a cookie).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AuthResponse {
     pub token: String,
     pub user: User,
@@ -63,7 +63,7 @@ pub enum SignedOut {
 
 /// The caller: their user, and the session or API key they authenticated with.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SessionInfo {
     pub user: User,
     /// Present when authenticated with a session.
@@ -75,27 +75,27 @@ pub struct SessionInfo {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SessionSummary {
     pub id: Uuid,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PasswordResetRequest {
     pub email: String,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ResetPasswordRequest {
     pub token: String,
     pub new_password: String,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -106,7 +106,7 @@ pub struct ChangePasswordRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreateApiKeyRequest {
     pub name: String,
     pub scope: ApiKeyScope,
@@ -116,14 +116,14 @@ pub struct CreateApiKeyRequest {
 
 /// The new key's secret is in `key`, shown this once.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreatedApiKey {
     pub key: String,
     pub api_key: ApiKey,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ApiKeyList {
     pub api_keys: Vec<ApiKey>,
 }
@@ -163,7 +163,7 @@ pub struct DeviceTokenResponse {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeviceApproveRequest {
     pub user_code: String,
     /// false denies the request.
@@ -171,7 +171,7 @@ pub struct DeviceApproveRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeviceApproveResponse {
     pub approved: bool,
     /// The client that asked, as it named itself.
@@ -180,7 +180,7 @@ pub struct DeviceApproveResponse {
 
 /// A pending device sign-in request, as the approval page shows it before confirmation.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DevicePending {
     pub user_code: String,
     /// The client that asked, as it named itself.

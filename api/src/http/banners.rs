@@ -23,7 +23,7 @@ use crate::store::{BannerRow, StoreError};
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Banner {
     pub id: Uuid,
     pub title: String,
@@ -50,14 +50,14 @@ pub struct Banner {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BannerList {
     pub banners: Vec<Banner>,
 }
 
 /// A banner as written by an admin (create or replace).
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BannerInput {
     pub title: String,
     pub description: Option<String>,
@@ -80,7 +80,7 @@ pub struct BannerInput {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BannerReorder {
     #[oai(rename = "type")]
     pub kind: String,

@@ -22,7 +22,7 @@ use crate::store::{CreditPackageRow, CreditTxRow, CreditsRow, TxKind};
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditBalance {
     /// Credits owned, including reserved ones.
@@ -86,7 +86,7 @@ impl From<TxKind> for TransactionType {
 
 /// One ledger row. `amount` changes the balance; `reservedDelta` the reserved credits.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreditTransaction {
     pub id: Uuid,
     #[oai(rename = "type")]
@@ -118,7 +118,7 @@ impl From<CreditTxRow> for CreditTransaction {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TransactionList {
     pub transactions: Vec<CreditTransaction>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -126,7 +126,7 @@ pub struct TransactionList {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreditPackage {
     pub id: Uuid,
     pub name: String,
@@ -156,19 +156,19 @@ impl CreditPackage {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PackageList {
     pub packages: Vec<CreditPackage>,
 }
 
 #[derive(Debug, Object, Serialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CheckoutRequest {
     pub package_id: Uuid,
 }
 
 #[derive(Debug, Clone, Object, Serialize, Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkout {
     /// Stripe's Checkout Session id.
@@ -183,7 +183,7 @@ pub struct Checkout {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PackageInput {
     pub name: String,
     pub credits: i64,
@@ -196,7 +196,7 @@ pub struct PackageInput {
 }
 
 #[derive(Debug, Object, Serialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AdjustCreditsRequest {
     /// Positive adds, negative removes (never below zero available).
     pub amount: i64,

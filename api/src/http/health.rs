@@ -27,7 +27,7 @@ pub enum HealthStatus {
 
 /// The result of checking one dependency.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DependencyCheck {
     /// `database`, `redis` or `storage`.
     pub name: String,
@@ -42,7 +42,7 @@ pub struct DependencyCheck {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct HealthReport {
     pub status: HealthStatus,
     /// Server version (admins only).

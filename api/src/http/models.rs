@@ -35,7 +35,7 @@ impl From<UserRole> for Role {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -68,7 +68,7 @@ impl From<UserRow> for User {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Session {
     pub id: Uuid,
     pub expires_at: DateTime<Utc>,
@@ -119,7 +119,7 @@ impl From<crate::store::KeyScope> for ApiKeyScope {
 
 /// An API key as listed: never the secret, only its first characters.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,

@@ -22,7 +22,7 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 
 /// A provider as the API shows it: never the key, only its last 4 characters.
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Provider {
     pub id: Uuid,
     pub name: String,
@@ -65,13 +65,13 @@ impl From<ProviderRow> for Provider {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderList {
     pub providers: Vec<Provider>,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderCreate {
     /// Unique; 1–64 characters of a-z, 0-9, - and _.
     pub name: String,
@@ -85,7 +85,7 @@ pub struct ProviderCreate {
 /// Only the fields given change. `apiKey` replaces the key (rotation); `clearBaseUrl`
 /// returns to the provider's public API.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderUpdate {
     pub name: Option<String>,
     pub api_key: Option<String>,
@@ -95,7 +95,7 @@ pub struct ProviderUpdate {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderTest {
     pub provider: Provider,
     pub healthy: bool,

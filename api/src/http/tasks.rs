@@ -24,7 +24,7 @@ use crate::tasks::{self, Submit};
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Object, serde::Serialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskCreateRequest {
     pub tool_slug: String,
     /// One step of the tool (default: the first).
@@ -38,7 +38,7 @@ pub struct TaskCreateRequest {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     pub id: Uuid,
@@ -76,7 +76,7 @@ impl From<TaskRow> for Task {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskEnvelope {
     pub task: Task,
@@ -90,7 +90,7 @@ pub enum TaskCreated {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskStep {
     pub step_id: String,
     pub status: String,
@@ -100,7 +100,7 @@ pub struct TaskStep {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskDetail {
     pub task: Task,
     pub input: serde_json::Value,
@@ -112,7 +112,7 @@ pub struct TaskDetail {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskList {
     pub tasks: Vec<Task>,
     pub next_cursor: Option<Uuid>,
@@ -125,7 +125,7 @@ pub struct TaskEventList {
 
 /// Queue depth now (the database's view, which is the truth in both modes).
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct QueueStats {
     /// `redis` (scale-out: Redis Streams) or `database` (embedded).
     pub backend: String,
@@ -144,7 +144,7 @@ pub struct QueueStats {
 
 /// A task given up on: its retries ran out, or its runs kept stopping their workers.
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeadLetter {
     pub task_id: Uuid,
     pub user_id: Uuid,
@@ -157,7 +157,7 @@ pub struct DeadLetter {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetter>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -166,7 +166,7 @@ pub struct DeadLetterList {
 
 /// One progress event: `seq` is the SSE `id` (absent on `connected`).
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskEvent {
     pub seq: Option<i64>,
     #[oai(rename = "type")]

@@ -21,7 +21,7 @@ use crate::tools;
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolType {
     pub id: Uuid,
     pub name: String,
@@ -45,7 +45,7 @@ impl From<ToolTypeRow> for ToolType {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolStep {
     pub id: String,
     pub name: String,
@@ -57,7 +57,7 @@ pub struct ToolStep {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolStyle {
     pub id: String,
     pub name: String,
@@ -66,7 +66,7 @@ pub struct ToolStyle {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct Tool {
     pub id: Uuid,
     pub slug: String,
@@ -83,19 +83,19 @@ pub struct Tool {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolList {
     pub tools: Vec<Tool>,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolTypeList {
     pub tool_types: Vec<ToolType>,
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolInput {
     pub slug: String,
     pub title: String,
@@ -107,7 +107,7 @@ pub struct ToolInput {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolTypeInput {
     pub name: String,
     pub display_name: String,

@@ -208,7 +208,7 @@ async fn purchases_disabled_without_a_key() {
     let result = client_as(&app, &ada.token)
         .credits_checkout_create(None, &types::CheckoutRequest { package_id: uuid::Uuid::now_v7() })
         .await;
-    assert_eq!(err_code(result), (503, "PURCHASES_DISABLED".into()));
+    assert_eq!(err_code(result), (409, "PURCHASES_DISABLED".into()));
     let (status, body) = deliver(&app, &event("evt_x", "checkout.session.completed", "cs_x", "paid"), None).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("PURCHASES_DISABLED")));
+    assert_eq!((status, body["code"].as_str()), (409, Some("PURCHASES_DISABLED")));
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Fuzzes the whole OpenAPI spec with schemathesis against the real server (the debug binary
+# the test step built), signed in as a user and as an admin, on both backends:
+#
+#   bash .ci/fuzz.sh [embedded|scale-out ...]      (default: both)
+#
+# Checks: no 5xx, every answer is a documented status with a body matching the spec's
+# schema and content type, and no panic in the server log. Bounded: FUZZ_EXAMPLES cases per
+# operation and phase (default 10), FUZZ_MAX_TIME seconds per run (default 90).
+# Installs schemathesis from PyPI into a venv under target/ (reused between runs).
+# Exit 1 on any finding; the reports are in target/fuzz/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ST_VERSION=4.32.5
+examples=${FUZZ_EXAMPLES:-10}
+max_time=${FUZZ_MAX_TIME:-90}
+bin=${FUNMAGIC_SERVER_BIN:-target/debug/funmagic-server}
+out=target/fuzz
+venv=target/fuzz-venv
+mkdir -p "$out"
+log() { echo "fuzz.sh: $*" >&2; }
+
+[ -x "$bin" ] || { log "$bin is missing: build it first (cargo test --workspace builds it)"; exit 1; }
+if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/pip" show schemathesis 2>/dev/null | grep -q "Version: $ST_VERSION"; then
+  log "installing schemathesis $ST_VERSION"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# POST JSON, print the response body; fails on a non-2xx answer.
+post() { curl -sf -X POST -H 'content-type: application/json' ${3:+-H "authorization: Bearer $3"} -d "$2" "$1"; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+findings=0
+total_cases=0
+run_backend() {
+  local backend=$1 port data base db=""
+  port=$(free_port)
+  data=$(mktemp -d /tmp/funmagic-fuzz.XXXXXX)
+  base="http://127.0.0.1:$port"
+  local -a env=(
+    FUNMAGIC_DATA_DIR="$data" FUNMAGIC_LOG=warn FUNMAGIC_BOOTSTRAP_ADMIN=false
+    FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE=100000 FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE=100000
+    FUNMAGIC_ARGON2_MEMORY_KIB=1024 FUNMAGIC_ARGON2_ITERATIONS=1
+  )
+  if [ "$backend" = scale-out ]; then
+    db="funmagic_fuzz_$$"
+    psql -h 127.0.0.1 -U postgres -qc "drop database if exists $db with (force)" >/dev/null
+    psql -h 127.0.0.1 -U postgres -qc "create database $db" >/dev/null
+    env+=(DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" REDIS_URL="redis://127.0.0.1:6379"
+      FUNMAGIC_REDIS_PREFIX="fmfuzz$$")
+    if [ -n "${FUNMAGIC_TEST_S3_ENDPOINT:-}" ]; then
+      env+=(S3_ENDPOINT="$FUNMAGIC_TEST_S3_ENDPOINT" S3_ACCESS_KEY="$FUNMAGIC_TEST_S3_ACCESS_KEY"
+        S3_SECRET_KEY="$FUNMAGIC_TEST_S3_SECRET_KEY" S3_REGION="${FUNMAGIC_TEST_S3_REGION:-garage}"
+        FUNMAGIC_S3_PATH_STYLE=true)
+    fi
+  fi
+  echo 'fuzz admin password 1' | env "${env[@]}" "$bin" admin create-super-admin \
+    --email admin@fuzz.example --password-stdin >/dev/null
+  env "${env[@]}" "$bin" serve --listen "127.0.0.1:$port" >"$out/$backend-server.log" 2>&1 &
+  local server=$!
+  pids+=("$server")
+  for _ in $(seq 1 100); do curl -sf "$base/health" >/dev/null 2>&1 && break; sleep 0.2; done
+
+  # API keys rather than sessions: a fuzzed sign-out cannot end the run's credentials.
+  local admin_session user_session admin_key user_key
+  admin_session=$(post "$base/api/auth/sign-in/email" '{"email":"admin@fuzz.example","password":"fuzz admin password 1"}' | json "['token']")
+  user_session=$(post "$base/api/auth/sign-up/email" '{"name":"Fuzz User","email":"user@fuzz.example","password":"fuzz user password 1"}' | json "['token']")
+  admin_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"admin"}' "$admin_session" | json "['key']")
+  user_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"write"}' "$user_session" | json "['key']")
+
+  local role key
+  for role in user admin; do
+    key=$user_key; [ "$role" = admin ] && key=$admin_key
+    log "$backend as $role: up to $examples cases per operation and phase, at most ${max_time}s"
+    local report="$out/$backend-$role.ndjson" rc=0
+    "$venv/bin/st" run "$base/openapi.json" \
+      --header "Authorization: Bearer $key" \
+      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+      --phases examples,coverage,fuzzing \
+      --max-examples "$examples" --max-time "$max_time" --workers 1 --seed 42 \
+      --request-timeout 10 --no-shrink --continue-on-failure \
+      --exclude-path-regex '^/api/tasks/\{id\}/stream$' \
+      --report ndjson --report-ndjson-path "$report" \
+      --output-truncate true >"$out/$backend-$role.txt" 2>&1 || rc=$?
+    local cases
+    cases=$(python3 - "$report" <<'PY' 2>/dev/null || echo 0
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    for v in ev.values():
+        if isinstance(v, dict) and "recorder" in v:
+            n += len(v["recorder"].get("cases", {}))
+print(n)
+PY
+)
+    total_cases=$((total_cases + cases))
+    tail -n 25 "$out/$backend-$role.txt" >&2
+    if [ "$rc" -ne 0 ]; then
+      log "$backend as $role: FINDINGS (exit $rc); see $out/$backend-$role.txt"
+      findings=$((findings + 1))
+    fi
+  done
+
+  if grep -qiE 'panicked|panic' "$out/$backend-server.log"; then
+    log "$backend: the server log has a panic:"
+    grep -iE -m5 'panicked|panic' "$out/$backend-server.log" >&2
+    findings=$((findings + 1))
+  fi
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -qc "drop database if exists $db with (force)" >/dev/null
+  rm -rf "$data"
+}
+
+backends=("$@")
+[ ${#backends[@]} -eq 0 ] && backends=(embedded scale-out)
+for b in "${backends[@]}"; do run_backend "$b"; done
+log "cases run: $total_cases; runs with findings: $findings"
+[ "$findings" -eq 0 ]
