@@ -47,6 +47,12 @@ pub const SETTINGS_TABLE: &[SettingDoc] = &[
         help: "a connection that sends and receives nothing this long is closed (half-sent requests, idle keep-alives)",
     },
     SettingDoc {
+        key: "header_timeout_secs",
+        env: "FUNMAGIC_HEADER_TIMEOUT_SECS",
+        default: "30",
+        help: "an HTTP/1 request head (request line and headers) must arrive whole within this of its first byte",
+    },
+    SettingDoc {
         key: "database.url",
         env: "DATABASE_URL",
         default: "sqlite in data_dir",
@@ -458,6 +464,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Connections with no traffic either way this long are closed.
     pub idle_timeout_secs: u64,
+    /// An HTTP/1 request head must arrive whole this soon after its first byte.
+    pub header_timeout_secs: u64,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: Option<S3Settings>,
@@ -728,6 +736,7 @@ pub struct SettingsLayer {
     pub data_dir: Option<PathBuf>,
     pub public_url: Option<String>,
     pub idle_timeout_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
     #[serde(default)]
     pub database: DatabaseLayer,
     #[serde(default)]
@@ -899,6 +908,7 @@ impl SettingsLayer {
             data_dir: get("FUNMAGIC_DATA_DIR").map(PathBuf::from),
             public_url: get("FUNMAGIC_PUBLIC_URL"),
             idle_timeout_secs: parse_env(&get, "FUNMAGIC_IDLE_TIMEOUT_SECS")?,
+            header_timeout_secs: parse_env(&get, "FUNMAGIC_HEADER_TIMEOUT_SECS")?,
             database: DatabaseLayer {
                 url: secret("DATABASE_URL"),
                 max_connections: parse_env(&get, "FUNMAGIC_DATABASE_MAX_CONNECTIONS")?,
@@ -1003,7 +1013,7 @@ impl SettingsLayer {
 
     /// `other` overrides `self` wherever it has a value.
     pub fn merge(mut self, other: Self) -> Self {
-        override_fields!(self, other; listen, data_dir, public_url, idle_timeout_secs);
+        override_fields!(self, other; listen, data_dir, public_url, idle_timeout_secs, header_timeout_secs);
         override_fields!(self.database, other.database; url, max_connections, connect_timeout_secs);
         override_fields!(self.redis, other.redis; url, prefix);
         override_fields!(self.s3, other.s3; endpoint, access_key, secret_key, region, bucket_public,
@@ -1047,11 +1057,16 @@ impl SettingsLayer {
         if idle_timeout_secs == 0 {
             return Err(ConfigError::new("FUNMAGIC_IDLE_TIMEOUT_SECS", "must be at least 1"));
         }
+        let header_timeout_secs = self.header_timeout_secs.unwrap_or(30);
+        if header_timeout_secs == 0 {
+            return Err(ConfigError::new("FUNMAGIC_HEADER_TIMEOUT_SECS", "must be at least 1"));
+        }
         let settings = Settings {
             listen: self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./funmagic-data")),
             public_url: self.public_url,
             idle_timeout_secs,
+            header_timeout_secs,
             database: DatabaseSettings {
                 url: self.database.url,
                 max_connections,

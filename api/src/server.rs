@@ -46,7 +46,11 @@ pub async fn bind(
 ) -> std::io::Result<(SocketAddr, impl FnOnce(Box<dyn Future<Output = ()> + Send + Unpin>) -> ServeFuture)> {
     let acceptor = TcpListener::bind(listen).into_acceptor().await?;
     let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(listen);
-    let acceptor = IdleAcceptor { inner: acceptor, idle: Duration::from_secs(state.settings().idle_timeout_secs) };
+    let acceptor = IdleAcceptor {
+        inner: acceptor,
+        idle: Duration::from_secs(state.settings().idle_timeout_secs),
+        header_timeout: Duration::from_secs(state.settings().header_timeout_secs),
+    };
     state.set_bound_addr(addr);
     let serve = move |shutdown: Box<dyn Future<Output = ()> + Send + Unpin>| -> ServeFuture {
         Box::pin(async move {
@@ -99,9 +103,14 @@ pub async fn shutdown_signal() {
 /// being held forever. (poem's own idle timeout only starts a graceful shutdown, which
 /// waits for the half-read request for good.) Writes count as traffic, so an event stream
 /// with its 15 s heartbeat lives on.
+///
+/// HTTP/1 request heads must also arrive whole within `header_timeout` of their first byte
+/// (of the connection, for the first request), however slowly they trickle in: a client
+/// that dribbles a header byte every few seconds is cut off too.
 struct IdleAcceptor<A> {
     inner: A,
     idle: Duration,
+    header_timeout: Duration,
 }
 
 impl<A: Acceptor> Acceptor for IdleAcceptor<A> {
@@ -115,8 +124,10 @@ impl<A: Acceptor> Acceptor for IdleAcceptor<A> {
         &mut self,
     ) -> std::io::Result<(Self::Io, poem::web::LocalAddr, poem::web::RemoteAddr, poem::http::uri::Scheme)> {
         let (io, local, remote, scheme) = self.inner.accept().await?;
-        let deadline = Box::pin(tokio::time::sleep(self.idle));
-        Ok((IdleIo { inner: io, idle: self.idle, deadline }, local, remote, scheme))
+        let deadline = Box::pin(tokio::time::sleep(self.idle.min(self.header_timeout)));
+        let head = Head::Awaiting { until: tokio::time::Instant::now() + self.header_timeout, tail: Vec::new() };
+        let io = IdleIo { inner: io, idle: self.idle, header_timeout: self.header_timeout, deadline, head };
+        Ok((io, local, remote, scheme))
     }
 }
 
@@ -125,13 +136,65 @@ impl<A: Acceptor> Acceptor for IdleAcceptor<A> {
 struct IdleIo<T> {
     inner: T,
     idle: Duration,
+    header_timeout: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    head: Head,
+}
+
+/// Where the connection is in reading an HTTP/1 request head.
+enum Head {
+    /// Reading a head that must be complete by `until`; `tail` keeps the last bytes read, so
+    /// a `\r\n\r\n` split across reads is found.
+    Awaiting { until: tokio::time::Instant, tail: Vec<u8> },
+    /// The head arrived; the body and the answer are the idle timeout's business.
+    Read,
+    /// A response went out: the next byte read starts the next head.
+    Between,
 }
 
 impl<T> IdleIo<T> {
     fn touch(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
+        let mut next = tokio::time::Instant::now() + self.idle;
+        if let Head::Awaiting { until, .. } = &self.head {
+            next = next.min(*until);
+        }
         self.deadline.as_mut().reset(next);
+    }
+
+    /// Follows the request head through the bytes just read; false once its deadline passed.
+    fn on_read(&mut self, data: &[u8]) -> bool {
+        if matches!(self.head, Head::Read) {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if matches!(self.head, Head::Between) {
+            self.head = Head::Awaiting { until: now + self.header_timeout, tail: Vec::new() };
+        }
+        let Head::Awaiting { until, tail } = &mut self.head else { return true };
+        if now >= *until {
+            return false;
+        }
+        // The end of the head may straddle the previous read and this one.
+        let mut seam = std::mem::take(tail);
+        seam.extend_from_slice(&data[..data.len().min(3)]);
+        let end = b"\r\n\r\n";
+        if seam.windows(4).any(|w| w == end) || data.windows(4).any(|w| w == end) {
+            self.head = Head::Read;
+        } else {
+            let mut last = seam;
+            last.extend_from_slice(&data[data.len().min(3)..]);
+            let keep = last.len().saturating_sub(3);
+            last.drain(..keep);
+            *tail = last;
+        }
+        true
+    }
+
+    /// A final (non-1xx) HTTP/1 status line going out ends the request.
+    fn on_write(&mut self, data: &[u8]) {
+        if matches!(self.head, Head::Read) && data.len() > 9 && data.starts_with(b"HTTP/1.") && data[9] != b'1' {
+            self.head = Head::Between;
+        }
     }
 }
 
@@ -143,14 +206,24 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleIo<T> {
     ) -> std::task::Poll<std::io::Result<()>> {
         use std::task::Poll;
         let before = buf.filled().len();
+        let slow_head = || {
+            Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request head did not arrive within the header timeout",
+            )))
+        };
         match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
+                    if !self.on_read(&buf.filled()[before..]) {
+                        return slow_head();
+                    }
                     self.touch();
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) if matches!(self.head, Head::Awaiting { .. }) => slow_head(),
                 Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "no traffic on the connection for the idle timeout",
@@ -170,6 +243,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.on_write(data);
             self.touch();
         }
         written
@@ -182,6 +256,9 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleIo<T> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let written = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+                self.on_write(first);
+            }
             self.touch();
         }
         written

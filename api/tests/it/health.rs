@@ -120,3 +120,65 @@ async fn half_sent_requests_time_out() {
     let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)));
     assert!(closed, "the half-sent request's connection is still open: {read:?}");
 }
+
+/// A request head trickled in a byte at a time is cut off `header_timeout_secs` after its
+/// first byte, even though traffic never stops; a slow body, and a keep-alive connection
+/// that waits between requests, are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_request_heads_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra = funmagic_api::config::SettingsLayer {
+        idle_timeout_secs: Some(60),
+        header_timeout_secs: Some(1),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
+    let addr = app.base_url().trim_start_matches("http://").to_string();
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut cut_off = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            cut_off = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut probe)).await
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "a head trickling in for {:?} is still being read", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // Keep-alive: answer, wait longer than the header timeout, ask again on the same
+    // connection; a body may arrive slowly.
+    let mut ok = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    ok.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(read_answer(&mut ok).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let body = br#"{"email":"a@example.com","password":"not the password"}"#;
+    let head = format!(
+        "POST /api/auth/sign-in/email HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    ok.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(10) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ok.write_all(chunk).await.unwrap();
+    }
+    let answer = read_answer(&mut ok).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
