@@ -93,12 +93,8 @@ pub async fn run(ctx: &Context, command: AssetsCommand) -> Result<ExitCode, CliE
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     match command {
         AssetsCommand::List { module, limit } => {
-            let list = ctx
-                .client
-                .asset_list(None, Some(limit.clamp(1, 200)), module.as_deref())
-                .await
-                .map_err(sdk)?
-                .into_inner();
+            let list =
+                ctx.client.asset_list(None, output::page(limit), module.as_deref()).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&list);
             } else {

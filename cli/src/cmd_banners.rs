@@ -34,8 +34,8 @@ pub enum BannersCommand {
     Rm { id: uuid::Uuid },
     /// Put one type's banners in this order.
     Reorder {
-        #[arg(long = "type", default_value = "main")]
-        kind: String,
+        #[arg(long = "type", default_value = "main", value_parser = output::api_enum::<types::BannerType>)]
+        kind: types::BannerType,
         ids: Vec<uuid::Uuid>,
     },
 }
@@ -55,8 +55,8 @@ pub struct Fields {
     #[arg(long)]
     new_tab: bool,
     /// main or side.
-    #[arg(long = "type")]
-    kind: Option<String>,
+    #[arg(long = "type", value_parser = output::api_enum::<types::BannerType>)]
+    kind: Option<types::BannerType>,
     #[arg(long)]
     position: Option<i32>,
     #[arg(long)]
@@ -98,15 +98,15 @@ fn merge(ctx_title: String, f: Fields, thumb: Option<String>, base: Option<&type
         link: f.link.or_else(|| base.and_then(|b| b.link.clone())),
         link_text: f.link_text.or_else(|| base.and_then(|b| b.link_text.clone())),
         link_target: Some(if f.new_tab {
-            "_blank".into()
+            types::LinkTarget::Blank
         } else {
-            base.map(|b| b.link_target.clone()).unwrap_or_else(|| "_self".into())
+            base.map(|b| b.link_target).unwrap_or(types::LinkTarget::Self_)
         }),
         // A banner moved to another type goes to that type's end unless --position says.
         position: f
             .position
             .or_else(|| base.filter(|b| f.kind.as_ref().is_none_or(|k| *k == b.type_)).map(|b| b.position)),
-        type_: f.kind.or_else(|| base.map(|b| b.type_.clone())),
+        type_: f.kind.or_else(|| base.map(|b| b.type_)),
         badge: f.badge.or_else(|| base.and_then(|b| b.badge.clone())),
         badge_color: f.badge_color.or_else(|| base.and_then(|b| b.badge_color.clone())),
         is_active: Some(if f.inactive {
@@ -159,7 +159,7 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
                 let live = if live { ("yes".to_string(), OK) } else { ("no".to_string(), DIM) };
                 rows.push(vec![
                     (b.id.to_string(), DIM),
-                    (b.type_, plain),
+                    (b.type_.to_string(), plain),
                     (b.position.to_string(), plain),
                     (b.title, plain),
                     live,

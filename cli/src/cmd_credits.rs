@@ -73,12 +73,8 @@ pub async fn run(ctx: &Context, command: Option<CreditsCommand>) -> Result<ExitC
                     ))
                 })?),
             };
-            let page = ctx
-                .client
-                .credits_transaction_list(None, Some(limit.clamp(1, 200)), kind)
-                .await
-                .map_err(sdk)?
-                .into_inner();
+            let page =
+                ctx.client.credits_transaction_list(None, output::page(limit), kind).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&page);
             } else {
@@ -178,7 +174,7 @@ pub async fn resolve_user(ctx: &Context, user: &str) -> Result<uuid::Uuid, CliEr
     }
     let list = ctx
         .client
-        .admin_user_list(None, Some(200), Some(user))
+        .admin_user_list(None, output::page(200), Some(user))
         .await
         .map_err(|e| CliError::from_sdk(e, &ctx.api_url))?
         .into_inner();

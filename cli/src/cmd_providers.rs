@@ -20,8 +20,8 @@ pub enum ProvidersCommand {
     Add {
         name: String,
         /// openai, fal or tripo.
-        #[arg(long = "type")]
-        kind: String,
+        #[arg(long = "type", value_parser = output::api_enum::<types::ExternalProviderType>)]
+        kind: types::ExternalProviderType,
         /// Read the API key from standard input (else a hidden prompt).
         #[arg(long)]
         key_stdin: bool,
@@ -111,7 +111,7 @@ pub async fn run(ctx: &Context, command: ProvidersCommand) -> Result<ExitCode, C
                 let health = if p.is_healthy { ("healthy".to_string(), OK) } else { ("unhealthy".to_string(), ERROR) };
                 rows.push(vec![
                     (p.name, plain),
-                    (p.type_, plain),
+                    (p.type_.to_string(), plain),
                     (p.key_last4.map(|l| format!("…{l}")).unwrap_or_else(|| "-".into()), DIM),
                     (if p.is_active { "yes" } else { "no" }.to_string(), plain),
                     health,

@@ -52,8 +52,9 @@ pub struct RunArgs {
 pub enum TasksCommand {
     /// Your tasks, newest first.
     List {
-        #[arg(long)]
-        status: Option<String>,
+        /// pending, queued, running, completed, failed or cancelled.
+        #[arg(long, value_parser = output::api_enum::<types::TaskStatus>)]
+        status: Option<types::TaskStatus>,
         #[arg(long)]
         tool: Option<String>,
         #[arg(long, default_value_t = 20)]
@@ -278,7 +279,7 @@ pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode,
         TasksCommand::List { status, tool, limit } => {
             let list = ctx
                 .client
-                .task_list(None, Some(limit.clamp(1, 200)), status.as_deref(), tool.as_deref())
+                .task_list(None, output::page(limit), status, tool.as_deref())
                 .await
                 .map_err(sdk)?
                 .into_inner();
@@ -291,7 +292,7 @@ pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode,
                 for t in list.tasks {
                     rows.push(vec![
                         (t.id.to_string(), DIM),
-                        (t.status, plain),
+                        (t.status.to_string(), plain),
                         (t.current_step_id.unwrap_or_default(), plain),
                         (t.credits_cost.to_string(), plain),
                         (t.created_at.format("%Y-%m-%d %H:%M:%S").to_string(), DIM),
@@ -326,7 +327,11 @@ pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode,
             if ctx.json {
                 output::print_json(&t);
             } else {
-                println!("{} {}", t.id, if t.status == "cancelled" { "cancelled" } else { "cancel requested" });
+                println!(
+                    "{} {}",
+                    t.id,
+                    if t.status == types::TaskStatus::Cancelled { "cancelled" } else { "cancel requested" }
+                );
             }
         }
     }

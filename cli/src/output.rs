@@ -28,3 +28,14 @@ pub fn print_table(rows: &[Vec<(String, Style)>]) {
 pub fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
 }
+
+/// Parses a command-line value into one of the API's enums (`--status`, `--type`); a bad
+/// value is a usage error that names it.
+pub fn api_enum<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("'{s}' is not one of the values this option takes (see --help)"))
+}
+
+/// A page size as the API takes it (1–200).
+pub fn page(limit: u32) -> Option<std::num::NonZeroU32> {
+    std::num::NonZeroU32::new(limit.clamp(1, 200))
+}

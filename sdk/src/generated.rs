@@ -212,9 +212,8 @@ pub mod types {
         pub is_active: bool,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub link: ::std::option::Option<::std::string::String>,
-        ///`_self` or `_blank`.
         #[serde(rename = "linkTarget")]
-        pub link_target: ::std::string::String,
+        pub link_target: LinkTarget,
         #[serde(
             rename = "linkText",
             skip_serializing_if = "::std::option::Option::is_none"
@@ -236,9 +235,8 @@ pub mod types {
         )]
         pub thumbnail_url: ::std::option::Option<::std::string::String>,
         pub title: ::std::string::String,
-        ///`main` or `side`.
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: BannerType,
         #[serde(rename = "updatedAt")]
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
     }
@@ -266,12 +264,11 @@ pub mod types {
         pub is_active: ::std::option::Option<bool>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub link: ::std::option::Option<::std::string::String>,
-        ///`_self` (default) or `_blank`.
         #[serde(
             rename = "linkTarget",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        pub link_target: ::std::option::Option<::std::string::String>,
+        pub link_target: ::std::option::Option<LinkTarget>,
         #[serde(
             rename = "linkText",
             skip_serializing_if = "::std::option::Option::is_none"
@@ -289,9 +286,8 @@ pub mod types {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub thumbnail: ::std::option::Option<::std::string::String>,
         pub title: ::std::string::String,
-        ///`main` (default) or `side`.
         #[serde(rename = "type", skip_serializing_if = "::std::option::Option::is_none")]
-        pub type_: ::std::option::Option<::std::string::String>,
+        pub type_: ::std::option::Option<BannerType>,
     }
     ///`BannerList`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -304,7 +300,62 @@ pub mod types {
         ///Every banner of that type, in the new order.
         pub ids: ::std::vec::Vec<::uuid::Uuid>,
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: BannerType,
+    }
+    ///Where a banner shows.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum BannerType {
+        #[serde(rename = "main")]
+        Main,
+        #[serde(rename = "side")]
+        Side,
+    }
+    impl ::std::fmt::Display for BannerType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Main => f.write_str("main"),
+                Self::Side => f.write_str("side"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for BannerType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "main" => Ok(Self::Main),
+                "side" => Ok(Self::Side),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for BannerType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for BannerType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
     }
     ///`ChangePasswordRequest`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -336,7 +387,7 @@ pub mod types {
         pub id: ::std::string::String,
         #[serde(rename = "packageId")]
         pub package_id: ::uuid::Uuid,
-        pub status: ::std::string::String,
+        pub status: CheckoutStatus,
         ///Open this to pay.
         pub url: ::std::string::String,
     }
@@ -345,6 +396,65 @@ pub mod types {
     pub struct CheckoutRequest {
         #[serde(rename = "packageId")]
         pub package_id: ::uuid::Uuid,
+    }
+    ///A Stripe Checkout Session's state as we track it.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum CheckoutStatus {
+        #[serde(rename = "open")]
+        Open,
+        #[serde(rename = "completed")]
+        Completed,
+        #[serde(rename = "expired")]
+        Expired,
+    }
+    impl ::std::fmt::Display for CheckoutStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Open => f.write_str("open"),
+                Self::Completed => f.write_str("completed"),
+                Self::Expired => f.write_str("expired"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for CheckoutStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "open" => Ok(Self::Open),
+                "completed" => Ok(Self::Completed),
+                "expired" => Ok(Self::Expired),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for CheckoutStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for CheckoutStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
     }
     ///`CompleteUploadRequest`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -541,6 +651,65 @@ pub mod types {
         pub expires_in: i64,
         pub token_type: ::std::string::String,
     }
+    ///The provider types an admin can add (`local` is built in).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum ExternalProviderType {
+        #[serde(rename = "openai")]
+        Openai,
+        #[serde(rename = "fal")]
+        Fal,
+        #[serde(rename = "tripo")]
+        Tripo,
+    }
+    impl ::std::fmt::Display for ExternalProviderType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Openai => f.write_str("openai"),
+                Self::Fal => f.write_str("fal"),
+                Self::Tripo => f.write_str("tripo"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ExternalProviderType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "openai" => Ok(Self::Openai),
+                "fal" => Ok(Self::Fal),
+                "tripo" => Ok(Self::Tripo),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ExternalProviderType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ExternalProviderType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`HealthReport`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct HealthReport {
@@ -604,6 +773,61 @@ pub mod types {
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for HealthStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///Where a banner link opens.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum LinkTarget {
+        #[serde(rename = "_self")]
+        Self_,
+        #[serde(rename = "_blank")]
+        Blank,
+    }
+    impl ::std::fmt::Display for LinkTarget {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Self_ => f.write_str("_self"),
+                Self::Blank => f.write_str("_blank"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for LinkTarget {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "_self" => Ok(Self::Self_),
+                "_blank" => Ok(Self::Blank),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for LinkTarget {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for LinkTarget {
         type Error = self::error::ConversionError;
         fn try_from(
             value: ::std::string::String,
@@ -719,9 +943,8 @@ complete with `storageKey`.*/
         )]
         pub key_last4: ::std::option::Option<::std::string::String>,
         pub name: ::std::string::String,
-        ///`openai`, `fal`, `tripo` or `local`.
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: ProviderType,
         #[serde(rename = "updatedAt")]
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
     }
@@ -746,7 +969,7 @@ complete with `storageKey`.*/
         ///Unique; 1–64 characters of a-z, 0-9, - and _.
         pub name: ::std::string::String,
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: ExternalProviderType,
     }
     ///`ProviderList`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -759,6 +982,69 @@ complete with `storageKey`.*/
         pub healthy: bool,
         pub message: ::std::string::String,
         pub provider: Provider,
+    }
+    ///The API a provider speaks.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum ProviderType {
+        #[serde(rename = "openai")]
+        Openai,
+        #[serde(rename = "fal")]
+        Fal,
+        #[serde(rename = "tripo")]
+        Tripo,
+        #[serde(rename = "local")]
+        Local,
+    }
+    impl ::std::fmt::Display for ProviderType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Openai => f.write_str("openai"),
+                Self::Fal => f.write_str("fal"),
+                Self::Tripo => f.write_str("tripo"),
+                Self::Local => f.write_str("local"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for ProviderType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "openai" => Ok(Self::Openai),
+                "fal" => Ok(Self::Fal),
+                "tripo" => Ok(Self::Tripo),
+                "local" => Ok(Self::Local),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ProviderType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ProviderType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
     }
     /**Only the fields given change. `apiKey` replaces the key (rotation); `clearBaseUrl`
 returns to the provider's public API.*/
@@ -886,6 +1172,77 @@ and ids in the delayed set.*/
         pub name: ::std::string::String,
         pub password: ::std::string::String,
     }
+    ///Where a step of a task is.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum StepStatus {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "completed")]
+        Completed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "cancelled")]
+        Cancelled,
+        #[serde(rename = "skipped")]
+        Skipped,
+    }
+    impl ::std::fmt::Display for StepStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Running => f.write_str("running"),
+                Self::Completed => f.write_str("completed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Cancelled => f.write_str("cancelled"),
+                Self::Skipped => f.write_str("skipped"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for StepStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "running" => Ok(Self::Running),
+                "completed" => Ok(Self::Completed),
+                "failed" => Ok(Self::Failed),
+                "cancelled" => Ok(Self::Cancelled),
+                "skipped" => Ok(Self::Skipped),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for StepStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for StepStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`{"success": true}`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Success {
@@ -924,8 +1281,7 @@ and ids in the delayed set.*/
             skip_serializing_if = "::std::option::Option::is_none"
         )]
         pub started_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///pending, queued, running, completed, failed or cancelled.
-        pub status: ::std::string::String,
+        pub status: TaskStatus,
         #[serde(rename = "toolId")]
         pub tool_id: ::uuid::Uuid,
         #[serde(rename = "userId")]
@@ -1003,6 +1359,77 @@ and ids in the delayed set.*/
         pub next_cursor: ::std::option::Option<::uuid::Uuid>,
         pub tasks: ::std::vec::Vec<Task>,
     }
+    ///Where a task is in its life.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum TaskStatus {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "queued")]
+        Queued,
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "completed")]
+        Completed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "cancelled")]
+        Cancelled,
+    }
+    impl ::std::fmt::Display for TaskStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Queued => f.write_str("queued"),
+                Self::Running => f.write_str("running"),
+                Self::Completed => f.write_str("completed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Cancelled => f.write_str("cancelled"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TaskStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "queued" => Ok(Self::Queued),
+                "running" => Ok(Self::Running),
+                "completed" => Ok(Self::Completed),
+                "failed" => Ok(Self::Failed),
+                "cancelled" => Ok(Self::Cancelled),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TaskStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TaskStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`TaskStep`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct TaskStep {
@@ -1019,7 +1446,7 @@ and ids in the delayed set.*/
         )]
         pub started_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         pub state: ::serde_json::Value,
-        pub status: ::std::string::String,
+        pub status: StepStatus,
         #[serde(rename = "stepId")]
         pub step_id: ::std::string::String,
     }
@@ -3004,8 +3431,8 @@ Sends a `GET` request to `/api/tasks`
     pub async fn task_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
-        status: Option<&'a str>,
+        limit: Option<::std::num::NonZeroU32>,
+        status: Option<types::TaskStatus>,
         tool: Option<&'a str>,
     ) -> Result<ResponseValue<types::TaskList>, Error<types::ApiError>> {
         let url = format!("{}/api/tasks", self.baseurl,);
@@ -3618,7 +4045,7 @@ Sends a `GET` request to `/api/assets`
     pub async fn asset_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
         module: Option<&'a str>,
     ) -> Result<ResponseValue<types::AssetList>, Error<types::ApiError>> {
         let url = format!("{}/api/assets", self.baseurl,);
@@ -4074,7 +4501,7 @@ Sends a `GET` request to `/api/credits/transactions`
     pub async fn credits_transaction_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
         type_: Option<types::TransactionType>,
     ) -> Result<ResponseValue<types::TransactionList>, Error<types::ApiError>> {
         let url = format!("{}/api/credits/transactions", self.baseurl,);
@@ -4304,7 +4731,7 @@ Sends a `GET` request to `/api/banners`
 */
     pub async fn banner_list<'a>(
         &'a self,
-        type_: Option<&'a str>,
+        type_: Option<types::BannerType>,
     ) -> Result<ResponseValue<types::BannerList>, Error<types::ApiError>> {
         let url = format!("{}/api/banners", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -4380,7 +4807,7 @@ Sends a `GET` request to `/api/admin/users`
     pub async fn admin_user_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
         q: Option<&'a str>,
     ) -> Result<ResponseValue<types::UserList>, Error<types::ApiError>> {
         let url = format!("{}/api/admin/users", self.baseurl,);
@@ -5370,8 +5797,8 @@ Sends a `GET` request to `/api/admin/tasks`
     pub async fn admin_task_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
-        status: Option<&'a str>,
+        limit: Option<::std::num::NonZeroU32>,
+        status: Option<types::TaskStatus>,
         tool: Option<&'a str>,
         user_id: Option<&'a ::uuid::Uuid>,
     ) -> Result<ResponseValue<types::TaskList>, Error<types::ApiError>> {
@@ -5604,7 +6031,7 @@ Sends a `GET` request to `/api/admin/dead-letters`
     pub async fn admin_dead_letter_list<'a>(
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
     ) -> Result<ResponseValue<types::DeadLetterList>, Error<types::ApiError>> {
         let url = format!("{}/api/admin/dead-letters", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -6509,7 +6936,7 @@ Sends a `GET` request to `/api/admin/users/{id}/assets`
         &'a self,
         id: &'a ::uuid::Uuid,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
         module: Option<&'a str>,
     ) -> Result<ResponseValue<types::AssetList>, Error<types::ApiError>> {
         let url = format!(
@@ -7054,7 +7481,7 @@ Sends a `GET` request to `/api/admin/users/{id}/transactions`
         &'a self,
         id: &'a ::uuid::Uuid,
         cursor: Option<&'a ::uuid::Uuid>,
-        limit: Option<u32>,
+        limit: Option<::std::num::NonZeroU32>,
     ) -> Result<ResponseValue<types::TransactionList>, Error<types::ApiError>> {
         let url = format!(
             "{}/api/admin/users/{}/transactions", self.baseurl, encode_path(& id

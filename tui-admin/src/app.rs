@@ -616,7 +616,7 @@ impl App {
                 b.as_ref().map(|b| format!("Edit banner {}", b.title)).unwrap_or_else(|| "New banner".into()),
                 vec![
                     field("Title", b.as_ref().map(|b| b.title.clone()).unwrap_or_default()),
-                    field("Type (main/side)", b.as_ref().map(|b| b.type_.clone()).unwrap_or_else(|| "main".into())),
+                    field("Type (main/side)", b.as_ref().map(|b| b.type_.to_string()).unwrap_or_else(|| "main".into())),
                     field("Link", b.as_ref().and_then(|b| b.link.clone()).unwrap_or_default()),
                     field("Starts (RFC 3339, optional)", time(b.as_ref().and_then(|b| b.starts_at))),
                     field("Ends (RFC 3339, optional)", time(b.as_ref().and_then(|b| b.ends_at))),
@@ -678,7 +678,7 @@ impl App {
     fn move_banner(&mut self, up: bool) {
         let i = self.content.selected;
         let Some(b) = self.content.banners.get(i) else { return };
-        let kind = b.type_.clone();
+        let kind = b.type_;
         let mut same: Vec<Uuid> = self.content.banners.iter().filter(|x| x.type_ == kind).map(|x| x.id).collect();
         let Some(pos) = same.iter().position(|id| *id == b.id) else { return };
         let to = if up { pos.checked_sub(1) } else { Some(pos + 1).filter(|p| *p < same.len()) };
@@ -743,7 +743,9 @@ impl App {
                     return Err("name and API key are required".into());
                 }
                 let base_url = Some(v(3)).filter(|u| !u.is_empty());
-                self.send(Request::AddProvider { name: v(0), kind: v(1), key: v(2), base_url });
+                let kind: types::ExternalProviderType =
+                    v(1).parse().map_err(|_| format!("'{}' is not a provider type: use openai, fal or tripo", v(1)))?;
+                self.send(Request::AddProvider { name: v(0), kind, key: v(2), base_url });
             }
             FormAction::RotateKey(id) => {
                 if v(0).is_empty() {
@@ -789,7 +791,10 @@ impl App {
                     ends_at: None,
                 });
                 input.title = v(0);
-                input.type_ = Some(v(1)).filter(|t| !t.is_empty());
+                input.type_ = match v(1).as_str() {
+                    "" => None,
+                    t => Some(t.parse().map_err(|_| format!("'{t}' is not a banner type: use main or side"))?),
+                };
                 input.link = Some(v(2)).filter(|l| !l.is_empty());
                 input.starts_at = starts_at;
                 input.ends_at = ends_at;
@@ -874,8 +879,8 @@ fn banner_input(b: &types::Banner) -> types::BannerInput {
         thumbnail: b.thumbnail.clone(),
         link: b.link.clone(),
         link_text: b.link_text.clone(),
-        link_target: Some(b.link_target.clone()),
-        type_: Some(b.type_.clone()),
+        link_target: Some(b.link_target),
+        type_: Some(b.type_),
         position: Some(b.position),
         badge: b.badge.clone(),
         badge_color: b.badge_color.clone(),

@@ -48,7 +48,7 @@ pub enum Request {
     Providers,
     AddProvider {
         name: String,
-        kind: String,
+        kind: types::ExternalProviderType,
         key: String,
         base_url: Option<String>,
     },
@@ -71,7 +71,7 @@ pub enum Request {
         input: Box<types::BannerInput>,
     },
     ReorderBanners {
-        kind: String,
+        kind: types::BannerType,
         ids: Vec<Uuid>,
     },
 }
@@ -147,6 +147,9 @@ fn failed(e: funmagic_sdk::Error<types::ApiError>) -> Response {
     }
 }
 
+/// The page size of the console's lists.
+const PAGE: Option<std::num::NonZeroU32> = std::num::NonZeroU32::new(200);
+
 macro_rules! call {
     ($e:expr) => {
         match $e.await {
@@ -165,19 +168,18 @@ pub async fn execute(client: &Client, request: Request) -> Response {
     match request {
         Request::Dashboard { providers } => {
             let queue = call!(client.admin_queue_get());
-            let recent = call!(client.admin_task_list(None, Some(200), None, None, None)).tasks;
+            let recent = call!(client.admin_task_list(None, PAGE, None, None, None)).tasks;
             let providers = if providers { Some(call!(client.admin_provider_list()).providers) } else { None };
-            let dead_letters = call!(client.admin_dead_letter_list(None, Some(200))).dead_letters.len();
+            let dead_letters = call!(client.admin_dead_letter_list(None, PAGE)).dead_letters.len();
             Response::Dashboard(Box::new(Dashboard { queue, recent, providers, dead_letters, at: chrono::Utc::now() }))
         }
-        Request::Users { query } => {
-            Response::Users(call!(client.admin_user_list(None, Some(200), query.as_deref())).users)
-        }
+        Request::Users { query } => Response::Users(call!(client.admin_user_list(None, PAGE, query.as_deref())).users),
         Request::UserDetail(id) => {
             let user = call!(client.admin_user_get(&id));
             let credits = call!(client.admin_user_credits_get(&id));
-            let tasks = call!(client.admin_task_list(None, Some(10), None, None, Some(&id))).tasks;
-            let transactions = call!(client.admin_user_transaction_list(&id, None, Some(10))).transactions;
+            let tasks = call!(client.admin_task_list(None, std::num::NonZeroU32::new(10), None, None, Some(&id))).tasks;
+            let transactions =
+                call!(client.admin_user_transaction_list(&id, None, std::num::NonZeroU32::new(10))).transactions;
             Response::UserDetail(Box::new(UserDetail { user, credits, tasks, transactions }))
         }
         Request::AdjustCredits { user, amount, reason, key } => {
@@ -212,8 +214,8 @@ pub async fn execute(client: &Client, request: Request) -> Response {
                 },
                 None => (None, None),
             };
-            let list =
-                call!(client.admin_task_list(None, Some(200), status.as_deref(), tool.as_deref(), user.as_ref())).tasks;
+            let status = status.as_deref().and_then(|s| s.parse().ok());
+            let list = call!(client.admin_task_list(None, PAGE, status, tool.as_deref(), user.as_ref())).tasks;
             Response::Tasks(list)
         }
         Request::TaskDetail(id) => {

@@ -193,7 +193,7 @@ fn dashboard(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // Tasks of the last hour by status, and per minute.
     let hour_ago = d.at - chrono::Duration::hours(1);
     let recent: Vec<_> = d.recent.iter().filter(|t| t.created_at >= hour_ago).collect();
-    let count = |s: &str| recent.iter().filter(|t| t.status == s).count();
+    let count = |s: &str| recent.iter().filter(|t| t.status.to_string() == s).count();
     let (done, failed) = (count("completed"), count("failed"));
     let rate = if done + failed > 0 { failed as f64 * 100.0 / (done + failed) as f64 } else { 0.0 };
     let mut lines = vec![Line::styled("last hour       tasks   per min", theme.bold())];
@@ -218,7 +218,7 @@ fn dashboard(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     };
                     Row::new(vec![
                         Cell::from(p.name.clone()),
-                        Cell::from(p.type_.clone()),
+                        Cell::from(p.type_.to_string()),
                         Cell::from(Span::styled(word, style)),
                         Cell::from(p.health_message.clone().unwrap_or_default()),
                     ])
@@ -283,7 +283,7 @@ fn users(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for t in &d.tasks {
                 lines.push(Line::from(vec![
                     Span::raw(format!("{} ", short(&t.id))),
-                    Span::styled(format!("{:<10}", t.status), theme.status(&t.status)),
+                    Span::styled(format!("{:<10}", t.status.to_string()), theme.status(&t.status.to_string())),
                     Span::raw(format!(" {}", time(&t.created_at))),
                 ]));
             }
@@ -313,7 +313,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|t| {
             Row::new(vec![
                 Cell::from(short(&t.id)),
-                Cell::from(Span::styled(t.status.clone(), theme.status(&t.status))),
+                Cell::from(Span::styled(t.status.to_string(), theme.status(&t.status.to_string()))),
                 Cell::from(t.current_step_id.clone().unwrap_or_default()),
                 Cell::from(t.credits_cost.to_string()),
                 Cell::from(time(&t.created_at)),
@@ -339,7 +339,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let mut lines = vec![
                 Line::from(vec![
                     Span::styled(format!("task {} ", short(&t.id)), theme.bold()),
-                    Span::styled(t.status.clone(), theme.status(&t.status)),
+                    Span::styled(t.status.to_string(), theme.status(&t.status.to_string())),
                 ]),
                 Line::from(format!("attempts {} · cost {}", t.attempts, t.credits_cost)),
             ];
@@ -350,7 +350,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for s in &d.detail.steps {
                 lines.push(Line::from(vec![
                     Span::raw(format!("  {:<18} ", s.step_id)),
-                    Span::styled(s.status.clone(), theme.status(&s.status)),
+                    Span::styled(s.status.to_string(), theme.status(&s.status.to_string())),
                 ]));
             }
             lines.push(Line::styled("events", theme.bold()));
@@ -422,7 +422,7 @@ fn providers(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             };
             Row::new(vec![
                 Cell::from(p.name.clone()),
-                Cell::from(p.type_.clone()),
+                Cell::from(p.type_.to_string()),
                 Cell::from(p.key_last4.as_ref().map(|k| format!("…{k}")).unwrap_or_else(|| "-".into())),
                 Cell::from(Span::styled(word, style)),
                 Cell::from(p.health_checked_at.as_ref().map(time).unwrap_or_default()),
@@ -496,7 +496,7 @@ fn content(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 ),
             };
             Row::new(vec![
-                Cell::from(b.type_.clone()),
+                Cell::from(b.type_.to_string()),
                 Cell::from(b.position.to_string()),
                 Cell::from(b.title.clone()),
                 Cell::from(if live {

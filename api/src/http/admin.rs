@@ -58,7 +58,7 @@ impl AdminApi {
         auth: Auth,
         q: Query<Option<String>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<UserList>> {
         let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;

@@ -199,7 +199,7 @@ impl AssetsApi {
         auth: Auth,
         module: Query<Option<String>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<AssetList>> {
         let principal = auth.principal(&state, req).await?;
         list(&state, principal.user_id(), module.0.as_deref(), cursor.0, limit.0).await
@@ -313,7 +313,7 @@ impl AdminAssetsApi {
         id: Path<Uuid>,
         module: Query<Option<String>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<AssetList>> {
         let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
-use super::models::Success;
+use super::models::{BannerType, LinkTarget, Success};
 use super::security::Auth;
 use crate::app::AppState;
 use crate::auth::Access;
@@ -34,11 +34,9 @@ pub struct Banner {
     pub thumbnail_url: Option<String>,
     pub link: Option<String>,
     pub link_text: Option<String>,
-    /// `_self` or `_blank`.
-    pub link_target: String,
-    /// `main` or `side`.
+    pub link_target: LinkTarget,
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: BannerType,
     pub position: i32,
     pub badge: Option<String>,
     pub badge_color: Option<String>,
@@ -65,11 +63,11 @@ pub struct BannerInput {
     pub thumbnail: Option<String>,
     pub link: Option<String>,
     pub link_text: Option<String>,
-    /// `_self` (default) or `_blank`.
-    pub link_target: Option<String>,
-    /// `main` (default) or `side`.
+    /// Default `_self`.
+    pub link_target: Option<LinkTarget>,
+    /// Default `main`.
     #[oai(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<BannerType>,
     /// Default: after the last banner of its type.
     pub position: Option<i32>,
     pub badge: Option<String>,
@@ -83,7 +81,7 @@ pub struct BannerInput {
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BannerReorder {
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: BannerType,
     /// Every banner of that type, in the new order.
     pub ids: Vec<Uuid>,
 }
@@ -92,10 +90,6 @@ pub struct BannerReorder {
 pub enum BannerCreated {
     #[oai(status = 201)]
     Created(Json<Banner>),
-}
-
-fn check_kind(kind: &str) -> std::result::Result<(), AppError> {
-    if matches!(kind, "main" | "side") { Ok(()) } else { Err(AppError::validation("type must be main or side")) }
 }
 
 async fn to_api(state: &AppState, b: BannerRow) -> Banner {
@@ -115,8 +109,8 @@ async fn to_api(state: &AppState, b: BannerRow) -> Banner {
         thumbnail_url,
         link: b.link,
         link_text: b.link_text,
-        link_target: b.link_target,
-        kind: b.kind,
+        link_target: LinkTarget::from_store(&b.link_target),
+        kind: BannerType::from_store(&b.kind),
         position: b.position,
         badge: b.badge,
         badge_color: b.badge_color,
@@ -139,9 +133,12 @@ async fn banner_row(
     if title.is_empty() || title.chars().count() > 200 {
         return Err(AppError::validation("title must be 1–200 characters").into());
     }
-    let kind = input.kind.clone().or_else(|| existing.map(|e| e.kind.clone())).unwrap_or_else(|| "main".into());
-    check_kind(&kind)?;
-    let link_target = input.link_target.clone().unwrap_or_else(|| "_self".into());
+    let kind = input
+        .kind
+        .map(|k| k.as_str().to_string())
+        .or_else(|| existing.map(|e| e.kind.clone()))
+        .unwrap_or_else(|| BannerType::Main.as_str().into());
+    let link_target = input.link_target.unwrap_or(LinkTarget::SameTab).as_str().to_string();
     if !matches!(link_target.as_str(), "_self" | "_blank") {
         return Err(AppError::validation("linkTarget must be _self or _blank").into());
     }
@@ -212,11 +209,10 @@ impl BannersApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        #[oai(name = "type")] kind: Query<Option<String>>,
+        #[oai(name = "type")] kind: Query<Option<BannerType>>,
     ) -> Result<Json<BannerList>> {
-        let kind = kind.0.unwrap_or_else(|| "main".into());
-        check_kind(&kind)?;
-        let rows = state.store().banner_list(Some(&kind), Some(crate::store::now())).await?;
+        let kind = kind.0.unwrap_or(BannerType::Main);
+        let rows = state.store().banner_list(Some(kind.as_str()), Some(crate::store::now())).await?;
         let mut banners = Vec::with_capacity(rows.len());
         for row in rows {
             banners.push(to_api(&state, row).await);
@@ -291,9 +287,8 @@ impl AdminBannersApi {
         body: Json<BannerReorder>,
     ) -> Result<Json<BannerList>> {
         auth.principal(&state, req).await?.require(Access::Admin)?;
-        check_kind(&body.kind)?;
-        let current: Vec<Uuid> =
-            state.store().banner_list(Some(&body.kind), None).await?.iter().map(|b| b.id).collect();
+        let kind = body.kind.as_str();
+        let current: Vec<Uuid> = state.store().banner_list(Some(kind), None).await?.iter().map(|b| b.id).collect();
         let mut given = body.ids.clone();
         given.sort();
         given.dedup();
@@ -307,11 +302,11 @@ impl AdminBannersApi {
             ))
             .into());
         }
-        state.store().banner_reorder(&body.kind, &body.ids).await.map_err(|e| match e {
+        state.store().banner_reorder(kind, &body.ids).await.map_err(|e| match e {
             StoreError::NotFound => ErrorResponse::from(AppError::not_found("banner")),
             other => other.into(),
         })?;
-        let rows = state.store().banner_list(Some(&body.kind), None).await?;
+        let rows = state.store().banner_list(Some(kind), None).await?;
         let mut banners = Vec::with_capacity(rows.len());
         for row in rows {
             banners.push(to_api(&state, row).await);

@@ -179,7 +179,7 @@ pub struct Checkout {
     pub credits: i64,
     pub amount: i64,
     pub currency: String,
-    pub status: String,
+    pub status: super::models::CheckoutStatus,
 }
 
 #[derive(Debug, Object)]
@@ -224,7 +224,7 @@ impl CreditsApi {
         auth: Auth,
         #[oai(name = "type")] kind: Query<Option<TransactionType>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
         let principal = auth.principal(&state, req).await?;
         let limit = super::models::page_limit(limit.0);
@@ -264,7 +264,7 @@ impl CreditsApi {
                 credits: row.credits,
                 amount: row.amount,
                 currency: row.currency,
-                status: row.status,
+                status: super::models::CheckoutStatus::from_store(&row.status),
             })
         })
         .await?;
@@ -364,7 +364,7 @@ impl AdminCreditsApi {
         auth: Auth,
         id: Path<Uuid>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
         let principal = auth.principal(&state, req).await?;
         crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;

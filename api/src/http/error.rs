@@ -123,9 +123,22 @@ impl ErrorResponse {
             )
             .into();
         }
+        // Well-formed JSON whose values do not fit the schema (a wrong type, a value outside
+        // an enum or range, a missing field) is 422, like every other validation failure;
+        // JSON that does not parse stays 400.
+        if is_schema_mismatch(&err) {
+            return AppError::new(ErrorKind::Validation, "VALIDATION_FAILED", err.to_string()).into();
+        }
         let (code, kind) = code_for_status(err.status());
         AppError::new(kind, code, err.to_string()).into()
     }
+}
+
+/// A request body that is well-formed JSON but does not fit the operation's schema (a
+/// wrong type, a value outside an enum, a missing field); JSON that does not parse is not.
+fn is_schema_mismatch(err: &poem::Error) -> bool {
+    let message = err.to_string();
+    message.starts_with("parse request payload error:") && message.contains("(occurred while parsing \"")
 }
 
 fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {
@@ -146,8 +159,11 @@ fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {
 
 /// The JSON error response for an error raised outside any operation.
 pub fn json_error_body(err: &poem::Error) -> poem::Response {
-    let status = err.status();
-    let (code, _) = code_for_status(status);
+    let (status, code) = if is_schema_mismatch(err) {
+        (status_of(ErrorKind::Validation), "VALIDATION_FAILED")
+    } else {
+        (err.status(), code_for_status(err.status()).0)
+    };
     let message = if status.is_server_error() {
         tracing::error!(error = %err, "unhandled server error");
         "internal server error".to_string()

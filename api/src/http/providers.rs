@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
+use super::models::{ExternalProviderType, ProviderType};
 use super::security::Auth;
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::{AppError, ErrorKind};
-use crate::providers::{PROVIDER_TYPES, crypto};
+use crate::providers::crypto;
 use crate::store::{ProviderRow, StoreError};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -26,9 +27,8 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 pub struct Provider {
     pub id: Uuid,
     pub name: String,
-    /// `openai`, `fal`, `tripo` or `local`.
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: ProviderType,
     pub has_key: bool,
     /// The key's last 4 characters.
     pub key_last4: Option<String>,
@@ -49,7 +49,7 @@ impl From<ProviderRow> for Provider {
         Self {
             id: p.id,
             name: p.name,
-            kind: p.kind,
+            kind: ProviderType::from_store(&p.kind),
             has_key: p.api_key.is_some(),
             key_last4: p.api_key_last4,
             key_id: p.api_key_id,
@@ -75,8 +75,9 @@ pub struct ProviderList {
 pub struct ProviderCreate {
     /// Unique; 1–64 characters of a-z, 0-9, - and _.
     pub name: String,
+    /// `local` is built in and cannot be added.
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: ExternalProviderType,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
     pub is_active: Option<bool>,
@@ -171,17 +172,6 @@ impl AdminProvidersApi {
     ) -> Result<ProviderCreated> {
         auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
         validate_name(&body.name)?;
-        if !PROVIDER_TYPES.contains(&body.kind.as_str()) {
-            return Err(AppError::new(
-                ErrorKind::Validation,
-                "UNKNOWN_PROVIDER_TYPE",
-                format!("type must be one of {}", PROVIDER_TYPES.join(", ")),
-            )
-            .into());
-        }
-        if body.kind == "local" {
-            return Err(AppError::validation("the local provider is built in").into());
-        }
         if let Some(url) = &body.base_url {
             validate_base_url(url)?;
         }
@@ -190,7 +180,7 @@ impl AdminProvidersApi {
         let mut row = ProviderRow {
             id,
             name: body.name.clone(),
-            kind: body.kind.clone(),
+            kind: body.kind.as_str().to_string(),
             base_url: body.base_url.clone(),
             is_active: body.is_active.unwrap_or(true),
             is_healthy: false,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
+use super::models::{StepStatus, TaskStatus};
 use super::security::Auth;
 use crate::app::AppState;
 use crate::auth::ratelimit::{UserAction, limit_user};
@@ -44,8 +45,7 @@ pub struct Task {
     pub id: Uuid,
     pub user_id: Uuid,
     pub tool_id: Uuid,
-    /// pending, queued, running, completed, failed or cancelled.
-    pub status: String,
+    pub status: TaskStatus,
     pub credits_cost: i64,
     pub parent_task_id: Option<Uuid>,
     pub current_step_id: Option<String>,
@@ -62,7 +62,7 @@ impl From<TaskRow> for Task {
             id: t.id,
             user_id: t.user_id,
             tool_id: t.tool_id,
-            status: t.status,
+            status: TaskStatus::from_store(&t.status),
             credits_cost: t.credits_cost,
             parent_task_id: t.parent_task_id,
             current_step_id: t.current_step_id,
@@ -93,7 +93,7 @@ pub enum TaskCreated {
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskStep {
     pub step_id: String,
-    pub status: String,
+    pub status: StepStatus,
     pub state: serde_json::Value,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -217,10 +217,10 @@ impl TasksApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Auth,
-        status: Query<Option<String>>,
+        status: Query<Option<TaskStatus>>,
         tool: Query<Option<String>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
         let principal = auth.principal(&state, req).await?;
         let tool_id = match tool.0 {
@@ -233,7 +233,7 @@ impl TasksApi {
         let limit = super::models::page_limit(limit.0);
         let mut rows = state
             .store()
-            .task_list(Some(principal.user_id()), status.0.as_deref(), tool_id, cursor.0, limit + 1)
+            .task_list(Some(principal.user_id()), status.0.map(TaskStatus::as_str), tool_id, cursor.0, limit + 1)
             .await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
@@ -274,7 +274,7 @@ impl TasksApi {
                 .into_iter()
                 .map(|s| TaskStep {
                     step_id: s.step_id,
-                    status: s.status,
+                    status: StepStatus::from_store(&s.status),
                     state: s.state.0,
                     started_at: s.started_at,
                     completed_at: s.completed_at,
@@ -346,11 +346,11 @@ impl AdminTasksApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Auth,
-        status: Query<Option<String>>,
+        status: Query<Option<TaskStatus>>,
         tool: Query<Option<String>>,
         #[oai(name = "userId")] user_id: Query<Option<Uuid>>,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
         auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
         let tool_id = match tool.0 {
@@ -361,7 +361,8 @@ impl AdminTasksApi {
             None => None,
         };
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state.store().task_list(user_id.0, status.0.as_deref(), tool_id, cursor.0, limit + 1).await?;
+        let mut rows =
+            state.store().task_list(user_id.0, status.0.map(TaskStatus::as_str), tool_id, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -404,7 +405,7 @@ impl AdminTasksApi {
         req: &Request,
         auth: Auth,
         cursor: Query<Option<Uuid>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<DeadLetterList>> {
         auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
         let limit = super::models::page_limit(limit.0);

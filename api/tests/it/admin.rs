@@ -28,9 +28,13 @@ async fn admins_manage_users_super_admins_manage_roles(app: TestApp) {
     assert_eq!(found.users.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["ada@example.com"]);
     let none = as_admin.admin_user_list(None, None, Some("%")).await.unwrap().into_inner();
     assert!(none.users.is_empty(), "LIKE wildcards are escaped");
-    let page = as_admin.admin_user_list(None, Some(3), None).await.unwrap().into_inner();
+    let page = as_admin.admin_user_list(None, std::num::NonZeroU32::new(3), None).await.unwrap().into_inner();
     assert_eq!(page.users.len(), 3);
-    let rest = as_admin.admin_user_list(page.next_cursor.as_ref(), Some(3), None).await.unwrap().into_inner();
+    let rest = as_admin
+        .admin_user_list(page.next_cursor.as_ref(), std::num::NonZeroU32::new(3), None)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(rest.users.len(), 1);
     assert_eq!(as_admin.admin_user_get(&ada.id).await.unwrap().into_inner().email, "ada@example.com");
     assert_eq!(err_code(as_admin.admin_user_get(&uuid::Uuid::now_v7()).await), (404, "NOT_FOUND".into()));

@@ -17,7 +17,7 @@ fn input(title: &str, kind: &str) -> types::BannerInput {
         link: Some("/tools/figme".into()),
         link_text: Some("Try it".into()),
         link_target: None,
-        type_: Some(kind.into()),
+        type_: Some(kind.parse().unwrap()),
         position: None,
         badge: None,
         badge_color: None,
@@ -50,25 +50,31 @@ async fn banners_public_list_and_admin_crud(app: TestApp) {
     // Anyone: only what is live now, by position, per type.
     let anon = client(&app);
     let titles = |l: types::BannerList| l.banners.into_iter().map(|b| b.title).collect::<Vec<_>>();
-    assert_eq!(titles(anon.banner_list(Some("main")).await.unwrap().into_inner()), ["A", "B"]);
-    assert_eq!(titles(anon.banner_list(Some("side")).await.unwrap().into_inner()), ["Side"]);
-    assert_eq!(err_code(anon.banner_list(Some("top")).await).0, 422);
+    assert_eq!(titles(anon.banner_list(Some(types::BannerType::Main)).await.unwrap().into_inner()), ["A", "B"]);
+    assert_eq!(titles(anon.banner_list(Some(types::BannerType::Side)).await.unwrap().into_inner()), ["Side"]);
+    // A type outside the spec's enum is refused as a bad parameter.
+    let top = reqwest::get(format!("{}/api/banners?type=top", app.base_url())).await.unwrap();
+    assert_eq!(top.status(), 400);
+    assert_eq!(top.json::<serde_json::Value>().await.unwrap()["code"], "BAD_REQUEST");
 
     // Reorder: every main banner once, else 422.
     let all = as_admin.admin_banner_list().await.unwrap().into_inner();
-    let mut mains: Vec<uuid::Uuid> = all.banners.iter().filter(|x| x.type_ == "main").map(|x| x.id).collect();
+    let mut mains: Vec<uuid::Uuid> =
+        all.banners.iter().filter(|x| x.type_.to_string() == "main").map(|x| x.id).collect();
     assert_eq!(mains.len(), 5);
     assert_eq!(
         err_code(
-            as_admin.admin_banner_reorder(&types::BannerReorder { type_: "main".into(), ids: vec![b.id, a.id] }).await
+            as_admin
+                .admin_banner_reorder(&types::BannerReorder { type_: types::BannerType::Main, ids: vec![b.id, a.id] })
+                .await
         )
         .0,
         422
     );
     mains.retain(|id| *id != a.id && *id != b.id);
     let order: Vec<uuid::Uuid> = [b.id, a.id].into_iter().chain(mains).collect();
-    as_admin.admin_banner_reorder(&types::BannerReorder { type_: "main".into(), ids: order }).await.unwrap();
-    assert_eq!(titles(anon.banner_list(Some("main")).await.unwrap().into_inner()), ["B", "A"]);
+    as_admin.admin_banner_reorder(&types::BannerReorder { type_: types::BannerType::Main, ids: order }).await.unwrap();
+    assert_eq!(titles(anon.banner_list(Some(types::BannerType::Main)).await.unwrap().into_inner()), ["B", "A"]);
 
     // Validation: a window that ends before it starts; a thumbnail that is not ours.
     let mut bad = input("Bad", "main");
@@ -94,7 +100,7 @@ async fn banners_public_list_and_admin_crud(app: TestApp) {
     with_thumb.thumbnail = Some(asset.storage_key.clone());
     let updated = as_admin.admin_banner_update(&side.id, &with_thumb).await.unwrap().into_inner();
     assert_eq!(updated.title, "Thumb");
-    let shown = anon.banner_list(Some("side")).await.unwrap().into_inner().banners.remove(0);
+    let shown = anon.banner_list(Some(types::BannerType::Side)).await.unwrap().into_inner().banners.remove(0);
     let url = shown.thumbnail_url.expect("a thumbnail URL");
     let bytes = funmagic_api::testing::fetch_public(&url).await.bytes().await.unwrap();
     assert_eq!(&bytes[1..4], b"PNG");
@@ -105,5 +111,5 @@ async fn banners_public_list_and_admin_crud(app: TestApp) {
     assert_eq!(err_code(as_user.admin_banner_list().await).0, 403);
     as_admin.admin_banner_delete(&a.id).await.unwrap();
     assert_eq!(err_code(as_admin.admin_banner_delete(&a.id).await).0, 404);
-    assert_eq!(titles(anon.banner_list(Some("main")).await.unwrap().into_inner()), ["B"]);
+    assert_eq!(titles(anon.banner_list(Some(types::BannerType::Main)).await.unwrap().into_inner()), ["B"]);
 }

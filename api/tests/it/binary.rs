@@ -223,7 +223,7 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     let provider = root
         .admin_provider_create(&types::ProviderCreate {
             name: "openai".into(),
-            type_: "openai".into(),
+            type_: types::ExternalProviderType::Openai,
             api_key: Some(secret.into()),
             base_url: Some(format!("{}/v1", fake.base)),
             is_active: None,
@@ -261,7 +261,7 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let detail = loop {
         let d = root.task_get(&task.id).await.unwrap().into_inner();
-        if d.task.status == "failed" {
+        if d.task.status.to_string() == "failed" {
             break d;
         }
         assert!(tokio::time::Instant::now() < deadline, "{d:?}");

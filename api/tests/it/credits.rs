@@ -162,9 +162,13 @@ async fn credits_api_and_admin_adjust(app: TestApp) {
         as_ada.credits_transaction_list(None, None, Some(types::TransactionType::Reserve)).await.unwrap().into_inner();
     assert_eq!(only.transactions.len(), 1);
     assert_eq!(only.transactions[0].reserved_delta, 200);
-    let page = as_ada.credits_transaction_list(None, Some(2), None).await.unwrap().into_inner();
+    let page = as_ada.credits_transaction_list(None, std::num::NonZeroU32::new(2), None).await.unwrap().into_inner();
     assert_eq!(page.transactions.len(), 2);
-    let rest = as_ada.credits_transaction_list(page.next_cursor.as_ref(), Some(2), None).await.unwrap().into_inner();
+    let rest = as_ada
+        .credits_transaction_list(page.next_cursor.as_ref(), std::num::NonZeroU32::new(2), None)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(rest.transactions.len(), 1);
     assert!(rest.next_cursor.is_none());
     // Another user sees none of it.

@@ -53,7 +53,7 @@ async fn per_minute_limits(backend: TestBackend) {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
-    let tasks = as_ada.task_list(None, Some(50), None, None).await.unwrap().into_inner().tasks;
+    let tasks = as_ada.task_list(None, std::num::NonZeroU32::new(50), None, None).await.unwrap().into_inner().tasks;
     assert_eq!(tasks.len(), 3, "the refused submission made no task");
     // Another user is not affected.
     client_as(&app, &bob.token).task_create(None, &echo(0)).await.expect("bob has his own limit");

@@ -54,7 +54,7 @@ async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::TaskDeta
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let detail = client.task_get(&task.id).await.unwrap().into_inner();
-        if matches!(detail.task.status.as_str(), "completed" | "failed" | "cancelled") {
+        if matches!(detail.task.status.to_string().as_str(), "completed" | "failed" | "cancelled") {
             return detail;
         }
         assert!(tokio::time::Instant::now() < deadline, "task did not end: {detail:?}");
@@ -110,7 +110,7 @@ async fn local_tools_end_to_end(app: TestApp) {
 
     // background-remove: an RGBA PNG whose alpha is the object.
     let done = run(&as_ada, &submit("background-remove", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     let output = done.output.clone().unwrap();
     let (asset, png) = fetch_asset(&as_ada, output["assetId"].as_str().unwrap()).await;
     assert_eq!(asset.mime_type, "image/png");
@@ -132,8 +132,8 @@ async fn local_tools_end_to_end(app: TestApp) {
 
     // figme, both steps, in a style: a styled PNG, then a GLB made from it.
     let done = run(&as_ada, &submit("figme", json!({ "imageStorageKey": key, "style": "sketch" }), true)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
-    assert_eq!(done.steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["completed", "completed"]);
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
+    assert_eq!(done.steps.iter().map(|s| s.status.to_string()).collect::<Vec<_>>(), ["completed", "completed"]);
     let styled = done.steps[0].state["output"].clone();
     assert_eq!(styled["style"], "sketch");
     let (_, styled_png) = fetch_asset(&as_ada, styled["assetId"].as_str().unwrap()).await;
@@ -146,7 +146,7 @@ async fn local_tools_end_to_end(app: TestApp) {
 
     // crystal-memory: a PLY with one point per pixel (an opaque 240×180 photo).
     let done = run(&as_ada, &submit("crystal-memory", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     let (_, ply) = fetch_asset(&as_ada, done.output.as_ref().unwrap()["assetId"].as_str().unwrap()).await;
     let header_end = ply.windows(11).position(|w| w == b"end_header\n").unwrap() + 11;
     let header = String::from_utf8_lossy(&ply[..header_end]).to_string();
@@ -177,7 +177,7 @@ async fn local_tools_end_to_end(app: TestApp) {
     let bob = funded(&app, "bob@example.com", 50).await;
     let as_bob = client_as(&app, &bob.token);
     let stolen = run(&as_bob, &submit("background-remove", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(stolen.task.status, "failed");
+    assert_eq!(stolen.task.status.to_string(), "failed");
     assert_eq!(as_bob.credits_balance_get().await.unwrap().into_inner().balance, 50, "released");
     assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
 }
@@ -220,7 +220,7 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
     let secret = "sk-proj-VerySecretKey-0123456789-abcd";
     let body = types::ProviderCreate {
         name: "openai-main".into(),
-        type_: "openai".into(),
+        type_: types::ExternalProviderType::Openai,
         api_key: Some(secret.into()),
         base_url: Some(format!("{}/v1", fake.base)),
         is_active: None,
@@ -234,8 +234,19 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
         assert_eq!(err_code(c.admin_provider_list().await).0, 403, "{who}");
         assert_eq!(err_code(c.admin_provider_test(&created.id).await).0, 403, "{who}");
     }
-    let bad = types::ProviderCreate { type_: "acme".into(), name: "x".into(), ..body.clone() };
-    assert_eq!(err_code(as_root.admin_provider_create(&bad).await), (422, "UNKNOWN_PROVIDER_TYPE".into()));
+    // A type outside the spec's enum (or the built-in `local`) is a validation failure.
+    for kind in ["acme", "local"] {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/admin/providers", app.base_url()))
+            .bearer_auth(&root.token)
+            .json(&serde_json::json!({ "name": "x", "type": kind, "apiKey": "sk-test" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{kind}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{kind}: {body}");
+    }
     let bad = types::ProviderCreate { base_url: Some("ftp://x".into()), name: "y".into(), ..body.clone() };
     assert_eq!(err_code(as_root.admin_provider_create(&bad).await).0, 422);
 
@@ -262,7 +273,7 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
     let listed = as_root.admin_provider_list().await.unwrap().into_inner();
     let text = serde_json::to_string(&listed).unwrap();
     assert!(!text.contains("VerySecretKey") && !text.contains("AnotherKey"), "no key in any answer");
-    assert!(listed.providers.iter().any(|p| p.type_ == "local" && p.is_healthy));
+    assert!(listed.providers.iter().any(|p| p.type_.to_string() == "local" && p.is_healthy));
 
     let stored = database_text(&app).await;
     assert!(stored.contains("9876"), "the dump holds the rows");
@@ -300,7 +311,7 @@ async fn tool_on(
 async fn provider(as_root: &funmagic_sdk::Client, kind: &str, base: String) -> uuid::Uuid {
     let body = types::ProviderCreate {
         name: format!("{kind}-fake"),
-        type_: kind.into(),
+        type_: kind.parse().unwrap(),
         api_key: Some(format!("{kind}-key-0123456789")),
         base_url: Some(base),
         is_active: None,
@@ -346,7 +357,7 @@ async fn openai_images_over_the_wire() {
     );
     let started = std::time::Instant::now();
     let done = run(&as_ada, &submit("paint", json!({ "prompt": "a red fox", "style": "ink" }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     // Our own backoff for these two would be under 2 s: only the header makes it 3.
     assert!(started.elapsed() >= Duration::from_secs(3), "Retry-After was honoured");
     let hits = fake.hits(route);
@@ -367,7 +378,7 @@ async fn openai_images_over_the_wire() {
         )],
     );
     let done = run(&as_ada, &submit("paint", json!({ "prompt": "x" }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     let error = done.error.unwrap();
     assert!(error.contains("Incorrect API key provided: [key]"), "{error}");
     assert_eq!(fake.hits(route).len(), 1);
@@ -376,7 +387,7 @@ async fn openai_images_over_the_wire() {
     fake.clear_hits();
     fake.script(route, vec![Reply::text(200, "{\"data\": [")]);
     let done = run(&as_ada, &submit("paint", json!({ "prompt": "x" }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     assert!(done.error.unwrap().contains("not JSON"));
     assert_eq!((fake.hits(route).len(), done.task.attempts), (2, 2));
 
@@ -385,7 +396,7 @@ async fn openai_images_over_the_wire() {
     fake.clear_hits();
     fake.script(route, vec![ok.clone().delayed(Duration::from_secs(5))]);
     let done = run(&as_ada, &submit("paint", json!({ "prompt": "x" }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     assert!(done.error.unwrap().contains("did not answer in time"));
     assert_eq!((fake.hits(route).len(), done.task.attempts), (2, 2));
 
@@ -393,7 +404,7 @@ async fn openai_images_over_the_wire() {
     fake.script("POST /v1/images/edits", vec![ok]);
     let key = upload(&as_ada, "cat.png", &funmagic_api::testing::sample_png(32, 32)).await;
     let done = run(&as_ada, &submit("paint", json!({ "prompt": "as a fox", "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     let edit = fake.hits("POST /v1/images/edits").pop().unwrap();
     assert!(edit.content_type.unwrap().starts_with("multipart/form-data"));
     assert!(String::from_utf8_lossy(&edit.body).contains("name=\"image\"; filename=\"cat.png\""));
@@ -441,7 +452,7 @@ async fn fal_queue_and_resume_after_a_stop() {
         )],
     );
     let done = run(&as_ada, &submit("cutout", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     let submitted = fake.hits("POST /fal-ai/birefnet/v2").pop().unwrap();
     assert_eq!(submitted.authorization.as_deref(), Some("Key fal-key-0123456789"));
     let image_url = submitted.json()["image_url"].as_str().unwrap().to_string();
@@ -467,7 +478,7 @@ async fn fal_queue_and_resume_after_a_stop() {
     tap.until(task.id, |l| l.data["message"] == "resuming the fal.ai request").await;
     fake.script(status, vec![Reply::json(200, json!({ "status": "COMPLETED" }))]);
     let done = ended(&as_ada, task.id).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     assert_eq!(done.task.attempts, 2, "the first run was stopped");
     assert_eq!(fake.hits("POST /fal-ai/birefnet/v2").len(), 2, "one submit per task, none for the resumed run");
     assert!(tap.all(done.task.id).await.iter().any(|(_, d)| d["message"] == "resuming the fal.ai request"));
@@ -478,7 +489,7 @@ async fn fal_queue_and_resume_after_a_stop() {
         vec![Reply::json(422, json!({ "detail": [{ "msg": "image_url: could not download" }] }))],
     );
     let done = run(&as_ada, &submit("cutout", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     assert!(done.error.unwrap().contains("could not download"));
     assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 90);
 }
@@ -514,7 +525,7 @@ async fn tripo_image_to_model() {
         ],
     );
     let done = run(&as_ada, &submit("sculpt", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "completed", "{done:?}");
+    assert_eq!(done.task.status.to_string(), "completed", "{done:?}");
     let created = fake.hits("POST /v2/openapi/task").pop().unwrap();
     let body = created.json();
     assert_eq!(
@@ -545,7 +556,7 @@ async fn tripo_image_to_model() {
         )],
     );
     let done = run(&as_ada, &submit("sculpt", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     let error = done.error.unwrap();
     assert!(error.contains("enough credit (Top up)"), "{error}");
     // A success without a model URL is a bad answer, not a crash.
@@ -555,7 +566,7 @@ async fn tripo_image_to_model() {
         vec![Reply::json(200, json!({ "code": 0, "data": { "status": "success", "output": {} } }))],
     );
     let done = run(&as_ada, &submit("sculpt", json!({ "imageStorageKey": key }), false)).await;
-    assert_eq!(done.task.status, "failed");
+    assert_eq!(done.task.status.to_string(), "failed");
     assert!(done.error.unwrap().contains("no model URL"));
     assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 95);
 }

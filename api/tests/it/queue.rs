@@ -33,7 +33,7 @@ async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::Task {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let task = client.task_get(&id).await.unwrap().into_inner().task;
-        if matches!(task.status.as_str(), "completed" | "failed" | "cancelled") {
+        if matches!(task.status.to_string().as_str(), "completed" | "failed" | "cancelled") {
             return task;
         }
         assert!(tokio::time::Instant::now() < deadline, "task {id} did not end: {task:?}");
@@ -67,7 +67,7 @@ async fn per_user_running_limit() {
             adas.push(ended(&as_ada, id).await);
         }
         let bobs = ended(&as_bob, bobs.id).await;
-        assert!(adas.iter().chain([&bobs]).all(|t| t.status == "completed"), "{backend:?}");
+        assert!(adas.iter().chain([&bobs]).all(|t| t.status.to_string() == "completed"), "{backend:?}");
         adas.sort_by_key(|t| t.started_at);
         for pair in adas.windows(2) {
             assert!(
@@ -99,7 +99,7 @@ async fn dead_letters() {
 
         let failing = as_ada.task_create(None, &echo(serde_json::json!({"failAttempts": 9}))).await.unwrap();
         let failing = ended(&as_ada, failing.into_inner().task.id).await;
-        assert_eq!(failing.status, "failed");
+        assert_eq!(failing.status.to_string(), "failed");
 
         // Runs that died without a word: claim twice by hand with the workers stopped.
         app.workers.send(true).unwrap();
@@ -114,7 +114,7 @@ async fn dead_letters() {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
         let crashing = ended(&as_ada, crashing.id).await;
-        assert_eq!(crashing.status, "failed", "{backend:?}");
+        assert_eq!(crashing.status.to_string(), "failed", "{backend:?}");
 
         let list = as_admin.admin_dead_letter_list(None, None).await.unwrap().into_inner();
         let reasons: Vec<(uuid::Uuid, &str, i32)> =
@@ -134,7 +134,7 @@ async fn dead_letters() {
         assert_ne!(retried.id, crashing.id);
         assert_eq!(retried.user_id, ada.id);
         let retried = ended(&as_ada, retried.id).await;
-        assert_eq!(retried.status, "completed", "{backend:?}");
+        assert_eq!(retried.status.to_string(), "completed", "{backend:?}");
         assert_eq!(err_code(as_admin.admin_task_retry(&retried.id).await), (409, "TASK_NOT_FAILED".into()));
         assert_eq!(err_code(as_ada.admin_task_retry(&crashing.id).await).0, 403);
         let events = as_ada.task_events_list(&retried.id).await.unwrap().into_inner().events;
@@ -182,9 +182,13 @@ async fn reconciler_resends_lost_entries() {
     let (_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(as_ada.task_get(&task.id).await.unwrap().into_inner().task.status, "queued", "nothing delivered it");
+    assert_eq!(
+        as_ada.task_get(&task.id).await.unwrap().into_inner().task.status.to_string(),
+        "queued",
+        "nothing delivered it"
+    );
     let done = ended(&as_ada, task.id).await;
-    assert_eq!(done.status, "completed");
+    assert_eq!(done.status.to_string(), "completed");
 
     // Its milestones are in the database, numbered without a gap; no progress is left in
     // Redis once it ended.

@@ -246,10 +246,10 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     let started = std::time::Instant::now();
     let detail = loop {
         let d = client.task_get(&task.id).await.unwrap().into_inner();
-        if d.task.status == "completed" {
+        if d.task.status.to_string() == "completed" {
             break d;
         }
-        assert!(d.task.status != "failed", "{d:?}");
+        assert!(d.task.status.to_string() != "failed", "{d:?}");
         assert!(started.elapsed() < Duration::from_secs(30), "not taken over: {d:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -119,7 +119,7 @@ async fn scenario(backend: TestBackend) {
     let request = types::CheckoutRequest { package_id: package.id };
     let checkout = as_ada.credits_checkout_create(Some("buy-1"), &request).await.unwrap().into_inner();
     assert!(checkout.url.starts_with("https://checkout.stripe.test/c/pay/cs_test_"));
-    assert_eq!((checkout.credits, checkout.amount, checkout.status.as_str()), (100, 900, "open"));
+    assert_eq!((checkout.credits, checkout.amount, checkout.status.to_string().as_str()), (100, 900, "open"));
     let again = as_ada.credits_checkout_create(Some("buy-1"), &request).await.unwrap().into_inner();
     assert_eq!(again.id, checkout.id, "same Idempotency-Key, same checkout");
     assert_eq!(fake.created.lock().unwrap().len(), 1, "the retry did not reach Stripe");
@@ -165,7 +165,7 @@ async fn scenario(backend: TestBackend) {
     assert_eq!(purchases.transactions.len(), 1);
     assert_eq!(purchases.transactions[0].reference_id.as_deref(), Some(checkout.id.as_str()));
     let row = app.state().store().checkout_get(&checkout.id).await.unwrap().unwrap();
-    assert_eq!(row.status, "completed", "a later expiry does not undo a payment");
+    assert_eq!(row.status.to_string(), "completed", "a later expiry does not undo a payment");
 
     // Expired first, paid later (async payment): the money still counts.
     let second = as_ada.credits_checkout_create(None, &request).await.unwrap().into_inner();

@@ -90,7 +90,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
         as_ada.task_create(None, &echo(serde_json::json!({"hello": "world", "delayMs": 1000}))).await.unwrap();
     assert_eq!(created.status().as_u16(), 201);
     let task = created.into_inner().task;
-    assert_eq!((task.credits_cost, task.status.as_str()), (1, "queued"));
+    assert_eq!((task.credits_cost, task.status.to_string().as_str()), (1, "queued"));
     let events = read_events(&app.base_url(), &ada.token, task.id, None, |_| false).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(kinds[..3], ["connected", "queued", "step_started"]);
@@ -110,9 +110,9 @@ async fn echo_task_runs_and_streams(app: TestApp) {
     assert_eq!(events.last().unwrap().2["output"]["hello"], "world");
 
     let detail = as_ada.task_get(&task.id).await.unwrap().into_inner();
-    assert_eq!(detail.task.status, "completed");
+    assert_eq!(detail.task.status.to_string(), "completed");
     assert_eq!(detail.output.unwrap()["hello"], "world");
-    assert_eq!(detail.steps[0].status, "completed");
+    assert_eq!(detail.steps[0].status.to_string(), "completed");
     let balance = as_ada.credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (9, 0), "spent exactly once");
     assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
@@ -120,7 +120,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
     // Other users see nothing; the list shows it.
     let bob = actor(&app, "bob@example.com", Role::User).await;
     assert_eq!(err_code(client_as(&app, &bob.token).task_get(&task.id).await).0, 404);
-    let list = as_ada.task_list(None, None, Some("completed"), None).await.unwrap().into_inner();
+    let list = as_ada.task_list(None, None, Some(types::TaskStatus::Completed), None).await.unwrap().into_inner();
     assert_eq!(list.tasks.len(), 1);
 
     // A step whose input file does not exist fails cleanly and releases the credits.
@@ -259,10 +259,10 @@ async fn cancel_queued_and_running(app: TestApp) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let waiting = as_ada.task_create(None, &echo(serde_json::json!({}))).await.unwrap().into_inner().task;
     let detail = as_ada.task_get(&waiting.id).await.unwrap().into_inner();
-    assert_eq!((detail.task.status.as_str(), detail.queue_position), ("queued", Some(0)));
+    assert_eq!((detail.task.status.to_string().as_str(), detail.queue_position), ("queued", Some(0)));
     assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().reserved, 1);
     let cancelled = as_ada.task_cancel(&waiting.id).await.unwrap().into_inner().task;
-    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.status.to_string(), "cancelled");
     let balance = as_ada.credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (19, 0));
     assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());

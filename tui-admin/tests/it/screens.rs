@@ -100,7 +100,7 @@ fn snapshot(name: &str, frame: &str) {
 async fn wait_ended(client: &funmagic_sdk::Client, id: uuid::Uuid) {
     for _ in 0..600 {
         let t = client.task_get(&id).await.unwrap().into_inner().task;
-        if matches!(t.status.as_str(), "completed" | "failed" | "cancelled") {
+        if matches!(t.status, types::TaskStatus::Completed | types::TaskStatus::Failed | types::TaskStatus::Cancelled) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -135,7 +135,7 @@ async fn seeded() -> (TestApp, String, String) {
     as_root
         .admin_provider_create(&types::ProviderCreate {
             name: "openai-main".into(),
-            type_: "openai".into(),
+            type_: types::ExternalProviderType::Openai,
             api_key: Some("sk-test-key-1234".into()),
             base_url: Some("http://127.0.0.1:9/v1".into()),
             is_active: None,
@@ -165,7 +165,7 @@ async fn seeded() -> (TestApp, String, String) {
                 link: None,
                 link_text: None,
                 link_target: None,
-                type_: Some(kind.into()),
+                type_: Some(kind.parse().unwrap()),
                 position: None,
                 badge: None,
                 badge_color: None,
@@ -308,7 +308,11 @@ async fn every_screen() {
     }
     c.on_key(Key::Enter);
     settle(&mut c, &mut rx, &client).await;
-    assert!(c.content.banners.iter().any(|b| b.title == "Top up" && b.type_ == "side"), "{:?}", c.status);
+    assert!(
+        c.content.banners.iter().any(|b| b.title == "Top up" && b.type_ == types::BannerType::Side),
+        "{:?}",
+        c.status
+    );
     frames.push(("content", text(&render(&c, 100, 30))));
     c.on_key(Key::Char('?'));
     frames.push(("help", text(&render(&c, 100, 30))));
