@@ -4,8 +4,9 @@
 #
 #   bash .ci/fuzz.sh [embedded|scale-out ...]      (default: both)
 #
-# Checks: no 5xx, every answer is a documented status with a body matching the spec's
-# schema and content type, and no panic in the server log. Bounded: FUZZ_EXAMPLES cases per
+# Checks: no 5xx, every answer is a documented status with a body and headers matching the
+# spec's schema and content type, undeclared methods get 405 with `Allow`, and no panic in
+# the server log. (FUZZ_CHECKS=all adds the checks that still fail: see issue #22.) Bounded: FUZZ_EXAMPLES cases per
 # operation and phase (default 10), FUZZ_MAX_TIME seconds per run (default 90).
 # Installs schemathesis from PyPI into a venv under target/ (reused between runs).
 # Exit 1 on any finding; the reports are in target/fuzz/.
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 ST_VERSION=4.32.5
 examples=${FUZZ_EXAMPLES:-10}
 max_time=${FUZZ_MAX_TIME:-90}
+checks=${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method,response_headers_conformance}
 bin=${FUNMAGIC_SERVER_BIN:-target/debug/funmagic-server}
 out=target/fuzz
 venv=target/fuzz-venv
@@ -82,7 +84,7 @@ run_backend() {
     local report="$out/$backend-$role.ndjson" rc=0
     "$venv/bin/st" run "$base/openapi.json" \
       --header "Authorization: Bearer $key" \
-      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+      --checks "$checks" \
       --phases examples,coverage,fuzzing \
       --max-examples "$examples" --max-time "$max_time" --workers 1 --seed 42 \
       --request-timeout 10 --no-shrink --continue-on-failure \

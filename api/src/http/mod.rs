@@ -160,8 +160,82 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
     next.call(req).await.map(IntoResponse::into_response)
 }
 
+/// The methods each route answers, for the `Allow` header of a 405 (RFC 9110 §15.5.6):
+/// the spec's operations plus the routes outside the spec.
+struct AllowTable(Vec<(Vec<Option<String>>, String)>);
+
+impl AllowTable {
+    fn build() -> Self {
+        let spec: serde_json::Value = serde_json::from_str(&api_service().spec()).unwrap_or_default();
+        let mut routes: Vec<(String, Vec<String>)> = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(path, ops)| {
+                let methods = ops.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
+                (path.clone(), methods)
+            })
+            .collect();
+        for (path, methods) in [
+            ("/device", vec!["GET"]),
+            ("/api/auth/sign-in/social", vec!["GET"]),
+            ("/api/auth/callback/{provider}", vec!["GET"]),
+            ("/api/webhooks/stripe", vec!["POST"]),
+        ] {
+            routes.push((path.into(), methods.into_iter().map(String::from).collect()));
+        }
+        let table = routes
+            .into_iter()
+            .map(|(path, mut methods)| {
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                let segments = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .map(|seg| (!seg.starts_with('{')).then(|| seg.to_string()))
+                    .collect();
+                (segments, methods.join(", "))
+            })
+            .collect();
+        Self(table)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&str> {
+        if path.starts_with("/files/") {
+            return Some("GET, HEAD, PUT");
+        }
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        self.0
+            .iter()
+            .find(|(segments, _)| {
+                segments.len() == parts.len()
+                    && segments.iter().zip(&parts).all(|(seg, part)| seg.as_deref().is_none_or(|s| s == *part))
+            })
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+/// Adds `Allow` to every 405.
+async fn allow_header<E: Endpoint>(
+    next: E,
+    table: std::sync::Arc<AllowTable>,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    let uri = req.uri().clone();
+    let mut resp = next.call(req).await?.into_response();
+    if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = table.allowed(uri.path())
+        && let Ok(value) = poem::http::HeaderValue::from_str(methods)
+    {
+        resp.headers_mut().insert(poem::http::header::ALLOW, value);
+    }
+    Ok(resp)
+}
+
 /// All routes, with shared state and JSON errors.
 pub fn routes(state: AppState) -> impl Endpoint {
+    let allow = std::sync::Arc::new(AllowTable::build());
     let service = api_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
@@ -183,4 +257,5 @@ pub fn routes(state: AppState) -> impl Endpoint {
             // Operations' own error responses already carry the JSON body: keep them.
             if err.is_from_response() { err.into_response() } else { error::json_error_body(&err) }
         })
+        .around(move |next, req| allow_header(next, allow.clone(), req))
 }

@@ -38,6 +38,23 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert!(body["error"].is_string());
     let resp = http.delete(format!("{}/health", app.base_url())).send().await.unwrap();
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD", "a 405 says what is allowed (RFC 9110)");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+    // Path parameters, several methods, and routes outside the spec.
+    let id = uuid::Uuid::now_v7();
+    for (method, path, allowed) in [
+        ("TRACE", "/api/tasks".to_string(), ["GET", "POST"].as_slice()),
+        ("POST", format!("/api/admin/banners/{id}"), ["PUT", "DELETE"].as_slice()),
+        ("POST", "/device".to_string(), ["GET"].as_slice()),
+        ("DELETE", "/files/private/x.png".to_string(), ["GET", "PUT"].as_slice()),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = http.request(method.clone(), format!("{}{path}", app.base_url())).send().await.unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        let allow = resp.headers()["allow"].to_str().unwrap().to_string();
+        for m in allowed {
+            assert!(allow.split(", ").any(|a| a == *m), "{method} {path}: Allow {allow:?} lacks {m}");
+        }
+    }
 }
