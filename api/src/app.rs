@@ -40,6 +40,9 @@ struct Inner {
     event_hub: Arc<crate::events::EventHub>,
     /// Tools and providers as the task hot path reads them.
     catalogue: crate::tools::Catalogue,
+    /// The one outbound HTTP client (providers, OAuth, Stripe): one connection pool, so
+    /// calls to the same host reuse connections. Timeouts are set per request.
+    http: reqwest::Client,
     /// Open task event streams per user in this process (`limits.max_streams_per_user`).
     stream_slots: crate::auth::ratelimit::StreamSlots,
     /// Encrypts and decrypts provider API keys.
@@ -92,6 +95,11 @@ impl AppState {
             event_hub: Arc::default(),
             catalogue: crate::tools::Catalogue::default(),
             stream_slots: Default::default(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("funmagic/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ConfigError::new("HTTP client", e.to_string()))?,
             master_key,
             started: Instant::now(),
         };
@@ -154,6 +162,11 @@ impl AppState {
 
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    /// The shared outbound HTTP client; callers set each request's timeout.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     pub fn stream_slots(&self) -> &crate::auth::ratelimit::StreamSlots {

@@ -74,6 +74,9 @@ struct PendingFlow {
     callback: String,
 }
 
+/// How long one call to GitHub or Google may take.
+const OAUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Only paths on the server's own origin (see [`super::redirect`]), so the flow cannot be
 /// used as an open redirect; anything else falls back to `/`.
 pub fn safe_callback(public_url: &str, callback: Option<&str>) -> String {
@@ -143,15 +146,11 @@ pub async fn finish(
     if pending.provider != provider.id() {
         return Err(bad_state());
     }
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
-        .user_agent("funmagic")
-        .build()
-        .map_err(AppError::internal)?;
-    let access_token = exchange_code(&http, settings, &redirect_uri(state, provider), code, &pending.verifier).await?;
+    let http = state.http();
+    let access_token = exchange_code(http, settings, &redirect_uri(state, provider), code, &pending.verifier).await?;
     let identity = match provider {
-        Provider::GitHub => github_identity(&http, settings, &access_token).await?,
-        Provider::Google => google_identity(&http, settings, &access_token).await?,
+        Provider::GitHub => github_identity(http, settings, &access_token).await?,
+        Provider::Google => google_identity(http, settings, &access_token).await?,
     };
     let user = find_or_create_user(state, provider, identity).await?;
     if user.banned {
@@ -193,6 +192,7 @@ async fn exchange_code(
         .header("accept", "application/json")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
+        .timeout(OAUTH_TIMEOUT)
         .send()
         .await
         .map_err(|e| upstream("token", &e.to_string()))?;
@@ -238,6 +238,7 @@ async fn github_identity(http: &reqwest::Client, settings: &OAuthProviderSetting
         http.get(format!("{}{path}", settings.api_url))
             .bearer_auth(token)
             .header("accept", "application/vnd.github+json")
+            .timeout(OAUTH_TIMEOUT)
             .send()
     };
     let user: GitHubUser = get("/user")
@@ -277,6 +278,7 @@ async fn google_identity(http: &reqwest::Client, settings: &OAuthProviderSetting
     let user: GoogleUser = http
         .get(&settings.api_url)
         .bearer_auth(token)
+        .timeout(OAUTH_TIMEOUT)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)

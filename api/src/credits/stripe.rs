@@ -88,10 +88,10 @@ pub async fn checkout_create(
     }
     let mut encoded = reqwest::Url::parse("http://x/").expect("static URL");
     encoded.query_pairs_mut().extend_pairs(&form);
-    let http =
-        reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().map_err(AppError::internal)?;
-    let mut request = http
+    let mut request = state
+        .http()
         .post(format!("{}/v1/checkout/sessions", stripe.api_url))
+        .timeout(std::time::Duration::from_secs(30))
         .bearer_auth(stripe.secret_key.expose_secret())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(encoded.query().unwrap_or_default().to_string());

@@ -18,14 +18,10 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, ErrorKind};
 
-/// A client with the configured timeout; rustls, no proxies from the environment.
+/// The process's shared client (one connection pool; rustls). [`send`] gives every request
+/// the configured `providers.timeout_secs`.
 pub fn client(state: &AppState) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(state.settings().providers.timeout_secs))
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("funmagic/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a TLS client can be built")
+    state.http().clone()
 }
 
 /// Whether sending a request again can start (and bill) a second job.
@@ -51,7 +47,8 @@ pub async fn send(
     let max_retries = state.settings().providers.max_retries;
     let mut attempt = 0u32;
     loop {
-        let outcome = make().send().await;
+        let timeout = Duration::from_secs(state.settings().providers.timeout_secs);
+        let outcome = make().timeout(timeout).send().await;
         let (retry_after, problem) = match outcome {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
             Ok(resp) => {
