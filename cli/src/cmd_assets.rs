@@ -50,7 +50,7 @@ fn bar(total: u64) -> ProgressBar {
 pub(crate) fn file_error(ctx: &Context, e: FileError) -> CliError {
     match e {
         FileError::Api(e) => CliError::from_sdk(e, &ctx.api_url),
-        FileError::UnknownType(_) => CliError::usage(e.to_string()),
+        FileError::UnknownType(_) | FileError::Empty(_) => CliError::usage(e.to_string()),
         other => CliError::new(Exit::Error, other.to_string()),
     }
 }

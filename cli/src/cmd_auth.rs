@@ -69,8 +69,8 @@ pub enum KeysCommand {
         name: String,
         #[arg(long, value_enum, default_value_t = Scope::Write)]
         scope: Scope,
-        /// Days until the key expires (default: never).
-        #[arg(long)]
+        /// Days until the key expires, 1–3650 (default: never).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         expires_in_days: Option<u32>,
     },
     /// List your keys (never their secrets).
@@ -281,6 +281,7 @@ async fn run_keys(ctx: &Context, command: KeysCommand) -> Result<ExitCode, CliEr
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     match command {
         KeysCommand::Create { name, scope, expires_in_days } => {
+            let expires_in_days = expires_in_days.and_then(std::num::NonZeroU32::new);
             let body = types::CreateApiKeyRequest { name, scope: scope.into(), expires_in_days };
             let created = ctx.client.auth_api_key_create(&body).await.map_err(sdk)?.into_inner();
             if ctx.json {

@@ -24,6 +24,8 @@ pub enum FileError {
     Transfer(#[from] reqwest::Error),
     #[error("cannot tell the file type of {0}; name it .png, .jpg, .webp, .glb, .ply or .obj")]
     UnknownType(PathBuf),
+    #[error("{0} is empty: there is nothing to upload")]
+    Empty(PathBuf),
 }
 
 /// The content type we announce for a file name.
@@ -83,7 +85,7 @@ async fn upload(
 ) -> Result<types::Asset, FileError> {
     let content_type = content_type_for(path).ok_or_else(|| FileError::UnknownType(path.to_path_buf()))?;
     let file = tokio::fs::File::open(path).await?;
-    let size = file.metadata().await?.len();
+    let size = std::num::NonZeroU64::new(file.metadata().await?.len()).ok_or_else(|| FileError::Empty(path.into()))?;
     let filename = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string();
     let presigned = match target {
         Target::User(module) => {
@@ -110,7 +112,7 @@ async fn upload(
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(move |chunk| {
         if let Ok(bytes) = &chunk {
             sent += bytes.len() as u64;
-            progress(sent, size);
+            progress(sent, size.get());
         }
         chunk
     });

@@ -25,7 +25,7 @@ pub mod types {
         ///A key of your choosing in the admin bucket (default: generated).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub key: ::std::option::Option<::std::string::String>,
-        pub size: u64,
+        pub size: ::std::num::NonZeroU64,
     }
     ///The error body of every failed request.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -470,7 +470,7 @@ pub mod types {
             rename = "expiresInDays",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
-        pub expires_in_days: ::std::option::Option<u32>,
+        pub expires_in_days: ::std::option::Option<::std::num::NonZeroU32>,
         pub name: ::std::string::String,
         pub scope: ApiKeyScope,
     }
@@ -882,7 +882,7 @@ pub mod types {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub module: ::std::option::Option<::std::string::String>,
         ///Exact size in bytes.
-        pub size: u64,
+        pub size: ::std::num::NonZeroU64,
     }
     /**Send the file with `method` to `uploadUrl`, with exactly these `headers`, then call
 complete with `storageKey`.*/

@@ -28,6 +28,7 @@ pub struct PresignUploadRequest {
     /// image/png, image/jpeg, image/webp, model/gltf-binary, application/ply or model/obj.
     pub content_type: String,
     /// Exact size in bytes.
+    #[oai(validator(minimum(value = "1")))]
     pub size: u64,
     /// Namespace, e.g. `uploads`, `image-gen` (a-z, 0-9, -).
     pub module: Option<String>,
@@ -38,6 +39,7 @@ pub struct PresignUploadRequest {
 pub struct AdminPresignUploadRequest {
     pub filename: String,
     pub content_type: String,
+    #[oai(validator(minimum(value = "1")))]
     pub size: u64,
     /// A key of your choosing in the admin bucket (default: generated).
     pub key: Option<String>,

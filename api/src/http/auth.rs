@@ -111,6 +111,7 @@ pub struct CreateApiKeyRequest {
     pub name: String,
     pub scope: ApiKeyScope,
     /// Days until the key stops working (1–3650); none: never.
+    #[oai(validator(minimum(value = "1"), maximum(value = "3650")))]
     pub expires_in_days: Option<u32>,
 }
 

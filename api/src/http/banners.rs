@@ -69,6 +69,7 @@ pub struct BannerInput {
     #[oai(rename = "type")]
     pub kind: Option<BannerType>,
     /// Default: after the last banner of its type.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
     pub position: Option<i32>,
     pub badge: Option<String>,
     pub badge_color: Option<String>,

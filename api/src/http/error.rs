@@ -135,10 +135,12 @@ impl ErrorResponse {
 }
 
 /// A request body that is well-formed JSON but does not fit the operation's schema (a
-/// wrong type, a value outside an enum, a missing field); JSON that does not parse is not.
+/// wrong type, a value outside an enum or a declared range, a missing field); JSON that
+/// does not parse is not.
 fn is_schema_mismatch(err: &poem::Error) -> bool {
     let message = err.to_string();
-    message.starts_with("parse request payload error:") && message.contains("(occurred while parsing \"")
+    message.starts_with("parse request payload error:")
+        && (message.contains("(occurred while parsing \"") || message.contains("verification failed"))
 }
 
 fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {

@@ -30,6 +30,7 @@ fn png(len: usize) -> Vec<u8> {
 }
 
 fn presign_body(filename: &str, content_type: &str, size: u64) -> types::PresignUploadRequest {
+    let size = std::num::NonZeroU64::new(size).expect("test sizes are positive");
     types::PresignUploadRequest { filename: filename.into(), content_type: content_type.into(), size, module: None }
 }
 
@@ -156,7 +157,16 @@ async fn upload_checks_and_ownership(app: TestApp) {
         .upload_presign(&presign_body("m.glb", "model/gltf-binary", 26 * 1024 * 1024))
         .await
         .expect("models may be larger");
-    assert_eq!(err_code(as_ada.upload_presign(&presign_body("a.png", "image/png", 0)).await).0, 422);
+    // Size 0 is outside the spec (minimum 1): refused as a schema misfit.
+    let empty = reqwest::Client::new()
+        .post(format!("{}/api/uploads/presign", app.base_url()))
+        .bearer_auth(&ada.token)
+        .json(&serde_json::json!({ "filename": "a.png", "contentType": "image/png", "size": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 422);
+    assert_eq!(empty.json::<serde_json::Value>().await.unwrap()["code"], "VALIDATION_FAILED");
     let bad_module =
         types::PresignUploadRequest { module: Some("../x".into()), ..presign_body("a.png", "image/png", 10) };
     assert_eq!(err_code(as_ada.upload_presign(&bad_module).await).0, 422);
@@ -302,7 +312,7 @@ async fn publish_admin_and_worker_helpers(app: TestApp) {
     let admin_req = |key: Option<&str>| types::AdminPresignUploadRequest {
         filename: "banner.png".into(),
         content_type: "image/png".into(),
-        size: banner.len() as u64,
+        size: std::num::NonZeroU64::new(banner.len() as u64).unwrap(),
         key: key.map(str::to_string),
     };
     assert_eq!(err_code(as_ada.admin_upload_presign(&admin_req(None)).await).0, 403);

@@ -515,7 +515,7 @@ async fn keys_cannot_approve_devices(app: TestApp) {
         .auth_api_key_create(&types::CreateApiKeyRequest {
             name: "ci".into(),
             scope: types::ApiKeyScope::Admin,
-            expires_in_days: Some(1),
+            expires_in_days: std::num::NonZeroU32::new(1),
         })
         .await
         .unwrap()

@@ -61,7 +61,7 @@ async fn per_minute_limits(backend: TestBackend) {
     let presign = |n: u32| types::PresignUploadRequest {
         filename: format!("f{n}.png"),
         content_type: "image/png".into(),
-        size: 100,
+        size: std::num::NonZeroU64::new(100).unwrap(),
         module: None,
     };
     as_ada.upload_presign(&presign(1)).await.unwrap();
