@@ -12,6 +12,7 @@
 # Exit 1 on any finding; the reports are in target/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 ST_VERSION=4.32.5
 examples=${FUZZ_EXAMPLES:-10}
 max_time=${FUZZ_MAX_TIME:-90}
@@ -82,15 +83,16 @@ run_backend() {
     key=$user_key; [ "$role" = admin ] && key=$admin_key
     log "$backend as $role: up to $examples cases per operation and phase, at most ${max_time}s"
     local report="$out/$backend-$role.ndjson" rc=0
-    "$venv/bin/st" run "$base/openapi.json" \
+    # From target/fuzz: schemathesis keeps its cache (.schemathesis/) in the working directory.
+    (cd "$out" && "$root/$venv/bin/st" run "$base/openapi.json" \
       --header "Authorization: Bearer $key" \
       --checks "$checks" \
       --phases examples,coverage,fuzzing \
       --max-examples "$examples" --max-time "$max_time" --workers 1 --seed 42 \
       --request-timeout 10 --no-shrink --continue-on-failure \
       --exclude-path-regex '^/api/tasks/\{id\}/stream$' \
-      --report ndjson --report-ndjson-path "$report" \
-      --output-truncate true >"$out/$backend-$role.txt" 2>&1 || rc=$?
+      --report ndjson --report-ndjson-path "$root/$report" \
+      --output-truncate true) >"$out/$backend-$role.txt" 2>&1 || rc=$?
     local cases
     cases=$(python3 - "$report" <<'PY' 2>/dev/null || echo 0
 import json, sys

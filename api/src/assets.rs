@@ -300,12 +300,7 @@ pub async fn complete_upload(
     // Move first, check the moved copy: the bytes checked are the bytes kept, whatever the
     // upload URL receives meanwhile.
     if upload_key != storage_key {
-        state
-            .storage()
-            .copy(bucket, &upload_key, bucket, storage_key, &pending.content_type)
-            .await
-            .map_err(storage_error)?;
-        let _ = state.storage().delete(bucket, &upload_key).await;
+        state.storage().rename(bucket, &upload_key, storage_key, &pending.content_type).await.map_err(storage_error)?;
     }
     let reject = |code: &'static str, kind: ErrorKind, message: String| async move {
         // The bytes are not what was announced: remove them (the pending record is gone).

@@ -196,6 +196,14 @@ impl LocalStore {
         tokio::fs::rename(&tmp, &path).await.map_err(io)
     }
 
+    pub async fn rename(&self, bucket: Bucket, from_key: &str, to_key: &str) -> StorageResult<()> {
+        let (from, to) = (self.path(bucket, from_key)?, self.path(bucket, to_key)?);
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        tokio::fs::rename(&from, &to).await.map_err(io)
+    }
+
     /// Files directly under the directory `prefix` (which ends in `/`) modified before `before`.
     pub async fn list_older(
         &self,

@@ -235,6 +235,18 @@ impl ObjectStore {
         }
     }
 
+    /// Moves an object within a bucket: a rename on local disk (atomic, no copy), copy +
+    /// delete on S3.
+    pub async fn rename(&self, bucket: Bucket, from_key: &str, to_key: &str, content_type: &str) -> StorageResult<()> {
+        match self {
+            ObjectStore::Local(l) => l.rename(bucket, from_key, to_key).await,
+            ObjectStore::S3(s) => {
+                s.copy(bucket, from_key, bucket, to_key, content_type).await?;
+                s.delete(bucket, from_key).await
+            }
+        }
+    }
+
     /// Keys under `prefix` last written before `before` (at most `limit`).
     pub async fn list_older(
         &self,
