@@ -405,9 +405,16 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
     }
 }
 
-/// A signed-in person approves (or denies) the code shown by their CLI.
+fn invalid_user_code() -> AppError {
+    AppError::new(
+        ErrorKind::NotFound,
+        "INVALID_USER_CODE",
+        "no pending sign-in request has that code; it may have expired",
+    )
+}
+
 /// A pending device sign-in request by its user code, for the approval page to show who
-/// asked and when before the person confirms.
+/// asked and when before the person confirms. Needs a session (never an API key).
 pub async fn device_lookup(
     state: &AppState,
     principal: &Principal,
@@ -415,41 +422,26 @@ pub async fn device_lookup(
 ) -> AppResult<crate::store::DeviceCodeRow> {
     principal.require(Access::Write)?;
     principal.require_session("approving a device sign-in")?;
-    let invalid = || {
-        AppError::new(
-            ErrorKind::NotFound,
-            "INVALID_USER_CODE",
-            "no pending sign-in request has that code; it may have expired",
-        )
-    };
-    let code = token::normalize_user_code(user_code).ok_or_else(invalid)?;
+    let code = token::normalize_user_code(user_code).ok_or_else(invalid_user_code)?;
     state
         .store()
         .device_code_by_user_code(&code)
         .await?
         .filter(|row| row.status == "pending" && row.expires_at > crate::store::now())
-        .ok_or_else(invalid)
+        .ok_or_else(invalid_user_code)
 }
 
+/// A signed-in person approves (or denies) the code shown by their CLI; returns the name the
+/// client gave itself.
 pub async fn device_decide(
     state: &AppState,
     principal: &Principal,
     user_code: &str,
     approve: bool,
 ) -> AppResult<String> {
-    principal.require(Access::Write)?;
-    principal.require_session("approving a device sign-in")?;
-    let invalid = || {
-        AppError::new(
-            ErrorKind::NotFound,
-            "INVALID_USER_CODE",
-            "no pending sign-in request has that code; it may have expired",
-        )
-    };
-    let code = token::normalize_user_code(user_code).ok_or_else(invalid)?;
-    let row = state.store().device_code_by_user_code(&code).await?.ok_or_else(invalid)?;
-    if !state.store().device_code_decide(&code, principal.user_id(), approve).await? {
-        return Err(invalid());
+    let row = device_lookup(state, principal, user_code).await?;
+    if !state.store().device_code_decide(&row.user_code, principal.user_id(), approve).await? {
+        return Err(invalid_user_code());
     }
     Ok(row.client_name)
 }
