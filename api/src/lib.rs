@@ -18,5 +18,8 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+/// Test harness (test apps on both backends, sample images); only in test builds and for
+/// crates that enable the `testing` feature, never in the server binary.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tools;
