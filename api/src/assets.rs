@@ -299,8 +299,15 @@ pub async fn complete_upload(
     }
     // Move first, check the moved copy: the bytes checked are the bytes kept, whatever the
     // upload URL receives meanwhile.
-    if upload_key != storage_key {
-        state.storage().rename(bucket, &upload_key, storage_key, &pending.content_type).await.map_err(storage_error)?;
+    if upload_key != storage_key
+        && let Err(e) = state.storage().rename(bucket, &upload_key, storage_key, &pending.content_type).await
+    {
+        // Storage failed, not the upload: put the claim back so `complete` can be retried
+        // instead of the uploaded bytes being left for the sweeper.
+        if let Err(restore) = state.store().pending_upload_create(&pending, None).await {
+            tracing::warn!(error = %restore, key = storage_key, "could not restore a pending upload");
+        }
+        return Err(storage_error(e));
     }
     let reject = |code: &'static str, kind: ErrorKind, message: String| async move {
         // The bytes are not what was announced: remove them (the pending record is gone).
