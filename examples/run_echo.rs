@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("set FUNMAGIC_TOKEN to a session token or API key"))?;
     let client = ClientBuilder::new(url).token(token).build()?;
     let request = types::TaskCreateRequest {
-        tool_slug: "echo".into(),
+        tool_slug: "echo".parse()?,
         step_id: None,
         input: serde_json::json!({ "hello": "world", "delayMs": 500 }),
         parent_task_id: None,

@@ -41,9 +41,9 @@ impl FileType {
         }
     }
 
+    /// The type of exactly this media type (lower case, no parameters: the spec lists the
+    /// accepted values).
     pub fn from_mime(mime: &str) -> Option<Self> {
-        let mime = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        let mime = if mime == "image/jpg" { "image/jpeg".to_string() } else { mime };
         Self::ALL.into_iter().find(|t| t.mime() == mime)
     }
 
@@ -569,6 +569,13 @@ mod tests {
         assert_eq!(FileType::sniff(b"# cube\nv 0 0 0\nv 1 0 0\nf 1 2 3\n"), Some(FileType::Obj));
         assert_eq!(FileType::sniff(b"\x7fELF\x02\x01\x01"), None, "an executable is nothing we accept");
         assert_eq!(FileType::sniff(b"<html><script>"), None);
-        assert_eq!(FileType::from_mime("IMAGE/PNG; charset=binary"), Some(FileType::Png));
+        assert_eq!(FileType::from_mime("image/png"), Some(FileType::Png));
+        assert_eq!(FileType::from_mime("IMAGE/PNG; charset=binary"), None, "exactly the listed values");
+        for t in FileType::ALL {
+            assert!(
+                <crate::http::text::UploadContentType as crate::http::text::Text>::RULE.values.contains(&t.mime()),
+                "{t:?} in the spec"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use funmagic_sdk::types;
 
 use crate::context::Context;
 use crate::exit::{CliError, Exit};
-use crate::output::{self, DIM, HEADER};
+use crate::output::{self, DIM, HEADER, field};
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
@@ -116,7 +116,11 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
         }
         AuthCommand::Signup { email, name, password_stdin } => {
             let password = read_password(password_stdin, true)?;
-            let body = types::SignUpRequest { name, email, password };
+            let body = types::SignUpRequest {
+                name: field("name", name)?,
+                email: field("email", email)?,
+                password: field("password", password)?,
+            };
             let signed = ctx.client.auth_sign_up_email(&body).await.map_err(sdk)?.into_inner();
             let path = ctx.store_token(Some(&signed.token))?;
             done(
@@ -127,7 +131,10 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
             Ok(ExitCode::SUCCESS)
         }
         AuthCommand::ForgotPassword { email } => {
-            ctx.client.auth_password_reset_request(&types::PasswordResetRequest { email }).await.map_err(sdk)?;
+            ctx.client
+                .auth_password_reset_request(&types::PasswordResetRequest { email: field("email", email)? })
+                .await
+                .map_err(sdk)?;
             done(
                 ctx,
                 "if that address has an account, a reset token is on its way",
@@ -137,7 +144,13 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
         }
         AuthCommand::ResetPassword { token, password_stdin } => {
             let new_password = read_password(password_stdin, true)?;
-            ctx.client.auth_password_reset(&types::ResetPasswordRequest { token, new_password }).await.map_err(sdk)?;
+            ctx.client
+                .auth_password_reset(&types::ResetPasswordRequest {
+                    token: field("token", token)?,
+                    new_password: field("new password", new_password)?,
+                })
+                .await
+                .map_err(sdk)?;
             done(
                 ctx,
                 "password changed; every session was signed out — run `funmagic auth login`",
@@ -170,7 +183,15 @@ async fn login(ctx: &Context, args: LoginArgs) -> Result<ExitCode, CliError> {
         token
     } else if let Some(email) = args.email {
         let password = read_password(args.password_stdin, false)?;
-        ctx.client.auth_sign_in_email(&types::SignInRequest { email, password }).await.map_err(sdk)?.into_inner().token
+        ctx.client
+            .auth_sign_in_email(&types::SignInRequest {
+                email: field("email", email)?,
+                password: field("password", password)?,
+            })
+            .await
+            .map_err(sdk)?
+            .into_inner()
+            .token
     } else {
         device_login(ctx).await?
     };
@@ -197,7 +218,7 @@ async fn device_login(ctx: &Context) -> Result<String, CliError> {
     let client_id = format!("funmagic CLI {}", env!("CARGO_PKG_VERSION"));
     let code = ctx
         .client
-        .auth_device_code_create(&types::DeviceCodeRequest { client_id: Some(client_id) })
+        .auth_device_code_create(&types::DeviceCodeRequest { client_id: Some(field("client id", client_id)?) })
         .await
         .map_err(sdk)?
         .into_inner();
@@ -214,8 +235,8 @@ async fn device_login(ctx: &Context) -> Result<String, CliError> {
     let deadline = Instant::now() + Duration::from_secs(code.expires_in.max(1) as u64);
     let mut interval = Duration::from_secs(code.interval.max(1) as u64);
     let request = types::DeviceTokenRequest {
-        grant_type: "urn:ietf:params:oauth:grant-type:device_code".into(),
-        device_code: code.device_code.clone(),
+        grant_type: types::DeviceGrantType::UrnIetfParamsOauthGrantTypeDeviceCode,
+        device_code: field("device code", &code.device_code)?,
     };
     loop {
         if Instant::now() >= deadline {
@@ -282,7 +303,7 @@ async fn run_keys(ctx: &Context, command: KeysCommand) -> Result<ExitCode, CliEr
     match command {
         KeysCommand::Create { name, scope, expires_in_days } => {
             let expires_in_days = expires_in_days.and_then(std::num::NonZeroU32::new);
-            let body = types::CreateApiKeyRequest { name, scope: scope.into(), expires_in_days };
+            let body = types::CreateApiKeyRequest { name: field("name", name)?, scope: scope.into(), expires_in_days };
             let created = ctx.client.auth_api_key_create(&body).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&created);

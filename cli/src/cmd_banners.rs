@@ -90,13 +90,21 @@ async fn thumbnail(ctx: &Context, given: Option<String>) -> Result<Option<String
     }
 }
 
-fn merge(ctx_title: String, f: Fields, thumb: Option<String>, base: Option<&types::Banner>) -> types::BannerInput {
-    types::BannerInput {
-        title: ctx_title,
-        description: f.description.or_else(|| base.and_then(|b| b.description.clone())),
-        thumbnail: thumb.or_else(|| base.and_then(|b| b.thumbnail.clone())),
-        link: f.link.or_else(|| base.and_then(|b| b.link.clone())),
-        link_text: f.link_text.or_else(|| base.and_then(|b| b.link_text.clone())),
+fn merge(
+    ctx_title: String,
+    f: Fields,
+    thumb: Option<String>,
+    base: Option<&types::Banner>,
+) -> Result<types::BannerInput, CliError> {
+    Ok(types::BannerInput {
+        title: output::field("title", ctx_title)?,
+        description: output::opt_field(
+            "description",
+            f.description.or_else(|| base.and_then(|b| b.description.clone())),
+        )?,
+        thumbnail: output::opt_field("thumbnail", thumb.or_else(|| base.and_then(|b| b.thumbnail.clone())))?,
+        link: output::opt_field("link", f.link.or_else(|| base.and_then(|b| b.link.clone())))?,
+        link_text: output::opt_field("link text", f.link_text.or_else(|| base.and_then(|b| b.link_text.clone())))?,
         link_target: Some(if f.new_tab {
             types::LinkTarget::Blank
         } else {
@@ -107,8 +115,11 @@ fn merge(ctx_title: String, f: Fields, thumb: Option<String>, base: Option<&type
             .position
             .or_else(|| base.filter(|b| f.kind.as_ref().is_none_or(|k| *k == b.type_)).map(|b| b.position)),
         type_: f.kind.or_else(|| base.map(|b| b.type_)),
-        badge: f.badge.or_else(|| base.and_then(|b| b.badge.clone())),
-        badge_color: f.badge_color.or_else(|| base.and_then(|b| b.badge_color.clone())),
+        badge: output::opt_field("badge", f.badge.or_else(|| base.and_then(|b| b.badge.clone())))?,
+        badge_color: output::opt_field(
+            "badge colour",
+            f.badge_color.or_else(|| base.and_then(|b| b.badge_color.clone())),
+        )?,
         is_active: Some(if f.inactive {
             false
         } else if f.active {
@@ -118,7 +129,7 @@ fn merge(ctx_title: String, f: Fields, thumb: Option<String>, base: Option<&type
         }),
         starts_at: f.starts_at.or_else(|| base.and_then(|b| b.starts_at)),
         ends_at: f.ends_at.or_else(|| base.and_then(|b| b.ends_at)),
-    }
+    })
 }
 
 fn show(ctx: &Context, b: &types::Banner) {
@@ -170,7 +181,7 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
         }
         BannersCommand::Create { title, fields } => {
             let thumb = thumbnail(ctx, fields.thumbnail.clone()).await?;
-            let input = merge(title, fields, thumb, None);
+            let input = merge(title, fields, thumb, None)?;
             let created = ctx.client.admin_banner_create(&input).await.map_err(sdk)?.into_inner();
             show(ctx, &created);
         }
@@ -182,7 +193,7 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
                 .find(|b| b.id == id)
                 .ok_or_else(|| CliError::usage(format!("no banner {id}")))?;
             let thumb = thumbnail(ctx, fields.thumbnail.clone()).await?;
-            let input = merge(title.unwrap_or_else(|| base.title.clone()), fields, thumb, Some(&base));
+            let input = merge(title.unwrap_or_else(|| base.title.clone()), fields, thumb, Some(&base))?;
             let updated = ctx.client.admin_banner_update(&id, &input).await.map_err(sdk)?.into_inner();
             show(ctx, &updated);
         }

@@ -126,7 +126,10 @@ pub async fn run(ctx: &Context, command: Option<CreditsCommand>) -> Result<ExitC
             let key = uuid::Uuid::new_v4().to_string();
             let checkout = ctx
                 .client
-                .credits_checkout_create(Some(key.as_str()), &types::CheckoutRequest { package_id: chosen.id })
+                .credits_checkout_create(
+                    Some(&output::field("idempotency key", &key)?),
+                    &types::CheckoutRequest { package_id: chosen.id },
+                )
                 .await
                 .map_err(sdk)?
                 .into_inner();
@@ -189,10 +192,11 @@ pub async fn run_admin(ctx: &Context, command: AdminCreditsCommand) -> Result<Ex
     match command {
         AdminCreditsCommand::Adjust { user, amount, reason, idempotency_key } => {
             let id = resolve_user(ctx, &user).await?;
-            let body = types::AdjustCreditsRequest { amount, description: reason };
+            let body = types::AdjustCreditsRequest { amount, description: output::field("reason", reason)? };
+            let idempotency_key = output::opt_field("idempotency key", idempotency_key)?;
             let balance = ctx
                 .client
-                .admin_user_credits_adjust(&id, idempotency_key.as_deref(), &body)
+                .admin_user_credits_adjust(&id, idempotency_key.as_ref(), &body)
                 .await
                 .map_err(|e| CliError::from_sdk(e, &ctx.api_url))?
                 .into_inner();

@@ -123,7 +123,13 @@ pub async fn run(ctx: &Context, command: ProvidersCommand) -> Result<ExitCode, C
         }
         ProvidersCommand::Add { name, kind, key_stdin, base_url } => {
             let key = read_key(key_stdin)?;
-            let body = types::ProviderCreate { name, type_: kind, api_key: Some(key), base_url, is_active: None };
+            let body = types::ProviderCreate {
+                name: output::field("name", name)?,
+                type_: kind,
+                api_key: Some(output::field("API key", key)?),
+                base_url: output::opt_field("base URL", base_url)?,
+                is_active: None,
+            };
             let created = ctx.client.admin_provider_create(&body).await.map_err(sdk)?.into_inner();
             show(ctx, &created);
         }
@@ -136,10 +142,10 @@ pub async fn run(ctx: &Context, command: ProvidersCommand) -> Result<ExitCode, C
             let p = find(ctx, &provider).await?;
             let api_key = if rotate_key || key_stdin { Some(read_key(key_stdin)?) } else { None };
             let body = types::ProviderUpdate {
-                api_key,
-                base_url,
+                api_key: output::opt_field("API key", api_key)?,
+                base_url: output::opt_field("base URL", base_url)?,
                 clear_base_url: clear_base_url.then_some(true),
-                name,
+                name: output::opt_field("name", name)?,
                 is_active: None,
             };
             let updated = ctx.client.admin_provider_update(&p.id, &body).await.map_err(sdk)?.into_inner();

@@ -97,8 +97,8 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
         input.insert("imageStorageKey".into(), asset.storage_key.into());
     }
     let request = types::TaskCreateRequest {
-        tool_slug: args.tool.clone(),
-        step_id: args.step.clone(),
+        tool_slug: output::field("tool", &args.tool)?,
+        step_id: output::opt_field("step", args.step.as_ref())?,
         input: serde_json::Value::Object(input),
         parent_task_id: args.parent,
         run_all_steps: args.step.is_none().then_some(true),

@@ -39,3 +39,23 @@ pub fn api_enum<T: std::str::FromStr>(s: &str) -> Result<T, String> {
 pub fn page(limit: u32) -> Option<std::num::NonZeroU32> {
     std::num::NonZeroU32::new(limit.clamp(1, 200))
 }
+
+/// Turns a value into the API's typed field (lengths, patterns and formats as the spec
+/// states them); a value the API would refuse is a usage error that names the field.
+pub fn field<T>(what: &str, value: impl AsRef<str>) -> Result<T, crate::exit::CliError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let value = value.as_ref();
+    value.parse().map_err(|e| crate::exit::CliError::usage(format!("{what}: {e}")))
+}
+
+/// [`field`] for an optional value.
+pub fn opt_field<T>(what: &str, value: Option<impl AsRef<str>>) -> Result<Option<T>, crate::exit::CliError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value.map(|v| field(what, v)).transpose()
+}

@@ -26,6 +26,8 @@ pub enum FileError {
     UnknownType(PathBuf),
     #[error("{0} is empty: there is nothing to upload")]
     Empty(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The content type we announce for a file name.
@@ -86,24 +88,33 @@ async fn upload(
     let content_type = content_type_for(path).ok_or_else(|| FileError::UnknownType(path.to_path_buf()))?;
     let file = tokio::fs::File::open(path).await?;
     let size = std::num::NonZeroU64::new(file.metadata().await?.len()).ok_or_else(|| FileError::Empty(path.into()))?;
-    let filename = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_string();
+    // The server cleans the name further; the spec allows 255 characters, no control ones.
+    let filename: String = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file")
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .take(255)
+        .collect();
+    let filename: types::FileName = filename.parse().map_err(|e| FileError::Invalid(format!("file name: {e}")))?;
+    let content_type: types::UploadContentType =
+        content_type.parse().map_err(|e| FileError::Invalid(format!("content type: {e}")))?;
     let presigned = match target {
         Target::User(module) => {
-            let request = types::PresignUploadRequest {
-                filename,
-                content_type: content_type.to_string(),
-                size,
-                module: module.map(str::to_string),
-            };
+            let module = module
+                .map(|m| m.parse::<types::Module>())
+                .transpose()
+                .map_err(|_| FileError::Invalid("module: use 1 to 32 characters of a-z, 0-9 and -".into()))?;
+            let request = types::PresignUploadRequest { filename, content_type, size, module };
             client.upload_presign(&request).await?.into_inner()
         }
         Target::Admin(key) => {
-            let request = types::AdminPresignUploadRequest {
-                filename,
-                content_type: content_type.to_string(),
-                size,
-                key: key.map(str::to_string),
-            };
+            let key = key
+                .map(|k| k.parse::<types::StorageKey>())
+                .transpose()
+                .map_err(|_| FileError::Invalid("key: use a-z, A-Z, 0-9, '.', '_', '-' and '/' segments".into()))?;
+            let request = types::AdminPresignUploadRequest { filename, content_type, size, key };
             client.admin_upload_presign(&request).await?.into_inner()
         }
     };
@@ -127,7 +138,9 @@ async fn upload(
         let body = response.text().await.unwrap_or_default().chars().take(500).collect();
         return Err(FileError::Storage { status, body });
     }
-    let complete = types::CompleteUploadRequest { storage_key: presigned.storage_key };
+    let storage_key =
+        presigned.storage_key.parse().map_err(|e| FileError::Invalid(format!("the server's storage key: {e}")))?;
+    let complete = types::CompleteUploadRequest { storage_key };
     let asset = if admin {
         client.admin_upload_complete(&complete).await?.into_inner()
     } else {

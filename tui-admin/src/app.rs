@@ -522,9 +522,10 @@ impl App {
             Tab::Tools => {
                 let tool = self.visible_tools().get(self.tools.selected).map(|t| (*t).clone())?;
                 match key {
-                    Key::Char(' ') => match tool.config.clone().and_then(|c| tool_input(&tool, c, !tool.is_active)) {
-                        Some(input) => self.send(Request::SaveTool { id: tool.id, input: Box::new(input) }),
-                        None => self.error("INCOMPLETE_TOOL: the listing lacks this tool's config or type; press r"),
+                    Key::Char(' ') => match tool.config.clone().map(|c| tool_input(&tool, c, !tool.is_active)) {
+                        Some(Ok(input)) => self.send(Request::SaveTool { id: tool.id, input: Box::new(input) }),
+                        Some(Err(e)) => self.error(e),
+                        None => self.error("INCOMPLETE_TOOL: the listing lacks this tool's config; press r"),
                     },
                     Key::Char('e') => {
                         let config = match (&self.tools.invalid, &tool.config) {
@@ -654,9 +655,13 @@ impl App {
             (b.sort_order, a.sort_order)
         };
         for (p, order) in [(a, oa), (b, ob)] {
-            let mut input = package_input(&p);
-            input.sort_order = Some(order);
-            self.send(Request::SavePackage { id: Some(p.id), input });
+            match package_input(&p) {
+                Ok(mut input) => {
+                    input.sort_order = Some(order);
+                    self.send(Request::SavePackage { id: Some(p.id), input });
+                }
+                Err(e) => self.error(e),
+            }
         }
         self.content.selected = j;
     }
@@ -664,14 +669,22 @@ impl App {
     fn toggle_content(&mut self) {
         if self.content.on_banners {
             if let Some(b) = self.content.banners.get(self.content.selected) {
-                let mut input = banner_input(b);
-                input.is_active = Some(!b.is_active);
-                self.send(Request::SaveBanner { id: Some(b.id), input: Box::new(input) });
+                match banner_input(b) {
+                    Ok(mut input) => {
+                        input.is_active = Some(!b.is_active);
+                        self.send(Request::SaveBanner { id: Some(b.id), input: Box::new(input) });
+                    }
+                    Err(e) => self.error(e),
+                }
             }
         } else if let Some(p) = self.content.packages.get(self.content.selected) {
-            let mut input = package_input(p);
-            input.is_active = Some(!p.is_active);
-            self.send(Request::SavePackage { id: Some(p.id), input });
+            match package_input(p) {
+                Ok(mut input) => {
+                    input.is_active = Some(!p.is_active);
+                    self.send(Request::SavePackage { id: Some(p.id), input });
+                }
+                Err(e) => self.error(e),
+            }
         }
     }
 
@@ -754,48 +767,57 @@ impl App {
                 self.send(Request::RotateProviderKey { id: *id, key: v(0) });
             }
             FormAction::Package(id) => {
-                let credits: i64 = v(1).parse().map_err(|_| "credits must be a whole number".to_string())?;
+                let credits: std::num::NonZeroU64 =
+                    v(1).parse().map_err(|_| "credits must be a whole number from 1".to_string())?;
                 let price: i64 = v(2).parse().map_err(|_| "price must be a whole number of cents".to_string())?;
                 let existing = id.and_then(|id| self.content.packages.iter().find(|p| p.id == id));
-                let mut input = existing.map(package_input).unwrap_or(types::PackageInput {
-                    name: String::new(),
-                    credits: 0,
-                    price: 0,
-                    currency: None,
-                    stripe_price_id: None,
-                    is_active: Some(true),
-                    sort_order: None,
-                });
-                input.name = v(0);
+                let name: types::Line100 = text("name", &v(0))?;
+                let mut input = match existing {
+                    Some(p) => package_input(p)?,
+                    None => types::PackageInput {
+                        name: name.clone(),
+                        credits,
+                        price,
+                        currency: None,
+                        stripe_price_id: None,
+                        is_active: Some(true),
+                        sort_order: None,
+                    },
+                };
+                input.name = name;
                 input.credits = credits;
                 input.price = price;
-                input.currency = Some(v(3)).filter(|c| !c.is_empty());
+                input.currency = opt_text("currency", Some(v(3)).filter(|c| !c.is_empty()).as_deref())?;
                 self.send(Request::SavePackage { id: *id, input });
             }
             FormAction::Banner(id) => {
                 let (starts_at, ends_at) = (parse_time(&v(3))?, parse_time(&v(4))?);
                 let existing = id.and_then(|id| self.content.banners.iter().find(|b| b.id == id));
-                let mut input = existing.map(banner_input).unwrap_or(types::BannerInput {
-                    title: String::new(),
-                    description: None,
-                    thumbnail: None,
-                    link: None,
-                    link_text: None,
-                    link_target: None,
-                    type_: None,
-                    position: None,
-                    badge: None,
-                    badge_color: None,
-                    is_active: Some(true),
-                    starts_at: None,
-                    ends_at: None,
-                });
-                input.title = v(0);
+                let title: types::Line200 = text("title", &v(0))?;
+                let mut input = match existing {
+                    Some(b) => banner_input(b)?,
+                    None => types::BannerInput {
+                        title: title.clone(),
+                        description: None,
+                        thumbnail: None,
+                        link: None,
+                        link_text: None,
+                        link_target: None,
+                        type_: None,
+                        position: None,
+                        badge: None,
+                        badge_color: None,
+                        is_active: Some(true),
+                        starts_at: None,
+                        ends_at: None,
+                    },
+                };
+                input.title = title;
                 input.type_ = match v(1).as_str() {
                     "" => None,
                     t => Some(t.parse().map_err(|_| format!("'{t}' is not a banner type: use main or side"))?),
                 };
-                input.link = Some(v(2)).filter(|l| !l.is_empty());
+                input.link = opt_text("link", Some(v(2)).filter(|l| !l.is_empty()).as_deref())?;
                 input.starts_at = starts_at;
                 input.ends_at = ends_at;
                 if existing.is_some_and(|b| Some(&b.type_) != input.type_.as_ref()) {
@@ -805,7 +827,7 @@ impl App {
             }
             FormAction::BannerWindow(id) => {
                 let Some(b) = self.content.banners.iter().find(|b| b.id == *id) else { return Ok(()) };
-                let mut input = banner_input(b);
+                let mut input = banner_input(b)?;
                 input.starts_at = parse_time(&v(0))?;
                 input.ends_at = parse_time(&v(1))?;
                 self.send(Request::SaveBanner { id: Some(*id), input: Box::new(input) });
@@ -825,8 +847,8 @@ impl App {
             Ok(config) => {
                 self.tools.invalid = None;
                 match tool_input(&tool, config, tool.is_active) {
-                    Some(input) => self.send(Request::SaveTool { id, input: Box::new(input) }),
-                    None => self.error("INCOMPLETE_TOOL: the listing lacks this tool's type; press r"),
+                    Ok(input) => self.send(Request::SaveTool { id, input: Box::new(input) }),
+                    Err(e) => self.error(e),
                 }
             }
             Err(e) => {
@@ -847,45 +869,60 @@ fn parse_time(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> 
         .map_err(|_| format!("'{s}' is not an RFC 3339 time (like 2026-12-01T00:00:00Z)"))
 }
 
-/// The tool as written back, or `None` if the listing lacked its type (nothing is sent
+/// A field the spec constrains, checked as the server will check it.
+fn text<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| format!("VALIDATION_FAILED: {field}: {e}"))
+}
+
+fn opt_text<T: std::str::FromStr>(field: &str, value: Option<&str>) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.map(|v| text(field, v)).transpose()
+}
+
+/// The tool as written back; an error if the listing lacked its type (nothing is sent
 /// then, rather than a nil type id).
-fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> Option<types::ToolInput> {
-    Some(types::ToolInput {
-        slug: tool.slug.clone(),
-        title: tool.title.clone(),
-        description: tool.description.clone(),
-        tool_type_id: tool.tool_type.as_ref()?.id,
+fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> Result<types::ToolInput, String> {
+    Ok(types::ToolInput {
+        slug: text("slug", &tool.slug)?,
+        title: text("title", &tool.title)?,
+        description: opt_text("description", tool.description.as_deref())?,
+        tool_type_id: tool.tool_type.as_ref().ok_or("INCOMPLETE_TOOL: the listing lacks this tool's type; press r")?.id,
         config,
         is_active: Some(active),
     })
 }
 
-fn package_input(p: &types::CreditPackage) -> types::PackageInput {
-    types::PackageInput {
-        name: p.name.clone(),
-        credits: p.credits,
-        price: p.price,
-        currency: Some(p.currency.clone()),
-        stripe_price_id: p.stripe_price_id.clone(),
+fn package_input(p: &types::CreditPackage) -> Result<types::PackageInput, String> {
+    Ok(types::PackageInput {
+        name: text("name", &p.name)?,
+        credits: text("credits", &p.credits.to_string())?,
+        price: text("price", &p.price.to_string())?,
+        currency: opt_text("currency", Some(&p.currency))?,
+        stripe_price_id: opt_text("stripePriceId", p.stripe_price_id.as_deref())?,
         is_active: Some(p.is_active),
         sort_order: Some(p.sort_order),
-    }
+    })
 }
 
-fn banner_input(b: &types::Banner) -> types::BannerInput {
-    types::BannerInput {
-        title: b.title.clone(),
-        description: b.description.clone(),
-        thumbnail: b.thumbnail.clone(),
-        link: b.link.clone(),
-        link_text: b.link_text.clone(),
+fn banner_input(b: &types::Banner) -> Result<types::BannerInput, String> {
+    Ok(types::BannerInput {
+        title: text("title", &b.title)?,
+        description: opt_text("description", b.description.as_deref())?,
+        thumbnail: opt_text("thumbnail", b.thumbnail.as_deref())?,
+        link: opt_text("link", b.link.as_deref())?,
+        link_text: opt_text("linkText", b.link_text.as_deref())?,
         link_target: Some(b.link_target),
         type_: Some(b.type_),
         position: Some(b.position),
-        badge: b.badge.clone(),
-        badge_color: b.badge_color.clone(),
+        badge: opt_text("badge", b.badge.as_deref())?,
+        badge_color: opt_text("badgeColor", b.badge_color.as_deref())?,
         is_active: Some(b.is_active),
         starts_at: b.starts_at,
         ends_at: b.ends_at,
-    }
+    })
 }

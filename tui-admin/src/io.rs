@@ -159,6 +159,29 @@ macro_rules! call {
     };
 }
 
+/// A value the spec constrains, checked here as the server would: an invalid one is shown
+/// like a refused request.
+macro_rules! text {
+    ($field:literal, $e:expr) => {
+        match $e.parse() {
+            Ok(v) => v,
+            Err(e) => {
+                return Response::Failed { code: "VALIDATION_FAILED".into(), message: format!("{}: {e}", $field) };
+            }
+        }
+    };
+}
+
+/// [`text!`] for an optional value.
+macro_rules! opt_text {
+    ($field:literal, $e:expr) => {
+        match $e {
+            Some(v) => Some(text!($field, v)),
+            None => None,
+        }
+    };
+}
+
 fn done(message: impl Into<String>, reload: Option<Request>) -> Response {
     Response::Done { message: message.into(), reload }
 }
@@ -183,7 +206,8 @@ pub async fn execute(client: &Client, request: Request) -> Response {
             Response::UserDetail(Box::new(UserDetail { user, credits, tasks, transactions }))
         }
         Request::AdjustCredits { user, amount, reason, key } => {
-            let body = types::AdjustCreditsRequest { amount, description: reason };
+            let body = types::AdjustCreditsRequest { amount, description: text!("reason", reason) };
+            let key = text!("idempotency key", key);
             let after = call!(client.admin_user_credits_adjust(&user, Some(&key), &body));
             done(
                 format!("credits adjusted by {amount:+}: balance now {}", after.balance),
@@ -195,7 +219,7 @@ pub async fn execute(client: &Client, request: Request) -> Response {
             done(format!("{} is now {}", u.email, u.role), Some(Request::UserDetail(user)))
         }
         Request::Ban { user, reason } => {
-            let u = call!(client.admin_user_ban(&user, &types::BanRequest { reason }));
+            let u = call!(client.admin_user_ban(&user, &types::BanRequest { reason: opt_text!("reason", reason) }));
             done(format!("{} banned", u.email), Some(Request::UserDetail(user)))
         }
         Request::Unban(user) => {
@@ -241,7 +265,13 @@ pub async fn execute(client: &Client, request: Request) -> Response {
         },
         Request::Providers => Response::Providers(call!(client.admin_provider_list()).providers),
         Request::AddProvider { name, kind, key, base_url } => {
-            let body = types::ProviderCreate { name, type_: kind, api_key: Some(key), base_url, is_active: None };
+            let body = types::ProviderCreate {
+                name: text!("name", name),
+                type_: kind,
+                api_key: Some(text!("API key", key)),
+                base_url: opt_text!("base URL", base_url),
+                is_active: None,
+            };
             let p = call!(client.admin_provider_create(&body));
             done(
                 format!("provider {} added (key …{})", p.name, p.key_last4.unwrap_or_default()),
@@ -250,7 +280,7 @@ pub async fn execute(client: &Client, request: Request) -> Response {
         }
         Request::RotateProviderKey { id, key } => {
             let body = types::ProviderUpdate {
-                api_key: Some(key),
+                api_key: Some(text!("API key", key)),
                 base_url: None,
                 clear_base_url: None,
                 is_active: None,

@@ -36,7 +36,7 @@ pub struct IssuedSession {
 pub fn normalize_email(raw: &str) -> AppResult<String> {
     let email = raw.trim().to_lowercase();
     let invalid = || AppError::new(ErrorKind::Validation, "INVALID_EMAIL", "that is not a valid email address");
-    if email.len() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if raw.chars().count() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
     let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
@@ -52,10 +52,12 @@ pub fn normalize_email(raw: &str) -> AppResult<String> {
     Ok(email)
 }
 
+/// Trims a name and checks it: 1 to `MAX_NAME_LEN` characters as given, no control
+/// characters, not only spaces (the rule the spec states for `http::text::Name`).
 pub fn validate_name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
-    let len = name.chars().count();
-    if len == 0 || len > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    let len = raw.chars().count();
+    if name.is_empty() || len > MAX_NAME_LEN || raw.chars().any(char::is_control) {
         return Err(AppError::new(
             ErrorKind::Validation,
             "INVALID_NAME",
@@ -141,8 +143,10 @@ pub async fn create_session(state: &AppState, user: UserRow, client: &Client) ->
     Ok(IssuedSession { token, session, user })
 }
 
-/// Ends the caller's session (an API key is not a session: 400).
+/// Ends the caller's session (an API key is not a session: 403 SESSION_REQUIRED; revoke
+/// the key instead).
 pub async fn sign_out(state: &AppState, principal: &Principal) -> AppResult<()> {
+    principal.require_session("signing out (revoke an API key instead)")?;
     let super::Credential::Session { token_hash, .. } = &principal.credential else {
         return Err(AppError::bad_request("an API key cannot sign out; revoke it instead"));
     };
@@ -191,7 +195,8 @@ pub async fn verify_email(state: &AppState, secret: &str) -> AppResult<UserRow> 
 /// Always succeeds from the caller's point of view, so it does not reveal who has an account.
 pub async fn request_password_reset(state: &AppState, email: &str, client: &Client) -> AppResult<()> {
     limit_ip(state, "reset", client).await?;
-    let Ok(email) = normalize_email(email) else { return Ok(()) };
+    // A malformed address is refused (422); an unknown one answers like a known one.
+    let email = normalize_email(email)?;
     limit_email(state, "reset", &email).await?;
     let Some(user) = state.store().user_get_by_email(&email).await? else { return Ok(()) };
     let secret = token::generate(token::VERIFICATION_PREFIX);

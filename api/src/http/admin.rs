@@ -12,6 +12,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{User, UserRole};
 use super::security::Auth;
+use super::text::{Opt, Prose};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::auth::flows;
@@ -35,8 +36,8 @@ pub struct SetRoleRequest {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BanRequest {
-    /// Shown to admins; at most 500 characters are kept.
-    pub reason: Option<String>,
+    /// Shown to admins.
+    pub reason: Opt<Prose<500>>,
 }
 
 #[derive(Debug, Object)]

@@ -12,6 +12,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
 use super::security::Auth;
+use super::text::{FileName, Module, Opt, StorageKey, UploadContentType};
 use crate::app::AppState;
 use crate::assets::{self, UploadRequest};
 use crate::auth::Access;
@@ -24,25 +25,25 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PresignUploadRequest {
     /// The original file name (sanitized by the server).
-    pub filename: String,
-    /// image/png, image/jpeg, image/webp, model/gltf-binary, application/ply or model/obj.
-    pub content_type: String,
-    /// Exact size in bytes.
-    #[oai(validator(minimum(value = "1")))]
+    pub filename: FileName,
+    /// The file's media type; others are refused with 415.
+    pub content_type: UploadContentType,
+    /// Exact size in bytes (the per-type limits and the quota are settings: 413 above them).
+    #[oai(validator(minimum(value = "1"), maximum(value = "9007199254740991")))]
     pub size: u64,
     /// Namespace, e.g. `uploads`, `image-gen` (a-z, 0-9, -).
-    pub module: Option<String>,
+    pub module: Opt<Module>,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AdminPresignUploadRequest {
-    pub filename: String,
-    pub content_type: String,
-    #[oai(validator(minimum(value = "1")))]
+    pub filename: FileName,
+    pub content_type: UploadContentType,
+    #[oai(validator(minimum(value = "1"), maximum(value = "9007199254740991")))]
     pub size: u64,
     /// A key of your choosing in the admin bucket (default: generated).
-    pub key: Option<String>,
+    pub key: Opt<StorageKey>,
 }
 
 /// Send the file with `method` to `uploadUrl`, with exactly these `headers`, then call
@@ -60,7 +61,7 @@ pub struct PresignedUpload {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CompleteUploadRequest {
-    pub storage_key: String,
+    pub storage_key: StorageKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -169,10 +170,10 @@ impl AssetsApi {
         let principal = auth.principal(&state, req).await?;
         let body = body.0;
         let request = UploadRequest {
-            filename: body.filename,
-            content_type: body.content_type,
+            filename: body.filename.into_string(),
+            content_type: body.content_type.into_string(),
             size: body.size,
-            module: body.module.unwrap_or_else(|| "uploads".into()),
+            module: body.module.to_owned_string().unwrap_or_else(|| "uploads".into()),
             key: None,
         };
         Ok(Json(presigned(assets::presign_upload(&state, &principal, request, Bucket::Private).await?)))
@@ -281,11 +282,11 @@ impl AdminAssetsApi {
         let principal = auth.principal(&state, req).await?;
         let body = body.0;
         let request = UploadRequest {
-            filename: body.filename,
-            content_type: body.content_type,
+            filename: body.filename.into_string(),
+            content_type: body.content_type.into_string(),
             size: body.size,
             module: "admin".into(),
-            key: body.key,
+            key: body.key.to_owned_string(),
         };
         Ok(Json(presigned(assets::presign_upload(&state, &principal, request, Bucket::Admin).await?)))
     }

@@ -12,6 +12,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
 use super::security::Auth;
+use super::text::{DeviceGrantType, Email, Name, NewPassword, Opt, Password, Prose, Text, Token};
 use crate::app::AppState;
 use crate::auth::flows::{self, Client, DevicePoll, IssuedSession};
 use crate::auth::{Credential, SESSION_COOKIE, client_ip, user_agent};
@@ -26,16 +27,16 @@ fn client(state: &AppState, req: &Request) -> Client {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SignUpRequest {
-    pub name: String,
-    pub email: String,
-    pub password: String,
+    pub name: Name,
+    pub email: Email,
+    pub password: NewPassword,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct SignInRequest {
-    pub email: String,
-    pub password: String,
+    pub email: Email,
+    pub password: Password,
 }
 
 /// A new session: `token` is the bearer secret (shown once; the web gets it as a cookie).
@@ -84,35 +85,35 @@ pub struct SessionSummary {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PasswordResetRequest {
-    pub email: String,
+    pub email: Email,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ResetPasswordRequest {
-    pub token: String,
-    pub new_password: String,
+    pub token: Token<512>,
+    pub new_password: NewPassword,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ChangePasswordRequest {
-    pub current_password: String,
-    pub new_password: String,
+    pub current_password: Password,
+    pub new_password: NewPassword,
     /// Sign out every other session (default true).
-    pub revoke_other_sessions: Option<bool>,
+    pub revoke_other_sessions: Opt<bool>,
     /// Revoke every API key (and device sign-ins approved but not collected yet) (default true).
-    pub revoke_api_keys: Option<bool>,
+    pub revoke_api_keys: Opt<bool>,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct CreateApiKeyRequest {
-    pub name: String,
+    pub name: Name,
     pub scope: ApiKeyScope,
     /// Days until the key stops working (1–3650); none: never.
     #[oai(validator(minimum(value = "1"), maximum(value = "3650")))]
-    pub expires_in_days: Option<u32>,
+    pub expires_in_days: Opt<u32>,
 }
 
 /// The new key's secret is in `key`, shown this once.
@@ -133,7 +134,7 @@ pub struct ApiKeyList {
 #[derive(Debug, Object)]
 pub struct DeviceCodeRequest {
     /// Shown to the person approving, e.g. `funmagic-cli on laptop`.
-    pub client_id: Option<String>,
+    pub client_id: Opt<Prose<200>>,
 }
 
 /// RFC 8628 §3.2.
@@ -151,8 +152,8 @@ pub struct DeviceCodeResponse {
 #[derive(Debug, Object)]
 pub struct DeviceTokenRequest {
     /// `urn:ietf:params:oauth:grant-type:device_code`.
-    pub grant_type: String,
-    pub device_code: String,
+    pub grant_type: DeviceGrantType,
+    pub device_code: Token<512>,
 }
 
 /// RFC 6749 §5.1 access token response; the token is a session token.
@@ -166,7 +167,7 @@ pub struct DeviceTokenResponse {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeviceApproveRequest {
-    pub user_code: String,
+    pub user_code: Token<64>,
     /// false denies the request.
     pub approve: bool,
 }
@@ -322,7 +323,8 @@ impl AuthApi {
     ) -> Result<Json<CreatedApiKey>> {
         let principal = auth.principal(&state, req).await?;
         let issued =
-            flows::api_key_create(&state, &principal, &body.name, body.scope.into(), body.expires_in_days).await?;
+            flows::api_key_create(&state, &principal, &body.name, body.scope.into(), body.expires_in_days.get())
+                .await?;
         Ok(Json(CreatedApiKey { key: issued.secret, api_key: issued.key.into() }))
     }
 
@@ -356,7 +358,7 @@ impl AuthApi {
         req: &Request,
         body: Json<DeviceCodeRequest>,
     ) -> Result<Json<DeviceCodeResponse>> {
-        let name = body.client_id.clone().unwrap_or_default();
+        let name = body.client_id.to_owned_string().unwrap_or_default();
         let (device_code, row) = flows::device_code_create(&state, &name, &client(&state, req)).await?;
         let uri = format!("{}/device", state.public_url());
         Ok(Json(DeviceCodeResponse {
@@ -378,7 +380,7 @@ impl AuthApi {
         req: &Request,
         body: Json<DeviceTokenRequest>,
     ) -> Result<Json<DeviceTokenResponse>> {
-        if body.grant_type != "urn:ietf:params:oauth:grant-type:device_code" {
+        if !DeviceGrantType::accepts(&body.grant_type) {
             return Err(rfc_error(
                 "unsupported_grant_type",
                 "grant_type must be urn:ietf:params:oauth:grant-type:device_code",

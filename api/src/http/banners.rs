@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{BannerType, LinkTarget, Success};
 use super::security::Auth;
+use super::text::{Line, Link, Opt, Prose, Thumbnail};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::AppError;
@@ -57,25 +58,25 @@ pub struct BannerList {
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct BannerInput {
-    pub title: String,
-    pub description: Option<String>,
+    pub title: Line<200>,
+    pub description: Opt<Prose<2000>>,
     /// An http(s) URL, or the storage key of an admin-bucket upload.
-    pub thumbnail: Option<String>,
-    pub link: Option<String>,
-    pub link_text: Option<String>,
+    pub thumbnail: Opt<Thumbnail>,
+    pub link: Opt<Link>,
+    pub link_text: Opt<Line<100>>,
     /// Default `_self`.
-    pub link_target: Option<LinkTarget>,
+    pub link_target: Opt<LinkTarget>,
     /// Default `main`.
     #[oai(rename = "type")]
-    pub kind: Option<BannerType>,
+    pub kind: Opt<BannerType>,
     /// Default: after the last banner of its type.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
-    pub position: Option<i32>,
-    pub badge: Option<String>,
-    pub badge_color: Option<String>,
-    pub is_active: Option<bool>,
-    pub starts_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub position: Opt<i32>,
+    pub badge: Opt<Line<50>>,
+    pub badge_color: Opt<Line<50>>,
+    pub is_active: Opt<bool>,
+    pub starts_at: Opt<chrono::DateTime<chrono::Utc>>,
+    pub ends_at: Opt<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Object)]
@@ -143,7 +144,7 @@ async fn banner_row(
     if !matches!(link_target.as_str(), "_self" | "_blank") {
         return Err(AppError::validation("linkTarget must be _self or _blank").into());
     }
-    if let Some(link) = &input.link
+    if let Some(link) = input.link.as_str()
         && crate::auth::redirect::safe_link(&state.public_url(), link).is_none()
     {
         // `//host/…`, `/\host` or a path with a tab would leave the site: not a path.
@@ -155,12 +156,12 @@ async fn banner_row(
     if input.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
         return Err(AppError::validation("position must be 0–100000").into());
     }
-    if let (Some(s), Some(e)) = (input.starts_at, input.ends_at)
+    if let (Some(s), Some(e)) = (input.starts_at.get(), input.ends_at.get())
         && s >= e
     {
         return Err(AppError::validation("startsAt must be before endsAt").into());
     }
-    if let Some(thumb) = &input.thumbnail
+    if let Some(thumb) = input.thumbnail.as_str()
         && !(thumb.starts_with("https://") || thumb.starts_with("http://"))
     {
         let bucket = state.storage().bucket_name(Bucket::Admin);
@@ -173,7 +174,7 @@ async fn banner_row(
             .into());
         }
     }
-    let position = match (input.position, existing) {
+    let position = match (input.position.get(), existing) {
         (Some(p), _) => p,
         (None, Some(e)) if e.kind == kind => e.position,
         (None, _) => {
@@ -184,18 +185,18 @@ async fn banner_row(
     Ok(BannerRow {
         id,
         title: title.to_string(),
-        description: input.description.clone(),
-        thumbnail: input.thumbnail.clone(),
-        link: input.link.clone(),
-        link_text: input.link_text.clone(),
+        description: input.description.to_owned_string(),
+        thumbnail: input.thumbnail.to_owned_string(),
+        link: input.link.to_owned_string(),
+        link_text: input.link_text.to_owned_string(),
         link_target,
         kind,
         position,
-        badge: input.badge.clone(),
-        badge_color: input.badge_color.clone(),
+        badge: input.badge.to_owned_string(),
+        badge_color: input.badge_color.to_owned_string(),
         is_active: input.is_active.unwrap_or(true),
-        starts_at: input.starts_at,
-        ends_at: input.ends_at,
+        starts_at: input.starts_at.get(),
+        ends_at: input.ends_at.get(),
         created_at: existing.map(|e| e.created_at).unwrap_or(now),
         updated_at: now,
     })

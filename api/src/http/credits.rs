@@ -13,6 +13,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
 use super::security::Auth;
+use super::text::{Currency, Line, Opt, Token};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::credits;
@@ -185,23 +186,28 @@ pub struct Checkout {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct PackageInput {
-    pub name: String,
+    pub name: Line<100>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "100000000")))]
     pub credits: i64,
+    /// In the currency's smallest unit (cents).
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000000000")))]
     pub price: i64,
     /// ISO 4217, lower case (default `usd`).
-    pub currency: Option<String>,
-    pub stripe_price_id: Option<String>,
-    pub is_active: Option<bool>,
-    pub sort_order: Option<i32>,
+    pub currency: Opt<Currency>,
+    pub stripe_price_id: Opt<Token<255>>,
+    pub is_active: Opt<bool>,
+    #[oai(validator(minimum(value = "-1000000"), maximum(value = "1000000")))]
+    pub sort_order: Opt<i32>,
 }
 
 #[derive(Debug, Object, Serialize)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct AdjustCreditsRequest {
-    /// Positive adds, negative removes (never below zero available).
+    /// Positive adds, negative removes (never below zero available); not 0.
+    #[oai(validator(minimum(value = "-1000000000"), maximum(value = "1000000000")))]
     pub amount: i64,
     /// Why; shown in the user's history.
-    pub description: String,
+    pub description: Line<500>,
 }
 
 pub struct CreditsApi;
@@ -250,7 +256,8 @@ impl CreditsApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Auth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
+        idempotency_key: Header<Option<String>>,
         body: Json<CheckoutRequest>,
     ) -> Result<Json<Checkout>> {
         let principal = auth.principal(&state, req).await?;
@@ -383,7 +390,8 @@ impl AdminCreditsApi {
         req: &Request,
         auth: Auth,
         id: Path<Uuid>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
+        idempotency_key: Header<Option<String>>,
         body: Json<AdjustCreditsRequest>,
     ) -> Result<Json<CreditBalance>> {
         let principal = auth.principal(&state, req).await?;
@@ -415,8 +423,8 @@ fn package_row(
         name: input.name.trim().to_string(),
         credits: input.credits,
         price: input.price,
-        currency: input.currency.clone().unwrap_or_else(|| "usd".into()).to_ascii_lowercase(),
-        stripe_price_id: input.stripe_price_id.clone().filter(|s| !s.trim().is_empty()),
+        currency: input.currency.to_owned_string().unwrap_or_else(|| "usd".into()),
+        stripe_price_id: input.stripe_price_id.to_owned_string(),
         is_active: input.is_active.unwrap_or(true),
         sort_order: input.sort_order.unwrap_or(0),
         created_at: created,

@@ -18,6 +18,7 @@ pub mod pages;
 pub mod providers;
 pub mod security;
 pub mod tasks;
+pub mod text;
 pub mod tools;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};

@@ -13,6 +13,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{ExternalProviderType, ProviderType};
 use super::security::Auth;
+use super::text::{HttpUrl, Opt, ProviderKey, ProviderName};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::{AppError, ErrorKind};
@@ -74,13 +75,13 @@ pub struct ProviderList {
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderCreate {
     /// Unique; 1–64 characters of a-z, 0-9, - and _.
-    pub name: String,
+    pub name: ProviderName,
     /// `local` is built in and cannot be added.
     #[oai(rename = "type")]
     pub kind: ExternalProviderType,
-    pub api_key: Option<String>,
-    pub base_url: Option<String>,
-    pub is_active: Option<bool>,
+    pub api_key: Opt<ProviderKey>,
+    pub base_url: Opt<HttpUrl>,
+    pub is_active: Opt<bool>,
 }
 
 /// Only the fields given change. `apiKey` replaces the key (rotation); `clearBaseUrl`
@@ -88,11 +89,11 @@ pub struct ProviderCreate {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ProviderUpdate {
-    pub name: Option<String>,
-    pub api_key: Option<String>,
-    pub base_url: Option<String>,
-    pub clear_base_url: Option<bool>,
-    pub is_active: Option<bool>,
+    pub name: Opt<ProviderName>,
+    pub api_key: Opt<ProviderKey>,
+    pub base_url: Opt<HttpUrl>,
+    pub clear_base_url: Opt<bool>,
+    pub is_active: Opt<bool>,
 }
 
 #[derive(Debug, Object)]
@@ -172,16 +173,16 @@ impl AdminProvidersApi {
     ) -> Result<ProviderCreated> {
         auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
         validate_name(&body.name)?;
-        if let Some(url) = &body.base_url {
+        if let Some(url) = body.base_url.as_str() {
             validate_base_url(url)?;
         }
         let now = crate::store::now();
         let id = Uuid::now_v7();
         let mut row = ProviderRow {
             id,
-            name: body.name.clone(),
+            name: body.name.to_string(),
             kind: body.kind.as_str().to_string(),
-            base_url: body.base_url.clone(),
+            base_url: body.base_url.to_owned_string(),
             is_active: body.is_active.unwrap_or(true),
             is_healthy: false,
             health_checked_at: None,
@@ -193,7 +194,7 @@ impl AdminProvidersApi {
             health_message: None,
             config: sqlx::types::Json(serde_json::json!({})),
         };
-        if let Some(key) = &body.api_key {
+        if let Some(key) = body.api_key.as_str() {
             validate_key(key)?;
             set_key(state.master_key(), &mut row, key);
         }
@@ -218,21 +219,21 @@ impl AdminProvidersApi {
         if row.kind == "local" && (body.api_key.is_some() || body.base_url.is_some() || body.name.is_some()) {
             return Err(AppError::validation("the local provider has no key, URL or other name").into());
         }
-        if let Some(name) = &body.name {
+        if let Some(name) = body.name.as_str() {
             validate_name(name)?;
-            row.name = name.clone();
+            row.name = name.to_string();
         }
-        if let Some(key) = &body.api_key {
+        if let Some(key) = body.api_key.as_str() {
             validate_key(key)?;
             set_key(state.master_key(), &mut row, key);
         }
-        if body.clear_base_url == Some(true) {
+        if body.clear_base_url.get() == Some(true) {
             row.base_url = None;
-        } else if let Some(url) = &body.base_url {
+        } else if let Some(url) = body.base_url.as_str() {
             validate_base_url(url)?;
             // The stored key only ever goes where it was given for: moving the provider
             // elsewhere takes its key anew.
-            if row.api_key.is_some() && body.api_key.is_none() && row.base_url.as_deref() != Some(url.as_str()) {
+            if row.api_key.is_some() && body.api_key.is_none() && row.base_url.as_deref() != Some(url) {
                 return Err(AppError::new(
                     ErrorKind::Validation,
                     "KEY_REQUIRED",
@@ -240,9 +241,9 @@ impl AdminProvidersApi {
                 )
                 .into());
             }
-            row.base_url = Some(url.clone());
+            row.base_url = Some(url.to_string());
         }
-        if let Some(active) = body.is_active {
+        if let Some(active) = body.is_active.get() {
             row.is_active = active;
         }
         row.updated_at = crate::store::now();

@@ -15,6 +15,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{StepStatus, TaskStatus};
 use super::security::Auth;
+use super::text::{Opt, Slug, Token};
 use crate::app::AppState;
 use crate::auth::ratelimit::{UserAction, limit_user};
 use crate::credits;
@@ -27,15 +28,15 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 #[derive(Debug, Object, serde::Serialize)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct TaskCreateRequest {
-    pub tool_slug: String,
+    pub tool_slug: Slug<60>,
     /// One step of the tool (default: the first).
-    pub step_id: Option<String>,
+    pub step_id: Opt<Token<64>>,
     /// Step input, e.g. `{"imageStorageKey": "…", "style": "sketch"}`.
     pub input: serde_json::Value,
     /// Chain after this completed task: its output feeds this one.
-    pub parent_task_id: Option<Uuid>,
+    pub parent_task_id: Opt<Uuid>,
     /// Run every step of the tool in order (costs all of them).
-    pub run_all_steps: Option<bool>,
+    pub run_all_steps: Opt<bool>,
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -185,16 +186,17 @@ impl TasksApi {
         state: Data<&AppState>,
         req: &Request,
         auth: Auth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
+        idempotency_key: Header<Option<String>>,
         body: Json<TaskCreateRequest>,
     ) -> Result<TaskCreated> {
         let principal = auth.principal(&state, req).await?;
         limit_user(&state, UserAction::TaskSubmit, principal.user_id()).await?;
         let submit = Submit {
-            tool_slug: body.tool_slug.clone(),
-            step_id: body.step_id.clone(),
+            tool_slug: body.tool_slug.to_string(),
+            step_id: body.step_id.to_owned_string(),
             input: body.input.clone(),
-            parent_task_id: body.parent_task_id,
+            parent_task_id: body.parent_task_id.get(),
             run_all_steps: body.run_all_steps.unwrap_or(false),
         };
         let envelope = credits::idempotent(

@@ -12,6 +12,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
 use super::security::Auth;
+use super::text::{Line, Opt, Prose, Slug};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::error::AppError;
@@ -97,23 +98,23 @@ pub struct ToolTypeList {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolInput {
-    pub slug: String,
-    pub title: String,
-    pub description: Option<String>,
+    pub slug: Slug<60>,
+    pub title: Line<200>,
+    pub description: Opt<Prose<2000>>,
     pub tool_type_id: Uuid,
     /// The seed's tool config: `{"steps": [...], "styleReferences": [...]}`.
     pub config: serde_json::Value,
-    pub is_active: Option<bool>,
+    pub is_active: Opt<bool>,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct ToolTypeInput {
-    pub name: String,
-    pub display_name: String,
-    pub icon: Option<String>,
-    pub color: Option<String>,
-    pub description: Option<String>,
+    pub name: Slug<60>,
+    pub display_name: Line<100>,
+    pub icon: Opt<Line<64>>,
+    pub color: Opt<Line<32>>,
+    pub description: Opt<Prose<2000>>,
 }
 
 fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool) -> Tool {
@@ -167,9 +168,9 @@ async fn tool_row(
     let config = tools::validate_config(&input.config, &state.store().provider_list().await?)?;
     Ok(ToolRow {
         id,
-        slug: input.slug.clone(),
+        slug: input.slug.to_string(),
         title: input.title.trim().to_string(),
-        description: input.description.clone(),
+        description: input.description.to_owned_string(),
         tool_type_id: input.tool_type_id,
         config: sqlx::types::Json(serde_json::to_value(&config).map_err(AppError::internal)?),
         credits_cost: config.total_cost(),
@@ -301,11 +302,11 @@ impl AdminToolsApi {
         let now = crate::store::now();
         let row = ToolTypeRow {
             id: Uuid::now_v7(),
-            name: body.name.clone(),
+            name: body.name.to_string(),
             display_name: body.display_name.trim().into(),
-            icon: body.icon.clone(),
-            color: body.color.clone(),
-            description: body.description.clone(),
+            icon: body.icon.to_owned_string(),
+            color: body.color.to_owned_string(),
+            description: body.description.to_owned_string(),
             created_at: now,
             updated_at: now,
         };

@@ -7,7 +7,7 @@ use funmagic_api::store::Role;
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
-use crate::{actor, client_as, err_code};
+use crate::{actor, client_as, err_code, raw_json};
 
 funmagic_api::test_both_backends!(
     upload_checks_and_ownership,
@@ -31,7 +31,12 @@ fn png(len: usize) -> Vec<u8> {
 
 fn presign_body(filename: &str, content_type: &str, size: u64) -> types::PresignUploadRequest {
     let size = std::num::NonZeroU64::new(size).expect("test sizes are positive");
-    types::PresignUploadRequest { filename: filename.into(), content_type: content_type.into(), size, module: None }
+    types::PresignUploadRequest {
+        filename: filename.parse().unwrap(),
+        content_type: content_type.parse().unwrap(),
+        size,
+        module: None,
+    }
 }
 
 /// PUTs `data` to a presigned upload exactly as instructed; returns the HTTP status.
@@ -82,7 +87,7 @@ async fn upload_urls_write_once_while_pending(app: TestApp) {
         assert_eq!(put(&p, original.clone()).await, 200, "S3 takes the PUT; it only reaches the incoming key");
     }
     let asset = as_ada
-        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() })
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
         .await
         .unwrap()
         .into_inner();
@@ -135,7 +140,7 @@ async fn stray_incoming_objects_are_swept(app: TestApp) {
     assert!(!keys.contains(&stray), "{keys:?}");
     assert!(keys.contains(&upload_key(&pending)), "a pending upload's bytes stay: {keys:?}");
     as_ada
-        .upload_complete(&types::CompleteUploadRequest { storage_key: pending.storage_key.clone() })
+        .upload_complete(&types::CompleteUploadRequest { storage_key: pending.storage_key.clone().parse().unwrap() })
         .await
         .expect("the pending upload still completes");
 }
@@ -145,10 +150,12 @@ async fn upload_checks_and_ownership(app: TestApp) {
     let bob = actor(&app, "bob@example.com", Role::User).await;
     let (as_ada, as_bob) = (client_as(&app, &ada.token), client_as(&app, &bob.token));
 
-    assert_eq!(
-        err_code(as_ada.upload_presign(&presign_body("a.gif", "image/gif", 10)).await),
-        (415, "UNSUPPORTED_MEDIA_TYPE".into())
-    );
+    // Types outside the spec's list (which the SDK will not send) are 415, named.
+    for ct in ["image/gif", "IMAGE/PNG", "image/png; charset=binary"] {
+        let body = serde_json::json!({ "filename": "a.gif", "contentType": ct, "size": 10 });
+        let got = raw_json(&app, Some(&ada.token), reqwest::Method::POST, "/api/uploads/presign", body).await;
+        assert_eq!(got, (415, "UNSUPPORTED_MEDIA_TYPE".into()), "{ct}");
+    }
     assert_eq!(
         err_code(as_ada.upload_presign(&presign_body("a.png", "image/png", 26 * 1024 * 1024)).await),
         (413, "FILE_TOO_LARGE".into())
@@ -168,8 +175,9 @@ async fn upload_checks_and_ownership(app: TestApp) {
     assert_eq!(empty.status(), 422);
     assert_eq!(empty.json::<serde_json::Value>().await.unwrap()["code"], "VALIDATION_FAILED");
     let bad_module =
-        types::PresignUploadRequest { module: Some("../x".into()), ..presign_body("a.png", "image/png", 10) };
-    assert_eq!(err_code(as_ada.upload_presign(&bad_module).await).0, 422);
+        serde_json::json!({ "filename": "a.png", "contentType": "image/png", "size": 10, "module": "../x" });
+    let got = raw_json(&app, Some(&ada.token), reqwest::Method::POST, "/api/uploads/presign", bad_module).await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()));
 
     // A PNG renamed .exe, declared image/png, but ELF bytes inside: refused and removed.
     let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
@@ -181,21 +189,29 @@ async fn upload_checks_and_ownership(app: TestApp) {
         .into_inner();
     assert!(p.storage_key.ends_with(".png"), "the server names the key after the declared type: {}", p.storage_key);
     assert_eq!(put(&p, elf).await, 200);
-    let done = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    let done = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
+        .await;
     assert_eq!(err_code(done), (415, "CONTENT_MISMATCH".into()));
-    let again = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    let again = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
+        .await;
     assert_eq!(err_code(again).0, 404, "the rejected upload is gone");
 
     // Completing before uploading, and someone else's key.
     let data = png(2000);
     let p = as_ada.upload_presign(&presign_body("cat.png", "image/png", data.len() as u64)).await.unwrap().into_inner();
-    let early = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    let early = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
+        .await;
     assert_eq!(err_code(early), (409, "UPLOAD_MISSING".into()));
     assert_eq!(put(&p, data.clone()).await, 200);
-    let stolen = as_bob.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    let stolen = as_bob
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
+        .await;
     assert_eq!(err_code(stolen).0, 404);
     let asset = as_ada
-        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() })
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
         .await
         .unwrap()
         .into_inner();
@@ -203,7 +219,9 @@ async fn upload_checks_and_ownership(app: TestApp) {
         (asset.size, asset.mime_type.as_str(), asset.visibility),
         (2000 + 8, "image/png", types::Visibility::Private)
     );
-    let twice = as_ada.upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone() }).await;
+    let twice = as_ada
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.clone().parse().unwrap() })
+        .await;
     assert_eq!(err_code(twice).0, 404);
 
     // Other users see nothing of it.
@@ -242,7 +260,7 @@ async fn signatures_are_enforced(app: TestApp) {
     assert_eq!(put(&tampered, data.clone()).await, 403);
     assert_eq!(put(&p, data.clone()).await, 200);
     let asset = as_ada
-        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key })
+        .upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.parse().unwrap() })
         .await
         .unwrap()
         .into_inner();
@@ -310,18 +328,21 @@ async fn publish_admin_and_worker_helpers(app: TestApp) {
     // Admin bucket with a free key; users may not use it.
     let banner = png(500);
     let admin_req = |key: Option<&str>| types::AdminPresignUploadRequest {
-        filename: "banner.png".into(),
-        content_type: "image/png".into(),
+        filename: "banner.png".parse().unwrap(),
+        content_type: "image/png".parse().unwrap(),
         size: std::num::NonZeroU64::new(banner.len() as u64).unwrap(),
-        key: key.map(str::to_string),
+        key: key.map(str::to_string).map(|s| s.parse().unwrap()),
     };
     assert_eq!(err_code(as_ada.admin_upload_presign(&admin_req(None)).await).0, 403);
-    assert_eq!(err_code(as_admin.admin_upload_presign(&admin_req(Some("../escape.png"))).await).0, 422);
+    let escape =
+        serde_json::json!({ "filename": "b.png", "contentType": "image/png", "size": 10, "key": "../escape.png" });
+    let got = raw_json(&app, Some(&admin.token), reqwest::Method::POST, "/api/admin/uploads/presign", escape).await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()));
     let p = as_admin.admin_upload_presign(&admin_req(Some("banners/2026/summer.png"))).await.unwrap().into_inner();
     assert_eq!(p.storage_key, "banners/2026/summer.png");
     assert_eq!(put(&p, banner).await, 200);
     let asset = as_admin
-        .admin_upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key })
+        .admin_upload_complete(&types::CompleteUploadRequest { storage_key: p.storage_key.parse().unwrap() })
         .await
         .unwrap()
         .into_inner();

@@ -52,7 +52,10 @@ async fn embedded_first_start_serves_and_stops_on_sigterm() {
 
     let sdk = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
     let signed = sdk
-        .auth_sign_in_email(&funmagic_sdk::types::SignInRequest { email: email.unwrap(), password: password.unwrap() })
+        .auth_sign_in_email(&funmagic_sdk::types::SignInRequest {
+            email: email.unwrap().parse().unwrap(),
+            password: password.unwrap().parse().unwrap(),
+        })
         .await
         .expect("the printed credentials work")
         .into_inner();
@@ -214,7 +217,10 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     let (email, password) = served.creds.clone().expect("first start prints the admin");
     let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
     let token = anon
-        .auth_sign_in_email(&types::SignInRequest { email: email.clone(), password: password.clone() })
+        .auth_sign_in_email(&types::SignInRequest {
+            email: email.clone().parse().unwrap(),
+            password: password.clone().parse().unwrap(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -222,10 +228,10 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     let root = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
     let provider = root
         .admin_provider_create(&types::ProviderCreate {
-            name: "openai".into(),
+            name: "openai".parse().unwrap(),
             type_: types::ExternalProviderType::Openai,
-            api_key: Some(secret.into()),
-            base_url: Some(format!("{}/v1", fake.base)),
+            api_key: Some(secret.parse().unwrap()),
+            base_url: Some(format!("{}/v1", fake.base).parse().unwrap()),
             is_active: None,
         })
         .await
@@ -234,8 +240,8 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     assert!(root.admin_provider_test(&provider.id).await.unwrap().into_inner().healthy);
     let type_id = root.admin_tool_type_list().await.unwrap().into_inner().tool_types[0].id;
     root.admin_tool_create(&types::ToolInput {
-        slug: "paint".into(),
-        title: "Paint".into(),
+        slug: "paint".parse().unwrap(),
+        title: "Paint".parse().unwrap(),
         description: None,
         tool_type_id: type_id,
         config: serde_json::json!({ "steps": [{ "id": "main", "name": "Main", "type": "image-gen", "providerId": provider.id, "providerModel": "gpt-image-1", "cost": 0 }] }),
@@ -247,7 +253,7 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
         .task_create(
             None,
             &types::TaskCreateRequest {
-                tool_slug: "paint".into(),
+                tool_slug: "paint".parse().unwrap(),
                 step_id: None,
                 input: serde_json::json!({ "prompt": "a cat" }),
                 parent_task_id: None,
@@ -292,7 +298,15 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
     let served = serve_logged(&dir).await;
     let url = served.url.clone();
     let anon = funmagic_sdk::ClientBuilder::new(&url).build().unwrap();
-    let token = anon.auth_sign_in_email(&types::SignInRequest { email, password }).await.unwrap().into_inner().token;
+    let token = anon
+        .auth_sign_in_email(&types::SignInRequest {
+            email: email.parse().unwrap(),
+            password: password.parse().unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
     let root = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
     let listed = root.admin_provider_list().await.unwrap().into_inner();
     let rotated = listed.providers.iter().find(|p| p.id == provider.id).unwrap();

@@ -10,7 +10,7 @@ use funmagic_api::store::{Booked, Role, TxKind};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
-use crate::{actor, client, client_as, err_code};
+use crate::{actor, client, client_as, err_code, raw_json};
 
 funmagic_api::test_both_backends!(
     concurrent_reservations_never_overspend,
@@ -95,21 +95,21 @@ async fn credits_api_and_admin_adjust(app: TestApp) {
 
     // Packages: admin CRUD; the public list shows active ones, sorted.
     let input = |name: &str, credits: i64, price: i64, sort: i32, active: bool| types::PackageInput {
-        name: name.into(),
-        credits,
+        name: name.parse().unwrap(),
+        credits: std::num::NonZeroU64::new(credits as u64).unwrap(),
         price,
         currency: None,
-        stripe_price_id: Some("price_123".into()),
+        stripe_price_id: Some("price_123".parse().unwrap()),
         is_active: Some(active),
         sort_order: Some(sort),
     };
     let big = as_admin.admin_credit_package_create(&input("Big", 1000, 4900, 2, true)).await.unwrap().into_inner();
     let small = as_admin.admin_credit_package_create(&input("Small", 100, 900, 1, true)).await.unwrap().into_inner();
     let hidden = as_admin.admin_credit_package_create(&input("Old", 10, 100, 0, false)).await.unwrap().into_inner();
-    assert_eq!(
-        err_code(as_admin.admin_credit_package_create(&input("Bad", 0, 100, 0, true)).await),
-        (422, "VALIDATION_FAILED".into())
-    );
+    let mut bad = serde_json::to_value(input("Bad", 1, 100, 0, true)).unwrap();
+    bad["credits"] = 0.into();
+    let got = raw_json(&app, Some(&admin.token), reqwest::Method::POST, "/api/admin/credit-packages", bad).await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()));
     let public = client(&app).credits_package_list().await.unwrap().into_inner();
     assert_eq!(public.packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Small", "Big"]);
     assert!(public.packages.iter().all(|p| p.stripe_price_id.is_none()), "price ids are for admins");
@@ -124,16 +124,26 @@ async fn credits_api_and_admin_adjust(app: TestApp) {
     let _ = small;
 
     // Admin adjustments, idempotent by key.
-    let adjust =
-        |amount: i64, description: &str| types::AdjustCreditsRequest { amount, description: description.into() };
-    let after =
-        as_admin.admin_user_credits_adjust(&ada.id, Some("key-1"), &adjust(250, "welcome")).await.unwrap().into_inner();
+    let adjust = |amount: i64, description: &str| types::AdjustCreditsRequest {
+        amount,
+        description: description.parse().unwrap(),
+    };
+    let after = as_admin
+        .admin_user_credits_adjust(&ada.id, Some(&"key-1".parse().unwrap()), &adjust(250, "welcome"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(after.balance, 250);
-    let replay =
-        as_admin.admin_user_credits_adjust(&ada.id, Some("key-1"), &adjust(250, "welcome")).await.unwrap().into_inner();
+    let replay = as_admin
+        .admin_user_credits_adjust(&ada.id, Some(&"key-1".parse().unwrap()), &adjust(250, "welcome"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(replay.balance, 250, "same key, same body: first answer, no second grant");
     assert_eq!(
-        err_code(as_admin.admin_user_credits_adjust(&ada.id, Some("key-1"), &adjust(999, "welcome")).await),
+        err_code(
+            as_admin.admin_user_credits_adjust(&ada.id, Some(&"key-1".parse().unwrap()), &adjust(999, "welcome")).await
+        ),
         (422, "IDEMPOTENCY_KEY_REUSED".into())
     );
     credits::reserve(app.state(), ada.id, "task-x", 200).await.unwrap();
@@ -146,7 +156,16 @@ async fn credits_api_and_admin_adjust(app: TestApp) {
         as_admin.admin_user_credits_adjust(&ada.id, None, &adjust(-50, "correction")).await.unwrap().into_inner();
     assert_eq!((after.balance, after.reserved, after.available), (200, 200, 0));
     assert_eq!(err_code(as_admin.admin_user_credits_adjust(&ada.id, None, &adjust(0, "nothing")).await).0, 422);
-    assert_eq!(err_code(as_admin.admin_user_credits_adjust(&ada.id, None, &adjust(5, " ")).await).0, 422);
+    let blank = serde_json::json!({ "amount": 5, "description": " " });
+    let got = raw_json(
+        &app,
+        Some(&admin.token),
+        reqwest::Method::POST,
+        &format!("/api/admin/users/{}/credits", ada.id),
+        blank,
+    )
+    .await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()));
     assert_eq!(err_code(as_ada.admin_user_credits_adjust(&ada.id, None, &adjust(5, "self")).await).0, 403);
     assert_eq!(as_admin.admin_user_credits_get(&ada.id).await.unwrap().into_inner().balance, 200);
 
@@ -183,8 +202,11 @@ async fn signup_bonus_is_granted_once() {
     let mut extra = funmagic_api::config::SettingsLayer::default();
     extra.credits.signup_bonus = Some(25);
     let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
-    let body =
-        types::SignUpRequest { name: "Ada".into(), email: "ada@example.com".into(), password: crate::PASSWORD.into() };
+    let body = types::SignUpRequest {
+        name: "Ada".parse().unwrap(),
+        email: "ada@example.com".parse().unwrap(),
+        password: crate::PASSWORD.parse().unwrap(),
+    };
     let signed = client(&app).auth_sign_up_email(&body).await.unwrap().into_inner();
     let balance = client_as(&app, &signed.token).credits_balance_get().await.unwrap().into_inner();
     assert_eq!(balance.balance, 25);

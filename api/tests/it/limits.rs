@@ -16,7 +16,7 @@ async fn funded(app: &TestApp, email: &str) -> crate::Actor {
 
 fn echo(delay_ms: u64) -> types::TaskCreateRequest {
     types::TaskCreateRequest {
-        tool_slug: "echo".into(),
+        tool_slug: "echo".parse().unwrap(),
         step_id: None,
         input: serde_json::json!({ "delayMs": delay_ms }),
         parent_task_id: None,
@@ -59,8 +59,8 @@ async fn per_minute_limits(backend: TestBackend) {
     client_as(&app, &bob.token).task_create(None, &echo(0)).await.expect("bob has his own limit");
 
     let presign = |n: u32| types::PresignUploadRequest {
-        filename: format!("f{n}.png"),
-        content_type: "image/png".into(),
+        filename: format!("f{n}.png").parse().unwrap(),
+        content_type: "image/png".parse().unwrap(),
         size: std::num::NonZeroU64::new(100).unwrap(),
         module: None,
     };

@@ -62,9 +62,9 @@ async fn verification_mail_goes_out_over_smtp() {
     let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
     let anon = crate::client(&app);
     let body = funmagic_sdk::types::SignUpRequest {
-        name: "Ada".into(),
-        email: "ada@example.com".into(),
-        password: crate::PASSWORD.into(),
+        name: "Ada".parse().unwrap(),
+        email: "ada@example.com".parse().unwrap(),
+        password: crate::PASSWORD.parse().unwrap(),
     };
     anon.auth_sign_up_email(&body).await.unwrap();
     let message = {

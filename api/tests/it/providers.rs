@@ -14,7 +14,7 @@ use funmagic_sdk::types;
 use serde_json::json;
 
 use crate::fakes::{self, Reply};
-use crate::{actor, client_as, err_code};
+use crate::{actor, client_as, err_code, raw_json};
 
 funmagic_api::test_both_backends!(local_tools_end_to_end, provider_admin_and_key_secrecy);
 
@@ -34,7 +34,7 @@ async fn upload(client: &funmagic_sdk::Client, name: &str, png: &[u8]) -> String
 
 fn submit(slug: &str, input: serde_json::Value, all: bool) -> types::TaskCreateRequest {
     types::TaskCreateRequest {
-        tool_slug: slug.into(),
+        tool_slug: slug.parse().unwrap(),
         step_id: None,
         input,
         parent_task_id: None,
@@ -219,10 +219,10 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
     let as_root = client_as(&app, &root.token);
     let secret = "sk-proj-VerySecretKey-0123456789-abcd";
     let body = types::ProviderCreate {
-        name: "openai-main".into(),
+        name: "openai-main".parse().unwrap(),
         type_: types::ExternalProviderType::Openai,
-        api_key: Some(secret.into()),
-        base_url: Some(format!("{}/v1", fake.base)),
+        api_key: Some(secret.parse().unwrap()),
+        base_url: Some(format!("{}/v1", fake.base).parse().unwrap()),
         is_active: None,
     };
     let created = as_root.admin_provider_create(&body).await.unwrap().into_inner();
@@ -247,8 +247,15 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["code"], "VALIDATION_FAILED", "{kind}: {body}");
     }
-    let bad = types::ProviderCreate { base_url: Some("ftp://x".into()), name: "y".into(), ..body.clone() };
-    assert_eq!(err_code(as_root.admin_provider_create(&bad).await).0, 422);
+    let mut bad = serde_json::to_value(&body).unwrap();
+    (bad["baseUrl"], bad["name"]) = ("ftp://x".into(), "y".into());
+    let got = raw_json(&app, Some(&root.token), reqwest::Method::POST, "/api/admin/providers", bad).await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()));
+    // A URL the spec allows but the server's policy does not (plain http off this machine).
+    let mut bad = serde_json::to_value(&body).unwrap();
+    (bad["baseUrl"], bad["name"]) = ("http://example.com/v1".into(), "y".into());
+    let got = raw_json(&app, Some(&root.token), reqwest::Method::POST, "/api/admin/providers", bad).await;
+    assert_eq!(got.0, 422);
 
     // The health check uses the decrypted key against the provider's API.
     let tested = as_root.admin_provider_test(&created.id).await.unwrap().into_inner();
@@ -262,7 +269,7 @@ async fn provider_admin_and_key_secrecy(app: TestApp) {
 
     // Rotating the key: new last 4; disabling.
     let update = types::ProviderUpdate {
-        api_key: Some("sk-proj-AnotherKey-zzzz-9876".into()),
+        api_key: Some("sk-proj-AnotherKey-zzzz-9876".parse().unwrap()),
         name: None,
         base_url: None,
         clear_base_url: None,
@@ -294,8 +301,8 @@ async fn tool_on(
         config["styleReferences"] = json!([{ "id": "ink", "name": "Ink", "prompt": "An ink drawing" }]);
     }
     let input = types::ToolInput {
-        slug: slug.into(),
-        title: slug.into(),
+        slug: slug.parse().unwrap(),
+        title: slug.parse().unwrap(),
         description: None,
         tool_type_id: types_.tool_types[0].id,
         config: config.clone(),
@@ -310,10 +317,10 @@ async fn tool_on(
 
 async fn provider(as_root: &funmagic_sdk::Client, kind: &str, base: String) -> uuid::Uuid {
     let body = types::ProviderCreate {
-        name: format!("{kind}-fake"),
+        name: format!("{kind}-fake").parse().unwrap(),
         type_: kind.parse().unwrap(),
-        api_key: Some(format!("{kind}-key-0123456789")),
-        base_url: Some(base),
+        api_key: Some(format!("{kind}-key-0123456789").parse().unwrap()),
+        base_url: Some(base.parse().unwrap()),
         is_active: None,
     };
     as_root.admin_provider_create(&body).await.unwrap().into_inner().id

@@ -20,7 +20,7 @@ async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
 
 fn echo(input: serde_json::Value) -> types::TaskCreateRequest {
     types::TaskCreateRequest {
-        tool_slug: "echo".into(),
+        tool_slug: "echo".parse().unwrap(),
         step_id: None,
         input,
         parent_task_id: None,

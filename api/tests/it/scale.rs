@@ -83,7 +83,7 @@ async fn two_apis_two_workers_one_killed() {
     let mut ids = Vec::new();
     for i in 0..200 {
         let body = funmagic_sdk::types::TaskCreateRequest {
-            tool_slug: "echo".into(),
+            tool_slug: "echo".parse().unwrap(),
             step_id: None,
             input: serde_json::json!({ "i": i, "delayMs": 150 }),
             parent_task_id: None,
@@ -212,7 +212,7 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     let mut first = first.stderr(Stdio::null()).spawn().unwrap();
     let client = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
     let req = funmagic_sdk::types::TaskCreateRequest {
-        tool_slug: "cut".into(),
+        tool_slug: "cut".parse().unwrap(),
         step_id: None,
         input: serde_json::json!({ "imageUrl": format!("{}/files/in.png", fake.base) }),
         parent_task_id: None,

@@ -104,11 +104,11 @@ async fn scenario(backend: TestBackend) {
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let package = client_as(&app, &admin.token)
         .admin_credit_package_create(&types::PackageInput {
-            name: "Starter".into(),
-            credits: 100,
+            name: "Starter".parse().unwrap(),
+            credits: std::num::NonZeroU64::new(100).unwrap(),
             price: 900,
-            currency: Some("usd".into()),
-            stripe_price_id: Some("price_starter".into()),
+            currency: Some("usd".parse().unwrap()),
+            stripe_price_id: Some("price_starter".parse().unwrap()),
             is_active: Some(true),
             sort_order: None,
         })
@@ -117,10 +117,11 @@ async fn scenario(backend: TestBackend) {
         .into_inner();
     let as_ada = client_as(&app, &ada.token);
     let request = types::CheckoutRequest { package_id: package.id };
-    let checkout = as_ada.credits_checkout_create(Some("buy-1"), &request).await.unwrap().into_inner();
+    let checkout =
+        as_ada.credits_checkout_create(Some(&"buy-1".parse().unwrap()), &request).await.unwrap().into_inner();
     assert!(checkout.url.starts_with("https://checkout.stripe.test/c/pay/cs_test_"));
     assert_eq!((checkout.credits, checkout.amount, checkout.status.to_string().as_str()), (100, 900, "open"));
-    let again = as_ada.credits_checkout_create(Some("buy-1"), &request).await.unwrap().into_inner();
+    let again = as_ada.credits_checkout_create(Some(&"buy-1".parse().unwrap()), &request).await.unwrap().into_inner();
     assert_eq!(again.id, checkout.id, "same Idempotency-Key, same checkout");
     assert_eq!(fake.created.lock().unwrap().len(), 1, "the retry did not reach Stripe");
     let sent = fake.created.lock().unwrap()[0].clone();

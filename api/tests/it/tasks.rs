@@ -75,7 +75,7 @@ async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
 
 fn echo(input: serde_json::Value) -> types::TaskCreateRequest {
     types::TaskCreateRequest {
-        tool_slug: "echo".into(),
+        tool_slug: "echo".parse().unwrap(),
         step_id: None,
         input,
         parent_task_id: None,
@@ -125,7 +125,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
 
     // A step whose input file does not exist fails cleanly and releases the credits.
     let bg = types::TaskCreateRequest {
-        tool_slug: "background-remove".into(),
+        tool_slug: "background-remove".parse().unwrap(),
         step_id: None,
         input: serde_json::json!({"imageStorageKey": "nobody/uploads/missing.png"}),
         parent_task_id: None,
@@ -145,8 +145,8 @@ async fn submit_rules_and_idempotency(app: TestApp) {
     let ada = funded(&app, "ada@example.com", 5).await;
     let as_ada = client_as(&app, &ada.token);
     let bad = |slug: &str, step: Option<&str>, input: serde_json::Value| types::TaskCreateRequest {
-        tool_slug: slug.into(),
-        step_id: step.map(str::to_string),
+        tool_slug: slug.parse().unwrap(),
+        step_id: step.map(str::to_string).map(|s| s.parse().unwrap()),
         input,
         parent_task_id: None,
         run_all_steps: None,
@@ -165,15 +165,18 @@ async fn submit_rules_and_idempotency(app: TestApp) {
 
     // The same Idempotency-Key twice: one task, one reservation.
     let body = echo(serde_json::json!({"n": 1}));
-    let a = as_ada.task_create(Some("submit-1"), &body).await.unwrap().into_inner().task;
-    let b = as_ada.task_create(Some("submit-1"), &body).await.unwrap().into_inner().task;
+    let a = as_ada.task_create(Some(&"submit-1".parse().unwrap()), &body).await.unwrap().into_inner().task;
+    let b = as_ada.task_create(Some(&"submit-1".parse().unwrap()), &body).await.unwrap().into_inner().task;
     assert_eq!(a.id, b.id);
     let all = as_ada.task_list(None, None, None, None).await.unwrap().into_inner();
     assert_eq!(all.tasks.len(), 1);
     let reserves =
         as_ada.credits_transaction_list(None, None, Some(types::TransactionType::Reserve)).await.unwrap().into_inner();
     assert_eq!(reserves.transactions.len(), 1);
-    assert_eq!(err_code(as_ada.task_create(Some("submit-1"), &echo(serde_json::json!({"n": 2}))).await).0, 422);
+    assert_eq!(
+        err_code(as_ada.task_create(Some(&"submit-1".parse().unwrap()), &echo(serde_json::json!({"n": 2}))).await).0,
+        422
+    );
 
     // A request that died between taking its key and answering: 409 while it may still be
     // running, then (older than IDEMPOTENCY_IN_FLIGHT) the retry takes the key over.
@@ -192,7 +195,10 @@ async fn submit_rules_and_idempotency(app: TestApp) {
     };
     let state = app.state().store().idempotency_begin(ada.id, "submit-2", "task_create", &hash).await.unwrap();
     assert!(matches!(state, funmagic_api::store::IdempotencyState::Claimed));
-    assert_eq!(err_code(as_ada.task_create(Some("submit-2"), &body).await), (409, "IDEMPOTENCY_IN_PROGRESS".into()));
+    assert_eq!(
+        err_code(as_ada.task_create(Some(&"submit-2".parse().unwrap()), &body).await),
+        (409, "IDEMPOTENCY_IN_PROGRESS".into())
+    );
     let long_ago = funmagic_api::store::now() - chrono::Duration::minutes(2);
     let sql = "UPDATE idempotency_keys SET created_at = $1 WHERE key = 'submit-2'";
     match app.state().store() {
@@ -203,8 +209,8 @@ async fn submit_rules_and_idempotency(app: TestApp) {
             sqlx::query(sql).bind(long_ago).execute(s.pool()).await.map(|_| ()).unwrap()
         }
     };
-    let retried = as_ada.task_create(Some("submit-2"), &body).await.unwrap().into_inner().task;
-    let replayed = as_ada.task_create(Some("submit-2"), &body).await.unwrap().into_inner().task;
+    let retried = as_ada.task_create(Some(&"submit-2".parse().unwrap()), &body).await.unwrap().into_inner().task;
+    let replayed = as_ada.task_create(Some(&"submit-2".parse().unwrap()), &body).await.unwrap().into_inner().task;
     assert_eq!(retried.id, replayed.id, "the retry's answer is stored for replays");
 }
 
@@ -224,8 +230,8 @@ async fn cancel_queued_and_running(app: TestApp) {
     let utility = echo_tool.tool_type.unwrap().id;
     as_admin
         .admin_tool_create(&types::ToolInput {
-            slug: "echo-twice".into(),
-            title: "Echo twice".into(),
+            slug: "echo-twice".parse().unwrap(),
+            title: "Echo twice".parse().unwrap(),
             description: None,
             tool_type_id: utility,
             config,
@@ -236,7 +242,7 @@ async fn cancel_queued_and_running(app: TestApp) {
 
     // Running: cancel during the first step; it finishes, the second never starts.
     let body = types::TaskCreateRequest {
-        tool_slug: "echo-twice".into(),
+        tool_slug: "echo-twice".parse().unwrap(),
         step_id: None,
         input: serde_json::json!({"delayMs": 1500}),
         parent_task_id: None,

@@ -5,7 +5,7 @@ use funmagic_api::store::Role;
 use funmagic_api::testing::TestApp;
 use funmagic_sdk::types;
 
-use crate::{actor, client, client_as, err_code};
+use crate::{actor, client, client_as, err_code, raw_json};
 
 funmagic_api::test_both_backends!(default_tools_are_listed, admins_manage_tools_with_validation);
 
@@ -35,8 +35,8 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
     let types = as_admin.admin_tool_type_list().await.unwrap().into_inner();
     let utility = types.tool_types.iter().find(|t| t.name == "utility").unwrap().id;
     let input = |slug: &str, config: serde_json::Value, active: bool| types::ToolInput {
-        slug: slug.into(),
-        title: "Echo twice".into(),
+        slug: slug.parse().unwrap(),
+        title: "Echo twice".parse().unwrap(),
         description: None,
         tool_type_id: utility,
         config,
@@ -61,7 +61,10 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
     let mut bad_type = config.clone();
     bad_type["steps"][0]["type"] = "teleport".into();
     assert_eq!(err_code(as_admin.admin_tool_create(&input("bad", bad_type, true)).await).0, 422);
-    assert_eq!(err_code(as_admin.admin_tool_create(&input("Bad Slug", config.clone(), true)).await).0, 422);
+    let mut bad_slug = serde_json::to_value(input("ok", config.clone(), true)).unwrap();
+    bad_slug["slug"] = "Bad Slug".into();
+    let got = raw_json(&app, Some(&admin.token), reqwest::Method::POST, "/api/admin/tools", bad_slug).await;
+    assert_eq!(got, (422, "VALIDATION_FAILED".into()), "the spec's slug pattern");
 
     // Disabling hides the tool from users (404) but not from admins.
     as_admin.admin_tool_update(&created.id, &input("echo-twice", two, false)).await.unwrap();
@@ -76,8 +79,8 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
     assert_eq!(err_code(as_admin.admin_tool_type_delete(&utility).await), (409, "IN_USE".into()));
     let t = as_admin
         .admin_tool_type_create(&types::ToolTypeInput {
-            name: "video".into(),
-            display_name: "Video".into(),
+            name: "video".parse().unwrap(),
+            display_name: "Video".parse().unwrap(),
             icon: None,
             color: None,
             description: None,

@@ -12,7 +12,11 @@ const PASSWORD: &str = "correct horse battery";
 
 async fn sign_up(app: &TestApp, email: &str) -> String {
     let anon = funmagic_sdk::ClientBuilder::new(app.base_url()).build().unwrap();
-    let body = types::SignUpRequest { name: "Ada".into(), email: email.into(), password: PASSWORD.into() };
+    let body = types::SignUpRequest {
+        name: "Ada".parse().unwrap(),
+        email: email.parse().unwrap(),
+        password: PASSWORD.parse().unwrap(),
+    };
     anon.auth_sign_up_email(&body).await.unwrap().into_inner().token
 }
 
@@ -56,7 +60,10 @@ async fn device_login_stores_a_private_token() {
     };
     // The person approves in the browser (same API the page uses).
     let as_ada = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&session).build().unwrap();
-    as_ada.auth_device_approve(&types::DeviceApproveRequest { user_code: code, approve: true }).await.unwrap();
+    as_ada
+        .auth_device_approve(&types::DeviceApproveRequest { user_code: code.parse().unwrap(), approve: true })
+        .await
+        .unwrap();
     let out =
         tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -78,8 +78,8 @@ async fn credits_commands() {
 
     let sdk = funmagic_sdk::ClientBuilder::new(&url).token(&admin).build().unwrap();
     let input = types::PackageInput {
-        name: "Starter".into(),
-        credits: 100,
+        name: "Starter".parse().unwrap(),
+        credits: std::num::NonZeroU64::new(100).unwrap(),
         price: 900,
         currency: None,
         stripe_price_id: None,

@@ -122,7 +122,7 @@ async fn seeded() -> (TestApp, String, String) {
         ("background-remove", serde_json::json!({"imageStorageKey": "nobody/uploads/missing.png"})),
     ] {
         let req = types::TaskCreateRequest {
-            tool_slug: tool.into(),
+            tool_slug: tool.parse().unwrap(),
             step_id: None,
             input,
             parent_task_id: None,
@@ -134,10 +134,10 @@ async fn seeded() -> (TestApp, String, String) {
     let as_root = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&root).build().unwrap();
     as_root
         .admin_provider_create(&types::ProviderCreate {
-            name: "openai-main".into(),
+            name: "openai-main".parse().unwrap(),
             type_: types::ExternalProviderType::Openai,
-            api_key: Some("sk-test-key-1234".into()),
-            base_url: Some("http://127.0.0.1:9/v1".into()),
+            api_key: Some("sk-test-key-1234".parse().unwrap()),
+            base_url: Some("http://127.0.0.1:9/v1".parse().unwrap()),
             is_active: None,
         })
         .await
@@ -145,8 +145,8 @@ async fn seeded() -> (TestApp, String, String) {
     for (name, credits, price) in [("Starter", 100, 500), ("Pro", 1000, 4000)] {
         as_root
             .admin_credit_package_create(&types::PackageInput {
-                name: name.into(),
-                credits,
+                name: name.parse().unwrap(),
+                credits: std::num::NonZeroU64::new(credits).unwrap(),
                 price,
                 currency: None,
                 stripe_price_id: None,
@@ -159,7 +159,7 @@ async fn seeded() -> (TestApp, String, String) {
     for (title, kind) in [("Try FigMe", "main"), ("Crystal week", "main"), ("Buy credits", "side")] {
         as_root
             .admin_banner_create(&types::BannerInput {
-                title: title.into(),
+                title: title.parse().unwrap(),
                 description: None,
                 thumbnail: None,
                 link: None,
