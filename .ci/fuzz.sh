@@ -11,8 +11,9 @@
 # FUZZ_EXAMPLES cases per operation and phase (default 10), FUZZ_MAX_TIME seconds per run
 # (default 120). Operations that can take away the fuzzer's own access (revoking API keys,
 # changing roles: it may revoke its own key or, once it has promoted someone, demote itself)
-# run last, in a pass of their own (FUZZ_LAST_TIME seconds, default 30). Cases run are
-# counted per phase.
+# run last, in a pass of their own (FUZZ_LAST_TIME seconds, default 30); before it, a
+# pass signed in with a session covers what API keys may not do (create keys, approve
+# device sign-ins). Cases run are counted per phase.
 # Installs schemathesis from PyPI into a venv under target/ (reused between runs).
 # Exit 1 on any finding; the reports are in target/fuzz/.
 set -euo pipefail
@@ -32,7 +33,9 @@ mkdir -p "$out"
 log() { echo "fuzz.sh: $*" >&2; }
 
 [ -x "$bin" ] || { log "$bin is missing: build it first (cargo test --workspace builds it)"; exit 1; }
-if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/pip" show schemathesis 2>/dev/null | grep -q "Version: $ST_VERSION"; then
+# (pip's output is read whole first: `grep -q` closing the pipe early fails it under pipefail.)
+installed=$("$venv/bin/pip" show schemathesis 2>/dev/null || true)
+if [ ! -x "$venv/bin/st" ] || ! grep -q "Version: $ST_VERSION" <<<"$installed"; then
   log "installing schemathesis $ST_VERSION"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION"
@@ -86,14 +89,26 @@ run_backend() {
   admin_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"admin"}' "$admin_session" | json "['key']")
   user_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"write"}' "$user_session" | json "['key']")
 
-  local role key pass
+  local role key pass credential
   for role in user admin; do
     key=$user_key; [ "$role" = admin ] && key=$admin_key
-    for pass in main last; do
+    for pass in main session last; do
+      credential=$key
       local -a select=(--exclude-operation-id auth_api_key_revoke --exclude-operation-id admin_user_role_set
         --exclude-path-regex '^/api/tasks/\{id\}/stream$')
       local limit=$max_time
-      if [ "$pass" = last ]; then
+      if [ "$pass" = session ]; then
+        # What only a signed-in session may do (API keys get 403 SESSION_REQUIRED there).
+        # A fresh session: the main pass may have revoked the earlier ones.
+        local who=user; [ "$role" = admin ] && who=admin
+        credential=$(post "$base/api/auth/sign-in/email" \
+          "{\"email\":\"$who@fuzz.example\",\"password\":\"fuzz $who password 1\"}" | json "['token']")
+        select=(--include-operation-id auth_api_key_create --include-operation-id auth_api_key_list
+          --include-operation-id auth_device_code_create --include-operation-id auth_device_pending_get
+          --include-operation-id auth_device_approve --include-operation-id auth_session_get
+          --include-operation-id auth_password_change)
+        limit=$last_time
+      elif [ "$pass" = last ]; then
         select=(--include-operation-id auth_api_key_list --include-operation-id auth_api_key_revoke
           --include-operation-id admin_user_list --include-operation-id admin_user_role_set)
         limit=$last_time
@@ -103,7 +118,7 @@ run_backend() {
       local report="$out/$name.ndjson" rc=0
       # From target/fuzz: schemathesis keeps its cache (.schemathesis/) in the working directory.
       (cd "$out" && "$root/$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$base/openapi.json" \
-        --header "Authorization: Bearer $key" \
+        --header "Authorization: Bearer $credential" \
         --checks "$checks" \
         --phases "$phases" \
         --max-examples "$examples" --max-time "$limit" --workers 1 --seed 42 \

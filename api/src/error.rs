@@ -25,7 +25,7 @@ pub enum ErrorKind {
     Internal,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct AppError {
     pub kind: ErrorKind,

@@ -93,8 +93,9 @@ pub async fn run(ctx: &Context, command: AssetsCommand) -> Result<ExitCode, CliE
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     match command {
         AssetsCommand::List { module, limit } => {
+            let module = output::opt_field("module", module.as_ref())?;
             let list =
-                ctx.client.asset_list(None, output::page(limit), module.as_deref()).await.map_err(sdk)?.into_inner();
+                ctx.client.asset_list(None, output::page(limit), module.as_ref()).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&list);
             } else {

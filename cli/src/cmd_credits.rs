@@ -177,7 +177,7 @@ pub async fn resolve_user(ctx: &Context, user: &str) -> Result<uuid::Uuid, CliEr
     }
     let list = ctx
         .client
-        .admin_user_list(None, output::page(200), Some(user))
+        .admin_user_list(None, output::page(200), Some(&output::field("user", user)?))
         .await
         .map_err(|e| CliError::from_sdk(e, &ctx.api_url))?
         .into_inner();

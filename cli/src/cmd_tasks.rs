@@ -277,12 +277,9 @@ pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode,
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     match command {
         TasksCommand::List { status, tool, limit } => {
-            let list = ctx
-                .client
-                .task_list(None, output::page(limit), status, tool.as_deref())
-                .await
-                .map_err(sdk)?
-                .into_inner();
+            let tool = output::opt_field("tool", tool.as_ref())?;
+            let list =
+                ctx.client.task_list(None, output::page(limit), status, tool.as_ref()).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&list);
             } else {

@@ -41,7 +41,7 @@ pub async fn run(ctx: &Context, command: ToolsCommand) -> Result<ExitCode, CliEr
             }
         }
         ToolsCommand::Show { slug } => {
-            let t = ctx.client.tool_get(&slug).await.map_err(sdk)?.into_inner();
+            let t = ctx.client.tool_get(&output::field("tool", &slug)?).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&t);
             } else {

@@ -2035,7 +2035,8 @@ pub mod types {
         pub filename: FileName,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub module: ::std::option::Option<Module>,
-        ///Exact size in bytes (the per-type limits and the quota are settings: 413 above them).
+        /**Exact size in bytes (at most 10^15; the per-type limits and the quota are settings: 413
+above them).*/
         pub size: ::std::num::NonZeroU64,
     }
     /**Send the file with `method` to `uploadUrl`, with exactly these `headers`, then call
@@ -4457,7 +4458,7 @@ Sends a `GET` request to `/api/auth/verify-email`
 */
     pub async fn auth_email_verify<'a>(
         &'a self,
-        token: &'a str,
+        token: &'a types::Token512,
     ) -> Result<ResponseValue<types::User>, Error<types::ApiError>> {
         let url = format!("{}/api/auth/verify-email", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -5135,7 +5136,7 @@ Sends a `GET` request to `/api/auth/device/pending`
 */
     pub async fn auth_device_pending_get<'a>(
         &'a self,
-        user_code: &'a str,
+        user_code: &'a types::Token64,
     ) -> Result<ResponseValue<types::DevicePending>, Error<types::ApiError>> {
         let url = format!("{}/api/auth/device/pending", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -5359,7 +5360,7 @@ Sends a `GET` request to `/api/tools/{slug}`
 */
     pub async fn tool_get<'a>(
         &'a self,
-        slug: &'a str,
+        slug: &'a types::Slug60,
     ) -> Result<ResponseValue<types::Tool>, Error<types::ApiError>> {
         let url = format!(
             "{}/api/tools/{}", self.baseurl, encode_path(& slug.to_string()),
@@ -5438,7 +5439,7 @@ Sends a `GET` request to `/api/tasks`
         cursor: Option<&'a ::uuid::Uuid>,
         limit: Option<::std::num::NonZeroU32>,
         status: Option<types::TaskStatus>,
-        tool: Option<&'a str>,
+        tool: Option<&'a types::Slug60>,
     ) -> Result<ResponseValue<types::TaskList>, Error<types::ApiError>> {
         let url = format!("{}/api/tasks", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -6051,7 +6052,7 @@ Sends a `GET` request to `/api/assets`
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
         limit: Option<::std::num::NonZeroU32>,
-        module: Option<&'a str>,
+        module: Option<&'a types::Module>,
     ) -> Result<ResponseValue<types::AssetList>, Error<types::ApiError>> {
         let url = format!("{}/api/assets", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -6813,7 +6814,7 @@ Sends a `GET` request to `/api/admin/users`
         &'a self,
         cursor: Option<&'a ::uuid::Uuid>,
         limit: Option<::std::num::NonZeroU32>,
-        q: Option<&'a str>,
+        q: Option<&'a types::Prose200>,
     ) -> Result<ResponseValue<types::UserList>, Error<types::ApiError>> {
         let url = format!("{}/api/admin/users", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
@@ -7804,7 +7805,7 @@ Sends a `GET` request to `/api/admin/tasks`
         cursor: Option<&'a ::uuid::Uuid>,
         limit: Option<::std::num::NonZeroU32>,
         status: Option<types::TaskStatus>,
-        tool: Option<&'a str>,
+        tool: Option<&'a types::Slug60>,
         user_id: Option<&'a ::uuid::Uuid>,
     ) -> Result<ResponseValue<types::TaskList>, Error<types::ApiError>> {
         let url = format!("{}/api/admin/tasks", self.baseurl,);
@@ -8942,7 +8943,7 @@ Sends a `GET` request to `/api/admin/users/{id}/assets`
         id: &'a ::uuid::Uuid,
         cursor: Option<&'a ::uuid::Uuid>,
         limit: Option<::std::num::NonZeroU32>,
-        module: Option<&'a str>,
+        module: Option<&'a types::Module>,
     ) -> Result<ResponseValue<types::AssetList>, Error<types::ApiError>> {
         let url = format!(
             "{}/api/admin/users/{}/assets", self.baseurl, encode_path(& id.to_string()),

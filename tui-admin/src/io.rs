@@ -196,7 +196,10 @@ pub async fn execute(client: &Client, request: Request) -> Response {
             let dead_letters = call!(client.admin_dead_letter_list(None, PAGE)).dead_letters.len();
             Response::Dashboard(Box::new(Dashboard { queue, recent, providers, dead_letters, at: chrono::Utc::now() }))
         }
-        Request::Users { query } => Response::Users(call!(client.admin_user_list(None, PAGE, query.as_deref())).users),
+        Request::Users { query } => {
+            let query: Option<types::Prose200> = opt_text!("search", query);
+            Response::Users(call!(client.admin_user_list(None, PAGE, query.as_ref())).users)
+        }
         Request::UserDetail(id) => {
             let user = call!(client.admin_user_get(&id));
             let credits = call!(client.admin_user_credits_get(&id));
@@ -239,7 +242,8 @@ pub async fn execute(client: &Client, request: Request) -> Response {
                 None => (None, None),
             };
             let status = status.as_deref().and_then(|s| s.parse().ok());
-            let list = call!(client.admin_task_list(None, PAGE, status, tool.as_deref(), user.as_ref())).tasks;
+            let tool: Option<types::Slug60> = opt_text!("tool", tool);
+            let list = call!(client.admin_task_list(None, PAGE, status, tool.as_ref(), user.as_ref())).tasks;
             Response::Tasks(list)
         }
         Request::TaskDetail(id) => {

@@ -1,7 +1,6 @@
 //! `/api/admin/*`: user administration. Admin or super_admin (with a session or an
 //! admin-scoped key); role changes are super_admin only.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -11,7 +10,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{User, UserRole};
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{Opt, Prose};
 use crate::app::AppState;
 use crate::auth::Access;
@@ -55,13 +54,11 @@ impl AdminApi {
     async fn user_list(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
-        q: Query<Option<String>>,
+        Caller(principal): Caller,
+        q: Query<Option<Prose<200>>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<UserList>> {
-        let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;
         let limit = super::models::page_limit(limit.0);
         let query = q.0.as_deref().map(str::trim).filter(|q| !q.is_empty());
@@ -72,8 +69,7 @@ impl AdminApi {
 
     /// One user.
     #[oai(path = "/api/admin/users/:id", method = "get", operation_id = "admin_user_get")]
-    async fn user_get(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<User>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn user_get(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<User>> {
         Ok(Json(flows::admin_user_get(&state, &principal, id.0).await?.into()))
     }
 
@@ -82,12 +78,10 @@ impl AdminApi {
     async fn user_role_set(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<SetRoleRequest>,
     ) -> Result<Json<User>> {
-        let principal = auth.principal(&state, req).await?;
         Ok(Json(flows::admin_set_role(&state, &principal, id.0, body.role.into()).await?.into()))
     }
 
@@ -96,12 +90,10 @@ impl AdminApi {
     async fn user_ban(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<BanRequest>,
     ) -> Result<Json<User>> {
-        let principal = auth.principal(&state, req).await?;
         Ok(Json(flows::admin_set_banned(&state, &principal, id.0, true, body.reason.as_deref()).await?.into()))
     }
 
@@ -110,11 +102,9 @@ impl AdminApi {
     async fn user_unban(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<User>> {
-        let principal = auth.principal(&state, req).await?;
         Ok(Json(flows::admin_set_banned(&state, &principal, id.0, false, None).await?.into()))
     }
 
@@ -123,11 +113,9 @@ impl AdminApi {
     async fn user_sessions_revoke(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<RevokedSessions>> {
-        let principal = auth.principal(&state, req).await?;
         let revoked = flows::admin_revoke_sessions(&state, &principal, id.0).await? as u64;
         Ok(Json(RevokedSessions { revoked }))
     }

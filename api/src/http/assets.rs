@@ -1,7 +1,6 @@
 //! `/api/uploads/*` and `/api/assets/*`: presigned uploads, their completion, the caller's
 //! assets; and the admin variants (admin bucket, any user's assets).
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -11,7 +10,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{FileName, Module, Opt, StorageKey, UploadContentType};
 use crate::app::AppState;
 use crate::assets::{self, UploadRequest};
@@ -22,17 +21,29 @@ use crate::store::AssetRow;
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct PresignUploadRequest {
     /// The original file name (sanitized by the server).
     pub filename: FileName,
     /// The file's media type; others are refused with 415.
     pub content_type: UploadContentType,
-    /// Exact size in bytes (the per-type limits and the quota are settings: 413 above them).
-    #[oai(validator(minimum(value = "1"), maximum(value = "9007199254740991")))]
+    /// Exact size in bytes (at most 10^15; the per-type limits and the quota are settings: 413
+    /// above them).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000000000")))]
     pub size: u64,
     /// Namespace, e.g. `uploads`, `image-gen` (a-z, 0-9, -).
     pub module: Opt<Module>,
+}
+
+impl poem_openapi::types::Example for PresignUploadRequest {
+    fn example() -> Self {
+        Self {
+            filename: FileName("photo.png".into()),
+            content_type: UploadContentType("image/png".into()),
+            size: 48_213,
+            module: Opt(Some(Module("uploads".into()))),
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -40,7 +51,7 @@ pub struct PresignUploadRequest {
 pub struct AdminPresignUploadRequest {
     pub filename: FileName,
     pub content_type: UploadContentType,
-    #[oai(validator(minimum(value = "1"), maximum(value = "9007199254740991")))]
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000000000")))]
     pub size: u64,
     /// A key of your choosing in the admin bucket (default: generated).
     pub key: Opt<StorageKey>,
@@ -163,11 +174,9 @@ impl AssetsApi {
     async fn presign(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<PresignUploadRequest>,
     ) -> Result<Json<PresignedUpload>> {
-        let principal = auth.principal(&state, req).await?;
         let body = body.0;
         let request = UploadRequest {
             filename: body.filename.into_string(),
@@ -184,11 +193,9 @@ impl AssetsApi {
     async fn complete(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<CompleteUploadRequest>,
     ) -> Result<Json<Asset>> {
-        let principal = auth.principal(&state, req).await?;
         let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Private).await?;
         to_api(&state, row, true).await.map(Json)
     }
@@ -198,13 +205,11 @@ impl AssetsApi {
     async fn asset_list(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
-        module: Query<Option<String>>,
+        Caller(principal): Caller,
+        module: Query<Option<Module>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<AssetList>> {
-        let principal = auth.principal(&state, req).await?;
         list(&state, principal.user_id(), module.0.as_deref(), cursor.0, limit.0).await
     }
 
@@ -213,11 +218,9 @@ impl AssetsApi {
     async fn asset_get(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
-        let principal = auth.principal(&state, req).await?;
         let row = assets::asset_for(&state, &principal, id.0).await?;
         to_api(&state, row, true).await.map(Json)
     }
@@ -227,11 +230,9 @@ impl AssetsApi {
     async fn asset_delete(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        let principal = auth.principal(&state, req).await?;
         assets::delete(&state, &principal, id.0).await?;
         Ok(Success::ok())
     }
@@ -241,11 +242,9 @@ impl AssetsApi {
     async fn asset_publish(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
-        let principal = auth.principal(&state, req).await?;
         let row = assets::publish(&state, &principal, id.0).await?;
         to_api(&state, row, true).await.map(Json)
     }
@@ -255,11 +254,9 @@ impl AssetsApi {
     async fn asset_unpublish(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
-        let principal = auth.principal(&state, req).await?;
         let row = assets::unpublish(&state, &principal, id.0).await?;
         to_api(&state, row, true).await.map(Json)
     }
@@ -275,11 +272,9 @@ impl AdminAssetsApi {
     async fn presign(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<AdminPresignUploadRequest>,
     ) -> Result<Json<PresignedUpload>> {
-        let principal = auth.principal(&state, req).await?;
         let body = body.0;
         let request = UploadRequest {
             filename: body.filename.into_string(),
@@ -296,11 +291,9 @@ impl AdminAssetsApi {
     async fn complete(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<CompleteUploadRequest>,
     ) -> Result<Json<Asset>> {
-        let principal = auth.principal(&state, req).await?;
         let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Admin).await?;
         to_api(&state, row, true).await.map(Json)
     }
@@ -311,14 +304,12 @@ impl AdminAssetsApi {
     async fn user_assets(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
-        module: Query<Option<String>>,
+        module: Query<Option<Module>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<AssetList>> {
-        let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;
         crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
         list(&state, id.0, module.0.as_deref(), cursor.0, limit.0).await

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{DeviceGrantType, Email, Name, NewPassword, Opt, Password, Prose, Text, Token};
 use crate::app::AppState;
 use crate::auth::flows::{self, Client, DevicePoll, IssuedSession};
@@ -25,18 +25,34 @@ fn client(state: &AppState, req: &Request) -> Client {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct SignUpRequest {
     pub name: Name,
     pub email: Email,
     pub password: NewPassword,
 }
 
+impl poem_openapi::types::Example for SignUpRequest {
+    fn example() -> Self {
+        Self {
+            name: Name("Ada Lovelace".into()),
+            email: Email("ada@example.com".into()),
+            password: NewPassword("correct horse battery".into()),
+        }
+    }
+}
+
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct SignInRequest {
     pub email: Email,
     pub password: Password,
+}
+
+impl poem_openapi::types::Example for SignInRequest {
+    fn example() -> Self {
+        Self { email: Email("ada@example.com".into()), password: Password("correct horse battery".into()) }
+    }
 }
 
 /// A new session: `token` is the bearer secret (shown once; the web gets it as a cookie).
@@ -107,13 +123,19 @@ pub struct ChangePasswordRequest {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct CreateApiKeyRequest {
     pub name: Name,
     pub scope: ApiKeyScope,
     /// Days until the key stops working (1–3650); none: never.
     #[oai(validator(minimum(value = "1"), maximum(value = "3650")))]
     pub expires_in_days: Opt<u32>,
+}
+
+impl poem_openapi::types::Example for CreateApiKeyRequest {
+    fn example() -> Self {
+        Self { name: Name("ci".into()), scope: ApiKeyScope::Read, expires_in_days: Opt(Some(90)) }
+    }
 }
 
 /// The new key's secret is in `key`, shown this once.
@@ -228,16 +250,14 @@ impl AuthApi {
 
     /// Ends the current session.
     #[oai(path = "/api/auth/sign-out", method = "post", operation_id = "auth_sign_out")]
-    async fn sign_out(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<SignedOut> {
-        let principal = auth.principal(&state, req).await?;
+    async fn sign_out(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<SignedOut> {
         flows::sign_out(&state, &principal).await?;
         Ok(SignedOut::Ok(Success::ok(), session_cookie(&state, "", 0)))
     }
 
     /// The caller's user and credential.
     #[oai(path = "/api/auth/get-session", method = "get", operation_id = "auth_session_get")]
-    async fn get_session(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<SessionInfo>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn get_session(&self, Caller(principal): Caller) -> Result<Json<SessionInfo>> {
         let scope = principal.scope().into();
         let (session, api_key_id) = match &principal.credential {
             Credential::Session { id, expires_at, .. } => {
@@ -250,15 +270,19 @@ impl AuthApi {
 
     /// Sends a new email verification link to the caller.
     #[oai(path = "/api/auth/send-verification-email", method = "post", operation_id = "auth_verification_email_send")]
-    async fn send_verification(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<Success>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn send_verification(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        Caller(principal): Caller,
+    ) -> Result<Json<Success>> {
         flows::resend_verification(&state, &principal, &client(&state, req)).await?;
         Ok(Success::ok())
     }
 
     /// Confirms an email address with the token from the verification link.
     #[oai(path = "/api/auth/verify-email", method = "get", operation_id = "auth_email_verify")]
-    async fn verify_email(&self, state: Data<&AppState>, token: Query<String>) -> Result<Json<User>> {
+    async fn verify_email(&self, state: Data<&AppState>, token: Query<Token<512>>) -> Result<Json<User>> {
         Ok(Json(flows::verify_email(&state, &token).await?.into()))
     }
 
@@ -293,10 +317,9 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<ChangePasswordRequest>,
     ) -> Result<Json<Success>> {
-        let principal = auth.principal(&state, req).await?;
         let revoke = body.revoke_other_sessions.unwrap_or(true);
         flows::change_password(
             &state,
@@ -317,11 +340,9 @@ impl AuthApi {
     async fn api_key_create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<CreateApiKeyRequest>,
     ) -> Result<Json<CreatedApiKey>> {
-        let principal = auth.principal(&state, req).await?;
         let issued =
             flows::api_key_create(&state, &principal, &body.name, body.scope.into(), body.expires_in_days.get())
                 .await?;
@@ -330,8 +351,7 @@ impl AuthApi {
 
     /// The caller's live API keys.
     #[oai(path = "/api/auth/api-keys", method = "get", operation_id = "auth_api_key_list")]
-    async fn api_key_list(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<ApiKeyList>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn api_key_list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ApiKeyList>> {
         let keys = state.store().api_key_list(principal.user_id()).await?;
         Ok(Json(ApiKeyList { api_keys: keys.into_iter().map(Into::into).collect() }))
     }
@@ -341,11 +361,9 @@ impl AuthApi {
     async fn api_key_revoke(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        let principal = auth.principal(&state, req).await?;
         flows::api_key_revoke(&state, &principal, id.0).await?;
         Ok(Success::ok())
     }
@@ -410,11 +428,9 @@ impl AuthApi {
     async fn device_pending(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
-        user_code: Query<String>,
+        Caller(principal): Caller,
+        user_code: Query<Token<64>>,
     ) -> Result<Json<DevicePending>> {
-        let principal = auth.principal(&state, req).await?;
         let row = flows::device_lookup(&state, &principal, &user_code).await?;
         Ok(Json(DevicePending {
             age_secs: (crate::store::now() - row.created_at).num_seconds().max(0),
@@ -431,11 +447,9 @@ impl AuthApi {
     async fn device_approve(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<DeviceApproveRequest>,
     ) -> Result<Json<DeviceApproveResponse>> {
-        let principal = auth.principal(&state, req).await?;
         let client_name = flows::device_decide(&state, &principal, &body.user_code, body.approve).await?;
         Ok(Json(DeviceApproveResponse { approved: body.approve, client_name }))
     }

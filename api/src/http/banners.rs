@@ -3,7 +3,6 @@
 //! A thumbnail is an http(s) URL or the key of an upload in the admin bucket, which is
 //! served through an expiring download URL.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -13,7 +12,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{BannerType, LinkTarget, Success};
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{Line, Link, Opt, Prose, Thumbnail};
 use crate::app::AppState;
 use crate::auth::Access;
@@ -56,7 +55,7 @@ pub struct BannerList {
 
 /// A banner as written by an admin (create or replace).
 #[derive(Debug, Clone, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct BannerInput {
     pub title: Line<200>,
     pub description: Opt<Prose<2000>>,
@@ -77,6 +76,26 @@ pub struct BannerInput {
     pub is_active: Opt<bool>,
     pub starts_at: Opt<chrono::DateTime<chrono::Utc>>,
     pub ends_at: Opt<chrono::DateTime<chrono::Utc>>,
+}
+
+impl poem_openapi::types::Example for BannerInput {
+    fn example() -> Self {
+        Self {
+            title: Line("Try FigMe".into()),
+            description: Opt(Some(Prose("Your photo as a collectible figure".into()))),
+            thumbnail: Opt(None),
+            link: Opt(Some(Link("/tools/figme".into()))),
+            link_text: Opt(Some(Line("Try it".into()))),
+            link_target: Opt(Some(LinkTarget::SameTab)),
+            kind: Opt(Some(BannerType::Main)),
+            position: Opt(None),
+            badge: Opt(Some(Line("New".into()))),
+            badge_color: Opt(None),
+            is_active: Opt(Some(true)),
+            starts_at: Opt(None),
+            ends_at: Opt(None),
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -229,8 +248,8 @@ pub struct AdminBannersApi;
 impl AdminBannersApi {
     /// Every banner, live or not, by type and position.
     #[oai(path = "/api/admin/banners", method = "get", operation_id = "admin_banner_list")]
-    async fn list(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<BannerList>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<BannerList>> {
+        principal.require(Access::Admin)?;
         let rows = state.store().banner_list(None, None).await?;
         let mut banners = Vec::with_capacity(rows.len());
         for row in rows {
@@ -243,11 +262,10 @@ impl AdminBannersApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<BannerInput>,
     ) -> Result<BannerCreated> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let row = banner_row(&state, Uuid::now_v7(), &body, None).await?;
         let saved = state.store().banner_upsert(&row).await?;
         Ok(BannerCreated::Created(Json(to_api(&state, saved).await)))
@@ -258,12 +276,11 @@ impl AdminBannersApi {
     async fn update(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<BannerInput>,
     ) -> Result<Json<Banner>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let existing = state.store().banner_get(id.0).await?.ok_or_else(|| AppError::not_found("banner"))?;
         let row = banner_row(&state, id.0, &body, Some(&existing)).await?;
         let saved = state.store().banner_upsert(&row).await?;
@@ -271,8 +288,8 @@ impl AdminBannersApi {
     }
 
     #[oai(path = "/api/admin/banners/:id", method = "delete", operation_id = "admin_banner_delete")]
-    async fn delete(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<Success>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
+        principal.require(Access::Admin)?;
         match state.store().banner_delete(id.0).await? {
             true => Ok(Success::ok()),
             false => Err(AppError::not_found("banner").into()),
@@ -284,11 +301,10 @@ impl AdminBannersApi {
     async fn reorder(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<BannerReorder>,
     ) -> Result<Json<BannerList>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let kind = body.kind.as_str();
         let current: Vec<Uuid> = state.store().banner_list(Some(kind), None).await?.iter().map(|b| b.id).collect();
         let mut given = body.ids.clone();

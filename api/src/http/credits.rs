@@ -1,7 +1,6 @@
 //! `/api/credits/*`: balance, history, packages, Stripe Checkout; and the credit routes of
 //! `/api/admin/*` (packages, adjustments).
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -12,7 +11,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{Currency, Line, Opt, Token};
 use crate::app::AppState;
 use crate::auth::Access;
@@ -184,7 +183,7 @@ pub struct Checkout {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct PackageInput {
     pub name: Line<100>,
     #[oai(validator(minimum(value = "1"), maximum(value = "100000000")))]
@@ -200,8 +199,22 @@ pub struct PackageInput {
     pub sort_order: Opt<i32>,
 }
 
+impl poem_openapi::types::Example for PackageInput {
+    fn example() -> Self {
+        Self {
+            name: Line("Starter".into()),
+            credits: 100,
+            price: 900,
+            currency: Opt(Some(Currency("usd".into()))),
+            stripe_price_id: Opt(None),
+            is_active: Opt(Some(true)),
+            sort_order: Opt(Some(1)),
+        }
+    }
+}
+
 #[derive(Debug, Object, Serialize)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct AdjustCreditsRequest {
     /// Positive adds, negative removes (never below zero available); not 0.
     #[oai(validator(minimum(value = "-1000000000"), maximum(value = "1000000000")))]
@@ -210,14 +223,19 @@ pub struct AdjustCreditsRequest {
     pub description: Line<500>,
 }
 
+impl poem_openapi::types::Example for AdjustCreditsRequest {
+    fn example() -> Self {
+        Self { amount: 50, description: Line("goodwill after an outage".into()) }
+    }
+}
+
 pub struct CreditsApi;
 
 #[OpenApi(tag = "ApiTags::Credits")]
 impl CreditsApi {
     /// The caller's credits.
     #[oai(path = "/api/credits/balance", method = "get", operation_id = "credits_balance_get")]
-    async fn balance(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<CreditBalance>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn balance(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<CreditBalance>> {
         Ok(Json(state.store().credits_get(principal.user_id()).await?.into()))
     }
 
@@ -226,13 +244,11 @@ impl CreditsApi {
     async fn transactions(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         #[oai(name = "type")] kind: Query<Option<TransactionType>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
-        let principal = auth.principal(&state, req).await?;
         let limit = super::models::page_limit(limit.0);
         let mut rows = state
             .store()
@@ -254,13 +270,11 @@ impl CreditsApi {
     async fn checkout(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<CheckoutRequest>,
     ) -> Result<Json<Checkout>> {
-        let principal = auth.principal(&state, req).await?;
         let key = idempotency_key.0.as_deref();
         let checkout = credits::idempotent(&state, principal.user_id(), key, "checkout", &body.0, async {
             let row = credits::stripe::checkout_create(&state, &principal, body.package_id, key).await?;
@@ -286,8 +300,8 @@ pub struct AdminCreditsApi;
 impl AdminCreditsApi {
     /// Every package, active or not (admin).
     #[oai(path = "/api/admin/credit-packages", method = "get", operation_id = "admin_credit_package_list")]
-    async fn admin_packages(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<PackageList>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn admin_packages(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<PackageList>> {
+        principal.require(Access::Admin)?;
         let rows = state.store().credit_package_list(false).await?;
         Ok(Json(PackageList { packages: rows.into_iter().map(|p| CreditPackage::from_row(p, true)).collect() }))
     }
@@ -297,11 +311,10 @@ impl AdminCreditsApi {
     async fn admin_package_create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<PackageInput>,
     ) -> Result<Json<CreditPackage>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let now = crate::store::now();
         let row = package_row(Uuid::now_v7(), &body, now, now);
         credits::validate_package(&row)?;
@@ -313,12 +326,11 @@ impl AdminCreditsApi {
     async fn admin_package_update(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<PackageInput>,
     ) -> Result<Json<CreditPackage>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let existing =
             state.store().credit_package_get(id.0).await?.ok_or_else(|| AppError::not_found("credit package"))?;
         let row = package_row(id.0, &body, existing.created_at, crate::store::now());
@@ -331,11 +343,10 @@ impl AdminCreditsApi {
     async fn admin_package_delete(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         match state.store().credit_package_delete(id.0).await {
             Ok(true) => Ok(Success::ok()),
             Ok(false) => Err(AppError::not_found("credit package").into()),
@@ -353,11 +364,9 @@ impl AdminCreditsApi {
     async fn admin_user_credits(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<CreditBalance>> {
-        let principal = auth.principal(&state, req).await?;
         crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
         Ok(Json(state.store().credits_get(id.0).await?.into()))
     }
@@ -367,13 +376,11 @@ impl AdminCreditsApi {
     async fn admin_user_transactions(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
-        let principal = auth.principal(&state, req).await?;
         crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
         let limit = super::models::page_limit(limit.0);
         let mut rows = state.store().credits_transactions(id.0, None, cursor.0, limit + 1).await?;
@@ -387,14 +394,12 @@ impl AdminCreditsApi {
     async fn admin_user_credits_adjust(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<AdjustCreditsRequest>,
     ) -> Result<Json<CreditBalance>> {
-        let principal = auth.principal(&state, req).await?;
         principal.require(Access::Admin)?;
         let key = idempotency_key.0.as_deref();
         let reference = match key {

@@ -115,6 +115,10 @@ impl From<crate::store::StoreError> for ErrorResponse {
 impl ErrorResponse {
     /// Request parsing failed inside poem-openapi (bad JSON, missing parameter, …).
     pub fn from_poem(err: poem::Error) -> Self {
+        // An extractor of ours (`security::Caller`) failed with a precise error: keep it.
+        if let Some(app) = err.downcast_ref::<AppError>() {
+            return app.clone().into();
+        }
         if err.status() == StatusCode::UNAUTHORIZED {
             return AppError::new(
                 ErrorKind::Unauthenticated,
@@ -161,6 +165,9 @@ fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {
 
 /// The JSON error response for an error raised outside any operation.
 pub fn json_error_body(err: &poem::Error) -> poem::Response {
+    if let Some(app) = err.downcast_ref::<AppError>() {
+        return poem::IntoResponse::into_response(ErrorResponse::from(app.clone()));
+    }
     let (status, code) = if is_schema_mismatch(err) {
         (status_of(ErrorKind::Validation), "VALIDATION_FAILED")
     } else {

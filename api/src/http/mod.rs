@@ -13,6 +13,7 @@ pub mod credits;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod links;
 pub mod models;
 pub mod pages;
 pub mod providers;
@@ -103,13 +104,25 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     )
 }
 
-/// The spec as committed in `openapi/funmagic.json` (pretty JSON, trailing newline).
+/// The spec as committed in `openapi/funmagic.json` and served at `/openapi.json`:
+/// poem-openapi's, plus the response links of [`links::LINKS`] (pretty JSON, trailing
+/// newline).
 pub fn spec_json() -> String {
-    let mut spec = api_service().spec();
-    if !spec.ends_with('\n') {
+    static SPEC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut api: openapiv3::OpenAPI =
+            serde_json::from_str(&api_service().spec()).expect("poem-openapi's spec is valid OpenAPI");
+        links::add_links(&mut api);
+        let mut spec = serde_json::to_string_pretty(&api).expect("a spec serialises");
         spec.push('\n');
-    }
-    spec
+        spec
+    });
+    SPEC.clone()
+}
+
+/// `GET /openapi.json`.
+#[poem::handler]
+fn openapi_json() -> poem::Response {
+    poem::Response::builder().content_type("application/json; charset=utf-8").body(spec_json())
 }
 
 /// Refuses API bodies over [`MAX_BODY_BYTES`]: by `Content-Length` up front, and by reading
@@ -239,11 +252,10 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let allow = std::sync::Arc::new(AllowTable::build());
     let service = api_service();
     let docs = service.swagger_ui();
-    let spec = service.spec_endpoint();
     Route::new()
         .nest("/", service)
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(openapi_json))
         .at("/device", poem::get(pages::device_page))
         .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
         .at("/api/auth/callback/:provider", poem::get(pages::social_callback))

@@ -2,7 +2,6 @@
 //! change the base URL, enable/disable) and test the AI providers. Keys are write-only:
 //! they are encrypted on arrival and only their last 4 characters ever come back.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -12,7 +11,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{ExternalProviderType, ProviderType};
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{HttpUrl, Opt, ProviderKey, ProviderName};
 use crate::app::AppState;
 use crate::auth::Access;
@@ -72,7 +71,7 @@ pub struct ProviderList {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct ProviderCreate {
     /// Unique; 1–64 characters of a-z, 0-9, - and _.
     pub name: ProviderName,
@@ -82,6 +81,18 @@ pub struct ProviderCreate {
     pub api_key: Opt<ProviderKey>,
     pub base_url: Opt<HttpUrl>,
     pub is_active: Opt<bool>,
+}
+
+impl poem_openapi::types::Example for ProviderCreate {
+    fn example() -> Self {
+        Self {
+            name: ProviderName("openai-main".into()),
+            kind: ExternalProviderType::Openai,
+            api_key: Opt(Some(ProviderKey("sk-example-key-0000".into()))),
+            base_url: Opt(None),
+            is_active: Opt(Some(false)),
+        }
+    }
 }
 
 /// Only the fields given change. `apiKey` replaces the key (rotation); `clearBaseUrl`
@@ -156,8 +167,8 @@ pub struct AdminProvidersApi;
 impl AdminProvidersApi {
     /// Every provider with its health (super_admin).
     #[oai(path = "/api/admin/providers", method = "get", operation_id = "admin_provider_list")]
-    async fn list(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<ProviderList>> {
-        auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
+    async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ProviderList>> {
+        principal.require(Access::SuperAdmin)?;
         let rows = state.store().provider_list().await?;
         Ok(Json(ProviderList { providers: rows.into_iter().map(Into::into).collect() }))
     }
@@ -167,11 +178,10 @@ impl AdminProvidersApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<ProviderCreate>,
     ) -> Result<ProviderCreated> {
-        auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
+        principal.require(Access::SuperAdmin)?;
         validate_name(&body.name)?;
         if let Some(url) = body.base_url.as_str() {
             validate_base_url(url)?;
@@ -209,12 +219,11 @@ impl AdminProvidersApi {
     async fn update(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<ProviderUpdate>,
     ) -> Result<Json<Provider>> {
-        auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
+        principal.require(Access::SuperAdmin)?;
         let mut row = state.store().provider_get(id.0).await?.ok_or_else(|| AppError::not_found("provider"))?;
         if row.kind == "local" && (body.api_key.is_some() || body.base_url.is_some() || body.name.is_some()) {
             return Err(AppError::validation("the local provider has no key, URL or other name").into());
@@ -258,11 +267,10 @@ impl AdminProvidersApi {
     async fn test(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<ProviderTest>> {
-        auth.principal(&state, req).await?.require(Access::SuperAdmin)?;
+        principal.require(Access::SuperAdmin)?;
         let row = state.store().provider_get(id.0).await?.ok_or_else(|| AppError::not_found("provider"))?;
         let (healthy, message) = crate::providers::health::check_and_record(&state, &row).await;
         let row = state.store().provider_get(id.0).await?.ok_or_else(|| AppError::not_found("provider"))?;

@@ -1,5 +1,6 @@
-//! The security schemes the spec documents, and turning a presented credential into a
-//! [`Principal`] (with the CSRF check for cookies).
+//! The security schemes the spec documents, and [`Caller`]: the extractor every
+//! authenticated operation takes, which turns the presented credential into a
+//! [`Principal`] (with the CSRF check for cookies) before the handler runs.
 
 use poem::Request;
 use poem_openapi::SecurityScheme;
@@ -7,7 +8,7 @@ use poem_openapi::auth::{ApiKey, Bearer};
 
 use crate::app::AppState;
 use crate::auth::{Principal, check_csrf};
-use crate::error::AppResult;
+use crate::error::AppError;
 
 /// `Authorization: Bearer <session token or API key>` (CLI, SDK, scripts).
 #[derive(SecurityScheme)]
@@ -19,24 +20,69 @@ pub struct BearerAuth(pub Bearer);
 #[oai(ty = "api_key", key_name = "funmagic.session_token", key_in = "cookie")]
 pub struct CookieAuth(pub ApiKey);
 
-/// Either credential; Bearer wins when both are present.
+/// Either credential; Bearer wins when both are present. Only its spec entries are used:
+/// handlers take [`Caller`], which resolves the credential.
 #[derive(SecurityScheme)]
 pub enum Auth {
     Bearer(BearerAuth),
     Cookie(CookieAuth),
 }
 
-impl Auth {
-    /// Resolves the caller; cookie-authenticated writes must pass the CSRF origin check.
-    pub async fn principal(&self, state: &AppState, req: &Request) -> AppResult<Principal> {
-        let secret = match self {
-            Auth::Bearer(BearerAuth(bearer)) => &bearer.token,
-            Auth::Cookie(CookieAuth(key)) => {
-                check_csrf(req, &state.settings().auth, state.configured_public_url())?;
-                &key.key
-            }
+/// The authenticated caller, extracted before the handler runs: Bearer (session token or
+/// API key) or the session cookie (with the CSRF origin check for writes). The spec shows
+/// the same two alternatives as [`Auth`]; failures answer with the precise code
+/// (`INVALID_TOKEN`, `API_KEY_REVOKED`, `CSRF`, …) as a JSON error.
+pub struct Caller(pub Principal);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for Caller {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] = &[poem_openapi::ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <Auth as poem_openapi::ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        <Auth as poem_openapi::ApiExtractor>::security_schemes()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let state = req.data::<AppState>().ok_or_else(|| extract_error(AppError::internal("no application state")))?;
+        let Some((secret, from_cookie)) = caller_secret(req) else {
+            return Err(extract_error(AppError::unauthenticated()));
         };
-        state.authenticator().resolve(secret).await
+        if from_cookie {
+            check_csrf(req, &state.settings().auth, state.configured_public_url()).map_err(extract_error)?;
+        }
+        let principal = state.authenticator().resolve(&secret).await.map_err(extract_error)?;
+        Ok(Caller(principal))
+    }
+}
+
+/// An extractor failure carrying the `AppError` (`ErrorResponse::from_poem` and the JSON
+/// catch-all answer with its code).
+fn extract_error(err: AppError) -> poem::Error {
+    let status = super::error::status_of(err.kind);
+    poem::Error::new(err, status)
+}
+
+/// The presented secret: the Bearer token when there is one, else the session cookie
+/// (`true`: it came from the cookie).
+fn caller_secret(req: &Request) -> Option<(String, bool)> {
+    let bearer = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_string());
+    match bearer {
+        Some(token) => Some((token, false)),
+        None => req.cookie().get(crate::auth::SESSION_COOKIE).map(|c| (c.value_str().to_string(), true)),
     }
 }
 
@@ -44,12 +90,6 @@ impl Auth {
 /// routes that answer everyone but tell more to some (health details for admins). Only for
 /// reads: no CSRF check is made.
 pub async fn optional_principal(state: &AppState, req: &Request) -> Option<Principal> {
-    let bearer = req
-        .headers()
-        .get(poem::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    let secret = bearer.or_else(|| req.cookie().get(crate::auth::SESSION_COOKIE).map(|c| c.value_str().to_string()))?;
+    let (secret, _) = caller_secret(req)?;
     state.authenticator().resolve(&secret).await.ok()
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{StepStatus, TaskStatus};
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{Opt, Slug, Token};
 use crate::app::AppState;
 use crate::auth::ratelimit::{UserAction, limit_user};
@@ -26,7 +25,7 @@ use crate::tasks::{self, Submit};
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Debug, Object, serde::Serialize)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct TaskCreateRequest {
     pub tool_slug: Slug<60>,
     /// One step of the tool (default: the first).
@@ -37,6 +36,18 @@ pub struct TaskCreateRequest {
     pub parent_task_id: Opt<Uuid>,
     /// Run every step of the tool in order (costs all of them).
     pub run_all_steps: Opt<bool>,
+}
+
+impl poem_openapi::types::Example for TaskCreateRequest {
+    fn example() -> Self {
+        Self {
+            tool_slug: Slug("echo".into()),
+            step_id: Opt(None),
+            input: serde_json::json!({ "message": "hello" }),
+            parent_task_id: Opt(None),
+            run_all_steps: Opt(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -184,13 +195,11 @@ impl TasksApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<TaskCreateRequest>,
     ) -> Result<TaskCreated> {
-        let principal = auth.principal(&state, req).await?;
         limit_user(&state, UserAction::TaskSubmit, principal.user_id()).await?;
         let submit = Submit {
             tool_slug: body.tool_slug.to_string(),
@@ -217,14 +226,12 @@ impl TasksApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         status: Query<Option<TaskStatus>>,
-        tool: Query<Option<String>>,
+        tool: Query<Option<Slug<60>>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
-        let principal = auth.principal(&state, req).await?;
         let tool_id = match tool.0 {
             Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
                 Some(t) => Some(t.id),
@@ -247,11 +254,9 @@ impl TasksApi {
     async fn events(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<TaskEventList>> {
-        let principal = auth.principal(&state, req).await?;
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let rows = state.store().task_events_after(task.id, 0).await?;
         Ok(Json(TaskEventList {
@@ -261,8 +266,7 @@ impl TasksApi {
 
     /// A task with its input, output, error and steps (owner or admin).
     #[oai(path = "/api/tasks/:id", method = "get", operation_id = "task_get")]
-    async fn get(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<TaskDetail>> {
-        let principal = auth.principal(&state, req).await?;
+    async fn get(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<TaskDetail>> {
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let payload = state.store().task_payload(task.id).await?;
         let steps = state.store().task_steps(task.id).await?;
@@ -291,11 +295,9 @@ impl TasksApi {
     async fn cancel(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<TaskEnvelope>> {
-        let principal = auth.principal(&state, req).await?;
         Ok(Json(TaskEnvelope { task: tasks::cancel(&state, &principal, id.0).await?.into() }))
     }
 
@@ -307,12 +309,10 @@ impl TasksApi {
     async fn stream(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
-        let principal = auth.principal(&state, req).await?;
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
         limit_user(&state, UserAction::StreamOpen, principal.user_id()).await?;
@@ -346,15 +346,14 @@ impl AdminTasksApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         status: Query<Option<TaskStatus>>,
-        tool: Query<Option<String>>,
+        tool: Query<Option<Slug<60>>>,
         #[oai(name = "userId")] user_id: Query<Option<Uuid>>,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
-        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+        principal.require(crate::auth::Access::Admin)?;
         let tool_id = match tool.0 {
             Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
                 Some(t) => Some(t.id),
@@ -372,16 +371,15 @@ impl AdminTasksApi {
     /// Runs a failed or cancelled task again as a new task of the same user (its cost is
     /// reserved from that user).
     #[oai(path = "/api/admin/tasks/:id/retry", method = "post", operation_id = "admin_task_retry")]
-    async fn retry(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<TaskCreated> {
-        let principal = auth.principal(&state, req).await?;
+    async fn retry(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<TaskCreated> {
         let task = tasks::retry(&state, &principal, id.0).await?;
         Ok(TaskCreated::Created(Json(TaskEnvelope { task: task.into() })))
     }
 
     /// Queue depth: waiting, running and delayed tasks (and the Redis stream in scale-out).
     #[oai(path = "/api/admin/queue", method = "get", operation_id = "admin_queue_get")]
-    async fn queue(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<QueueStats>> {
-        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+    async fn queue(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<QueueStats>> {
+        principal.require(crate::auth::Access::Admin)?;
         let (waiting, running, delayed) = state.store().queue_depth().await?;
         let stream = match state.redis() {
             Some(redis) => crate::queue::RedisQueue::new(redis).depth().await.ok(),
@@ -404,12 +402,11 @@ impl AdminTasksApi {
     async fn dead_letters(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<DeadLetterList>> {
-        auth.principal(&state, req).await?.require(crate::auth::Access::Admin)?;
+        principal.require(crate::auth::Access::Admin)?;
         let limit = super::models::page_limit(limit.0);
         let mut rows = state.store().dead_letters(cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.task_id);

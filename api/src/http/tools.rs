@@ -1,7 +1,6 @@
 //! `/api/tools`: the public catalogue; `/api/admin/tools` and `/api/admin/tool-types`:
 //! admin CRUD with the config validated on write. A disabled tool is 404 to users.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -11,7 +10,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::Success;
-use super::security::Auth;
+use super::security::Caller;
 use super::text::{Line, Opt, Prose, Slug};
 use crate::app::AppState;
 use crate::auth::Access;
@@ -108,13 +107,25 @@ pub struct ToolInput {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
 pub struct ToolTypeInput {
     pub name: Slug<60>,
     pub display_name: Line<100>,
     pub icon: Opt<Line<64>>,
     pub color: Opt<Line<32>>,
     pub description: Opt<Prose<2000>>,
+}
+
+impl poem_openapi::types::Example for ToolTypeInput {
+    fn example() -> Self {
+        Self {
+            name: Slug("video".into()),
+            display_name: Line("Video".into()),
+            icon: Opt(Some(Line("film".into()))),
+            color: Opt(Some(Line("#10b981".into()))),
+            description: Opt(Some(Prose("Make and edit short clips".into()))),
+        }
+    }
 }
 
 fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool) -> Tool {
@@ -206,7 +217,7 @@ impl ToolsApi {
 
     /// One active tool by slug (public); disabled tools are 404.
     #[oai(path = "/api/tools/:slug", method = "get", operation_id = "tool_get")]
-    async fn get(&self, state: Data<&AppState>, slug: Path<String>) -> Result<Json<Tool>> {
+    async fn get(&self, state: Data<&AppState>, slug: Path<Slug<60>>) -> Result<Json<Tool>> {
         let row = state
             .store()
             .tool_get_by_slug(&slug)
@@ -224,8 +235,8 @@ pub struct AdminToolsApi;
 impl AdminToolsApi {
     /// Every tool, active or not, with its raw config.
     #[oai(path = "/api/admin/tools", method = "get", operation_id = "admin_tool_list")]
-    async fn list(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<ToolList>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
+        principal.require(Access::Admin)?;
         let types = state.store().tool_type_list().await?;
         let rows = state.store().tool_list(false).await?;
         Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true)).collect() }))
@@ -236,11 +247,10 @@ impl AdminToolsApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let row = tool_row(&state, Uuid::now_v7(), &body, crate::store::now()).await?;
         let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
         state.catalogue().invalidate();
@@ -252,12 +262,11 @@ impl AdminToolsApi {
     async fn update(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         let existing = state.store().tool_get(id.0).await?.ok_or_else(|| AppError::not_found("tool"))?;
         let row = tool_row(&state, id.0, &body, existing.created_at).await?;
         let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
@@ -267,8 +276,8 @@ impl AdminToolsApi {
 
     /// Deletes a tool that no task used; otherwise deactivate it.
     #[oai(path = "/api/admin/tools/:id", method = "delete", operation_id = "admin_tool_delete")]
-    async fn delete(&self, state: Data<&AppState>, req: &Request, auth: Auth, id: Path<Uuid>) -> Result<Json<Success>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
+        principal.require(Access::Admin)?;
         let deleted = state.store().tool_delete(id.0).await.map_err(conflict)?;
         state.catalogue().invalidate();
         match deleted {
@@ -279,8 +288,8 @@ impl AdminToolsApi {
 
     /// Tool types.
     #[oai(path = "/api/admin/tool-types", method = "get", operation_id = "admin_tool_type_list")]
-    async fn types(&self, state: Data<&AppState>, req: &Request, auth: Auth) -> Result<Json<ToolTypeList>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+    async fn types(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolTypeList>> {
+        principal.require(Access::Admin)?;
         let rows = state.store().tool_type_list().await?;
         Ok(Json(ToolTypeList { tool_types: rows.into_iter().map(Into::into).collect() }))
     }
@@ -290,11 +299,10 @@ impl AdminToolsApi {
     async fn type_create(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         body: Json<ToolTypeInput>,
     ) -> Result<Json<ToolType>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         tools::validate_slug(&body.name)?;
         if body.display_name.trim().is_empty() {
             return Err(AppError::validation("displayName is required").into());
@@ -318,11 +326,10 @@ impl AdminToolsApi {
     async fn type_delete(
         &self,
         state: Data<&AppState>,
-        req: &Request,
-        auth: Auth,
+        Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        auth.principal(&state, req).await?.require(Access::Admin)?;
+        principal.require(Access::Admin)?;
         match state.store().tool_type_delete(id.0).await.map_err(conflict)? {
             true => Ok(Success::ok()),
             false => Err(AppError::not_found("tool type").into()),

@@ -24,10 +24,28 @@ async fn admins_manage_users_super_admins_manage_roles(app: TestApp) {
     let all = as_admin.admin_user_list(None, None, None).await.unwrap().into_inner();
     assert_eq!(all.users.len(), 4);
     assert!(all.next_cursor.is_none());
-    let found = as_admin.admin_user_list(None, None, Some("ADA@")).await.unwrap().into_inner();
+    let found = as_admin.admin_user_list(None, None, Some(&"ADA@".parse().unwrap())).await.unwrap().into_inner();
     assert_eq!(found.users.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["ada@example.com"]);
-    let none = as_admin.admin_user_list(None, None, Some("%")).await.unwrap().into_inner();
+    let none = as_admin.admin_user_list(None, None, Some(&"%".parse().unwrap())).await.unwrap().into_inner();
     assert!(none.users.is_empty(), "LIKE wildcards are escaped");
+    // Filters are typed like bodies: a NUL byte (which PostgreSQL cannot store or compare)
+    // or another control character is a 400, never a 500.
+    for path in [
+        "/api/admin/users?q=a%00b",
+        "/api/tasks?tool=ec%00ho",
+        "/api/admin/tasks?tool=%01",
+        "/api/assets?module=up%00loads",
+        "/api/tools/ec%00ho",
+    ] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", app.base_url()))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["code"], "BAD_REQUEST", "{path}");
+    }
     let page = as_admin.admin_user_list(None, std::num::NonZeroU32::new(3), None).await.unwrap().into_inner();
     assert_eq!(page.users.len(), 3);
     let rest = as_admin

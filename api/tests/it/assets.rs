@@ -229,9 +229,11 @@ async fn upload_checks_and_ownership(app: TestApp) {
     assert_eq!(err_code(as_bob.asset_delete(&asset.id).await).0, 404);
     assert_eq!(err_code(as_bob.asset_publish(&asset.id).await).0, 404);
     assert!(as_bob.asset_list(None, None, None).await.unwrap().into_inner().assets.is_empty());
-    let mine = as_ada.asset_list(None, None, Some("uploads")).await.unwrap().into_inner();
+    let mine = as_ada.asset_list(None, None, Some(&"uploads".parse().unwrap())).await.unwrap().into_inner();
     assert_eq!(mine.assets.len(), 1);
-    assert!(as_ada.asset_list(None, None, Some("other")).await.unwrap().into_inner().assets.is_empty());
+    assert!(
+        as_ada.asset_list(None, None, Some(&"other".parse().unwrap())).await.unwrap().into_inner().assets.is_empty()
+    );
 
     // Download URL works and returns the bytes.
     let fetched = as_ada.asset_get(&asset.id).await.unwrap().into_inner();

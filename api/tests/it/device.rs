@@ -41,8 +41,9 @@ async fn device_flow_grants_once(app: TestApp) {
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let typed = code.user_code.to_lowercase().replace('-', "");
     // Before approving, the page shows who asked and when.
-    assert_eq!(err_code(anon.auth_device_pending_get(&code.user_code).await).0, 401);
-    let pending = client_as(&app, &ada.token).auth_device_pending_get(&typed).await.unwrap().into_inner();
+    assert_eq!(err_code(anon.auth_device_pending_get(&code.user_code.parse().unwrap()).await).0, 401);
+    let pending =
+        client_as(&app, &ada.token).auth_device_pending_get(&typed.parse().unwrap()).await.unwrap().into_inner();
     assert_eq!(
         (pending.client_name.as_str(), pending.user_code.as_str()),
         ("funmagic-cli test", code.user_code.as_str())
@@ -69,7 +70,7 @@ async fn device_flow_grants_once(app: TestApp) {
         .await;
     assert_eq!(err_code(again), (404, "INVALID_USER_CODE".into()));
     assert_eq!(
-        err_code(client_as(&app, &ada.token).auth_device_pending_get(&code.user_code).await),
+        err_code(client_as(&app, &ada.token).auth_device_pending_get(&code.user_code.parse().unwrap()).await),
         (404, "INVALID_USER_CODE".into()),
         "a decided code is no longer pending"
     );

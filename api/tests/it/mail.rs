@@ -84,6 +84,6 @@ async fn verification_mail_goes_out_over_smtp() {
     // The link in the mail verifies the address (quoted-printable may wrap long lines).
     let unfolded = message.replace("=\n", "").replace("=3D", "=");
     let token = unfolded.split("token=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let user = anon.auth_email_verify(&token).await.unwrap().into_inner();
+    let user = anon.auth_email_verify(&token.parse().unwrap()).await.unwrap().into_inner();
     assert!(user.email_verified);
 }

@@ -13,13 +13,13 @@ async fn default_tools_are_listed(app: TestApp) {
     let list = client(&app).tool_list().await.unwrap().into_inner();
     let slugs: Vec<&str> = list.tools.iter().map(|t| t.slug.as_str()).collect();
     assert_eq!(slugs, ["background-remove", "crystal-memory", "echo", "figme"]);
-    let figme = client(&app).tool_get("figme").await.unwrap().into_inner();
+    let figme = client(&app).tool_get(&"figme".parse().unwrap()).await.unwrap().into_inner();
     assert_eq!(figme.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["image-gen", "3d-gen"]);
     assert_eq!(figme.credits_cost, 50);
     assert_eq!(figme.style_references.len(), 4);
     assert!(figme.config.is_none(), "provider ids are for admins");
     assert_eq!(figme.tool_type.unwrap().name, "3d");
-    assert_eq!(err_code(client(&app).tool_get("nope").await).0, 404);
+    assert_eq!(err_code(client(&app).tool_get(&"nope".parse().unwrap()).await).0, 404);
     // Seeding again (a restart, another process) changes nothing.
     funmagic_api::tools::seed_defaults(app.state()).await.unwrap();
     assert_eq!(client(&app).tool_list().await.unwrap().into_inner().tools.len(), 4);
@@ -68,7 +68,7 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
 
     // Disabling hides the tool from users (404) but not from admins.
     as_admin.admin_tool_update(&created.id, &input("echo-twice", two, false)).await.unwrap();
-    assert_eq!(err_code(client(&app).tool_get("echo-twice").await).0, 404);
+    assert_eq!(err_code(client(&app).tool_get(&"echo-twice".parse().unwrap()).await).0, 404);
     assert!(!client(&app).tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
     assert!(as_admin.admin_tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
     assert_eq!(err_code(client_as(&app, &ada.token).admin_tool_list().await).0, 403);
