@@ -84,10 +84,18 @@ run_backend() {
 
   # API keys rather than sessions: a fuzzed sign-out cannot end the run's credentials.
   local admin_session user_session admin_key user_key
-  admin_session=$(post "$base/api/auth/sign-in/email" '{"email":"admin@fuzz.example","password":"fuzz admin password 1"}' | json "['token']")
-  user_session=$(post "$base/api/auth/sign-up/email" '{"name":"Fuzz User","email":"user@fuzz.example","password":"fuzz user password 1"}' | json "['token']")
+  local admin_signin user_signup
+  admin_signin=$(post "$base/api/auth/sign-in/email" '{"email":"admin@fuzz.example","password":"fuzz admin password 1"}')
+  user_signup=$(post "$base/api/auth/sign-up/email" '{"name":"Fuzz User","email":"user@fuzz.example","password":"fuzz user password 1"}')
+  admin_session=$(json "['token']" <<<"$admin_signin")
+  user_session=$(json "['token']" <<<"$user_signup")
   admin_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"admin"}' "$admin_session" | json "['key']")
   user_key=$(post "$base/api/auth/api-keys" '{"name":"fuzz","scope":"write"}' "$user_session" | json "['key']")
+  # Credits for both, so submitted tasks run and the stateful phase can follow real tasks.
+  local who_id
+  for who_id in "$(json "['user']['id']" <<<"$admin_signin")" "$(json "['user']['id']" <<<"$user_signup")"; do
+    post "$base/api/admin/users/$who_id/credits" '{"amount":1000000,"description":"fuzz budget"}' "$admin_key" >/dev/null
+  done
 
   local role key pass credential
   for role in user admin; do
