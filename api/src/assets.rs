@@ -478,7 +478,7 @@ pub async fn sweep_incoming(state: &AppState, now: chrono::DateTime<chrono::Utc>
 /// `imageUrl`, as a URL a provider can fetch.
 pub async fn resolve_image_url(state: &AppState, user_id: Uuid, input: &serde_json::Value) -> AppResult<String> {
     if let Some(url) = input["imageUrl"].as_str() {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        if !crate::urls::is_http_url(url) {
             return Err(AppError::validation("imageUrl must be an http(s) URL"));
         }
         return Ok(url.to_string());

@@ -1046,7 +1046,7 @@ impl SettingsLayer {
             return Err(ConfigError::new("FUNMAGIC_DATABASE_MAX_CONNECTIONS", "must be at least 1"));
         }
         if let Some(url) = &self.public_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !crate::urls::is_http_url(url)
         {
             return Err(ConfigError::new(
                 "FUNMAGIC_PUBLIC_URL",
@@ -1186,7 +1186,7 @@ fn resolve_auth(a: AuthLayer) -> Result<AuthSettings, ConfigError> {
         }
     };
     let origins = a.trusted_origins.unwrap_or_default();
-    if let Some(bad) = origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
+    if let Some(bad) = origins.iter().find(|o| !crate::urls::is_http_url(o)) {
         return Err(ConfigError::new("FUNMAGIC_TRUSTED_ORIGINS", format!("'{bad}' is not an http(s) origin")));
     }
     Ok(AuthSettings {
@@ -1227,7 +1227,7 @@ fn resolve_oauth(o: OAuthLayer) -> Result<OAuthSettings, ConfigError> {
         let mut resolved = vec![];
         for (value, env, default) in urls {
             let url = value.unwrap_or_else(|| default.to_string());
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !crate::urls::is_http_url(&url) {
                 return Err(ConfigError::new(env, format!("'{url}' is not an http(s) URL")));
             }
             resolved.push(url.trim_end_matches('/').to_string());
@@ -1286,7 +1286,7 @@ fn resolve_stripe(s: StripeLayer) -> Result<Option<StripeSettings>, ConfigError>
         (s.cancel_url.as_ref(), "FUNMAGIC_CHECKOUT_CANCEL_URL"),
     ] {
         if let Some(url) = value
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !crate::urls::is_http_url(url)
         {
             return Err(ConfigError::new(env, format!("'{url}' is not an http(s) URL")));
         }
@@ -1314,7 +1314,7 @@ fn resolve_s3(s3: S3Layer) -> Result<Option<S3Settings>, ConfigError> {
         }
         return Ok(None);
     };
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    if !crate::urls::is_http_url(&endpoint) {
         return Err(ConfigError::new("S3_ENDPOINT", format!("'{endpoint}' must start with http:// or https://")));
     }
     let access_key =

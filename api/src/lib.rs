@@ -5,6 +5,8 @@
 pub mod app;
 pub mod assets;
 pub mod auth;
+pub mod backoff;
+pub mod banners;
 pub mod cli;
 pub mod config;
 pub mod credits;
@@ -23,3 +25,4 @@ pub mod tasks;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tools;
+pub mod urls;

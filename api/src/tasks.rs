@@ -14,8 +14,9 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult, ErrorKind};
+use crate::providers::ProviderKind;
 use crate::store::{ClaimedTask, DeadLetter, NewTask, StepDone, TaskEnd, TaskRow};
-use crate::tools::{StepConfig, ToolConfig};
+use crate::tools::{StepConfig, StepKind, ToolConfig};
 
 /// How long a claimed task is leased to its worker (renewed every third of it while the
 /// worker runs it) before another worker may take it.
@@ -94,7 +95,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
     // the step before.
     if let Some(first) = steps.first() {
         let provider = state.catalogue().provider(state, first.provider_id).await?;
-        validate_input(first, provider.as_ref().map(|p| p.kind.as_str()).unwrap_or(""), &input)?;
+        validate_input(first, provider.as_deref().and_then(ProviderKind::of), &input)?;
     }
     let cost: i64 = steps.iter().map(|s| s.cost).sum();
     let new = NewTask {
@@ -123,10 +124,10 @@ async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
 }
 
 /// Input each step type needs.
-fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppResult<()> {
+fn validate_input(step: &StepConfig, provider_kind: Option<ProviderKind>, input: &Value) -> AppResult<()> {
     // These read the file's bytes themselves (the others are given a URL to fetch).
-    if matches!(provider_kind, "local" | "openai")
-        && step.kind != "echo"
+    if matches!(provider_kind, Some(ProviderKind::Local | ProviderKind::OpenAi))
+        && step.kind != StepKind::Echo
         && input.get("imageUrl").is_some()
         && input.get("imageStorageKey").is_none()
     {
@@ -134,12 +135,13 @@ fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppR
             ErrorKind::Validation,
             "INVALID_INPUT",
             format!(
-                "the {provider_kind} provider works on uploaded files: give imageStorageKey (upload the image first)"
+                "the {} provider works on uploaded files: give imageStorageKey (upload the image first)",
+                provider_kind.map(ProviderKind::as_str).unwrap_or_default()
             ),
         ));
     }
-    match step.kind.as_str() {
-        "echo" => {
+    match step.kind {
+        StepKind::Echo => {
             if let Some(delay) = input.get("delayMs")
                 && delay.as_u64().is_none_or(|d| d > 600_000)
             {
@@ -148,7 +150,7 @@ fn validate_input(step: &StepConfig, provider_kind: &str, input: &Value) -> AppR
             Ok(())
         }
         _ if input.get("imageStorageKey").is_some() || input.get("imageUrl").is_some() => Ok(()),
-        "image-gen" if input.get("prompt").is_some() || input.get("style").is_some() => Ok(()),
+        StepKind::ImageGen if input.get("prompt").is_some() || input.get("style").is_some() => Ok(()),
         kind => Err(AppError::new(
             ErrorKind::Validation,
             "INVALID_INPUT",
@@ -276,12 +278,7 @@ fn is_transient(e: &AppError) -> bool {
 
 /// `base × 2^(attempt−1)`, at most 5 minutes, plus up to a quarter of jitter.
 fn backoff(state: &AppState, attempt: u32) -> Duration {
-    let base = state.settings().tasks.retry_base_ms;
-    let delay = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20)).min(300_000);
-    let mut jitter = [0u8; 2];
-    let _ = getrandom::fill(&mut jitter);
-    let jitter = u64::from(u16::from_le_bytes(jitter)) * (delay / 4 + 1) / u64::from(u16::MAX);
-    Duration::from_millis(delay + jitter)
+    crate::backoff::delay(state.settings().tasks.retry_base_ms, 300_000, attempt)
 }
 
 async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {

@@ -11,24 +11,68 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult};
+use crate::providers::ProviderKind;
 use crate::store::{ProviderRow, ToolRow, ToolTypeRow};
 
-/// The step types workers know how to run.
-pub const STEP_TYPES: &[&str] = &["echo", "image-gen", "background-remove", "3d-gen", "point-cloud"];
+/// The step types workers know how to run (the `type` of a step in a tool's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StepKind {
+    #[serde(rename = "echo")]
+    Echo,
+    #[serde(rename = "image-gen")]
+    ImageGen,
+    #[serde(rename = "background-remove")]
+    BackgroundRemove,
+    #[serde(rename = "3d-gen")]
+    ThreeD,
+    #[serde(rename = "point-cloud")]
+    PointCloud,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 5] =
+        [StepKind::Echo, StepKind::ImageGen, StepKind::BackgroundRemove, StepKind::ThreeD, StepKind::PointCloud];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Echo => "echo",
+            StepKind::ImageGen => "image-gen",
+            StepKind::BackgroundRemove => "background-remove",
+            StepKind::ThreeD => "3d-gen",
+            StepKind::PointCloud => "point-cloud",
+        }
+    }
+
+    /// Whether the step's result is a 3D file (stored under `models`, else `images`).
+    pub fn makes_models(self) -> bool {
+        matches!(self, StepKind::ThreeD | StepKind::PointCloud)
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Models a provider offers for a step type; anything else is rejected on write.
-pub fn known_models(provider_type: &str, step_type: &str) -> &'static [&'static str] {
-    match (provider_type, step_type) {
-        ("local", "echo") => &["echo"],
-        ("local", "image-gen") => &["local-style"],
-        ("local", "background-remove") => &["local-matting"],
-        ("local", "3d-gen") => &["local-relief"],
-        ("local", "point-cloud") => &["local-pointcloud"],
-        ("openai", "image-gen") => &["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini"],
-        ("fal", "background-remove") => &["fal-ai/birefnet", "fal-ai/birefnet/v2", "fal-ai/imageutils/rembg"],
-        ("tripo", "3d-gen") => &["tripo-v2", "v2.5-20250123", "v3.0-20250812"],
-        _ => &[],
+pub fn known_models(provider: ProviderKind, step: StepKind) -> &'static [&'static str] {
+    use ProviderKind as P;
+    use StepKind as S;
+    match (provider, step) {
+        (P::Local, S::Echo) => &["echo"],
+        (P::Local, S::ImageGen) => &["local-style"],
+        (P::Local, S::BackgroundRemove) => &["local-matting"],
+        (P::Local, S::ThreeD) => &["local-relief"],
+        (P::Local, S::PointCloud) => &["local-pointcloud"],
+        (P::OpenAi, S::ImageGen) => &["gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini"],
+        (P::Fal, S::BackgroundRemove) => &["fal-ai/birefnet", "fal-ai/birefnet/v2", "fal-ai/imageutils/rembg"],
+        (P::Tripo, S::ThreeD) => &["tripo-v2", "v2.5-20250123", "v3.0-20250812"],
+        (P::OpenAi, S::Echo | S::BackgroundRemove | S::ThreeD | S::PointCloud)
+        | (P::Fal, S::Echo | S::ImageGen | S::ThreeD | S::PointCloud)
+        | (P::Tripo, S::Echo | S::ImageGen | S::BackgroundRemove | S::PointCloud) => &[],
     }
 }
 
@@ -38,7 +82,7 @@ pub struct StepConfig {
     pub id: String,
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: StepKind,
     pub provider_id: Uuid,
     pub provider_model: String,
     pub cost: i64,
@@ -87,6 +131,19 @@ fn invalid(message: String) -> AppError {
 
 /// Parses and checks a tool config against the providers that exist.
 pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> AppResult<ToolConfig> {
+    // An unknown step type is named with its step (serde would only say "unknown variant").
+    for (i, step) in raw["steps"].as_array().into_iter().flatten().enumerate() {
+        if let Some(kind) = step["type"].as_str()
+            && !StepKind::ALL.iter().any(|k| k.as_str() == kind)
+        {
+            let id = step["id"].as_str().unwrap_or("?");
+            let known: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(invalid(format!(
+                "steps[{i}] ({id}): unknown step type '{kind}' (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
     let config: ToolConfig = serde_json::from_value(raw.clone()).map_err(|e| invalid(format!("config: {e}")))?;
     if config.steps.is_empty() || config.steps.len() > 10 {
         return Err(invalid("a tool has 1 to 10 steps".into()));
@@ -103,9 +160,6 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
         if step.name.trim().is_empty() || step.name.chars().count() > 100 {
             return Err(invalid(format!("{at}: name must have 1–100 characters")));
         }
-        if !STEP_TYPES.contains(&step.kind.as_str()) {
-            return Err(invalid(format!("{at}: unknown step type '{}' (known: {})", step.kind, STEP_TYPES.join(", "))));
-        }
         if !(0..=1_000_000).contains(&step.cost) {
             return Err(invalid(format!("{at}: cost must be 0–1,000,000 credits")));
         }
@@ -113,7 +167,7 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
             .iter()
             .find(|p| p.id == step.provider_id)
             .ok_or_else(|| invalid(format!("{at}: unknown provider {}", step.provider_id)))?;
-        let models = known_models(&provider.kind, &step.kind);
+        let models = ProviderKind::of(provider).map(|k| known_models(k, step.kind)).unwrap_or(&[]);
         if !models.contains(&step.provider_model.as_str()) {
             return Err(invalid(format!(
                 "{at}: provider '{}' ({}) has no model '{}' for {} steps (known: {})",
@@ -135,7 +189,7 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
             return Err(invalid(format!("{at}: a name and a prompt of at most 2000 characters are required")));
         }
         if let Some(url) = &style.image_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
+            && !crate::urls::is_http_url(url)
         {
             return Err(invalid(format!("{at}: imageUrl must be an http(s) URL")));
         }
@@ -145,6 +199,136 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
 
 pub fn validate_slug(slug: &str) -> AppResult<()> {
     if slug_ok(slug, 60) { Ok(()) } else { Err(AppError::validation("slug must be 1–60 characters of a-z, 0-9, -")) }
+}
+
+/// A tool as an admin writes it (create or replace).
+#[derive(Debug, Clone)]
+pub struct ToolFields {
+    pub slug: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub tool_type_id: Uuid,
+    pub config: serde_json::Value,
+    pub is_active: Option<bool>,
+}
+
+/// A tool type as an admin writes it.
+#[derive(Debug, Clone)]
+pub struct ToolTypeFields {
+    pub name: String,
+    pub display_name: String,
+    pub icon: Option<String>,
+    pub color: Option<String>,
+    pub description: Option<String>,
+}
+
+fn store_conflict(e: crate::store::StoreError) -> AppError {
+    match e {
+        crate::store::StoreError::Conflict(_) => {
+            AppError::conflict("SLUG_TAKEN", "a tool or type with this name already exists")
+        }
+        crate::store::StoreError::Constraint(_) => {
+            AppError::conflict("IN_USE", "still referenced (tasks or tools); deactivate it instead")
+        }
+        other => other.into(),
+    }
+}
+
+/// Every tool, active or not (admins).
+pub async fn admin_list(state: &AppState, principal: &Principal) -> AppResult<Vec<ToolRow>> {
+    principal.require(Access::Admin)?;
+    Ok(state.store().tool_list(false).await?)
+}
+
+/// Creates a tool; the config is validated (step types, providers, models, costs).
+pub async fn create(state: &AppState, principal: &Principal, fields: &ToolFields) -> AppResult<ToolRow> {
+    principal.require(Access::Admin)?;
+    let row = build_row(state, Uuid::now_v7(), fields, crate::store::now()).await?;
+    let saved = state.store().tool_upsert(&row).await.map_err(store_conflict)?;
+    state.catalogue().invalidate();
+    Ok(saved)
+}
+
+/// Replaces tool `id` (also how it is enabled or disabled).
+pub async fn replace(state: &AppState, principal: &Principal, id: Uuid, fields: &ToolFields) -> AppResult<ToolRow> {
+    principal.require(Access::Admin)?;
+    let existing = state.store().tool_get(id).await?.ok_or_else(|| AppError::not_found("tool"))?;
+    let row = build_row(state, id, fields, existing.created_at).await?;
+    let saved = state.store().tool_upsert(&row).await.map_err(store_conflict)?;
+    state.catalogue().invalidate();
+    Ok(saved)
+}
+
+/// Deletes a tool no task used; otherwise it must be deactivated (409 IN_USE).
+pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Admin)?;
+    let deleted = state.store().tool_delete(id).await.map_err(store_conflict)?;
+    state.catalogue().invalidate();
+    if deleted { Ok(()) } else { Err(AppError::not_found("tool")) }
+}
+
+pub async fn type_list(state: &AppState, principal: &Principal) -> AppResult<Vec<ToolTypeRow>> {
+    principal.require(Access::Admin)?;
+    Ok(state.store().tool_type_list().await?)
+}
+
+pub async fn type_create(state: &AppState, principal: &Principal, fields: &ToolTypeFields) -> AppResult<ToolTypeRow> {
+    principal.require(Access::Admin)?;
+    validate_slug(&fields.name)?;
+    if fields.display_name.trim().is_empty() {
+        return Err(AppError::validation("displayName is required"));
+    }
+    let now = crate::store::now();
+    let row = ToolTypeRow {
+        id: Uuid::now_v7(),
+        name: fields.name.clone(),
+        display_name: fields.display_name.trim().into(),
+        icon: fields.icon.clone(),
+        color: fields.color.clone(),
+        description: fields.description.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    state.store().tool_type_upsert(&row).await.map_err(store_conflict)
+}
+
+/// Deletes a tool type no tool uses.
+pub async fn type_delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Admin)?;
+    if state.store().tool_type_delete(id).await.map_err(store_conflict)? {
+        Ok(())
+    } else {
+        Err(AppError::not_found("tool type"))
+    }
+}
+
+/// Checks an admin's tool and builds its row (the cost is the sum of its steps).
+async fn build_row(
+    state: &AppState,
+    id: Uuid,
+    f: &ToolFields,
+    created: chrono::DateTime<chrono::Utc>,
+) -> AppResult<ToolRow> {
+    validate_slug(&f.slug)?;
+    if f.title.trim().is_empty() || f.title.chars().count() > 200 {
+        return Err(AppError::validation("title must have 1–200 characters"));
+    }
+    if !state.store().tool_type_list().await?.iter().any(|t| t.id == f.tool_type_id) {
+        return Err(AppError::validation("unknown toolTypeId"));
+    }
+    let config = validate_config(&f.config, &state.store().provider_list().await?)?;
+    Ok(ToolRow {
+        id,
+        slug: f.slug.clone(),
+        title: f.title.trim().to_string(),
+        description: f.description.clone(),
+        tool_type_id: f.tool_type_id,
+        config: sqlx::types::Json(serde_json::to_value(&config).map_err(AppError::internal)?),
+        credits_cost: config.total_cost(),
+        is_active: f.is_active.unwrap_or(true),
+        created_at: created,
+        updated_at: crate::store::now(),
+    })
 }
 
 /// Creates the default tool types and tools (wired to `local`) when they are missing;
@@ -250,7 +434,7 @@ mod tests {
         ProviderRow {
             id: Uuid::nil(),
             name: "local".into(),
-            kind: "local".into(),
+            kind: ProviderKind::Local.as_str().into(),
             base_url: None,
             is_active: true,
             is_healthy: true,

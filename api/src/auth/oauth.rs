@@ -186,12 +186,10 @@ async fn exchange_code(
         ("client_secret", settings.client_secret.expose_secret()),
         ("code_verifier", verifier),
     ];
-    let body = serde_urlencoded_form(&form);
     let resp = http
         .post(&settings.token_url)
         .header("accept", "application/json")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
+        .form(&form)
         .timeout(OAUTH_TIMEOUT)
         .send()
         .await
@@ -209,13 +207,6 @@ async fn exchange_code(
         )),
         _ => Err(upstream("token", &format!("HTTP {status}"))),
     }
-}
-
-/// `application/x-www-form-urlencoded` without another dependency: reqwest's `Url` encodes.
-fn serde_urlencoded_form(pairs: &[(&str, &str)]) -> String {
-    let mut url = reqwest::Url::parse("http://x/").expect("static URL");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or_default().to_string()
 }
 
 #[derive(Deserialize)]

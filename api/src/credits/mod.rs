@@ -107,6 +107,76 @@ pub async fn admin_adjust(
     Ok(state.store().credits_get(user_id).await?)
 }
 
+/// A credit package as an admin writes it (create or replace).
+#[derive(Debug, Clone)]
+pub struct PackageFields {
+    pub name: String,
+    pub credits: i64,
+    /// In the currency's smallest unit.
+    pub price: i64,
+    /// Lower-case ISO 4217 (default `usd`).
+    pub currency: Option<String>,
+    pub stripe_price_id: Option<String>,
+    pub is_active: Option<bool>,
+    pub sort_order: Option<i32>,
+}
+
+/// Packages: on sale only (anyone), or every one (admins).
+pub async fn packages(state: &AppState, principal: Option<&Principal>) -> AppResult<Vec<CreditPackageRow>> {
+    match principal {
+        Some(p) => {
+            p.require(Access::Admin)?;
+            Ok(state.store().credit_package_list(false).await?)
+        }
+        None => Ok(state.store().credit_package_list(true).await?),
+    }
+}
+
+/// Creates (`id` none) or replaces a package.
+pub async fn package_save(
+    state: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+    f: &PackageFields,
+) -> AppResult<CreditPackageRow> {
+    principal.require(Access::Admin)?;
+    let now = crate::store::now();
+    let created = match id {
+        Some(id) => {
+            state.store().credit_package_get(id).await?.ok_or_else(|| AppError::not_found("credit package"))?.created_at
+        }
+        None => now,
+    };
+    let row = CreditPackageRow {
+        id: id.unwrap_or_else(Uuid::now_v7),
+        name: f.name.trim().to_string(),
+        credits: f.credits,
+        price: f.price,
+        currency: f.currency.clone().unwrap_or_else(|| "usd".into()),
+        stripe_price_id: f.stripe_price_id.clone(),
+        is_active: f.is_active.unwrap_or(true),
+        sort_order: f.sort_order.unwrap_or(0),
+        created_at: created,
+        updated_at: now,
+    };
+    validate_package(&row)?;
+    Ok(state.store().credit_package_upsert(&row).await?)
+}
+
+/// Deletes a package never bought; one with checkouts must be deactivated instead.
+pub async fn package_delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Admin)?;
+    match state.store().credit_package_delete(id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AppError::not_found("credit package")),
+        Err(crate::store::StoreError::Constraint(_)) => Err(AppError::conflict(
+            "PACKAGE_IN_USE",
+            "this package has checkouts; set isActive to false instead of deleting it",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Validates a package before it is stored.
 pub fn validate_package(p: &CreditPackageRow) -> AppResult<()> {
     if p.name.trim().is_empty() || p.name.chars().count() > 100 {

@@ -86,15 +86,12 @@ pub async fn checkout_create(
             form.push(("line_items[0][price_data][product_data][name]", &name));
         }
     }
-    let mut encoded = reqwest::Url::parse("http://x/").expect("static URL");
-    encoded.query_pairs_mut().extend_pairs(&form);
     let mut request = state
         .http()
         .post(format!("{}/v1/checkout/sessions", stripe.api_url))
         .timeout(std::time::Duration::from_secs(30))
         .bearer_auth(stripe.secret_key.expose_secret())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encoded.query().unwrap_or_default().to_string());
+        .form(&form);
     if let Some(key) = idempotency_key {
         // Stripe de-duplicates too, so a retry after a lost answer creates no second session.
         request = request.header("Idempotency-Key", format!("checkout-{}-{key}", principal.user_id()));

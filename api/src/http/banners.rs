@@ -1,7 +1,6 @@
-//! Banners (the seed's content domain): public `GET /api/banners?type=main|side` (active,
-//! inside their `startsAt`/`endsAt` window, by position) and admin CRUD + reorder.
-//! A thumbnail is an http(s) URL or the key of an upload in the admin bucket, which is
-//! served through an expiring download URL.
+//! Banners over HTTP: public `GET /api/banners?type=main|side` and admin CRUD + reorder.
+//! Each handler parses, calls `crate::banners` (the rules live there) and shapes the
+//! answer.
 
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -15,10 +14,8 @@ use super::models::{BannerType, LinkTarget, Success};
 use super::security::Caller;
 use super::text::{Line, Link, Opt, Prose, Thumbnail};
 use crate::app::AppState;
-use crate::auth::Access;
-use crate::error::AppError;
-use crate::storage::Bucket;
-use crate::store::{BannerRow, StoreError};
+use crate::banners::{self, BannerFields};
+use crate::store::BannerRow;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -114,14 +111,7 @@ pub enum BannerCreated {
 }
 
 async fn to_api(state: &AppState, b: BannerRow) -> Banner {
-    let thumbnail_url = match &b.thumbnail {
-        Some(t) if t.starts_with("https://") || t.starts_with("http://") => Some(t.clone()),
-        Some(key) => {
-            let ttl = std::time::Duration::from_secs(state.settings().storage.download_url_ttl_secs);
-            state.storage().presign_get(&state.public_url(), Bucket::Admin, key, None, ttl).await.ok().map(|p| p.url)
-        }
-        None => None,
-    };
+    let thumbnail_url = banners::thumbnail_url(state, &b).await;
     Banner {
         id: b.id,
         title: b.title,
@@ -143,82 +133,32 @@ async fn to_api(state: &AppState, b: BannerRow) -> Banner {
     }
 }
 
-/// Validates an admin's banner and builds its row.
-async fn banner_row(
-    state: &AppState,
-    id: Uuid,
-    input: &BannerInput,
-    existing: Option<&BannerRow>,
-) -> Result<BannerRow> {
-    let title = input.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(AppError::validation("title must be 1–200 characters").into());
+async fn to_list(state: &AppState, rows: Vec<BannerRow>) -> Json<BannerList> {
+    let mut banners = Vec::with_capacity(rows.len());
+    for row in rows {
+        banners.push(to_api(state, row).await);
     }
-    let kind = input
-        .kind
-        .map(|k| k.as_str().to_string())
-        .or_else(|| existing.map(|e| e.kind.clone()))
-        .unwrap_or_else(|| BannerType::Main.as_str().into());
-    let link_target = input.link_target.unwrap_or(LinkTarget::SameTab).as_str().to_string();
-    if !matches!(link_target.as_str(), "_self" | "_blank") {
-        return Err(AppError::validation("linkTarget must be _self or _blank").into());
-    }
-    if let Some(link) = input.link.as_str()
-        && crate::auth::redirect::safe_link(&state.public_url(), link).is_none()
-    {
-        // `//host/…`, `/\host` or a path with a tab would leave the site: not a path.
-        return Err(AppError::validation(
-            "link must be an http(s) URL or a path on this site (one leading /, no spaces, control characters or backslashes)",
-        )
-        .into());
-    }
-    if input.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
-        return Err(AppError::validation("position must be 0–100000").into());
-    }
-    if let (Some(s), Some(e)) = (input.starts_at.get(), input.ends_at.get())
-        && s >= e
-    {
-        return Err(AppError::validation("startsAt must be before endsAt").into());
-    }
-    if let Some(thumb) = input.thumbnail.as_str()
-        && !(thumb.starts_with("https://") || thumb.starts_with("http://"))
-    {
-        let bucket = state.storage().bucket_name(Bucket::Admin);
-        if state.store().asset_get_by_key(&bucket, thumb).await?.is_none() {
-            return Err(AppError::new(
-                crate::error::ErrorKind::Validation,
-                "UNKNOWN_THUMBNAIL",
-                "thumbnail must be an http(s) URL or the key of an admin-bucket upload",
-            )
-            .into());
+    Json(BannerList { banners })
+}
+
+impl From<&BannerInput> for BannerFields {
+    fn from(i: &BannerInput) -> Self {
+        BannerFields {
+            title: i.title.to_string(),
+            description: i.description.to_owned_string(),
+            thumbnail: i.thumbnail.to_owned_string(),
+            link: i.link.to_owned_string(),
+            link_text: i.link_text.to_owned_string(),
+            link_target: i.link_target.get().map(|t| t.as_str().to_string()),
+            kind: i.kind.get().map(|k| k.as_str().to_string()),
+            position: i.position.get(),
+            badge: i.badge.to_owned_string(),
+            badge_color: i.badge_color.to_owned_string(),
+            is_active: i.is_active.get(),
+            starts_at: i.starts_at.get(),
+            ends_at: i.ends_at.get(),
         }
     }
-    let position = match (input.position.get(), existing) {
-        (Some(p), _) => p,
-        (None, Some(e)) if e.kind == kind => e.position,
-        (None, _) => {
-            state.store().banner_list(Some(&kind), None).await?.iter().map(|b| b.position + 1).max().unwrap_or(0)
-        }
-    };
-    let now = crate::store::now();
-    Ok(BannerRow {
-        id,
-        title: title.to_string(),
-        description: input.description.to_owned_string(),
-        thumbnail: input.thumbnail.to_owned_string(),
-        link: input.link.to_owned_string(),
-        link_text: input.link_text.to_owned_string(),
-        link_target,
-        kind,
-        position,
-        badge: input.badge.to_owned_string(),
-        badge_color: input.badge_color.to_owned_string(),
-        is_active: input.is_active.unwrap_or(true),
-        starts_at: input.starts_at.get(),
-        ends_at: input.ends_at.get(),
-        created_at: existing.map(|e| e.created_at).unwrap_or(now),
-        updated_at: now,
-    })
 }
 
 pub struct BannersApi;
@@ -233,12 +173,7 @@ impl BannersApi {
         #[oai(name = "type")] kind: Query<Option<BannerType>>,
     ) -> Result<Json<BannerList>> {
         let kind = kind.0.unwrap_or(BannerType::Main);
-        let rows = state.store().banner_list(Some(kind.as_str()), Some(crate::store::now())).await?;
-        let mut banners = Vec::with_capacity(rows.len());
-        for row in rows {
-            banners.push(to_api(&state, row).await);
-        }
-        Ok(Json(BannerList { banners }))
+        Ok(to_list(&state, banners::list_live(&state, kind.as_str()).await?).await)
     }
 }
 
@@ -249,13 +184,7 @@ impl AdminBannersApi {
     /// Every banner, live or not, by type and position.
     #[oai(path = "/api/admin/banners", method = "get", operation_id = "admin_banner_list")]
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<BannerList>> {
-        principal.require(Access::Admin)?;
-        let rows = state.store().banner_list(None, None).await?;
-        let mut banners = Vec::with_capacity(rows.len());
-        for row in rows {
-            banners.push(to_api(&state, row).await);
-        }
-        Ok(Json(BannerList { banners }))
+        Ok(to_list(&state, banners::list_all(&state, &principal).await?).await)
     }
 
     #[oai(path = "/api/admin/banners", method = "post", operation_id = "admin_banner_create")]
@@ -265,9 +194,7 @@ impl AdminBannersApi {
         Caller(principal): Caller,
         body: Json<BannerInput>,
     ) -> Result<BannerCreated> {
-        principal.require(Access::Admin)?;
-        let row = banner_row(&state, Uuid::now_v7(), &body, None).await?;
-        let saved = state.store().banner_upsert(&row).await?;
+        let saved = banners::create(&state, &principal, &BannerFields::from(&*body)).await?;
         Ok(BannerCreated::Created(Json(to_api(&state, saved).await)))
     }
 
@@ -280,20 +207,14 @@ impl AdminBannersApi {
         id: Path<Uuid>,
         body: Json<BannerInput>,
     ) -> Result<Json<Banner>> {
-        principal.require(Access::Admin)?;
-        let existing = state.store().banner_get(id.0).await?.ok_or_else(|| AppError::not_found("banner"))?;
-        let row = banner_row(&state, id.0, &body, Some(&existing)).await?;
-        let saved = state.store().banner_upsert(&row).await?;
+        let saved = banners::replace(&state, &principal, id.0, &BannerFields::from(&*body)).await?;
         Ok(Json(to_api(&state, saved).await))
     }
 
     #[oai(path = "/api/admin/banners/:id", method = "delete", operation_id = "admin_banner_delete")]
     async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
-        principal.require(Access::Admin)?;
-        match state.store().banner_delete(id.0).await? {
-            true => Ok(Success::ok()),
-            false => Err(AppError::not_found("banner").into()),
-        }
+        banners::delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
     }
 
     /// Puts one type's banners in the given order (every id of that type, once).
@@ -304,31 +225,7 @@ impl AdminBannersApi {
         Caller(principal): Caller,
         body: Json<BannerReorder>,
     ) -> Result<Json<BannerList>> {
-        principal.require(Access::Admin)?;
-        let kind = body.kind.as_str();
-        let current: Vec<Uuid> = state.store().banner_list(Some(kind), None).await?.iter().map(|b| b.id).collect();
-        let mut given = body.ids.clone();
-        given.sort();
-        given.dedup();
-        let mut expected = current.clone();
-        expected.sort();
-        if given.len() != body.ids.len() || given != expected {
-            return Err(AppError::validation(format!(
-                "ids must list every {} banner exactly once ({} of them)",
-                body.kind,
-                current.len()
-            ))
-            .into());
-        }
-        state.store().banner_reorder(kind, &body.ids).await.map_err(|e| match e {
-            StoreError::NotFound => ErrorResponse::from(AppError::not_found("banner")),
-            other => other.into(),
-        })?;
-        let rows = state.store().banner_list(Some(kind), None).await?;
-        let mut banners = Vec::with_capacity(rows.len());
-        for row in rows {
-            banners.push(to_api(&state, row).await);
-        }
-        Ok(Json(BannerList { banners }))
+        let rows = banners::reorder(&state, &principal, body.kind.as_str(), &body.ids).await?;
+        Ok(to_list(&state, rows).await)
     }
 }

@@ -15,8 +15,7 @@ use super::security::Caller;
 use super::text::{Currency, Line, Opt, Token};
 use crate::app::AppState;
 use crate::auth::Access;
-use crate::credits;
-use crate::error::AppError;
+use crate::credits::{self, PackageFields};
 use crate::store::{CreditPackageRow, CreditTxRow, CreditsRow, TxKind};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -261,7 +260,7 @@ impl CreditsApi {
     /// Credit packages on sale (public).
     #[oai(path = "/api/credits/packages", method = "get", operation_id = "credits_package_list")]
     async fn packages(&self, state: Data<&AppState>) -> Result<Json<PackageList>> {
-        let rows = state.store().credit_package_list(true).await?;
+        let rows = credits::packages(&state, None).await?;
         Ok(Json(PackageList { packages: rows.into_iter().map(|p| CreditPackage::from_row(p, false)).collect() }))
     }
 
@@ -301,8 +300,7 @@ impl AdminCreditsApi {
     /// Every package, active or not (admin).
     #[oai(path = "/api/admin/credit-packages", method = "get", operation_id = "admin_credit_package_list")]
     async fn admin_packages(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<PackageList>> {
-        principal.require(Access::Admin)?;
-        let rows = state.store().credit_package_list(false).await?;
+        let rows = credits::packages(&state, Some(&principal)).await?;
         Ok(Json(PackageList { packages: rows.into_iter().map(|p| CreditPackage::from_row(p, true)).collect() }))
     }
 
@@ -314,11 +312,8 @@ impl AdminCreditsApi {
         Caller(principal): Caller,
         body: Json<PackageInput>,
     ) -> Result<Json<CreditPackage>> {
-        principal.require(Access::Admin)?;
-        let now = crate::store::now();
-        let row = package_row(Uuid::now_v7(), &body, now, now);
-        credits::validate_package(&row)?;
-        Ok(Json(CreditPackage::from_row(state.store().credit_package_upsert(&row).await?, true)))
+        let saved = credits::package_save(&state, &principal, None, &PackageFields::from(&*body)).await?;
+        Ok(Json(CreditPackage::from_row(saved, true)))
     }
 
     /// Replaces a package (admin).
@@ -330,12 +325,8 @@ impl AdminCreditsApi {
         id: Path<Uuid>,
         body: Json<PackageInput>,
     ) -> Result<Json<CreditPackage>> {
-        principal.require(Access::Admin)?;
-        let existing =
-            state.store().credit_package_get(id.0).await?.ok_or_else(|| AppError::not_found("credit package"))?;
-        let row = package_row(id.0, &body, existing.created_at, crate::store::now());
-        credits::validate_package(&row)?;
-        Ok(Json(CreditPackage::from_row(state.store().credit_package_upsert(&row).await?, true)))
+        let saved = credits::package_save(&state, &principal, Some(id.0), &PackageFields::from(&*body)).await?;
+        Ok(Json(CreditPackage::from_row(saved, true)))
     }
 
     /// Deletes a package never bought; deactivate it instead once it was (admin).
@@ -346,17 +337,8 @@ impl AdminCreditsApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        principal.require(Access::Admin)?;
-        match state.store().credit_package_delete(id.0).await {
-            Ok(true) => Ok(Success::ok()),
-            Ok(false) => Err(AppError::not_found("credit package").into()),
-            Err(crate::store::StoreError::Constraint(_)) => Err(AppError::conflict(
-                "PACKAGE_IN_USE",
-                "this package has checkouts; set isActive to false instead of deleting it",
-            )
-            .into()),
-            Err(e) => Err(e.into()),
-        }
+        credits::package_delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
     }
 
     /// Any user's credits (admin).
@@ -417,22 +399,16 @@ impl AdminCreditsApi {
     }
 }
 
-fn package_row(
-    id: Uuid,
-    input: &PackageInput,
-    created: chrono::DateTime<chrono::Utc>,
-    updated: chrono::DateTime<chrono::Utc>,
-) -> CreditPackageRow {
-    CreditPackageRow {
-        id,
-        name: input.name.trim().to_string(),
-        credits: input.credits,
-        price: input.price,
-        currency: input.currency.to_owned_string().unwrap_or_else(|| "usd".into()),
-        stripe_price_id: input.stripe_price_id.to_owned_string(),
-        is_active: input.is_active.unwrap_or(true),
-        sort_order: input.sort_order.unwrap_or(0),
-        created_at: created,
-        updated_at: updated,
+impl From<&PackageInput> for PackageFields {
+    fn from(i: &PackageInput) -> Self {
+        PackageFields {
+            name: i.name.to_string(),
+            credits: i.credits,
+            price: i.price,
+            currency: i.currency.to_owned_string(),
+            stripe_price_id: i.stripe_price_id.to_owned_string(),
+            is_active: i.is_active.get(),
+            sort_order: i.sort_order.get(),
+        }
     }
 }

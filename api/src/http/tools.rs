@@ -13,10 +13,9 @@ use super::models::Success;
 use super::security::Caller;
 use super::text::{Line, Opt, Prose, Slug};
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::error::AppError;
-use crate::store::{StoreError, ToolRow, ToolTypeRow};
-use crate::tools;
+use crate::store::{ToolRow, ToolTypeRow};
+use crate::tools::{self, ToolFields, ToolTypeFields};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -137,7 +136,7 @@ fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool) -> Tool {
                 .map(|s| ToolStep {
                     id: s.id,
                     name: s.name,
-                    kind: s.kind,
+                    kind: s.kind.as_str().to_string(),
                     provider_model: s.provider_model,
                     cost: s.cost,
                 })
@@ -163,43 +162,28 @@ fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool) -> Tool {
     }
 }
 
-async fn tool_row(
-    state: &AppState,
-    id: Uuid,
-    input: &ToolInput,
-    created: chrono::DateTime<chrono::Utc>,
-) -> Result<ToolRow> {
-    tools::validate_slug(&input.slug)?;
-    if input.title.trim().is_empty() || input.title.chars().count() > 200 {
-        return Err(AppError::validation("title must have 1–200 characters").into());
+impl From<&ToolInput> for ToolFields {
+    fn from(i: &ToolInput) -> Self {
+        ToolFields {
+            slug: i.slug.to_string(),
+            title: i.title.to_string(),
+            description: i.description.to_owned_string(),
+            tool_type_id: i.tool_type_id,
+            config: i.config.clone(),
+            is_active: i.is_active.get(),
+        }
     }
-    if !state.store().tool_type_list().await?.iter().any(|t| t.id == input.tool_type_id) {
-        return Err(AppError::validation("unknown toolTypeId").into());
-    }
-    let config = tools::validate_config(&input.config, &state.store().provider_list().await?)?;
-    Ok(ToolRow {
-        id,
-        slug: input.slug.to_string(),
-        title: input.title.trim().to_string(),
-        description: input.description.to_owned_string(),
-        tool_type_id: input.tool_type_id,
-        config: sqlx::types::Json(serde_json::to_value(&config).map_err(AppError::internal)?),
-        credits_cost: config.total_cost(),
-        is_active: input.is_active.unwrap_or(true),
-        created_at: created,
-        updated_at: crate::store::now(),
-    })
 }
 
-fn conflict(e: StoreError) -> ErrorResponse {
-    match e {
-        StoreError::Conflict(_) => {
-            AppError::conflict("SLUG_TAKEN", "a tool or type with this name already exists").into()
+impl From<&ToolTypeInput> for ToolTypeFields {
+    fn from(i: &ToolTypeInput) -> Self {
+        ToolTypeFields {
+            name: i.name.to_string(),
+            display_name: i.display_name.to_string(),
+            icon: i.icon.to_owned_string(),
+            color: i.color.to_owned_string(),
+            description: i.description.to_owned_string(),
         }
-        StoreError::Constraint(_) => {
-            AppError::conflict("IN_USE", "still referenced (tasks or tools); deactivate it instead").into()
-        }
-        other => other.into(),
     }
 }
 
@@ -236,9 +220,8 @@ impl AdminToolsApi {
     /// Every tool, active or not, with its raw config.
     #[oai(path = "/api/admin/tools", method = "get", operation_id = "admin_tool_list")]
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
-        principal.require(Access::Admin)?;
+        let rows = tools::admin_list(&state, &principal).await?;
         let types = state.store().tool_type_list().await?;
-        let rows = state.store().tool_list(false).await?;
         Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true)).collect() }))
     }
 
@@ -250,10 +233,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        principal.require(Access::Admin)?;
-        let row = tool_row(&state, Uuid::now_v7(), &body, crate::store::now()).await?;
-        let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
-        state.catalogue().invalidate();
+        let saved = tools::create(&state, &principal, &ToolFields::from(&*body)).await?;
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
@@ -266,31 +246,21 @@ impl AdminToolsApi {
         id: Path<Uuid>,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        principal.require(Access::Admin)?;
-        let existing = state.store().tool_get(id.0).await?.ok_or_else(|| AppError::not_found("tool"))?;
-        let row = tool_row(&state, id.0, &body, existing.created_at).await?;
-        let saved = state.store().tool_upsert(&row).await.map_err(conflict)?;
-        state.catalogue().invalidate();
+        let saved = tools::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
     /// Deletes a tool that no task used; otherwise deactivate it.
     #[oai(path = "/api/admin/tools/:id", method = "delete", operation_id = "admin_tool_delete")]
     async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
-        principal.require(Access::Admin)?;
-        let deleted = state.store().tool_delete(id.0).await.map_err(conflict)?;
-        state.catalogue().invalidate();
-        match deleted {
-            true => Ok(Success::ok()),
-            false => Err(AppError::not_found("tool").into()),
-        }
+        tools::delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
     }
 
     /// Tool types.
     #[oai(path = "/api/admin/tool-types", method = "get", operation_id = "admin_tool_type_list")]
     async fn types(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolTypeList>> {
-        principal.require(Access::Admin)?;
-        let rows = state.store().tool_type_list().await?;
+        let rows = tools::type_list(&state, &principal).await?;
         Ok(Json(ToolTypeList { tool_types: rows.into_iter().map(Into::into).collect() }))
     }
 
@@ -302,23 +272,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         body: Json<ToolTypeInput>,
     ) -> Result<Json<ToolType>> {
-        principal.require(Access::Admin)?;
-        tools::validate_slug(&body.name)?;
-        if body.display_name.trim().is_empty() {
-            return Err(AppError::validation("displayName is required").into());
-        }
-        let now = crate::store::now();
-        let row = ToolTypeRow {
-            id: Uuid::now_v7(),
-            name: body.name.to_string(),
-            display_name: body.display_name.trim().into(),
-            icon: body.icon.to_owned_string(),
-            color: body.color.to_owned_string(),
-            description: body.description.to_owned_string(),
-            created_at: now,
-            updated_at: now,
-        };
-        Ok(Json(state.store().tool_type_upsert(&row).await.map_err(conflict)?.into()))
+        Ok(Json(tools::type_create(&state, &principal, &ToolTypeFields::from(&*body)).await?.into()))
     }
 
     /// Deletes a tool type no tool uses.
@@ -329,10 +283,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        principal.require(Access::Admin)?;
-        match state.store().tool_type_delete(id.0).await.map_err(conflict)? {
-            true => Ok(Success::ok()),
-            false => Err(AppError::not_found("tool type").into()),
-        }
+        tools::type_delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
     }
 }

@@ -19,7 +19,7 @@ use crate::store::ProviderRow;
 const WHO: &str = "fal.ai";
 
 pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key: &SecretString) -> AppResult<Value> {
-    let base = provider.base_url.clone().unwrap_or_else(|| super::default_base_url("fal").into());
+    let base = super::base_url(provider);
     let base = base.trim_end_matches('/').to_string();
     let model = run.step.provider_model.clone();
     let app: String = model.split('/').take(2).collect::<Vec<_>>().join("/");

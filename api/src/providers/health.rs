@@ -25,29 +25,33 @@ pub async fn check_and_record(state: &AppState, provider: &ProviderRow) -> (bool
 }
 
 async fn check(state: &AppState, provider: &ProviderRow) -> (bool, String) {
-    if provider.kind == "local" {
+    use super::ProviderKind;
+    let Some(kind) = ProviderKind::of(provider) else {
+        return (false, format!("unknown provider type '{}'", provider.kind));
+    };
+    if kind == ProviderKind::Local {
         return (true, "built in".into());
     }
     let key = match super::decrypt_key(state, provider) {
         Ok(key) => key,
         Err(e) => return (false, e.message),
     };
-    let base = provider.base_url.clone().unwrap_or_else(|| super::default_base_url(&provider.kind).into());
+    let base = super::base_url(provider);
     let base = base.trim_end_matches('/');
     let client = super::http::client(state);
-    let request = match provider.kind.as_str() {
-        "openai" => client.get(format!("{base}/models")).bearer_auth(key.expose_secret()),
-        "fal" => client
+    let request = match kind {
+        ProviderKind::OpenAi => client.get(format!("{base}/models")).bearer_auth(key.expose_secret()),
+        ProviderKind::Fal => client
             .get(format!("{base}/fal-ai/any/requests/00000000-0000-0000-0000-000000000000/status"))
             .header("Authorization", format!("Key {}", key.expose_secret())),
-        "tripo" => client.get(format!("{base}/user/balance")).bearer_auth(key.expose_secret()),
-        other => return (false, format!("unknown provider type '{other}'")),
+        ProviderKind::Tripo => client.get(format!("{base}/user/balance")).bearer_auth(key.expose_secret()),
+        ProviderKind::Local => return (true, "built in".into()),
     };
     match request.timeout(Duration::from_secs(15)).send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            match (provider.kind.as_str(), status) {
-                (_, 200..=299) | ("fal", 404) => (true, format!("answered {status}")),
+            match (kind, status) {
+                (_, 200..=299) | (ProviderKind::Fal, 404) => (true, format!("answered {status}")),
                 (_, 401 | 403) => (false, format!("the API key was refused ({status})")),
                 (_, 429) => (true, "rate limited (429), but reachable and the key accepted".into()),
                 _ => (false, format!("answered {status}")),

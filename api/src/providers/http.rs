@@ -114,7 +114,7 @@ pub fn bad_response(who: &str, what: &str) -> AppError {
 /// Downloads a result file (no key: provider result URLs are pre-signed), under the same
 /// retry policy, refusing more than `max` bytes.
 pub async fn download(state: &AppState, who: &str, url: &str, max: u64) -> AppResult<Vec<u8>> {
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    if !crate::urls::is_http_url(url) {
         return Err(bad_response(who, "the result URL is not http(s)"));
     }
     let http = client(state);
@@ -167,10 +167,7 @@ fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
 
 /// 500 ms × 2^(n−1), at most 30 s, plus up to a quarter of jitter.
 fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(30_000);
-    let mut jitter = [0u8; 2];
-    let _ = getrandom::fill(&mut jitter);
-    Duration::from_millis(base + u64::from(u16::from_le_bytes(jitter)) * (base / 4) / u64::from(u16::MAX))
+    crate::backoff::delay(500, 30_000, attempt)
 }
 
 /// The message inside the usual error bodies: `{"error":{"message"}}` (OpenAI),

@@ -10,6 +10,7 @@
 //! saved in the step's state *before* waiting on it ([`StepRun::save`]), so a run after a
 //! crash resumes polling that job instead of paying for a new one.
 
+pub mod admin;
 pub mod crypto;
 pub mod fal;
 pub mod health;
@@ -28,19 +29,64 @@ use crate::app::AppState;
 use crate::assets::FileType;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::ProviderRow;
-use crate::tools::{StepConfig, ToolConfig};
+use crate::tools::{StepConfig, StepKind, ToolConfig};
 
-/// Provider types.
-pub const PROVIDER_TYPES: [&str; 4] = ["openai", "fal", "tripo", "local"];
+/// The kinds of provider: three paid APIs and the built-in offline one. The store keeps
+/// `as_str`; `of` reads a row back (`None` only for a value this version does not know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    Fal,
+    Tripo,
+    Local,
+}
 
-/// Default API base URLs (a provider's `baseUrl` overrides them, e.g. for a proxy).
-pub fn default_base_url(kind: &str) -> &'static str {
-    match kind {
-        "openai" => "https://api.openai.com/v1",
-        "fal" => "https://queue.fal.run",
-        "tripo" => "https://api.tripo3d.ai/v2/openapi",
-        _ => "",
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 4] =
+        [ProviderKind::OpenAi, ProviderKind::Fal, ProviderKind::Tripo, ProviderKind::Local];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Fal => "fal",
+            ProviderKind::Tripo => "tripo",
+            ProviderKind::Local => "local",
+        }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn of(row: &ProviderRow) -> Option<Self> {
+        Self::parse(&row.kind)
+    }
+
+    /// The public API a provider of this kind talks to unless its `baseUrl` says otherwise
+    /// (e.g. a proxy); `None` for `local`.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+            ProviderKind::Fal => Some("https://queue.fal.run"),
+            ProviderKind::Tripo => Some("https://api.tripo3d.ai/v2/openapi"),
+            ProviderKind::Local => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider's API base: its `baseUrl`, else its kind's public API.
+pub fn base_url(provider: &ProviderRow) -> String {
+    provider
+        .base_url
+        .clone()
+        .or_else(|| ProviderKind::of(provider).and_then(ProviderKind::default_base_url).map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// One step being run: what it needs, and how it reports and persists its progress.
@@ -101,10 +147,7 @@ impl StepRun<'_> {
 
     /// Stores an output file as the user's asset; returns the step output describing it.
     pub async fn store(&self, filename: &str, file_type: FileType, data: Vec<u8>, extra: Value) -> AppResult<Value> {
-        let module = match self.step.kind.as_str() {
-            "3d-gen" | "point-cloud" => "models",
-            _ => "images",
-        };
+        let module = if self.step.kind.makes_models() { "models" } else { "images" };
         let asset = crate::assets::store_output(
             self.state,
             self.user_id,
@@ -143,26 +186,30 @@ pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
             format!("provider '{}' is disabled", provider.name),
         ));
     }
-    match (provider.kind.as_str(), run.step.kind.as_str()) {
-        ("local", "echo") => echo(run).await,
-        ("local", _) => run_local(run).await,
-        ("openai", "image-gen") => {
+    let not_available = || {
+        AppError::new(
+            ErrorKind::Unavailable,
+            "STEP_NOT_AVAILABLE",
+            format!("provider type '{}' cannot run '{}' steps", provider.kind, run.step.kind),
+        )
+    };
+    let Some(kind) = ProviderKind::of(&provider) else { return Err(not_available()) };
+    match (kind, run.step.kind) {
+        (ProviderKind::Local, StepKind::Echo) => echo(run).await,
+        (ProviderKind::Local, _) => run_local(run).await,
+        (ProviderKind::OpenAi, StepKind::ImageGen) => {
             let key = decrypt_key(run.state, &provider)?;
             openai::image_gen(run, &provider, &key).await
         }
-        ("fal", "background-remove") => {
+        (ProviderKind::Fal, StepKind::BackgroundRemove) => {
             let key = decrypt_key(run.state, &provider)?;
             fal::background_remove(run, &provider, &key).await
         }
-        ("tripo", "3d-gen") => {
+        (ProviderKind::Tripo, StepKind::ThreeD) => {
             let key = decrypt_key(run.state, &provider)?;
             tripo::image_to_model(run, &provider, &key).await
         }
-        (kind, step) => Err(AppError::new(
-            ErrorKind::Unavailable,
-            "STEP_NOT_AVAILABLE",
-            format!("provider type '{kind}' cannot run '{step}' steps"),
-        )),
+        (ProviderKind::OpenAi | ProviderKind::Fal | ProviderKind::Tripo, _) => Err(not_available()),
     }
 }
 
@@ -259,12 +306,12 @@ const LOCAL_MAX_SIDE: u32 = 2048;
 /// The `local` image steps: decode, run the algorithm on a blocking thread while its
 /// progress is forwarded as events, store the result.
 async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
-    let kind = run.step.kind.clone();
-    let style = match kind.as_str() {
-        "image-gen" => Some(style_of(&run)?),
+    let kind = run.step.kind;
+    let style = match kind {
+        StepKind::ImageGen => Some(style_of(&run)?),
         _ => None,
     };
-    let (stem, img) = if kind == "image-gen" && run.input["imageStorageKey"].as_str().is_none() {
+    let (stem, img) = if kind == StepKind::ImageGen && run.input["imageStorageKey"].as_str().is_none() {
         let prompt = run.input["prompt"].as_str().unwrap_or("").to_string();
         ("generated".to_string(), local::canvas_from_prompt(&prompt, 1024))
     } else {
@@ -277,14 +324,14 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
     };
     let depth = run.input["depth"].as_f64().map(|d| d.clamp(0.01, 2.0) as f32).unwrap_or(0.25);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u8, String)>();
-    let job_kind = kind.clone();
+    let job_kind = kind;
     let job_style = style.clone();
     let job = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, FileType, Value), String> {
         let mut report = |p: u8, m: &str| {
             let _ = tx.send((p, m.to_string()));
         };
-        match job_kind.as_str() {
-            "image-gen" => {
+        match job_kind {
+            StepKind::ImageGen => {
                 let style = job_style.unwrap_or_default();
                 let out = local::stylize(&img, &style, &mut report);
                 Ok((
@@ -293,7 +340,7 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
                     json!({ "style": style, "width": out.width(), "height": out.height() }),
                 ))
             }
-            "background-remove" => {
+            StepKind::BackgroundRemove => {
                 let (out, mask) = local::remove_background(&img, &mut report);
                 let kept = mask.pixels().filter(|p| p[0] > 0).count() as f64
                     / f64::from(mask.width() * mask.height()).max(1.0);
@@ -303,15 +350,15 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
                     json!({ "width": out.width(), "height": out.height(), "foregroundShare": (kept * 1000.0).round() / 1000.0 }),
                 ))
             }
-            "3d-gen" => {
+            StepKind::ThreeD => {
                 let (glb, vertices, triangles) = local::relief_glb(&img, depth, &mut report)?;
                 Ok((glb, FileType::Glb, json!({ "vertices": vertices, "triangles": triangles })))
             }
-            "point-cloud" => {
+            StepKind::PointCloud => {
                 let (ply, points) = local::point_cloud_ply(&img, depth, 500_000, &mut report);
                 Ok((ply, FileType::Ply, json!({ "points": points })))
             }
-            other => Err(format!("the local provider has no '{other}' step")),
+            StepKind::Echo => Err("echo is not an image step".to_string()),
         }
     });
     tokio::pin!(job);
@@ -327,11 +374,11 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
     let (data, file_type, extra) = result
         .map_err(|e| AppError::internal(format!("the local step stopped: {e}")))?
         .map_err(|e| AppError::new(ErrorKind::Validation, "LOCAL_STEP_FAILED", e))?;
-    let suffix = match kind.as_str() {
-        "image-gen" => style.unwrap_or_default(),
-        "background-remove" => "cutout".into(),
-        "3d-gen" => "relief".into(),
-        _ => "points".into(),
+    let suffix = match kind {
+        StepKind::ImageGen => style.unwrap_or_default(),
+        StepKind::BackgroundRemove => "cutout".into(),
+        StepKind::ThreeD => "relief".into(),
+        StepKind::PointCloud | StepKind::Echo => "points".into(),
     };
     let filename = format!("{stem}-{suffix}.{}", file_type.extension());
     run.progress(98, "storing the result").await?;

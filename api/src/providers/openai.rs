@@ -17,7 +17,7 @@ use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::ProviderRow;
 
 pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretString) -> AppResult<Value> {
-    let base = provider.base_url.clone().unwrap_or_else(|| super::default_base_url("openai").into());
+    let base = super::base_url(provider);
     let base = base.trim_end_matches('/').to_string();
     let prompt = prompt_for(&run)?;
     let size = run.input["size"].as_str().unwrap_or("1024x1024").to_string();

@@ -33,7 +33,7 @@ fn data(key: &SecretString, answer: Value) -> AppResult<Value> {
 }
 
 pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &SecretString) -> AppResult<Value> {
-    let base = provider.base_url.clone().unwrap_or_else(|| super::default_base_url("tripo").into());
+    let base = super::base_url(provider);
     let base = base.trim_end_matches('/').to_string();
     let client = http::client(run.state);
     let task_id = match run.saved["tripoTaskId"].as_str() {
