@@ -773,7 +773,7 @@ pub mod types {
         ///false denies the request.
         pub approve: bool,
         #[serde(rename = "userCode")]
-        pub user_code: Token64,
+        pub user_code: Line64,
     }
     ///`DeviceApproveResponse`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -5136,7 +5136,7 @@ Sends a `GET` request to `/api/auth/device/pending`
 */
     pub async fn auth_device_pending_get<'a>(
         &'a self,
-        user_code: &'a types::Token64,
+        user_code: &'a types::Line64,
     ) -> Result<ResponseValue<types::DevicePending>, Error<types::ApiError>> {
         let url = format!("{}/api/auth/device/pending", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);

@@ -12,7 +12,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
 use super::security::Caller;
-use super::text::{DeviceGrantType, Email, Name, NewPassword, Opt, Password, Prose, Text, Token};
+use super::text::{DeviceGrantType, Email, Line, Name, NewPassword, Opt, Password, Prose, Text, Token};
 use crate::app::AppState;
 use crate::auth::flows::{self, Client, DevicePoll, IssuedSession};
 use crate::auth::{Credential, SESSION_COOKIE, client_ip, user_agent};
@@ -189,7 +189,8 @@ pub struct DeviceTokenResponse {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct DeviceApproveRequest {
-    pub user_code: Token<64>,
+    /// As shown (`ABCD-EFGH`); case, spaces and dashes do not matter.
+    pub user_code: Line<64>,
     /// false denies the request.
     pub approve: bool,
 }
@@ -429,7 +430,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         Caller(principal): Caller,
-        user_code: Query<Token<64>>,
+        user_code: Query<Line<64>>,
     ) -> Result<Json<DevicePending>> {
         let row = flows::device_lookup(&state, &principal, &user_code).await?;
         Ok(Json(DevicePending {

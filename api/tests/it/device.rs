@@ -39,7 +39,8 @@ async fn device_flow_grants_once(app: TestApp) {
     assert_eq!(err_code(anon.auth_device_token_create(&poll(&code.device_code)).await), (400, "SLOW_DOWN".into()));
 
     let ada = actor(&app, "ada@example.com", Role::User).await;
-    let typed = code.user_code.to_lowercase().replace('-', "");
+    // Typed as a person would: lower case, a space instead of the dash.
+    let typed = code.user_code.to_lowercase().replace('-', " ");
     // Before approving, the page shows who asked and when.
     assert_eq!(err_code(anon.auth_device_pending_get(&code.user_code.parse().unwrap()).await).0, 401);
     let pending =
