@@ -388,13 +388,6 @@ text_type!(
 );
 
 text_type!(
-    /// A CSS colour as `#rgb` or `#rrggbb`.
-    HexColor,
-    rule(4, 7, Some(r"^#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})$"), None),
-    true
-);
-
-text_type!(
     /// The media type of an upload. The handler answers 415 UNSUPPORTED_MEDIA_TYPE, naming
     /// the accepted types, for anything else.
     UploadContentType,
