@@ -146,9 +146,9 @@ pub async fn create_session(state: &AppState, user: UserRow, client: &Client) ->
 /// Ends the caller's session (an API key is not a session: 403 SESSION_REQUIRED; revoke
 /// the key instead).
 pub async fn sign_out(state: &AppState, principal: &Principal) -> AppResult<()> {
-    principal.require_session("signing out (revoke an API key instead)")?;
     let super::Credential::Session { token_hash, .. } = &principal.credential else {
-        return Err(AppError::bad_request("an API key cannot sign out; revoke it instead"));
+        // An API key: 403 SESSION_REQUIRED.
+        return principal.require_session("signing out (revoke an API key instead)");
     };
     state.store().session_delete_by_token(token_hash).await?;
     state.authenticator().forget(std::slice::from_ref(token_hash)).await;
