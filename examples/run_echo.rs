@@ -20,7 +20,12 @@ async fn main() -> anyhow::Result<()> {
         run_all_steps: None,
     };
     let (task, last) = funmagic_sdk::events::run_and_wait(&client, &request, |event| {
-        println!("{:>4} {:<15} {}", event.id.map(|i| i.to_string()).unwrap_or_default(), event.kind, event.data);
+        println!(
+            "{:>4} {:<15} {}",
+            event.id.map(|i| i.to_string()).unwrap_or_default(),
+            event.kind.to_string(),
+            event.data
+        );
     })
     .await?;
     println!("task {} ended with {}", task.id, last.kind);

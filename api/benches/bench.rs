@@ -11,10 +11,11 @@
 //!    their memory, the process's CPU while idle, and publish → delivery latency and
 //!    events/s for one progress event to each.
 
+use funmagic_api::store::EventKind;
 use std::time::{Duration, Instant};
 
 use funmagic_api::providers::local;
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -69,7 +70,7 @@ async fn queue(backend: TestBackend) {
         email_verified: true,
     };
     let user = state.store().user_create(&new).await.unwrap();
-    state.store().credits_grant(user.id, TxKind::Bonus, 1_000_000, "bench", None).await.unwrap();
+    state.store().credits_grant(user.id, TransactionType::Bonus, 1_000_000, "bench", None).await.unwrap();
     let principal = funmagic_api::auth::Principal {
         user: user.clone(),
         credential: funmagic_api::auth::Credential::Session {
@@ -91,9 +92,10 @@ async fn queue(backend: TestBackend) {
         let task = funmagic_api::tasks::submit(&state, &principal, &submit).await.unwrap();
         loop {
             let events = state.store().task_events_after(task.id, 0).await.unwrap();
-            if let (Some(q), Some(s)) =
-                (events.iter().find(|e| e.kind == "queued"), events.iter().find(|e| e.kind == "step_started"))
-            {
+            if let (Some(q), Some(s)) = (
+                events.iter().find(|e| e.kind == EventKind::Queued),
+                events.iter().find(|e| e.kind == EventKind::StepStarted),
+            ) {
                 pickups.push((s.created_at - q.created_at).to_std().unwrap_or_default());
                 break;
             }
@@ -116,7 +118,7 @@ async fn queue(backend: TestBackend) {
     }
     let submitted = started.elapsed();
     for id in ids {
-        while state.store().task_get(id).await.unwrap().unwrap().status != "completed" {
+        while state.store().task_get(id).await.unwrap().unwrap().status != funmagic_api::store::TaskStatus::Completed {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -139,7 +141,7 @@ async fn bench_user(state: &funmagic_api::app::AppState, email: &str) -> funmagi
     let user = state.store().user_create(&new).await.unwrap();
     state
         .store()
-        .credits_grant(user.id, TxKind::Bonus, 1_000_000_000, &format!("bench-{}", user.id), None)
+        .credits_grant(user.id, TransactionType::Bonus, 1_000_000_000, &format!("bench-{}", user.id), None)
         .await
         .unwrap();
     funmagic_api::auth::Principal {
@@ -214,7 +216,7 @@ async fn followers_of(
     for id in ids {
         let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
         handles.push(tokio::spawn(async move {
-            let mut follower = funmagic_api::events::Follower::start(&state, id, 0, "running").await;
+            let mut follower = state.events().follow(id, 0, funmagic_api::store::TaskStatus::Running).await;
             follower.next().await;
             follower.next().await;
             ready.wait().await;
@@ -240,7 +242,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
         ids.push(funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap().id);
     }
     let before = rss_kib();
-    let (handles, mut rx) = followers_of(&state, &ids, |live| live.kind == "progress").await;
+    let (handles, mut rx) = followers_of(&state, &ids, |live| live.kind == EventKind::Progress).await;
     let grown = rss_kib().saturating_sub(before);
     let idle_from = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -249,7 +251,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
     let mut sent = Vec::with_capacity(followers);
     for id in &ids {
         sent.push(Instant::now());
-        funmagic_api::events::progress(&state, *id, serde_json::json!({ "progress": 50 })).await;
+        state.events().progress(*id, serde_json::json!({ "progress": 50 })).await;
     }
     let mut latencies = Vec::with_capacity(followers);
     let mut received = Vec::with_capacity(followers);
@@ -282,7 +284,7 @@ async fn fan_out(backend: TestBackend, followers: usize) {
     let mut single = Vec::with_capacity(probes);
     for id in ids.iter().take(probes) {
         let sent = Instant::now();
-        funmagic_api::events::progress(&state, *id, serde_json::json!({ "progress": 60, "probe": true })).await;
+        state.events().progress(*id, serde_json::json!({ "progress": 60, "probe": true })).await;
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
         single.push(got.saturating_duration_since(sent));
         tokio::time::sleep(Duration::from_millis(5)).await;

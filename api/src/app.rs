@@ -36,8 +36,8 @@ struct Inner {
     public_url: OnceLock<String>,
     /// Wakes idle workers when a task is enqueued in this process.
     work: tokio::sync::Notify,
-    /// Wakes this process's event streams (fed in-process, or by Redis in scale-out).
-    event_hub: Arc<crate::events::EventHub>,
+    /// Task events: publishing and following (in-process, or through Redis in scale-out).
+    events: crate::events::Events,
     /// Tools and providers as the task hot path reads them.
     catalogue: crate::tools::Catalogue,
     /// The one outbound HTTP client (providers, OAuth, Stripe): one connection pool, so
@@ -81,6 +81,8 @@ impl AppState {
         if let Some(url) = &settings.public_url {
             let _ = public_url.set(url.trim_end_matches('/').to_string());
         }
+        let events = crate::events::Events::new(store.clone(), redis.clone(), settings.tasks.event_ttl_secs);
+        let catalogue = crate::tools::Catalogue::new(store.clone());
         let inner = Inner {
             settings,
             store,
@@ -92,8 +94,8 @@ impl AppState {
             mailer,
             public_url,
             work: tokio::sync::Notify::new(),
-            event_hub: Arc::default(),
-            catalogue: crate::tools::Catalogue::default(),
+            events,
+            catalogue,
             stream_slots: Default::default(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
@@ -105,7 +107,7 @@ impl AppState {
         };
         let state = Self { inner: Arc::new(inner) };
         if migrations == Migrations::Apply {
-            crate::tools::seed_defaults(&state).await.map_err(|e| {
+            crate::tools::seed_defaults(state.store()).await.map_err(|e| {
                 ConfigError::new("DATABASE_URL", format!("seeding the default tools failed: {}", e.message))
             })?;
         }
@@ -212,8 +214,8 @@ impl AppState {
         &self.inner.master_key
     }
 
-    pub fn event_hub(&self) -> &Arc<crate::events::EventHub> {
-        &self.inner.event_hub
+    pub fn events(&self) -> &crate::events::Events {
+        &self.inner.events
     }
 
     pub fn catalogue(&self) -> &crate::tools::Catalogue {

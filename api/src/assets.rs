@@ -11,103 +11,11 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::storage::{Bucket, ObjectMeta, Presigned, StorageError};
 use crate::store::{AssetRow, PendingUploadRow};
 
-/// The file types we accept, with the magic bytes that prove them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileType {
-    Png,
-    Jpeg,
-    Webp,
-    Glb,
-    Ply,
-    Obj,
-}
-
-impl FileType {
-    pub const ALL: [FileType; 6] =
-        [FileType::Png, FileType::Jpeg, FileType::Webp, FileType::Glb, FileType::Ply, FileType::Obj];
-
-    pub fn mime(self) -> &'static str {
-        match self {
-            FileType::Png => "image/png",
-            FileType::Jpeg => "image/jpeg",
-            FileType::Webp => "image/webp",
-            FileType::Glb => "model/gltf-binary",
-            FileType::Ply => "application/ply",
-            FileType::Obj => "model/obj",
-        }
-    }
-
-    /// The type of exactly this media type (lower case, no parameters: the spec lists the
-    /// accepted values).
-    pub fn from_mime(mime: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.mime() == mime)
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            FileType::Png => "png",
-            FileType::Jpeg => "jpg",
-            FileType::Webp => "webp",
-            FileType::Glb => "glb",
-            FileType::Ply => "ply",
-            FileType::Obj => "obj",
-        }
-    }
-
-    pub fn from_extension(name: &str) -> Option<Self> {
-        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-        match ext.as_str() {
-            "jpeg" | "jpg" => Some(FileType::Jpeg),
-            other => Self::ALL.into_iter().find(|t| t.extension() == other),
-        }
-    }
-
-    pub fn is_image(self) -> bool {
-        matches!(self, FileType::Png | FileType::Jpeg | FileType::Webp)
-    }
-
-    /// What the first bytes of a file say it is.
-    pub fn sniff(head: &[u8]) -> Option<Self> {
-        if head.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(FileType::Png)
-        } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Some(FileType::Jpeg)
-        } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
-            Some(FileType::Webp)
-        } else if head.starts_with(b"glTF") {
-            Some(FileType::Glb)
-        } else if head.starts_with(b"ply\n") || head.starts_with(b"ply\r\n") {
-            Some(FileType::Ply)
-        } else if looks_like_obj(head) {
-            Some(FileType::Obj)
-        } else {
-            None
-        }
-    }
-}
-
-/// Wavefront OBJ is text: only printable ASCII, and statements such as `v x y z`.
-fn looks_like_obj(head: &[u8]) -> bool {
-    let text_ok = head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
-    text_ok
-        && std::str::from_utf8(head).is_ok_and(|t| {
-            t.lines().any(|l| {
-                let l = l.trim_start();
-                l.starts_with("v ") || l.starts_with("vn ") || l.starts_with("vt ") || l.starts_with("f ")
-            }) && t.lines().all(|l| {
-                let l = l.trim_start();
-                l.is_empty()
-                    || l.starts_with('#')
-                    || ["v ", "vn ", "vt ", "vp ", "f ", "o ", "g ", "s ", "l ", "p ", "mtllib ", "usemtl "].iter().any(|p| l.starts_with(p))
-                    // the last line may be cut mid-statement
-                    || !t.ends_with('\n')
-            })
-        })
-}
+pub use crate::storage::FileType;
 
 /// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, at most 100 characters, never hidden.
 pub fn sanitize_filename(name: &str) -> String {
@@ -178,11 +86,14 @@ pub async fn presign_upload(
     bucket: Bucket,
 ) -> AppResult<PresignedUpload> {
     principal.require(if bucket == Bucket::Admin { Access::Admin } else { Access::Write })?;
-    crate::auth::ratelimit::limit_user(state, crate::auth::ratelimit::UserAction::Presign, principal.user_id()).await?;
+    state
+        .limiter()
+        .limit_user(&state.settings().limits, crate::auth::ratelimit::UserAction::Presign, principal.user_id())
+        .await?;
     let file_type = FileType::from_mime(&req.content_type).ok_or_else(|| {
         AppError::new(
             ErrorKind::UnsupportedMediaType,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             format!("'{}' is not accepted; use PNG, JPEG or WebP images, or GLB, PLY or OBJ models", req.content_type),
         )
     })?;
@@ -195,7 +106,7 @@ pub async fn presign_upload(
     if req.size > max {
         return Err(AppError::new(
             ErrorKind::PayloadTooLarge,
-            "FILE_TOO_LARGE",
+            ErrorCode::FileTooLarge,
             format!("this file type may be at most {max} bytes"),
         )
         .with_details(serde_json::json!({ "size": req.size, "max": max })));
@@ -232,7 +143,7 @@ pub async fn presign_upload(
     let quota = (bucket == Bucket::Private).then(|| i64::try_from(limits.quota_bytes).unwrap_or(i64::MAX));
     let reserved = state.store().pending_upload_create(&pending, quota).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {
-            AppError::conflict("KEY_IN_USE", "an upload to this key is already pending")
+            AppError::conflict(ErrorCode::KeyInUse, "an upload to this key is already pending")
         }
         other => other.into(),
     })?;
@@ -240,7 +151,7 @@ pub async fn presign_upload(
         let used = state.store().storage_usage(principal.user_id()).await? as u64;
         return Err(AppError::new(
             ErrorKind::PayloadTooLarge,
-            "QUOTA_EXCEEDED",
+            ErrorCode::QuotaExceeded,
             format!("this upload would exceed your storage quota ({used} of {} bytes used)", limits.quota_bytes),
         )
         .with_details(serde_json::json!({ "used": used, "quota": limits.quota_bytes, "size": req.size })));
@@ -287,7 +198,7 @@ pub async fn complete_upload(
     let upload_key = pending.upload_key.clone().unwrap_or_else(|| storage_key.to_string());
     state.storage().head(bucket, &upload_key).await.map_err(storage_error)?.ok_or_else(|| {
         AppError::conflict(
-            "UPLOAD_MISSING",
+            ErrorCode::UploadMissing,
             "nothing was uploaded to this key yet; PUT the file to the upload URL first",
         )
     })?;
@@ -295,7 +206,7 @@ pub async fn complete_upload(
     // a late PUT lands in the incoming key, which the sweeper removes), and a concurrent
     // `complete` answers 409.
     if !state.store().pending_upload_delete(&bucket_name, storage_key).await? {
-        return Err(AppError::conflict("ALREADY_COMPLETED", "this upload was already completed"));
+        return Err(AppError::conflict(ErrorCode::AlreadyCompleted, "this upload was already completed"));
     }
     // Move first, check the moved copy: the bytes checked are the bytes kept, whatever the
     // upload URL receives meanwhile.
@@ -309,7 +220,7 @@ pub async fn complete_upload(
         }
         return Err(storage_error(e));
     }
-    let reject = |code: &'static str, kind: ErrorKind, message: String| async move {
+    let reject = |code: ErrorCode, kind: ErrorKind, message: String| async move {
         // The bytes are not what was announced: remove them (the pending record is gone).
         let _ = state.storage().delete(bucket, storage_key).await;
         Err(AppError::new(kind, code, message))
@@ -318,7 +229,7 @@ pub async fn complete_upload(
         state.storage().head(bucket, storage_key).await.map_err(storage_error)?.unwrap_or(ObjectMeta { size: 0 });
     if meta.size != pending.size as u64 {
         return reject(
-            "SIZE_MISMATCH",
+            ErrorCode::SizeMismatch,
             ErrorKind::Validation,
             format!("announced {} bytes but {} arrived", pending.size, meta.size),
         )
@@ -330,7 +241,7 @@ pub async fn complete_upload(
     if actual.is_none() || actual != declared {
         let found = actual.map(FileType::mime).unwrap_or("unknown data");
         return reject(
-            "CONTENT_MISMATCH",
+            ErrorCode::ContentMismatch,
             ErrorKind::UnsupportedMediaType,
             format!("the file was declared {} but contains {found}", pending.content_type),
         )
@@ -402,7 +313,7 @@ pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppRe
     match from {
         Bucket::Public => return Ok(asset),
         Bucket::Admin => {
-            return Err(AppError::conflict("ADMIN_ASSET", "admin assets are served by admins, not published"));
+            return Err(AppError::conflict(ErrorCode::AdminAsset, "admin assets are served by admins, not published"));
         }
         Bucket::Private => {}
     }

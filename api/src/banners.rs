@@ -8,13 +8,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::storage::Bucket;
-use crate::store::{BannerRow, StoreError};
-
-/// Banner types and link targets as the store keeps them.
-pub const KINDS: [&str; 2] = ["main", "side"];
-pub const LINK_TARGETS: [&str; 2] = ["_self", "_blank"];
+use crate::store::{BannerRow, BannerType, LinkTarget, StoreError};
 
 /// A banner as an admin writes it (create or replace); `None` takes the default or, on a
 /// replace, what the banner had where that makes sense (type, position).
@@ -26,9 +22,9 @@ pub struct BannerFields {
     pub link: Option<String>,
     pub link_text: Option<String>,
     /// `_self` (default) or `_blank`.
-    pub link_target: Option<String>,
+    pub link_target: Option<LinkTarget>,
     /// `main` (default) or `side`.
-    pub kind: Option<String>,
+    pub kind: Option<BannerType>,
     /// Default: after the last banner of its type.
     pub position: Option<i32>,
     pub badge: Option<String>,
@@ -39,7 +35,7 @@ pub struct BannerFields {
 }
 
 /// What anyone sees now: active banners of `kind` inside their window, by position.
-pub async fn list_live(state: &AppState, kind: &str) -> AppResult<Vec<BannerRow>> {
+pub async fn list_live(state: &AppState, kind: BannerType) -> AppResult<Vec<BannerRow>> {
     Ok(state.store().banner_list(Some(kind), Some(crate::store::now())).await?)
 }
 
@@ -70,7 +66,12 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
 
 /// Puts one type's banners in the order of `ids` (every id of that type, once); returns
 /// them in their new order.
-pub async fn reorder(state: &AppState, principal: &Principal, kind: &str, ids: &[Uuid]) -> AppResult<Vec<BannerRow>> {
+pub async fn reorder(
+    state: &AppState,
+    principal: &Principal,
+    kind: BannerType,
+    ids: &[Uuid],
+) -> AppResult<Vec<BannerRow>> {
     principal.require(Access::Admin)?;
     let current: Vec<Uuid> = state.store().banner_list(Some(kind), None).await?.iter().map(|b| b.id).collect();
     let mut given = ids.to_vec();
@@ -110,14 +111,8 @@ async fn build_row(state: &AppState, id: Uuid, f: &BannerFields, existing: Optio
     if title.is_empty() || title.chars().count() > 200 {
         return Err(AppError::validation("title must be 1–200 characters"));
     }
-    let kind = f.kind.clone().or_else(|| existing.map(|e| e.kind.clone())).unwrap_or_else(|| KINDS[0].into());
-    if !KINDS.contains(&kind.as_str()) {
-        return Err(AppError::validation("type must be main or side"));
-    }
-    let link_target = f.link_target.clone().unwrap_or_else(|| LINK_TARGETS[0].into());
-    if !LINK_TARGETS.contains(&link_target.as_str()) {
-        return Err(AppError::validation("linkTarget must be _self or _blank"));
-    }
+    let kind = f.kind.or_else(|| existing.map(|e| e.kind)).unwrap_or(BannerType::Main);
+    let link_target = f.link_target.unwrap_or(LinkTarget::SameTab);
     if let Some(link) = &f.link
         && crate::auth::redirect::safe_link(&state.public_url(), link).is_none()
     {
@@ -141,7 +136,7 @@ async fn build_row(state: &AppState, id: Uuid, f: &BannerFields, existing: Optio
         if state.store().asset_get_by_key(&bucket, thumb).await?.is_none() {
             return Err(AppError::new(
                 ErrorKind::Validation,
-                "UNKNOWN_THUMBNAIL",
+                ErrorCode::UnknownThumbnail,
                 "thumbnail must be an http(s) URL or the key of an admin-bucket upload",
             ));
         }
@@ -150,7 +145,7 @@ async fn build_row(state: &AppState, id: Uuid, f: &BannerFields, existing: Optio
         (Some(p), _) => p,
         (None, Some(e)) if e.kind == kind => e.position,
         (None, _) => {
-            state.store().banner_list(Some(&kind), None).await?.iter().map(|b| b.position + 1).max().unwrap_or(0)
+            state.store().banner_list(Some(kind), None).await?.iter().map(|b| b.position + 1).max().unwrap_or(0)
         }
     };
     let now = crate::store::now();

@@ -24,12 +24,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::redis_conn::RedisHandle;
-use crate::store::Recorded;
-
-/// Event types that end a stream.
-pub const TERMINAL_EVENTS: [&str; 3] = ["completed", "failed", "cancelled"];
+use crate::store::{Engine, EventKind, Recorded, Store, TaskStatus};
 
 /// One event on its way to followers: `seq` for milestones, `None` for progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,14 +35,14 @@ pub struct Live {
     #[serde(rename = "s")]
     pub seq: Option<i64>,
     #[serde(rename = "k")]
-    pub kind: String,
+    pub kind: EventKind,
     #[serde(rename = "d")]
     pub data: Value,
 }
 
 impl Live {
     pub fn is_terminal(&self) -> bool {
-        TERMINAL_EVENTS.contains(&self.kind.as_str())
+        self.kind.is_terminal()
     }
 }
 
@@ -67,61 +63,118 @@ fn progress_key(redis: &RedisHandle, task_id: Uuid) -> String {
     redis.key(&format!("progress:{task_id}"))
 }
 
-/// Sends recorded milestones to the followers (after their transaction committed).
-pub async fn publish_recorded(state: &AppState, task_id: Uuid, events: &[Recorded]) {
-    let live: Vec<Live> =
-        events.iter().map(|e| Live { task_id, seq: Some(e.seq), kind: e.kind.clone(), data: e.data.clone() }).collect();
-    publish(state, live).await;
+/// How events travel between processes: decided once, when the state is built.
+#[derive(Debug, Clone)]
+enum Transport {
+    /// Embedded: every event is published in this process.
+    InProcess,
+    /// Scale-out: one Redis channel for every process; the latest progress in a key.
+    Redis(Box<RedisHandle>),
 }
 
-/// A progress event: to the followers now, kept as the task's latest; not recorded.
-pub async fn progress(state: &AppState, task_id: Uuid, mut data: Value) {
-    data["type"] = "progress".into();
-    publish(state, vec![Live { task_id, seq: None, kind: "progress".into(), data }]).await;
+/// The event service of a process: publishing, following, and the hub behind both. Cheap
+/// to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    hub: Arc<EventHub>,
+    store: Store,
+    transport: Transport,
+    /// How long the latest progress of a task is kept in Redis.
+    progress_ttl_secs: u64,
 }
 
-async fn publish(state: &AppState, events: Vec<Live>) {
-    match state.redis() {
-        Some(redis) => {
-            // Sent in order, batched with every other task's events (no round trip here).
-            let channel = channel_name(redis);
-            for live in &events {
-                let Ok(payload) = serde_json::to_string(live) else { continue };
-                if live.seq.is_none() {
-                    let mut set = redis::cmd("SET");
-                    set.arg(progress_key(redis, live.task_id))
-                        .arg(&payload)
-                        .arg("EX")
-                        .arg(state.settings().tasks.event_ttl_secs);
-                    redis.fire(set);
-                } else if live.is_terminal() {
-                    let mut del = redis::cmd("DEL");
-                    del.arg(progress_key(redis, live.task_id));
-                    redis.fire(del);
+impl Events {
+    pub fn new(store: Store, redis: Option<RedisHandle>, progress_ttl_secs: u64) -> Self {
+        let transport = match redis {
+            Some(redis) => Transport::Redis(Box::new(redis)),
+            None => Transport::InProcess,
+        };
+        Self { hub: Arc::default(), store, transport, progress_ttl_secs }
+    }
+
+    /// Sends recorded milestones to the followers (after their transaction committed).
+    pub async fn publish_recorded(&self, task_id: Uuid, events: &[Recorded]) {
+        let live: Vec<Live> =
+            events.iter().map(|e| Live { task_id, seq: Some(e.seq), kind: e.kind, data: e.data.clone() }).collect();
+        self.publish(live).await;
+    }
+
+    /// A progress event: to the followers now, kept as the task's latest; not recorded.
+    pub async fn progress(&self, task_id: Uuid, mut data: Value) {
+        data["type"] = EventKind::Progress.as_str().into();
+        self.publish(vec![Live { task_id, seq: None, kind: EventKind::Progress, data }]).await;
+    }
+
+    async fn publish(&self, events: Vec<Live>) {
+        match &self.transport {
+            Transport::Redis(redis) => {
+                // Sent in order, batched with every other task's events (no round trip here).
+                let channel = channel_name(redis);
+                for live in &events {
+                    let Ok(payload) = serde_json::to_string(live) else { continue };
+                    if live.seq.is_none() {
+                        let mut set = redis::cmd("SET");
+                        set.arg(progress_key(redis, live.task_id)).arg(&payload).arg("EX").arg(self.progress_ttl_secs);
+                        redis.fire(set);
+                    } else if live.is_terminal() {
+                        let mut del = redis::cmd("DEL");
+                        del.arg(progress_key(redis, live.task_id));
+                        redis.fire(del);
+                    }
+                    let mut publish = redis::cmd("PUBLISH");
+                    publish.arg(&channel).arg(payload);
+                    redis.fire(publish);
                 }
-                let mut publish = redis::cmd("PUBLISH");
-                publish.arg(&channel).arg(payload);
-                redis.fire(publish);
             }
-        }
-        None => {
-            for live in events {
-                state.event_hub().dispatch(Arc::new(live), true);
+            Transport::InProcess => {
+                for live in events {
+                    self.hub.dispatch(Arc::new(live), true);
+                }
             }
         }
     }
-}
 
-/// The latest progress of a running task, for a stream that joins late.
-async fn latest_progress(state: &AppState, task_id: Uuid) -> Option<Live> {
-    match state.redis() {
-        Some(redis) => {
-            let mut conn = redis.conn();
-            let raw: Option<String> =
-                redis::cmd("GET").arg(progress_key(redis, task_id)).query_async(&mut conn).await.ok().flatten();
-            raw.and_then(|r| serde_json::from_str(&r).ok())
+    /// The latest progress of a running task, for a stream that joins late.
+    async fn latest_progress(&self, task_id: Uuid) -> Option<Live> {
+        match &self.transport {
+            Transport::Redis(redis) => {
+                let mut conn = redis.conn();
+                let raw: Option<String> =
+                    redis::cmd("GET").arg(progress_key(redis, task_id)).query_async(&mut conn).await.ok().flatten();
+                raw.and_then(|r| serde_json::from_str(&r).ok())
+            }
+            Transport::InProcess => self.hub.latest(task_id),
         }
-        None => state.event_hub().latest(task_id),
+    }
+
+    /// Every event this process's hub sees from now on (in scale-out, once the Redis
+    /// subscription is active, which this waits for up to 5 s).
+    pub async fn tap(&self) -> broadcast::Receiver<Arc<Live>> {
+        self.start();
+        let rx = self.hub.tap.subscribe();
+        if let Transport::Redis(_) = self.transport {
+            let mut subscribed = self.hub.subscribed.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
+        }
+        rx
+    }
+
+    /// Starts this process's background parts once: the Redis subscriber (scale-out), the
+    /// queue-head refresher and the safety sweep.
+    fn start(&self) {
+        self.hub.started.call_once(|| {
+            if let Transport::Redis(redis) = &self.transport {
+                tokio::spawn(subscribe_loop(Arc::downgrade(&self.hub), (**redis).clone()));
+            }
+            tokio::spawn(head_loop(Arc::downgrade(&self.hub), self.store.clone()));
+            tokio::spawn(sweep_loop(Arc::downgrade(&self.hub), self.clone()));
+        });
+    }
+
+    /// Follows `task_id` (whose status is `status`) from after event `after`; the first
+    /// event is `connected`.
+    pub async fn follow(&self, task_id: Uuid, after: i64, status: TaskStatus) -> Follower {
+        Follower::start(self, task_id, after, status).await
     }
 }
 
@@ -206,30 +259,6 @@ impl EventHub {
             channels.remove(&task_id);
         }
     }
-
-    /// Every event this process's hub sees from now on (in scale-out, once the Redis
-    /// subscription is active, which this waits for up to 5 s).
-    pub async fn tap(self: &Arc<Self>, state: &AppState) -> broadcast::Receiver<Arc<Live>> {
-        self.start(state);
-        let rx = self.tap.subscribe();
-        if state.redis().is_some() {
-            let mut subscribed = self.subscribed.subscribe();
-            let _ = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
-        }
-        rx
-    }
-
-    /// Starts this process's background parts once: the Redis subscriber (scale-out), the
-    /// queue-head refresher and the safety sweep.
-    fn start(self: &Arc<Self>, state: &AppState) {
-        self.started.call_once(|| {
-            if let Some(redis) = state.redis() {
-                tokio::spawn(subscribe_loop(Arc::downgrade(self), redis.clone()));
-            }
-            tokio::spawn(head_loop(Arc::downgrade(self), state.clone()));
-            tokio::spawn(sweep_loop(Arc::downgrade(self), state.clone()));
-        });
-    }
 }
 
 /// Feeds the hub from the Redis channel; after any reconnect every stream re-reads its
@@ -273,14 +302,14 @@ async fn subscribe_loop(hub: std::sync::Weak<EventHub>, redis: RedisHandle) {
 }
 
 /// Refreshes the queue head (one query a second) while any stream waits for its turn.
-async fn head_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
+async fn head_loop(hub: std::sync::Weak<EventHub>, store: Store) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some(h) = hub.upgrade() else { return };
         if h.waiting_followers.load(Ordering::Relaxed) == 0 {
             continue;
         }
-        match state.store().queue_head().await {
+        match store.queue_head().await {
             Ok(head) => {
                 h.head.send_if_modified(|current| {
                     let changed = *current != head;
@@ -297,12 +326,14 @@ async fn head_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
 /// event counter — every 10 s in scale-out (a Pub/Sub message lost without a reconnect),
 /// every half second on PostgreSQL without Redis (where other processes' events arrive no
 /// other way). Embedded, every event is published in this process: nothing to sweep.
-async fn sweep_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
-    let every = match (state.redis(), state.store().engine()) {
-        (Some(_), _) => Duration::from_secs(10),
-        (None, crate::store::Engine::Postgres) => Duration::from_millis(500),
-        (None, crate::store::Engine::Sqlite) => return,
+async fn sweep_loop(hub: std::sync::Weak<EventHub>, events: Events) {
+    let every = match (&events.transport, events.store.engine()) {
+        (Transport::Redis(_), _) => Duration::from_secs(10),
+        (Transport::InProcess, Engine::Postgres) => Duration::from_millis(500),
+        (Transport::InProcess, Engine::Sqlite) => return,
     };
+    let store = events.store.clone();
+    drop(events);
     loop {
         tokio::time::sleep(every).await;
         let Some(h) = hub.upgrade() else { return };
@@ -313,7 +344,7 @@ async fn sweep_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
         drop(h);
         for chunk in known.chunks(500) {
             let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
-            let Ok(current) = state.store().task_event_seqs(&ids).await else { continue };
+            let Ok(current) = store.task_event_seqs(&ids).await else { continue };
             let Some(h) = hub.upgrade() else { return };
             let behind: HashMap<Uuid, i64> = chunk.iter().copied().collect();
             let channels = h.channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -332,7 +363,7 @@ async fn sweep_loop(hub: std::sync::Weak<EventHub>, state: AppState) {
 /// then delivers what the hub brings (reading the database again only on a gap), and while
 /// the task waits its queue position whenever the head of the queue moves.
 pub struct Follower {
-    state: AppState,
+    events: Events,
     task_id: Uuid,
     after: i64,
     buffer: VecDeque<Live>,
@@ -356,20 +387,24 @@ pub struct Follower {
 impl Follower {
     /// Follows `task_id` (whose status is `status`) from after event `after`; the first
     /// event is `connected`.
-    pub async fn start(state: &AppState, task_id: Uuid, after: i64, status: &str) -> Self {
-        let queued = status == "queued";
-        let ended = TERMINAL_EVENTS.contains(&status);
-        let hub = state.event_hub();
-        hub.start(state);
+    async fn start(events: &Events, task_id: Uuid, after: i64, status: TaskStatus) -> Self {
+        let queued = status == TaskStatus::Queued;
+        let ended = status.is_terminal();
+        let hub = &events.hub;
+        events.start();
         let rx = hub.subscribe(task_id, after);
-        let queue_seq = if queued { state.store().queue_seq(task_id).await.ok().flatten() } else { None };
+        let queue_seq = if queued { events.store.queue_seq(task_id).await.ok().flatten() } else { None };
         if queue_seq.is_some() {
             hub.waiting_followers.fetch_add(1, Ordering::Relaxed);
         }
-        let connected =
-            Live { task_id, seq: None, kind: "connected".into(), data: serde_json::json!({ "type": "connected" }) };
+        let connected = Live {
+            task_id,
+            seq: None,
+            kind: EventKind::Connected,
+            data: serde_json::json!({ "type": EventKind::Connected }),
+        };
         Self {
-            state: state.clone(),
+            events: events.clone(),
             task_id,
             after,
             buffer: VecDeque::from([connected]),
@@ -412,8 +447,8 @@ impl Follower {
                         self.buffer.push_back(Live {
                             task_id: self.task_id,
                             seq: None,
-                            kind: "queue_position".into(),
-                            data: serde_json::json!({ "type": "queue_position", "position": position }),
+                            kind: EventKind::QueuePosition,
+                            data: serde_json::json!({ "type": EventKind::QueuePosition, "position": position }),
                         });
                         continue;
                     }
@@ -441,7 +476,7 @@ impl Follower {
             Some(seq) if seq == self.after + 1 => {
                 self.after = seq;
                 self.done = live.is_terminal();
-                if live.kind != "queued" {
+                if live.kind != EventKind::Queued {
                     self.stop_waiting();
                 }
                 self.buffer.push_back((*live).clone());
@@ -449,7 +484,7 @@ impl Follower {
             // A milestone is missing in between: it is in the database.
             Some(_) => self.read_db = true,
             None => {
-                if live.kind == "progress" {
+                if live.kind == EventKind::Progress {
                     self.stop_waiting();
                     if self.latest_sent.take().is_some_and(|sent| sent == live.data) {
                         return;
@@ -461,14 +496,14 @@ impl Follower {
     }
 
     async fn read_history(&mut self) {
-        match self.state.store().task_events_after(self.task_id, self.after).await {
+        match self.events.store.task_events_after(self.task_id, self.after).await {
             Ok(rows) => {
                 for row in rows {
                     self.after = row.seq;
-                    if row.kind != "queued" {
+                    if row.kind != EventKind::Queued {
                         self.stop_waiting();
                     }
-                    self.done = TERMINAL_EVENTS.contains(&row.kind.as_str());
+                    self.done = row.kind.is_terminal();
                     self.buffer.push_back(Live {
                         task_id: self.task_id,
                         seq: Some(row.seq),
@@ -488,7 +523,7 @@ impl Follower {
         }
         if std::mem::take(&mut self.want_latest)
             && !self.done
-            && let Some(latest) = latest_progress(&self.state, self.task_id).await
+            && let Some(latest) = self.events.latest_progress(self.task_id).await
         {
             self.stop_waiting();
             self.latest_sent = Some(latest.data.clone());
@@ -498,7 +533,7 @@ impl Follower {
 
     fn stop_waiting(&mut self) {
         if self.queue_seq.take().is_some() {
-            self.state.event_hub().waiting_followers.fetch_sub(1, Ordering::Relaxed);
+            self.events.hub.waiting_followers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -509,6 +544,6 @@ impl Drop for Follower {
         // The receiver goes first, so the channel can tell whether anyone is left.
         let (_, rx) = broadcast::channel(1);
         drop(std::mem::replace(&mut self.rx, rx));
-        self.state.event_hub().unsubscribe(self.task_id);
+        self.events.hub.unsubscribe(self.task_id);
     }
 }

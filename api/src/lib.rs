@@ -2,6 +2,8 @@
 //! server runtime. The binary `funmagic-server` (src/main.rs) is a thin shell around it.
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod assets;
 pub mod auth;
@@ -10,6 +12,7 @@ pub mod banners;
 pub mod cli;
 pub mod config;
 pub mod credits;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -26,3 +29,4 @@ pub mod tasks;
 pub mod testing;
 pub mod tools;
 pub mod urls;
+pub mod worker;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use funmagic_api::accounts::flows;
 use funmagic_api::app::{AppState, Migrations};
-use funmagic_api::auth::flows;
 use funmagic_api::cli::{AdminCommand, Cli, Command};
 use funmagic_api::config::{LogFormat, Settings};
 use funmagic_api::{http, server};
@@ -69,8 +69,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             };
             let from_env = settings.providers.master_key.is_some();
             let state = AppState::build(settings, Migrations::Apply).await?;
-            let rotated =
-                funmagic_api::providers::rotate_master_key(&state, &new).await.map_err(|e| anyhow::anyhow!(e))?;
+            let rotated = funmagic_api::admin::providers::rotate_master_key(&state, &new)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
             println!(
                 "re-encrypted {} provider key(s): master key {} → {}",
                 rotated.keys,
@@ -107,11 +108,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             tokio::spawn(sweep_expired_sessions(state.clone()));
             tokio::spawn(sweep_pending_uploads(state.clone()));
-            tokio::spawn(funmagic_api::providers::health::run_loop(state.clone()));
+            tokio::spawn(funmagic_api::admin::provider_health::run_loop(state.clone()));
             let (stop_workers, stop_rx) = tokio::sync::watch::channel(false);
             let worker_pool = (workers > 0).then(|| {
                 tracing::info!(workers, "task workers running in this process");
-                tokio::spawn(funmagic_api::tasks::run_workers(state.clone(), workers, stop_rx))
+                tokio::spawn(funmagic_api::worker::run_workers(state.clone(), workers, stop_rx))
             });
             let (addr, serve) = server::bind(state.clone(), listen)
                 .await
@@ -130,7 +131,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let state = AppState::build(settings, Migrations::Apply).await?;
             tracing::info!(concurrency, "worker started");
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let pool = tokio::spawn(funmagic_api::tasks::run_workers(state.clone(), concurrency, stop_rx));
+            let pool = tokio::spawn(funmagic_api::worker::run_workers(state.clone(), concurrency, stop_rx));
             server::shutdown_signal().await;
             // Drain: running tasks finish within the grace period; the rest stay leased and
             // are picked up again when the lease runs out.

@@ -26,9 +26,8 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::redis_conn::RedisHandle;
-use crate::store::Claim;
 
-const GROUP: &str = "workers";
+pub(crate) const GROUP: &str = "workers";
 
 /// Moves due members of the delayed set (KEYS[1]) into the stream (KEYS[2]).
 const PROMOTE_LUA: &str = r"
@@ -78,7 +77,7 @@ impl RedisQueue {
         Ok(())
     }
 
-    async fn ensure_group(&self) -> redis::RedisResult<()> {
+    pub(crate) async fn ensure_group(&self) -> redis::RedisResult<()> {
         let mut conn = self.redis.conn();
         let created: redis::RedisResult<String> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -110,7 +109,7 @@ impl RedisQueue {
     /// Acknowledges and deletes a delivered entry (the stream only holds work not done),
     /// batched with other commands nobody waits for: a lost one leaves the entry pending,
     /// and its next delivery finds the task ended.
-    fn done(&self, entry: &str) {
+    pub(crate) fn done(&self, entry: &str) {
         let mut ack = redis::cmd("XACK");
         ack.arg(&self.stream).arg(GROUP).arg(entry);
         self.redis.fire(ack);
@@ -159,9 +158,9 @@ impl RedisQueue {
 /// One delivery being worked on: the heartbeat keeps it from being taken over.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    queue: RedisQueue,
-    consumer: Arc<str>,
-    entry: String,
+    pub(crate) queue: RedisQueue,
+    pub(crate) consumer: Arc<str>,
+    pub(crate) entry: String,
 }
 
 impl Delivery {
@@ -207,212 +206,9 @@ pub async fn slot_freed(state: &AppState, unparked: &[Uuid]) {
     state.wake_workers();
 }
 
-/// Runs tasks with `concurrency` at a time until `stop` turns true, then lets the running
-/// ones finish (the caller bounds that with its grace period).
-pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
-    match state.redis().cloned() {
-        Some(redis) => run_redis_workers(state, redis, concurrency, stop).await,
-        None => run_db_workers(state, concurrency, stop).await,
-    }
-}
-
-async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut running = tokio::task::JoinSet::new();
-    let lease = crate::tasks::lease(&state);
-    let max_attempts = state.settings().tasks.max_attempts;
-    let per_user = state.settings().tasks.max_running_per_user;
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        // As many as there are free permits, claimed in one transaction.
-        let mut slots = vec![permit];
-        while let Ok(more) = permits.clone().try_acquire_owned() {
-            slots.push(more);
-        }
-        match state.store().queue_claim_many(lease, per_user, max_attempts, slots.len()).await {
-            Ok(claimed) if !claimed.is_empty() => {
-                for claimed in claimed {
-                    let permit = slots.pop();
-                    let state = state.clone();
-                    running.spawn(async move {
-                        crate::tasks::execute(&state, claimed, None).await;
-                        drop(permit);
-                    });
-                }
-                drop(slots);
-            }
-            Ok(_) => {
-                drop(slots);
-                tokio::select! {
-                    _ = state.worker_wakeup() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    // A dropped sender means stop too (else `changed` returns at once, forever).
-                    changed = stop.changed() => if changed.is_err() { break; }
-                }
-            }
-            Err(e) => {
-                drop(slots);
-                tracing::warn!(error = %e, "claiming a task failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        while running.try_join_next().is_some() {}
-    }
-    while running.join_next().await.is_some() {}
-}
-
-fn consumer_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let host = if host.is_empty() { "worker".to_string() } else { host };
-    format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8])
-}
-
-async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usize, mut stop: watch::Receiver<bool>) {
-    let queue = RedisQueue::new(&redis);
-    let consumer: Arc<str> = consumer_name().into();
-    while let Err(e) = queue.ensure_group().await {
-        tracing::warn!(error = %e, "creating the Redis consumer group failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-    }
-    let helpers = [
-        tokio::spawn(promote_loop(queue.clone(), stop.clone())),
-        tokio::spawn(reconcile_loop(state.clone(), queue.clone(), stop.clone())),
-    ];
-    tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
-    let lease = crate::tasks::lease(&state);
-    let max_attempts = state.settings().tasks.max_attempts;
-    let per_user = state.settings().tasks.max_running_per_user;
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut running = tokio::task::JoinSet::new();
-    let mut reader: Option<redis::aio::MultiplexedConnection> = None;
-    // Delivered entries not started yet: a stopped worker's (XAUTOCLAIM), or the rest of a
-    // read that took as many entries as there were free permits.
-    let mut backlog: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    // Looked for often enough that a dead worker's task runs again soon after its lease
-    // (45 s by default): within lease + lease/6.
-    let orphan_every = (lease / 6).max(Duration::from_millis(500));
-    let mut orphans_checked =
-        tokio::time::Instant::now().checked_sub(orphan_every).unwrap_or_else(tokio::time::Instant::now);
-    loop {
-        while running.try_join_next().is_some() {}
-        if *stop.borrow() {
-            break;
-        }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        let conn = match &mut reader {
-            Some(conn) => conn,
-            None => {
-                // Its own connection, without a response timeout: BLOCK waits longer than
-                // redis-rs's default 500 ms, and must not hold up anyone else's commands.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(None);
-                match redis.client().get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(conn) => reader.insert(conn),
-                    Err(e) => {
-                        drop(permit);
-                        tracing::warn!(error = %e, "connecting the queue reader failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-            }
-        };
-        // Entries of workers that died: pending and idle for a whole lease.
-        if backlog.is_empty() && orphans_checked.elapsed() >= orphan_every {
-            orphans_checked = tokio::time::Instant::now();
-            match autoclaim(conn, &queue, &consumer, lease).await {
-                Ok(found) => {
-                    if !found.is_empty() {
-                        tracing::info!(count = found.len(), "took over queue entries of a stopped worker");
-                    }
-                    backlog.extend(found);
-                }
-                Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
-            }
-        }
-        let delivered = match backlog.pop_front() {
-            Some(entry) => Ok(Some(entry)),
-            None => {
-                let count = 1 + permits.available_permits();
-                tokio::select! {
-                    read = read_batch(conn, &queue, &consumer, count) => read.map(|entries| {
-                        backlog.extend(entries);
-                        backlog.pop_front()
-                    }),
-                    _ = stop.changed() => {
-                        drop(permit);
-                        break;
-                    }
-                }
-            }
-        };
-        let (entry, task_id) = match delivered {
-            Ok(Some(entry)) => match entry.split_once('|') {
-                Some((entry, task)) => (entry.to_string(), task.parse::<Uuid>().ok()),
-                None => (entry, None),
-            },
-            Ok(None) => {
-                drop(permit);
-                continue;
-            }
-            Err(e) => {
-                drop(permit);
-                reader = None;
-                tracing::warn!(error = %e, "reading the Redis queue failed; reconnecting");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        let Some(task_id) = task_id else {
-            tracing::warn!(%entry, "a queue entry without a task id; dropping it");
-            queue.done(&entry);
-            drop(permit);
-            continue;
-        };
-        match state.store().queue_claim(Some(task_id), lease, per_user, max_attempts).await {
-            Ok(Claim::Claimed(claimed)) => {
-                let state = state.clone();
-                let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
-                running.spawn(async move {
-                    crate::tasks::execute(&state, claimed, Some(&delivery)).await;
-                    delivery.queue.done(&delivery.entry);
-                    drop(permit);
-                });
-            }
-            Ok(claim) => {
-                drop(permit);
-                // Ended, running elsewhere, or waiting: this entry is not needed any more.
-                if let Claim::NotDue(due) = claim {
-                    let _ = queue.push_at(task_id, due).await;
-                }
-                // UserAtLimit: parked, sent again when one of the user's tasks ends (and by
-                // the reconciler, should that be lost).
-                queue.done(&entry);
-            }
-            Err(e) => {
-                drop(permit);
-                // Leave it pending: XAUTOCLAIM hands it out again after a lease.
-                tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    while running.join_next().await.is_some() {}
-    for helper in helpers {
-        helper.abort();
-    }
-}
-
 /// Up to `count` new entries for this consumer, as `entry-id|task-id`; none after the
 /// block timeout.
-async fn read_batch(
+pub(crate) async fn read_batch(
     conn: &mut redis::aio::MultiplexedConnection,
     queue: &RedisQueue,
     consumer: &str,
@@ -446,7 +242,7 @@ async fn read_batch(
 }
 
 /// Takes over entries idle for a whole lease (their worker stopped renewing them).
-async fn autoclaim(
+pub(crate) async fn autoclaim(
     conn: &mut redis::aio::MultiplexedConnection,
     queue: &RedisQueue,
     consumer: &str,
@@ -472,7 +268,7 @@ async fn autoclaim(
         .collect())
 }
 
-async fn promote_loop(queue: RedisQueue, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn promote_loop(queue: RedisQueue, mut stop: watch::Receiver<bool>) {
     loop {
         match queue.promote().await {
             Ok(n) if n > 0 => continue,
@@ -487,7 +283,7 @@ async fn promote_loop(queue: RedisQueue, mut stop: watch::Receiver<bool>) {
 }
 
 /// Re-sends rows that are due but untouched for `tasks.reconcile_secs`.
-async fn reconcile_loop(state: AppState, queue: RedisQueue, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn reconcile_loop(state: AppState, queue: RedisQueue, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(state.settings().tasks.reconcile_secs);
     loop {
         tokio::select! {

@@ -191,8 +191,10 @@ fn unavailable<T>(what: &str, url: &str, err: &dyn std::fmt::Display) -> Option<
 #[derive(Debug)]
 pub struct TestApp {
     pub server: RunningServer,
-    /// In-process task workers (stopped on drop).
+    /// In-process task workers (stopped on drop; see [`TestApp::stop_workers`]).
     pub workers: tokio::sync::watch::Sender<bool>,
+    /// The worker pool, until [`TestApp::stop_workers`] waited for it.
+    pool: Option<tokio::task::JoinHandle<()>>,
     pub backend: TestBackend,
     pub dir: TempDir,
     pub database: Option<TestDatabase>,
@@ -221,9 +223,24 @@ impl TestApp {
         let settings = Self::settings(backend, &dir, database.as_ref(), redis.as_ref(), extra);
         let state = AppState::build(settings, Migrations::Apply).await.expect("test app state");
         let (workers, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::tasks::run_workers(state.clone(), 4, stop));
+        let pool = Some(tokio::spawn(crate::worker::run_workers(state.clone(), 4, stop)));
         let server = crate::server::spawn(state, "127.0.0.1:0".parse().unwrap()).await.expect("bind test server");
-        Some(Self { server, workers, backend, dir, database, redis })
+        Some(Self { server, workers, pool, backend, dir, database, redis })
+    }
+
+    /// Stops the in-process workers and returns once they have stopped (their running
+    /// tasks ended): from then on submitted tasks wait until [`TestApp::run_pending_tasks`].
+    pub async fn stop_workers(&mut self) {
+        let _ = self.workers.send(true);
+        if let Some(pool) = self.pool.take() {
+            let _ = pool.await;
+        }
+    }
+
+    /// Runs every due task now, in this call, until none is left to claim (crates.io's
+    /// `run_pending_background_jobs`); returns how many ran. Meant for stopped workers.
+    pub async fn run_pending_tasks(&self) -> usize {
+        crate::worker::run_pending(self.state()).await
     }
 
     /// The settings a test app of `backend` runs with.

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::{Access, Principal};
-use crate::error::{AppError, AppResult};
-use crate::providers::ProviderKind;
+use crate::domain::ProviderKind;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::Store;
 use crate::store::{ProviderRow, ToolRow, ToolTypeRow};
 
 /// The step types workers know how to run (the `type` of a step in a tool's config).
@@ -126,7 +125,7 @@ fn slug_ok(s: &str, max: usize) -> bool {
 }
 
 fn invalid(message: String) -> AppError {
-    AppError::new(crate::error::ErrorKind::Validation, "INVALID_TOOL_CONFIG", message)
+    AppError::new(crate::error::ErrorKind::Validation, ErrorCode::InvalidToolConfig, message)
 }
 
 /// Parses and checks a tool config against the providers that exist.
@@ -167,7 +166,7 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
             .iter()
             .find(|p| p.id == step.provider_id)
             .ok_or_else(|| invalid(format!("{at}: unknown provider {}", step.provider_id)))?;
-        let models = ProviderKind::of(provider).map(|k| known_models(k, step.kind)).unwrap_or(&[]);
+        let models = known_models(provider.kind, step.kind);
         if !models.contains(&step.provider_model.as_str()) {
             return Err(invalid(format!(
                 "{at}: provider '{}' ({}) has no model '{}' for {} steps (known: {})",
@@ -201,140 +200,9 @@ pub fn validate_slug(slug: &str) -> AppResult<()> {
     if slug_ok(slug, 60) { Ok(()) } else { Err(AppError::validation("slug must be 1–60 characters of a-z, 0-9, -")) }
 }
 
-/// A tool as an admin writes it (create or replace).
-#[derive(Debug, Clone)]
-pub struct ToolFields {
-    pub slug: String,
-    pub title: String,
-    pub description: Option<String>,
-    pub tool_type_id: Uuid,
-    pub config: serde_json::Value,
-    pub is_active: Option<bool>,
-}
-
-/// A tool type as an admin writes it.
-#[derive(Debug, Clone)]
-pub struct ToolTypeFields {
-    pub name: String,
-    pub display_name: String,
-    pub icon: Option<String>,
-    pub color: Option<String>,
-    pub description: Option<String>,
-}
-
-fn store_conflict(e: crate::store::StoreError) -> AppError {
-    match e {
-        crate::store::StoreError::Conflict(_) => {
-            AppError::conflict("SLUG_TAKEN", "a tool or type with this name already exists")
-        }
-        crate::store::StoreError::Constraint(_) => {
-            AppError::conflict("IN_USE", "still referenced (tasks or tools); deactivate it instead")
-        }
-        other => other.into(),
-    }
-}
-
-/// Every tool, active or not (admins).
-pub async fn admin_list(state: &AppState, principal: &Principal) -> AppResult<Vec<ToolRow>> {
-    principal.require(Access::Admin)?;
-    Ok(state.store().tool_list(false).await?)
-}
-
-/// Creates a tool; the config is validated (step types, providers, models, costs).
-pub async fn create(state: &AppState, principal: &Principal, fields: &ToolFields) -> AppResult<ToolRow> {
-    principal.require(Access::Admin)?;
-    let row = build_row(state, Uuid::now_v7(), fields, crate::store::now()).await?;
-    let saved = state.store().tool_upsert(&row).await.map_err(store_conflict)?;
-    state.catalogue().invalidate();
-    Ok(saved)
-}
-
-/// Replaces tool `id` (also how it is enabled or disabled).
-pub async fn replace(state: &AppState, principal: &Principal, id: Uuid, fields: &ToolFields) -> AppResult<ToolRow> {
-    principal.require(Access::Admin)?;
-    let existing = state.store().tool_get(id).await?.ok_or_else(|| AppError::not_found("tool"))?;
-    let row = build_row(state, id, fields, existing.created_at).await?;
-    let saved = state.store().tool_upsert(&row).await.map_err(store_conflict)?;
-    state.catalogue().invalidate();
-    Ok(saved)
-}
-
-/// Deletes a tool no task used; otherwise it must be deactivated (409 IN_USE).
-pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
-    principal.require(Access::Admin)?;
-    let deleted = state.store().tool_delete(id).await.map_err(store_conflict)?;
-    state.catalogue().invalidate();
-    if deleted { Ok(()) } else { Err(AppError::not_found("tool")) }
-}
-
-pub async fn type_list(state: &AppState, principal: &Principal) -> AppResult<Vec<ToolTypeRow>> {
-    principal.require(Access::Admin)?;
-    Ok(state.store().tool_type_list().await?)
-}
-
-pub async fn type_create(state: &AppState, principal: &Principal, fields: &ToolTypeFields) -> AppResult<ToolTypeRow> {
-    principal.require(Access::Admin)?;
-    validate_slug(&fields.name)?;
-    if fields.display_name.trim().is_empty() {
-        return Err(AppError::validation("displayName is required"));
-    }
-    let now = crate::store::now();
-    let row = ToolTypeRow {
-        id: Uuid::now_v7(),
-        name: fields.name.clone(),
-        display_name: fields.display_name.trim().into(),
-        icon: fields.icon.clone(),
-        color: fields.color.clone(),
-        description: fields.description.clone(),
-        created_at: now,
-        updated_at: now,
-    };
-    state.store().tool_type_upsert(&row).await.map_err(store_conflict)
-}
-
-/// Deletes a tool type no tool uses.
-pub async fn type_delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
-    principal.require(Access::Admin)?;
-    if state.store().tool_type_delete(id).await.map_err(store_conflict)? {
-        Ok(())
-    } else {
-        Err(AppError::not_found("tool type"))
-    }
-}
-
-/// Checks an admin's tool and builds its row (the cost is the sum of its steps).
-async fn build_row(
-    state: &AppState,
-    id: Uuid,
-    f: &ToolFields,
-    created: chrono::DateTime<chrono::Utc>,
-) -> AppResult<ToolRow> {
-    validate_slug(&f.slug)?;
-    if f.title.trim().is_empty() || f.title.chars().count() > 200 {
-        return Err(AppError::validation("title must have 1–200 characters"));
-    }
-    if !state.store().tool_type_list().await?.iter().any(|t| t.id == f.tool_type_id) {
-        return Err(AppError::validation("unknown toolTypeId"));
-    }
-    let config = validate_config(&f.config, &state.store().provider_list().await?)?;
-    Ok(ToolRow {
-        id,
-        slug: f.slug.clone(),
-        title: f.title.trim().to_string(),
-        description: f.description.clone(),
-        tool_type_id: f.tool_type_id,
-        config: sqlx::types::Json(serde_json::to_value(&config).map_err(AppError::internal)?),
-        credits_cost: config.total_cost(),
-        is_active: f.is_active.unwrap_or(true),
-        created_at: created,
-        updated_at: crate::store::now(),
-    })
-}
-
 /// Creates the default tool types and tools (wired to `local`) when they are missing;
 /// admin edits to existing ones are never overwritten.
-pub async fn seed_defaults(state: &AppState) -> AppResult<()> {
-    let store = state.store();
+pub async fn seed_defaults(store: &Store) -> AppResult<()> {
     let local = store.provider_ensure_local().await?;
     let now = crate::store::now();
     let mut types = store.tool_type_list().await?;
@@ -434,7 +302,7 @@ mod tests {
         ProviderRow {
             id: Uuid::nil(),
             name: "local".into(),
-            kind: ProviderKind::Local.as_str().into(),
+            kind: ProviderKind::Local,
             base_url: None,
             is_active: true,
             is_healthy: true,
@@ -485,8 +353,9 @@ mod tests {
 /// once when this process changes a tool or provider (other processes see the change within
 /// the TTL). A worker's parsed tool config is keyed by the tool's `updated_at`, read with the
 /// claim, so it is never stale.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalogue {
+    store: Store,
     by_slug: Cache<String, Instant, Option<Arc<Tool>>>,
     configs: Cache<Uuid, chrono::DateTime<chrono::Utc>, Arc<ToolConfig>>,
     providers: Cache<Uuid, Instant, Option<Arc<ProviderRow>>>,
@@ -516,6 +385,10 @@ pub struct Tool {
 impl Catalogue {
     pub const TTL: Duration = Duration::from_secs(1);
 
+    pub fn new(store: Store) -> Self {
+        Self { store, by_slug: Mutex::default(), configs: Mutex::default(), providers: Mutex::default() }
+    }
+
     /// Forgets everything (after this process changed a tool or provider).
     pub fn invalidate(&self) {
         self.by_slug.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -524,13 +397,13 @@ impl Catalogue {
     }
 
     /// The tool with this slug (active or not), at most [`Self::TTL`] old.
-    pub async fn tool(&self, state: &AppState, slug: &str) -> AppResult<Option<Arc<Tool>>> {
+    pub async fn tool(&self, slug: &str) -> AppResult<Option<Arc<Tool>>> {
         if let Some((at, tool)) = self.by_slug.lock().unwrap_or_else(|e| e.into_inner()).get(slug)
             && at.elapsed() < Self::TTL
         {
             return Ok(tool.clone());
         }
-        let tool = match state.store().tool_get_by_slug(slug).await? {
+        let tool = match self.store.tool_get_by_slug(slug).await? {
             Some(row) => {
                 let config: ToolConfig = serde_json::from_value(row.config.0.clone()).map_err(AppError::internal)?;
                 Some(Arc::new(Tool { row, config }))
@@ -542,31 +415,26 @@ impl Catalogue {
     }
 
     /// The parsed config of this version of a tool.
-    pub async fn config(
-        &self,
-        state: &AppState,
-        tool_id: Uuid,
-        version: chrono::DateTime<chrono::Utc>,
-    ) -> AppResult<Arc<ToolConfig>> {
+    pub async fn config(&self, tool_id: Uuid, version: chrono::DateTime<chrono::Utc>) -> AppResult<Arc<ToolConfig>> {
         if let Some((at, config)) = self.configs.lock().unwrap_or_else(|e| e.into_inner()).get(&tool_id)
             && *at == version
         {
             return Ok(config.clone());
         }
-        let row = state.store().tool_get(tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
+        let row = self.store.tool_get(tool_id).await?.ok_or_else(|| AppError::internal("tool vanished"))?;
         let config: Arc<ToolConfig> = Arc::new(serde_json::from_value(row.config.0).map_err(AppError::internal)?);
         remember(&self.configs, tool_id, row.updated_at, config.clone());
         Ok(config)
     }
 
     /// A provider, at most [`Self::TTL`] old.
-    pub async fn provider(&self, state: &AppState, id: Uuid) -> AppResult<Option<Arc<ProviderRow>>> {
+    pub async fn provider(&self, id: Uuid) -> AppResult<Option<Arc<ProviderRow>>> {
         if let Some((at, provider)) = self.providers.lock().unwrap_or_else(|e| e.into_inner()).get(&id)
             && at.elapsed() < Self::TTL
         {
             return Ok(provider.clone());
         }
-        let provider = state.store().provider_get(id).await?.map(Arc::new);
+        let provider = self.store.provider_get(id).await?.map(Arc::new);
         remember(&self.providers, id, Instant::now(), provider.clone());
         Ok(provider)
     }

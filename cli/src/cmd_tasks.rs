@@ -157,7 +157,7 @@ async fn follow(
         } else {
             show(&bars, &mut steps, &style, &event);
         }
-        if event.kind == "step_completed" {
+        if event.kind == types::EventKind::StepCompleted {
             for id in asset_ids(&event.data["output"]) {
                 if !assets.contains(&id) {
                     assets.push(id);
@@ -170,8 +170,8 @@ async fn follow(
     };
     bars.clear().ok();
     let Some(last) = last else { return Err(CliError::other("the event stream ended without a result")) };
-    match last.kind.as_str() {
-        "completed" => {
+    match last.kind {
+        types::EventKind::Completed => {
             if !ctx.json {
                 eprintln!("task {task} completed");
                 println!("{}", serde_json::to_string_pretty(&last.data["output"]).unwrap_or_default());
@@ -184,8 +184,9 @@ async fn follow(
             download_outputs(ctx, &assets, output_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
-        "cancelled" => Err(CliError::new(Exit::Cancelled, format!("task {task} was cancelled"))),
+        types::EventKind::Cancelled => Err(CliError::new(Exit::Cancelled, format!("task {task} was cancelled"))),
         _ => {
+            // `failed`: the only other kind that ends a stream.
             let message = last.data["error"].as_str().unwrap_or("the task failed").to_string();
             let mut err = CliError::new(Exit::TaskFailed, format!("task {task} failed: {message}"));
             err.code = last.data["code"].as_str().map(str::to_string);
@@ -198,8 +199,8 @@ const QUEUE_BAR: &str = "\u{0}queue";
 
 fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &ProgressStyle, event: &TaskEvent) {
     let step = event.data["stepId"].as_str().unwrap_or("").to_string();
-    match event.kind.as_str() {
-        "queued" | "queue_position" => {
+    match event.kind {
+        types::EventKind::Queued | types::EventKind::QueuePosition => {
             // A spinner while the task waits, with its place in the queue.
             let bar = steps.entry(QUEUE_BAR.into()).or_insert_with(|| {
                 let bar = bars.add(ProgressBar::new_spinner());
@@ -217,7 +218,7 @@ fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &
                 None => bar.set_message("waiting for a worker"),
             }
         }
-        "step_started" => {
+        types::EventKind::StepStarted => {
             if let Some(queue) = steps.remove(QUEUE_BAR) {
                 queue.finish_and_clear();
             }
@@ -227,7 +228,7 @@ fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &
             bar.set_message(event.data["stepName"].as_str().unwrap_or("").to_string());
             steps.insert(step, bar);
         }
-        "progress" => {
+        types::EventKind::Progress => {
             if let Some(bar) = steps.get(&step) {
                 bar.set_position(event.data["progress"].as_u64().unwrap_or(0).min(100));
                 if let Some(m) = event.data["message"].as_str() {
@@ -235,13 +236,17 @@ fn show(bars: &MultiProgress, steps: &mut HashMap<String, ProgressBar>, style: &
                 }
             }
         }
-        "step_completed" => {
+        types::EventKind::StepCompleted => {
             if let Some(bar) = steps.get(&step) {
                 bar.set_position(100);
                 bar.finish_with_message("done");
             }
         }
-        _ => {}
+        // The stream's first event, and the ends (reported by the caller).
+        types::EventKind::Connected
+        | types::EventKind::Completed
+        | types::EventKind::Failed
+        | types::EventKind::Cancelled => {}
     }
 }
 

@@ -11,20 +11,21 @@ use serde_json::Value;
 
 use crate::{Client, types};
 
-/// One progress event (`connected`, `queued`, `step_started`, `progress`,
-/// `step_completed`, `completed`, `failed`, `cancelled`).
+/// One progress event (`connected`, `queued`, `queue_position`, `step_started`,
+/// `progress`, `step_completed`, `completed`, `failed`, `cancelled`). An event of a kind
+/// this SDK does not know (from a newer server) is skipped, not an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvent {
     /// The event's sequence number (the SSE id); `None` for events that are only live
     /// (`connected`, `progress`, `queue_position`).
     pub id: Option<i64>,
-    pub kind: String,
+    pub kind: types::EventKind,
     pub data: Value,
 }
 
 impl TaskEvent {
     pub fn is_terminal(&self) -> bool {
-        matches!(self.kind.as_str(), "completed" | "failed" | "cancelled")
+        matches!(self.kind, types::EventKind::Completed | types::EventKind::Failed | types::EventKind::Cancelled)
     }
 }
 
@@ -90,7 +91,9 @@ impl TaskFollower {
             match stream.next().await {
                 Some(Ok(event)) => {
                     self.failures = 0;
-                    let kind = if event.event.is_empty() { "message".to_string() } else { event.event };
+                    let Ok(kind) = event.event.parse::<types::EventKind>() else {
+                        continue; // a kind this SDK does not know yet (newer server)
+                    };
                     // SSE keeps the last id for events sent without one, so live progress
                     // arrives with the id of the milestone before it: that is not a repeat.
                     let id = match event.id.parse::<i64>().ok() {
@@ -98,7 +101,10 @@ impl TaskFollower {
                             self.last_id = id;
                             Some(id)
                         }
-                        Some(id) if id == self.last_id && matches!(kind.as_str(), "progress" | "queue_position") => {
+                        Some(id)
+                            if id == self.last_id
+                                && matches!(kind, types::EventKind::Progress | types::EventKind::QueuePosition) =>
+                        {
                             None
                         }
                         Some(_) => continue, // already seen before a reconnect

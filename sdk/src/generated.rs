@@ -938,6 +938,90 @@ pub mod types {
                 })
         }
     }
+    /**What a task event says. Milestones (`queued`, the step events and the terminal ones)
+are stored; `progress`, `queue_position` and `connected` are live only.*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum EventKind {
+        #[serde(rename = "queued")]
+        Queued,
+        #[serde(rename = "step_started")]
+        StepStarted,
+        #[serde(rename = "step_completed")]
+        StepCompleted,
+        #[serde(rename = "progress")]
+        Progress,
+        #[serde(rename = "completed")]
+        Completed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "cancelled")]
+        Cancelled,
+        #[serde(rename = "queue_position")]
+        QueuePosition,
+        #[serde(rename = "connected")]
+        Connected,
+    }
+    impl ::std::fmt::Display for EventKind {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Queued => f.write_str("queued"),
+                Self::StepStarted => f.write_str("step_started"),
+                Self::StepCompleted => f.write_str("step_completed"),
+                Self::Progress => f.write_str("progress"),
+                Self::Completed => f.write_str("completed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Cancelled => f.write_str("cancelled"),
+                Self::QueuePosition => f.write_str("queue_position"),
+                Self::Connected => f.write_str("connected"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for EventKind {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "queued" => Ok(Self::Queued),
+                "step_started" => Ok(Self::StepStarted),
+                "step_completed" => Ok(Self::StepCompleted),
+                "progress" => Ok(Self::Progress),
+                "completed" => Ok(Self::Completed),
+                "failed" => Ok(Self::Failed),
+                "cancelled" => Ok(Self::Cancelled),
+                "queue_position" => Ok(Self::QueuePosition),
+                "connected" => Ok(Self::Connected),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for EventKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for EventKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///The provider types an admin can add (`local` is built in).
     #[derive(
         ::serde::Deserialize,
@@ -2470,7 +2554,7 @@ complete with `storageKey`.*/
         pub message: ::std::string::String,
         pub provider: Provider,
     }
-    ///The API a provider speaks.
+    ///The API a provider speaks: three paid APIs and the built-in offline one.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -3021,7 +3105,7 @@ and ids in the delayed set.*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub seq: ::std::option::Option<i64>,
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: EventKind,
     }
     ///`TaskEventList`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -3500,7 +3584,7 @@ and ids in the delayed set.*/
         pub next_cursor: ::std::option::Option<::uuid::Uuid>,
         pub transactions: ::std::vec::Vec<CreditTransaction>,
     }
-    ///`TransactionType`
+    ///The kinds of `credit_transactions` rows.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,

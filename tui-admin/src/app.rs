@@ -64,7 +64,7 @@ impl Tab {
         match self {
             Tab::Dashboard => Request::Dashboard { providers: app.is_super() },
             Tab::Users => Request::Users { query: app.filter_of(self) },
-            Tab::Tasks => Request::Tasks { status: app.tasks.status.clone(), filter: app.filter_of(self) },
+            Tab::Tasks => Request::Tasks { status: app.tasks.status, filter: app.filter_of(self) },
             Tab::Tools => Request::Tools,
             Tab::Providers => Request::Providers,
             Tab::Content => Request::Content,
@@ -176,7 +176,7 @@ pub struct UsersState {
 pub struct TasksState {
     pub list: Vec<types::Task>,
     pub selected: usize,
-    pub status: Option<String>,
+    pub status: Option<funmagic_sdk::types::TaskStatus>,
     pub detail: Option<TaskDetail>,
 }
 
@@ -503,10 +503,17 @@ impl App {
             }
             Tab::Tasks => {
                 if key == Key::Char('f') {
-                    const CYCLE: [Option<&str>; 6] =
-                        [None, Some("queued"), Some("running"), Some("completed"), Some("failed"), Some("cancelled")];
-                    let i = CYCLE.iter().position(|s| s.map(str::to_string) == self.tasks.status).unwrap_or(0);
-                    self.tasks.status = CYCLE[(i + 1) % CYCLE.len()].map(str::to_string);
+                    use funmagic_sdk::types::TaskStatus;
+                    const CYCLE: [Option<TaskStatus>; 6] = [
+                        None,
+                        Some(TaskStatus::Queued),
+                        Some(TaskStatus::Running),
+                        Some(TaskStatus::Completed),
+                        Some(TaskStatus::Failed),
+                        Some(TaskStatus::Cancelled),
+                    ];
+                    let i = CYCLE.iter().position(|s| *s == self.tasks.status).unwrap_or(0);
+                    self.tasks.status = CYCLE[(i + 1) % CYCLE.len()];
                     self.tasks.selected = 0;
                     self.refresh();
                     return None;

@@ -34,7 +34,7 @@ pub enum Request {
     Unban(Uuid),
     RevokeSessions(Uuid),
     Tasks {
-        status: Option<String>,
+        status: Option<types::TaskStatus>,
         filter: Option<String>,
     },
     TaskDetail(Uuid),
@@ -241,7 +241,6 @@ pub async fn execute(client: &Client, request: Request) -> Response {
                 },
                 None => (None, None),
             };
-            let status = status.as_deref().and_then(|s| s.parse().ok());
             let tool: Option<types::Slug60> = opt_text!("tool", tool);
             let list = call!(client.admin_task_list(None, PAGE, status, tool.as_ref(), user.as_ref())).tasks;
             Response::Tasks(list)

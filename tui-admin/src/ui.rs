@@ -9,6 +9,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Ta
 
 use crate::app::{App, Dialog, Level, Tab};
 use crate::io::short;
+use funmagic_sdk::types::{StepStatus, TaskStatus};
 
 struct Theme {
     color: bool,
@@ -28,13 +29,22 @@ impl Theme {
             Style::new().add_modifier(Modifier::REVERSED)
         }
     }
-    fn status(&self, s: &str) -> Style {
+    fn status(&self, s: TaskStatus) -> Style {
         match s {
-            "completed" => self.fg(Color::Green),
-            "failed" => self.fg(Color::Red),
-            "running" => self.fg(Color::Yellow),
-            "cancelled" => self.fg(Color::DarkGray),
-            _ => Style::new(),
+            TaskStatus::Completed => self.fg(Color::Green),
+            TaskStatus::Failed => self.fg(Color::Red),
+            TaskStatus::Running => self.fg(Color::Yellow),
+            TaskStatus::Cancelled => self.fg(Color::DarkGray),
+            TaskStatus::Pending | TaskStatus::Queued => Style::new(),
+        }
+    }
+    fn step_status(&self, s: StepStatus) -> Style {
+        match s {
+            StepStatus::Completed => self.fg(Color::Green),
+            StepStatus::Failed => self.fg(Color::Red),
+            StepStatus::Running => self.fg(Color::Yellow),
+            StepStatus::Cancelled | StepStatus::Skipped => self.fg(Color::DarkGray),
+            StepStatus::Pending => Style::new(),
         }
     }
 }
@@ -193,14 +203,15 @@ fn dashboard(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // Tasks of the last hour by status, and per minute.
     let hour_ago = d.at - chrono::Duration::hours(1);
     let recent: Vec<_> = d.recent.iter().filter(|t| t.created_at >= hour_ago).collect();
-    let count = |s: &str| recent.iter().filter(|t| t.status.to_string() == s).count();
-    let (done, failed) = (count("completed"), count("failed"));
+    let count = |s: TaskStatus| recent.iter().filter(|t| t.status == s).count();
+    let (done, failed) = (count(TaskStatus::Completed), count(TaskStatus::Failed));
     let rate = if done + failed > 0 { failed as f64 * 100.0 / (done + failed) as f64 } else { 0.0 };
     let mut lines = vec![Line::styled("last hour       tasks   per min", theme.bold())];
-    for s in ["queued", "running", "completed", "failed", "cancelled"] {
+    for s in [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled]
+    {
         let n = count(s);
         lines.push(Line::from(vec![
-            Span::styled(format!("{s:<15}"), theme.status(s)),
+            Span::styled(format!("{:<15}", s.to_string()), theme.status(s)),
             Span::raw(format!("{n:>6}   {:>6.2}", n as f64 / 60.0)),
         ]));
     }
@@ -283,7 +294,7 @@ fn users(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for t in &d.tasks {
                 lines.push(Line::from(vec![
                     Span::raw(format!("{} ", short(&t.id))),
-                    Span::styled(format!("{:<10}", t.status.to_string()), theme.status(&t.status.to_string())),
+                    Span::styled(format!("{:<10}", t.status.to_string()), theme.status(t.status)),
                     Span::raw(format!(" {}", time(&t.created_at))),
                 ]));
             }
@@ -313,7 +324,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|t| {
             Row::new(vec![
                 Cell::from(short(&t.id)),
-                Cell::from(Span::styled(t.status.to_string(), theme.status(&t.status.to_string()))),
+                Cell::from(Span::styled(t.status.to_string(), theme.status(t.status))),
                 Cell::from(t.current_step_id.clone().unwrap_or_default()),
                 Cell::from(t.credits_cost.to_string()),
                 Cell::from(time(&t.created_at)),
@@ -322,7 +333,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .collect();
     let title = format!(
         " Tasks · {}{} ",
-        app.tasks.status.as_deref().unwrap_or("all"),
+        app.tasks.status.map(|s| s.to_string()).unwrap_or_else(|| "all".into()),
         app.filter_of(Tab::Tasks).map(|f| format!(" · {f}")).unwrap_or_default()
     );
     let widths = [
@@ -339,7 +350,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let mut lines = vec![
                 Line::from(vec![
                     Span::styled(format!("task {} ", short(&t.id)), theme.bold()),
-                    Span::styled(t.status.to_string(), theme.status(&t.status.to_string())),
+                    Span::styled(t.status.to_string(), theme.status(t.status)),
                 ]),
                 Line::from(format!("attempts {} · cost {}", t.attempts, t.credits_cost)),
             ];
@@ -350,7 +361,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             for s in &d.detail.steps {
                 lines.push(Line::from(vec![
                     Span::raw(format!("  {:<18} ", s.step_id)),
-                    Span::styled(s.status.to_string(), theme.status(&s.status.to_string())),
+                    Span::styled(s.status.to_string(), theme.step_status(s.status)),
                 ]));
             }
             lines.push(Line::styled("events", theme.bold()));
@@ -360,7 +371,7 @@ fn tasks(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     .or_else(|| e.data["error"].as_str())
                     .or_else(|| e.data["stepId"].as_str())
                     .unwrap_or("");
-                lines.push(Line::from(format!("  {:>3} {:<14} {what}", e.seq.unwrap_or(0), e.type_)));
+                lines.push(Line::from(format!("  {:>3} {:<14} {what}", e.seq.unwrap_or(0), e.type_.to_string())));
             }
             lines
         }

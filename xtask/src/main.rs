@@ -5,6 +5,8 @@
 //! - `cargo xtask codegen --check` fails when either file is stale (CI, and a unit test).
 //! - `cargo xtask bench` builds in release and prints the speed numbers (local provider
 //!   algorithms on 1024×1024, queue pickup latency and throughput on both queues).
+//! - `cargo xtask arch [--check]` reports the server crate's shape (module sizes and
+//!   dependencies, cycles, stringly-typed domain values, longest functions).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod arch;
 mod codegen;
 
 #[derive(Debug, Parser)]
@@ -31,6 +34,16 @@ enum Command {
     },
     /// Speed numbers in a release build (api/benches/bench.rs); tests never time things.
     Bench,
+    /// The server crate's shape: lines per module, module dependencies and cycles, domain
+    /// values spelled as strings, the longest functions.
+    Arch {
+        /// Another checkout to measure (default: this workspace).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Fail when the top-level modules form a dependency cycle.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Codegen { check } => run_codegen(check),
         Command::Bench => run_bench(),
+        Command::Arch { root, check } => run_arch(root, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +73,15 @@ fn run_bench() -> Result<()> {
         .context("running cargo bench")?;
     if !status.success() {
         bail!("the benchmark failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_arch(root: Option<PathBuf>, check: bool) -> Result<()> {
+    let report = arch::report(&root.unwrap_or_else(workspace_root))?;
+    print!("{}", report.text);
+    if check && !report.cycles.is_empty() {
+        bail!("the server's modules form {} dependency cycle(s)", report.cycles.len());
     }
     Ok(())
 }

@@ -5,9 +5,7 @@
 //! for a short TTL, with a per-user generation counter so that a ban, role change or
 //! revocation takes effect at once on every API process.
 
-pub mod flows;
 pub mod mail;
-pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod redirect;
@@ -22,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::AuthSettings;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::redis_conn::RedisHandle;
 use crate::store::{KeyScope, Role, Store, UserRow};
 
@@ -91,7 +89,7 @@ impl Principal {
         let scope_error = |needed: &str| {
             AppError::new(
                 ErrorKind::Forbidden,
-                "INSUFFICIENT_SCOPE",
+                ErrorCode::InsufficientScope,
                 format!("this API key's scope does not allow this; it needs scope '{needed}'"),
             )
         };
@@ -122,7 +120,7 @@ impl Principal {
             Credential::Session { .. } => Ok(()),
             Credential::ApiKey { .. } => Err(AppError::new(
                 ErrorKind::Forbidden,
-                "SESSION_REQUIRED",
+                ErrorCode::SessionRequired,
                 format!("{what} needs a signed-in session; API keys cannot do it"),
             )),
         }
@@ -176,7 +174,7 @@ pub fn check_csrf(req: &Request, settings: &AuthSettings, public_url: Option<&st
     let rejected = || {
         AppError::new(
             ErrorKind::Forbidden,
-            "CSRF_REJECTED",
+            ErrorCode::CsrfRejected,
             "cookie-authenticated requests must come from this site (Origin check failed); API clients should send Authorization: Bearer",
         )
     };
@@ -261,7 +259,7 @@ impl Authenticator {
             let _ = self.store.session_delete_by_token(hash).await;
             return Err(AppError::new(
                 ErrorKind::Unauthenticated,
-                "SESSION_EXPIRED",
+                ErrorCode::SessionExpired,
                 "the session has expired; sign in again",
             ));
         }
@@ -281,10 +279,18 @@ impl Authenticator {
         let key = self.store.api_key_get_by_hash(hash).await?.ok_or_else(invalid_token)?;
         let now = crate::store::now();
         if key.revoked_at.is_some() {
-            return Err(AppError::new(ErrorKind::Unauthenticated, "API_KEY_REVOKED", "this API key has been revoked"));
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                ErrorCode::ApiKeyRevoked,
+                "this API key has been revoked",
+            ));
         }
         if key.expires_at.is_some_and(|e| e <= now) {
-            return Err(AppError::new(ErrorKind::Unauthenticated, "API_KEY_EXPIRED", "this API key has expired"));
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                ErrorCode::ApiKeyExpired,
+                "this API key has expired",
+            ));
         }
         let generation = self.generation(key.user_id).await;
         let user = self.store.user_get(key.user_id).await?.ok_or_else(invalid_token)?;
@@ -458,11 +464,11 @@ struct CachedPrincipal {
 }
 
 fn invalid_token() -> AppError {
-    AppError::new(ErrorKind::Unauthenticated, "INVALID_TOKEN", "the token is invalid, revoked or expired")
+    AppError::new(ErrorKind::Unauthenticated, ErrorCode::InvalidToken, "the token is invalid, revoked or expired")
 }
 
 fn banned() -> AppError {
-    AppError::new(ErrorKind::Forbidden, "USER_BANNED", "this account has been suspended")
+    AppError::new(ErrorKind::Forbidden, ErrorCode::UserBanned, "this account has been suspended")
 }
 
 /// `Duration` helper for rate-limit windows.

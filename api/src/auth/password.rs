@@ -6,7 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::AuthSettings;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 128;
@@ -72,14 +72,14 @@ pub fn validate_new_password(password: &str) -> AppResult<()> {
     if len < MIN_PASSWORD_LEN {
         return Err(AppError::new(
             crate::error::ErrorKind::Validation,
-            "PASSWORD_TOO_SHORT",
+            ErrorCode::PasswordTooShort,
             format!("the password must have at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
     if len > MAX_PASSWORD_LEN {
         return Err(AppError::new(
             crate::error::ErrorKind::Validation,
-            "PASSWORD_TOO_LONG",
+            ErrorCode::PasswordTooLong,
             format!("the password must have at most {MAX_PASSWORD_LEN} characters"),
         ));
     }

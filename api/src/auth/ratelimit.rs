@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::config::LimitSettings;
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::redis_conn::RedisHandle;
 
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl RateLimiter {
         self.hit(key, limit, window).await.map_err(|retry_after| {
             let mut err = AppError::new(
                 ErrorKind::RateLimited,
-                "RATE_LIMITED",
+                ErrorCode::RateLimited,
                 format!("too many attempts; retry in {retry_after} s"),
             );
             err.retry_after_secs = Some(retry_after);
@@ -106,8 +106,7 @@ impl UserAction {
         }
     }
 
-    fn per_minute(self, state: &AppState) -> u32 {
-        let limits = &state.settings().limits;
+    fn per_minute(self, limits: &LimitSettings) -> u32 {
         match self {
             UserAction::TaskSubmit => limits.task_submits_per_minute,
             UserAction::Presign => limits.presigns_per_minute,
@@ -116,19 +115,19 @@ impl UserAction {
     }
 }
 
-/// Counts one `action` of `user` against its per-minute limit (none when it is 0): 429
-/// `RATE_LIMITED` with `Retry-After` when over.
-pub async fn limit_user(state: &AppState, action: UserAction, user: Uuid) -> AppResult<()> {
-    let per_minute = action.per_minute(state);
-    if per_minute == 0 {
-        return Ok(());
-    }
-    state.limiter().check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(
-        |mut e| {
+impl RateLimiter {
+    /// Counts one `action` of `user` against its per-minute limit in `limits` (none when
+    /// it is 0): 429 `RATE_LIMITED` with `Retry-After` when over.
+    pub async fn limit_user(&self, limits: &LimitSettings, action: UserAction, user: Uuid) -> AppResult<()> {
+        let per_minute = action.per_minute(limits);
+        if per_minute == 0 {
+            return Ok(());
+        }
+        self.check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(|mut e| {
             e.message = format!("too many requests of this kind; retry in {} s", e.retry_after_secs.unwrap_or(1));
             e
-        },
-    )
+        })
+    }
 }
 
 /// Open task event streams per user, in this process.
@@ -151,7 +150,7 @@ impl StreamSlots {
         if cap != 0 && *count >= cap {
             let mut err = AppError::new(
                 ErrorKind::RateLimited,
-                "TOO_MANY_STREAMS",
+                ErrorCode::TooManyStreams,
                 format!("at most {cap} task streams may be open at once; close one first"),
             );
             err.retry_after_secs = Some(1);

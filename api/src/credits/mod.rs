@@ -12,14 +12,14 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
-use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::{Booked, CreditPackageRow, IdempotencyState, LedgerError, Resolution, TxKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::store::{Booked, CreditPackageRow, IdempotencyState, LedgerError, Resolution, TransactionType};
 
 /// The 402 a client gets when a task costs more than is available.
 pub fn insufficient(cost: i64, available: i64) -> AppError {
     AppError::new(
         ErrorKind::PaymentRequired,
-        "INSUFFICIENT_CREDITS",
+        ErrorCode::InsufficientCredits,
         format!("this needs {cost} credits but only {available} are available"),
     )
     .with_details(serde_json::json!({ "cost": cost, "available": available }))
@@ -30,7 +30,7 @@ pub fn ledger_error(err: LedgerError, cost: i64) -> AppError {
         LedgerError::Insufficient { available } => insufficient(cost, available),
         LedgerError::UnknownReservation => AppError::not_found("reservation"),
         LedgerError::ReservationMismatch => {
-            AppError::conflict("RESERVATION_MISMATCH", "a different reservation exists for this reference")
+            AppError::conflict(ErrorCode::ReservationMismatch, "a different reservation exists for this reference")
         }
         LedgerError::SpendExceedsReservation => AppError::validation("cannot spend more than was reserved"),
         LedgerError::Store(e) => e.into(),
@@ -43,7 +43,7 @@ pub async fn grant_signup_bonus(state: &AppState, user_id: Uuid) -> AppResult<()
     if bonus > 0 {
         state
             .store()
-            .credits_grant(user_id, TxKind::Bonus, bonus, &format!("signup:{user_id}"), Some("sign-up bonus"))
+            .credits_grant(user_id, TransactionType::Bonus, bonus, &format!("signup:{user_id}"), Some("sign-up bonus"))
             .await
             .map_err(|e| ledger_error(e, 0))?;
     }
@@ -92,12 +92,12 @@ pub async fn admin_adjust(
         return Err(AppError::validation("a description (1–500 characters) is required"));
     }
     let text = format!("{description} (by {})", principal.user.email);
-    match state.store().credits_grant(user_id, TxKind::AdminAdjust, amount, reference, Some(&text)).await {
+    match state.store().credits_grant(user_id, TransactionType::AdminAdjust, amount, reference, Some(&text)).await {
         Ok(_) => {}
         Err(LedgerError::Insufficient { available }) => {
             return Err(AppError::new(
                 ErrorKind::Validation,
-                "ADJUSTMENT_EXCEEDS_AVAILABLE",
+                ErrorCode::AdjustmentExceedsAvailable,
                 format!("removing {} credits would leave available credits negative ({available} available)", -amount),
             )
             .with_details(serde_json::json!({ "available": available })));
@@ -170,7 +170,7 @@ pub async fn package_delete(state: &AppState, principal: &Principal, id: Uuid) -
         Ok(true) => Ok(()),
         Ok(false) => Err(AppError::not_found("credit package")),
         Err(crate::store::StoreError::Constraint(_)) => Err(AppError::conflict(
-            "PACKAGE_IN_USE",
+            ErrorCode::PackageInUse,
             "this package has checkouts; set isActive to false instead of deleting it",
         )),
         Err(e) => Err(e.into()),
@@ -221,13 +221,13 @@ where
         IdempotencyState::Mismatch => {
             return Err(AppError::new(
                 ErrorKind::Validation,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request",
             ));
         }
         IdempotencyState::InProgress => {
             return Err(AppError::conflict(
-                "IDEMPOTENCY_IN_PROGRESS",
+                ErrorCode::IdempotencyInProgress,
                 "a request with this Idempotency-Key is still running",
             ));
         }

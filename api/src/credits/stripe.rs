@@ -13,12 +13,12 @@ use super::ledger_error;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::config::StripeSettings;
-use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::{Booked, CheckoutRow, TxKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::store::{Booked, CheckoutRow, TransactionType};
 
 fn settings(state: &AppState) -> AppResult<&StripeSettings> {
     state.settings().stripe.as_ref().ok_or_else(|| {
-        AppError::new(ErrorKind::Conflict, "PURCHASES_DISABLED", "purchases are not enabled on this server")
+        AppError::new(ErrorKind::Conflict, ErrorCode::PurchasesDisabled, "purchases are not enabled on this server")
     })
 }
 
@@ -116,7 +116,7 @@ pub async fn checkout_create(
         amount: session.amount_subtotal.unwrap_or(package.price),
         currency: session.currency.map(|c| c.to_ascii_lowercase()).unwrap_or(package.currency),
         url,
-        status: "open".into(),
+        status: crate::store::CheckoutStatus::Open,
         created_at: crate::store::now(),
         completed_at: None,
     };
@@ -132,7 +132,11 @@ pub async fn checkout_create(
 
 fn provider_error(detail: &str) -> AppError {
     tracing::warn!(detail, "Stripe request failed");
-    AppError::new(ErrorKind::Unavailable, "PAYMENT_PROVIDER_ERROR", format!("the payment provider failed: {detail}"))
+    AppError::new(
+        ErrorKind::Unavailable,
+        ErrorCode::PaymentProviderError,
+        format!("the payment provider failed: {detail}"),
+    )
 }
 
 /// Checks `Stripe-Signature: t=…,v1=…[,v1=…]` against the raw payload.
@@ -208,10 +212,10 @@ pub enum WebhookOutcome {
 pub async fn webhook(state: &AppState, signature: Option<&str>, payload: &[u8]) -> AppResult<WebhookOutcome> {
     let stripe = settings(state)?;
     let secret = stripe.webhook_secret.as_ref().ok_or_else(|| {
-        AppError::new(ErrorKind::Unavailable, "WEBHOOK_DISABLED", "STRIPE_WEBHOOK_SECRET is not configured")
+        AppError::new(ErrorKind::Unavailable, ErrorCode::WebhookDisabled, "STRIPE_WEBHOOK_SECRET is not configured")
     })?;
     let signature = signature
-        .ok_or_else(|| AppError::new(ErrorKind::BadRequest, "INVALID_SIGNATURE", "missing Stripe-Signature"))?;
+        .ok_or_else(|| AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidSignature, "missing Stripe-Signature"))?;
     verify_signature(
         secret.expose_secret(),
         signature,
@@ -219,7 +223,7 @@ pub async fn webhook(state: &AppState, signature: Option<&str>, payload: &[u8]) 
         chrono::Utc::now().timestamp(),
         stripe.webhook_tolerance_secs,
     )
-    .map_err(|why| AppError::new(ErrorKind::BadRequest, "INVALID_SIGNATURE", why))?;
+    .map_err(|why| AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidSignature, why))?;
     let event: Event = serde_json::from_slice(payload).map_err(|_| AppError::bad_request("malformed event"))?;
     if !state.store().stripe_event_record(&event.id, &event.kind).await? {
         return Ok(WebhookOutcome::Duplicate);
@@ -243,7 +247,7 @@ async fn handle_event(state: &AppState, event: &Event) -> AppResult<WebhookOutco
             fulfill(state, &session_id, &event.data.object).await
         }
         "checkout.session.expired" | "checkout.session.async_payment_failed" => {
-            state.store().checkout_set_status(&session_id, "expired").await?;
+            state.store().checkout_set_status(&session_id, crate::store::CheckoutStatus::Expired).await?;
             Ok(WebhookOutcome::Recorded)
         }
         _ => Ok(WebhookOutcome::Ignored),
@@ -276,10 +280,10 @@ async fn fulfill(state: &AppState, session_id: &str, session: &serde_json::Value
     let description = format!("purchase of {} credits", checkout.credits);
     let booked = state
         .store()
-        .credits_grant(checkout.user_id, TxKind::Purchase, checkout.credits, &checkout.id, Some(&description))
+        .credits_grant(checkout.user_id, TransactionType::Purchase, checkout.credits, &checkout.id, Some(&description))
         .await
         .map_err(|e| ledger_error(e, 0))?;
-    state.store().checkout_set_status(&checkout.id, "completed").await?;
+    state.store().checkout_set_status(&checkout.id, crate::store::CheckoutStatus::Completed).await?;
     Ok(match booked {
         Booked::Applied(_) => {
             tracing::info!(session_id, user = %checkout.user_id, credits = checkout.credits, "credits purchased");

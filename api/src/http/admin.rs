@@ -12,9 +12,9 @@ use super::error::ErrorResponse;
 use super::models::{User, UserRole};
 use super::security::Caller;
 use super::text::{Opt, Prose};
+use crate::accounts::flows;
 use crate::app::AppState;
 use crate::auth::Access;
-use crate::auth::flows;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 

@@ -311,7 +311,7 @@ impl AdminAssetsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<AssetList>> {
         principal.require(Access::Admin)?;
-        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        crate::accounts::flows::admin_user_get(&state, &principal, id.0).await?;
         list(&state, id.0, module.0.as_deref(), cursor.0, limit.0).await
     }
 }

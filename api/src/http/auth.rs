@@ -13,10 +13,10 @@ use super::error::ErrorResponse;
 use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
 use super::security::Caller;
 use super::text::{DeviceGrantType, Email, Line, Name, NewPassword, Opt, Password, Prose, Text, Token};
+use crate::accounts::flows::{self, Client, DevicePoll, IssuedSession};
 use crate::app::AppState;
-use crate::auth::flows::{self, Client, DevicePoll, IssuedSession};
 use crate::auth::{Credential, SESSION_COOKIE, client_ip, user_agent};
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode, ErrorKind};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -401,20 +401,24 @@ impl AuthApi {
     ) -> Result<Json<DeviceTokenResponse>> {
         if !DeviceGrantType::accepts(&body.grant_type) {
             return Err(rfc_error(
-                "unsupported_grant_type",
+                ErrorCode::UnsupportedGrantType,
                 "grant_type must be urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
         match flows::device_token_poll(&state, &body.device_code, &client(&state, req)).await {
-            Err(e) if e.code == "SLOW_DOWN" => {
-                Err(rfc_error("slow_down", "polling too fast; wait longer between requests"))
+            Err(e) if e.code == ErrorCode::SlowDown => {
+                Err(rfc_error(ErrorCode::SlowDown, "polling too fast; wait longer between requests"))
             }
-            Err(e) if e.code == "INVALID_GRANT" => Err(rfc_error("invalid_grant", &e.message)),
+            Err(e) if e.code == ErrorCode::InvalidGrant => Err(rfc_error(ErrorCode::InvalidGrant, &e.message)),
             Err(e) => Err(e.into()),
-            Ok(DevicePoll::Pending) => Err(rfc_error("authorization_pending", "waiting for the user to approve")),
-            Ok(DevicePoll::SlowDown) => Err(rfc_error("slow_down", "polling too fast; wait longer between requests")),
-            Ok(DevicePoll::Denied) => Err(rfc_error("access_denied", "the request was denied")),
-            Ok(DevicePoll::Expired) => Err(rfc_error("expired_token", "the device code expired; start again")),
+            Ok(DevicePoll::Pending) => {
+                Err(rfc_error(ErrorCode::AuthorizationPending, "waiting for the user to approve"))
+            }
+            Ok(DevicePoll::SlowDown) => {
+                Err(rfc_error(ErrorCode::SlowDown, "polling too fast; wait longer between requests"))
+            }
+            Ok(DevicePoll::Denied) => Err(rfc_error(ErrorCode::AccessDenied, "the request was denied")),
+            Ok(DevicePoll::Expired) => Err(rfc_error(ErrorCode::ExpiredToken, "the device code expired; start again")),
             Ok(DevicePoll::Granted(issued)) => Ok(Json(DeviceTokenResponse {
                 expires_in: (issued.session.expires_at - crate::store::now()).num_seconds(),
                 access_token: issued.token,
@@ -456,10 +460,10 @@ impl AuthApi {
     }
 }
 
-/// An RFC 6749 §5.2 error: `error` is the RFC's code, `code` ours, details say more.
-fn rfc_error(error: &str, description: &str) -> ErrorResponse {
-    let mut err = AppError::new(ErrorKind::BadRequest, "DEVICE_FLOW", error.to_string());
-    err.code = error.to_ascii_uppercase().into();
+/// An RFC 6749 §5.2 error: `error` is the RFC's code (our `code` in lower case), details
+/// say more.
+fn rfc_error(code: ErrorCode, description: &str) -> ErrorResponse {
+    let mut err = AppError::new(ErrorKind::BadRequest, code, code.as_str().to_ascii_lowercase());
     err.details = Some(serde_json::json!({ "error_description": description }));
     err.into()
 }

@@ -120,8 +120,8 @@ async fn to_api(state: &AppState, b: BannerRow) -> Banner {
         thumbnail_url,
         link: b.link,
         link_text: b.link_text,
-        link_target: LinkTarget::from_store(&b.link_target),
-        kind: BannerType::from_store(&b.kind),
+        link_target: b.link_target,
+        kind: b.kind,
         position: b.position,
         badge: b.badge,
         badge_color: b.badge_color,
@@ -149,8 +149,8 @@ impl From<&BannerInput> for BannerFields {
             thumbnail: i.thumbnail.to_owned_string(),
             link: i.link.to_owned_string(),
             link_text: i.link_text.to_owned_string(),
-            link_target: i.link_target.get().map(|t| t.as_str().to_string()),
-            kind: i.kind.get().map(|k| k.as_str().to_string()),
+            link_target: i.link_target.get(),
+            kind: i.kind.get(),
             position: i.position.get(),
             badge: i.badge.to_owned_string(),
             badge_color: i.badge_color.to_owned_string(),
@@ -173,7 +173,7 @@ impl BannersApi {
         #[oai(name = "type")] kind: Query<Option<BannerType>>,
     ) -> Result<Json<BannerList>> {
         let kind = kind.0.unwrap_or(BannerType::Main);
-        Ok(to_list(&state, banners::list_live(&state, kind.as_str()).await?).await)
+        Ok(to_list(&state, banners::list_live(&state, kind).await?).await)
     }
 }
 
@@ -225,7 +225,7 @@ impl AdminBannersApi {
         Caller(principal): Caller,
         body: Json<BannerReorder>,
     ) -> Result<Json<BannerList>> {
-        let rows = banners::reorder(&state, &principal, body.kind.as_str(), &body.ids).await?;
+        let rows = banners::reorder(&state, &principal, body.kind, &body.ids).await?;
         Ok(to_list(&state, rows).await)
     }
 }

@@ -4,7 +4,7 @@
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Enum, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use super::text::{Currency, Line, Opt, Token};
 use crate::app::AppState;
 use crate::auth::Access;
 use crate::credits::{self, PackageFields};
-use crate::store::{CreditPackageRow, CreditTxRow, CreditsRow, TxKind};
+use crate::store::{CreditPackageRow, CreditTxRow, CreditsRow, TransactionType};
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -46,43 +46,6 @@ impl From<CreditsRow> for CreditBalance {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum TransactionType {
-    Purchase,
-    Spend,
-    Refund,
-    Bonus,
-    AdminAdjust,
-    Reserve,
-}
-
-impl From<TransactionType> for TxKind {
-    fn from(t: TransactionType) -> Self {
-        match t {
-            TransactionType::Purchase => TxKind::Purchase,
-            TransactionType::Spend => TxKind::Spend,
-            TransactionType::Refund => TxKind::Refund,
-            TransactionType::Bonus => TxKind::Bonus,
-            TransactionType::AdminAdjust => TxKind::AdminAdjust,
-            TransactionType::Reserve => TxKind::Reserve,
-        }
-    }
-}
-
-impl From<TxKind> for TransactionType {
-    fn from(t: TxKind) -> Self {
-        match t {
-            TxKind::Purchase => TransactionType::Purchase,
-            TxKind::Spend => TransactionType::Spend,
-            TxKind::Refund => TransactionType::Refund,
-            TxKind::Bonus => TransactionType::Bonus,
-            TxKind::AdminAdjust => TransactionType::AdminAdjust,
-            TxKind::Reserve => TransactionType::Reserve,
-        }
-    }
-}
-
 /// One ledger row. `amount` changes the balance; `reservedDelta` the reserved credits.
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
@@ -104,7 +67,7 @@ impl From<CreditTxRow> for CreditTransaction {
     fn from(t: CreditTxRow) -> Self {
         Self {
             id: t.id,
-            kind: TxKind::parse(&t.kind).unwrap_or(TxKind::AdminAdjust).into(),
+            kind: t.kind,
             amount: t.amount,
             balance_after: t.balance_after,
             reserved_delta: t.reserved_delta,
@@ -249,10 +212,7 @@ impl CreditsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state
-            .store()
-            .credits_transactions(principal.user_id(), kind.0.map(Into::into), cursor.0, limit + 1)
-            .await?;
+        let mut rows = state.store().credits_transactions(principal.user_id(), kind.0, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -284,7 +244,7 @@ impl CreditsApi {
                 credits: row.credits,
                 amount: row.amount,
                 currency: row.currency,
-                status: super::models::CheckoutStatus::from_store(&row.status),
+                status: row.status,
             })
         })
         .await?;
@@ -349,7 +309,7 @@ impl AdminCreditsApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<CreditBalance>> {
-        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        crate::accounts::flows::admin_user_get(&state, &principal, id.0).await?;
         Ok(Json(state.store().credits_get(id.0).await?.into()))
     }
 
@@ -363,7 +323,7 @@ impl AdminCreditsApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
-        crate::auth::flows::admin_user_get(&state, &principal, id.0).await?;
+        crate::accounts::flows::admin_user_get(&state, &principal, id.0).await?;
         let limit = super::models::page_limit(limit.0);
         let mut rows = state.store().credits_transactions(id.0, None, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);

@@ -11,7 +11,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode, ErrorKind};
 
 /// The error body of every failed request.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -88,7 +88,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl From<AppError> for ErrorResponse {
     fn from(err: AppError) -> Self {
-        let body = Json(ApiError { error: err.message, code: err.code.into_owned(), details: err.details });
+        let body = Json(ApiError { error: err.message, code: err.code.as_str().to_string(), details: err.details });
         match err.kind {
             ErrorKind::BadRequest => ErrorResponse::BadRequest(body),
             ErrorKind::Unauthenticated => ErrorResponse::Unauthorized(body),
@@ -122,7 +122,7 @@ impl ErrorResponse {
         if err.status() == StatusCode::UNAUTHORIZED {
             return AppError::new(
                 ErrorKind::Unauthenticated,
-                "UNAUTHORIZED",
+                ErrorCode::Unauthorized,
                 "authentication required: send `Authorization: Bearer <token>` or sign in",
             )
             .into();
@@ -131,7 +131,7 @@ impl ErrorResponse {
         // an enum or range, a missing field) is 422, like every other validation failure;
         // JSON that does not parse stays 400.
         if is_schema_mismatch(&err) {
-            return AppError::new(ErrorKind::Validation, "VALIDATION_FAILED", err.to_string()).into();
+            return AppError::new(ErrorKind::Validation, ErrorCode::ValidationFailed, err.to_string()).into();
         }
         let (code, kind) = code_for_status(err.status());
         AppError::new(kind, code, err.to_string()).into()
@@ -147,19 +147,19 @@ fn is_schema_mismatch(err: &poem::Error) -> bool {
         && (message.contains("(occurred while parsing \"") || message.contains("verification failed"))
 }
 
-fn code_for_status(status: StatusCode) -> (&'static str, ErrorKind) {
+fn code_for_status(status: StatusCode) -> (ErrorCode, ErrorKind) {
     match status {
-        StatusCode::UNAUTHORIZED => ("UNAUTHORIZED", ErrorKind::Unauthenticated),
-        StatusCode::FORBIDDEN => ("FORBIDDEN", ErrorKind::Forbidden),
-        StatusCode::NOT_FOUND => ("NOT_FOUND", ErrorKind::NotFound),
-        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", ErrorKind::BadRequest),
-        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", ErrorKind::PayloadTooLarge),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", ErrorKind::UnsupportedMediaType),
-        StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", ErrorKind::Validation),
-        StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", ErrorKind::RateLimited),
-        StatusCode::SERVICE_UNAVAILABLE => ("SERVICE_UNAVAILABLE", ErrorKind::Unavailable),
-        s if s.is_server_error() => ("INTERNAL", ErrorKind::Internal),
-        _ => ("BAD_REQUEST", ErrorKind::BadRequest),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, ErrorKind::Unauthenticated),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, ErrorKind::Forbidden),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, ErrorKind::NotFound),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, ErrorKind::BadRequest),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, ErrorKind::PayloadTooLarge),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, ErrorKind::UnsupportedMediaType),
+        StatusCode::UNPROCESSABLE_ENTITY => (ErrorCode::ValidationFailed, ErrorKind::Validation),
+        StatusCode::TOO_MANY_REQUESTS => (ErrorCode::RateLimited, ErrorKind::RateLimited),
+        StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::ServiceUnavailable, ErrorKind::Unavailable),
+        s if s.is_server_error() => (ErrorCode::Internal, ErrorKind::Internal),
+        _ => (ErrorCode::BadRequest, ErrorKind::BadRequest),
     }
 }
 
@@ -169,7 +169,7 @@ pub fn json_error_body(err: &poem::Error) -> poem::Response {
         return poem::IntoResponse::into_response(ErrorResponse::from(app.clone()));
     }
     let (status, code) = if is_schema_mismatch(err) {
-        (status_of(ErrorKind::Validation), "VALIDATION_FAILED")
+        (status_of(ErrorKind::Validation), ErrorCode::ValidationFailed)
     } else {
         (err.status(), code_for_status(err.status()).0)
     };
@@ -183,7 +183,7 @@ pub fn json_error_body(err: &poem::Error) -> poem::Response {
     } else {
         err.to_string()
     };
-    let body = ApiError { error: message, code: code.to_string(), details: None };
+    let body = ApiError { error: message, code: code.as_str().to_string(), details: None };
     poem::Response::builder()
         .status(status)
         .content_type("application/json")

@@ -175,99 +175,8 @@ pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> O
     }
 }
 
-/// A spec enum whose JSON names are also the strings the store keeps: `as_str` for writing
-/// them, `parse` for reading them back.
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[oai(rename = $wire)] #[serde(rename = $wire)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $wire),+
-                }
-            }
-
-            /// The value the store keeps; `None` for anything else.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s {
-                    $($wire => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-
-            /// Like [`Self::parse`], for values the store's CHECK constraints guarantee.
-            pub fn from_store(s: &str) -> Self {
-                Self::parse(s).unwrap_or_else(|| {
-                    tracing::error!(value = s, "unknown {} in the store", stringify!($name));
-                    Self::ALL[0]
-                })
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-wire_enum! {
-    /// Where a task is in its life.
-    TaskStatus {
-        Pending = "pending",
-        Queued = "queued",
-        Running = "running",
-        Completed = "completed",
-        Failed = "failed",
-        Cancelled = "cancelled",
-    }
-}
-
-wire_enum! {
-    /// Where a step of a task is.
-    StepStatus {
-        Pending = "pending",
-        Running = "running",
-        Completed = "completed",
-        Failed = "failed",
-        Cancelled = "cancelled",
-        Skipped = "skipped",
-    }
-}
-
-wire_enum! {
-    /// Where a banner shows.
-    BannerType {
-        Main = "main",
-        Side = "side",
-    }
-}
-
-wire_enum! {
-    /// Where a banner link opens.
-    LinkTarget {
-        SameTab = "_self",
-        NewTab = "_blank",
-    }
-}
-
-wire_enum! {
-    /// The API a provider speaks.
-    ProviderType {
-        Openai = "openai",
-        Fal = "fal",
-        Tripo = "tripo",
-        Local = "local",
-    }
-}
+use crate::domain::wire_enum;
+pub use crate::domain::{BannerType, CheckoutStatus, LinkTarget, StepStatus, TaskStatus, TransactionType};
 
 wire_enum! {
     /// The provider types an admin can add (`local` is built in).
@@ -278,11 +187,12 @@ wire_enum! {
     }
 }
 
-wire_enum! {
-    /// A Stripe Checkout Session's state as we track it.
-    CheckoutStatus {
-        Open = "open",
-        Completed = "completed",
-        Expired = "expired",
+impl From<ExternalProviderType> for crate::providers::ProviderKind {
+    fn from(t: ExternalProviderType) -> Self {
+        match t {
+            ExternalProviderType::Openai => Self::OpenAi,
+            ExternalProviderType::Fal => Self::Fal,
+            ExternalProviderType::Tripo => Self::Tripo,
+        }
     }
 }

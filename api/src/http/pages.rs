@@ -63,7 +63,7 @@ pub async fn social_sign_in(
     state: poem::web::Data<&crate::app::AppState>,
     poem::web::Query(params): poem::web::Query<SocialParams>,
 ) -> poem::Result<poem::Response> {
-    use crate::auth::oauth;
+    use crate::accounts::oauth;
     let provider = params
         .provider
         .as_deref()
@@ -106,13 +106,13 @@ pub async fn social_callback(
     poem::web::Path(provider): poem::web::Path<String>,
     poem::web::Query(params): poem::web::Query<CallbackParams>,
 ) -> poem::Result<poem::Response> {
-    use crate::auth::oauth;
-    use crate::error::{AppError, ErrorKind};
+    use crate::accounts::oauth;
+    use crate::error::{AppError, ErrorCode, ErrorKind};
     let provider = oauth::Provider::parse(&provider).ok_or_else(|| api_error(AppError::not_found("provider")))?;
     if let Some(error) = params.error {
         return Err(api_error(AppError::new(
             ErrorKind::BadRequest,
-            "OAUTH_DENIED",
+            ErrorCode::OauthDenied,
             format!("sign-in was not completed: {error}"),
         )));
     }
@@ -120,7 +120,7 @@ pub async fn social_callback(
         return Err(api_error(AppError::bad_request("code and state are required")));
     };
     let cookie = req.cookie().get(oauth::STATE_COOKIE).map(|c| c.value_str().to_string());
-    let client = crate::auth::flows::Client {
+    let client = crate::accounts::flows::Client {
         ip: crate::auth::client_ip(req, state.settings().auth.trust_forwarded_for),
         user_agent: crate::auth::user_agent(req),
     };
@@ -149,7 +149,8 @@ pub async fn social_callback(
 /// An app error as the JSON error response, from a plain poem handler.
 fn api_error(err: crate::error::AppError) -> poem::Error {
     let status = crate::http::error::status_of(err.kind);
-    let body = crate::http::error::ApiError { error: err.message, code: err.code.into_owned(), details: err.details };
+    let body =
+        crate::http::error::ApiError { error: err.message, code: err.code.as_str().to_string(), details: err.details };
     let mut builder = poem::Response::builder().status(status).content_type("application/json");
     if let Some(secs) = err.retry_after_secs {
         builder = builder.header(poem::http::header::RETRY_AFTER, secs.to_string());

@@ -1,6 +1,6 @@
 //! `/api/admin/providers` (super_admin only) over HTTP: list, create, update (rotate the
 //! key, change the base URL, enable/disable) and test. The rules and the key encryption
-//! live in `crate::providers::admin`; only a key's last 4 characters ever come back.
+//! live in `crate::admin::providers`; only a key's last 4 characters ever come back.
 
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
-use super::models::{ExternalProviderType, ProviderType};
+use super::models::ExternalProviderType;
 use super::security::Caller;
 use super::text::{HttpUrl, Opt, ProviderKey, ProviderName};
+use crate::admin::providers as admin;
 use crate::app::AppState;
-use crate::providers::admin;
+use crate::providers::ProviderKind;
 use crate::store::ProviderRow;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -26,7 +27,7 @@ pub struct Provider {
     pub id: Uuid,
     pub name: String,
     #[oai(rename = "type")]
-    pub kind: ProviderType,
+    pub kind: ProviderKind,
     pub has_key: bool,
     /// The key's last 4 characters.
     pub key_last4: Option<String>,
@@ -47,7 +48,7 @@ impl From<ProviderRow> for Provider {
         Self {
             id: p.id,
             name: p.name,
-            kind: ProviderType::from_store(&p.kind),
+            kind: p.kind,
             has_key: p.api_key.is_some(),
             key_last4: p.api_key_last4,
             key_id: p.api_key_id,
@@ -140,7 +141,7 @@ impl AdminProvidersApi {
     ) -> Result<ProviderCreated> {
         let new = admin::NewProvider {
             name: body.name.to_string(),
-            kind: body.kind.as_str().to_string(),
+            kind: body.kind.into(),
             api_key: body.api_key.to_owned_string(),
             base_url: body.base_url.to_owned_string(),
             is_active: body.is_active.get(),

@@ -16,9 +16,9 @@ use super::models::{StepStatus, TaskStatus};
 use super::security::Caller;
 use super::text::{Opt, Slug, Token};
 use crate::app::AppState;
-use crate::auth::ratelimit::{UserAction, limit_user};
+use crate::auth::ratelimit::UserAction;
 use crate::credits;
-use crate::events::Follower;
+use crate::store::EventKind;
 use crate::store::TaskRow;
 use crate::tasks::{self, Submit};
 
@@ -74,7 +74,7 @@ impl From<TaskRow> for Task {
             id: t.id,
             user_id: t.user_id,
             tool_id: t.tool_id,
-            status: TaskStatus::from_store(&t.status),
+            status: t.status,
             credits_cost: t.credits_cost,
             parent_task_id: t.parent_task_id,
             current_step_id: t.current_step_id,
@@ -182,7 +182,7 @@ pub struct DeadLetterList {
 pub struct TaskEvent {
     pub seq: Option<i64>,
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub data: serde_json::Value,
 }
 
@@ -200,7 +200,7 @@ impl TasksApi {
         idempotency_key: Header<Option<String>>,
         body: Json<TaskCreateRequest>,
     ) -> Result<TaskCreated> {
-        limit_user(&state, UserAction::TaskSubmit, principal.user_id()).await?;
+        state.limiter().limit_user(&state.settings().limits, UserAction::TaskSubmit, principal.user_id()).await?;
         let submit = Submit {
             tool_slug: body.tool_slug.to_string(),
             step_id: body.step_id.to_owned_string(),
@@ -240,10 +240,8 @@ impl TasksApi {
             None => None,
         };
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state
-            .store()
-            .task_list(Some(principal.user_id()), status.0.map(TaskStatus::as_str), tool_id, cursor.0, limit + 1)
-            .await?;
+        let mut rows =
+            state.store().task_list(Some(principal.user_id()), status.0, tool_id, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -270,7 +268,8 @@ impl TasksApi {
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let payload = state.store().task_payload(task.id).await?;
         let steps = state.store().task_steps(task.id).await?;
-        let queue_position = if task.status == "queued" { state.store().queue_position(task.id).await? } else { None };
+        let queue_position =
+            if task.status == TaskStatus::Queued { state.store().queue_position(task.id).await? } else { None };
         Ok(Json(TaskDetail {
             task: task.into(),
             input: payload.as_ref().map(|p| p.input.0.clone()).unwrap_or_default(),
@@ -280,7 +279,7 @@ impl TasksApi {
                 .into_iter()
                 .map(|s| TaskStep {
                     step_id: s.step_id,
-                    status: StepStatus::from_store(&s.status),
+                    status: s.status,
                     state: s.state.0,
                     started_at: s.started_at,
                     completed_at: s.completed_at,
@@ -315,9 +314,9 @@ impl TasksApi {
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
         let task = tasks::task_for(&state, &principal, id.0).await?;
         let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
-        limit_user(&state, UserAction::StreamOpen, principal.user_id()).await?;
+        state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
-        let follower = Follower::start(&state, task.id, after, &task.status).await;
+        let follower = state.events().follow(task.id, after, task.status).await;
         // The slot lives as long as the stream: dropped when it ends or the client leaves.
         let stream = futures::stream::unfold((follower, slot), |(mut f, slot)| async move {
             let live = f.next().await?;
@@ -327,7 +326,7 @@ impl TasksApi {
             .keep_alive(Duration::from_secs(15))
             .to_event(|e| {
                 let data = e.data.to_string();
-                let event = poem::web::sse::Event::message(data).event_type(e.kind);
+                let event = poem::web::sse::Event::message(data).event_type(e.kind.as_str());
                 match e.seq {
                     Some(seq) => event.id(seq.to_string()),
                     None => event,
@@ -362,8 +361,7 @@ impl AdminTasksApi {
             None => None,
         };
         let limit = super::models::page_limit(limit.0);
-        let mut rows =
-            state.store().task_list(user_id.0, status.0.map(TaskStatus::as_str), tool_id, cursor.0, limit + 1).await?;
+        let mut rows = state.store().task_list(user_id.0, status.0, tool_id, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }

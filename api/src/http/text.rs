@@ -294,7 +294,7 @@ text_type!(
     /// A person's name: 1 to 100 characters, not only spaces, no control characters. The
     /// handler checks it (INVALID_NAME).
     Name,
-    line_rule(crate::auth::flows::MAX_NAME_LEN),
+    line_rule(crate::accounts::flows::MAX_NAME_LEN),
     false
 );
 
@@ -302,7 +302,7 @@ text_type!(
     /// An email address (at most 254 characters). The handler checks and normalises it
     /// (INVALID_EMAIL).
     Email,
-    rule(0, crate::auth::flows::MAX_EMAIL_LEN, None, Some("email")),
+    rule(0, crate::accounts::flows::MAX_EMAIL_LEN, None, Some("email")),
     false
 );
 
@@ -554,7 +554,7 @@ mod tests {
             // The handlers' own reading: trimmed non-empty and no control characters.
             let handler = !s.trim().is_empty() && !s.chars().any(char::is_control);
             assert_eq!(handler, ok, "{s:?}");
-            assert_eq!(Name::accepts(s), crate::auth::flows::validate_name(s).is_ok(), "{s:?}");
+            assert_eq!(Name::accepts(s), crate::accounts::flows::validate_name(s).is_ok(), "{s:?}");
         }
         assert!(!Line::<3>::accepts("abcd"));
         assert!(Line::<3>::accepts("abc"));

@@ -12,10 +12,11 @@ use super::error::ErrorResponse;
 use super::models::Success;
 use super::security::Caller;
 use super::text::{Line, Opt, Prose, Slug};
+use crate::admin::tools::{self as admin, ToolFields, ToolTypeFields};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::store::{ToolRow, ToolTypeRow};
-use crate::tools::{self, ToolFields, ToolTypeFields};
+use crate::tools;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -220,7 +221,7 @@ impl AdminToolsApi {
     /// Every tool, active or not, with its raw config.
     #[oai(path = "/api/admin/tools", method = "get", operation_id = "admin_tool_list")]
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
-        let rows = tools::admin_list(&state, &principal).await?;
+        let rows = admin::admin_list(&state, &principal).await?;
         let types = state.store().tool_type_list().await?;
         Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true)).collect() }))
     }
@@ -233,7 +234,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        let saved = tools::create(&state, &principal, &ToolFields::from(&*body)).await?;
+        let saved = admin::create(&state, &principal, &ToolFields::from(&*body)).await?;
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
@@ -246,21 +247,21 @@ impl AdminToolsApi {
         id: Path<Uuid>,
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
-        let saved = tools::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
+        let saved = admin::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
         Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
     }
 
     /// Deletes a tool that no task used; otherwise deactivate it.
     #[oai(path = "/api/admin/tools/:id", method = "delete", operation_id = "admin_tool_delete")]
     async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
-        tools::delete(&state, &principal, id.0).await?;
+        admin::delete(&state, &principal, id.0).await?;
         Ok(Success::ok())
     }
 
     /// Tool types.
     #[oai(path = "/api/admin/tool-types", method = "get", operation_id = "admin_tool_type_list")]
     async fn types(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolTypeList>> {
-        let rows = tools::type_list(&state, &principal).await?;
+        let rows = admin::type_list(&state, &principal).await?;
         Ok(Json(ToolTypeList { tool_types: rows.into_iter().map(Into::into).collect() }))
     }
 
@@ -272,7 +273,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         body: Json<ToolTypeInput>,
     ) -> Result<Json<ToolType>> {
-        Ok(Json(tools::type_create(&state, &principal, &ToolTypeFields::from(&*body)).await?.into()))
+        Ok(Json(admin::type_create(&state, &principal, &ToolTypeFields::from(&*body)).await?.into()))
     }
 
     /// Deletes a tool type no tool uses.
@@ -283,7 +284,7 @@ impl AdminToolsApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<Success>> {
-        tools::type_delete(&state, &principal, id.0).await?;
+        admin::type_delete(&state, &principal, id.0).await?;
         Ok(Success::ok())
     }
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::StepRun;
 use super::http;
-use crate::assets::FileType;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::storage::FileType;
 use crate::store::ProviderRow;
 
 const WHO: &str = "fal.ai";
@@ -23,7 +23,7 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
     let base = base.trim_end_matches('/').to_string();
     let model = run.step.provider_model.clone();
     let app: String = model.split('/').take(2).collect::<Vec<_>>().join("/");
-    let client = http::client(run.state);
+    let client = run.ctx.http().clone();
     let auth = format!("Key {}", key.expose_secret());
     let request_id = match run.saved["falRequestId"].as_str() {
         Some(id) => {
@@ -33,7 +33,7 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
         None => {
             let image_url = run.input_image_url().await?;
             let body = json!({ "image_url": image_url, "output_format": "png" });
-            let resp = http::send(run.state, WHO, key, http::Repeat::CreatesWork, || {
+            let resp = http::send(&run.ctx.settings().providers, WHO, key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/{model}")).header("Authorization", &auth).json(&body)
             })
             .await?;
@@ -47,12 +47,12 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
             id.to_string()
         }
     };
-    let poll = Duration::from_millis(run.state.settings().providers.poll_ms);
+    let poll = Duration::from_millis(run.ctx.settings().providers.poll_ms);
     let mut last_position: Option<i64> = None;
     // Lines of fal.ai's log already shown; `None` until the first IN_PROGRESS.
     let mut logs_seen: Option<usize> = None;
     loop {
-        let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
+        let resp = http::send(&run.ctx.settings().providers, WHO, key, http::Repeat::Safe, || {
             client
                 .get(format!("{base}/{app}/requests/{request_id}/status"))
                 .query(&[("logs", "1")])
@@ -90,7 +90,7 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
                 if let Some(error) = status["error"].as_str() {
                     return Err(AppError::new(
                         ErrorKind::Validation,
-                        "PROVIDER_JOB_FAILED",
+                        ErrorCode::ProviderJobFailed,
                         format!("fal.ai: {}", http::safe_message(error, key)),
                     ));
                 }
@@ -101,14 +101,14 @@ pub async fn background_remove(mut run: StepRun<'_>, provider: &ProviderRow, key
         tokio::time::sleep(poll).await;
     }
     run.progress(80, "fetching the result").await?;
-    let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
+    let resp = http::send(&run.ctx.settings().providers, WHO, key, http::Repeat::Safe, || {
         client.get(format!("{base}/{app}/requests/{request_id}")).header("Authorization", &auth)
     })
     .await?;
     let result = http::json(WHO, resp).await?;
     let url = result["image"]["url"].as_str().ok_or_else(|| http::bad_response(WHO, "no image.url in the result"))?;
-    let max = run.state.settings().storage.max_image_bytes;
-    let bytes = http::download(run.state, WHO, url, max).await?;
+    let max = run.ctx.settings().storage.max_image_bytes;
+    let bytes = http::download(&run.ctx.settings().providers, run.ctx.http(), WHO, url, max).await?;
     let file_type = FileType::sniff(&bytes)
         .filter(|t| matches!(t, FileType::Png | FileType::Jpeg | FileType::Webp))
         .ok_or_else(|| http::bad_response(WHO, "the result is not an image"))?;

@@ -15,14 +15,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::app::AppState;
-use crate::error::{AppError, AppResult, ErrorKind};
-
-/// The process's shared client (one connection pool; rustls). [`send`] gives every request
-/// the configured `providers.timeout_secs`.
-pub fn client(state: &AppState) -> reqwest::Client {
-    state.http().clone()
-}
+use crate::config::ProviderSettings;
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 
 /// Whether sending a request again can start (and bill) a second job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,16 +32,16 @@ pub enum Repeat {
 /// Sends the request `make` builds (again for each retry) under the retry policy; returns
 /// the successful response. `who` names the provider in messages.
 pub async fn send(
-    state: &AppState,
+    cfg: &ProviderSettings,
     who: &str,
     key: &SecretString,
     repeat: Repeat,
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> AppResult<reqwest::Response> {
-    let max_retries = state.settings().providers.max_retries;
+    let max_retries = cfg.max_retries;
     let mut attempt = 0u32;
     loop {
-        let timeout = Duration::from_secs(state.settings().providers.timeout_secs);
+        let timeout = Duration::from_secs(cfg.timeout_secs);
         let outcome = make().timeout(timeout).send().await;
         let (retry_after, problem) = match outcome {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -64,9 +58,9 @@ pub async fn send(
                 if status.as_u16() == 429 || status.is_server_error() {
                     (retry_after, message)
                 } else if status.as_u16() == 401 || status.as_u16() == 403 {
-                    return Err(AppError::new(ErrorKind::Validation, "PROVIDER_AUTH", message));
+                    return Err(AppError::new(ErrorKind::Validation, ErrorCode::ProviderAuth, message));
                 } else {
-                    return Err(AppError::new(ErrorKind::Validation, "PROVIDER_REJECTED", message));
+                    return Err(AppError::new(ErrorKind::Validation, ErrorCode::ProviderRejected, message));
                 }
             }
             Err(e) if e.is_connect() => {
@@ -81,7 +75,7 @@ pub async fn send(
                 if repeat == Repeat::CreatesWork {
                     // It may be working on it already: not resent blindly here; the task's
                     // own retry (with its backoff and attempt limit) decides.
-                    return Err(AppError::new(ErrorKind::Unavailable, "PROVIDER_UNAVAILABLE", problem));
+                    return Err(AppError::new(ErrorKind::Unavailable, ErrorCode::ProviderUnavailable, problem));
                 }
                 (None, problem)
             }
@@ -90,7 +84,7 @@ pub async fn send(
         if attempt >= max_retries {
             return Err(AppError::new(
                 ErrorKind::Unavailable,
-                "PROVIDER_UNAVAILABLE",
+                ErrorCode::ProviderUnavailable,
                 format!("{problem} (after {} tries)", attempt + 1),
             ));
         }
@@ -108,22 +102,27 @@ pub async fn json(who: &str, resp: reqwest::Response) -> AppResult<Value> {
 }
 
 pub fn bad_response(who: &str, what: &str) -> AppError {
-    AppError::new(ErrorKind::Unavailable, "PROVIDER_BAD_RESPONSE", format!("{who}: unexpected answer: {what}"))
+    AppError::new(ErrorKind::Unavailable, ErrorCode::ProviderBadResponse, format!("{who}: unexpected answer: {what}"))
 }
 
 /// Downloads a result file (no key: provider result URLs are pre-signed), under the same
 /// retry policy, refusing more than `max` bytes.
-pub async fn download(state: &AppState, who: &str, url: &str, max: u64) -> AppResult<Vec<u8>> {
+pub async fn download(
+    cfg: &ProviderSettings,
+    http: &reqwest::Client,
+    who: &str,
+    url: &str,
+    max: u64,
+) -> AppResult<Vec<u8>> {
     if !crate::urls::is_http_url(url) {
         return Err(bad_response(who, "the result URL is not http(s)"));
     }
-    let http = client(state);
     let none = SecretString::from(String::new());
-    let mut resp = send(state, who, &none, Repeat::Safe, || http.get(url)).await?;
+    let mut resp = send(cfg, who, &none, Repeat::Safe, || http.get(url)).await?;
     let too_large = || {
         AppError::new(
             ErrorKind::Validation,
-            "PROVIDER_RESULT_TOO_LARGE",
+            ErrorCode::ProviderResultTooLarge,
             format!("{who}: the result is over {max} bytes"),
         )
     };

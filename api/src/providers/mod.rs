@@ -10,10 +10,8 @@
 //! saved in the step's state *before* waiting on it ([`StepRun::save`]), so a run after a
 //! crash resumes polling that job instead of paying for a new one.
 
-pub mod admin;
 pub mod crypto;
 pub mod fal;
-pub mod health;
 pub mod http;
 pub mod local;
 pub mod openai;
@@ -25,43 +23,54 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::assets::FileType;
-use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::ProviderRow;
-use crate::tools::{StepConfig, StepKind, ToolConfig};
+use crate::config::Settings;
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::storage::FileType;
+use crate::store::{AssetRow, ProviderRow};
+use crate::tools::{Catalogue, StepConfig, StepKind, ToolConfig};
 
-/// The kinds of provider: three paid APIs and the built-in offline one. The store keeps
-/// `as_str`; `of` reads a row back (`None` only for a value this version does not know).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    OpenAi,
-    Fal,
-    Tripo,
-    Local,
+/// What a running step may use of the platform, and no more: the worker implements it
+/// (reporting progress, saving the step's state, reading the input and storing outputs as
+/// the user's assets), so providers depend on neither tasks nor assets.
+#[async_trait::async_trait]
+pub trait StepContext: Send + Sync {
+    fn settings(&self) -> &Settings;
+    /// The process's shared outbound client; callers set each request's timeout.
+    fn http(&self) -> &reqwest::Client;
+    fn master_key(&self) -> &crypto::MasterKey;
+    fn catalogue(&self) -> &Catalogue;
+    /// A live progress event of the task (not recorded).
+    async fn progress(&self, task_id: Uuid, data: Value);
+    /// Saves a step's state durably (a provider job id, say).
+    async fn save_state(&self, task_id: Uuid, step_id: &str, state: &Value) -> AppResult<()>;
+    /// A file the user owns, by storage key: its asset row and bytes.
+    async fn read_input(&self, user_id: Uuid, key: &str) -> AppResult<(AssetRow, Bytes)>;
+    /// A URL a provider can fetch the step's input image from.
+    async fn input_url(&self, user_id: Uuid, input: &Value) -> AppResult<String>;
+    /// Stores an output file as the user's asset in `module`.
+    async fn store_output(
+        &self,
+        user_id: Uuid,
+        task_id: Uuid,
+        module: &str,
+        filename: &str,
+        file_type: FileType,
+        data: Bytes,
+    ) -> AppResult<AssetRow>;
 }
 
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 4] =
-        [ProviderKind::OpenAi, ProviderKind::Fal, ProviderKind::Tripo, ProviderKind::Local];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Fal => "fal",
-            ProviderKind::Tripo => "tripo",
-            ProviderKind::Local => "local",
+/// Merges the keys of `extra` (an object) into `target` (an object).
+pub fn merge_into(target: &mut Value, extra: &Value) {
+    if let (Some(t), Some(e)) = (target.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            t.insert(k.clone(), v.clone());
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
+pub use crate::domain::ProviderKind;
 
-    pub fn of(row: &ProviderRow) -> Option<Self> {
-        Self::parse(&row.kind)
-    }
-
+impl ProviderKind {
     /// The public API a provider of this kind talks to unless its `baseUrl` says otherwise
     /// (e.g. a proxy); `None` for `local`.
     pub fn default_base_url(self) -> Option<&'static str> {
@@ -74,24 +83,14 @@ impl ProviderKind {
     }
 }
 
-impl std::fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A provider's API base: its `baseUrl`, else its kind's public API.
 pub fn base_url(provider: &ProviderRow) -> String {
-    provider
-        .base_url
-        .clone()
-        .or_else(|| ProviderKind::of(provider).and_then(ProviderKind::default_base_url).map(str::to_string))
-        .unwrap_or_default()
+    provider.base_url.clone().or_else(|| provider.kind.default_base_url().map(str::to_string)).unwrap_or_default()
 }
 
 /// One step being run: what it needs, and how it reports and persists its progress.
 pub struct StepRun<'a> {
-    pub state: &'a AppState,
+    pub ctx: &'a dyn StepContext,
     pub task_id: Uuid,
     pub user_id: Uuid,
     pub step: &'a StepConfig,
@@ -110,8 +109,8 @@ impl StepRun<'_> {
 
     pub async fn progress_with(&self, percent: u8, message: &str, extra: Value) -> AppResult<()> {
         let mut data = json!({ "stepId": self.step.id, "progress": percent.min(100), "message": message });
-        crate::tasks::merge_into(&mut data, &extra);
-        crate::events::progress(self.state, self.task_id, data).await;
+        merge_into(&mut data, &extra);
+        self.ctx.progress(self.task_id, data).await;
         Ok(())
     }
 
@@ -120,8 +119,8 @@ impl StepRun<'_> {
         if !self.saved.is_object() {
             self.saved = json!({});
         }
-        crate::tasks::merge_into(&mut self.saved, &patch);
-        self.state.store().task_step_save(self.task_id, &self.step.id, &self.saved).await?;
+        merge_into(&mut self.saved, &patch);
+        self.ctx.save_state(self.task_id, &self.step.id, &self.saved).await?;
         Ok(())
     }
 
@@ -130,11 +129,11 @@ impl StepRun<'_> {
         let key = self.input["imageStorageKey"].as_str().ok_or_else(|| {
             AppError::new(
                 ErrorKind::Validation,
-                "INVALID_INPUT",
+                ErrorCode::InvalidInput,
                 format!("a {} step on the local provider needs imageStorageKey (an uploaded file)", self.step.kind),
             )
         })?;
-        let (asset, bytes) = crate::assets::read_owned(self.state, self.user_id, key).await?;
+        let (asset, bytes) = self.ctx.read_input(self.user_id, key).await?;
         let name = asset.filename.unwrap_or_else(|| "image".into());
         let stem = name.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or(name);
         Ok((stem, bytes))
@@ -142,22 +141,14 @@ impl StepRun<'_> {
 
     /// A URL the provider can fetch the input image from.
     pub async fn input_image_url(&self) -> AppResult<String> {
-        crate::assets::resolve_image_url(self.state, self.user_id, self.input).await
+        self.ctx.input_url(self.user_id, self.input).await
     }
 
     /// Stores an output file as the user's asset; returns the step output describing it.
     pub async fn store(&self, filename: &str, file_type: FileType, data: Vec<u8>, extra: Value) -> AppResult<Value> {
         let module = if self.step.kind.makes_models() { "models" } else { "images" };
-        let asset = crate::assets::store_output(
-            self.state,
-            self.user_id,
-            Some(self.task_id),
-            module,
-            filename,
-            file_type,
-            Bytes::from(data),
-        )
-        .await?;
+        let asset =
+            self.ctx.store_output(self.user_id, self.task_id, module, filename, file_type, Bytes::from(data)).await?;
         let mut out = json!({
             "assetId": asset.id,
             "storageKey": asset.storage_key,
@@ -169,44 +160,43 @@ impl StepRun<'_> {
             // The next step of a chain takes it as its input image.
             out["imageStorageKey"] = asset.storage_key.clone().into();
         }
-        crate::tasks::merge_into(&mut out, &extra);
+        merge_into(&mut out, &extra);
         Ok(out)
     }
 }
 
 /// Runs one step on its provider.
 pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
-    let provider = run.state.catalogue().provider(run.state, run.step.provider_id).await?.ok_or_else(|| {
-        AppError::new(ErrorKind::Internal, "PROVIDER_MISSING", "the step's provider no longer exists")
+    let provider = run.ctx.catalogue().provider(run.step.provider_id).await?.ok_or_else(|| {
+        AppError::new(ErrorKind::Internal, ErrorCode::ProviderMissing, "the step's provider no longer exists")
     })?;
     if !provider.is_active {
         return Err(AppError::new(
             ErrorKind::Unavailable,
-            "PROVIDER_DISABLED",
+            ErrorCode::ProviderDisabled,
             format!("provider '{}' is disabled", provider.name),
         ));
     }
     let not_available = || {
         AppError::new(
             ErrorKind::Unavailable,
-            "STEP_NOT_AVAILABLE",
+            ErrorCode::StepNotAvailable,
             format!("provider type '{}' cannot run '{}' steps", provider.kind, run.step.kind),
         )
     };
-    let Some(kind) = ProviderKind::of(&provider) else { return Err(not_available()) };
-    match (kind, run.step.kind) {
+    match (provider.kind, run.step.kind) {
         (ProviderKind::Local, StepKind::Echo) => echo(run).await,
         (ProviderKind::Local, _) => run_local(run).await,
         (ProviderKind::OpenAi, StepKind::ImageGen) => {
-            let key = decrypt_key(run.state, &provider)?;
+            let key = decrypt_key(run.ctx.master_key(), &provider)?;
             openai::image_gen(run, &provider, &key).await
         }
         (ProviderKind::Fal, StepKind::BackgroundRemove) => {
-            let key = decrypt_key(run.state, &provider)?;
+            let key = decrypt_key(run.ctx.master_key(), &provider)?;
             fal::background_remove(run, &provider, &key).await
         }
         (ProviderKind::Tripo, StepKind::ThreeD) => {
-            let key = decrypt_key(run.state, &provider)?;
+            let key = decrypt_key(run.ctx.master_key(), &provider)?;
             tripo::image_to_model(run, &provider, &key).await
         }
         (ProviderKind::OpenAi | ProviderKind::Fal | ProviderKind::Tripo, _) => Err(not_available()),
@@ -214,62 +204,21 @@ pub async fn run(run: StepRun<'_>) -> AppResult<Value> {
 }
 
 /// Decrypts a provider's key with this process's master key.
-pub fn decrypt_key(state: &AppState, provider: &ProviderRow) -> AppResult<secrecy::SecretString> {
+pub fn decrypt_key(master_key: &crypto::MasterKey, provider: &ProviderRow) -> AppResult<secrecy::SecretString> {
     let (Some(sealed), Some(key_id)) = (&provider.api_key, &provider.api_key_id) else {
         return Err(AppError::new(
             ErrorKind::Unavailable,
-            "PROVIDER_NO_KEY",
+            ErrorCode::ProviderNoKey,
             format!("provider '{}' has no API key", provider.name),
         ));
     };
-    state.master_key().decrypt(provider.id, key_id, sealed).map(secrecy::SecretString::from).map_err(|e| {
-        AppError::new(ErrorKind::Unavailable, "PROVIDER_KEY_UNREADABLE", format!("provider '{}': {e}", provider.name))
+    master_key.decrypt(provider.id, key_id, sealed).map(secrecy::SecretString::from).map_err(|e| {
+        AppError::new(
+            ErrorKind::Unavailable,
+            ErrorCode::ProviderKeyUnreadable,
+            format!("provider '{}': {e}", provider.name),
+        )
     })
-}
-
-/// What a master key rotation did.
-#[derive(Debug)]
-pub struct Rotation {
-    pub keys: u64,
-    /// The key file that now holds the new key (embedded default); `None` when the key
-    /// comes from `FUNMAGIC_MASTER_KEY`.
-    pub file: Option<std::path::PathBuf>,
-}
-
-/// Re-encrypts every provider key under `new`, all in one transaction. With the key in
-/// `<data_dir>/master.key`, the new key is written beside it first and moved over it
-/// after the commit (the old one kept as `master.key.<old id>.old`), so no step leaves
-/// keys that no file can decrypt.
-pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Result<Rotation, String> {
-    let current = state.master_key();
-    let mut replaced = Vec::new();
-    for p in state.store().provider_list().await.map_err(|e| e.to_string())? {
-        let (Some(sealed), Some(key_id)) = (&p.api_key, &p.api_key_id) else { continue };
-        if key_id == new.id() {
-            continue;
-        }
-        let plain = current.decrypt(p.id, key_id, sealed).map_err(|e| format!("provider '{}': {e}", p.name))?;
-        replaced.push((p.id, key_id.clone(), new.encrypt(p.id, &plain), new.id().to_string()));
-    }
-    let file = state.settings().providers.master_key.is_none().then(|| crypto::key_path(state.settings()));
-    let staged = file.as_ref().map(|f| f.with_extension("key.new"));
-    if let Some(staged) = &staged {
-        let _ = std::fs::remove_file(staged);
-        crypto::write_new(staged, &new.encoded()).map_err(|e| format!("{}: {e}", staged.display()))?;
-    }
-    if let Some(file) = &file {
-        // The old key is kept before anything changes, so no failure below loses it.
-        let backup = file.with_extension(format!("key.{}.old", current.id()));
-        std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
-    }
-    let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
-    state.catalogue().invalidate();
-    if let (Some(file), Some(staged)) = (&file, &staged) {
-        std::fs::rename(staged, file).map_err(|e| {
-            format!("the keys are re-encrypted but {} could not replace {}: {e}", staged.display(), file.display())
-        })?;
-    }
-    Ok(Rotation { keys, file })
 }
 
 /// `local` `echo`: returns its input after `delayMs`, with 10 progress events over the
@@ -279,7 +228,7 @@ async fn echo(run: StepRun<'_>) -> AppResult<Value> {
     if run.input.get("failAttempts").and_then(Value::as_u64).is_some_and(|n| u64::from(run.attempt) <= n) {
         return Err(AppError::new(
             ErrorKind::Unavailable,
-            "ECHO_INJECTED_FAILURE",
+            ErrorCode::EchoInjectedFailure,
             format!("injected failure on attempt {}", run.attempt),
         ));
     }
@@ -373,7 +322,7 @@ async fn run_local(run: StepRun<'_>) -> AppResult<Value> {
     }
     let (data, file_type, extra) = result
         .map_err(|e| AppError::internal(format!("the local step stopped: {e}")))?
-        .map_err(|e| AppError::new(ErrorKind::Validation, "LOCAL_STEP_FAILED", e))?;
+        .map_err(|e| AppError::new(ErrorKind::Validation, ErrorCode::LocalStepFailed, e))?;
     let suffix = match kind {
         StepKind::ImageGen => style.unwrap_or_default(),
         StepKind::BackgroundRemove => "cutout".into(),
@@ -391,7 +340,7 @@ fn style_of(run: &StepRun<'_>) -> AppResult<String> {
     match run.input["style"].as_str() {
         Some(id) => {
             let style = run.tool.style_references.iter().find(|s| s.id == id).ok_or_else(|| {
-                AppError::new(ErrorKind::Validation, "UNKNOWN_STYLE", format!("the tool has no style '{id}'"))
+                AppError::new(ErrorKind::Validation, ErrorCode::UnknownStyle, format!("the tool has no style '{id}'"))
             })?;
             Ok(local::style_for(&style.id, &style.name, &style.prompt).to_string())
         }
@@ -407,7 +356,11 @@ fn style_of(run: &StepRun<'_>) -> AppResult<String> {
 
 fn decode(bytes: &[u8]) -> AppResult<image::RgbaImage> {
     let invalid = |e: &dyn std::fmt::Display| {
-        AppError::new(ErrorKind::Validation, "INVALID_IMAGE", format!("the input is not an image we can read: {e}"))
+        AppError::new(
+            ErrorKind::Validation,
+            ErrorCode::InvalidImage,
+            format!("the input is not an image we can read: {e}"),
+        )
     };
     let mut reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| invalid(&e))?;

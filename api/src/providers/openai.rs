@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::StepRun;
 use super::http;
-use crate::assets::FileType;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::storage::FileType;
 use crate::store::ProviderRow;
 
 pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretString) -> AppResult<Value> {
@@ -25,7 +25,7 @@ pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretStr
         return Err(AppError::validation("size must be 1024x1024, 1536x1024, 1024x1536 or auto"));
     }
     let quality = run.input["quality"].as_str().unwrap_or("auto").to_string();
-    let client = http::client(run.state);
+    let client = run.ctx.http().clone();
     let model = run.step.provider_model.clone();
     let image = match run.input["imageStorageKey"].as_str() {
         Some(_) => Some(run.input_image().await?),
@@ -35,14 +35,14 @@ pub async fn image_gen(run: StepRun<'_>, provider: &ProviderRow, key: &SecretStr
     let resp = match &image {
         None => {
             let body = json!({ "model": model, "prompt": prompt, "n": 1, "size": size, "quality": quality });
-            http::send(run.state, "OpenAI", key, http::Repeat::CreatesWork, || {
+            http::send(&run.ctx.settings().providers, "OpenAI", key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/images/generations")).bearer_auth(key.expose_secret()).json(&body)
             })
             .await?
         }
         Some((stem, bytes)) => {
             let mime = FileType::sniff(bytes).map(|t| t.mime()).unwrap_or("image/png");
-            http::send(run.state, "OpenAI", key, http::Repeat::CreatesWork, || {
+            http::send(&run.ctx.settings().providers, "OpenAI", key, http::Repeat::CreatesWork, || {
                 let part = reqwest::multipart::Part::bytes(bytes.to_vec())
                     .file_name(format!("{stem}.png"))
                     .mime_str(mime)
@@ -85,7 +85,7 @@ fn prompt_for(run: &StepRun<'_>) -> AppResult<String> {
     let user = run.input["prompt"].as_str().unwrap_or("").trim().to_string();
     let style = match run.input["style"].as_str() {
         Some(id) => Some(run.tool.style_references.iter().find(|s| s.id == id).ok_or_else(|| {
-            AppError::new(ErrorKind::Validation, "UNKNOWN_STYLE", format!("the tool has no style '{id}'"))
+            AppError::new(ErrorKind::Validation, ErrorCode::UnknownStyle, format!("the tool has no style '{id}'"))
         })?),
         None => None,
     };

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::StepRun;
 use super::http;
-use crate::assets::FileType;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::storage::FileType;
 use crate::store::ProviderRow;
 
 const WHO: &str = "Tripo";
@@ -22,7 +22,7 @@ fn data(key: &SecretString, answer: Value) -> AppResult<Value> {
         Some(0) => Ok(answer["data"].clone()),
         Some(code) => Err(AppError::new(
             ErrorKind::Validation,
-            "PROVIDER_REJECTED",
+            ErrorCode::ProviderRejected,
             format!(
                 "Tripo error {code}: {}",
                 http::safe_message(answer["message"].as_str().unwrap_or("no message"), key)
@@ -35,7 +35,7 @@ fn data(key: &SecretString, answer: Value) -> AppResult<Value> {
 pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &SecretString) -> AppResult<Value> {
     let base = super::base_url(provider);
     let base = base.trim_end_matches('/').to_string();
-    let client = http::client(run.state);
+    let client = run.ctx.http().clone();
     let task_id = match run.saved["tripoTaskId"].as_str() {
         Some(id) => {
             run.progress(5, "resuming the Tripo task").await?;
@@ -53,7 +53,7 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
                 "model_version": run.step.provider_model,
                 "file": { "type": kind, "url": url },
             });
-            let resp = http::send(run.state, WHO, key, http::Repeat::CreatesWork, || {
+            let resp = http::send(&run.ctx.settings().providers, WHO, key, http::Repeat::CreatesWork, || {
                 client.post(format!("{base}/task")).bearer_auth(key.expose_secret()).json(&body)
             })
             .await?;
@@ -67,10 +67,10 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
             id.to_string()
         }
     };
-    let poll = Duration::from_millis(run.state.settings().providers.poll_ms);
+    let poll = Duration::from_millis(run.ctx.settings().providers.poll_ms);
     let mut last = None;
     let output = loop {
-        let resp = http::send(run.state, WHO, key, http::Repeat::Safe, || {
+        let resp = http::send(&run.ctx.settings().providers, WHO, key, http::Repeat::Safe, || {
             client.get(format!("{base}/task/{task_id}")).bearer_auth(key.expose_secret())
         })
         .await?;
@@ -89,7 +89,7 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
             Some(status @ ("failed" | "cancelled" | "banned" | "expired" | "unknown")) => {
                 return Err(AppError::new(
                     ErrorKind::Validation,
-                    "PROVIDER_JOB_FAILED",
+                    ErrorCode::ProviderJobFailed,
                     format!("the Tripo task ended as '{status}'"),
                 ));
             }
@@ -102,8 +102,8 @@ pub async fn image_to_model(mut run: StepRun<'_>, provider: &ProviderRow, key: &
         .find_map(|k| output[*k].as_str().or_else(|| output[*k]["url"].as_str()))
         .ok_or_else(|| http::bad_response(WHO, "no model URL in the output"))?;
     run.progress(85, "downloading the model").await?;
-    let max = run.state.settings().storage.max_model_bytes;
-    let glb = http::download(run.state, WHO, url, max).await?;
+    let max = run.ctx.settings().storage.max_model_bytes;
+    let glb = http::download(&run.ctx.settings().providers, run.ctx.http(), WHO, url, max).await?;
     if FileType::sniff(&glb) != Some(FileType::Glb) {
         return Err(http::bad_response(WHO, "the model is not binary glTF"));
     }

@@ -6,6 +6,7 @@
 //! method, bucket, key, expiry (and, for uploads, content type and length) that the server
 //! checks when it serves `/files/…`.
 
+mod file_type;
 mod local;
 mod s3;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 
+pub use self::file_type::FileType;
 pub use self::local::{LocalStore, SignedOp};
 pub use self::s3::{PUBLIC_CACHE_CONTROL, S3Store};
 use crate::config::{ConfigError, Settings};

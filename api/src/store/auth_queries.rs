@@ -489,7 +489,7 @@ macro_rules! auth_queries {
                 )
                 .bind(user_code)
                 .bind(user_id)
-                .bind(if approve { "approved" } else { "denied" })
+                .bind(if approve { $crate::store::DeviceCodeStatus::Approved } else { $crate::store::DeviceCodeStatus::Denied })
                 .bind($crate::store::now())
                 .execute(&self.pool)
                 .await

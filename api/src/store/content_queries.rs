@@ -15,7 +15,7 @@ macro_rules! content_queries {
             /// active ones whose window contains that instant.
             pub async fn banner_list(
                 &self,
-                kind: Option<&str>,
+                kind: Option<$crate::store::BannerType>,
                 live_at: Option<chrono::DateTime<chrono::Utc>>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::BannerRow>> {
                 sqlx::query_as::<_, $crate::store::BannerRow>(concat!(
@@ -83,7 +83,7 @@ macro_rules! content_queries {
 
             /// Sets the positions of `kind`'s banners to the order of `ids` (0, 1, …), in one
             /// transaction; every id must be a banner of that kind.
-            pub async fn banner_reorder(&self, kind: &str, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<()> {
+            pub async fn banner_reorder(&self, kind: $crate::store::BannerType, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<()> {
                 let mut tx = self.write_tx().await?;
                 let now = $crate::store::now();
                 for (i, id) in ids.iter().enumerate() {

@@ -44,7 +44,7 @@ macro_rules! ledger_queries {
             async fn credits_book_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 user_id: uuid::Uuid,
-                kind: $crate::store::TxKind,
+                kind: $crate::store::TransactionType,
                 amount: i64,
                 reserved_delta: i64,
                 after: $crate::store::CreditsRow,
@@ -82,7 +82,7 @@ macro_rules! ledger_queries {
             pub async fn credits_grant(
                 &self,
                 user_id: uuid::Uuid,
-                kind: $crate::store::TxKind,
+                kind: $crate::store::TransactionType,
                 amount: i64,
                 reference: &str,
                 description: Option<&str>,
@@ -186,7 +186,7 @@ macro_rules! ledger_queries {
                 Self::credits_book_on(
                     &mut *conn,
                     user_id,
-                    $crate::store::TxKind::Reserve,
+                    $crate::store::TransactionType::Reserve,
                     0,
                     amount,
                     after,
@@ -284,11 +284,11 @@ macro_rules! ledger_queries {
                 if spend > 0 {
                     let mid = $crate::store::CreditsRow { reserved_balance: after.reserved_balance + release, ..after };
                     let description = format!("spent on {reference}");
-                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TxKind::Spend, -spend, -spend, mid, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TransactionType::Spend, -spend, -spend, mid, Some(reference), Some(&description)).await?;
                 }
                 if release > 0 {
                     let description = format!("released from {reference}");
-                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TxKind::Refund, 0, -release, after, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TransactionType::Refund, 0, -release, after, Some(reference), Some(&description)).await?;
                 }
                 Ok(Booked::Applied(Resolution { spent: spend, released: release }))
             }
@@ -311,7 +311,7 @@ macro_rules! ledger_queries {
             pub async fn credits_transactions(
                 &self,
                 user_id: uuid::Uuid,
-                kind: Option<$crate::store::TxKind>,
+                kind: Option<$crate::store::TransactionType>,
                 before: Option<uuid::Uuid>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::CreditTxRow>> {
@@ -470,7 +470,7 @@ macro_rules! ledger_queries {
             }
 
             /// open → expired, open/expired → completed (paid money wins); completed is final.
-            pub async fn checkout_set_status(&self, id: &str, status: &str) -> $crate::store::StoreResult<bool> {
+            pub async fn checkout_set_status(&self, id: &str, status: $crate::store::CheckoutStatus) -> $crate::store::StoreResult<bool> {
                 sqlx::query(
                     "UPDATE checkout_sessions SET status = $2, completed_at = CASE WHEN $2 = 'completed' THEN $3 ELSE completed_at END
                      WHERE id = $1 AND (status = 'open' OR ($2 = 'completed' AND status = 'expired'))",

@@ -232,13 +232,13 @@ forward! {
     fn device_code_consume(id: Uuid) -> StoreResult<bool>;
     fn credits_get(user_id: Uuid) -> StoreResult<CreditsRow>;
     /// Adds (or for `admin_adjust` removes) credits, once per `(kind, reference)`.
-    fn credits_grant(user_id: Uuid, kind: TxKind, amount: i64, reference: &str, description: Option<&str>) -> Result<Booked<CreditTxRow>, LedgerError>;
+    fn credits_grant(user_id: Uuid, kind: TransactionType, amount: i64, reference: &str, description: Option<&str>) -> Result<Booked<CreditTxRow>, LedgerError>;
     /// Reserves `amount` for `reference` (a task), once.
     fn credits_reserve(user_id: Uuid, reference: &str, amount: i64) -> Result<Booked<CreditsRow>, LedgerError>;
     /// Resolves a reservation once: spends `spend` (default: all), releases the rest.
     fn credits_resolve(reference: &str, spend: Option<i64>) -> Result<Booked<Resolution>, LedgerError>;
     fn credits_reservation(reference: &str) -> StoreResult<Option<(i64, Option<i64>)>>;
-    fn credits_transactions(user_id: Uuid, kind: Option<TxKind>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<CreditTxRow>>;
+    fn credits_transactions(user_id: Uuid, kind: Option<TransactionType>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<CreditTxRow>>;
     fn credits_invariant_violations(user_id: Uuid) -> StoreResult<Vec<String>>;
     fn credit_package_list(active_only: bool) -> StoreResult<Vec<CreditPackageRow>>;
     fn credit_package_get(id: Uuid) -> StoreResult<Option<CreditPackageRow>>;
@@ -246,7 +246,7 @@ forward! {
     fn credit_package_delete(id: Uuid) -> StoreResult<bool>;
     fn checkout_create(checkout: &CheckoutRow) -> StoreResult<()>;
     fn checkout_get(id: &str) -> StoreResult<Option<CheckoutRow>>;
-    fn checkout_set_status(id: &str, status: &str) -> StoreResult<bool>;
+    fn checkout_set_status(id: &str, status: CheckoutStatus) -> StoreResult<bool>;
     fn stripe_event_record(id: &str, kind: &str) -> StoreResult<bool>;
     fn stripe_event_forget(id: &str) -> StoreResult<()>;
     fn idempotency_begin(user_id: Uuid, key: &str, operation: &str, request_hash: &str) -> StoreResult<IdempotencyState>;
@@ -275,12 +275,12 @@ forward! {
     fn tool_get_by_slug(slug: &str) -> StoreResult<Option<ToolRow>>;
     fn tool_upsert(tool: &ToolRow) -> StoreResult<ToolRow>;
     fn tool_delete(id: Uuid) -> StoreResult<bool>;
-    fn banner_list(kind: Option<&str>, live_at: Option<DateTime<Utc>>) -> StoreResult<Vec<BannerRow>>;
+    fn banner_list(kind: Option<BannerType>, live_at: Option<DateTime<Utc>>) -> StoreResult<Vec<BannerRow>>;
     fn banner_get(id: Uuid) -> StoreResult<Option<BannerRow>>;
     fn banner_upsert(banner: &BannerRow) -> StoreResult<BannerRow>;
     fn banner_delete(id: Uuid) -> StoreResult<bool>;
     /// Positions of one type's banners in the given order, all or none.
-    fn banner_reorder(kind: &str, ids: &[Uuid]) -> StoreResult<()>;
+    fn banner_reorder(kind: BannerType, ids: &[Uuid]) -> StoreResult<()>;
     fn provider_list() -> StoreResult<Vec<ProviderRow>>;
     fn provider_get(id: Uuid) -> StoreResult<Option<ProviderRow>>;
     fn provider_upsert(provider: &ProviderRow) -> StoreResult<ProviderRow>;
@@ -292,7 +292,7 @@ forward! {
     /// Reserves, inserts task + payload + steps, enqueues and records `queued`, in one transaction.
     fn task_submit(new: &NewTask) -> Result<(TaskRow, Recorded), LedgerError>;
     fn task_get(id: Uuid) -> StoreResult<Option<TaskRow>>;
-    fn task_list(user_id: Option<Uuid>, status: Option<&str>, tool_id: Option<Uuid>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<TaskRow>>;
+    fn task_list(user_id: Option<Uuid>, status: Option<TaskStatus>, tool_id: Option<Uuid>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<TaskRow>>;
     fn task_steps(task_id: Uuid) -> StoreResult<Vec<TaskStepRow>>;
     fn task_payload(task_id: Uuid) -> StoreResult<Option<TaskPayloadRow>>;
     /// A step starts (and the task runs), with its `step_started` event; `None` if the task
@@ -308,7 +308,7 @@ forward! {
     /// Ends a task once, atomically with its settlement, events and queue row; unparks up
     /// to `unpark` of the user's tasks waiting for a running slot.
     fn task_finish(id: Uuid, end: &TaskEnd<'_>, unpark: i64) -> Result<Finished, LedgerError>;
-    fn task_request_cancel(id: Uuid) -> StoreResult<Option<String>>;
+    fn task_request_cancel(id: Uuid) -> StoreResult<Option<TaskStatus>>;
     fn task_events_after(task_id: Uuid, after: i64) -> StoreResult<Vec<TaskEventRow>>;
     /// The event counters of these tasks.
     fn task_event_seqs(ids: &[Uuid]) -> StoreResult<Vec<(Uuid, i64)>>;

@@ -233,7 +233,7 @@ impl PgStore {
                 .map_err(StoreError::from_sqlx)?;
         match out.0 {
             Out { task: Some(task), event: Some(data), .. } => {
-                Ok((task, super::Recorded { seq: 1, kind: "queued".into(), data }))
+                Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data }))
             }
             Out { available, .. } => Err(super::LedgerError::Insufficient { available: available.unwrap_or(0) }),
         }
@@ -250,7 +250,7 @@ impl PgStore {
         struct Step {
             step_id: String,
             position: i32,
-            status: String,
+            status: super::StepStatus,
             state: serde_json::Value,
             started_at: Option<chrono::DateTime<chrono::Utc>>,
             completed_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -305,9 +305,9 @@ impl PgStore {
                     })
                     .collect(),
                 tool_updated_at: out.tool_updated_at.unwrap_or_default(),
-                started: out
-                    .started
-                    .map(|s| (s.step_id, super::Recorded { seq: s.seq, kind: "step_started".into(), data: s.data })),
+                started: out.started.map(|s| {
+                    (s.step_id, super::Recorded { seq: s.seq, kind: super::EventKind::StepStarted, data: s.data })
+                }),
             })),
             ("busy", _) => super::Claim::Busy,
             ("not_due", _) => super::Claim::NotDue(out.due.unwrap_or(now)),
@@ -326,7 +326,7 @@ impl PgStore {
         if event.is_null() {
             event = serde_json::json!({});
         }
-        event["type"] = "step_started".into();
+        event["type"] = super::EventKind::StepStarted.as_str().into();
         let seq: Option<i64> = sqlx::query_scalar("SELECT fm_task_step_begin($1, $2, $3, $4, $5)")
             .bind(task_id)
             .bind(step_id)
@@ -336,7 +336,7 @@ impl PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(seq.map(|seq| super::Recorded { seq, kind: "step_started".into(), data: event }))
+        Ok(seq.map(|seq| super::Recorded { seq, kind: super::EventKind::StepStarted, data: event }))
     }
 
     pub async fn task_finish(
@@ -351,14 +351,15 @@ impl PgStore {
             seq: Option<i64>,
             unparked: Option<Vec<uuid::Uuid>>,
         }
-        let mut events: Vec<(String, serde_json::Value)> = Vec::with_capacity(2);
+        let mut events: Vec<(super::EventKind, serde_json::Value)> = Vec::with_capacity(2);
         if let Some(step) = end.step {
-            let data = serde_json::json!({ "stepId": step.step_id, "output": step.output, "type": "step_completed" });
-            events.push(("step_completed".into(), data));
+            let data = serde_json::json!({ "stepId": step.step_id, "output": step.output, "type": super::EventKind::StepCompleted });
+            events.push((super::EventKind::StepCompleted, data));
         }
         let mut terminal = if end.event.is_null() { serde_json::json!({}) } else { end.event.clone() };
-        terminal["type"] = end.status.into();
-        events.push((end.status.to_string(), terminal));
+        let terminal_kind = super::EventKind::terminal(end.status).expect("a task ends completed, failed or cancelled");
+        terminal["type"] = terminal_kind.as_str().into();
+        events.push((terminal_kind, terminal));
         let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
         let datas: Vec<sqlx::types::Json<&serde_json::Value>> =
             events.iter().map(|(_, d)| sqlx::types::Json(d)).collect();

@@ -131,7 +131,7 @@ pub struct DeviceCodeRow {
     pub device_code_hash: String,
     pub user_code: String,
     pub client_name: String,
-    pub status: String,
+    pub status: DeviceCodeStatus,
     pub user_id: Option<Uuid>,
     pub interval_secs: i32,
     pub expires_at: DateTime<Utc>,
@@ -154,43 +154,17 @@ impl CreditsRow {
     }
 }
 
-/// The kinds of `credit_transactions` rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxKind {
-    Purchase,
-    Spend,
-    Refund,
-    Bonus,
-    AdminAdjust,
-    Reserve,
-}
-
-impl TxKind {
-    pub const ALL: [TxKind; 6] =
-        [TxKind::Purchase, TxKind::Spend, TxKind::Refund, TxKind::Bonus, TxKind::AdminAdjust, TxKind::Reserve];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TxKind::Purchase => "purchase",
-            TxKind::Spend => "spend",
-            TxKind::Refund => "refund",
-            TxKind::Bonus => "bonus",
-            TxKind::AdminAdjust => "admin_adjust",
-            TxKind::Reserve => "reserve",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+pub use crate::domain::{
+    BannerType, CheckoutStatus, DeviceCodeStatus, EventKind, LinkTarget, ProviderKind, StepStatus, TaskStatus,
+    TransactionType,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CreditTxRow {
     pub id: Uuid,
     pub user_id: Uuid,
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: TransactionType,
     pub amount: i64,
     pub balance_after: i64,
     pub reserved_delta: i64,
@@ -254,7 +228,7 @@ pub struct CheckoutRow {
     pub amount: i64,
     pub currency: String,
     pub url: String,
-    pub status: String,
+    pub status: CheckoutStatus,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
@@ -337,7 +311,7 @@ pub struct ProviderRow {
     pub id: Uuid,
     pub name: String,
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: ProviderKind,
     pub base_url: Option<String>,
     pub is_active: bool,
     pub is_healthy: bool,
@@ -357,7 +331,7 @@ pub struct TaskRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub tool_id: Uuid,
-    pub status: String,
+    pub status: TaskStatus,
     pub credits_cost: i64,
     pub parent_task_id: Option<Uuid>,
     pub current_step_id: Option<String>,
@@ -372,7 +346,7 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+        self.status.is_terminal()
     }
 }
 
@@ -380,7 +354,7 @@ impl TaskRow {
 pub struct TaskStepRow {
     pub step_id: String,
     pub position: i32,
-    pub status: String,
+    pub status: StepStatus,
     pub state: sqlx::types::Json<serde_json::Value>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -397,7 +371,7 @@ pub struct TaskPayloadRow {
 pub struct TaskEventRow {
     pub seq: i64,
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub data: sqlx::types::Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
@@ -451,7 +425,7 @@ pub struct ClaimedTask {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     pub seq: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: serde_json::Value,
 }
 
@@ -476,8 +450,8 @@ pub struct Finished {
 /// How a task ends (see `Store::task_finish`).
 #[derive(Debug, Clone, Copy)]
 pub struct TaskEnd<'a> {
-    /// `completed`, `failed` or `cancelled`.
-    pub status: &'a str,
+    /// `Completed`, `Failed` or `Cancelled`.
+    pub status: TaskStatus,
     pub output: Option<&'a serde_json::Value>,
     pub error: Option<&'a str>,
     /// `None` spends the whole reservation; `Some(n)` spends n and releases the rest.
@@ -494,7 +468,7 @@ impl<'a> TaskEnd<'a> {
     /// Completed: the whole reservation is spent.
     pub fn completed(output: &'a serde_json::Value, event: &'a serde_json::Value) -> Self {
         Self {
-            status: "completed",
+            status: TaskStatus::Completed,
             output: Some(output),
             error: None,
             spend: None,
@@ -507,7 +481,7 @@ impl<'a> TaskEnd<'a> {
     /// Failed: nothing is spent.
     pub fn failed(error: &'a str, event: &'a serde_json::Value) -> Self {
         Self {
-            status: "failed",
+            status: TaskStatus::Failed,
             output: None,
             error: Some(error),
             spend: Some(0),
@@ -520,7 +494,7 @@ impl<'a> TaskEnd<'a> {
     /// Cancelled: the finished steps' cost is spent, the rest released.
     pub fn cancelled(spent: i64, event: &'a serde_json::Value) -> Self {
         Self {
-            status: "cancelled",
+            status: TaskStatus::Cancelled,
             output: None,
             error: Some("cancelled by the user"),
             spend: Some(spent),
@@ -569,11 +543,9 @@ pub struct BannerRow {
     pub thumbnail: Option<String>,
     pub link: Option<String>,
     pub link_text: Option<String>,
-    /// `_self` or `_blank`.
-    pub link_target: String,
-    /// `main` or `side`.
+    pub link_target: LinkTarget,
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: BannerType,
     pub position: i32,
     pub badge: Option<String>,
     pub badge_color: Option<String>,

@@ -77,7 +77,7 @@ macro_rules! task_queries {
                         .execute(&mut *c)
                         .await
                         .map_err(StoreError::from_sqlx)?;
-                    Ok((task, $crate::store::Recorded { seq: 1, kind: "queued".into(), data }))
+                    Ok((task, $crate::store::Recorded { seq: 1, kind: $crate::store::EventKind::Queued, data }))
                 }))
                 .await
             }
@@ -112,7 +112,7 @@ macro_rules! task_queries {
             pub async fn task_list(
                 &self,
                 user_id: Option<uuid::Uuid>,
-                status: Option<&str>,
+                status: Option<$crate::store::TaskStatus>,
                 tool_id: Option<uuid::Uuid>,
                 before: Option<uuid::Uuid>,
                 limit: i64,
@@ -158,7 +158,7 @@ macro_rules! task_queries {
             async fn events_record_on(
                 c: &mut <$db as sqlx::Database>::Connection,
                 id: uuid::Uuid,
-                events: &[(&str, serde_json::Value)],
+                events: &[($crate::store::EventKind, serde_json::Value)],
                 set: &str,
                 cond: &str,
                 p4: &str,
@@ -183,7 +183,7 @@ macro_rules! task_queries {
                     if data.is_null() {
                         data = serde_json::json!({});
                     }
-                    data["type"] = (*kind).into();
+                    data["type"] = kind.as_str().into();
                     sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
                         .bind(id)
                         .bind(seq)
@@ -193,7 +193,7 @@ macro_rules! task_queries {
                         .execute(&mut *c)
                         .await
                         .map_err(StoreError::from_sqlx)?;
-                    recorded.push($crate::store::Recorded { seq, kind: (*kind).to_string(), data });
+                    recorded.push($crate::store::Recorded { seq, kind: *kind, data });
                 }
                 Ok(Some(recorded))
             }
@@ -230,7 +230,7 @@ macro_rules! task_queries {
                 };
                 let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
                 let Some(mut recorded) =
-                    Self::events_record_on(&mut *c, task_id, &[("step_started", event)], set, cond, step_id, now).await?
+                    Self::events_record_on(&mut *c, task_id, &[($crate::store::EventKind::StepStarted, event)], set, cond, step_id, now).await?
                 else {
                     return Ok(None);
                 };
@@ -261,7 +261,7 @@ macro_rules! task_queries {
                 self.write(move |c| Box::pin(async move {
                     let now = $crate::store::now();
                     let Some(mut recorded) = Self::events_record_on(
-                        &mut *c, task_id, &[("step_completed", event)], "current_step_id = $4", "status = 'running'", &step_id, now,
+                        &mut *c, task_id, &[($crate::store::EventKind::StepCompleted, event)], "current_step_id = $4", "status = 'running'", &step_id, now,
                     )
                     .await?
                     else {
@@ -312,7 +312,7 @@ macro_rules! task_queries {
                     let now = $crate::store::now();
                     let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(1));
                     let Some(mut recorded) = Self::events_record_on(
-                        &mut *c, task_id, &[("progress", event)], "current_step_id = $4", "status = 'running'", &step_id, now,
+                        &mut *c, task_id, &[($crate::store::EventKind::Progress, event)], "current_step_id = $4", "status = 'running'", &step_id, now,
                     )
                     .await?
                     else {
@@ -397,7 +397,8 @@ macro_rules! task_queries {
                 unpark: i64,
             ) -> Result<$crate::store::Finished, $crate::store::LedgerError> {
                 use $crate::store::StoreError;
-                let status = end.status.to_string();
+                let status = end.status;
+                let terminal_kind = $crate::store::EventKind::terminal(status).expect("a task ends completed, failed or cancelled");
                 let output = end.output.cloned();
                 let error = end.error.map(str::to_string);
                 let spend = end.spend;
@@ -406,14 +407,14 @@ macro_rules! task_queries {
                 let terminal = end.event.clone();
                 self.write(move |c| Box::pin(async move {
                     let now = $crate::store::now();
-                    let mut events: Vec<(&str, serde_json::Value)> = Vec::with_capacity(2);
+                    let mut events: Vec<($crate::store::EventKind, serde_json::Value)> = Vec::with_capacity(2);
                     if let Some((_, event, _)) = &step {
-                        events.push(("step_completed", event.clone()));
+                        events.push(($crate::store::EventKind::StepCompleted, event.clone()));
                     }
-                    events.push((status.as_str(), terminal));
+                    events.push((terminal_kind, terminal));
                     let cond = "status NOT IN ('completed', 'failed', 'cancelled')";
                     let recorded =
-                        Self::events_record_on(&mut *c, id, &events, "status = $4, completed_at = $3", cond, &status, now).await?;
+                        Self::events_record_on(&mut *c, id, &events, "status = $4, completed_at = $3", cond, status.as_str(), now).await?;
                     let mut finished = $crate::store::Finished::default();
                     let user_id: Option<uuid::Uuid> = sqlx::query_scalar("DELETE FROM task_queue WHERE task_id = $1 RETURNING user_id")
                         .bind(id)
@@ -474,8 +475,8 @@ macro_rules! task_queries {
             }
 
             /// Flags a task for cooperative cancellation; returns its status.
-            pub async fn task_request_cancel(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<String>> {
-                sqlx::query_scalar::<_, String>("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 RETURNING status")
+            pub async fn task_request_cancel(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskStatus>> {
+                sqlx::query_scalar::<_, $crate::store::TaskStatus>("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 RETURNING status")
                     .bind(id)
                     .bind($crate::store::now())
                     .fetch_optional(&self.pool)
@@ -654,7 +655,7 @@ macro_rules! task_queries {
                 let runnable = !task.is_terminal() && !task.cancel_requested;
                 if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
                     && runnable
-                    && let Some(step) = steps.iter().find(|s| s.status != "completed")
+                    && let Some(step) = steps.iter().find(|s| s.status != $crate::store::StepStatus::Completed)
                 {
                     let name: Option<String> = sqlx::query_scalar(Self::STEP_NAME_SQL)
                         .bind(task.tool_id)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use funmagic_api::credits;
 use funmagic_api::http::error::status_of;
-use funmagic_api::store::{Booked, Role, TxKind};
+use funmagic_api::store::{Booked, Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
@@ -26,7 +26,7 @@ async fn assert_invariants(app: &TestApp, user: uuid::Uuid) {
 async fn concurrent_reservations_never_overspend(app: TestApp) {
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let store = app.state().store();
-    store.credits_grant(ada.id, TxKind::Purchase, 500, "cs_seed", None).await.unwrap();
+    store.credits_grant(ada.id, TransactionType::Purchase, 500, "cs_seed", None).await.unwrap();
     let state = Arc::new(app.state().clone());
     let mut tasks = Vec::new();
     for i in 0..1000 {
@@ -35,7 +35,7 @@ async fn concurrent_reservations_never_overspend(app: TestApp) {
             match credits::reserve(&state, ada.id, &format!("task-{i}"), 1).await {
                 Ok(()) => 200,
                 Err(e) => {
-                    assert_eq!(e.code, "INSUFFICIENT_CREDITS", "{e:?}");
+                    assert_eq!(e.code.as_str(), "INSUFFICIENT_CREDITS", "{e:?}");
                     status_of(e.kind).as_u16()
                 }
             }
@@ -57,19 +57,19 @@ async fn ledger_operations_resolve_once(app: TestApp) {
     let store = app.state().store();
     let state = app.state();
     assert!(matches!(
-        store.credits_grant(ada.id, TxKind::Purchase, 100, "cs_1", None).await.unwrap(),
+        store.credits_grant(ada.id, TransactionType::Purchase, 100, "cs_1", None).await.unwrap(),
         Booked::Applied(_)
     ));
     assert!(matches!(
-        store.credits_grant(ada.id, TxKind::Purchase, 100, "cs_1", None).await.unwrap(),
+        store.credits_grant(ada.id, TransactionType::Purchase, 100, "cs_1", None).await.unwrap(),
         Booked::Duplicate
     ));
     credits::reserve(state, ada.id, "t1", 30).await.unwrap();
     credits::reserve(state, ada.id, "t1", 30).await.expect("a repeated reservation is idempotent");
     let err = credits::reserve(state, ada.id, "t1", 31).await.unwrap_err();
-    assert_eq!(err.code, "RESERVATION_MISMATCH");
+    assert_eq!(err.code.as_str(), "RESERVATION_MISMATCH");
     let err = credits::reserve(state, ada.id, "t2", 71).await.unwrap_err();
-    assert_eq!((status_of(err.kind).as_u16(), err.code.as_ref()), (402, "INSUFFICIENT_CREDITS"));
+    assert_eq!((status_of(err.kind).as_u16(), err.code.as_str()), (402, "INSUFFICIENT_CREDITS"));
     assert_eq!(err.details.unwrap(), serde_json::json!({"cost": 71, "available": 70}));
 
     // Two workers confirm the same task at once: one spend.

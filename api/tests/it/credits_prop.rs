@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use funmagic_api::app::AppState;
 use funmagic_api::credits;
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -92,7 +92,7 @@ async fn run(state: &AppState, user: uuid::Uuid, case: &str, step: usize, op: &O
     let _ = match *op {
         Op::Grant(a) => state
             .store()
-            .credits_grant(user, TxKind::Purchase, a, &format!("{case}-grant-{step}"), None)
+            .credits_grant(user, TransactionType::Purchase, a, &format!("{case}-grant-{step}"), None)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
@@ -102,7 +102,7 @@ async fn run(state: &AppState, user: uuid::Uuid, case: &str, step: usize, op: &O
             } else {
                 state
                     .store()
-                    .credits_grant(user, TxKind::AdminAdjust, a, &format!("{case}-adjust-{step}"), None)
+                    .credits_grant(user, TransactionType::AdminAdjust, a, &format!("{case}-adjust-{step}"), None)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())

@@ -2,7 +2,7 @@
 //! and open streams at once — 429 with `Retry-After`, per user, on both backends.
 
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
@@ -10,7 +10,11 @@ use crate::{actor, client_as, err_code};
 
 async fn funded(app: &TestApp, email: &str) -> crate::Actor {
     let a = actor(app, email, Role::User).await;
-    app.state().store().credits_grant(a.id, TxKind::Bonus, 1000, &format!("seed-{}", a.id), None).await.unwrap();
+    app.state()
+        .store()
+        .credits_grant(a.id, TransactionType::Bonus, 1000, &format!("seed-{}", a.id), None)
+        .await
+        .unwrap();
     a
 }
 

@@ -48,7 +48,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 /// Creates a user with `role` and password [`PASSWORD`], and a session for it.
 pub async fn actor(app: &funmagic_api::testing::TestApp, email: &str, role: funmagic_api::store::Role) -> Actor {
-    use funmagic_api::auth::flows;
+    use funmagic_api::accounts::flows;
     let state = app.state();
     let hash = state.hasher().hash(PASSWORD).await.unwrap();
     let new = funmagic_api::store::NewUser { email: email.into(), name: "Test".into(), role, email_verified: true };

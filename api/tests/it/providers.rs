@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 use serde_json::json;
@@ -20,7 +20,11 @@ funmagic_api::test_both_backends!(local_tools_end_to_end, provider_admin_and_key
 
 async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
     let a = actor(app, email, Role::User).await;
-    app.state().store().credits_grant(a.id, TxKind::Bonus, credits, &format!("seed-{}", a.id), None).await.unwrap();
+    app.state()
+        .store()
+        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
+        .await
+        .unwrap();
     a
 }
 
@@ -71,7 +75,7 @@ struct Tap {
 
 impl Tap {
     async fn new(app: &TestApp) -> Self {
-        Self { rx: app.state().event_hub().tap(app.state()).await, seen: Vec::new() }
+        Self { rx: app.state().events().tap().await, seen: Vec::new() }
     }
 
     /// The events of task `id` seen so far, once one of them satisfies `until` (60 s at most).
@@ -85,7 +89,7 @@ impl Tap {
             let live = tokio::time::timeout_at(deadline, self.rx.recv()).await.expect("the event never came").unwrap();
             self.seen.push((*live).clone());
         }
-        self.seen.iter().filter(|l| l.task_id == id).map(|l| (l.kind.clone(), l.data.clone())).collect()
+        self.seen.iter().filter(|l| l.task_id == id).map(|l| (l.kind.to_string(), l.data.clone())).collect()
     }
 
     /// Every event of task `id`, up to its terminal one.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{Claim, Role, TxKind};
+use funmagic_api::store::{Claim, Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
@@ -14,7 +14,11 @@ use crate::{actor, client_as, err_code};
 
 async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
     let a = actor(app, email, Role::User).await;
-    app.state().store().credits_grant(a.id, TxKind::Bonus, credits, &format!("seed-{}", a.id), None).await.unwrap();
+    app.state()
+        .store()
+        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
+        .await
+        .unwrap();
     a
 }
 
@@ -92,7 +96,7 @@ async fn dead_letters() {
         extra.tasks.max_attempts = Some(2);
         extra.tasks.retry_base_ms = Some(20);
         extra.tasks.lease_secs = Some(3);
-        let Some(app) = TestApp::spawn_with(backend, extra).await else { continue };
+        let Some(mut app) = TestApp::spawn_with(backend, extra).await else { continue };
         let ada = funded(&app, "ada@example.com", 10).await;
         let admin = actor(&app, "admin@example.com", Role::Admin).await;
         let (as_ada, as_admin) = (client_as(&app, &ada.token), client_as(&app, &admin.token));
@@ -102,8 +106,7 @@ async fn dead_letters() {
         assert_eq!(failing.status.to_string(), "failed");
 
         // Runs that died without a word: claim twice by hand with the workers stopped.
-        app.workers.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.stop_workers().await;
         let crashing = as_ada.task_create(None, &echo(serde_json::json!({}))).await.unwrap().into_inner().task;
         for attempt in 1..=2 {
             let claim =
@@ -111,8 +114,8 @@ async fn dead_letters() {
             assert!(matches!(&claim, Claim::Claimed(c) if c.attempts == attempt), "{claim:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
+        // The third run (now, in this call) sees two runs that never ended.
+        assert_eq!(app.run_pending_tasks().await, 1);
         let crashing = ended(&as_ada, crashing.id).await;
         assert_eq!(crashing.status.to_string(), "failed", "{backend:?}");
 
@@ -133,13 +136,14 @@ async fn dead_letters() {
         let retried = as_admin.admin_task_retry(&crashing.id).await.unwrap().into_inner().task;
         assert_ne!(retried.id, crashing.id);
         assert_eq!(retried.user_id, ada.id);
+        assert_eq!(app.run_pending_tasks().await, 1, "the retry waits for a worker");
         let retried = ended(&as_ada, retried.id).await;
         assert_eq!(retried.status.to_string(), "completed", "{backend:?}");
         assert_eq!(err_code(as_admin.admin_task_retry(&retried.id).await), (409, "TASK_NOT_FAILED".into()));
         assert_eq!(err_code(as_ada.admin_task_retry(&crashing.id).await).0, 403);
         let events = as_ada.task_events_list(&retried.id).await.unwrap().into_inner().events;
-        assert_eq!(events.first().map(|e| e.type_.as_str()), Some("queued"));
-        assert_eq!(events.last().map(|e| e.type_.as_str()), Some("completed"));
+        assert_eq!(events.first().map(|e| e.type_.to_string()).as_deref(), Some("queued"));
+        assert_eq!(events.last().map(|e| e.type_.to_string()).as_deref(), Some("completed"));
         let bob = funded(&app, "bob@example.com", 1).await;
         assert_eq!(err_code(client_as(&app, &bob.token).task_events_list(&retried.id).await).0, 404);
         assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 9);
@@ -147,7 +151,6 @@ async fn dead_letters() {
         let stats = as_admin.admin_queue_get().await.unwrap().into_inner();
         assert_eq!((stats.waiting, stats.running), (0, 0));
         assert_eq!(stats.backend, if backend == TestBackend::ScaleOut { "redis" } else { "database" });
-        stop_tx.send(true).unwrap();
     }
 }
 
@@ -157,11 +160,10 @@ async fn dead_letters() {
 async fn reconciler_resends_lost_entries() {
     let mut extra = SettingsLayer::default();
     extra.tasks.reconcile_secs = Some(2);
-    let Some(app) = TestApp::spawn_with(TestBackend::ScaleOut, extra).await else { return };
+    let Some(mut app) = TestApp::spawn_with(TestBackend::ScaleOut, extra).await else { return };
     let ada = funded(&app, "ada@example.com", 10).await;
     let as_ada = client_as(&app, &ada.token);
-    app.workers.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.stop_workers().await;
     let task = as_ada.task_create(None, &echo(serde_json::json!({"lost": true}))).await.unwrap().into_inner().task;
     let redis = app.state().redis().unwrap();
     let mut conn = redis.conn();
@@ -180,7 +182,7 @@ async fn reconciler_resends_lost_entries() {
     assert_eq!(trimmed, 1, "the submit sent exactly one entry");
 
     let (_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(funmagic_api::tasks::run_workers(app.state().clone(), 2, stop));
+    tokio::spawn(funmagic_api::worker::run_workers(app.state().clone(), 2, stop));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         as_ada.task_get(&task.id).await.unwrap().into_inner().task.status.to_string(),

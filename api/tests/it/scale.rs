@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use funmagic_api::app::{AppState, Migrations};
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{NewUser, Role, TxKind};
+use funmagic_api::store::{NewUser, Role, TransactionType};
 use funmagic_api::testing::{TempDir, TestApp, TestBackend, TestDatabase, TestRedisPrefix};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -69,9 +69,9 @@ async fn two_apis_two_workers_one_killed() {
         })
         .await
         .unwrap();
-    state.store().credits_grant(user.id, TxKind::Purchase, 1000, "cs_load", None).await.unwrap();
+    state.store().credits_grant(user.id, TransactionType::Purchase, 1000, "cs_load", None).await.unwrap();
     let token =
-        funmagic_api::auth::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
 
     let (_api1, url1) = start_api(&dir, &db, &redis).await;
     let (_api2, url2) = start_api(&dir, &db, &redis).await;
@@ -94,7 +94,12 @@ async fn two_apis_two_workers_one_killed() {
     // Kill one worker while tasks are in flight.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let done = state.store().task_list(Some(user.id), Some("completed"), None, None, 500).await.unwrap().len();
+        let done = state
+            .store()
+            .task_list(Some(user.id), Some(funmagic_api::store::TaskStatus::Completed), None, None, 500)
+            .await
+            .unwrap()
+            .len();
         if done >= 30 || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -105,7 +110,12 @@ async fn two_apis_two_workers_one_killed() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let done = state.store().task_list(Some(user.id), Some("completed"), None, None, 500).await.unwrap().len();
+        let done = state
+            .store()
+            .task_list(Some(user.id), Some(funmagic_api::store::TaskStatus::Completed), None, None, 500)
+            .await
+            .unwrap()
+            .len();
         if done == 200 {
             break;
         }
@@ -114,7 +124,7 @@ async fn two_apis_two_workers_one_killed() {
     }
     for id in &ids {
         let events = state.store().task_events_after(*id, 0).await.unwrap();
-        let completed = events.iter().filter(|e| e.kind == "completed").count();
+        let completed = events.iter().filter(|e| e.kind == funmagic_api::store::EventKind::Completed).count();
         assert_eq!(completed, 1, "task {id} completed exactly once");
     }
     let credits = state.store().credits_get(user.id).await.unwrap();
@@ -144,7 +154,7 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     let provider = funmagic_api::store::ProviderRow {
         id: provider_id,
         name: "fal".into(),
-        kind: "fal".into(),
+        kind: funmagic_api::store::ProviderKind::Fal,
         base_url: Some(fake.base.clone()),
         is_active: true,
         is_healthy: true,
@@ -188,9 +198,9 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
         })
         .await
         .unwrap();
-    state.store().credits_grant(user.id, TxKind::Purchase, 20, "cs_k", None).await.unwrap();
+    state.store().credits_grant(user.id, TransactionType::Purchase, 20, "cs_k", None).await.unwrap();
     let token =
-        funmagic_api::auth::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
 
     let png = funmagic_api::testing::sample_png(24, 24);
     fake.script("GET /files/in.png", vec![Reply::bytes("image/png", png.clone())]);
@@ -258,7 +268,7 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     assert_eq!(detail.steps[0].state["falRequestId"], "req-k");
     let events = tokio::time::timeout(Duration::from_secs(30), follower).await.unwrap().unwrap();
     assert!(events.iter().any(|e| e.data["message"] == "resuming the fal.ai request"), "{events:?}");
-    assert_eq!(events.last().map(|e| e.kind.as_str()), Some("completed"));
+    assert_eq!(events.last().map(|e| e.kind), Some(funmagic_sdk::types::EventKind::Completed));
     let balance = client.credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (13, 0), "paid once");
     assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());

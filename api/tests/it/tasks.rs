@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use funmagic_api::store::{Role, TxKind};
+use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::TestApp;
 use funmagic_sdk::types;
 use futures::StreamExt;
@@ -69,7 +69,11 @@ async fn read_events(
 
 async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
     let a = actor(app, email, Role::User).await;
-    app.state().store().credits_grant(a.id, TxKind::Bonus, credits, &format!("seed-{}", a.id), None).await.unwrap();
+    app.state()
+        .store()
+        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
+        .await
+        .unwrap();
     a
 }
 
@@ -105,7 +109,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
     let ids: Vec<i64> = events.iter().filter_map(|e| e.0).collect();
     assert_eq!(ids, [1, 2, 3, 4], "every milestone has the next id");
     let history = as_ada.task_events_list(&task.id).await.unwrap().into_inner().events;
-    let recorded: Vec<&str> = history.iter().map(|e| e.type_.as_str()).collect();
+    let recorded: Vec<String> = history.iter().map(|e| e.type_.to_string()).collect();
     assert_eq!(recorded, ["queued", "step_started", "step_completed", "completed"], "only milestones are recorded");
     assert_eq!(events.last().unwrap().2["output"]["hello"], "world");
 
@@ -133,7 +137,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
     };
     let failed = as_ada.task_create(None, &bg).await;
     assert_eq!(err_code(failed), (402, "INSUFFICIENT_CREDITS".into()), "9 available, 10 needed");
-    app.state().store().credits_grant(ada.id, TxKind::Bonus, 10, "more", None).await.unwrap();
+    app.state().store().credits_grant(ada.id, TransactionType::Bonus, 10, "more", None).await.unwrap();
     let t = as_ada.task_create(None, &bg).await.unwrap().into_inner().task;
     let events = read_events(&app.base_url(), &ada.token, t.id, None, |_| false).await;
     assert_eq!(events.last().unwrap().1, "failed");
@@ -214,7 +218,7 @@ async fn submit_rules_and_idempotency(app: TestApp) {
     assert_eq!(retried.id, replayed.id, "the retry's answer is stored for replays");
 }
 
-async fn cancel_queued_and_running(app: TestApp) {
+async fn cancel_queued_and_running(mut app: TestApp) {
     let ada = funded(&app, "ada@example.com", 20).await;
     let admin = actor(&app, "admin@example.com", Role::Admin).await;
     let as_ada = client_as(&app, &ada.token);
@@ -261,8 +265,7 @@ async fn cancel_queued_and_running(app: TestApp) {
     assert_eq!(err_code(as_ada.task_cancel(&task.id).await), (409, "TASK_FINISHED".into()));
 
     // Queued: with the workers stopped the task waits; cancel releases at once.
-    let _ = app.workers.send(true);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.stop_workers().await;
     let waiting = as_ada.task_create(None, &echo(serde_json::json!({}))).await.unwrap().into_inner().task;
     let detail = as_ada.task_get(&waiting.id).await.unwrap().into_inner();
     assert_eq!((detail.task.status.to_string().as_str(), detail.queue_position), ("queued", Some(0)));

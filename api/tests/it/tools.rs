@@ -21,7 +21,7 @@ async fn default_tools_are_listed(app: TestApp) {
     assert_eq!(figme.tool_type.unwrap().name, "3d");
     assert_eq!(err_code(client(&app).tool_get(&"nope".parse().unwrap()).await).0, 404);
     // Seeding again (a restart, another process) changes nothing.
-    funmagic_api::tools::seed_defaults(app.state()).await.unwrap();
+    funmagic_api::tools::seed_defaults(app.state().store()).await.unwrap();
     assert_eq!(client(&app).tool_list().await.unwrap().into_inner().tools.len(), 4);
 }
 

@@ -43,8 +43,8 @@ pub async fn signed_in(
     let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
     if credits > 0 {
         let reference = format!("seed-{email}");
-        let kind = funmagic_api::store::TxKind::Bonus;
+        let kind = funmagic_api::store::TransactionType::Bonus;
         state.store().credits_grant(user.id, kind, credits, &reference, None).await.unwrap();
     }
-    funmagic_api::auth::flows::create_session(state, user, &Default::default()).await.unwrap().token
+    funmagic_api::accounts::flows::create_session(state, user, &Default::default()).await.unwrap().token
 }

@@ -5,7 +5,7 @@
 mod pty;
 mod screens;
 
-use funmagic_api::store::{NewUser, Role, TxKind};
+use funmagic_api::store::{NewUser, Role, TransactionType};
 use funmagic_api::testing::TestApp;
 
 /// A user with a session token.
@@ -16,9 +16,13 @@ pub async fn user(app: &TestApp, email: &str, role: Role, credits: i64) -> (uuid
         NewUser { email: email.into(), name: email.split('@').next().unwrap().into(), role, email_verified: true };
     let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
     if credits > 0 {
-        state.store().credits_grant(user.id, TxKind::Bonus, credits, &format!("seed-{email}"), None).await.unwrap();
+        state
+            .store()
+            .credits_grant(user.id, TransactionType::Bonus, credits, &format!("seed-{email}"), None)
+            .await
+            .unwrap();
     }
     let token =
-        funmagic_api::auth::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
+        funmagic_api::accounts::flows::create_session(state, user.clone(), &Default::default()).await.unwrap().token;
     (user.id, token)
 }

@@ -237,7 +237,7 @@ async fn every_screen() {
         c.on_key(Key::Char('f'));
         settle(&mut c, &mut rx, &client).await;
     }
-    assert_eq!(c.tasks.status.as_deref(), Some("failed"));
+    assert_eq!(c.tasks.status, Some(funmagic_sdk::types::TaskStatus::Failed));
     c.on_key(Key::Enter);
     settle(&mut c, &mut rx, &client).await;
     frames.push(("tasks_failed_detail", text(&render(&c, 100, 30))));

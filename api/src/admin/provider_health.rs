@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::app::AppState;
+use crate::providers::ProviderKind;
 use crate::store::ProviderRow;
 
 /// Checks one provider and records the result; returns (healthy, message).
@@ -25,20 +26,17 @@ pub async fn check_and_record(state: &AppState, provider: &ProviderRow) -> (bool
 }
 
 async fn check(state: &AppState, provider: &ProviderRow) -> (bool, String) {
-    use super::ProviderKind;
-    let Some(kind) = ProviderKind::of(provider) else {
-        return (false, format!("unknown provider type '{}'", provider.kind));
-    };
-    if kind == ProviderKind::Local {
+    if provider.kind == ProviderKind::Local {
         return (true, "built in".into());
     }
-    let key = match super::decrypt_key(state, provider) {
+    let key = match crate::providers::decrypt_key(state.master_key(), provider) {
         Ok(key) => key,
         Err(e) => return (false, e.message),
     };
-    let base = super::base_url(provider);
+    let base = crate::providers::base_url(provider);
     let base = base.trim_end_matches('/');
-    let client = super::http::client(state);
+    let client = state.http();
+    let kind = provider.kind;
     let request = match kind {
         ProviderKind::OpenAi => client.get(format!("{base}/models")).bearer_auth(key.expose_secret()),
         ProviderKind::Fal => client
@@ -58,7 +56,7 @@ async fn check(state: &AppState, provider: &ProviderRow) -> (bool, String) {
             }
         }
         Err(e) if e.is_timeout() => (false, "no answer within 15 s".into()),
-        Err(e) => (false, super::http::safe_message(&format!("unreachable: {e}"), &key)),
+        Err(e) => (false, crate::providers::http::safe_message(&format!("unreachable: {e}"), &key)),
     }
 }
 

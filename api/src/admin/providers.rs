@@ -4,17 +4,17 @@
 
 use uuid::Uuid;
 
-use super::{ProviderKind, crypto};
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::providers::{ProviderKind, crypto};
 use crate::store::{ProviderRow, StoreError};
 
 /// A new provider (`kind`: openai, fal or tripo).
 #[derive(Debug, Clone)]
 pub struct NewProvider {
     pub name: String,
-    pub kind: String,
+    pub kind: ProviderKind,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
     pub is_active: Option<bool>,
@@ -40,9 +40,9 @@ pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Prov
 pub async fn create(state: &AppState, principal: &Principal, new: &NewProvider) -> AppResult<ProviderRow> {
     principal.require(Access::SuperAdmin)?;
     validate_name(&new.name)?;
-    match ProviderKind::parse(&new.kind) {
-        Some(ProviderKind::OpenAi | ProviderKind::Fal | ProviderKind::Tripo) => {}
-        Some(ProviderKind::Local) | None => {
+    match new.kind {
+        ProviderKind::OpenAi | ProviderKind::Fal | ProviderKind::Tripo => {}
+        ProviderKind::Local => {
             return Err(AppError::validation("type must be openai, fal or tripo (local is built in)"));
         }
     }
@@ -53,7 +53,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: &NewProvider) 
     let mut row = ProviderRow {
         id: Uuid::now_v7(),
         name: new.name.clone(),
-        kind: new.kind.clone(),
+        kind: new.kind,
         base_url: new.base_url.clone(),
         is_active: new.is_active.unwrap_or(true),
         is_healthy: false,
@@ -80,9 +80,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: &NewProvider) 
 pub async fn change(state: &AppState, principal: &Principal, id: Uuid, c: &ProviderChange) -> AppResult<ProviderRow> {
     principal.require(Access::SuperAdmin)?;
     let mut row = state.store().provider_get(id).await?.ok_or_else(|| AppError::not_found("provider"))?;
-    if ProviderKind::of(&row) == Some(ProviderKind::Local)
-        && (c.api_key.is_some() || c.base_url.is_some() || c.name.is_some())
-    {
+    if row.kind == ProviderKind::Local && (c.api_key.is_some() || c.base_url.is_some() || c.name.is_some()) {
         return Err(AppError::validation("the local provider has no key, URL or other name"));
     }
     if let Some(name) = &c.name {
@@ -102,7 +100,7 @@ pub async fn change(state: &AppState, principal: &Principal, id: Uuid, c: &Provi
         if row.api_key.is_some() && c.api_key.is_none() && row.base_url.as_deref() != Some(url.as_str()) {
             return Err(AppError::new(
                 ErrorKind::Validation,
-                "KEY_REQUIRED",
+                ErrorCode::KeyRequired,
                 "changing baseUrl needs the API key again (apiKey) in the same request",
             ));
         }
@@ -122,7 +120,7 @@ pub async fn change(state: &AppState, principal: &Principal, id: Uuid, c: &Provi
 pub async fn test(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<(ProviderRow, bool, String)> {
     principal.require(Access::SuperAdmin)?;
     let row = state.store().provider_get(id).await?.ok_or_else(|| AppError::not_found("provider"))?;
-    let (healthy, message) = super::health::check_and_record(state, &row).await;
+    let (healthy, message) = super::provider_health::check_and_record(state, &row).await;
     let row = state.store().provider_get(id).await?.ok_or_else(|| AppError::not_found("provider"))?;
     Ok((row, healthy, message))
 }
@@ -162,7 +160,7 @@ fn validate_base_url(url: &str) -> AppResult<()> {
 
 fn conflict(e: StoreError) -> AppError {
     match e {
-        StoreError::Conflict(_) => AppError::conflict("NAME_TAKEN", "a provider with this name exists"),
+        StoreError::Conflict(_) => AppError::conflict(ErrorCode::NameTaken, "a provider with this name exists"),
         other => other.into(),
     }
 }
@@ -171,4 +169,49 @@ fn set_key(master: &crypto::MasterKey, row: &mut ProviderRow, key: &str) {
     row.api_key = Some(master.encrypt(row.id, key));
     row.api_key_id = Some(master.id().to_string());
     row.api_key_last4 = Some(crypto::last4(key));
+}
+
+/// What a master key rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    pub keys: u64,
+    /// The key file that now holds the new key (embedded default); `None` when the key
+    /// comes from `FUNMAGIC_MASTER_KEY`.
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Re-encrypts every provider key under `new`, all in one transaction. With the key in
+/// `<data_dir>/master.key`, the new key is written beside it first and moved over it
+/// after the commit (the old one kept as `master.key.<old id>.old`), so no step leaves
+/// keys that no file can decrypt.
+pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Result<Rotation, String> {
+    let current = state.master_key();
+    let mut replaced = Vec::new();
+    for p in state.store().provider_list().await.map_err(|e| e.to_string())? {
+        let (Some(sealed), Some(key_id)) = (&p.api_key, &p.api_key_id) else { continue };
+        if key_id == new.id() {
+            continue;
+        }
+        let plain = current.decrypt(p.id, key_id, sealed).map_err(|e| format!("provider '{}': {e}", p.name))?;
+        replaced.push((p.id, key_id.clone(), new.encrypt(p.id, &plain), new.id().to_string()));
+    }
+    let file = state.settings().providers.master_key.is_none().then(|| crypto::key_path(state.settings()));
+    let staged = file.as_ref().map(|f| f.with_extension("key.new"));
+    if let Some(staged) = &staged {
+        let _ = std::fs::remove_file(staged);
+        crypto::write_new(staged, &new.encoded()).map_err(|e| format!("{}: {e}", staged.display()))?;
+    }
+    if let Some(file) = &file {
+        // The old key is kept before anything changes, so no failure below loses it.
+        let backup = file.with_extension(format!("key.{}.old", current.id()));
+        std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
+    }
+    let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
+    state.catalogue().invalidate();
+    if let (Some(file), Some(staged)) = (&file, &staged) {
+        std::fs::rename(staged, file).map_err(|e| {
+            format!("the keys are re-encrypted but {} could not replace {}: {e}", staged.display(), file.display())
+        })?;
+    }
+    Ok(Rotation { keys, file })
 }

@@ -5,10 +5,10 @@
 use chrono::Duration as ChronoDuration;
 use uuid::Uuid;
 
-use super::{Access, MINUTE, Principal, token};
 use crate::app::AppState;
-use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::{ApiKeyRow, KeyScope, NewUser, Role, SessionRow, StoreError, UserRow};
+use crate::auth::{Access, MINUTE, Principal, token};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::store::{ApiKeyRow, DeviceCodeStatus, KeyScope, NewUser, Role, SessionRow, StoreError, UserRow};
 
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_EMAIL_LEN: usize = 254;
@@ -35,7 +35,7 @@ pub struct IssuedSession {
 /// Lower-cases and checks an email address (shape and length only; delivery proves it).
 pub fn normalize_email(raw: &str) -> AppResult<String> {
     let email = raw.trim().to_lowercase();
-    let invalid = || AppError::new(ErrorKind::Validation, "INVALID_EMAIL", "that is not a valid email address");
+    let invalid = || AppError::new(ErrorKind::Validation, ErrorCode::InvalidEmail, "that is not a valid email address");
     if raw.chars().count() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
@@ -60,7 +60,7 @@ pub fn validate_name(raw: &str) -> AppResult<String> {
     if name.is_empty() || len > MAX_NAME_LEN || raw.chars().any(char::is_control) {
         return Err(AppError::new(
             ErrorKind::Validation,
-            "INVALID_NAME",
+            ErrorCode::InvalidName,
             format!("the name must have 1 to {MAX_NAME_LEN} printable characters"),
         ));
     }
@@ -93,17 +93,21 @@ pub async fn sign_up(
     client: &Client,
 ) -> AppResult<IssuedSession> {
     if !state.settings().auth.signup_enabled {
-        return Err(AppError::new(ErrorKind::Forbidden, "SIGNUP_DISABLED", "sign-up is disabled on this server"));
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            ErrorCode::SignupDisabled,
+            "sign-up is disabled on this server",
+        ));
     }
     limit_ip(state, "sign-up", client).await?;
     let name = validate_name(name)?;
     let email = normalize_email(email)?;
-    super::password::validate_new_password(password)?;
+    crate::auth::password::validate_new_password(password)?;
     let hash = state.hasher().hash(password).await?;
     let new = NewUser { email: email.clone(), name, role: Role::User, email_verified: false };
     let user = state.store().user_create_with_password(&new, &hash).await.map_err(|e| match e {
         StoreError::Conflict(_) => {
-            AppError::conflict("EMAIL_TAKEN", "an account with this email already exists; sign in instead")
+            AppError::conflict(ErrorCode::EmailTaken, "an account with this email already exists; sign in instead")
         }
         other => other.into(),
     })?;
@@ -114,7 +118,8 @@ pub async fn sign_up(
 
 pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Client) -> AppResult<IssuedSession> {
     limit_ip(state, "sign-in", client).await?;
-    let invalid = || AppError::new(ErrorKind::Unauthenticated, "INVALID_CREDENTIALS", "wrong email or password");
+    let invalid =
+        || AppError::new(ErrorKind::Unauthenticated, ErrorCode::InvalidCredentials, "wrong email or password");
     // A malformed email is answered like a wrong one, after the same work.
     let email = normalize_email(email).unwrap_or_default();
     limit_email_from(state, "sign-in", &email, client).await?;
@@ -128,7 +133,7 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Cli
     }
     let user = user.ok_or_else(invalid)?;
     if user.banned {
-        return Err(AppError::new(ErrorKind::Forbidden, "USER_BANNED", "this account has been suspended"));
+        return Err(AppError::new(ErrorKind::Forbidden, ErrorCode::UserBanned, "this account has been suspended"));
     }
     create_session(state, user, client).await
 }
@@ -146,7 +151,7 @@ pub async fn create_session(state: &AppState, user: UserRow, client: &Client) ->
 /// Ends the caller's session (an API key is not a session: 403 SESSION_REQUIRED; revoke
 /// the key instead).
 pub async fn sign_out(state: &AppState, principal: &Principal) -> AppResult<()> {
-    let super::Credential::Session { token_hash, .. } = &principal.credential else {
+    let crate::auth::Credential::Session { token_hash, .. } = &principal.credential else {
         // An API key: 403 SESSION_REQUIRED.
         return principal.require_session("signing out (revoke an API key instead)");
     };
@@ -177,13 +182,14 @@ pub async fn resend_verification(state: &AppState, principal: &Principal, client
     limit_ip(state, "verify", client).await?;
     limit_email(state, "verify", &principal.user.email).await?;
     if principal.user.email_verified {
-        return Err(AppError::conflict("ALREADY_VERIFIED", "this email address is already verified"));
+        return Err(AppError::conflict(ErrorCode::AlreadyVerified, "this email address is already verified"));
     }
     send_verification(state, &principal.user).await
 }
 
 pub async fn verify_email(state: &AppState, secret: &str) -> AppResult<UserRow> {
-    let invalid = || AppError::new(ErrorKind::BadRequest, "INVALID_TOKEN", "this link is invalid, used or expired");
+    let invalid =
+        || AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidToken, "this link is invalid, used or expired");
     let identifier =
         state.store().verification_consume("email-verification:", &token::hash(secret)).await?.ok_or_else(invalid)?;
     let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
@@ -214,9 +220,10 @@ pub async fn request_password_reset(state: &AppState, email: &str, client: &Clie
 /// Sets a new password from a reset token and signs out every session of the user.
 pub async fn reset_password(state: &AppState, secret: &str, new_password: &str, client: &Client) -> AppResult<()> {
     limit_ip(state, "reset", client).await?;
-    super::password::validate_new_password(new_password)?;
-    let invalid =
-        || AppError::new(ErrorKind::BadRequest, "INVALID_TOKEN", "this reset token is invalid, used or expired");
+    crate::auth::password::validate_new_password(new_password)?;
+    let invalid = || {
+        AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidToken, "this reset token is invalid, used or expired")
+    };
     let identifier =
         state.store().verification_consume("password-reset:", &token::hash(secret)).await?.ok_or_else(invalid)?;
     let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
@@ -243,10 +250,14 @@ pub async fn change_password(
 ) -> AppResult<()> {
     principal.require(Access::Write)?;
     limit_ip(state, "sign-in", client).await?;
-    super::password::validate_new_password(new_password)?;
+    crate::auth::password::validate_new_password(new_password)?;
     let stored = state.store().password_hash_get(principal.user_id()).await?;
     if !state.hasher().verify(current, stored.as_deref()).await {
-        return Err(AppError::new(ErrorKind::Unauthenticated, "INVALID_CREDENTIALS", "the current password is wrong"));
+        return Err(AppError::new(
+            ErrorKind::Unauthenticated,
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
     }
     let hash = state.hasher().hash(new_password).await?;
     state.store().password_hash_set(principal.user_id(), &hash).await?;
@@ -300,13 +311,17 @@ pub async fn api_key_create(
     let name = validate_name(name)?;
     if scope == KeyScope::Admin {
         principal.require(Access::Admin).map_err(|_| {
-            AppError::new(ErrorKind::Forbidden, "FORBIDDEN", "only admins can create keys with the admin scope")
+            AppError::new(
+                ErrorKind::Forbidden,
+                ErrorCode::Forbidden,
+                "only admins can create keys with the admin scope",
+            )
         })?;
     }
     if principal.scope() < scope {
         return Err(AppError::new(
             ErrorKind::Forbidden,
-            "INSUFFICIENT_SCOPE",
+            ErrorCode::InsufficientScope,
             "a key cannot create a key with more scope than its own",
         ));
     }
@@ -314,7 +329,7 @@ pub async fn api_key_create(
         return Err(AppError::validation("expiresInDays must be between 1 and 3650"));
     }
     if state.store().api_key_list(principal.user_id()).await?.len() >= 100 {
-        return Err(AppError::conflict("TOO_MANY_KEYS", "revoke an API key before creating more than 100"));
+        return Err(AppError::conflict(ErrorCode::TooManyKeys, "revoke an API key before creating more than 100"));
     }
     let secret = token::generate(token::API_KEY_PREFIX);
     let prefix: String = secret.chars().take(12).collect();
@@ -377,23 +392,29 @@ pub enum DevicePoll {
 
 pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Client) -> AppResult<DevicePoll> {
     limit_ip(state, "device-token", client).await.map_err(|mut e| {
-        e.code = "SLOW_DOWN".into();
+        e.code = ErrorCode::SlowDown;
         e
     })?;
     let Some(row) = state.store().device_code_poll(&token::hash(device_code)).await? else {
-        return Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "unknown device code"));
+        return Err(AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidGrant, "unknown device code"));
     };
     let now = crate::store::now();
     if row.expires_at <= now {
         return Ok(DevicePoll::Expired);
     }
-    match row.status.as_str() {
-        "denied" => Ok(DevicePoll::Denied),
-        "consumed" => Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "this device code was already used")),
-        "approved" => {
+    match row.status {
+        DeviceCodeStatus::Denied => Ok(DevicePoll::Denied),
+        DeviceCodeStatus::Consumed => {
+            Err(AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidGrant, "this device code was already used"))
+        }
+        DeviceCodeStatus::Approved => {
             let user_id = row.user_id.ok_or_else(|| AppError::internal("approved device code without user"))?;
             if !state.store().device_code_consume(row.id).await? {
-                return Err(AppError::new(ErrorKind::BadRequest, "INVALID_GRANT", "this device code was already used"));
+                return Err(AppError::new(
+                    ErrorKind::BadRequest,
+                    ErrorCode::InvalidGrant,
+                    "this device code was already used",
+                ));
             }
             let user = state.store().user_get(user_id).await?.ok_or_else(|| AppError::not_found("user"))?;
             if user.banned {
@@ -401,7 +422,7 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
             }
             Ok(DevicePoll::Granted(Box::new(create_session(state, user, client).await?)))
         }
-        _ => {
+        DeviceCodeStatus::Pending => {
             let too_fast = row.last_polled_at.is_some_and(|t| {
                 now - t < ChronoDuration::seconds(i64::from(row.interval_secs)) - ChronoDuration::milliseconds(500)
             });
@@ -413,7 +434,7 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
 fn invalid_user_code() -> AppError {
     AppError::new(
         ErrorKind::NotFound,
-        "INVALID_USER_CODE",
+        ErrorCode::InvalidUserCode,
         "no pending sign-in request has that code; it may have expired",
     )
 }
@@ -432,7 +453,7 @@ pub async fn device_lookup(
         .store()
         .device_code_by_user_code(&code)
         .await?
-        .filter(|row| row.status == "pending" && row.expires_at > crate::store::now())
+        .filter(|row| row.status == DeviceCodeStatus::Pending && row.expires_at > crate::store::now())
         .ok_or_else(invalid_user_code)
 }
 
@@ -463,9 +484,10 @@ pub async fn admin_set_role(state: &AppState, principal: &Principal, id: Uuid, r
     principal.require(Access::SuperAdmin)?;
     let user = state.store().user_set_role(id, role).await.map_err(|e| match e {
         StoreError::NotFound => AppError::not_found("user"),
-        StoreError::Constraint(c) if c == "last_super_admin" => {
-            AppError::conflict("LAST_SUPER_ADMIN", "the last super admin cannot be demoted; promote another one first")
-        }
+        StoreError::Constraint(c) if c == "last_super_admin" => AppError::conflict(
+            ErrorCode::LastSuperAdmin,
+            "the last super admin cannot be demoted; promote another one first",
+        ),
         other => other.into(),
     })?;
     state.authenticator().forget_user(id).await;
@@ -483,7 +505,7 @@ pub async fn admin_set_banned(
 ) -> AppResult<UserRow> {
     let target = admin_user_get(state, principal, id).await?;
     if target.id == principal.user_id() {
-        return Err(AppError::conflict("CANNOT_BAN_SELF", "you cannot ban yourself"));
+        return Err(AppError::conflict(ErrorCode::CannotBanSelf, "you cannot ban yourself"));
     }
     match target.role() {
         Role::SuperAdmin => return Err(AppError::forbidden()),
@@ -514,7 +536,7 @@ pub async fn admin_revoke_sessions(state: &AppState, principal: &Principal, id: 
 /// Creates (or promotes and re-passwords) a super admin: the bootstrap path.
 pub async fn ensure_super_admin(state: &AppState, email: &str, name: &str, password: &str) -> AppResult<UserRow> {
     let email = normalize_email(email)?;
-    super::password::validate_new_password(password)?;
+    crate::auth::password::validate_new_password(password)?;
     let hash = state.hasher().hash(password).await?;
     let user = match state.store().user_get_by_email(&email).await? {
         Some(user) => {

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::flows::{self, Client, IssuedSession};
-use super::token;
 use crate::app::AppState;
+use crate::auth::token;
 use crate::config::OAuthProviderSettings;
-use crate::error::{AppError, AppResult, ErrorKind};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::store::{NewUser, Role, StoreError};
 
 /// Cookie that binds the `state` to the browser that started the flow.
@@ -52,7 +52,7 @@ impl Provider {
         .ok_or_else(|| {
             AppError::new(
                 ErrorKind::NotFound,
-                "PROVIDER_NOT_CONFIGURED",
+                ErrorCode::ProviderNotConfigured,
                 format!("sign-in with {} is not enabled here", self.id()),
             )
         })
@@ -80,7 +80,7 @@ const OAUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Only paths on the server's own origin (see [`super::redirect`]), so the flow cannot be
 /// used as an open redirect; anything else falls back to `/`.
 pub fn safe_callback(public_url: &str, callback: Option<&str>) -> String {
-    callback.and_then(|c| super::redirect::same_origin_path(public_url, c)).unwrap_or_else(|| "/".to_string())
+    callback.and_then(|c| crate::auth::redirect::same_origin_path(public_url, c)).unwrap_or_else(|| "/".to_string())
 }
 
 pub fn redirect_uri(state: &AppState, provider: Provider) -> String {
@@ -134,7 +134,11 @@ pub async fn finish(
 ) -> AppResult<(IssuedSession, String)> {
     let settings = provider.settings(state)?;
     let bad_state = || {
-        AppError::new(ErrorKind::BadRequest, "INVALID_STATE", "this sign-in link is invalid or expired; start again")
+        AppError::new(
+            ErrorKind::BadRequest,
+            ErrorCode::InvalidState,
+            "this sign-in link is invalid or expired; start again",
+        )
     };
     if cookie_state != Some(flow_state) {
         return Err(bad_state());
@@ -154,14 +158,14 @@ pub async fn finish(
     };
     let user = find_or_create_user(state, provider, identity).await?;
     if user.banned {
-        return Err(AppError::new(ErrorKind::Forbidden, "USER_BANNED", "this account has been suspended"));
+        return Err(AppError::new(ErrorKind::Forbidden, ErrorCode::UserBanned, "this account has been suspended"));
     }
     Ok((flows::create_session(state, user, client).await?, pending.callback))
 }
 
 fn upstream(provider: &str, what: &str) -> AppError {
     tracing::warn!(provider, what, "OAuth provider error");
-    AppError::new(ErrorKind::Unavailable, "OAUTH_PROVIDER_ERROR", format!("the sign-in provider failed: {what}"))
+    AppError::new(ErrorKind::Unavailable, ErrorCode::OauthProviderError, format!("the sign-in provider failed: {what}"))
 }
 
 #[derive(Deserialize)]
@@ -200,7 +204,7 @@ async fn exchange_code(
         (Some(token), None) if status.is_success() => Ok(token),
         (_, Some(error)) => Err(AppError::new(
             ErrorKind::BadRequest,
-            "OAUTH_CODE_REJECTED",
+            ErrorCode::OauthCodeRejected,
             format!("the provider refused the sign-in: {error} {}", parsed.error_description.unwrap_or_default())
                 .trim()
                 .to_string(),
@@ -299,7 +303,7 @@ async fn find_or_create_user(
     let (Some(email), true) = (identity.email.as_deref(), identity.email_verified) else {
         return Err(AppError::new(
             ErrorKind::Forbidden,
-            "EMAIL_NOT_VERIFIED",
+            ErrorCode::EmailNotVerified,
             format!("your {} account has no verified email address", provider.id()),
         ));
     };
@@ -308,7 +312,7 @@ async fn find_or_create_user(
         Some(user) if user.email_verified => user,
         Some(_) => {
             return Err(AppError::conflict(
-                "ACCOUNT_EXISTS_UNVERIFIED",
+                ErrorCode::AccountExistsUnverified,
                 "an account with this email exists but its address is not verified; sign in with your password and verify it first",
             ));
         }
@@ -322,7 +326,7 @@ async fn find_or_create_user(
                 }
                 Err(StoreError::Conflict(_)) => {
                     return Err(AppError::conflict(
-                        "EMAIL_TAKEN",
+                        ErrorCode::EmailTaken,
                         "an account with this email was just created; try again",
                     ));
                 }
@@ -333,7 +337,9 @@ async fn find_or_create_user(
     let _ = identity.image;
     store.account_link(user.id, provider.id(), &identity.account_id, None, Some(provider.scope())).await.map_err(
         |e| match e {
-            StoreError::Conflict(_) => AppError::conflict("ACCOUNT_LINKED", "this external account is already linked"),
+            StoreError::Conflict(_) => {
+                AppError::conflict(ErrorCode::AccountLinked, "this external account is already linked")
+            }
             other => other.into(),
         },
     )?;

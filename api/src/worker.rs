@@ -1,0 +1,528 @@
+//! The workers: claiming due tasks (from the table, or the Redis Stream in scale-out) and
+//! running each to its end — its steps on their providers, retries with backoff, the
+//! settlement of its credits and its events. Providers see a step only through
+//! [`StepContext`](crate::providers::StepContext), implemented here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::queue::{Delivery, RedisQueue, autoclaim, promote_loop, read_batch, reconcile_loop};
+use crate::redis_conn::RedisHandle;
+use crate::store::{Claim, ClaimedTask, DeadLetter, StepDone, StepStatus, TaskEnd, TaskRow};
+use crate::tasks::finish;
+use crate::tools::{StepConfig, ToolConfig};
+
+/// How long a claimed task is leased to its worker (renewed every third of it while the
+/// worker runs it) before another worker may take it.
+pub fn lease(state: &AppState) -> Duration {
+    Duration::from_secs(state.settings().tasks.lease_secs)
+}
+
+/// Runs tasks with `concurrency` at a time until `stop` turns true, then lets the running
+/// ones finish (the caller bounds that with its grace period).
+pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
+    match state.redis().cloned() {
+        Some(redis) => run_redis_workers(state, redis, concurrency, stop).await,
+        None => run_db_workers(state, concurrency, stop).await,
+    }
+}
+
+async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let lease = lease(&state);
+    let max_attempts = state.settings().tasks.max_attempts;
+    let per_user = state.settings().tasks.max_running_per_user;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        // As many as there are free permits, claimed in one transaction.
+        let mut slots = vec![permit];
+        while let Ok(more) = permits.clone().try_acquire_owned() {
+            slots.push(more);
+        }
+        match state.store().queue_claim_many(lease, per_user, max_attempts, slots.len()).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                for claimed in claimed {
+                    let permit = slots.pop();
+                    let state = state.clone();
+                    running.spawn(async move {
+                        execute(&state, claimed, None).await;
+                        drop(permit);
+                    });
+                }
+                drop(slots);
+            }
+            Ok(_) => {
+                drop(slots);
+                tokio::select! {
+                    _ = state.worker_wakeup() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    // A dropped sender means stop too (else `changed` returns at once, forever).
+                    changed = stop.changed() => if changed.is_err() { break; }
+                }
+            }
+            Err(e) => {
+                drop(slots);
+                tracing::warn!(error = %e, "claiming a task failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Claims and runs due tasks one after another in this call until none is left; returns
+/// how many ran. For tests and one-shot tools (the table is the queue's truth on both
+/// engines, so this works whatever delivers tasks normally).
+pub async fn run_pending(state: &AppState) -> usize {
+    let lease = lease(state);
+    let max_attempts = state.settings().tasks.max_attempts;
+    let per_user = state.settings().tasks.max_running_per_user;
+    let mut ran = 0;
+    loop {
+        match state.store().queue_claim_many(lease, per_user, max_attempts, 1).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                for claimed in claimed {
+                    execute(state, claimed, None).await;
+                    ran += 1;
+                }
+            }
+            Ok(_) => return ran,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a task failed");
+                return ran;
+            }
+        }
+    }
+}
+
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "worker".to_string() } else { host };
+    format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8])
+}
+
+async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usize, mut stop: watch::Receiver<bool>) {
+    let queue = RedisQueue::new(&redis);
+    let consumer: Arc<str> = consumer_name().into();
+    while let Err(e) = queue.ensure_group().await {
+        tracing::warn!(error = %e, "creating the Redis consumer group failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+    let helpers = [
+        tokio::spawn(promote_loop(queue.clone(), stop.clone())),
+        tokio::spawn(reconcile_loop(state.clone(), queue.clone(), stop.clone())),
+    ];
+    tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
+    let lease = lease(&state);
+    let max_attempts = state.settings().tasks.max_attempts;
+    let per_user = state.settings().tasks.max_running_per_user;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let mut reader: Option<redis::aio::MultiplexedConnection> = None;
+    // Delivered entries not started yet: a stopped worker's (XAUTOCLAIM), or the rest of a
+    // read that took as many entries as there were free permits.
+    let mut backlog: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // Looked for often enough that a dead worker's task runs again soon after its lease
+    // (45 s by default): within lease + lease/6.
+    let orphan_every = (lease / 6).max(Duration::from_millis(500));
+    let mut orphans_checked =
+        tokio::time::Instant::now().checked_sub(orphan_every).unwrap_or_else(tokio::time::Instant::now);
+    loop {
+        while running.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let conn = match &mut reader {
+            Some(conn) => conn,
+            None => {
+                // Its own connection, without a response timeout: BLOCK waits longer than
+                // redis-rs's default 500 ms, and must not hold up anyone else's commands.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(None);
+                match redis.client().get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(conn) => reader.insert(conn),
+                    Err(e) => {
+                        drop(permit);
+                        tracing::warn!(error = %e, "connecting the queue reader failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        // Entries of workers that died: pending and idle for a whole lease.
+        if backlog.is_empty() && orphans_checked.elapsed() >= orphan_every {
+            orphans_checked = tokio::time::Instant::now();
+            match autoclaim(conn, &queue, &consumer, lease).await {
+                Ok(found) => {
+                    if !found.is_empty() {
+                        tracing::info!(count = found.len(), "took over queue entries of a stopped worker");
+                    }
+                    backlog.extend(found);
+                }
+                Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
+            }
+        }
+        let delivered = match backlog.pop_front() {
+            Some(entry) => Ok(Some(entry)),
+            None => {
+                let count = 1 + permits.available_permits();
+                tokio::select! {
+                    read = read_batch(conn, &queue, &consumer, count) => read.map(|entries| {
+                        backlog.extend(entries);
+                        backlog.pop_front()
+                    }),
+                    _ = stop.changed() => {
+                        drop(permit);
+                        break;
+                    }
+                }
+            }
+        };
+        let (entry, task_id) = match delivered {
+            Ok(Some(entry)) => match entry.split_once('|') {
+                Some((entry, task)) => (entry.to_string(), task.parse::<Uuid>().ok()),
+                None => (entry, None),
+            },
+            Ok(None) => {
+                drop(permit);
+                continue;
+            }
+            Err(e) => {
+                drop(permit);
+                reader = None;
+                tracing::warn!(error = %e, "reading the Redis queue failed; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Some(task_id) = task_id else {
+            tracing::warn!(%entry, "a queue entry without a task id; dropping it");
+            queue.done(&entry);
+            drop(permit);
+            continue;
+        };
+        match state.store().queue_claim(Some(task_id), lease, per_user, max_attempts).await {
+            Ok(Claim::Claimed(claimed)) => {
+                let state = state.clone();
+                let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
+                running.spawn(async move {
+                    execute(&state, claimed, Some(&delivery)).await;
+                    delivery.queue.done(&delivery.entry);
+                    drop(permit);
+                });
+            }
+            Ok(claim) => {
+                drop(permit);
+                // Ended, running elsewhere, or waiting: this entry is not needed any more.
+                if let Claim::NotDue(due) = claim {
+                    let _ = queue.push_at(task_id, due).await;
+                }
+                // UserAtLimit: parked, sent again when one of the user's tasks ends (and by
+                // the reconciler, should that be lost).
+                queue.done(&entry);
+            }
+            Err(e) => {
+                drop(permit);
+                // Leave it pending: XAUTOCLAIM hands it out again after a lease.
+                tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+    for helper in helpers {
+        helper.abort();
+    }
+}
+
+/// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
+/// recorded, credits resolve once.
+pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Delivery>) {
+    let task_id = claimed.task.id;
+    let heartbeat = {
+        let state = state.clone();
+        let delivery = delivery.cloned();
+        tokio::spawn(async move {
+            let lease = lease(&state);
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = state.store().queue_renew(task_id, lease).await {
+                    tracing::warn!(%task_id, error = %e, "renewing the task lease failed");
+                }
+                if let Some(delivery) = &delivery {
+                    delivery.touch().await;
+                }
+            }
+        })
+    };
+    // A panic in a step must not leave the task running under a lease renewed forever.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let heartbeat = AbortOnDrop(heartbeat);
+    let result = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(try_execute(state, *claimed)))
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%task_id, panic = %what, "a step panicked");
+            Err(AppError::new(ErrorKind::Internal, ErrorCode::StepPanicked, "the step stopped on an internal error"))
+        }
+    };
+    drop(heartbeat);
+    if let Err(e) = result {
+        tracing::error!(%task_id, error = %e, "task failed unexpectedly");
+        let event = json!({ "error": e.message, "code": e.code });
+        if let Err(e) = finish(state, task_id, TaskEnd::failed(&e.message, &event)).await {
+            tracing::error!(%task_id, error = %e, "recording the failure failed; the lease will expire and the task run again");
+        }
+    }
+}
+
+/// Transient failures (timeouts, unavailable providers) are retried; the rest are final.
+fn is_transient(e: &AppError) -> bool {
+    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal) && e.code != ErrorCode::StepNotAvailable
+}
+
+/// `base × 2^(attempt−1)`, at most 5 minutes, plus up to a quarter of jitter.
+fn backoff(state: &AppState, attempt: u32) -> Duration {
+    crate::backoff::delay(state.settings().tasks.retry_base_ms, 300_000, attempt)
+}
+
+async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
+    let ClaimedTask { task, attempts, input, steps, tool_updated_at, mut started } = claimed;
+    let task_id = task.id;
+    let attempt = attempts.max(1) as u32;
+    if task.is_terminal() {
+        // Already ended (a duplicate delivery, or a crash after the end): only its queue row
+        // is left to clear.
+        state.store().queue_remove(task_id).await?;
+        return Ok(());
+    }
+    let max_attempts = state.settings().tasks.max_attempts;
+    if attempt > max_attempts {
+        // Every earlier run ended without recording anything: its worker died (or was
+        // killed) while running it. Running it yet again could take the next one down too.
+        let message = format!("given up after {} runs that each stopped their worker", attempt - 1);
+        let event = json!({ "error": message, "code": ErrorCode::WorkerCrashes });
+        let dead = DeadLetter { reason: "worker_crashes", error: message.clone(), attempts: (attempt - 1) as i32 };
+        finish(state, task_id, TaskEnd::failed(&message, &event).dead_letter(Some(&dead))).await?;
+        return Ok(());
+    }
+    let config = state.catalogue().config(task.tool_id, tool_updated_at).await?;
+    let mut spent = 0i64;
+    let mut output = Value::Null;
+    let mut first_in_run = true;
+    let last = steps.len().saturating_sub(1);
+    for (i, step) in steps.into_iter().enumerate() {
+        let cfg = config
+            .step(&step.step_id)
+            .ok_or_else(|| AppError::internal(format!("step {} missing from tool", step.step_id)))?;
+        if step.status == StepStatus::Completed {
+            // Done before a crash or restart: keep its result, do not run (or pay) twice.
+            spent += cfg.cost;
+            output = step.state.0.get("output").cloned().unwrap_or(Value::Null);
+            continue;
+        }
+        let begun = match started.take() {
+            // The claim started it already.
+            Some((step_id, event)) if step_id == cfg.id => Some(event),
+            _ => {
+                let data = json!({ "stepId": cfg.id, "stepName": cfg.name });
+                state.store().task_step_begin(task_id, &cfg.id, first_in_run, data).await?
+            }
+        };
+        let Some(event) = begun else {
+            // Ended meanwhile, or to be cancelled before this step.
+            if state.store().task_get(task_id).await?.is_some_and(|t| t.cancel_requested && !t.is_terminal()) {
+                return finish_cancelled(state, task_id, spent).await;
+            }
+            state.store().queue_remove(task_id).await?;
+            return Ok(());
+        };
+        first_in_run = false;
+        state.events().publish_recorded(task_id, &[event]).await;
+        let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
+        let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
+        let result = match tokio::time::timeout(
+            timeout,
+            run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(AppError::new(
+                ErrorKind::Unavailable,
+                ErrorCode::StepTimeout,
+                format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
+            )),
+        };
+        match result {
+            Ok(out) if i == last => {
+                // The last step's completion, the task's end and its settlement: one transaction.
+                spent += cfg.cost;
+                let event = json!({ "output": out, "creditsSpent": spent });
+                let done = StepDone { step_id: &cfg.id, output: &out };
+                finish(state, task_id, TaskEnd::completed(&out, &event).with_step(done)).await?;
+                return Ok(());
+            }
+            Ok(out) => {
+                let event = json!({ "stepId": cfg.id, "output": out });
+                if let Some(event) = state.store().task_step_done(task_id, &cfg.id, &out, event).await? {
+                    state.events().publish_recorded(task_id, &[event]).await;
+                }
+                spent += cfg.cost;
+                output = out;
+            }
+            Err(e) if is_transient(&e) && attempt < max_attempts => {
+                let delay = backoff(state, attempt);
+                let message = format!(
+                    "{} — retrying in {} ms (attempt {} of {max_attempts})",
+                    e.message,
+                    delay.as_millis(),
+                    attempt + 1,
+                );
+                let notice = json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 });
+                // Keep what the run saved (a provider job id) so the retry resumes it.
+                let patch = json!({ "lastError": e.message });
+                if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
+                    let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    crate::queue::enqueue_at(state, task_id, due).await;
+                    state.events().publish_recorded(task_id, &[event]).await;
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                let message =
+                    if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
+                let e = AppError { message, ..e };
+                state.store().task_step_fail(task_id, &cfg.id, &e.message).await?;
+                let event = json!({ "error": e.message, "code": e.code });
+                let dead = is_transient(&e).then(|| DeadLetter {
+                    reason: "retries_exhausted",
+                    error: e.message.clone(),
+                    attempts: attempt as i32,
+                });
+                finish(state, task_id, TaskEnd::failed(&e.message, &event).dead_letter(dead.as_ref())).await?;
+                return Ok(());
+            }
+        }
+    }
+    // Every step had completed before (a crash right after the last one).
+    let event = json!({ "output": output, "creditsSpent": spent });
+    finish(state, task_id, TaskEnd::completed(&output, &event)).await?;
+    Ok(())
+}
+
+async fn finish_cancelled(state: &AppState, task_id: Uuid, spent: i64) -> AppResult<()> {
+    let event = json!({ "reason": "cancelled while running", "creditsSpent": spent });
+    finish(state, task_id, TaskEnd::cancelled(spent, &event)).await?;
+    Ok(())
+}
+
+fn merge(input: &Value, previous: &Value) -> Value {
+    let mut merged = input.clone();
+    crate::providers::merge_into(&mut merged, previous);
+    merged
+}
+
+/// Copies the fields of the object `extra` into the object `target` (overwriting).
+/// What a step may use while it runs ([`crate::providers::StepContext`]): this process's
+/// events, the task's step state in the store, and the user's assets.
+struct StepHost<'a>(&'a AppState);
+
+#[async_trait::async_trait]
+impl crate::providers::StepContext for StepHost<'_> {
+    fn settings(&self) -> &crate::config::Settings {
+        self.0.settings()
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.0.http()
+    }
+
+    fn master_key(&self) -> &crate::providers::crypto::MasterKey {
+        self.0.master_key()
+    }
+
+    fn catalogue(&self) -> &crate::tools::Catalogue {
+        self.0.catalogue()
+    }
+
+    async fn progress(&self, task_id: Uuid, data: Value) {
+        self.0.events().progress(task_id, data).await;
+    }
+
+    async fn save_state(&self, task_id: Uuid, step_id: &str, state: &Value) -> AppResult<()> {
+        Ok(self.0.store().task_step_save(task_id, step_id, state).await?)
+    }
+
+    async fn read_input(&self, user_id: Uuid, key: &str) -> AppResult<(crate::store::AssetRow, bytes::Bytes)> {
+        crate::assets::read_owned(self.0, user_id, key).await
+    }
+
+    async fn input_url(&self, user_id: Uuid, input: &Value) -> AppResult<String> {
+        crate::assets::resolve_image_url(self.0, user_id, input).await
+    }
+
+    async fn store_output(
+        &self,
+        user_id: Uuid,
+        task_id: Uuid,
+        module: &str,
+        filename: &str,
+        file_type: crate::storage::FileType,
+        data: bytes::Bytes,
+    ) -> AppResult<crate::store::AssetRow> {
+        crate::assets::store_output(self.0, user_id, Some(task_id), module, filename, file_type, data).await
+    }
+}
+
+/// Runs a step on its provider (see [`crate::providers`]), with what an earlier run of the
+/// step saved.
+async fn run_step(
+    state: &AppState,
+    task: &TaskRow,
+    tool: &ToolConfig,
+    step: &StepConfig,
+    input: &Value,
+    attempt: u32,
+    saved: Value,
+) -> AppResult<Value> {
+    crate::providers::run(crate::providers::StepRun {
+        ctx: &StepHost(state),
+        task_id: task.id,
+        user_id: task.user_id,
+        step,
+        tool,
+        input,
+        attempt,
+        saved,
+    })
+    .await
+}
