@@ -114,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let Err(e) = terminal.draw(|f| ui::draw(f, &app)) {
             break Err(e.into());
         }
-        if app.quit {
+        if app.shell.quit {
             break Ok(());
         }
         tokio::select! {
@@ -140,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 // The dashboard and the task list refresh themselves.
                 if matches!(app.tab, funmagic_admin::app::Tab::Dashboard | funmagic_admin::app::Tab::Tasks)
-                    && app.dialog.is_none() && app.pending == 0
+                    && app.shell.dialog.is_none() && app.shell.pending == 0
                 {
                     app.refresh();
                 }

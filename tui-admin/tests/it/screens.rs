@@ -20,7 +20,7 @@ async fn settle(app: &mut App, requests: &mut UnboundedReceiver<Request>, client
         let response = io::execute(client, request).await;
         app.on_response(response);
     }
-    assert_eq!(app.pending, 0, "every request was answered");
+    assert_eq!(app.shell.pending, 0, "every request was answered");
 }
 
 fn render(app: &App, width: u16, height: u16) -> Terminal<Backend> {
@@ -254,7 +254,7 @@ async fn every_screen() {
     assert!(c.tools.invalid.is_some());
     frames.push(("tools_invalid", text(&render(&c, 100, 30))));
     c.on_tool_edited(echo.id, "{ not json");
-    assert!(c.status.as_ref().unwrap().1.starts_with("INVALID_JSON"));
+    assert!(c.shell.status.as_ref().unwrap().1.starts_with("INVALID_JSON"));
 
     // Providers, Packages & Banners.
     c.on_key(Key::Char('5'));
@@ -270,7 +270,7 @@ async fn every_screen() {
     c.on_key(Key::Enter);
     settle(&mut c, &mut rx, &client).await;
     let openai = c.providers.list.iter().find(|p| p.name == "openai-main").unwrap();
-    assert_eq!(openai.key_last4.as_deref(), Some("9876"), "{:?}", c.status);
+    assert_eq!(openai.key_last4.as_deref(), Some("9876"), "{:?}", c.shell.status);
     c.on_key(Key::Char('6'));
     settle(&mut c, &mut rx, &client).await;
     // Edit a package (a prefilled form), then move it below the next one.
@@ -286,11 +286,11 @@ async fn every_screen() {
     c.on_key(Key::Tab);
     c.on_key(Key::Enter);
     settle(&mut c, &mut rx, &client).await;
-    assert_eq!(c.content.packages.iter().find(|p| p.name == "Starter").unwrap().credits, 150, "{:?}", c.status);
+    assert_eq!(c.content.packages.iter().find(|p| p.name == "Starter").unwrap().credits, 150, "{:?}", c.shell.status);
     c.on_key(Key::Char('J'));
     settle(&mut c, &mut rx, &client).await;
     let names: Vec<&str> = c.content.packages.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["Pro", "Starter"], "{:?}", c.status);
+    assert_eq!(names, ["Pro", "Starter"], "{:?}", c.shell.status);
     // Banners: move the first main one down, edit the side one's title.
     c.on_key(Key::Char('b'));
     c.on_key(Key::Char('J'));
@@ -311,7 +311,7 @@ async fn every_screen() {
     assert!(
         c.content.banners.iter().any(|b| b.title == "Top up" && b.type_ == types::BannerType::Side),
         "{:?}",
-        c.status
+        c.shell.status
     );
     frames.push(("content", text(&render(&c, 100, 30))));
     c.on_key(Key::Char('?'));
@@ -348,11 +348,11 @@ async fn every_screen() {
     let root_row = o.users.list.iter().position(|u| u.email == "root@example.com").unwrap();
     o.users.selected = root_row;
     o.on_key(Key::Char('o'));
-    assert!(o.status.as_ref().unwrap().1.starts_with("FORBIDDEN"));
+    assert!(o.shell.status.as_ref().unwrap().1.starts_with("FORBIDDEN"));
     o.on_key(Key::Char('b'));
     o.on_key(Key::Char('y'));
     settle(&mut o, &mut orx, &oclient).await;
-    let (level, status) = o.status.clone().unwrap();
+    let (level, status) = o.shell.status.clone().unwrap();
     assert_eq!(level, funmagic_admin::app::Level::Error, "{status}");
     assert!(status.contains(": ") && status.ends_with(')'), "the code and the message: {status}");
 }

@@ -1,0 +1,113 @@
+//! The dashboard: the queue, the last hour's tasks by status, provider health.
+
+use funmagic_sdk::types::TaskStatus;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row};
+
+use super::Screen;
+use crate::app::Shell;
+use crate::io::{Dashboard, Request};
+use crate::ui::{Theme, table};
+
+#[derive(Debug, Default)]
+pub struct DashboardScreen {
+    pub data: Option<Dashboard>,
+}
+
+impl Screen for DashboardScreen {
+    fn title(&self) -> &'static str {
+        "Dashboard"
+    }
+
+    fn keys(&self) -> &'static [(&'static str, &'static str)] {
+        &[("r", "refresh")]
+    }
+
+    fn load(&self, shell: &Shell) -> Option<Request> {
+        Some(Request::Dashboard { providers: shell.is_super() })
+    }
+
+    fn draw(&self, frame: &mut Frame, area: Rect, _shell: &Shell, theme: &Theme) {
+        let Some(d) = &self.data else {
+            frame.render_widget(Paragraph::new("loading…").block(Block::bordered().title(" Dashboard ")), area);
+            return;
+        };
+        let [top, bottom] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
+        let [queue, rates] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
+        let q = &d.queue;
+        let mut lines = vec![
+            Line::from(format!("backend     {}", q.backend)),
+            Line::from(format!("waiting     {}", q.waiting)),
+            Line::from(format!("running     {}", q.running)),
+            Line::from(format!("retrying    {}", q.delayed)),
+            Line::from(vec![
+                Span::raw("dead letters "),
+                Span::styled(
+                    d.dead_letters.to_string(),
+                    if d.dead_letters > 0 { theme.fg(Color::Red) } else { Style::new() },
+                ),
+            ]),
+        ];
+        if let Some(len) = q.stream_length {
+            lines.push(Line::from(format!("stream      {len} ({} pending)", q.stream_pending.unwrap_or(0))));
+        }
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Queue ")), queue);
+        // Tasks of the last hour by status, and per minute.
+        let hour_ago = d.at - chrono::Duration::hours(1);
+        let recent: Vec<_> = d.recent.iter().filter(|t| t.created_at >= hour_ago).collect();
+        let count = |s: TaskStatus| recent.iter().filter(|t| t.status == s).count();
+        let (done, failed) = (count(TaskStatus::Completed), count(TaskStatus::Failed));
+        let rate = if done + failed > 0 { failed as f64 * 100.0 / (done + failed) as f64 } else { 0.0 };
+        let mut lines = vec![Line::styled("last hour       tasks   per min", theme.bold())];
+        for s in
+            [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled]
+        {
+            let n = count(s);
+            lines.push(Line::from(vec![
+                Span::styled(format!("{:<15}", s.to_string()), theme.status(s)),
+                Span::raw(format!("{n:>6}   {:>6.2}", n as f64 / 60.0)),
+            ]));
+        }
+        lines.push(Line::from(format!("failure rate   {rate:>5.1} %")));
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Tasks ")), rates);
+        match &d.providers {
+            Some(list) => {
+                let rows = list
+                    .iter()
+                    .map(|p| {
+                        let (word, style) = match (p.is_active, p.is_healthy) {
+                            (false, _) => ("disabled", theme.fg(Color::DarkGray)),
+                            (true, true) => ("healthy", theme.fg(Color::Green)),
+                            (true, false) => ("unhealthy", theme.fg(Color::Red)),
+                        };
+                        Row::new(vec![
+                            Cell::from(p.name.clone()),
+                            Cell::from(p.type_.to_string()),
+                            Cell::from(Span::styled(word, style)),
+                            Cell::from(p.health_message.clone().unwrap_or_default()),
+                        ])
+                    })
+                    .collect();
+                let widths =
+                    [Constraint::Length(16), Constraint::Length(8), Constraint::Length(10), Constraint::Min(10)];
+                table(
+                    frame,
+                    bottom,
+                    " Providers ".into(),
+                    &["NAME", "TYPE", "HEALTH", "LAST CHECK"],
+                    &widths,
+                    rows,
+                    usize::MAX,
+                    theme,
+                );
+            }
+            None => frame.render_widget(
+                Paragraph::new("provider health is for super admins").block(Block::bordered().title(" Providers ")),
+                bottom,
+            ),
+        }
+    }
+}
