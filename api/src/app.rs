@@ -34,8 +34,8 @@ struct Inner {
     mailer: Mailer,
     /// The base URL clients reach us at: `public_url`, or the bound address once known.
     public_url: OnceLock<String>,
-    /// Wakes idle workers when a task is enqueued in this process.
-    work: tokio::sync::Notify,
+    /// How due tasks reach the workers (table, or Redis Stream), chosen once.
+    queue: crate::queue::TaskQueue,
     /// Task events: publishing and following (in-process, or through Redis in scale-out).
     events: crate::events::Events,
     /// Tools and providers as the task hot path reads them.
@@ -83,6 +83,7 @@ impl AppState {
         }
         let events = crate::events::Events::new(store.clone(), redis.clone(), settings.tasks.event_ttl_secs);
         let catalogue = crate::tools::Catalogue::new(store.clone());
+        let queue = crate::queue::TaskQueue::new(redis.as_ref());
         let inner = Inner {
             settings,
             store,
@@ -93,7 +94,7 @@ impl AppState {
             hasher,
             mailer,
             public_url,
-            work: tokio::sync::Notify::new(),
+            queue,
             events,
             catalogue,
             stream_slots: Default::default(),
@@ -200,14 +201,8 @@ impl AppState {
         self.settings().public_url.as_deref()
     }
 
-    /// Wakes one idle worker of this process.
-    pub fn wake_workers(&self) {
-        self.inner.work.notify_one();
-    }
-
-    /// Resolves when a task was enqueued in this process.
-    pub async fn worker_wakeup(&self) {
-        self.inner.work.notified().await
+    pub fn queue(&self) -> &crate::queue::TaskQueue {
+        &self.inner.queue
     }
 
     pub fn master_key(&self) -> &crate::providers::crypto::MasterKey {

@@ -24,8 +24,8 @@ use redis::AsyncCommands;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::redis_conn::RedisHandle;
+use crate::store::Store;
 
 pub(crate) const GROUP: &str = "workers";
 
@@ -54,6 +54,11 @@ impl RedisQueue {
 
     pub fn stream_key(&self) -> &str {
         &self.stream
+    }
+
+    /// The connection the queue's commands go over.
+    pub fn redis(&self) -> &RedisHandle {
+        &self.redis
     }
 
     /// Sends a task id to the workers.
@@ -155,15 +160,15 @@ impl RedisQueue {
     }
 }
 
-/// One delivery being worked on: the heartbeat keeps it from being taken over.
+/// One stream entry being worked on: the heartbeat keeps it from being taken over.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Lease {
     pub(crate) queue: RedisQueue,
     pub(crate) consumer: Arc<str>,
     pub(crate) entry: String,
 }
 
-impl Delivery {
+impl Lease {
     pub async fn touch(&self) {
         if let Err(e) = self.queue.touch(&self.consumer, &self.entry).await {
             tracing::warn!(entry = %self.entry, error = %e, "renewing the queue entry failed");
@@ -171,39 +176,100 @@ impl Delivery {
     }
 }
 
-/// Tells the workers about a task that is due now: the Redis Stream in scale-out (a failed
-/// send is only logged: the reconciler sends it again), and this process's idle workers.
-pub async fn enqueue(state: &AppState, task_id: Uuid) {
-    if let Some(redis) = state.redis() {
-        // Pipelined with whatever else this process sends (no round trip in the request);
-        // a send that fails is logged, and the reconciler sends the task again.
-        redis.fire(RedisQueue::new(redis).push_cmd(task_id));
-    }
-    state.wake_workers();
+/// How due tasks reach the workers, decided once when the state is built: the table alone
+/// (embedded, and PostgreSQL without Redis), or the table plus a Redis Stream (scale-out).
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Table,
+    Stream(Box<RedisQueue>),
 }
 
-/// Tells the workers about a task that becomes due at `due` (a retry).
-pub async fn enqueue_at(state: &AppState, task_id: Uuid, due: chrono::DateTime<chrono::Utc>) {
-    if let Some(redis) = state.redis()
-        && let Err(e) = RedisQueue::new(redis).push_at(task_id, due).await
-    {
-        tracing::warn!(%task_id, error = %e, "scheduling the retry in Redis failed; the reconciler will resend it");
-    }
+/// The queue as the rest of the platform uses it: send due tasks, schedule retries, wake
+/// this process's idle workers.
+#[derive(Debug)]
+pub struct TaskQueue {
+    delivery: Delivery,
+    /// Wakes idle workers when a task is enqueued in this process.
+    work: tokio::sync::Notify,
 }
 
-/// After a task ended: a running slot is free. Scale-out: its user's tasks that were
-/// refused at the limit (`unparked` by the end's transaction) are sent again.
-pub async fn slot_freed(state: &AppState, unparked: &[Uuid]) {
-    if let Some(redis) = state.redis()
-        && !unparked.is_empty()
-    {
-        let queue = RedisQueue::new(redis);
-        for id in unparked {
-            // A lost send is repaired by the reconciler.
-            redis.fire(queue.push_cmd(*id));
+impl TaskQueue {
+    pub fn new(redis: Option<&RedisHandle>) -> Self {
+        let delivery = match redis {
+            Some(redis) => Delivery::Stream(Box::new(RedisQueue::new(redis))),
+            None => Delivery::Table,
+        };
+        Self { delivery, work: tokio::sync::Notify::new() }
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// `redis` or `database`, for the queue view.
+    pub fn backend(&self) -> &'static str {
+        match self.delivery {
+            Delivery::Stream(_) => "redis",
+            Delivery::Table => "database",
         }
     }
-    state.wake_workers();
+
+    /// Whether a task refused at its user's running limit is parked and sent again when a
+    /// slot frees (stream delivery); table workers simply claim it again later.
+    pub fn unparks(&self) -> bool {
+        matches!(self.delivery, Delivery::Stream(_))
+    }
+
+    /// Tells the workers about a task that is due now: the Redis Stream in scale-out (a
+    /// failed send is only logged: the reconciler sends it again), and this process's idle
+    /// workers.
+    pub fn enqueue(&self, task_id: Uuid) {
+        if let Delivery::Stream(queue) = &self.delivery {
+            // Pipelined with whatever else this process sends (no round trip in the
+            // request); a send that fails is logged, and the reconciler sends it again.
+            queue.redis.fire(queue.push_cmd(task_id));
+        }
+        self.wake();
+    }
+
+    /// Tells the workers about a task that becomes due at `due` (a retry).
+    pub async fn enqueue_at(&self, task_id: Uuid, due: chrono::DateTime<chrono::Utc>) {
+        if let Delivery::Stream(queue) = &self.delivery
+            && let Err(e) = queue.push_at(task_id, due).await
+        {
+            tracing::warn!(%task_id, error = %e, "scheduling the retry in Redis failed; the reconciler will resend it");
+        }
+    }
+
+    /// After a task ended: a running slot is free. Stream delivery: its user's tasks that
+    /// were refused at the limit (`unparked` by the end's transaction) are sent again.
+    pub fn slot_freed(&self, unparked: &[Uuid]) {
+        if let Delivery::Stream(queue) = &self.delivery {
+            for id in unparked {
+                // A lost send is repaired by the reconciler.
+                queue.redis.fire(queue.push_cmd(*id));
+            }
+        }
+        self.wake();
+    }
+
+    /// The stream's (entries, delivered but unacknowledged, delayed); `None` for the table.
+    pub async fn stream_depth(&self) -> Option<(i64, i64, i64)> {
+        match &self.delivery {
+            Delivery::Stream(queue) => queue.depth().await.ok(),
+            Delivery::Table => None,
+        }
+    }
+
+    /// Wakes one idle worker of this process.
+    pub fn wake(&self) {
+        self.work.notify_one();
+    }
+
+    /// Resolves when a task was enqueued in this process.
+    pub async fn wakeup(&self) {
+        self.work.notified().await
+    }
 }
 
 /// Up to `count` new entries for this consumer, as `entry-id|task-id`; none after the
@@ -283,14 +349,13 @@ pub(crate) async fn promote_loop(queue: RedisQueue, mut stop: watch::Receiver<bo
 }
 
 /// Re-sends rows that are due but untouched for `tasks.reconcile_secs`.
-pub(crate) async fn reconcile_loop(state: AppState, queue: RedisQueue, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_secs(state.settings().tasks.reconcile_secs);
+pub(crate) async fn reconcile_loop(store: Store, queue: RedisQueue, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every / 2) => {}
             _ = stop.changed() => return,
         }
-        match reconcile_once(&state, &queue, every).await {
+        match reconcile_once(&store, &queue, every).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "re-sent due tasks that no worker had picked up"),
             Err(e) => tracing::warn!(error = %e, "reconciling the queue failed"),
@@ -299,8 +364,8 @@ pub(crate) async fn reconcile_loop(state: AppState, queue: RedisQueue, mut stop:
 }
 
 /// One reconciler pass; returns how many ids were sent again.
-pub async fn reconcile_once(state: &AppState, queue: &RedisQueue, older_than: Duration) -> Result<usize, String> {
-    let ids = state.store().queue_stale(older_than, 500).await.map_err(|e| e.to_string())?;
+pub async fn reconcile_once(store: &Store, queue: &RedisQueue, older_than: Duration) -> Result<usize, String> {
+    let ids = store.queue_stale(older_than, 500).await.map_err(|e| e.to_string())?;
     for id in &ids {
         queue.push(*id).await.map_err(|e| e.to_string())?;
     }

@@ -114,7 +114,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
 async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
     let (task, _queued) =
         state.store().task_submit(new).await.map_err(|e| crate::credits::ledger_error(e, new.cost))?;
-    crate::queue::enqueue(state, task.id).await;
+    state.queue().enqueue(task.id);
     Ok(task)
 }
 
@@ -217,12 +217,12 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
 /// `Store::task_finish`), then wakes its streams and sends the user's tasks that waited
 /// for a running slot; false if it had already ended.
 pub(crate) async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
-    let unpark = if state.redis().is_some() { i64::from(state.settings().tasks.max_running_per_user) } else { 0 };
+    let unpark = if state.queue().unparks() { i64::from(state.settings().tasks.max_running_per_user) } else { 0 };
     let finished =
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if finished.ended {
         state.events().publish_recorded(task_id, &finished.events).await;
     }
-    crate::queue::slot_freed(state, &finished.unparked).await;
+    state.queue().slot_freed(&finished.unparked);
     Ok(finished.ended)
 }

@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
-use crate::queue::{Delivery, RedisQueue, autoclaim, promote_loop, read_batch, reconcile_loop};
-use crate::redis_conn::RedisHandle;
+use crate::queue::{Delivery, Lease, RedisQueue, autoclaim, promote_loop, read_batch, reconcile_loop};
 use crate::store::{Claim, ClaimedTask, DeadLetter, StepDone, StepStatus, TaskEnd, TaskRow};
 use crate::tasks::finish;
 use crate::tools::{StepConfig, ToolConfig};
@@ -27,9 +26,9 @@ pub fn lease(state: &AppState) -> Duration {
 /// Runs tasks with `concurrency` at a time until `stop` turns true, then lets the running
 /// ones finish (the caller bounds that with its grace period).
 pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
-    match state.redis().cloned() {
-        Some(redis) => run_redis_workers(state, redis, concurrency, stop).await,
-        None => run_db_workers(state, concurrency, stop).await,
+    match state.queue().delivery().clone() {
+        Delivery::Stream(queue) => run_redis_workers(state, *queue, concurrency, stop).await,
+        Delivery::Table => run_db_workers(state, concurrency, stop).await,
     }
 }
 
@@ -64,7 +63,7 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
             Ok(_) => {
                 drop(slots);
                 tokio::select! {
-                    _ = state.worker_wakeup() => {}
+                    _ = state.queue().wakeup() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     // A dropped sender means stop too (else `changed` returns at once, forever).
                     changed = stop.changed() => if changed.is_err() { break; }
@@ -112,8 +111,7 @@ fn consumer_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8])
 }
 
-async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usize, mut stop: watch::Receiver<bool>) {
-    let queue = RedisQueue::new(&redis);
+async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usize, mut stop: watch::Receiver<bool>) {
     let consumer: Arc<str> = consumer_name().into();
     while let Err(e) = queue.ensure_group().await {
         tracing::warn!(error = %e, "creating the Redis consumer group failed; retrying");
@@ -124,7 +122,12 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
     }
     let helpers = [
         tokio::spawn(promote_loop(queue.clone(), stop.clone())),
-        tokio::spawn(reconcile_loop(state.clone(), queue.clone(), stop.clone())),
+        tokio::spawn(reconcile_loop(
+            state.store().clone(),
+            queue.clone(),
+            Duration::from_secs(state.settings().tasks.reconcile_secs),
+            stop.clone(),
+        )),
     ];
     tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
     let lease = lease(&state);
@@ -155,7 +158,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(None);
-                match redis.client().get_multiplexed_async_connection_with_config(&config).await {
+                match queue.redis().client().get_multiplexed_async_connection_with_config(&config).await {
                     Ok(conn) => reader.insert(conn),
                     Err(e) => {
                         drop(permit);
@@ -221,7 +224,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
         match state.store().queue_claim(Some(task_id), lease, per_user, max_attempts).await {
             Ok(Claim::Claimed(claimed)) => {
                 let state = state.clone();
-                let delivery = Delivery { queue: queue.clone(), consumer: consumer.clone(), entry };
+                let delivery = Lease { queue: queue.clone(), consumer: consumer.clone(), entry };
                 running.spawn(async move {
                     execute(&state, claimed, Some(&delivery)).await;
                     delivery.queue.done(&delivery.entry);
@@ -254,7 +257,7 @@ async fn run_redis_workers(state: AppState, redis: RedisHandle, concurrency: usi
 
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
 /// recorded, credits resolve once.
-pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Delivery>) {
+pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Lease>) {
     let task_id = claimed.task.id;
     let heartbeat = {
         let state = state.clone();
@@ -412,7 +415,7 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
                 let patch = json!({ "lastError": e.message });
                 if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
                     let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    crate::queue::enqueue_at(state, task_id, due).await;
+                    state.queue().enqueue_at(task_id, due).await;
                     state.events().publish_recorded(task_id, &[event]).await;
                 }
                 return Ok(());

@@ -379,12 +379,9 @@ impl AdminTasksApi {
     async fn queue(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<QueueStats>> {
         principal.require(crate::auth::Access::Admin)?;
         let (waiting, running, delayed) = state.store().queue_depth().await?;
-        let stream = match state.redis() {
-            Some(redis) => crate::queue::RedisQueue::new(redis).depth().await.ok(),
-            None => None,
-        };
+        let stream = state.queue().stream_depth().await;
         Ok(Json(QueueStats {
-            backend: if state.redis().is_some() { "redis" } else { "database" }.into(),
+            backend: state.queue().backend().into(),
             waiting,
             running,
             delayed,
