@@ -131,8 +131,6 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     ];
     tracing::info!(%consumer, stream = queue.stream_key(), "worker reading the Redis queue");
     let lease = lease(&state);
-    let max_attempts = state.settings().tasks.max_attempts;
-    let per_user = state.settings().tasks.max_running_per_user;
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
     let mut reader: Option<redis::aio::MultiplexedConnection> = None;
@@ -152,22 +150,15 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let conn = match &mut reader {
             Some(conn) => conn,
-            None => {
-                // Its own connection, without a response timeout: BLOCK waits longer than
-                // redis-rs's default 500 ms, and must not hold up anyone else's commands.
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(None);
-                match queue.redis().client().get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(conn) => reader.insert(conn),
-                    Err(e) => {
-                        drop(permit);
-                        tracing::warn!(error = %e, "connecting the queue reader failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
+            None => match reader_connection(&queue).await {
+                Ok(conn) => reader.insert(conn),
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "connecting the queue reader failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
-            }
+            },
         };
         // Entries of workers that died: pending and idle for a whole lease.
         if backlog.is_empty() && orphans_checked.elapsed() >= orphan_every {
@@ -221,37 +212,60 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
             drop(permit);
             continue;
         };
-        match state.store().queue_claim(Some(task_id), lease, per_user, max_attempts).await {
-            Ok(Claim::Claimed(claimed)) => {
-                let state = state.clone();
-                let delivery = Lease { queue: queue.clone(), consumer: consumer.clone(), entry };
-                running.spawn(async move {
-                    execute(&state, claimed, Some(&delivery)).await;
-                    delivery.queue.done(&delivery.entry);
-                    drop(permit);
-                });
-            }
-            Ok(claim) => {
-                drop(permit);
-                // Ended, running elsewhere, or waiting: this entry is not needed any more.
-                if let Claim::NotDue(due) = claim {
-                    let _ = queue.push_at(task_id, due).await;
-                }
-                // UserAtLimit: parked, sent again when one of the user's tasks ends (and by
-                // the reconciler, should that be lost).
-                queue.done(&entry);
-            }
-            Err(e) => {
-                drop(permit);
-                // Leave it pending: XAUTOCLAIM hands it out again after a lease.
-                tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+        let lease = Lease { queue: queue.clone(), consumer: consumer.clone(), entry };
+        start_delivered(&state, lease, task_id, permit, &mut running).await;
     }
     while running.join_next().await.is_some() {}
     for helper in helpers {
         helper.abort();
+    }
+}
+
+/// The stream reader's own connection, without a response timeout: `BLOCK` waits longer
+/// than redis-rs's default 500 ms, and must not hold up anyone else's commands.
+async fn reader_connection(queue: &RedisQueue) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(None);
+    queue.redis().client().get_multiplexed_async_connection_with_config(&config).await
+}
+
+/// Claims a delivered task and, if it is ours now, runs it on `running` under `permit`;
+/// otherwise settles the entry (ended, running elsewhere, not due yet, or parked at its
+/// user's limit).
+async fn start_delivered(
+    state: &AppState,
+    entry: Lease,
+    task_id: Uuid,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    running: &mut tokio::task::JoinSet<()>,
+) {
+    let tasks = &state.settings().tasks;
+    match state.store().queue_claim(Some(task_id), lease(state), tasks.max_running_per_user, tasks.max_attempts).await {
+        Ok(Claim::Claimed(claimed)) => {
+            let state = state.clone();
+            running.spawn(async move {
+                execute(&state, claimed, Some(&entry)).await;
+                entry.queue.done(&entry.entry);
+                drop(permit);
+            });
+        }
+        Ok(claim) => {
+            drop(permit);
+            // Ended, running elsewhere, or waiting: this entry is not needed any more.
+            if let Claim::NotDue(due) = claim {
+                let _ = entry.queue.push_at(task_id, due).await;
+            }
+            // UserAtLimit: parked, sent again when one of the user's tasks ends (and by the
+            // reconciler, should that be lost).
+            entry.queue.done(&entry.entry);
+        }
+        Err(e) => {
+            drop(permit);
+            // Leave it pending: XAUTOCLAIM hands it out again after a lease.
+            tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
 
@@ -329,13 +343,7 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
     }
     let max_attempts = state.settings().tasks.max_attempts;
     if attempt > max_attempts {
-        // Every earlier run ended without recording anything: its worker died (or was
-        // killed) while running it. Running it yet again could take the next one down too.
-        let message = format!("given up after {} runs that each stopped their worker", attempt - 1);
-        let event = json!({ "error": message, "code": ErrorCode::WorkerCrashes });
-        let dead = DeadLetter { reason: "worker_crashes", error: message.clone(), attempts: (attempt - 1) as i32 };
-        finish(state, task_id, TaskEnd::failed(&message, &event).dead_letter(Some(&dead))).await?;
-        return Ok(());
+        return give_up_crashed(state, task_id, attempt).await;
     }
     let config = state.catalogue().config(task.tool_id, tool_updated_at).await?;
     let mut spent = 0i64;
@@ -371,21 +379,7 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
         first_in_run = false;
         state.events().publish_recorded(task_id, &[event]).await;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
-        let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
-        let result = match tokio::time::timeout(
-            timeout,
-            run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(AppError::new(
-                ErrorKind::Unavailable,
-                ErrorCode::StepTimeout,
-                format!("step '{}' ran longer than {} s", cfg.id, timeout.as_secs()),
-            )),
-        };
-        match result {
+        match run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0).await {
             Ok(out) if i == last => {
                 // The last step's completion, the task's end and its settlement: one transaction.
                 spent += cfg.cost;
@@ -403,42 +397,57 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
                 output = out;
             }
             Err(e) if is_transient(&e) && attempt < max_attempts => {
-                let delay = backoff(state, attempt);
-                let message = format!(
-                    "{} — retrying in {} ms (attempt {} of {max_attempts})",
-                    e.message,
-                    delay.as_millis(),
-                    attempt + 1,
-                );
-                let notice = json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 });
-                // Keep what the run saved (a provider job id) so the retry resumes it.
-                let patch = json!({ "lastError": e.message });
-                if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
-                    let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    state.queue().enqueue_at(task_id, due).await;
-                    state.events().publish_recorded(task_id, &[event]).await;
-                }
-                return Ok(());
+                return retry_later(state, task_id, cfg, &e, attempt).await;
             }
-            Err(e) => {
-                let message =
-                    if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
-                let e = AppError { message, ..e };
-                state.store().task_step_fail(task_id, &cfg.id, &e.message).await?;
-                let event = json!({ "error": e.message, "code": e.code });
-                let dead = is_transient(&e).then(|| DeadLetter {
-                    reason: "retries_exhausted",
-                    error: e.message.clone(),
-                    attempts: attempt as i32,
-                });
-                finish(state, task_id, TaskEnd::failed(&e.message, &event).dead_letter(dead.as_ref())).await?;
-                return Ok(());
-            }
+            Err(e) => return fail(state, task_id, cfg, e, attempt).await,
         }
     }
     // Every step had completed before (a crash right after the last one).
     let event = json!({ "output": output, "creditsSpent": spent });
     finish(state, task_id, TaskEnd::completed(&output, &event)).await?;
+    Ok(())
+}
+
+/// Every earlier run ended without recording anything: its worker died (or was killed)
+/// while running it. Running it yet again could take the next one down too.
+async fn give_up_crashed(state: &AppState, task_id: Uuid, attempt: u32) -> AppResult<()> {
+    let message = format!("given up after {} runs that each stopped their worker", attempt - 1);
+    let event = json!({ "error": message, "code": ErrorCode::WorkerCrashes });
+    let dead = DeadLetter { reason: "worker_crashes", error: message.clone(), attempts: (attempt - 1) as i32 };
+    finish(state, task_id, TaskEnd::failed(&message, &event).dead_letter(Some(&dead))).await?;
+    Ok(())
+}
+
+/// A transient failure with attempts left: the step keeps what it saved (a provider job
+/// id, so the retry resumes it), the task is due again after the backoff.
+async fn retry_later(state: &AppState, task_id: Uuid, cfg: &StepConfig, e: &AppError, attempt: u32) -> AppResult<()> {
+    let max_attempts = state.settings().tasks.max_attempts;
+    let delay = backoff(state, attempt);
+    let message =
+        format!("{} — retrying in {} ms (attempt {} of {max_attempts})", e.message, delay.as_millis(), attempt + 1);
+    let notice = json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 });
+    let patch = json!({ "lastError": e.message });
+    if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
+        let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        state.queue().enqueue_at(task_id, due).await;
+        state.events().publish_recorded(task_id, &[event]).await;
+    }
+    Ok(())
+}
+
+/// A failure for good: the step and the task fail (nothing is spent); retries that ran
+/// out put it on the dead-letter list.
+async fn fail(state: &AppState, task_id: Uuid, cfg: &StepConfig, e: AppError, attempt: u32) -> AppResult<()> {
+    let message = if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
+    let e = AppError { message, ..e };
+    state.store().task_step_fail(task_id, &cfg.id, &e.message).await?;
+    let event = json!({ "error": e.message, "code": e.code });
+    let dead = is_transient(&e).then(|| DeadLetter {
+        reason: "retries_exhausted",
+        error: e.message.clone(),
+        attempts: attempt as i32,
+    });
+    finish(state, task_id, TaskEnd::failed(&e.message, &event).dead_letter(dead.as_ref())).await?;
     Ok(())
 }
 
@@ -507,7 +516,7 @@ impl crate::providers::StepContext for StepHost<'_> {
 }
 
 /// Runs a step on its provider (see [`crate::providers`]), with what an earlier run of the
-/// step saved.
+/// step saved, within `tasks.step_timeout_secs`.
 async fn run_step(
     state: &AppState,
     task: &TaskRow,
@@ -517,8 +526,9 @@ async fn run_step(
     attempt: u32,
     saved: Value,
 ) -> AppResult<Value> {
-    crate::providers::run(crate::providers::StepRun {
-        ctx: &StepHost(state),
+    let host = StepHost(state);
+    let run = crate::providers::run(crate::providers::StepRun {
+        ctx: &host,
         task_id: task.id,
         user_id: task.user_id,
         step,
@@ -526,6 +536,14 @@ async fn run_step(
         input,
         attempt,
         saved,
-    })
-    .await
+    });
+    let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
+    match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result,
+        Err(_) => Err(AppError::new(
+            ErrorKind::Unavailable,
+            ErrorCode::StepTimeout,
+            format!("step '{}' ran longer than {} s", step.id, timeout.as_secs()),
+        )),
+    }
 }

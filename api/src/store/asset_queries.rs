@@ -109,8 +109,7 @@ macro_rules! asset_queries {
                 )
                 .bind(user_id)
                 .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 Ok(assets.unwrap_or(0) + pending.unwrap_or(0))
             }
 
@@ -155,10 +154,10 @@ macro_rules! asset_queries {
                 p: &$crate::store::PendingUploadRow,
                 quota: Option<i64>,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut tx = self.pool.begin().await?;
                 Self::lock_user_storage_on(&mut tx, p.user_id).await?;
                 let inserted = Self::pending_upload_insert_within(&mut tx, p, quota).await?;
-                tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                tx.commit().await?;
                 Ok(inserted)
             }
 

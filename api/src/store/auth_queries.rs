@@ -10,9 +10,8 @@ macro_rules! auth_queries {
                 new: &$crate::store::NewUser,
                 password_hash: &str,
             ) -> $crate::store::StoreResult<$crate::store::UserRow> {
-                use $crate::store::StoreError;
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let mut tx = self.pool.begin().await?;
                 let user = sqlx::query_as::<_, $crate::store::UserRow>(
                     concat!("INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -25,8 +24,7 @@ macro_rules! auth_queries {
                 .bind(new.email_verified)
                 .bind(now)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 sqlx::query(
                     "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
                      VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
@@ -37,9 +35,8 @@ macro_rules! auth_queries {
                 .bind(password_hash)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                .await?;
+                tx.commit().await?;
                 Ok(user)
             }
 
@@ -64,8 +61,7 @@ macro_rules! auth_queries {
                 .bind(hash)
                 .bind(now)
                 .execute(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 if updated.rows_affected() == 0 {
                     sqlx::query(
                         "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
@@ -77,8 +73,7 @@ macro_rules! auth_queries {
                     .bind(hash)
                     .bind(now)
                     .execute(&self.pool)
-                    .await
-                    .map_err($crate::store::StoreError::from_sqlx)?;
+                    .await?;
                 }
                 Ok(())
             }
@@ -312,8 +307,7 @@ macro_rules! auth_queries {
                 .bind(value_hash)
                 .bind(kind)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 Ok(identifier.filter(|(_, exp)| *exp > $crate::store::now()).map(|(id, _)| id))
             }
 
@@ -509,15 +503,13 @@ macro_rules! auth_queries {
                 )
                 .bind(device_code_hash)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 if let Some(row) = &row {
                     sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE id = $1")
                         .bind(row.id)
                         .bind($crate::store::now())
                         .execute(&self.pool)
-                        .await
-                        .map_err($crate::store::StoreError::from_sqlx)?;
+                        .await?;
                 }
                 Ok(row)
             }

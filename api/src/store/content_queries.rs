@@ -93,8 +93,7 @@ macro_rules! content_queries {
                         .bind(i as i32)
                         .bind(now)
                         .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::StoreError::from_sqlx)?
+                        .await?
                         .rows_affected();
                     if n != 1 {
                         return Err($crate::store::StoreError::NotFound);

@@ -73,7 +73,7 @@ macro_rules! ledger_queries {
             }
 
             pub async fn credits_get(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::CreditsRow> {
-                let mut conn = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut conn = self.pool.acquire().await?;
                 Self::credits_row_on(&mut conn, user_id).await
             }
 
@@ -103,15 +103,14 @@ macro_rules! ledger_queries {
                 .bind(spent)
                 .bind($crate::store::now())
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let Some(after) = updated else {
                     let available = Self::credits_row_on(&mut tx, user_id).await?.available();
                     return Err(LedgerError::Insufficient { available });
                 };
                 match Self::credits_book_on(&mut tx, user_id, kind, amount, 0, after, Some(reference), description).await {
                     Ok(row) => {
-                        tx.commit().await.map_err(StoreError::from_sqlx)?;
+                        tx.commit().await?;
                         Ok(Booked::Applied(row))
                     }
                     // Booked before under this reference: roll back, change nothing.
@@ -127,14 +126,13 @@ macro_rules! ledger_queries {
                 reference: &str,
                 amount: i64,
             ) -> Result<$crate::store::Booked<$crate::store::CreditsRow>, $crate::store::LedgerError> {
-                use $crate::store::{Booked, LedgerError, StoreError};
+                use $crate::store::{Booked, LedgerError};
                 Self::credits_ensure_on(&mut *conn, user_id).await?;
                 let existing: Option<(uuid::Uuid, i64)> =
                     sqlx::query_as("SELECT user_id, amount FROM credit_reservations WHERE reference_id = $1")
                         .bind(reference)
                         .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                 if let Some((owner, reserved)) = existing {
                     return if owner == user_id && reserved == amount {
                         Ok(Booked::Duplicate)
@@ -154,7 +152,7 @@ macro_rules! ledger_queries {
                 reference: &str,
                 amount: i64,
             ) -> Result<$crate::store::CreditsRow, $crate::store::LedgerError> {
-                use $crate::store::{LedgerError, StoreError};
+                use $crate::store::LedgerError;
                 let now = $crate::store::now();
                 let updated = sqlx::query_as::<_, $crate::store::CreditsRow>(
                     "UPDATE credits SET reserved_balance = reserved_balance + $2, updated_at = $3
@@ -165,8 +163,7 @@ macro_rules! ledger_queries {
                 .bind(amount)
                 .bind(now)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let Some(after) = updated else {
                     let available = Self::credits_row_on(&mut *conn, user_id).await?.available();
                     return Err(LedgerError::Insufficient { available });
@@ -180,8 +177,7 @@ macro_rules! ledger_queries {
                 .bind(amount)
                 .bind(now)
                 .execute(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let description = format!("reserved for {reference}");
                 Self::credits_book_on(
                     &mut *conn,
@@ -208,7 +204,7 @@ macro_rules! ledger_queries {
                 let mut tx = self.write_tx().await?;
                 match Self::credits_reserve_on(&mut tx, user_id, reference, amount).await {
                     Ok(Booked::Applied(row)) => {
-                        tx.commit().await.map_err(StoreError::from_sqlx)?;
+                        tx.commit().await?;
                         Ok(Booked::Applied(row))
                     }
                     // A concurrent reserve of the same reference won the unique key.
@@ -227,7 +223,7 @@ macro_rules! ledger_queries {
                 let mut tx = self.write_tx().await?;
                 let booked = Self::credits_resolve_on(&mut tx, reference, spend).await?;
                 if matches!(booked, $crate::store::Booked::Applied(_)) {
-                    tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                    tx.commit().await?;
                 }
                 Ok(booked)
             }
@@ -238,14 +234,13 @@ macro_rules! ledger_queries {
                 reference: &str,
                 spend: Option<i64>,
             ) -> Result<$crate::store::Booked<$crate::store::Resolution>, $crate::store::LedgerError> {
-                use $crate::store::{Booked, LedgerError, Resolution, StoreError};
+                use $crate::store::{Booked, LedgerError, Resolution};
                 let reservation: Option<(uuid::Uuid, i64, String, i64)> = sqlx::query_as(
                     "SELECT user_id, amount, status, spent FROM credit_reservations WHERE reference_id = $1",
                 )
                 .bind(reference)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let Some((user_id, amount, _, _)) = reservation else { return Err(LedgerError::UnknownReservation) };
                 let spend = spend.unwrap_or(amount);
                 if spend < 0 || spend > amount {
@@ -261,8 +256,7 @@ macro_rules! ledger_queries {
                 .bind(spend)
                 .bind($crate::store::now())
                 .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?
+                .await?
                 .rows_affected();
                 if claimed == 0 {
                     return Ok(Booked::Duplicate);
@@ -279,8 +273,7 @@ macro_rules! ledger_queries {
                 .bind(amount)
                 .bind($crate::store::now())
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 if spend > 0 {
                     let mid = $crate::store::CreditsRow { reserved_balance: after.reserved_balance + release, ..after };
                     let description = format!("spent on {reference}");
@@ -302,8 +295,7 @@ macro_rules! ledger_queries {
                     sqlx::query_as("SELECT amount, status, spent FROM credit_reservations WHERE reference_id = $1")
                         .bind(reference)
                         .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::store::StoreError::from_sqlx)?;
+                        .await?;
                 Ok(row.map(|(amount, status, spent)| (amount, (status == "resolved").then_some(spent))))
             }
 
@@ -332,29 +324,26 @@ macro_rules! ledger_queries {
 
             /// Every ledger invariant of one account; an empty list means all hold.
             pub async fn credits_invariant_violations(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<String>> {
-                let mut conn = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut conn = self.pool.acquire().await?;
                 let c = Self::credits_row_on(&mut conn, user_id).await?;
                 let (sum_amount, sum_reserved): (Option<i64>, Option<i64>) = sqlx::query_as(
                     "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1",
                 )
                 .bind(user_id)
                 .fetch_one(&mut *conn)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 let pending: Option<i64> = sqlx::query_scalar(
                     "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'",
                 )
                 .bind(user_id)
                 .fetch_one(&mut *conn)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 let last: Option<(i64, i64)> = sqlx::query_as(
                     "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1",
                 )
                 .bind(user_id)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 let mut v = Vec::new();
                 if c.balance < 0 {
                     v.push(format!("balance {} < 0", c.balance));
@@ -524,8 +513,7 @@ macro_rules! ledger_queries {
                 .bind(request_hash)
                 .bind($crate::store::now())
                 .execute(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?
+                .await?
                 .rows_affected();
                 if inserted == 1 {
                     return Ok(IdempotencyState::Claimed);
@@ -546,8 +534,7 @@ macro_rules! ledger_queries {
                 .bind($crate::store::now())
                 .bind(cutoff)
                 .execute(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?
+                .await?
                 .rows_affected();
                 if taken == 1 {
                     return Ok(IdempotencyState::Claimed);
@@ -558,8 +545,7 @@ macro_rules! ledger_queries {
                 .bind(user_id)
                 .bind(key)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 Ok(match row {
                     None => IdempotencyState::InProgress,
                     Some((op, hash, _, _)) if op != operation || hash != request_hash => IdempotencyState::Mismatch,

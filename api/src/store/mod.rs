@@ -50,7 +50,14 @@ pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
-    Other(#[from] sqlx::Error),
+    Other(sqlx::Error),
+}
+
+/// `?` on a sqlx error classifies it (see [`StoreError::from_sqlx`]).
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::from_sqlx(err)
+    }
 }
 
 impl StoreError {

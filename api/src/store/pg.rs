@@ -52,8 +52,7 @@ impl PgStore {
     }
 
     pub async fn ping(&self) -> StoreResult<String> {
-        let version: String =
-            sqlx::query_scalar("SHOW server_version").fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&self.pool).await?;
         Ok(format!("PostgreSQL {version}"))
     }
 
@@ -82,17 +81,15 @@ impl PgStore {
     /// Locks every super admin row first, so two concurrent demotions cannot both pass
     /// the "not the last one" check.
     pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.pool.begin().await?;
         let supers: Vec<uuid::Uuid> =
             sqlx::query_scalar("SELECT id FROM users WHERE role = 'super_admin' ORDER BY id FOR UPDATE")
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
         let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1 FOR UPDATE")
             .bind(user_id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+            .await?;
         let current = current.ok_or(StoreError::NotFound)?;
         if current == "super_admin" && role != super::Role::SuperAdmin && supers.len() <= 1 {
             return Err(StoreError::Constraint("last_super_admin".into()));
@@ -105,9 +102,8 @@ impl PgStore {
         .bind(role.as_str())
         .bind(super::now())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        tx.commit().await.map_err(StoreError::from_sqlx)?;
+        .await?;
+        tx.commit().await?;
         Ok(user)
     }
 }
@@ -229,8 +225,7 @@ impl PgStore {
                 .bind(uuid::Uuid::now_v7())
                 .bind(super::now())
                 .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
         match out.0 {
             Out { task: Some(task), event: Some(data), .. } => {
                 Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data }))
@@ -283,8 +278,7 @@ impl PgStore {
             .bind(i64::from(per_user))
             .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
             .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+            .await?;
         let out = out.0;
         Ok(match (out.outcome.as_str(), out.task) {
             ("claimed", Some(task)) => super::Claim::Claimed(Box::new(super::ClaimedTask {
@@ -334,8 +328,7 @@ impl PgStore {
             .bind(sqlx::types::Json(&event))
             .bind(super::now())
             .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+            .await?;
         Ok(seq.map(|seq| super::Recorded { seq, kind: super::EventKind::StepStarted, data: event }))
     }
 
@@ -380,8 +373,7 @@ impl PgStore {
                 .bind(end.dead_letter.map(|d| d.attempts))
                 .bind(unpark)
                 .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
         let out = out.0;
         let mut finished =
             super::Finished { ended: out.ended, events: vec![], unparked: out.unparked.unwrap_or_default() };

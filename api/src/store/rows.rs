@@ -198,6 +198,12 @@ pub enum LedgerError {
     Store(#[from] super::StoreError),
 }
 
+impl From<sqlx::Error> for LedgerError {
+    fn from(err: sqlx::Error) -> Self {
+        LedgerError::Store(err.into())
+    }
+}
+
 /// How a reservation was resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resolution {

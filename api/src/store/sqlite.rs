@@ -49,8 +49,7 @@ impl SqliteStore {
     }
 
     pub async fn ping(&self) -> StoreResult<String> {
-        let version: String =
-            sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        let version: String = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.pool).await?;
         Ok(format!("SQLite {version}"))
     }
 
@@ -84,8 +83,7 @@ impl SqliteStore {
         .bind(role.as_str())
         .bind(super::now())
         .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        .await?;
         match updated {
             Some(user) => Ok(user),
             None if self.user_get(user_id).await?.is_some() => Err(StoreError::Constraint("last_super_admin".into())),

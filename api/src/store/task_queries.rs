@@ -14,7 +14,6 @@ macro_rules! task_queries {
             ) -> Result<($crate::store::TaskRow, $crate::store::Recorded), $crate::store::LedgerError> {
                 let new = new.clone();
                 self.write(move |c| Box::pin(async move {
-                    use $crate::store::StoreError;
                     let now = $crate::store::now();
                     if new.cost > 0 {
                         Self::credits_reserve_new_on(&mut *c, new.user_id, &new.id.to_string(), new.cost).await?;
@@ -35,16 +34,14 @@ macro_rules! task_queries {
                     .bind(new.run_all_steps)
                     .bind(now)
                     .fetch_one(&mut *c)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                    .await?;
                     sqlx::query("INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
                         .bind(uuid::Uuid::now_v7())
                         .bind(new.id)
                         .bind(sqlx::types::Json(&new.input))
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     for (i, step) in new.steps.iter().enumerate() {
                         sqlx::query(
                             "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
@@ -55,8 +52,7 @@ macro_rules! task_queries {
                         .bind(i as i32)
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     }
                     let seq: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO task_queue (task_id, user_id, available_at, created_at, seq) VALUES ($1, $2, $3, $3, {}) RETURNING seq",
@@ -66,17 +62,15 @@ macro_rules! task_queries {
                     .bind(new.user_id)
                     .bind(now)
                     .fetch_one(&mut *c)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                    .await?;
                     let position = seq - Self::queue_head_on(&mut *c).await?.unwrap_or(seq);
-                    let data = serde_json::json!({ "type": "queued", "position": position.max(0) });
+                    let data = serde_json::json!({ "type": $crate::store::EventKind::Queued, "position": position.max(0) });
                     sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
                         .bind(new.id)
                         .bind(sqlx::types::Json(&data))
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     Ok((task, $crate::store::Recorded { seq: 1, kind: $crate::store::EventKind::Queued, data }))
                 }))
                 .await
@@ -92,7 +86,7 @@ macro_rules! task_queries {
 
             /// The place in line of the first waiting task.
             pub async fn queue_head(&self) -> $crate::store::StoreResult<Option<i64>> {
-                let mut conn = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut conn = self.pool.acquire().await?;
                 Self::queue_head_on(&mut conn).await
             }
 
@@ -164,7 +158,6 @@ macro_rules! task_queries {
                 p4: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<Vec<$crate::store::Recorded>>> {
-                use $crate::store::StoreError;
                 let last: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "UPDATE tasks SET event_seq = event_seq + $2, updated_at = $3, {set} WHERE id = $1 AND {cond} RETURNING event_seq"
                 )))
@@ -173,8 +166,7 @@ macro_rules! task_queries {
                 .bind(now)
                 .bind(p4)
                 .fetch_optional(&mut *c)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let Some(last) = last else { return Ok(None) };
                 let mut recorded = Vec::with_capacity(events.len());
                 for (i, (kind, data)) in events.iter().enumerate() {
@@ -191,8 +183,7 @@ macro_rules! task_queries {
                         .bind(sqlx::types::Json(&data))
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     recorded.push($crate::store::Recorded { seq, kind: *kind, data });
                 }
                 Ok(Some(recorded))
@@ -242,8 +233,7 @@ macro_rules! task_queries {
                 .bind(step_id)
                 .bind(now)
                 .execute(&mut *c)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 Ok(recorded.pop())
             }
 
@@ -306,7 +296,6 @@ macro_rules! task_queries {
                 delay: std::time::Duration,
                 event: serde_json::Value,
             ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
-                use $crate::store::StoreError;
                 let step_id = step_id.to_string();
                 self.write(move |c| Box::pin(async move {
                     let now = $crate::store::now();
@@ -327,14 +316,12 @@ macro_rules! task_queries {
                     .bind(sqlx::types::Json(&patch))
                     .bind(now)
                     .execute(&mut *c)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                    .await?;
                     sqlx::query("UPDATE task_queue SET available_at = $2, lease_until = NULL WHERE task_id = $1")
                         .bind(task_id)
                         .bind(due)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     Ok(recorded.pop())
                 }))
                 .await
@@ -396,7 +383,6 @@ macro_rules! task_queries {
                 end: &$crate::store::TaskEnd<'_>,
                 unpark: i64,
             ) -> Result<$crate::store::Finished, $crate::store::LedgerError> {
-                use $crate::store::StoreError;
                 let status = end.status;
                 let terminal_kind = $crate::store::EventKind::terminal(status).expect("a task ends completed, failed or cancelled");
                 let output = end.output.cloned();
@@ -419,8 +405,7 @@ macro_rules! task_queries {
                     let user_id: Option<uuid::Uuid> = sqlx::query_scalar("DELETE FROM task_queue WHERE task_id = $1 RETURNING user_id")
                         .bind(id)
                         .fetch_optional(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?
+                        .await?
                         .flatten();
                     let Some(recorded) = recorded else { return Ok(finished) };
                     finished.ended = true;
@@ -434,8 +419,7 @@ macro_rules! task_queries {
                         .bind(error.as_deref())
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     match Self::credits_resolve_on(&mut *c, &id.to_string(), spend).await {
                         Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
                         Err(e) => return Err(e),
@@ -451,8 +435,7 @@ macro_rules! task_queries {
                         .bind(dl.attempts)
                         .bind(now)
                         .execute(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     }
                     if let Some(user_id) = user_id.filter(|_| unpark > 0) {
                         // Under the user's queue lock, so a claim refused at the limit right now
@@ -466,8 +449,7 @@ macro_rules! task_queries {
                         .bind(user_id)
                         .bind(unpark)
                         .fetch_all(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?;
+                        .await?;
                     }
                     Ok(finished)
                 }))
@@ -584,14 +566,13 @@ macro_rules! task_queries {
                 per_user: u32,
                 max_attempts: u32,
             ) -> $crate::store::StoreResult<$crate::store::Claim> {
-                use $crate::store::{Claim, StoreError};
+                use $crate::store::Claim;
                 let now = $crate::store::now();
                 type Candidate = (uuid::Uuid, Option<uuid::Uuid>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
                 let row: Option<Candidate> = match only {
                     Some(id) => sqlx::query_as(Self::CLAIM_ONE_SQL).bind(id).fetch_optional(&mut *c).await,
                     None => sqlx::query_as(Self::CLAIM_NEXT_SQL).bind(now).bind(i64::from(per_user)).fetch_optional(&mut *c).await,
-                }
-                .map_err(StoreError::from_sqlx)?;
+                }?;
                 let Some((task_id, user_id, available_at, lease_until)) = row else { return Ok(Claim::Empty) };
                 if lease_until.is_some_and(|l| l >= now) {
                     return Ok(Claim::Busy);
@@ -608,14 +589,12 @@ macro_rules! task_queries {
                     .bind(now)
                     .bind(task_id)
                     .fetch_one(&mut *c)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                    .await?;
                     if running >= i64::from(per_user) {
                         sqlx::query("UPDATE task_queue SET parked = TRUE WHERE task_id = $1")
                             .bind(task_id)
                             .execute(&mut *c)
-                            .await
-                            .map_err(StoreError::from_sqlx)?;
+                            .await?;
                         return Ok(Claim::UserAtLimit);
                     }
                 }
@@ -625,8 +604,7 @@ macro_rules! task_queries {
                 .bind(task_id)
                 .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
                 .fetch_one(&mut *c)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let task = sqlx::query_as::<_, $crate::store::TaskRow>(
                     "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
                             run_all_steps, created_at, updated_at, started_at, completed_at
@@ -634,23 +612,20 @@ macro_rules! task_queries {
                 )
                 .bind(task_id)
                 .fetch_one(&mut *c)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
                     "SELECT p.input, t.updated_at FROM task_payloads p JOIN tools t ON t.id = $2 WHERE p.task_id = $1",
                 )
                 .bind(task_id)
                 .bind(task.tool_id)
                 .fetch_one(&mut *c)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>(
                     "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position",
                 )
                 .bind(task_id)
                 .fetch_all(&mut *c)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                .await?;
                 let mut started = None;
                 let runnable = !task.is_terminal() && !task.cancel_requested;
                 if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
@@ -661,8 +636,7 @@ macro_rules! task_queries {
                         .bind(task.tool_id)
                         .bind(&step.step_id)
                         .fetch_optional(&mut *c)
-                        .await
-                        .map_err(StoreError::from_sqlx)?
+                        .await?
                         .flatten();
                     let data = serde_json::json!({ "stepId": step.step_id, "stepName": name.unwrap_or_else(|| step.step_id.clone()) });
                     if let Some(event) = Self::step_begin_on(&mut *c, task_id, &step.step_id, true, data, now).await? {

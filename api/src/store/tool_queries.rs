@@ -184,15 +184,14 @@ macro_rules! tool_queries {
                         .bind(new_key_id)
                         .bind($crate::store::now())
                         .execute(&mut *tx)
-                        .await
-                        .map_err($crate::store::StoreError::from_sqlx)?
+                        .await?
                         .rows_affected();
                     if n != 1 {
                         return Err($crate::store::StoreError::Conflict(format!("provider {id} changed during the rotation")));
                     }
                     changed += n;
                 }
-                tx.commit().await.map_err($crate::store::StoreError::from_sqlx)?;
+                tx.commit().await?;
                 Ok(changed)
             }
 
@@ -206,8 +205,7 @@ macro_rules! tool_queries {
                 .bind(uuid::Uuid::now_v7())
                 .bind(now)
                 .execute(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)?;
+                .await?;
                 sqlx::query_scalar("SELECT id FROM providers WHERE name = 'local'")
                     .fetch_one(&self.pool)
                     .await
