@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
+    /// A body without its length where one is required (the local store's uploads).
+    LengthRequired,
     Validation,
     RateLimited,
     Unavailable,

@@ -79,6 +79,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::LengthRequired => StatusCode::LENGTH_REQUIRED,
         ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +99,8 @@ impl From<AppError> for ErrorResponse {
             ErrorKind::Conflict => ErrorResponse::Conflict(body),
             ErrorKind::PayloadTooLarge => ErrorResponse::PayloadTooLarge(body),
             ErrorKind::UnsupportedMediaType => ErrorResponse::UnsupportedMediaType(body),
+            // Only the file routes outside the spec answer 411 (see `error_response`).
+            ErrorKind::LengthRequired => ErrorResponse::BadRequest(body),
             ErrorKind::Validation => ErrorResponse::Unprocessable(body),
             ErrorKind::RateLimited => ErrorResponse::TooManyRequests(body, err.retry_after_secs),
             ErrorKind::Internal => ErrorResponse::Internal(body),
@@ -186,6 +189,16 @@ pub fn json_error_body(err: &poem::Error) -> poem::Response {
     let body = ApiError { error: message, code: code.as_str().to_string(), details: None };
     poem::Response::builder()
         .status(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// An error answer of a route outside the spec (the local store's `/files/…`): the same
+/// JSON body as every other error, with the status of its kind.
+pub fn error_response(kind: ErrorKind, code: ErrorCode, message: &str) -> poem::Response {
+    let body = ApiError { error: message.to_string(), code: code.as_str().to_string(), details: None };
+    poem::Response::builder()
+        .status(status_of(kind))
         .content_type("application/json")
         .body(serde_json::to_vec(&body).unwrap_or_default())
 }

@@ -3,8 +3,6 @@
 //! are open and cacheable. With S3 storage these routes answer 404.
 
 use poem::http::StatusCode;
-
-use crate::error::ErrorCode;
 use poem::web::{Data, Path, Query};
 use poem::{Body, Request, Response, handler};
 use serde::Deserialize;
@@ -12,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::app::AppState;
 use crate::assets::FileType;
+use crate::error::{ErrorCode, ErrorKind};
 use crate::storage::{Bucket, ObjectStore, SignedOp};
 
 #[derive(Debug, Deserialize)]
@@ -20,11 +19,8 @@ pub struct Signature {
     signature: Option<String>,
 }
 
-fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .content_type("application/json")
-        .body(serde_json::json!({ "error": message, "code": code.as_str() }).to_string())
+fn refuse(kind: ErrorKind, code: ErrorCode, message: &str) -> Response {
+    super::error::error_response(kind, code, message)
 }
 
 fn local(state: &AppState) -> Option<&crate::storage::LocalStore> {
@@ -46,15 +42,15 @@ pub async fn put(
     body: Body,
 ) -> Response {
     let (Some(store), Some(bucket)) = (local(&state), Bucket::from_local_dir(&bucket)) else {
-        return refuse(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file route");
+        return refuse(ErrorKind::NotFound, ErrorCode::NotFound, "no such file route");
     };
     let content_type = req.content_type().unwrap_or("").to_string();
     let Some(size) = req.header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
-        return refuse(StatusCode::LENGTH_REQUIRED, ErrorCode::LengthRequired, "Content-Length is required");
+        return refuse(ErrorKind::LengthRequired, ErrorCode::LengthRequired, "Content-Length is required");
     };
     let op = SignedOp::Put { content_type: &content_type, size };
     if let Err(why) = store.verify(op, bucket, &key, sig.expires.unwrap_or(0), sig.signature.as_deref().unwrap_or("")) {
-        return refuse(StatusCode::FORBIDDEN, ErrorCode::InvalidSignature, why);
+        return refuse(ErrorKind::Forbidden, ErrorCode::InvalidSignature, why);
     }
     // A URL writes only while its upload is pending (not completed, expired or swept), and
     // only once: a checked file can never be replaced through it.
@@ -62,35 +58,35 @@ pub async fn put(
         Ok(Some(p)) if p.expires_at > crate::store::now() => {}
         Ok(_) => {
             return refuse(
-                StatusCode::FORBIDDEN,
+                ErrorKind::Forbidden,
                 ErrorCode::UploadClosed,
                 "this upload URL is no longer accepting data: its upload was completed, cancelled or expired",
             );
         }
         Err(e) => {
             tracing::error!(error = %e, "looking up a pending upload failed");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "try again shortly");
+            return refuse(ErrorKind::Unavailable, ErrorCode::Unavailable, "try again shortly");
         }
     }
     let Ok((path, tmp)) = store.temp_path(bucket, &key) else {
-        return refuse(StatusCode::BAD_REQUEST, ErrorCode::InvalidKey, "invalid key");
+        return refuse(ErrorKind::BadRequest, ErrorCode::InvalidKey, "invalid key");
     };
     match write_limited(body, &path, &tmp, size).await {
         Ok(()) => Response::builder().status(StatusCode::OK).finish(),
         Err(WriteError::Exists) => refuse(
-            StatusCode::CONFLICT,
+            ErrorKind::Conflict,
             ErrorCode::AlreadyUploaded,
             "this upload URL was already used; request a new one",
         ),
         Err(WriteError::TooLong) => {
-            refuse(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeMismatch, "more bytes than signed for")
+            refuse(ErrorKind::PayloadTooLarge, ErrorCode::SizeMismatch, "more bytes than signed for")
         }
         Err(WriteError::TooShort) => {
-            refuse(StatusCode::BAD_REQUEST, ErrorCode::SizeMismatch, "fewer bytes than signed for")
+            refuse(ErrorKind::BadRequest, ErrorCode::SizeMismatch, "fewer bytes than signed for")
         }
         Err(WriteError::Io(e)) => {
             tracing::error!(error = %e, "writing an upload failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "could not store the file")
+            refuse(ErrorKind::Internal, ErrorCode::Internal, "could not store the file")
         }
     }
 }
@@ -144,20 +140,20 @@ pub async fn get(
     Query(sig): Query<Signature>,
 ) -> Response {
     let (Some(store), Some(bucket)) = (local(&state), Bucket::from_local_dir(&bucket)) else {
-        return refuse(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file route");
+        return refuse(ErrorKind::NotFound, ErrorCode::NotFound, "no such file route");
     };
     if bucket != Bucket::Public
         && let Err(why) =
             store.verify(SignedOp::Get, bucket, &key, sig.expires.unwrap_or(0), sig.signature.as_deref().unwrap_or(""))
     {
-        return refuse(StatusCode::FORBIDDEN, ErrorCode::InvalidSignature, why);
+        return refuse(ErrorKind::Forbidden, ErrorCode::InvalidSignature, why);
     }
     let Ok(path) = store.path(bucket, &key) else {
-        return refuse(StatusCode::BAD_REQUEST, ErrorCode::InvalidKey, "invalid key");
+        return refuse(ErrorKind::BadRequest, ErrorCode::InvalidKey, "invalid key");
     };
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(_) => return refuse(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file"),
+        Err(_) => return refuse(ErrorKind::NotFound, ErrorCode::NotFound, "no such file"),
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let name = key.rsplit('/').next().unwrap_or("file");
