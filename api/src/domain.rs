@@ -31,14 +31,6 @@ macro_rules! wire_enum {
                     _ => None,
                 }
             }
-
-            /// Like [`Self::parse`], for values the store's CHECK constraints guarantee.
-            pub fn from_store(s: &str) -> Self {
-                Self::parse(s).unwrap_or_else(|| {
-                    tracing::error!(value = s, "unknown {} in the store", stringify!($name));
-                    Self::ALL[0]
-                })
-            }
         }
 
         impl std::fmt::Display for $name {

@@ -40,6 +40,14 @@ impl Theme {
             TaskStatus::Pending | TaskStatus::Queued => Style::new(),
         }
     }
+    /// A provider's state: disabled, healthy or not.
+    pub fn health(&self, active: bool, healthy: bool) -> (&'static str, Style) {
+        match (active, healthy) {
+            (false, _) => ("disabled", self.fg(Color::DarkGray)),
+            (true, true) => ("healthy", self.fg(Color::Green)),
+            (true, false) => ("unhealthy", self.fg(Color::Red)),
+        }
+    }
     pub fn step_status(&self, s: StepStatus) -> Style {
         match s {
             StepStatus::Completed => self.fg(Color::Green),

@@ -3,7 +3,6 @@
 use funmagic_sdk::types;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::style::Color;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Cell, Paragraph, Row};
 
@@ -106,11 +105,7 @@ impl Screen for ProvidersScreen {
             .list
             .iter()
             .map(|p| {
-                let (word, style) = match (p.is_active, p.is_healthy) {
-                    (false, _) => ("disabled", theme.fg(Color::DarkGray)),
-                    (true, true) => ("healthy", theme.fg(Color::Green)),
-                    (true, false) => ("unhealthy", theme.fg(Color::Red)),
-                };
+                let (word, style) = theme.health(p.is_active, p.is_healthy);
                 Row::new(vec![
                     Cell::from(p.name.clone()),
                     Cell::from(p.type_.to_string()),
