@@ -1,6 +1,6 @@
 //! The committed example config and the README document every setting.
 
-use funmagic_api::config::{SETTINGS_TABLE, SettingsLayer};
+use funmagic_api::config::{SettingsLayer, settings_table};
 
 fn repo_file(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -11,18 +11,32 @@ fn example_config_parses_and_names_every_setting() {
     let text = repo_file("funmagic.example.toml");
     let layer = SettingsLayer::from_toml(&text).expect("the example config parses");
     layer.resolve().expect("the example config is valid");
-    for doc in SETTINGS_TABLE {
+    for doc in settings_table() {
         assert!(text.contains(&format!("env: {}", doc.env)), "example config does not document {}", doc.env);
         let leaf = doc.key.rsplit('.').next().unwrap();
         assert!(text.contains(&format!("{leaf} =")), "example config does not show key {}", doc.key);
     }
 }
 
+/// The README's settings table is exactly [`settings_table`], row for row
+/// (`UPDATE_SNAPSHOTS=1` rewrites it).
 #[test]
 fn readme_documents_every_setting() {
+    const HEADER: &str = "| file key | environment | default | meaning |\n|---|---|---|---|\n";
     let readme = repo_file("README.md");
-    for doc in SETTINGS_TABLE {
-        assert!(readme.contains(&format!("`{}`", doc.env)), "README does not document {}", doc.env);
-        assert!(readme.contains(&format!("`{}`", doc.key)), "README does not document key {}", doc.key);
+    let start = readme.find(HEADER).expect("the README has the settings table") + HEADER.len();
+    let end = start + readme[start..].find("\n\n").expect("a blank line ends the table") + 1;
+    let rows: String = settings_table()
+        .iter()
+        .map(|doc| format!("| `{}` | `{}` | {} | {} |\n", doc.key, doc.env, doc.default, doc.help))
+        .collect();
+    if readme[start..end] != rows && std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        let path = format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(path, format!("{}{rows}{}", &readme[..start], &readme[end..])).unwrap();
+        return;
     }
+    for (have, want) in readme[start..end].lines().zip(rows.lines()) {
+        assert_eq!(have, want, "the README's settings table differs from the code (UPDATE_SNAPSHOTS=1 rewrites it)");
+    }
+    assert_eq!(readme[start..end].lines().count(), rows.lines().count(), "rows in the README's settings table");
 }

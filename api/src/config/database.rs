@@ -1,0 +1,86 @@
+//! `[database]` and `[redis]`: which engines hold the state.
+
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::ConfigError;
+use super::section::{at_least, section};
+
+section! {
+    /// The relational database.
+    pub struct DatabaseLayer => DatabaseSettings in "database" {
+        url: SecretString {
+            env: "DATABASE_URL",
+            shown: "sqlite in data_dir",
+            check: |url: &SecretString| parse_database_url(url.expose_secret()).map(|_| ()).map_err(|e| e.problem),
+            help: "postgres://… for scale-out, sqlite://… for a specific file",
+        },
+        max_connections: u32 {
+            env: "FUNMAGIC_DATABASE_MAX_CONNECTIONS",
+            default: 10u32,
+            check: at_least(1),
+            help: "connection pool size",
+        },
+        connect_timeout_secs: u64 {
+            env: "FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS",
+            default: 5u64,
+            check: at_least(1),
+            help: "give up connecting after this long",
+        },
+    }
+}
+
+section! {
+    /// Redis: when set, the queue, events, caches and limits are shared between processes.
+    pub struct RedisLayer => RedisSettings in "redis" {
+        url: SecretString {
+            env: "REDIS_URL",
+            shown: "(unset: embedded queue)",
+            check: |url: &SecretString| {
+                let url = url.expose_secret();
+                if ["redis://", "rediss://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
+                    Ok(())
+                } else {
+                    Err("must start with redis://, rediss:// or redis+unix://".to_string())
+                }
+            },
+            help: "redis://… enables the Redis queue, events, caches and limits",
+        },
+        prefix: String {
+            env: "FUNMAGIC_REDIS_PREFIX",
+            default: "funmagic",
+            help: "prefix of every Redis key",
+        },
+    }
+}
+
+/// Which database engine a URL (or its absence) selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+pub(super) fn parse_database_url(url: &str) -> Result<DatabaseTarget, ConfigError> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "postgres" | "postgresql" => Ok(DatabaseTarget::Postgres(url.to_string())),
+        "sqlite" => {
+            let rest = url.trim_start_matches("sqlite://");
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() || path.contains(":memory:") {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "an in-memory SQLite database loses every task and credit on restart; give a file path (sqlite://path/to/funmagic.db)",
+                ));
+            }
+            Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+        }
+        "" => Err(ConfigError::new("DATABASE_URL", "not a URL (expected postgres://… or sqlite://…)")),
+        other => Err(ConfigError::new(
+            "DATABASE_URL",
+            format!("unsupported scheme '{other}' (expected postgres:// or sqlite://)"),
+        )),
+    }
+}
