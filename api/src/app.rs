@@ -47,6 +47,8 @@ struct Inner {
     stream_slots: crate::auth::ratelimit::StreamSlots,
     /// Encrypts and decrypts provider API keys.
     master_key: crate::providers::crypto::MasterKey,
+    /// What expiry decisions read (tests move it forward).
+    clock: Arc<crate::clock::Clock>,
     started: Instant,
 }
 
@@ -70,12 +72,13 @@ impl AppState {
             tracing::debug!(?versions, "migrations applied");
         }
         let redis = RedisHandle::connect(&settings.redis, timeout).await?;
-        let storage = ObjectStore::open(&settings).await?;
+        let clock = Arc::new(crate::clock::Clock::default());
+        let storage = ObjectStore::open(&settings, clock.clone()).await?;
         let master_key = crate::providers::crypto::load(&settings)?;
         let hasher =
             PasswordHasherCfg::new(&settings.auth).map_err(|e| ConfigError::new("FUNMAGIC_ARGON2_MEMORY_KIB", e))?;
         let mailer = Mailer::new(&settings.mail)?;
-        let authenticator = Authenticator::new(store.clone(), redis.clone(), &settings.auth);
+        let authenticator = Authenticator::new(store.clone(), redis.clone(), &settings.auth, clock.clone());
         let limiter = RateLimiter::new(redis.clone());
         let public_url = OnceLock::new();
         if let Some(url) = &settings.public_url {
@@ -104,6 +107,7 @@ impl AppState {
                 .build()
                 .map_err(|e| ConfigError::new("HTTP client", e.to_string()))?,
             master_key,
+            clock,
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
@@ -141,6 +145,11 @@ impl AppState {
         }
         tracing::info!("storage: {}", self.storage().describe());
         tracing::info!("mail: {}", self.mailer().describe());
+    }
+
+    /// The clock expiry decisions read: use it, not the system time, for "has it expired?".
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.clock
     }
 
     pub fn settings(&self) -> &Settings {

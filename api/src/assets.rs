@@ -126,7 +126,7 @@ pub async fn presign_upload(
     // The URL writes to a one-off key; `complete` moves the checked bytes to `key`, so the
     // URL can never overwrite a checked file (see `INCOMING_PREFIX`).
     let upload_key = format!("{INCOMING_PREFIX}{}", Uuid::new_v4().simple());
-    let now = crate::store::now();
+    let now = state.clock().now();
     let pending = PendingUploadRow {
         storage_key: key.clone(),
         upload_key: Some(upload_key.clone()),
@@ -247,7 +247,7 @@ pub async fn complete_upload(
         )
         .await;
     }
-    let now = crate::store::now();
+    let now = state.clock().now();
     let asset = AssetRow {
         id: Uuid::now_v7(),
         user_id: principal.user_id(),
@@ -348,7 +348,7 @@ async fn move_asset(state: &AppState, asset: &AssetRow, from: Bucket, to: Bucket
 /// pending upload refers to (an upload URL used after its upload was completed or
 /// expired); returns how many pending uploads were removed.
 pub async fn sweep_pending_uploads(state: &AppState) -> AppResult<usize> {
-    let expired = state.store().pending_uploads_expired(crate::store::now(), 500).await?;
+    let expired = state.store().pending_uploads_expired(state.clock().now(), 500).await?;
     let mut removed = 0;
     for p in expired {
         let Some(bucket) = state.storage().bucket_from_name(&p.bucket) else { continue };
@@ -359,7 +359,7 @@ pub async fn sweep_pending_uploads(state: &AppState) -> AppResult<usize> {
             removed += 1;
         }
     }
-    sweep_incoming(state, crate::store::now()).await?;
+    sweep_incoming(state, state.clock().now()).await?;
     Ok(removed)
 }
 
@@ -435,7 +435,7 @@ pub async fn store_output(
     let key = private_key(user_id, module, &filename);
     let size = data.len() as i64;
     state.storage().put(Bucket::Private, &key, data, file_type.mime()).await.map_err(storage_error)?;
-    let now = crate::store::now();
+    let now = state.clock().now();
     let asset = AssetRow {
         id: Uuid::now_v7(),
         user_id,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backoff;
 pub mod banners;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credits;
 pub mod domain;

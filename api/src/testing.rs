@@ -228,6 +228,12 @@ impl TestApp {
         Some(Self { server, workers, pool, backend, dir, database, redis })
     }
 
+    /// Moves the app's clock forward: signed URLs, uploads, sessions, keys and mailed links
+    /// expire as if `by` had passed (records are still stamped with the system time).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.state().clock().advance(by);
+    }
+
     /// Stops the in-process workers and returns once they have stopped (their running
     /// tasks ended): from then on submitted tasks wait until [`TestApp::run_pending_tasks`].
     pub async fn stop_workers(&mut self) {

@@ -140,7 +140,7 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Cli
 
 pub async fn create_session(state: &AppState, user: UserRow, client: &Client) -> AppResult<IssuedSession> {
     let token = token::generate(token::SESSION_PREFIX);
-    let expires_at = crate::store::now() + state.authenticator().session_ttl();
+    let expires_at = state.clock().now() + state.authenticator().session_ttl();
     let session = state
         .store()
         .session_create(user.id, &token::hash(&token), expires_at, Some(&client.ip), client.user_agent.as_deref())
@@ -162,7 +162,7 @@ pub async fn sign_out(state: &AppState, principal: &Principal) -> AppResult<()> 
 
 async fn send_verification(state: &AppState, user: &UserRow) -> AppResult<()> {
     let secret = token::generate(token::VERIFICATION_PREFIX);
-    let expires = crate::store::now() + EMAIL_VERIFICATION_TTL;
+    let expires = state.clock().now() + EMAIL_VERIFICATION_TTL;
     state
         .store()
         .verification_create(&format!("email-verification:{}", user.id), &token::hash(&secret), expires)
@@ -190,8 +190,11 @@ pub async fn resend_verification(state: &AppState, principal: &Principal, client
 pub async fn verify_email(state: &AppState, secret: &str) -> AppResult<UserRow> {
     let invalid =
         || AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidToken, "this link is invalid, used or expired");
-    let identifier =
-        state.store().verification_consume("email-verification:", &token::hash(secret)).await?.ok_or_else(invalid)?;
+    let identifier = state
+        .store()
+        .verification_consume("email-verification:", &token::hash(secret), state.clock().now())
+        .await?
+        .ok_or_else(invalid)?;
     let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
     state.store().user_set_email_verified(user_id).await?;
     state.authenticator().forget_user(user_id).await;
@@ -206,7 +209,7 @@ pub async fn request_password_reset(state: &AppState, email: &str, client: &Clie
     limit_email(state, "reset", &email).await?;
     let Some(user) = state.store().user_get_by_email(&email).await? else { return Ok(()) };
     let secret = token::generate(token::VERIFICATION_PREFIX);
-    let expires = crate::store::now() + PASSWORD_RESET_TTL;
+    let expires = state.clock().now() + PASSWORD_RESET_TTL;
     state.store().verification_create(&format!("password-reset:{}", user.id), &token::hash(&secret), expires).await?;
     let body = format!(
         "Hello {},\n\nsomeone asked to reset your FunMagic password. Within one hour, run\n\n    funmagic auth reset-password --token {secret}\n\nor send {{\"token\": \"{secret}\", \"newPassword\": \"…\"}} to {}/api/auth/reset-password.\nIf it was not you, ignore this message: your password is unchanged.\n",
@@ -224,8 +227,11 @@ pub async fn reset_password(state: &AppState, secret: &str, new_password: &str, 
     let invalid = || {
         AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidToken, "this reset token is invalid, used or expired")
     };
-    let identifier =
-        state.store().verification_consume("password-reset:", &token::hash(secret)).await?.ok_or_else(invalid)?;
+    let identifier = state
+        .store()
+        .verification_consume("password-reset:", &token::hash(secret), state.clock().now())
+        .await?
+        .ok_or_else(invalid)?;
     let user_id = parse_identifier(&identifier).ok_or_else(invalid)?;
     let hash = state.hasher().hash(new_password).await?;
     state.store().password_hash_set(user_id, &hash).await?;
@@ -333,7 +339,7 @@ pub async fn api_key_create(
     }
     let secret = token::generate(token::API_KEY_PREFIX);
     let prefix: String = secret.chars().take(12).collect();
-    let expires_at = expires_in_days.map(|d| crate::store::now() + ChronoDuration::days(i64::from(d)));
+    let expires_at = expires_in_days.map(|d| state.clock().now() + ChronoDuration::days(i64::from(d)));
     let key = state
         .store()
         .api_key_create(principal.user_id(), &name, &prefix, &token::hash(&secret), scope, expires_at)
@@ -359,7 +365,7 @@ pub async fn device_code_create(
     let client_name: String = client_name.trim().chars().filter(|c| !c.is_control()).take(64).collect();
     let client_name = if client_name.is_empty() { "funmagic".to_string() } else { client_name };
     let device_code = token::generate(token::DEVICE_CODE_PREFIX);
-    let expires = crate::store::now() + ChronoDuration::seconds(DEVICE_CODE_TTL_SECS);
+    let expires = state.clock().now() + ChronoDuration::seconds(DEVICE_CODE_TTL_SECS);
     for _ in 0..5 {
         match state
             .store()
@@ -398,7 +404,7 @@ pub async fn device_token_poll(state: &AppState, device_code: &str, client: &Cli
     let Some(row) = state.store().device_code_poll(&token::hash(device_code)).await? else {
         return Err(AppError::new(ErrorKind::BadRequest, ErrorCode::InvalidGrant, "unknown device code"));
     };
-    let now = crate::store::now();
+    let now = state.clock().now();
     if row.expires_at <= now {
         return Ok(DevicePoll::Expired);
     }
@@ -453,7 +459,7 @@ pub async fn device_lookup(
         .store()
         .device_code_by_user_code(&code)
         .await?
-        .filter(|row| row.status == DeviceCodeStatus::Pending && row.expires_at > crate::store::now())
+        .filter(|row| row.status == DeviceCodeStatus::Pending && row.expires_at > state.clock().now())
         .ok_or_else(invalid_user_code)
 }
 

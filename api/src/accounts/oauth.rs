@@ -143,8 +143,11 @@ pub async fn finish(
     if cookie_state != Some(flow_state) {
         return Err(bad_state());
     }
-    let identifier =
-        state.store().verification_consume("oauth-state:", &token::hash(flow_state)).await?.ok_or_else(bad_state)?;
+    let identifier = state
+        .store()
+        .verification_consume("oauth-state:", &token::hash(flow_state), state.clock().now())
+        .await?
+        .ok_or_else(bad_state)?;
     let pending: PendingFlow =
         serde_json::from_str(identifier.trim_start_matches("oauth-state:")).map_err(|_| bad_state())?;
     if pending.provider != provider.id() {

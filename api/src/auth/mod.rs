@@ -203,6 +203,8 @@ pub struct Authenticator {
     redis: Option<RedisHandle>,
     session_ttl: chrono::Duration,
     local: Option<LocalCache>,
+    /// Sessions and keys expire by this clock.
+    clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 /// The embedded mode's principal cache: the same protocol as the Redis one (entries carry
@@ -218,9 +220,15 @@ struct LocalCache {
 const LOCAL_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl Authenticator {
-    pub fn new(store: Store, redis: Option<RedisHandle>, settings: &AuthSettings) -> Self {
+    pub fn new(
+        store: Store,
+        redis: Option<RedisHandle>,
+        settings: &AuthSettings,
+        clock: std::sync::Arc<crate::clock::Clock>,
+    ) -> Self {
         let local = (redis.is_none() && store.engine() == crate::store::Engine::Sqlite).then(LocalCache::default);
-        Self { store, redis, session_ttl: chrono::Duration::days(i64::from(settings.session_ttl_days)), local }
+        let session_ttl = chrono::Duration::days(i64::from(settings.session_ttl_days));
+        Self { store, redis, session_ttl, local, clock }
     }
 
     pub fn session_ttl(&self) -> chrono::Duration {
@@ -254,7 +262,7 @@ impl Authenticator {
 
     async fn resolve_session(&self, hash: &str) -> AppResult<(Principal, i64)> {
         let session = self.store.session_get_by_token(hash).await?.ok_or_else(invalid_token)?;
-        let now = crate::store::now();
+        let now = self.clock.now();
         if session.expires_at <= now {
             let _ = self.store.session_delete_by_token(hash).await;
             return Err(AppError::new(
@@ -277,7 +285,7 @@ impl Authenticator {
 
     async fn resolve_key(&self, hash: &str) -> AppResult<(Principal, i64)> {
         let key = self.store.api_key_get_by_hash(hash).await?.ok_or_else(invalid_token)?;
-        let now = crate::store::now();
+        let now = self.clock.now();
         if key.revoked_at.is_some() {
             return Err(AppError::new(
                 ErrorKind::Unauthenticated,
@@ -385,7 +393,7 @@ impl Authenticator {
                 cached.clone()
             };
             if let Credential::Session { expires_at, .. } = &cached.principal.credential
-                && *expires_at <= crate::store::now()
+                && *expires_at <= self.clock.now()
             {
                 return None;
             }
@@ -405,7 +413,7 @@ impl Authenticator {
             .ok()??;
         let cached: CachedPrincipal = serde_json::from_str(&raw).ok()?;
         if let Credential::Session { expires_at, .. } = &cached.principal.credential
-            && *expires_at <= crate::store::now()
+            && *expires_at <= self.clock.now()
         {
             return None;
         }

@@ -225,7 +225,7 @@ fn session_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
 }
 
 fn signed_in(state: &AppState, issued: IssuedSession) -> SignedIn {
-    let max_age = (issued.session.expires_at - crate::store::now()).num_seconds().max(0);
+    let max_age = (issued.session.expires_at - state.clock().now()).num_seconds().max(0);
     let cookie = session_cookie(state, &issued.token, max_age);
     SignedIn::Ok(
         Json(AuthResponse { token: issued.token, user: issued.user.into(), session: issued.session.into() }),
@@ -420,7 +420,7 @@ impl AuthApi {
             Ok(DevicePoll::Denied) => Err(rfc_error(ErrorCode::AccessDenied, "the request was denied")),
             Ok(DevicePoll::Expired) => Err(rfc_error(ErrorCode::ExpiredToken, "the device code expired; start again")),
             Ok(DevicePoll::Granted(issued)) => Ok(Json(DeviceTokenResponse {
-                expires_in: (issued.session.expires_at - crate::store::now()).num_seconds(),
+                expires_in: (issued.session.expires_at - state.clock().now()).num_seconds(),
                 access_token: issued.token,
                 token_type: "Bearer".into(),
             })),
@@ -438,7 +438,7 @@ impl AuthApi {
     ) -> Result<Json<DevicePending>> {
         let row = flows::device_lookup(&state, &principal, &user_code).await?;
         Ok(Json(DevicePending {
-            age_secs: (crate::store::now() - row.created_at).num_seconds().max(0),
+            age_secs: (state.clock().now() - row.created_at).num_seconds().max(0),
             user_code: row.user_code,
             client_name: row.client_name,
             created_at: row.created_at,

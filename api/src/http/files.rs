@@ -55,7 +55,7 @@ pub async fn put(
     // A URL writes only while its upload is pending (not completed, expired or swept), and
     // only once: a checked file can never be replaced through it.
     match state.store().pending_upload_by_upload_key(&state.storage().bucket_name(bucket), &key).await {
-        Ok(Some(p)) if p.expires_at > crate::store::now() => {}
+        Ok(Some(p)) if p.expires_at > state.clock().now() => {}
         Ok(_) => {
             return refuse(
                 ErrorKind::Forbidden,

@@ -127,7 +127,7 @@ pub async fn social_callback(
     let (issued, callback) =
         oauth::finish(&state, provider, &code, &flow_state, cookie.as_deref(), &client).await.map_err(api_error)?;
     let secure = if state.public_url().starts_with("https://") { "; Secure" } else { "" };
-    let max_age = (issued.session.expires_at - crate::store::now()).num_seconds().max(0);
+    let max_age = (issued.session.expires_at - state.clock().now()).num_seconds().max(0);
     Ok(poem::Response::builder()
         .status(poem::http::StatusCode::FOUND)
         .header(poem::http::header::LOCATION, callback)

@@ -3,6 +3,7 @@
 //! Writes are atomic (temporary file, then rename); no key can leave the store's root.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,12 +12,16 @@ use secrecy::SecretString;
 use sha2::Sha256;
 use tokio::io::AsyncReadExt;
 
+use crate::clock::Clock;
+
 use super::{Bucket, ObjectMeta, Presigned, StorageError, StorageResult};
 
 #[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
     secret: SecretString,
+    /// Signed URLs expire by this clock.
+    clock: Arc<Clock>,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -49,8 +54,8 @@ pub fn validate_key(key: &str) -> StorageResult<()> {
 }
 
 impl LocalStore {
-    pub fn new(root: PathBuf, secret: SecretString) -> Self {
-        Self { root, secret }
+    pub fn new(root: PathBuf, secret: SecretString, clock: Arc<Clock>) -> Self {
+        Self { root, secret, clock }
     }
 
     pub fn root(&self) -> &Path {
@@ -115,7 +120,7 @@ impl LocalStore {
         ttl: Duration,
     ) -> StorageResult<Presigned> {
         validate_key(key)?;
-        let expires_at = crate::store::now() + chrono::Duration::seconds(ttl.as_secs() as i64);
+        let expires_at = self.clock.now() + chrono::Duration::seconds(ttl.as_secs() as i64);
         let expires = expires_at.timestamp();
         let sig = hex::encode(self.mac(&Self::message(op, bucket, key, expires)).finalize().into_bytes());
         let url = format!("{base_url}/files/{}/{key}?expires={expires}&signature={sig}", bucket.local_dir());
@@ -143,7 +148,7 @@ impl LocalStore {
         signature: &str,
     ) -> Result<(), &'static str> {
         validate_key(key).map_err(|_| "invalid key")?;
-        if expires < chrono::Utc::now().timestamp() {
+        if expires < self.clock.now().timestamp() {
             return Err("the URL has expired");
         }
         let expected = hex::decode(signature).map_err(|_| "malformed signature")?;
@@ -256,7 +261,7 @@ mod tests {
 
     #[test]
     fn signatures_bind_every_field() {
-        let store = LocalStore::new("/tmp/x".into(), SecretString::from("k".repeat(32)));
+        let store = LocalStore::new("/tmp/x".into(), SecretString::from("k".repeat(32)), Default::default());
         let p = store
             .presign(
                 "http://h",

@@ -95,12 +95,12 @@ pub enum ObjectStore {
 
 impl ObjectStore {
     /// Opens the store the settings select and checks it is usable (fail fast).
-    pub async fn open(settings: &Settings) -> Result<Self, ConfigError> {
+    pub async fn open(settings: &Settings, clock: std::sync::Arc<crate::clock::Clock>) -> Result<Self, ConfigError> {
         let store = match &settings.s3 {
             Some(s3) => ObjectStore::S3(S3Store::new(s3)),
             None => {
                 let secret = signing_secret(settings)?;
-                ObjectStore::Local(LocalStore::new(files_dir(settings), secret))
+                ObjectStore::Local(LocalStore::new(files_dir(settings), secret, clock))
             }
         };
         store.check().await.map_err(|problem| match &store {

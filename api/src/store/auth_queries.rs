@@ -294,11 +294,12 @@ macro_rules! auth_queries {
             }
 
             /// Single use: deletes the verification and returns its identifier if it was
-            /// unexpired and its identifier starts with `kind`.
+            /// unexpired at `now` and its identifier starts with `kind`.
             pub async fn verification_consume(
                 &self,
                 kind: &str,
                 value_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<String>> {
                 let identifier: Option<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
                     "DELETE FROM verifications WHERE value = $1 AND substr(identifier, 1, length($2)) = $2
@@ -308,7 +309,7 @@ macro_rules! auth_queries {
                 .bind(kind)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(identifier.filter(|(_, exp)| *exp > $crate::store::now()).map(|(id, _)| id))
+                Ok(identifier.filter(|(_, exp)| *exp > now).map(|(id, _)| id))
             }
 
             pub async fn api_key_create(

@@ -221,7 +221,7 @@ forward! {
     fn sessions_delete_expired(before: DateTime<Utc>) -> StoreResult<u64>;
     fn verification_create(identifier: &str, value_hash: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
     /// Single use: deletes and returns the identifier when unexpired and of this kind.
-    fn verification_consume(kind: &str, value_hash: &str) -> StoreResult<Option<String>>;
+    fn verification_consume(kind: &str, value_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
     fn api_key_create(user_id: Uuid, name: &str, prefix: &str, key_hash: &str, scope: KeyScope, expires_at: Option<DateTime<Utc>>) -> StoreResult<ApiKeyRow>;
     fn api_key_list(user_id: Uuid) -> StoreResult<Vec<ApiKeyRow>>;
     fn api_key_get_by_hash(key_hash: &str) -> StoreResult<Option<ApiKeyRow>>;

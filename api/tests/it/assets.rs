@@ -280,13 +280,13 @@ async fn signatures_are_enforced(app: TestApp) {
 #[tokio::test]
 async fn expired_urls_and_traversal_are_refused() {
     let mut extra = SettingsLayer::default();
-    extra.storage.upload_url_ttl_secs = Some(1);
-    extra.storage.download_url_ttl_secs = Some(1);
+    extra.storage.upload_url_ttl_secs = Some(60);
+    extra.storage.download_url_ttl_secs = Some(60);
     let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let as_ada = client_as(&app, &ada.token);
     let p = as_ada.upload_presign(&presign_body("a.png", "image/png", 108)).await.unwrap().into_inner();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.advance_clock(std::time::Duration::from_secs(61));
     assert_eq!(put(&p, png(100)).await, 403, "expired upload URL");
     for path in [
         "/files/private/../secret.key",
@@ -304,7 +304,7 @@ async fn expired_urls_and_traversal_are_refused() {
 async fn quota_and_sweeper() {
     let mut extra = SettingsLayer::default();
     extra.storage.quota_bytes = Some(5000);
-    extra.storage.pending_upload_ttl_secs = Some(1);
+    extra.storage.pending_upload_ttl_secs = Some(60);
     let app = TestApp::spawn_with(TestBackend::Embedded, extra).await.unwrap();
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let as_ada = client_as(&app, &ada.token);
@@ -312,7 +312,8 @@ async fn quota_and_sweeper() {
     let over = as_ada.upload_presign(&presign_body("b.png", "image/png", 2001)).await;
     assert_eq!(err_code(over), (413, "QUOTA_EXCEEDED".into()), "uploads in flight count against the quota");
     assert_eq!(put(&p, png(2992)).await, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(funmagic_api::assets::sweep_pending_uploads(app.state()).await.unwrap(), 0, "not expired yet");
+    app.advance_clock(std::time::Duration::from_secs(61));
     assert_eq!(funmagic_api::assets::sweep_pending_uploads(app.state()).await.unwrap(), 1);
     let bucket = funmagic_api::storage::Bucket::Private;
     assert!(

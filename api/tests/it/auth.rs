@@ -17,6 +17,7 @@ funmagic_api::test_both_backends!(
     banned_users_are_locked_out_at_once,
     reset_revokes_whatever_the_previous_holder_had,
     keys_cannot_approve_devices,
+    sessions_and_mailed_links_expire_by_the_clock,
 );
 
 fn sign_up_body(email: &str, password: &str) -> types::SignUpRequest {
@@ -578,4 +579,30 @@ async fn keys_cannot_approve_devices(app: TestApp) {
     );
     // The code is still pending: the owner can approve it with a session.
     as_admin.auth_device_approve(&approve).await.unwrap();
+}
+
+/// Expiry is decided by the app's clock: moved forward, sessions and reset links lapse
+/// exactly as if the time had passed, with no sleeping.
+async fn sessions_and_mailed_links_expire_by_the_clock(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let anon = client(&app);
+    anon.auth_password_reset_request(&types::PasswordResetRequest { email: "ada@example.com".parse().unwrap() })
+        .await
+        .unwrap();
+    let mail = app.state().mailer().outbox();
+    let body = &mail.iter().rev().find(|m| m.subject.contains("Reset")).unwrap().body;
+    let reset_token = body.split("--token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    client_as(&app, &ada.token).auth_session_get().await.expect("a fresh session");
+
+    app.advance_clock(std::time::Duration::from_secs(8 * 24 * 3600));
+    assert_eq!(
+        err_code(client_as(&app, &ada.token).auth_session_get().await),
+        (401, "SESSION_EXPIRED".into()),
+        "8 days without use, with sessions lasting 7"
+    );
+    let reset = types::ResetPasswordRequest {
+        token: reset_token.parse().unwrap(),
+        new_password: "a brand new secret".parse().unwrap(),
+    };
+    assert_eq!(err_code(anon.auth_password_reset(&reset).await), (400, "INVALID_TOKEN".into()), "the link lapsed");
 }
