@@ -3,49 +3,49 @@
 macro_rules! asset_queries {
     ($store:ty, $db:ty) => {
         impl $store {
-            pub async fn asset_create(&self, a: &$crate::store::AssetRow) -> $crate::store::StoreResult<$crate::store::AssetRow> {
-                sqlx::query_as::<_, $crate::store::AssetRow>(
-                    "INSERT INTO assets (id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-                     RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at",
-                )
-                .bind(a.id)
-                .bind(a.user_id)
-                .bind(&a.bucket)
-                .bind(&a.storage_key)
-                .bind(&a.visibility)
-                .bind(&a.module)
-                .bind(&a.filename)
-                .bind(&a.mime_type)
-                .bind(a.size)
-                .bind(a.task_id)
-                .bind(a.created_at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn asset_create(
+                &self,
+                a: &$crate::store::AssetRow,
+            ) -> $crate::store::StoreResult<$crate::store::AssetRow> {
+                sqlx::query_as::<_, $crate::store::AssetRow>($crate::store::sql::assets::ASSET_CREATE)
+                    .bind(a.id)
+                    .bind(a.user_id)
+                    .bind(&a.bucket)
+                    .bind(&a.storage_key)
+                    .bind(&a.visibility)
+                    .bind(&a.module)
+                    .bind(&a.filename)
+                    .bind(&a.mime_type)
+                    .bind(a.size)
+                    .bind(a.task_id)
+                    .bind(a.created_at)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn asset_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::AssetRow>> {
-                sqlx::query_as::<_, $crate::store::AssetRow>(
-                    "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
-                     FROM assets WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn asset_get(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::AssetRow>> {
+                sqlx::query_as::<_, $crate::store::AssetRow>($crate::store::sql::assets::ASSET_GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn asset_get_by_key(&self, bucket: &str, key: &str) -> $crate::store::StoreResult<Option<$crate::store::AssetRow>> {
-                sqlx::query_as::<_, $crate::store::AssetRow>(
-                    "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
-                     FROM assets WHERE bucket = $1 AND storage_key = $2",
-                )
-                .bind(bucket)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn asset_get_by_key(
+                &self,
+                bucket: &str,
+                key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::AssetRow>> {
+                sqlx::query_as::<_, $crate::store::AssetRow>($crate::store::sql::assets::ASSET_GET_BY_KEY)
+                    .bind(bucket)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// A user's assets, newest first, optionally of one module.
@@ -56,22 +56,18 @@ macro_rules! asset_queries {
                 before: Option<uuid::Uuid>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::AssetRow>> {
-                sqlx::query_as::<_, $crate::store::AssetRow>(
-                    "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
-                     FROM assets WHERE user_id = $1 AND ($2 IS NULL OR module = $2) AND ($3 IS NULL OR id < $3)
-                     ORDER BY id DESC LIMIT $4",
-                )
-                .bind(user_id)
-                .bind(module)
-                .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::AssetRow>($crate::store::sql::assets::ASSET_LIST)
+                    .bind(user_id)
+                    .bind(module)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn asset_delete(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                sqlx::query("DELETE FROM assets WHERE id = $1")
+                sqlx::query($crate::store::sql::assets::ASSET_DELETE)
                     .bind(id)
                     .execute(&self.pool)
                     .await
@@ -87,29 +83,24 @@ macro_rules! asset_queries {
                 key: &str,
                 visibility: &str,
             ) -> $crate::store::StoreResult<$crate::store::AssetRow> {
-                sqlx::query_as::<_, $crate::store::AssetRow>(
-                    "UPDATE assets SET bucket = $2, storage_key = $3, visibility = $4, updated_at = $5 WHERE id = $1
-                     RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at",
-                )
-                .bind(id)
-                .bind(bucket)
-                .bind(key)
-                .bind(visibility)
-                .bind($crate::store::now())
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::AssetRow>($crate::store::sql::assets::ASSET_MOVE)
+                    .bind(id)
+                    .bind(bucket)
+                    .bind(key)
+                    .bind(visibility)
+                    .bind($crate::store::now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Bytes a user occupies: assets plus uploads in flight.
             pub async fn storage_usage(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<i64> {
-                let (assets, pending): (Option<i64>, Option<i64>) = sqlx::query_as(
-                    "SELECT (SELECT CAST(SUM(size) AS BIGINT) FROM assets WHERE user_id = $1),
-                            (SELECT CAST(SUM(size) AS BIGINT) FROM pending_uploads WHERE user_id = $1)",
-                )
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?;
+                let (assets, pending): (Option<i64>, Option<i64>) =
+                    sqlx::query_as($crate::store::sql::assets::STORAGE_USAGE)
+                        .bind(user_id)
+                        .fetch_one(&self.pool)
+                        .await?;
                 Ok(assets.unwrap_or(0) + pending.unwrap_or(0))
             }
 
@@ -122,30 +113,23 @@ macro_rules! asset_queries {
                 p: &$crate::store::PendingUploadRow,
                 quota: Option<i64>,
             ) -> $crate::store::StoreResult<bool> {
-                sqlx::query(
-                    "INSERT INTO pending_uploads (storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-                     WHERE $12 < 0
-                        OR COALESCE((SELECT SUM(size) FROM assets WHERE user_id = $4), 0)
-                         + COALESCE((SELECT SUM(size) FROM pending_uploads WHERE user_id = $4), 0)
-                         + $8 <= $12",
-                )
-                .bind(&p.storage_key)
-                .bind(&p.upload_key)
-                .bind(&p.bucket)
-                .bind(p.user_id)
-                .bind(&p.module)
-                .bind(&p.filename)
-                .bind(&p.content_type)
-                .bind(p.size)
-                .bind(&p.visibility)
-                .bind(p.expires_at)
-                .bind(p.created_at)
-                .bind(quota.unwrap_or(-1))
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::assets::PENDING_UPLOAD_INSERT_WITHIN)
+                    .bind(&p.storage_key)
+                    .bind(&p.upload_key)
+                    .bind(&p.bucket)
+                    .bind(p.user_id)
+                    .bind(&p.module)
+                    .bind(&p.filename)
+                    .bind(&p.content_type)
+                    .bind(p.size)
+                    .bind(&p.visibility)
+                    .bind(p.expires_at)
+                    .bind(p.created_at)
+                    .bind(quota.unwrap_or(-1))
+                    .execute(&mut *c)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// See [`Self::pending_upload_insert_within`]; false when over `quota`.
@@ -167,8 +151,7 @@ macro_rules! asset_queries {
                 upload_key: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::PendingUploadRow>> {
                 sqlx::query_as::<_, $crate::store::PendingUploadRow>(
-                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
-                     FROM pending_uploads WHERE bucket = $1 AND upload_key = $2",
+                    $crate::store::sql::assets::PENDING_UPLOAD_BY_UPLOAD_KEY,
                 )
                 .bind(bucket)
                 .bind(upload_key)
@@ -177,21 +160,22 @@ macro_rules! asset_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn pending_upload_get(&self, bucket: &str, key: &str) -> $crate::store::StoreResult<Option<$crate::store::PendingUploadRow>> {
-                sqlx::query_as::<_, $crate::store::PendingUploadRow>(
-                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
-                     FROM pending_uploads WHERE bucket = $1 AND storage_key = $2",
-                )
-                .bind(bucket)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn pending_upload_get(
+                &self,
+                bucket: &str,
+                key: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::PendingUploadRow>> {
+                sqlx::query_as::<_, $crate::store::PendingUploadRow>($crate::store::sql::assets::PENDING_UPLOAD_GET)
+                    .bind(bucket)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Removes a pending upload; true for the caller that removed it.
             pub async fn pending_upload_delete(&self, bucket: &str, key: &str) -> $crate::store::StoreResult<bool> {
-                sqlx::query("DELETE FROM pending_uploads WHERE bucket = $1 AND storage_key = $2")
+                sqlx::query($crate::store::sql::assets::PENDING_UPLOAD_DELETE)
                     .bind(bucket)
                     .bind(key)
                     .execute(&self.pool)
@@ -206,8 +190,7 @@ macro_rules! asset_queries {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::PendingUploadRow>> {
                 sqlx::query_as::<_, $crate::store::PendingUploadRow>(
-                    "SELECT storage_key, upload_key, bucket, user_id, module, filename, content_type, size, visibility, expires_at, created_at
-                     FROM pending_uploads WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
+                    $crate::store::sql::assets::PENDING_UPLOADS_EXPIRED,
                 )
                 .bind(now)
                 .bind(limit)

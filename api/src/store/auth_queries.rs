@@ -13,9 +13,7 @@ macro_rules! auth_queries {
                 let now = $crate::store::now();
                 let mut tx = self.pool.begin().await?;
                 let user = sqlx::query_as::<_, $crate::store::UserRow>(
-                    concat!("INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)
-                     RETURNING ", user_columns!()),
+                    $crate::store::sql::auth::USER_CREATE_WITH_PASSWORD_INSERT_USERS,
                 )
                 .bind(uuid::Uuid::now_v7())
                 .bind(&new.email)
@@ -25,55 +23,45 @@ macro_rules! auth_queries {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
-                     VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user.id)
-                .bind(user.id.to_string())
-                .bind(password_hash)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query($crate::store::sql::auth::USER_CREATE_WITH_PASSWORD_INSERT_ACCOUNTS)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user.id)
+                    .bind(user.id.to_string())
+                    .bind(password_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(user)
             }
 
             pub async fn password_hash_get(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<Option<String>> {
-                sqlx::query_scalar::<_, Option<String>>(
-                    "SELECT password FROM accounts WHERE user_id = $1 AND provider_id = 'credential'",
-                )
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map(Option::flatten)
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_scalar::<_, Option<String>>($crate::store::sql::auth::PASSWORD_HASH_GET)
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map(Option::flatten)
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Sets (or creates) the credential account's password hash.
             pub async fn password_hash_set(&self, user_id: uuid::Uuid, hash: &str) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
-                let updated = sqlx::query(
-                    "UPDATE accounts SET password = $2, updated_at = $3 WHERE user_id = $1 AND provider_id = 'credential'",
-                )
-                .bind(user_id)
-                .bind(hash)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    sqlx::query(
-                        "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
-                         VALUES ($1, $2, 'credential', $3, $4, $5, $5)",
-                    )
-                    .bind(uuid::Uuid::now_v7())
+                let updated = sqlx::query($crate::store::sql::auth::PASSWORD_HASH_SET_UPDATE_ACCOUNTS)
                     .bind(user_id)
-                    .bind(user_id.to_string())
                     .bind(hash)
                     .bind(now)
                     .execute(&self.pool)
                     .await?;
+                if updated.rows_affected() == 0 {
+                    sqlx::query($crate::store::sql::auth::PASSWORD_HASH_SET_INSERT_ACCOUNTS)
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(user_id)
+                        .bind(user_id.to_string())
+                        .bind(hash)
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?;
                 }
                 Ok(())
             }
@@ -83,15 +71,12 @@ macro_rules! auth_queries {
                 provider_id: &str,
                 account_id: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::AccountRow>> {
-                sqlx::query_as::<_, $crate::store::AccountRow>(
-                    "SELECT id, user_id, provider_id, account_id, password, created_at, updated_at
-                     FROM accounts WHERE provider_id = $1 AND account_id = $2",
-                )
-                .bind(provider_id)
-                .bind(account_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::AccountRow>($crate::store::sql::auth::ACCOUNT_GET)
+                    .bind(provider_id)
+                    .bind(account_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn account_link(
@@ -103,25 +88,22 @@ macro_rules! auth_queries {
                 scope: Option<&str>,
             ) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
-                sqlx::query(
-                    "INSERT INTO accounts (id, user_id, provider_id, account_id, access_token, scope, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(provider_id)
-                .bind(account_id)
-                .bind(access_token)
-                .bind(scope)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::auth::ACCOUNT_LINK)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(provider_id)
+                    .bind(account_id)
+                    .bind(access_token)
+                    .bind(scope)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn user_set_email_verified(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1")
+                sqlx::query($crate::store::sql::auth::USER_SET_EMAIL_VERIFIED)
                     .bind(user_id)
                     .bind(true)
                     .bind($crate::store::now())
@@ -137,17 +119,14 @@ macro_rules! auth_queries {
                 banned: bool,
                 reason: Option<&str>,
             ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
-                sqlx::query_as::<_, $crate::store::UserRow>(
-                    concat!("UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
-                     RETURNING ", user_columns!()),
-                )
-                .bind(user_id)
-                .bind(banned)
-                .bind(reason)
-                .bind($crate::store::now())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::UserRow>($crate::store::sql::auth::USER_SET_BANNED)
+                    .bind(user_id)
+                    .bind(banned)
+                    .bind(reason)
+                    .bind($crate::store::now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Users whose email or name contains `query` (case-insensitive), by id.
@@ -161,19 +140,13 @@ macro_rules! auth_queries {
                     let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
                     format!("%{escaped}%")
                 });
-                sqlx::query_as::<_, $crate::store::UserRow>(
-                    concat!("SELECT ", user_columns!(), "
-                     FROM users
-                     WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')
-                       AND ($2 IS NULL OR id > $2)
-                     ORDER BY id LIMIT $3"),
-                )
-                .bind(pattern)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::UserRow>($crate::store::sql::auth::USER_SEARCH)
+                    .bind(pattern)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn session_create(
@@ -185,35 +158,28 @@ macro_rules! auth_queries {
                 user_agent: Option<&str>,
             ) -> $crate::store::StoreResult<$crate::store::SessionRow> {
                 let now = $crate::store::now();
-                sqlx::query_as::<_, $crate::store::SessionRow>(
-                    "INSERT INTO sessions (id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                     RETURNING id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(token_hash)
-                .bind(expires_at)
-                .bind(ip_address)
-                .bind(user_agent)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::SessionRow>($crate::store::sql::auth::SESSION_CREATE)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(token_hash)
+                    .bind(expires_at)
+                    .bind(ip_address)
+                    .bind(user_agent)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn session_get_by_token(
                 &self,
                 token_hash: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::SessionRow>> {
-                sqlx::query_as::<_, $crate::store::SessionRow>(
-                    "SELECT id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at
-                     FROM sessions WHERE token = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::SessionRow>($crate::store::sql::auth::SESSION_GET_BY_TOKEN)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Rolling expiry: moves `expires_at` forward.
@@ -222,7 +188,7 @@ macro_rules! auth_queries {
                 id: uuid::Uuid,
                 expires_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1")
+                sqlx::query($crate::store::sql::auth::SESSION_EXTEND)
                     .bind(id)
                     .bind(expires_at)
                     .bind($crate::store::now())
@@ -234,7 +200,7 @@ macro_rules! auth_queries {
 
             /// Deletes one session by token hash; true if it existed.
             pub async fn session_delete_by_token(&self, token_hash: &str) -> $crate::store::StoreResult<bool> {
-                sqlx::query("DELETE FROM sessions WHERE token = $1")
+                sqlx::query($crate::store::sql::auth::SESSION_DELETE_BY_TOKEN)
                     .bind(token_hash)
                     .execute(&self.pool)
                     .await
@@ -248,14 +214,12 @@ macro_rules! auth_queries {
                 user_id: uuid::Uuid,
                 keep: Option<uuid::Uuid>,
             ) -> $crate::store::StoreResult<Vec<String>> {
-                sqlx::query_scalar::<_, String>(
-                    "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2) RETURNING token",
-                )
-                .bind(user_id)
-                .bind(keep)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_scalar::<_, String>($crate::store::sql::auth::SESSIONS_DELETE_FOR_USER)
+                    .bind(user_id)
+                    .bind(keep)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Removes sessions that expired before `before`; returns how many.
@@ -263,7 +227,7 @@ macro_rules! auth_queries {
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
-                sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                sqlx::query($crate::store::sql::auth::SESSIONS_DELETE_EXPIRED)
                     .bind(before)
                     .execute(&self.pool)
                     .await
@@ -278,19 +242,16 @@ macro_rules! auth_queries {
                 expires_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
-                sqlx::query(
-                    "INSERT INTO verifications (id, identifier, value, expires_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $5)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(identifier)
-                .bind(value_hash)
-                .bind(expires_at)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::auth::VERIFICATION_CREATE)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(identifier)
+                    .bind(value_hash)
+                    .bind(expires_at)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Single use: deletes the verification and returns its identifier if it was
@@ -301,14 +262,12 @@ macro_rules! auth_queries {
                 value_hash: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<String>> {
-                let identifier: Option<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-                    "DELETE FROM verifications WHERE value = $1 AND substr(identifier, 1, length($2)) = $2
-                     RETURNING identifier, expires_at",
-                )
-                .bind(value_hash)
-                .bind(kind)
-                .fetch_optional(&self.pool)
-                .await?;
+                let identifier: Option<(String, chrono::DateTime<chrono::Utc>)> =
+                    sqlx::query_as($crate::store::sql::auth::VERIFICATION_CONSUME)
+                        .bind(value_hash)
+                        .bind(kind)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 Ok(identifier.filter(|(_, exp)| *exp > now).map(|(id, _)| id))
             }
 
@@ -321,50 +280,40 @@ macro_rules! auth_queries {
                 scope: $crate::store::KeyScope,
                 expires_at: Option<chrono::DateTime<chrono::Utc>>,
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRow> {
-                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
-                    "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scope, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     RETURNING id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(name)
-                .bind(prefix)
-                .bind(key_hash)
-                .bind(scope.as_str())
-                .bind(expires_at)
-                .bind($crate::store::now())
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>($crate::store::sql::auth::API_KEY_CREATE)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(name)
+                    .bind(prefix)
+                    .bind(key_hash)
+                    .bind(scope.as_str())
+                    .bind(expires_at)
+                    .bind($crate::store::now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn api_key_list(
                 &self,
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRow>> {
-                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
-                    "SELECT id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at
-                     FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>($crate::store::sql::auth::API_KEY_LIST)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn api_key_get_by_hash(
                 &self,
                 key_hash: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRow>> {
-                sqlx::query_as::<_, $crate::store::ApiKeyRow>(
-                    "SELECT id, user_id, name, prefix, key_hash, scope, expires_at, last_used_at, revoked_at, created_at
-                     FROM api_keys WHERE key_hash = $1",
-                )
-                .bind(key_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::ApiKeyRow>($crate::store::sql::auth::API_KEY_GET_BY_HASH)
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Revokes the owner's key; returns its hash if it was live.
@@ -373,20 +322,17 @@ macro_rules! auth_queries {
                 user_id: uuid::Uuid,
                 id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Option<String>> {
-                sqlx::query_scalar::<_, String>(
-                    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
-                     RETURNING key_hash",
-                )
-                .bind(id)
-                .bind(user_id)
-                .bind($crate::store::now())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_scalar::<_, String>($crate::store::sql::auth::API_KEY_REVOKE)
+                    .bind(id)
+                    .bind(user_id)
+                    .bind($crate::store::now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn api_key_touch(&self, id: uuid::Uuid) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                sqlx::query($crate::store::sql::auth::API_KEY_TOUCH)
                     .bind(id)
                     .bind($crate::store::now())
                     .execute(&self.pool)
@@ -400,7 +346,7 @@ macro_rules! auth_queries {
                 &self,
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<String>> {
-                sqlx::query_scalar::<_, String>("SELECT key_hash FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+                sqlx::query_scalar::<_, String>($crate::store::sql::auth::API_KEY_HASHES_FOR_USER)
                     .bind(user_id)
                     .fetch_all(&self.pool)
                     .await
@@ -411,18 +357,16 @@ macro_rules! auth_queries {
                 &self,
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<String>> {
-                sqlx::query_scalar::<_, String>(
-                    "UPDATE api_keys SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING key_hash",
-                )
-                .bind(user_id)
-                .bind($crate::store::now())
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_scalar::<_, String>($crate::store::sql::auth::API_KEYS_REVOKE_FOR_USER)
+                    .bind(user_id)
+                    .bind($crate::store::now())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn device_codes_deny_for_user(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<u64> {
-                sqlx::query("UPDATE device_codes SET status = 'denied' WHERE user_id = $1 AND status = 'approved'")
+                sqlx::query($crate::store::sql::auth::DEVICE_CODES_DENY_FOR_USER)
                     .bind(user_id)
                     .execute(&self.pool)
                     .await
@@ -438,37 +382,28 @@ macro_rules! auth_queries {
                 interval_secs: i32,
                 expires_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::DeviceCodeRow> {
-                sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
-                    "INSERT INTO device_codes (id, device_code_hash, user_code, client_name, interval_secs, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     RETURNING id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
-                               last_polled_at, created_at",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(device_code_hash)
-                .bind(user_code)
-                .bind(client_name)
-                .bind(interval_secs)
-                .bind(expires_at)
-                .bind($crate::store::now())
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::DeviceCodeRow>($crate::store::sql::auth::DEVICE_CODE_CREATE)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(device_code_hash)
+                    .bind(user_code)
+                    .bind(client_name)
+                    .bind(interval_secs)
+                    .bind(expires_at)
+                    .bind($crate::store::now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn device_code_by_user_code(
                 &self,
                 user_code: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::DeviceCodeRow>> {
-                sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
-                    "SELECT id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
-                            last_polled_at, created_at
-                     FROM device_codes WHERE user_code = $1",
-                )
-                .bind(user_code)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::DeviceCodeRow>($crate::store::sql::auth::DEVICE_CODE_BY_USER_CODE)
+                    .bind(user_code)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Approves or denies a pending, unexpired code; false if it was not pending.
@@ -478,18 +413,19 @@ macro_rules! auth_queries {
                 user_id: uuid::Uuid,
                 approve: bool,
             ) -> $crate::store::StoreResult<bool> {
-                sqlx::query(
-                    "UPDATE device_codes SET status = $3, user_id = $2
-                     WHERE user_code = $1 AND status = 'pending' AND expires_at > $4",
-                )
-                .bind(user_code)
-                .bind(user_id)
-                .bind(if approve { $crate::store::DeviceCodeStatus::Approved } else { $crate::store::DeviceCodeStatus::Denied })
-                .bind($crate::store::now())
-                .execute(&self.pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::auth::DEVICE_CODE_DECIDE)
+                    .bind(user_code)
+                    .bind(user_id)
+                    .bind(if approve {
+                        $crate::store::DeviceCodeStatus::Approved
+                    } else {
+                        $crate::store::DeviceCodeStatus::Denied
+                    })
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Records a poll and returns the row as it was before this poll.
@@ -498,15 +434,13 @@ macro_rules! auth_queries {
                 device_code_hash: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::DeviceCodeRow>> {
                 let row = sqlx::query_as::<_, $crate::store::DeviceCodeRow>(
-                    "SELECT id, device_code_hash, user_code, client_name, status, user_id, interval_secs, expires_at,
-                            last_polled_at, created_at
-                     FROM device_codes WHERE device_code_hash = $1",
+                    $crate::store::sql::auth::DEVICE_CODE_POLL_SELECT_DEVICE_CODES,
                 )
                 .bind(device_code_hash)
                 .fetch_optional(&self.pool)
                 .await?;
                 if let Some(row) = &row {
-                    sqlx::query("UPDATE device_codes SET last_polled_at = $2 WHERE id = $1")
+                    sqlx::query($crate::store::sql::auth::DEVICE_CODE_POLL_UPDATE_DEVICE_CODES)
                         .bind(row.id)
                         .bind($crate::store::now())
                         .execute(&self.pool)
@@ -517,7 +451,7 @@ macro_rules! auth_queries {
 
             /// approved → consumed, exactly once; true for the caller that won.
             pub async fn device_code_consume(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                sqlx::query("UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'")
+                sqlx::query($crate::store::sql::auth::DEVICE_CODE_CONSUME)
                     .bind(id)
                     .execute(&self.pool)
                     .await

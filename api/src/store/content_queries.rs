@@ -18,62 +18,53 @@ macro_rules! content_queries {
                 kind: Option<$crate::store::BannerType>,
                 live_at: Option<chrono::DateTime<chrono::Utc>>,
             ) -> $crate::store::StoreResult<Vec<$crate::store::BannerRow>> {
-                sqlx::query_as::<_, $crate::store::BannerRow>(concat!(
-                    "SELECT ", $crate::store::content_queries::banner_columns!(), " FROM banners
-                     WHERE ($1 IS NULL OR type = $1)
-                       AND ($2 IS NULL OR (is_active AND (starts_at IS NULL OR starts_at <= $2) AND (ends_at IS NULL OR ends_at > $2)))
-                     ORDER BY type, position, created_at"
-                ))
-                .bind(kind)
-                .bind(live_at)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::BannerRow>($crate::store::sql::content::BANNER_LIST)
+                    .bind(kind)
+                    .bind(live_at)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn banner_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::BannerRow>> {
-                sqlx::query_as::<_, $crate::store::BannerRow>(concat!(
-                    "SELECT ", $crate::store::content_queries::banner_columns!(), " FROM banners WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn banner_get(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::BannerRow>> {
+                sqlx::query_as::<_, $crate::store::BannerRow>($crate::store::sql::content::BANNER_GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn banner_upsert(&self, b: &$crate::store::BannerRow) -> $crate::store::StoreResult<$crate::store::BannerRow> {
-                sqlx::query_as::<_, $crate::store::BannerRow>(concat!(
-                    "INSERT INTO banners (id, title, description, thumbnail, link, link_text, link_target, type, position, badge,
-                                          badge_color, is_active, starts_at, ends_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                     ON CONFLICT (id) DO UPDATE SET title = $2, description = $3, thumbnail = $4, link = $5, link_text = $6,
-                         link_target = $7, type = $8, position = $9, badge = $10, badge_color = $11, is_active = $12,
-                         starts_at = $13, ends_at = $14, updated_at = $16
-                     RETURNING ", $crate::store::content_queries::banner_columns!()
-                ))
-                .bind(b.id)
-                .bind(&b.title)
-                .bind(&b.description)
-                .bind(&b.thumbnail)
-                .bind(&b.link)
-                .bind(&b.link_text)
-                .bind(&b.link_target)
-                .bind(&b.kind)
-                .bind(b.position)
-                .bind(&b.badge)
-                .bind(&b.badge_color)
-                .bind(b.is_active)
-                .bind(b.starts_at)
-                .bind(b.ends_at)
-                .bind(b.created_at)
-                .bind(b.updated_at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn banner_upsert(
+                &self,
+                b: &$crate::store::BannerRow,
+            ) -> $crate::store::StoreResult<$crate::store::BannerRow> {
+                sqlx::query_as::<_, $crate::store::BannerRow>($crate::store::sql::content::BANNER_UPSERT)
+                    .bind(b.id)
+                    .bind(&b.title)
+                    .bind(&b.description)
+                    .bind(&b.thumbnail)
+                    .bind(&b.link)
+                    .bind(&b.link_text)
+                    .bind(&b.link_target)
+                    .bind(&b.kind)
+                    .bind(b.position)
+                    .bind(&b.badge)
+                    .bind(&b.badge_color)
+                    .bind(b.is_active)
+                    .bind(b.starts_at)
+                    .bind(b.ends_at)
+                    .bind(b.created_at)
+                    .bind(b.updated_at)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             pub async fn banner_delete(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                sqlx::query("DELETE FROM banners WHERE id = $1")
+                sqlx::query($crate::store::sql::content::BANNER_DELETE)
                     .bind(id)
                     .execute(&self.pool)
                     .await
@@ -83,11 +74,15 @@ macro_rules! content_queries {
 
             /// Sets the positions of `kind`'s banners to the order of `ids` (0, 1, …), in one
             /// transaction; every id must be a banner of that kind.
-            pub async fn banner_reorder(&self, kind: $crate::store::BannerType, ids: &[uuid::Uuid]) -> $crate::store::StoreResult<()> {
+            pub async fn banner_reorder(
+                &self,
+                kind: $crate::store::BannerType,
+                ids: &[uuid::Uuid],
+            ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.write_tx().await?;
                 let now = $crate::store::now();
                 for (i, id) in ids.iter().enumerate() {
-                    let n = sqlx::query("UPDATE banners SET position = $3, updated_at = $4 WHERE id = $1 AND type = $2")
+                    let n = sqlx::query($crate::store::sql::content::BANNER_REORDER)
                         .bind(id)
                         .bind(kind)
                         .bind(i as i32)

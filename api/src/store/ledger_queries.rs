@@ -13,31 +13,26 @@ macro_rules! ledger_queries {
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
-                sqlx::query(
-                    "INSERT INTO credits (id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $3)
-                     ON CONFLICT (user_id) DO NOTHING",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::ledger::CREDITS_ENSURE_ON)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             async fn credits_row_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<$crate::store::CreditsRow> {
-                sqlx::query_as::<_, $crate::store::CreditsRow>(
-                    "SELECT balance, reserved_balance, lifetime_earned, lifetime_spent FROM credits WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map(Option::unwrap_or_default)
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::CreditsRow>($crate::store::sql::ledger::CREDITS_ROW_ON)
+                    .bind(user_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map(Option::unwrap_or_default)
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             #[allow(clippy::too_many_arguments)]
@@ -51,28 +46,26 @@ macro_rules! ledger_queries {
                 reference: Option<&str>,
                 description: Option<&str>,
             ) -> $crate::store::StoreResult<$crate::store::CreditTxRow> {
-                sqlx::query_as::<_, $crate::store::CreditTxRow>(
-                    "INSERT INTO credit_transactions
-                        (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     RETURNING id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(kind.as_str())
-                .bind(amount)
-                .bind(after.balance)
-                .bind(reserved_delta)
-                .bind(after.reserved_balance)
-                .bind(reference)
-                .bind(description)
-                .bind($crate::store::now())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::CreditTxRow>($crate::store::sql::ledger::CREDITS_BOOK_ON)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(kind.as_str())
+                    .bind(amount)
+                    .bind(after.balance)
+                    .bind(reserved_delta)
+                    .bind(after.reserved_balance)
+                    .bind(reference)
+                    .bind(description)
+                    .bind($crate::store::now())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn credits_get(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<$crate::store::CreditsRow> {
+            pub async fn credits_get(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<$crate::store::CreditsRow> {
                 let mut conn = self.pool.acquire().await?;
                 Self::credits_row_on(&mut conn, user_id).await
             }
@@ -91,24 +84,21 @@ macro_rules! ledger_queries {
                 let mut tx = self.write_tx().await?;
                 Self::credits_ensure_on(&mut tx, user_id).await?;
                 let (earned, spent) = if amount >= 0 { (amount, 0) } else { (0, -amount) };
-                let updated = sqlx::query_as::<_, $crate::store::CreditsRow>(
-                    "UPDATE credits SET balance = balance + $2, lifetime_earned = lifetime_earned + $3,
-                            lifetime_spent = lifetime_spent + $4, updated_at = $5
-                     WHERE user_id = $1 AND balance - reserved_balance + $2 >= 0
-                     RETURNING balance, reserved_balance, lifetime_earned, lifetime_spent",
-                )
-                .bind(user_id)
-                .bind(amount)
-                .bind(earned)
-                .bind(spent)
-                .bind($crate::store::now())
-                .fetch_optional(&mut *tx)
-                .await?;
+                let updated = sqlx::query_as::<_, $crate::store::CreditsRow>($crate::store::sql::ledger::CREDITS_GRANT)
+                    .bind(user_id)
+                    .bind(amount)
+                    .bind(earned)
+                    .bind(spent)
+                    .bind($crate::store::now())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let Some(after) = updated else {
                     let available = Self::credits_row_on(&mut tx, user_id).await?.available();
                     return Err(LedgerError::Insufficient { available });
                 };
-                match Self::credits_book_on(&mut tx, user_id, kind, amount, 0, after, Some(reference), description).await {
+                match Self::credits_book_on(&mut tx, user_id, kind, amount, 0, after, Some(reference), description)
+                    .await
+                {
                     Ok(row) => {
                         tx.commit().await?;
                         Ok(Booked::Applied(row))
@@ -129,7 +119,7 @@ macro_rules! ledger_queries {
                 use $crate::store::{Booked, LedgerError};
                 Self::credits_ensure_on(&mut *conn, user_id).await?;
                 let existing: Option<(uuid::Uuid, i64)> =
-                    sqlx::query_as("SELECT user_id, amount FROM credit_reservations WHERE reference_id = $1")
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_RESERVE_ON)
                         .bind(reference)
                         .fetch_optional(&mut *conn)
                         .await?;
@@ -155,9 +145,7 @@ macro_rules! ledger_queries {
                 use $crate::store::LedgerError;
                 let now = $crate::store::now();
                 let updated = sqlx::query_as::<_, $crate::store::CreditsRow>(
-                    "UPDATE credits SET reserved_balance = reserved_balance + $2, updated_at = $3
-                     WHERE user_id = $1 AND balance - reserved_balance >= $2
-                     RETURNING balance, reserved_balance, lifetime_earned, lifetime_spent",
+                    $crate::store::sql::ledger::CREDITS_RESERVE_NEW_ON_UPDATE_CREDITS,
                 )
                 .bind(user_id)
                 .bind(amount)
@@ -168,16 +156,14 @@ macro_rules! ledger_queries {
                     let available = Self::credits_row_on(&mut *conn, user_id).await?.available();
                     return Err(LedgerError::Insufficient { available });
                 };
-                sqlx::query(
-                    "INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(user_id)
-                .bind(reference)
-                .bind(amount)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                sqlx::query($crate::store::sql::ledger::CREDITS_RESERVE_NEW_ON_INSERT_CREDIT_RESERVATIONS)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(user_id)
+                    .bind(reference)
+                    .bind(amount)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
                 let description = format!("reserved for {reference}");
                 Self::credits_book_on(
                     &mut *conn,
@@ -235,12 +221,11 @@ macro_rules! ledger_queries {
                 spend: Option<i64>,
             ) -> Result<$crate::store::Booked<$crate::store::Resolution>, $crate::store::LedgerError> {
                 use $crate::store::{Booked, LedgerError, Resolution};
-                let reservation: Option<(uuid::Uuid, i64, String, i64)> = sqlx::query_as(
-                    "SELECT user_id, amount, status, spent FROM credit_reservations WHERE reference_id = $1",
-                )
-                .bind(reference)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let reservation: Option<(uuid::Uuid, i64, String, i64)> =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_RESOLVE_ON_SELECT_CREDIT_RESERVATIONS)
+                        .bind(reference)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 let Some((user_id, amount, _, _)) = reservation else { return Err(LedgerError::UnknownReservation) };
                 let spend = spend.unwrap_or(amount);
                 if spend < 0 || spend > amount {
@@ -248,25 +233,19 @@ macro_rules! ledger_queries {
                 }
                 // Lock the account first (PostgreSQL), then claim the reservation.
                 Self::lock_credits_on(&mut *tx, user_id).await?;
-                let claimed = sqlx::query(
-                    "UPDATE credit_reservations SET status = 'resolved', spent = $2, resolved_at = $3
-                     WHERE reference_id = $1 AND status = 'pending'",
-                )
-                .bind(reference)
-                .bind(spend)
-                .bind($crate::store::now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                let claimed = sqlx::query($crate::store::sql::ledger::CREDITS_RESOLVE_ON_UPDATE_CREDIT_RESERVATIONS)
+                    .bind(reference)
+                    .bind(spend)
+                    .bind($crate::store::now())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if claimed == 0 {
                     return Ok(Booked::Duplicate);
                 }
                 let release = amount - spend;
                 let after = sqlx::query_as::<_, $crate::store::CreditsRow>(
-                    "UPDATE credits SET balance = balance - $2, reserved_balance = reserved_balance - $3,
-                            lifetime_spent = lifetime_spent + $2, updated_at = $4
-                     WHERE user_id = $1
-                     RETURNING balance, reserved_balance, lifetime_earned, lifetime_spent",
+                    $crate::store::sql::ledger::CREDITS_RESOLVE_ON_UPDATE_CREDITS,
                 )
                 .bind(user_id)
                 .bind(spend)
@@ -277,11 +256,31 @@ macro_rules! ledger_queries {
                 if spend > 0 {
                     let mid = $crate::store::CreditsRow { reserved_balance: after.reserved_balance + release, ..after };
                     let description = format!("spent on {reference}");
-                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TransactionType::Spend, -spend, -spend, mid, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(
+                        &mut *tx,
+                        user_id,
+                        $crate::store::TransactionType::Spend,
+                        -spend,
+                        -spend,
+                        mid,
+                        Some(reference),
+                        Some(&description),
+                    )
+                    .await?;
                 }
                 if release > 0 {
                     let description = format!("released from {reference}");
-                    Self::credits_book_on(&mut *tx, user_id, $crate::store::TransactionType::Refund, 0, -release, after, Some(reference), Some(&description)).await?;
+                    Self::credits_book_on(
+                        &mut *tx,
+                        user_id,
+                        $crate::store::TransactionType::Refund,
+                        0,
+                        -release,
+                        after,
+                        Some(reference),
+                        Some(&description),
+                    )
+                    .await?;
                 }
                 Ok(Booked::Applied(Resolution { spent: spend, released: release }))
             }
@@ -291,11 +290,10 @@ macro_rules! ledger_queries {
                 &self,
                 reference: &str,
             ) -> $crate::store::StoreResult<Option<(i64, Option<i64>)>> {
-                let row: Option<(i64, String, i64)> =
-                    sqlx::query_as("SELECT amount, status, spent FROM credit_reservations WHERE reference_id = $1")
-                        .bind(reference)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let row: Option<(i64, String, i64)> = sqlx::query_as($crate::store::sql::ledger::CREDITS_RESERVATION)
+                    .bind(reference)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 Ok(row.map(|(amount, status, spent)| (amount, (status == "resolved").then_some(spent))))
             }
 
@@ -307,39 +305,36 @@ macro_rules! ledger_queries {
                 before: Option<uuid::Uuid>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::CreditTxRow>> {
-                sqlx::query_as::<_, $crate::store::CreditTxRow>(
-                    "SELECT id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at
-                     FROM credit_transactions
-                     WHERE user_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3)
-                     ORDER BY id DESC LIMIT $4",
-                )
-                .bind(user_id)
-                .bind(kind.map(|k| k.as_str()))
-                .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query_as::<_, $crate::store::CreditTxRow>($crate::store::sql::ledger::CREDITS_TRANSACTIONS)
+                    .bind(user_id)
+                    .bind(kind.map(|k| k.as_str()))
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Every ledger invariant of one account; an empty list means all hold.
-            pub async fn credits_invariant_violations(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<String>> {
+            pub async fn credits_invariant_violations(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<String>> {
                 let mut conn = self.pool.acquire().await?;
                 let c = Self::credits_row_on(&mut conn, user_id).await?;
-                let (sum_amount, sum_reserved): (Option<i64>, Option<i64>) = sqlx::query_as(
-                    "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .fetch_one(&mut *conn)
-                .await?;
+                let (sum_amount, sum_reserved): (Option<i64>, Option<i64>) =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS)
+                        .bind(user_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
                 let pending: Option<i64> = sqlx::query_scalar(
-                    "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'",
+                    $crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_RESERVATIONS,
                 )
                 .bind(user_id)
                 .fetch_one(&mut *conn)
                 .await?;
                 let last: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1",
+                    $crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS_2,
                 )
                 .bind(user_id)
                 .fetch_optional(&mut *conn)
@@ -352,13 +347,20 @@ macro_rules! ledger_queries {
                     v.push(format!("reserved {} outside 0..={}", c.reserved_balance, c.balance));
                 }
                 if c.lifetime_earned - c.lifetime_spent != c.balance {
-                    v.push(format!("earned {} - spent {} != balance {}", c.lifetime_earned, c.lifetime_spent, c.balance));
+                    v.push(format!(
+                        "earned {} - spent {} != balance {}",
+                        c.lifetime_earned, c.lifetime_spent, c.balance
+                    ));
                 }
                 if sum_amount.unwrap_or(0) != c.balance {
                     v.push(format!("sum of transaction amounts {} != balance {}", sum_amount.unwrap_or(0), c.balance));
                 }
                 if sum_reserved.unwrap_or(0) != c.reserved_balance {
-                    v.push(format!("sum of reserved deltas {} != reserved {}", sum_reserved.unwrap_or(0), c.reserved_balance));
+                    v.push(format!(
+                        "sum of reserved deltas {} != reserved {}",
+                        sum_reserved.unwrap_or(0),
+                        c.reserved_balance
+                    ));
                 }
                 if pending.unwrap_or(0) != c.reserved_balance {
                     v.push(format!("pending reservations {} != reserved {}", pending.unwrap_or(0), c.reserved_balance));
@@ -366,60 +368,60 @@ macro_rules! ledger_queries {
                 if let Some((balance_after, reserved_after)) = last
                     && (balance_after != c.balance || reserved_after != c.reserved_balance)
                 {
-                    v.push(format!("last row says {balance_after}/{reserved_after}, account says {}/{}", c.balance, c.reserved_balance));
+                    v.push(format!(
+                        "last row says {balance_after}/{reserved_after}, account says {}/{}",
+                        c.balance, c.reserved_balance
+                    ));
                 }
                 Ok(v)
             }
 
-            pub async fn credit_package_list(&self, active_only: bool) -> $crate::store::StoreResult<Vec<$crate::store::CreditPackageRow>> {
-                sqlx::query_as::<_, $crate::store::CreditPackageRow>(
-                    "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
-                     FROM credit_packages WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY sort_order, price, id",
-                )
-                .bind(active_only)
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn credit_package_list(
+                &self,
+                active_only: bool,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::CreditPackageRow>> {
+                sqlx::query_as::<_, $crate::store::CreditPackageRow>($crate::store::sql::ledger::CREDIT_PACKAGE_LIST)
+                    .bind(active_only)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn credit_package_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::CreditPackageRow>> {
-                sqlx::query_as::<_, $crate::store::CreditPackageRow>(
-                    "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
-                     FROM credit_packages WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn credit_package_get(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::CreditPackageRow>> {
+                sqlx::query_as::<_, $crate::store::CreditPackageRow>($crate::store::sql::ledger::CREDIT_PACKAGE_GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Inserts (`id` new) or replaces a package.
-            pub async fn credit_package_upsert(&self, p: &$crate::store::CreditPackageRow) -> $crate::store::StoreResult<$crate::store::CreditPackageRow> {
-                sqlx::query_as::<_, $crate::store::CreditPackageRow>(
-                    "INSERT INTO credit_packages (id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                     ON CONFLICT (id) DO UPDATE SET name = $2, credits = $3, price = $4, currency = $5, stripe_price_id = $6,
-                         is_active = $7, sort_order = $8, updated_at = $10
-                     RETURNING id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at",
-                )
-                .bind(p.id)
-                .bind(&p.name)
-                .bind(p.credits)
-                .bind(p.price)
-                .bind(&p.currency)
-                .bind(&p.stripe_price_id)
-                .bind(p.is_active)
-                .bind(p.sort_order)
-                .bind(p.created_at)
-                .bind(p.updated_at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn credit_package_upsert(
+                &self,
+                p: &$crate::store::CreditPackageRow,
+            ) -> $crate::store::StoreResult<$crate::store::CreditPackageRow> {
+                sqlx::query_as::<_, $crate::store::CreditPackageRow>($crate::store::sql::ledger::CREDIT_PACKAGE_UPSERT)
+                    .bind(p.id)
+                    .bind(&p.name)
+                    .bind(p.credits)
+                    .bind(p.price)
+                    .bind(&p.currency)
+                    .bind(&p.stripe_price_id)
+                    .bind(p.is_active)
+                    .bind(p.sort_order)
+                    .bind(p.created_at)
+                    .bind(p.updated_at)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Deletes a package never used by a checkout; true if deleted.
             pub async fn credit_package_delete(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                sqlx::query("DELETE FROM credit_packages WHERE id = $1")
+                sqlx::query($crate::store::sql::ledger::CREDIT_PACKAGE_DELETE)
                     .bind(id)
                     .execute(&self.pool)
                     .await
@@ -428,54 +430,52 @@ macro_rules! ledger_queries {
             }
 
             pub async fn checkout_create(&self, c: &$crate::store::CheckoutRow) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO checkout_sessions (id, user_id, package_id, credits, amount, currency, url, status, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&c.id)
-                .bind(c.user_id)
-                .bind(c.package_id)
-                .bind(c.credits)
-                .bind(c.amount)
-                .bind(&c.currency)
-                .bind(&c.url)
-                .bind(&c.status)
-                .bind(c.created_at)
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err($crate::store::StoreError::from_sqlx)
+                sqlx::query($crate::store::sql::ledger::CHECKOUT_CREATE)
+                    .bind(&c.id)
+                    .bind(c.user_id)
+                    .bind(c.package_id)
+                    .bind(c.credits)
+                    .bind(c.amount)
+                    .bind(&c.currency)
+                    .bind(&c.url)
+                    .bind(&c.status)
+                    .bind(c.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
-            pub async fn checkout_get(&self, id: &str) -> $crate::store::StoreResult<Option<$crate::store::CheckoutRow>> {
-                sqlx::query_as::<_, $crate::store::CheckoutRow>(
-                    "SELECT id, user_id, package_id, credits, amount, currency, url, status, created_at, completed_at
-                     FROM checkout_sessions WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn checkout_get(
+                &self,
+                id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::CheckoutRow>> {
+                sqlx::query_as::<_, $crate::store::CheckoutRow>($crate::store::sql::ledger::CHECKOUT_GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// open → expired, open/expired → completed (paid money wins); completed is final.
-            pub async fn checkout_set_status(&self, id: &str, status: $crate::store::CheckoutStatus) -> $crate::store::StoreResult<bool> {
-                sqlx::query(
-                    "UPDATE checkout_sessions SET status = $2, completed_at = CASE WHEN $2 = 'completed' THEN $3 ELSE completed_at END
-                     WHERE id = $1 AND (status = 'open' OR ($2 = 'completed' AND status = 'expired'))",
-                )
-                .bind(id)
-                .bind(status)
-                .bind($crate::store::now())
-                .execute(&self.pool)
-                .await
-                .map(|r| r.rows_affected() > 0)
-                .map_err($crate::store::StoreError::from_sqlx)
+            pub async fn checkout_set_status(
+                &self,
+                id: &str,
+                status: $crate::store::CheckoutStatus,
+            ) -> $crate::store::StoreResult<bool> {
+                sqlx::query($crate::store::sql::ledger::CHECKOUT_SET_STATUS)
+                    .bind(id)
+                    .bind(status)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected() > 0)
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Records a webhook event id; false if it was seen before.
             pub async fn stripe_event_record(&self, id: &str, kind: &str) -> $crate::store::StoreResult<bool> {
-                sqlx::query("INSERT INTO stripe_events (id, type, received_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                sqlx::query($crate::store::sql::ledger::STRIPE_EVENT_RECORD)
                     .bind(id)
                     .bind(kind)
                     .bind($crate::store::now())
@@ -486,7 +486,7 @@ macro_rules! ledger_queries {
             }
 
             pub async fn stripe_event_forget(&self, id: &str) -> $crate::store::StoreResult<()> {
-                sqlx::query("DELETE FROM stripe_events WHERE id = $1")
+                sqlx::query($crate::store::sql::ledger::STRIPE_EVENT_FORGET)
                     .bind(id)
                     .execute(&self.pool)
                     .await
@@ -503,49 +503,42 @@ macro_rules! ledger_queries {
                 request_hash: &str,
             ) -> $crate::store::StoreResult<$crate::store::IdempotencyState> {
                 use $crate::store::IdempotencyState;
-                let inserted = sqlx::query(
-                    "INSERT INTO idempotency_keys (user_id, key, operation, request_hash, created_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (user_id, key) DO NOTHING",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(operation)
-                .bind(request_hash)
-                .bind($crate::store::now())
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                let inserted = sqlx::query($crate::store::sql::ledger::IDEMPOTENCY_BEGIN_INSERT_IDEMPOTENCY_KEYS)
+                    .bind(user_id)
+                    .bind(key)
+                    .bind(operation)
+                    .bind(request_hash)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
                 if inserted == 1 {
                     return Ok(IdempotencyState::Claimed);
                 }
                 // The same request still in flight after IDEMPOTENCY_IN_FLIGHT died on the way
                 // (no answer was stored): this retry takes the key over.
                 let cutoff = $crate::store::now()
-                    - chrono::Duration::from_std($crate::store::IDEMPOTENCY_IN_FLIGHT).unwrap_or(chrono::Duration::seconds(60));
-                let taken = sqlx::query(
-                    "UPDATE idempotency_keys SET created_at = $5
-                     WHERE user_id = $1 AND key = $2 AND operation = $3 AND request_hash = $4
-                       AND response_status IS NULL AND created_at < $6",
-                )
-                .bind(user_id)
-                .bind(key)
-                .bind(operation)
-                .bind(request_hash)
-                .bind($crate::store::now())
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                    - chrono::Duration::from_std($crate::store::IDEMPOTENCY_IN_FLIGHT)
+                        .unwrap_or(chrono::Duration::seconds(60));
+                let taken = sqlx::query($crate::store::sql::ledger::IDEMPOTENCY_BEGIN_UPDATE_IDEMPOTENCY_KEYS)
+                    .bind(user_id)
+                    .bind(key)
+                    .bind(operation)
+                    .bind(request_hash)
+                    .bind($crate::store::now())
+                    .bind(cutoff)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
                 if taken == 1 {
                     return Ok(IdempotencyState::Claimed);
                 }
-                let row: Option<(String, String, Option<i32>, Option<String>)> = sqlx::query_as(
-                    "SELECT operation, request_hash, response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-                )
-                .bind(user_id)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+                let row: Option<(String, String, Option<i32>, Option<String>)> =
+                    sqlx::query_as($crate::store::sql::ledger::IDEMPOTENCY_BEGIN_SELECT_IDEMPOTENCY_KEYS)
+                        .bind(user_id)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 Ok(match row {
                     None => IdempotencyState::InProgress,
                     Some((op, hash, _, _)) if op != operation || hash != request_hash => IdempotencyState::Mismatch,
@@ -562,20 +555,22 @@ macro_rules! ledger_queries {
                 response: Option<(u16, &str)>,
             ) -> $crate::store::StoreResult<()> {
                 let result = match response {
-                    Some((status, body)) => sqlx::query(
-                        "UPDATE idempotency_keys SET response_status = $3, response_body = $4 WHERE user_id = $1 AND key = $2",
-                    )
-                    .bind(user_id)
-                    .bind(key)
-                    .bind(i32::from(status))
-                    .bind(body)
-                    .execute(&self.pool)
-                    .await,
-                    None => sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2")
-                        .bind(user_id)
-                        .bind(key)
-                        .execute(&self.pool)
-                        .await,
+                    Some((status, body)) => {
+                        sqlx::query($crate::store::sql::ledger::IDEMPOTENCY_FINISH_UPDATE_IDEMPOTENCY_KEYS)
+                            .bind(user_id)
+                            .bind(key)
+                            .bind(i32::from(status))
+                            .bind(body)
+                            .execute(&self.pool)
+                            .await
+                    }
+                    None => {
+                        sqlx::query($crate::store::sql::ledger::IDEMPOTENCY_FINISH_DELETE_IDEMPOTENCY_KEYS)
+                            .bind(user_id)
+                            .bind(key)
+                            .execute(&self.pool)
+                            .await
+                    }
                 };
                 result.map(|_| ()).map_err($crate::store::StoreError::from_sqlx)
             }

@@ -1,8 +1,9 @@
 //! The datastore: one interface ([`Store`]), two engines (PostgreSQL and SQLite).
 //!
-//! Row types are shared (`rows`); SQL that both engines accept is written once in
-//! `shared` and expanded for each pool type by a macro, and the dialect-specific parts live
-//! in `pg` and `sqlite`. Callers only see [`Store`], an enum that dispatches to the engine.
+//! Row types are shared (`rows`); SQL that both engines accept is written once, as
+//! constants in [`sql`], and the methods that bind and fetch it are written once in the
+//! `*_queries` files and expanded for each pool type by a macro; the dialect-specific parts
+//! live in `pg` and `sqlite`. Callers only see [`Store`], an enum that dispatches to the engine.
 //! Timestamps are produced in Rust ([`now`]) rather than by SQL `now()`, so both engines store
 //! the same instants with the same (microsecond) precision.
 
@@ -21,6 +22,7 @@ mod migrate;
 mod pg;
 pub mod rows;
 mod shared;
+pub mod sql;
 mod sqlite;
 mod task_queries;
 mod tool_queries;
@@ -179,6 +181,17 @@ impl Store {
 
     pub async fn close(&self) {
         dispatch!(self.close())
+    }
+
+    /// Prepares `sql` without running it: the engine parses it and resolves every table,
+    /// column and function it names (see [`sql::all`]). The engine's own error is returned
+    /// (its SQLSTATE tells a wrong statement from one whose types only the binds give).
+    pub async fn prepare(&self, sql: &'static str) -> Result<(), sqlx::Error> {
+        use sqlx::Executor;
+        match self {
+            Store::Postgres(s) => s.pool.prepare(sqlx::SqlSafeStr::into_sql_str(sql)).await.map(|_| ()),
+            Store::Sqlite(s) => s.pool.prepare(sqlx::SqlSafeStr::into_sql_str(sql)).await.map(|_| ()),
+        }
     }
 }
 

@@ -18,13 +18,7 @@ macro_rules! task_queries {
                     if new.cost > 0 {
                         Self::credits_reserve_new_on(&mut *c, new.user_id, &new.id.to_string(), new.cost).await?;
                     }
-                    let task = sqlx::query_as::<_, $crate::store::TaskRow>(
-                        "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
-                                            event_seq, created_at, updated_at)
-                         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8)
-                         RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-                                   run_all_steps, created_at, updated_at, started_at, completed_at",
-                    )
+                    let task = sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASKS)
                     .bind(new.id)
                     .bind(new.user_id)
                     .bind(new.tool_id)
@@ -35,7 +29,7 @@ macro_rules! task_queries {
                     .bind(now)
                     .fetch_one(&mut *c)
                     .await?;
-                    sqlx::query("INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
+                    sqlx::query($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASK_PAYLOADS)
                         .bind(uuid::Uuid::now_v7())
                         .bind(new.id)
                         .bind(sqlx::types::Json(&new.input))
@@ -43,9 +37,7 @@ macro_rules! task_queries {
                         .execute(&mut *c)
                         .await?;
                     for (i, step) in new.steps.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                        )
+                        sqlx::query($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASK_STEPS)
                         .bind(uuid::Uuid::now_v7())
                         .bind(new.id)
                         .bind(step)
@@ -65,7 +57,7 @@ macro_rules! task_queries {
                     .await?;
                     let position = seq - Self::queue_head_on(&mut *c).await?.unwrap_or(seq);
                     let data = serde_json::json!({ "type": $crate::store::EventKind::Queued, "position": position.max(0) });
-                    sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)")
+                    sqlx::query($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASK_EVENTS)
                         .bind(new.id)
                         .bind(sqlx::types::Json(&data))
                         .bind(now)
@@ -78,7 +70,7 @@ macro_rules! task_queries {
 
             /// The place in line of the first waiting task (`None`: nobody waits).
             async fn queue_head_on(c: &mut <$db as sqlx::Database>::Connection) -> $crate::store::StoreResult<Option<i64>> {
-                sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL")
+                sqlx::query_scalar::<_, Option<i64>>($crate::store::sql::tasks::QUEUE_HEAD_ON)
                     .fetch_one(&mut *c)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)
@@ -91,11 +83,7 @@ macro_rules! task_queries {
             }
 
             pub async fn task_get(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskRow>> {
-                sqlx::query_as::<_, $crate::store::TaskRow>(
-                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-                            run_all_steps, created_at, updated_at, started_at, completed_at
-                     FROM tasks WHERE id = $1",
-                )
+                sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::TASK_GET)
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
@@ -111,14 +99,7 @@ macro_rules! task_queries {
                 before: Option<uuid::Uuid>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::TaskRow>> {
-                sqlx::query_as::<_, $crate::store::TaskRow>(
-                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-                            run_all_steps, created_at, updated_at, started_at, completed_at
-                     FROM tasks
-                     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR tool_id = $3)
-                       AND ($4 IS NULL OR id < $4)
-                     ORDER BY id DESC LIMIT $5",
-                )
+                sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::TASK_LIST)
                 .bind(user_id)
                 .bind(status)
                 .bind(tool_id)
@@ -130,9 +111,7 @@ macro_rules! task_queries {
             }
 
             pub async fn task_steps(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::TaskStepRow>> {
-                sqlx::query_as::<_, $crate::store::TaskStepRow>(
-                    "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position",
-                )
+                sqlx::query_as::<_, $crate::store::TaskStepRow>($crate::store::sql::tasks::TASK_STEPS)
                 .bind(task_id)
                 .fetch_all(&self.pool)
                 .await
@@ -140,7 +119,7 @@ macro_rules! task_queries {
             }
 
             pub async fn task_payload(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskPayloadRow>> {
-                sqlx::query_as::<_, $crate::store::TaskPayloadRow>("SELECT input, output, error FROM task_payloads WHERE task_id = $1")
+                sqlx::query_as::<_, $crate::store::TaskPayloadRow>($crate::store::sql::tasks::TASK_PAYLOAD)
                     .bind(task_id)
                     .fetch_optional(&self.pool)
                     .await
@@ -176,7 +155,7 @@ macro_rules! task_queries {
                         data = serde_json::json!({});
                     }
                     data["type"] = kind.as_str().into();
-                    sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    sqlx::query($crate::store::sql::tasks::EVENTS_RECORD_ON)
                         .bind(id)
                         .bind(seq)
                         .bind(*kind)
@@ -225,10 +204,7 @@ macro_rules! task_queries {
                 else {
                     return Ok(None);
                 };
-                sqlx::query(
-                    "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
-                     WHERE task_id = $1 AND step_id = $2",
-                )
+                sqlx::query($crate::store::sql::tasks::STEP_BEGIN_ON)
                 .bind(task_id)
                 .bind(step_id)
                 .bind(now)
@@ -317,7 +293,7 @@ macro_rules! task_queries {
                     .bind(now)
                     .execute(&mut *c)
                     .await?;
-                    sqlx::query("UPDATE task_queue SET available_at = $2, lease_until = NULL WHERE task_id = $1")
+                    sqlx::query($crate::store::sql::tasks::TASK_STEP_RETRY)
                         .bind(task_id)
                         .bind(due)
                         .execute(&mut *c)
@@ -336,7 +312,7 @@ macro_rules! task_queries {
             ) -> $crate::store::StoreResult<()> {
                 let (step_id, state) = (step_id.to_string(), state.clone());
                 self.write(move |c| Box::pin(async move {
-                    sqlx::query("UPDATE task_steps SET state = $3, updated_at = $4 WHERE task_id = $1 AND step_id = $2")
+                    sqlx::query($crate::store::sql::tasks::TASK_STEP_SAVE)
                         .bind(task_id)
                         .bind(&step_id)
                         .bind(sqlx::types::Json(&state))
@@ -354,10 +330,7 @@ macro_rules! task_queries {
                 let (step_id, state) = (step_id.to_string(), serde_json::json!({ "error": error }));
                 self.write(move |c| Box::pin(async move {
                     let now = $crate::store::now();
-                    sqlx::query(
-                        "UPDATE task_steps SET status = 'failed', state = $3, completed_at = $4, updated_at = $4
-                         WHERE task_id = $1 AND step_id = $2",
-                    )
+                    sqlx::query($crate::store::sql::tasks::TASK_STEP_FAIL)
                     .bind(task_id)
                     .bind(&step_id)
                     .bind(sqlx::types::Json(&state))
@@ -402,7 +375,7 @@ macro_rules! task_queries {
                     let recorded =
                         Self::events_record_on(&mut *c, id, &events, "status = $4, completed_at = $3", cond, status.as_str(), now).await?;
                     let mut finished = $crate::store::Finished::default();
-                    let user_id: Option<uuid::Uuid> = sqlx::query_scalar("DELETE FROM task_queue WHERE task_id = $1 RETURNING user_id")
+                    let user_id: Option<uuid::Uuid> = sqlx::query_scalar($crate::store::sql::tasks::TASK_FINISH_TX_DELETE_TASK_QUEUE)
                         .bind(id)
                         .fetch_optional(&mut *c)
                         .await?
@@ -413,7 +386,7 @@ macro_rules! task_queries {
                     if let Some((step_id, _, patch)) = &step {
                         Self::step_complete_on(&mut *c, id, step_id, patch, now).await?;
                     }
-                    sqlx::query("UPDATE task_payloads SET output = $2, error = $3, updated_at = $4 WHERE task_id = $1")
+                    sqlx::query($crate::store::sql::tasks::TASK_FINISH_TX_UPDATE_TASK_PAYLOADS)
                         .bind(id)
                         .bind(output.as_ref().map(sqlx::types::Json))
                         .bind(error.as_deref())
@@ -425,10 +398,7 @@ macro_rules! task_queries {
                         Err(e) => return Err(e),
                     }
                     if let Some(dl) = &dead {
-                        sqlx::query(
-                            "INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
-                             SELECT id, user_id, $2, $3, $4, $5 FROM tasks WHERE id = $1",
-                        )
+                        sqlx::query($crate::store::sql::tasks::TASK_FINISH_TX_INSERT_TASK_DEAD_LETTERS)
                         .bind(id)
                         .bind(dl.reason)
                         .bind(&dl.error)
@@ -441,11 +411,7 @@ macro_rules! task_queries {
                         // Under the user's queue lock, so a claim refused at the limit right now
                         // either sees this slot free or parks before this unparks.
                         Self::lock_user_queue_on(&mut *c, user_id).await?;
-                        finished.unparked = sqlx::query_scalar(
-                            "UPDATE task_queue SET parked = FALSE
-                             WHERE task_id IN (SELECT task_id FROM task_queue WHERE user_id = $1 AND parked ORDER BY seq LIMIT $2)
-                             RETURNING task_id",
-                        )
+                        finished.unparked = sqlx::query_scalar($crate::store::sql::tasks::TASK_FINISH_TX_UPDATE_TASK_QUEUE)
                         .bind(user_id)
                         .bind(unpark)
                         .fetch_all(&mut *c)
@@ -458,7 +424,7 @@ macro_rules! task_queries {
 
             /// Flags a task for cooperative cancellation; returns its status.
             pub async fn task_request_cancel(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskStatus>> {
-                sqlx::query_scalar::<_, $crate::store::TaskStatus>("UPDATE tasks SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1 RETURNING status")
+                sqlx::query_scalar::<_, $crate::store::TaskStatus>($crate::store::sql::tasks::TASK_REQUEST_CANCEL)
                     .bind(id)
                     .bind($crate::store::now())
                     .fetch_optional(&self.pool)
@@ -481,9 +447,7 @@ macro_rules! task_queries {
             }
 
             pub async fn task_events_after(&self, task_id: uuid::Uuid, after: i64) -> $crate::store::StoreResult<Vec<$crate::store::TaskEventRow>> {
-                sqlx::query_as::<_, $crate::store::TaskEventRow>(
-                    "SELECT seq, type, data, created_at FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq",
-                )
+                sqlx::query_as::<_, $crate::store::TaskEventRow>($crate::store::sql::tasks::TASK_EVENTS_AFTER)
                 .bind(task_id)
                 .bind(after)
                 .fetch_all(&self.pool)
@@ -494,7 +458,7 @@ macro_rules! task_queries {
             /// Drops a task's queue row (for a task that has already ended).
             pub async fn queue_remove(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<()> {
                 self.write(move |c| Box::pin(async move {
-                    sqlx::query("DELETE FROM task_queue WHERE task_id = $1")
+                    sqlx::query($crate::store::sql::tasks::QUEUE_REMOVE)
                         .bind(task_id)
                         .execute(&mut *c)
                         .await
@@ -508,7 +472,7 @@ macro_rules! task_queries {
             pub async fn queue_renew(&self, task_id: uuid::Uuid, lease: std::time::Duration) -> $crate::store::StoreResult<()> {
                 let until = $crate::store::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
                 self.write(move |c| Box::pin(async move {
-                    sqlx::query("UPDATE task_queue SET lease_until = $2 WHERE task_id = $1 AND lease_until IS NOT NULL")
+                    sqlx::query($crate::store::sql::tasks::QUEUE_RENEW)
                         .bind(task_id)
                         .bind(until)
                         .execute(&mut *c)
@@ -582,47 +546,35 @@ macro_rules! task_queries {
                 }
                 if per_user > 0 && let Some(user_id) = user_id {
                     Self::lock_user_queue_on(&mut *c, user_id).await?;
-                    let running: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM task_queue WHERE user_id = $1 AND lease_until >= $2 AND task_id <> $3",
-                    )
+                    let running: i64 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_QUEUE)
                     .bind(user_id)
                     .bind(now)
                     .bind(task_id)
                     .fetch_one(&mut *c)
                     .await?;
                     if running >= i64::from(per_user) {
-                        sqlx::query("UPDATE task_queue SET parked = TRUE WHERE task_id = $1")
+                        sqlx::query($crate::store::sql::tasks::CLAIM_ON_UPDATE_TASK_QUEUE)
                             .bind(task_id)
                             .execute(&mut *c)
                             .await?;
                         return Ok(Claim::UserAtLimit);
                     }
                 }
-                let attempts: i32 = sqlx::query_scalar(
-                    "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1, parked = FALSE WHERE task_id = $1 RETURNING attempts",
-                )
+                let attempts: i32 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_ON_UPDATE_TASK_QUEUE_2)
                 .bind(task_id)
                 .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
                 .fetch_one(&mut *c)
                 .await?;
-                let task = sqlx::query_as::<_, $crate::store::TaskRow>(
-                    "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-                            run_all_steps, created_at, updated_at, started_at, completed_at
-                     FROM tasks WHERE id = $1",
-                )
+                let task = sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::CLAIM_ON_SELECT_TASKS)
                 .bind(task_id)
                 .fetch_one(&mut *c)
                 .await?;
-                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-                    "SELECT p.input, t.updated_at FROM task_payloads p JOIN tools t ON t.id = $2 WHERE p.task_id = $1",
-                )
+                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_PAYLOADS)
                 .bind(task_id)
                 .bind(task.tool_id)
                 .fetch_one(&mut *c)
                 .await?;
-                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>(
-                    "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position",
-                )
+                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_STEPS)
                 .bind(task_id)
                 .fetch_all(&mut *c)
                 .await?;
@@ -658,14 +610,7 @@ macro_rules! task_queries {
             pub async fn queue_stale(&self, older_than: std::time::Duration, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
                 let now = $crate::store::now();
                 let before = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::seconds(30));
-                sqlx::query_scalar::<_, uuid::Uuid>(
-                    "UPDATE task_queue SET enqueued_at = $1
-                     WHERE task_id IN (SELECT task_id FROM task_queue
-                                       WHERE available_at <= $2 AND (lease_until IS NULL OR lease_until < $1)
-                                         AND (enqueued_at IS NULL OR enqueued_at <= $2)
-                                       ORDER BY available_at LIMIT $3)
-                     RETURNING task_id",
-                )
+                sqlx::query_scalar::<_, uuid::Uuid>($crate::store::sql::tasks::QUEUE_STALE)
                 .bind(now)
                 .bind(before)
                 .bind(limit)
@@ -691,12 +636,7 @@ macro_rules! task_queries {
 
             /// The dead-letter list, newest first, before `before` (a task id cursor).
             pub async fn dead_letters(&self, before: Option<uuid::Uuid>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::DeadLetterRow>> {
-                sqlx::query_as::<_, $crate::store::DeadLetterRow>(
-                    "SELECT d.task_id, d.user_id, t.tool_id, d.reason, d.error, d.attempts, d.created_at
-                     FROM task_dead_letters d JOIN tasks t ON t.id = d.task_id
-                     WHERE $1 IS NULL OR d.created_at < (SELECT created_at FROM task_dead_letters WHERE task_id = $1)
-                     ORDER BY d.created_at DESC, d.task_id DESC LIMIT $2",
-                )
+                sqlx::query_as::<_, $crate::store::DeadLetterRow>($crate::store::sql::tasks::DEAD_LETTERS)
                 .bind(before)
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -707,7 +647,7 @@ macro_rules! task_queries {
             /// A waiting task's place in line (`None` once a worker holds it); its position
             /// is this minus [`Self::queue_head`].
             pub async fn queue_seq(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
-                sqlx::query_scalar::<_, i64>("SELECT seq FROM task_queue WHERE task_id = $1 AND lease_until IS NULL")
+                sqlx::query_scalar::<_, i64>($crate::store::sql::tasks::QUEUE_SEQ)
                     .bind(task_id)
                     .fetch_optional(&self.pool)
                     .await
@@ -718,10 +658,7 @@ macro_rules! task_queries {
             /// no count that grows with the queue (tasks ahead that were skipped for their
             /// user's running limit still count).
             pub async fn queue_position(&self, task_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT q.seq - COALESCE((SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL), q.seq)
-                     FROM task_queue q WHERE q.task_id = $1 AND q.lease_until IS NULL",
-                )
+                sqlx::query_scalar::<_, i64>($crate::store::sql::tasks::QUEUE_POSITION)
                 .bind(task_id)
                 .fetch_optional(&self.pool)
                 .await

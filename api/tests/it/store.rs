@@ -6,8 +6,38 @@ use funmagic_api::testing::TestApp;
 funmagic_api::test_both_backends!(
     schema_has_the_seed_tables_and_auth_tables,
     users_round_trip_and_conflict,
-    constraints_guard_credits
+    constraints_guard_credits,
+    every_shared_statement_prepares
 );
+
+/// Each SQL constant of `store::sql` parses and names only tables and columns that exist,
+/// on this engine, after every migration. PostgreSQL types every parameter when it
+/// prepares; a statement like `$1 IS NULL OR user_id = $1` gets its types from the binds at
+/// run time, so there "indeterminate" and "inconsistent" parameter types (42P18, 42P08) are
+/// not failures (SQLite, which checks the same tables and columns, still prepares those).
+async fn every_shared_statement_prepares(app: TestApp) {
+    let store = app.state().store();
+    let (mut count, mut untyped) = (0, 0);
+    let mut failures = Vec::new();
+    for (module, name, sql) in funmagic_api::store::sql::all() {
+        count += 1;
+        match store.prepare(sql).await {
+            Ok(()) => {}
+            Err(e)
+                if store.engine() == funmagic_api::store::Engine::Postgres
+                    && e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P18" || c == "42P08") =>
+            {
+                untyped += 1
+            }
+            Err(e) => failures.push(format!("sql::{module}::{name}: {e}")),
+        }
+    }
+    assert!(count > 100, "the statements are listed ({count})");
+    assert!(untyped * 10 < count, "most statements are checked in full ({untyped} of {count} were not)");
+    // The check can fail: a misspelt column is refused.
+    assert!(store.prepare("SELECT id, no_such_column FROM tasks").await.is_err());
+    assert!(failures.is_empty(), "{:?}: {}", app.state().store().engine(), failures.join("\n"));
+}
 
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
 /// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
