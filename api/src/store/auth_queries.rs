@@ -12,18 +12,16 @@ macro_rules! auth_queries {
             ) -> $crate::store::StoreResult<$crate::store::UserRow> {
                 let now = $crate::store::now();
                 let mut tx = self.pool.begin().await?;
-                let user = sqlx::query_as::<_, $crate::store::UserRow>(
-                    $crate::store::sql::auth::USER_CREATE_WITH_PASSWORD_INSERT_USERS,
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind(&new.email)
-                .bind(&new.name)
-                .bind(new.role.as_str())
-                .bind(new.email_verified)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query($crate::store::sql::auth::USER_CREATE_WITH_PASSWORD_INSERT_ACCOUNTS)
+                let user = sqlx::query_as::<_, $crate::store::UserRow>($crate::store::sql::shared::USER_CREATE)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(&new.email)
+                    .bind(&new.name)
+                    .bind(new.role.as_str())
+                    .bind(new.email_verified)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query($crate::store::sql::auth::CREDENTIAL_ACCOUNT_INSERT)
                     .bind(uuid::Uuid::now_v7())
                     .bind(user.id)
                     .bind(user.id.to_string())
@@ -54,7 +52,7 @@ macro_rules! auth_queries {
                     .execute(&self.pool)
                     .await?;
                 if updated.rows_affected() == 0 {
-                    sqlx::query($crate::store::sql::auth::PASSWORD_HASH_SET_INSERT_ACCOUNTS)
+                    sqlx::query($crate::store::sql::auth::CREDENTIAL_ACCOUNT_INSERT)
                         .bind(uuid::Uuid::now_v7())
                         .bind(user_id)
                         .bind(user_id.to_string())

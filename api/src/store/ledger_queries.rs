@@ -323,22 +323,20 @@ macro_rules! ledger_queries {
                 let mut conn = self.pool.acquire().await?;
                 let c = Self::credits_row_on(&mut conn, user_id).await?;
                 let (sum_amount, sum_reserved): (Option<i64>, Option<i64>) =
-                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS)
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_TRANSACTION_SUMS)
                         .bind(user_id)
                         .fetch_one(&mut *conn)
                         .await?;
-                let pending: Option<i64> = sqlx::query_scalar(
-                    $crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_RESERVATIONS,
-                )
-                .bind(user_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                let last: Option<(i64, i64)> = sqlx::query_as(
-                    $crate::store::sql::ledger::CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS_2,
-                )
-                .bind(user_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let pending: Option<i64> =
+                    sqlx::query_scalar($crate::store::sql::ledger::CREDITS_INVARIANT_PENDING_RESERVATIONS)
+                        .bind(user_id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let last: Option<(i64, i64)> =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_LAST_TRANSACTION)
+                        .bind(user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
                 let mut v = Vec::new();
                 if c.balance < 0 {
                     v.push(format!("balance {} < 0", c.balance));

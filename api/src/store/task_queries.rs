@@ -546,35 +546,35 @@ macro_rules! task_queries {
                 }
                 if per_user > 0 && let Some(user_id) = user_id {
                     Self::lock_user_queue_on(&mut *c, user_id).await?;
-                    let running: i64 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_QUEUE)
+                    let running: i64 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_RUNNING_OF_USER)
                     .bind(user_id)
                     .bind(now)
                     .bind(task_id)
                     .fetch_one(&mut *c)
                     .await?;
                     if running >= i64::from(per_user) {
-                        sqlx::query($crate::store::sql::tasks::CLAIM_ON_UPDATE_TASK_QUEUE)
+                        sqlx::query($crate::store::sql::tasks::CLAIM_PARK)
                             .bind(task_id)
                             .execute(&mut *c)
                             .await?;
                         return Ok(Claim::UserAtLimit);
                     }
                 }
-                let attempts: i32 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_ON_UPDATE_TASK_QUEUE_2)
+                let attempts: i32 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_LEASE)
                 .bind(task_id)
                 .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
                 .fetch_one(&mut *c)
                 .await?;
-                let task = sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::CLAIM_ON_SELECT_TASKS)
+                let task = sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::TASK_GET)
                 .bind(task_id)
                 .fetch_one(&mut *c)
                 .await?;
-                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_PAYLOADS)
+                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as($crate::store::sql::tasks::CLAIM_INPUT_AND_TOOL_VERSION)
                 .bind(task_id)
                 .bind(task.tool_id)
                 .fetch_one(&mut *c)
                 .await?;
-                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>($crate::store::sql::tasks::CLAIM_ON_SELECT_TASK_STEPS)
+                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>($crate::store::sql::tasks::TASK_STEPS)
                 .bind(task_id)
                 .fetch_all(&mut *c)
                 .await?;

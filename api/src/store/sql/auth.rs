@@ -2,23 +2,13 @@
 //! Every statement here is prepared on PostgreSQL and SQLite by a test (`sql::all`).
 
 statements! {
-    /// `user_create_with_password`
-    USER_CREATE_WITH_PASSWORD_INSERT_USERS = concat!(
-    "INSERT INTO users (id, email, name, role, email_verified, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $6)
-    RETURNING ",
-    user_columns!(),
-);
-    /// `user_create_with_password`
-    USER_CREATE_WITH_PASSWORD_INSERT_ACCOUNTS = "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
+    /// `user_create_with_password`, `password_hash_set`: the credential account
+    CREDENTIAL_ACCOUNT_INSERT = "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
     VALUES ($1, $2, 'credential', $3, $4, $5, $5)";
     /// `password_hash_get`
     PASSWORD_HASH_GET = "SELECT password FROM accounts WHERE user_id = $1 AND provider_id = 'credential'";
     /// `password_hash_set`
     PASSWORD_HASH_SET_UPDATE_ACCOUNTS = "UPDATE accounts SET password = $2, updated_at = $3 WHERE user_id = $1 AND provider_id = 'credential'";
-    /// `password_hash_set`
-    PASSWORD_HASH_SET_INSERT_ACCOUNTS = "INSERT INTO accounts (id, user_id, provider_id, account_id, password, created_at, updated_at)
-    VALUES ($1, $2, 'credential', $3, $4, $5, $5)";
     /// `account_get`
     ACCOUNT_GET = "SELECT id, user_id, provider_id, account_id, password, created_at, updated_at
     FROM accounts WHERE provider_id = $1 AND account_id = $2";
@@ -29,20 +19,20 @@ statements! {
     USER_SET_EMAIL_VERIFIED = "UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1";
     /// `user_set_banned`
     USER_SET_BANNED = concat!(
-    "UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
-    RETURNING ",
-    user_columns!(),
-);
+        "UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
+        RETURNING ",
+        user_columns!(),
+    );
     /// `user_search`
     USER_SEARCH = concat!(
-    "SELECT ",
-    user_columns!(),
-    "
-    FROM users
-    WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')
-    AND ($2 IS NULL OR id > $2)
-    ORDER BY id LIMIT $3",
-);
+        "SELECT ",
+        user_columns!(),
+        "
+        FROM users
+        WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')
+        AND ($2 IS NULL OR id > $2)
+        ORDER BY id LIMIT $3",
+    );
     /// `session_create`
     SESSION_CREATE = "INSERT INTO sessions (id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)

@@ -43,11 +43,11 @@ statements! {
     WHERE user_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3)
     ORDER BY id DESC LIMIT $4";
     /// `credits_invariant_violations`
-    CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS = "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1";
+    CREDITS_INVARIANT_TRANSACTION_SUMS = "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1";
     /// `credits_invariant_violations`
-    CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_RESERVATIONS = "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'";
+    CREDITS_INVARIANT_PENDING_RESERVATIONS = "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'";
     /// `credits_invariant_violations`
-    CREDITS_INVARIANT_VIOLATIONS_SELECT_CREDIT_TRANSACTIONS_2 = "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1";
+    CREDITS_INVARIANT_LAST_TRANSACTION = "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1";
     /// `credit_package_list`
     CREDIT_PACKAGE_LIST = "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
     FROM credit_packages WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY sort_order, price, id";

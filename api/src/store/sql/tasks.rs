@@ -16,7 +16,7 @@ statements! {
     TASK_SUBMIT_TX_INSERT_TASK_EVENTS = "INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ($1, 1, 'queued', $2, $3)";
     /// `queue_head_on`
     QUEUE_HEAD_ON = "SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL";
-    /// `task_get`
+    /// `task_get`, `claim_on`
     TASK_GET = "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
     run_all_steps, created_at, updated_at, started_at, completed_at
     FROM tasks WHERE id = $1";
@@ -27,7 +27,7 @@ statements! {
     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR tool_id = $3)
     AND ($4 IS NULL OR id < $4)
     ORDER BY id DESC LIMIT $5";
-    /// `task_steps`
+    /// `task_steps`, `claim_on`
     TASK_STEPS = "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position";
     /// `task_payload`
     TASK_PAYLOAD = "SELECT input, output, error FROM task_payloads WHERE task_id = $1";
@@ -63,19 +63,13 @@ statements! {
     /// `queue_renew`
     QUEUE_RENEW = "UPDATE task_queue SET lease_until = $2 WHERE task_id = $1 AND lease_until IS NOT NULL";
     /// `claim_on`
-    CLAIM_ON_SELECT_TASK_QUEUE = "SELECT COUNT(*) FROM task_queue WHERE user_id = $1 AND lease_until >= $2 AND task_id <> $3";
+    CLAIM_RUNNING_OF_USER = "SELECT COUNT(*) FROM task_queue WHERE user_id = $1 AND lease_until >= $2 AND task_id <> $3";
     /// `claim_on`
-    CLAIM_ON_UPDATE_TASK_QUEUE = "UPDATE task_queue SET parked = TRUE WHERE task_id = $1";
+    CLAIM_PARK = "UPDATE task_queue SET parked = TRUE WHERE task_id = $1";
     /// `claim_on`
-    CLAIM_ON_UPDATE_TASK_QUEUE_2 = "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1, parked = FALSE WHERE task_id = $1 RETURNING attempts";
+    CLAIM_LEASE = "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1, parked = FALSE WHERE task_id = $1 RETURNING attempts";
     /// `claim_on`
-    CLAIM_ON_SELECT_TASKS = "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-    run_all_steps, created_at, updated_at, started_at, completed_at
-    FROM tasks WHERE id = $1";
-    /// `claim_on`
-    CLAIM_ON_SELECT_TASK_PAYLOADS = "SELECT p.input, t.updated_at FROM task_payloads p JOIN tools t ON t.id = $2 WHERE p.task_id = $1";
-    /// `claim_on`
-    CLAIM_ON_SELECT_TASK_STEPS = "SELECT step_id, position, status, state, started_at, completed_at FROM task_steps WHERE task_id = $1 ORDER BY position";
+    CLAIM_INPUT_AND_TOOL_VERSION = "SELECT p.input, t.updated_at FROM task_payloads p JOIN tools t ON t.id = $2 WHERE p.task_id = $1";
     /// `queue_stale`
     QUEUE_STALE = "UPDATE task_queue SET enqueued_at = $1
     WHERE task_id IN (SELECT task_id FROM task_queue

@@ -30,26 +30,26 @@ statements! {
     TOOL_DELETE = "DELETE FROM tools WHERE id = $1";
     /// `provider_list`
     PROVIDER_LIST = concat!(
-    "SELECT ",
-    crate::store::tool_queries::provider_columns!(),
-    " FROM providers ORDER BY name",
-);
+        "SELECT ",
+        crate::store::tool_queries::provider_columns!(),
+        " FROM providers ORDER BY name",
+    );
     /// `provider_get`
     PROVIDER_GET = concat!(
-    "SELECT ",
-    crate::store::tool_queries::provider_columns!(),
-    " FROM providers WHERE id = $1",
-);
+        "SELECT ",
+        crate::store::tool_queries::provider_columns!(),
+        " FROM providers WHERE id = $1",
+    );
     /// `provider_upsert`
     PROVIDER_UPSERT = concat!(
-    "INSERT INTO providers (id, name, type, api_key, api_key_id, api_key_last4, base_url, config, is_active,
-    is_healthy, health_checked_at, health_message, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-    ON CONFLICT (id) DO UPDATE SET name = $2, api_key = $4, api_key_id = $5, api_key_last4 = $6, base_url = $7,
-    config = $8, is_active = $9, updated_at = $14
-    RETURNING ",
-    crate::store::tool_queries::provider_columns!(),
-);
+        "INSERT INTO providers (id, name, type, api_key, api_key_id, api_key_last4, base_url, config, is_active,
+        is_healthy, health_checked_at, health_message, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        ON CONFLICT (id) DO UPDATE SET name = $2, api_key = $4, api_key_id = $5, api_key_last4 = $6, base_url = $7,
+        config = $8, is_active = $9, updated_at = $14
+        RETURNING ",
+        crate::store::tool_queries::provider_columns!(),
+    );
     /// `provider_set_health`
     PROVIDER_SET_HEALTH = "UPDATE providers SET is_healthy = $2, health_message = $3, health_checked_at = $4 WHERE id = $1";
     /// `provider_keys_replace`
