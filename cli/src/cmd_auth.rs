@@ -46,6 +46,30 @@ pub enum AuthCommand {
     /// Manage API keys for scripts and the SDK.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List your signed-in sessions (browsers, CLIs), or end them.
+    Sessions {
+        #[command(subcommand)]
+        command: Option<SessionsCommand>,
+    },
+    /// Show your profile, or change your name or picture.
+    Profile {
+        #[arg(long)]
+        name: Option<String>,
+        /// The picture's URL (http or https).
+        #[arg(long, conflicts_with = "remove_image")]
+        image: Option<String>,
+        /// Remove the picture.
+        #[arg(long)]
+        remove_image: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End one session by id (your current one signs you out).
+    Rm { id: uuid::Uuid },
+    /// End every session but the one this CLI uses.
+    RmOthers,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +183,74 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
             Ok(ExitCode::SUCCESS)
         }
         AuthCommand::Keys(keys) => run_keys(ctx, keys).await,
+        AuthCommand::Sessions { command } => run_sessions(ctx, command).await,
+        AuthCommand::Profile { name, image, remove_image } => {
+            let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+            let user = if name.is_none() && image.is_none() && !remove_image {
+                ctx.client.auth_session_get().await.map_err(sdk)?.into_inner().user
+            } else {
+                let body = types::UpdateProfileRequest {
+                    name: name.map(|n| field("name", n)).transpose()?,
+                    image: image.map(|i| field("image", i)).transpose()?,
+                    remove_image: remove_image.then_some(true),
+                };
+                ctx.client.auth_user_update(&body).await.map_err(sdk)?.into_inner()
+            };
+            if ctx.json {
+                output::print_json(&user);
+            } else {
+                println!("{}", user.name.as_str());
+                println!(
+                    "{} {}",
+                    user.email.as_str(),
+                    if user.email_verified { "(verified)" } else { "(not verified)" }
+                );
+                println!("picture: {}", user.image.as_deref().unwrap_or("—"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn run_sessions(ctx: &Context, command: Option<SessionsCommand>) -> Result<ExitCode, CliError> {
+    let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+    match command {
+        None => {
+            let list = ctx.client.auth_session_list().await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&list);
+            } else {
+                let mut rows = vec![
+                    ["ID", "", "CREATED", "LAST USED", "EXPIRES", "ADDRESS", "CLIENT"]
+                        .map(|h| (h.to_string(), HEADER))
+                        .to_vec(),
+                ];
+                let date = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d %H:%M").to_string();
+                for s in list.sessions {
+                    let plain = anstyle::Style::new();
+                    rows.push(vec![
+                        (s.id.to_string(), DIM),
+                        ((if s.current { "current" } else { "" }).to_string(), output::OK),
+                        (date(s.created_at), plain),
+                        (s.last_used_at.format("%Y-%m-%d").to_string(), plain),
+                        (date(s.expires_at), plain),
+                        (s.ip_address.unwrap_or_else(|| "—".into()), plain),
+                        (s.user_agent.unwrap_or_else(|| "—".into()).chars().take(40).collect(), plain),
+                    ]);
+                }
+                output::print_table(&rows);
+            }
+        }
+        Some(SessionsCommand::Rm { id }) => {
+            ctx.client.auth_session_revoke(&id).await.map_err(sdk)?;
+            done(ctx, &format!("session {id} ended"), serde_json::json!({ "revoked": id }));
+        }
+        Some(SessionsCommand::RmOthers) => {
+            let ended = ctx.client.auth_sessions_revoke_others().await.map_err(sdk)?.into_inner();
+            done(ctx, &format!("{} other sessions ended", ended.revoked), serde_json::json!(ended));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a success line, or `json` with `--json`.

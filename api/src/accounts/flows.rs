@@ -294,6 +294,56 @@ pub async fn revoke_sessions(state: &AppState, user_id: Uuid, keep: Option<Uuid>
     Ok(hashes.len())
 }
 
+/// Changes the caller's name and/or picture (`image: Some(None)` removes it). The picture
+/// is an http(s) URL of at most 2048 characters.
+pub async fn profile_update(
+    state: &AppState,
+    principal: &Principal,
+    name: Option<&str>,
+    image: Option<Option<&str>>,
+) -> AppResult<UserRow> {
+    principal.require(Access::Write)?;
+    let name = name.map(validate_name).transpose()?;
+    if let Some(Some(url)) = image
+        && (url.len() > 2048 || !crate::urls::is_http_url(url))
+    {
+        return Err(AppError::validation("image must be an http(s) URL of at most 2048 characters"));
+    }
+    let user = state
+        .store()
+        .user_set_profile(principal.user_id(), name.as_deref(), image)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    // Cached principals carry the user row: drop them so every credential sees the change.
+    state.authenticator().forget_user(user.id).await;
+    Ok(user)
+}
+
+/// The caller's live sessions, newest first.
+pub async fn sessions_list(state: &AppState, principal: &Principal) -> AppResult<Vec<crate::store::SessionRow>> {
+    Ok(state.store().sessions_of_user(principal.user_id(), state.clock().now()).await?)
+}
+
+/// Ends one of the caller's sessions (the current one too: that signs out). 404 for a
+/// session that is not the caller's.
+pub async fn session_revoke(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    let hash = state
+        .store()
+        .session_delete_of_user(principal.user_id(), id)
+        .await?
+        .ok_or_else(|| AppError::not_found("session"))?;
+    state.authenticator().forget(&[hash]).await;
+    Ok(())
+}
+
+/// Ends every session of the caller but the one making the request (every session, when
+/// the caller uses an API key); returns how many ended.
+pub async fn sessions_revoke_others(state: &AppState, principal: &Principal) -> AppResult<usize> {
+    principal.require(Access::Write)?;
+    revoke_sessions(state, principal.user_id(), principal.session_id()).await
+}
+
 fn parse_identifier(identifier: &str) -> Option<Uuid> {
     identifier.rsplit_once(':').and_then(|(_, id)| Uuid::parse_str(id).ok())
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
-use super::models::{User, UserRole};
+use super::models::{RevokedSessions, User, UserRole};
 use super::security::Caller;
 use super::text::{Opt, Prose};
 use crate::accounts::flows;
@@ -37,12 +37,6 @@ pub struct SetRoleRequest {
 pub struct BanRequest {
     /// Shown to admins.
     pub reason: Opt<Prose<500>>,
-}
-
-#[derive(Debug, Object)]
-#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
-pub struct RevokedSessions {
-    pub revoked: u64,
 }
 
 pub struct AdminApi;

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
-use super::models::{ApiKey, ApiKeyScope, Session, Success, User};
+use super::models::{ApiKey, ApiKeyScope, RevokedSessions, Session, Success, User};
 use super::security::Caller;
-use super::text::{DeviceGrantType, Email, Line, Name, NewPassword, Opt, Password, Prose, Text, Token};
+use super::text::{DeviceGrantType, Email, HttpUrl, Line, Name, NewPassword, Opt, Password, Prose, Text, Token};
 use crate::accounts::flows::{self, Client, DevicePoll, IssuedSession};
 use crate::app::AppState;
 use crate::auth::{Credential, SESSION_COOKIE, client_ip, user_agent};
@@ -217,6 +217,39 @@ pub struct DevicePending {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A change to the caller's profile: only the fields present change.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UpdateProfileRequest {
+    pub name: Option<Name>,
+    /// The picture's URL (http or https).
+    pub image: Option<HttpUrl>,
+    /// `true` removes the picture (with `image`: 422).
+    pub remove_image: Option<bool>,
+}
+
+/// One of the caller's sessions (a signed-in browser or CLI).
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct SessionEntry {
+    pub id: Uuid,
+    /// The session this request is made with.
+    pub current: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the session was last used, to the day (sessions are touched at most daily).
+    pub last_used_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// The client address it was created from.
+    pub ip_address: Option<String>,
+    /// The client program it was created by (`User-Agent`).
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct SessionList {
+    pub sessions: Vec<SessionEntry>,
+}
+
 pub struct AuthApi;
 
 fn session_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
@@ -267,6 +300,69 @@ impl AuthApi {
             Credential::ApiKey { id, .. } => (None, Some(*id)),
         };
         Ok(Json(SessionInfo { user: principal.user.into(), session, api_key_id, scope }))
+    }
+
+    /// Changes the caller's name and/or picture; answers the updated user.
+    #[oai(path = "/api/auth/user", method = "patch", operation_id = "auth_user_update")]
+    async fn user_update(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        body: Json<UpdateProfileRequest>,
+    ) -> Result<Json<User>> {
+        let image = match (&body.image, body.remove_image.unwrap_or(false)) {
+            (Some(_), true) => return Err(AppError::validation("give image or removeImage, not both").into()),
+            (Some(url), false) => Some(Some(url.as_str())),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        let user = flows::profile_update(&state, &principal, body.name.as_deref(), image).await?;
+        Ok(Json(user.into()))
+    }
+
+    /// The caller's live sessions, newest first; the one making this request is marked.
+    #[oai(path = "/api/auth/sessions", method = "get", operation_id = "auth_session_list")]
+    async fn session_list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<SessionList>> {
+        let current = principal.session_id();
+        let sessions = flows::sessions_list(&state, &principal).await?;
+        Ok(Json(SessionList {
+            sessions: sessions
+                .into_iter()
+                .map(|s| SessionEntry {
+                    id: s.id,
+                    current: Some(s.id) == current,
+                    created_at: s.created_at,
+                    last_used_at: s.updated_at,
+                    expires_at: s.expires_at,
+                    ip_address: s.ip_address,
+                    user_agent: s.user_agent,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Ends one of the caller's sessions at once (the current one too: that signs out).
+    #[oai(path = "/api/auth/sessions/:id", method = "delete", operation_id = "auth_session_revoke")]
+    async fn session_revoke(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+    ) -> Result<Json<Success>> {
+        flows::session_revoke(&state, &principal, id.0).await?;
+        Ok(Success::ok())
+    }
+
+    /// Ends every session of the caller except the one making this request (with an API
+    /// key: every session).
+    #[oai(path = "/api/auth/sessions/revoke-others", method = "post", operation_id = "auth_sessions_revoke_others")]
+    async fn sessions_revoke_others(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+    ) -> Result<Json<RevokedSessions>> {
+        let revoked = flows::sessions_revoke_others(&state, &principal).await?;
+        Ok(Json(RevokedSessions { revoked: revoked as u64 }))
     }
 
     /// Sends a new email verification link to the caller.

@@ -196,3 +196,10 @@ impl From<ExternalProviderType> for crate::providers::ProviderKind {
         }
     }
 }
+
+/// How many sessions a revocation ended.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RevokedSessions {
+    pub revoked: u64,
+}

@@ -111,6 +111,54 @@ macro_rules! auth_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// Sets the name (when given) and the picture (when `image` is `Some`; `Some(None)`
+            /// clears it); `None` when there is no such user.
+            pub async fn user_set_profile(
+                &self,
+                user_id: uuid::Uuid,
+                name: Option<&str>,
+                image: Option<Option<&str>>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::UserRow>> {
+                sqlx::query_as::<_, $crate::store::UserRow>($crate::store::sql::auth::USER_SET_PROFILE)
+                    .bind(user_id)
+                    .bind(name)
+                    .bind(image.is_some())
+                    .bind(image.flatten())
+                    .bind($crate::store::now())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// A user's sessions that are live at `now`, newest first.
+            pub async fn sessions_of_user(
+                &self,
+                user_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::SessionRow>> {
+                sqlx::query_as::<_, $crate::store::SessionRow>($crate::store::sql::auth::SESSIONS_OF_USER)
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Deletes one of a user's sessions; its token hash, or `None` when the user has
+            /// no session with that id.
+            pub async fn session_delete_of_user(
+                &self,
+                user_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<String>> {
+                sqlx::query_scalar::<_, String>($crate::store::sql::auth::SESSION_DELETE_OF_USER)
+                    .bind(id)
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             pub async fn user_set_banned(
                 &self,
                 user_id: uuid::Uuid,

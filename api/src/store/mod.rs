@@ -217,6 +217,12 @@ forward! {
     fn user_count() -> StoreResult<i64>;
     fn user_count_with_role(role: Role) -> StoreResult<i64>;
     fn user_set_email_verified(user_id: Uuid) -> StoreResult<()>;
+    /// Name (when given) and picture (`Some(None)` clears it); `None`: no such user.
+    fn user_set_profile(user_id: Uuid, name: Option<&str>, image: Option<Option<&str>>) -> StoreResult<Option<UserRow>>;
+    /// A user's sessions live at `now`, newest first.
+    fn sessions_of_user(user_id: Uuid, now: DateTime<Utc>) -> StoreResult<Vec<SessionRow>>;
+    /// Deletes one of a user's sessions; its token hash, `None` if the user has no such one.
+    fn session_delete_of_user(user_id: Uuid, id: Uuid) -> StoreResult<Option<String>>;
     fn user_set_banned(user_id: Uuid, banned: bool, reason: Option<&str>) -> StoreResult<Option<UserRow>>;
     /// Changes a role; refuses (`StoreError::Constraint("last_super_admin")`) to demote the
     /// last super admin, atomically with respect to concurrent changes.

@@ -18,6 +18,8 @@ funmagic_api::test_both_backends!(
     reset_revokes_whatever_the_previous_holder_had,
     keys_cannot_approve_devices,
     sessions_and_mailed_links_expire_by_the_clock,
+    own_sessions_listed_and_revoked,
+    profile_name_and_picture,
 );
 
 fn sign_up_body(email: &str, password: &str) -> types::SignUpRequest {
@@ -605,4 +607,96 @@ async fn sessions_and_mailed_links_expire_by_the_clock(app: TestApp) {
         new_password: "a brand new secret".parse().unwrap(),
     };
     assert_eq!(err_code(anon.auth_password_reset(&reset).await), (400, "INVALID_TOKEN".into()), "the link lapsed");
+}
+
+/// A user sees their live sessions (the current one marked) and ends one, or all others;
+/// another user's session id is a 404, and a read-only key may look but not end.
+async fn own_sessions_listed_and_revoked(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let bob = actor(&app, "bob@example.com", Role::User).await;
+    let sign_in =
+        types::SignInRequest { email: "ada@example.com".parse().unwrap(), password: PASSWORD.parse().unwrap() };
+    let laptop = reqwest::Client::builder().user_agent("laptop-browser/1.0").build().unwrap();
+    let phone = funmagic_sdk::Client::new_with_client(&app.base_url(), laptop);
+    let second = phone.auth_sign_in_email(&sign_in).await.unwrap().into_inner();
+    let third = client(&app).auth_sign_in_email(&sign_in).await.unwrap().into_inner();
+
+    let as_ada = client_as(&app, &ada.token);
+    let list = as_ada.auth_session_list().await.unwrap().into_inner().sessions;
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list.iter().filter(|s| s.current).count(), 1);
+    let me = as_ada.auth_session_get().await.unwrap().into_inner().session.unwrap();
+    assert!(list.iter().any(|s| s.current && s.id == me.id));
+    let of_second = list.iter().find(|s| s.id == second.session.id).expect("listed");
+    assert_eq!(of_second.user_agent.as_deref(), Some("laptop-browser/1.0"));
+    assert!(of_second.expires_at > of_second.created_at);
+    let bobs = client_as(&app, &bob.token).auth_session_list().await.unwrap().into_inner().sessions;
+    assert_eq!(bobs.len(), 1, "only one's own sessions");
+
+    // Someone else's session, or none at all: 404, and it keeps working.
+    assert_eq!(err_code(as_ada.auth_session_revoke(&bobs[0].id).await), (404, "NOT_FOUND".into()));
+    client_as(&app, &bob.token).auth_session_get().await.expect("bob's session survives");
+    assert_eq!(err_code(as_ada.auth_session_revoke(&uuid::Uuid::now_v7()).await).0, 404);
+
+    // A read-only key may list but not end sessions.
+    let key = as_ada
+        .auth_api_key_create(&types::CreateApiKeyRequest {
+            name: "read".parse().unwrap(),
+            scope: types::ApiKeyScope::Read,
+            expires_in_days: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let with_key = client_as(&app, &key.key);
+    assert_eq!(
+        with_key.auth_session_list().await.unwrap().into_inner().sessions.iter().filter(|s| s.current).count(),
+        0
+    );
+    assert_eq!(err_code(with_key.auth_session_revoke(&second.session.id).await), (403, "INSUFFICIENT_SCOPE".into()));
+
+    as_ada.auth_session_revoke(&second.session.id).await.unwrap();
+    assert_eq!(err_code(client_as(&app, &second.token).auth_session_get().await).0, 401, "ended at once");
+    client_as(&app, &third.token).auth_session_get().await.expect("the others survive");
+
+    assert_eq!(as_ada.auth_sessions_revoke_others().await.unwrap().into_inner().revoked, 1);
+    assert_eq!(err_code(client_as(&app, &third.token).auth_session_get().await).0, 401);
+    let left = as_ada.auth_session_list().await.unwrap().into_inner().sessions;
+    assert_eq!((left.len(), left[0].current), (1, true));
+}
+
+/// The name and picture change through `PATCH /api/auth/user`; bad values are 422.
+async fn profile_name_and_picture(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let update = |name: Option<&str>, image: Option<&str>, remove: Option<bool>| types::UpdateProfileRequest {
+        name: name.map(|n| n.parse().unwrap()),
+        image: image.map(|i| i.parse().unwrap()),
+        remove_image: remove,
+    };
+    let user = as_ada
+        .auth_user_update(&update(Some("  Ada King "), Some("https://img.example/ada.png"), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((user.name.as_str(), user.image.as_deref()), ("Ada King", Some("https://img.example/ada.png")));
+    // Seen at once through the same session (the cached principal was dropped).
+    let me = as_ada.auth_session_get().await.unwrap().into_inner().user;
+    assert_eq!(me.name.as_str(), "Ada King");
+
+    let only_name = as_ada.auth_user_update(&update(Some("Ada"), None, None)).await.unwrap().into_inner();
+    assert_eq!(only_name.image.as_deref(), Some("https://img.example/ada.png"), "absent fields stay");
+    let removed = as_ada.auth_user_update(&update(None, None, Some(true))).await.unwrap().into_inner();
+    assert_eq!((removed.name.as_str(), removed.image), ("Ada", None));
+
+    let bad =
+        |body: serde_json::Value| raw_json(&app, Some(&ada.token), reqwest::Method::PATCH, "/api/auth/user", body);
+    assert_eq!(bad(serde_json::json!({"name": "   "})).await, (422, "INVALID_NAME".into()));
+    assert_eq!(bad(serde_json::json!({"image": "javascript:alert(1)"})).await.0, 422);
+    assert_eq!(
+        bad(serde_json::json!({"image": "https://img.example/a.png", "removeImage": true})).await.0,
+        422,
+        "both at once"
+    );
+    assert_eq!(raw_json(&app, None, reqwest::Method::PATCH, "/api/auth/user", serde_json::json!({})).await.0, 401);
 }

@@ -164,3 +164,42 @@ async fn email_and_token_logins() {
     let me: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(me["user"]["email"], "cy@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_profile() {
+    let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
+    let browser = sign_up(&app, "dee@example.com").await;
+    let cfg = TempDir::new("cli-auth");
+    let url = app.base_url();
+    let out = funmagic_stdin(
+        &cfg,
+        &["--api-url", &url, "auth", "login", "--email", "dee@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = funmagic(&cfg, &["auth", "sessions", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "the sign-up's and the CLI's");
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    let table = stdout(&funmagic(&cfg, &["auth", "sessions"]).await);
+    assert!(table.contains("current") && table.contains(&other), "{table}");
+
+    let out = funmagic(&cfg, &["auth", "sessions", "rm", &other]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let anon = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&browser).build().unwrap();
+    assert!(anon.auth_session_get().await.is_err(), "the browser's session ended");
+    let out = funmagic(&cfg, &["auth", "sessions", "rm", &other]).await;
+    assert_eq!(out.status.code(), Some(1), "already gone: {}", stderr(&out));
+    assert!(stderr(&out).contains("NOT_FOUND"));
+
+    let out = funmagic(&cfg, &["auth", "profile", "--name", "Dee Dee", "--image", "https://img.example/d.png"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Dee Dee") && stdout(&out).contains("https://img.example/d.png"));
+    let out = funmagic(&cfg, &["auth", "profile", "--remove-image", "--json"]).await;
+    let me: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((me["name"].as_str(), me.get("image")), (Some("Dee Dee"), None));
+}

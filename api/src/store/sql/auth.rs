@@ -17,6 +17,17 @@ statements! {
     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
     /// `user_set_email_verified`
     USER_SET_EMAIL_VERIFIED = "UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1";
+    /// `user_set_profile`: the name, and the picture when `$3` (NULL clears it)
+    USER_SET_PROFILE = concat!(
+        "UPDATE users SET name = COALESCE($2, name), image = CASE WHEN $3 THEN $4 ELSE image END, updated_at = $5
+        WHERE id = $1 RETURNING ",
+        user_columns!(),
+    );
+    /// `sessions_of_user`: the live ones, newest first
+    SESSIONS_OF_USER = "SELECT id, user_id, token, expires_at, ip_address, user_agent, created_at, updated_at
+    FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC";
+    /// `session_delete_of_user`
+    SESSION_DELETE_OF_USER = "DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING token";
     /// `user_set_banned`
     USER_SET_BANNED = concat!(
         "UPDATE users SET banned = $2, ban_reason = $3, updated_at = $4 WHERE id = $1
