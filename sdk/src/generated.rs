@@ -3693,7 +3693,7 @@ and ids in the delayed set.*/
         pub image: ::std::option::Option<HttpUrl>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<Name>,
-        ///`true` removes the picture (with `image`: 422).
+        ///`true` removes the picture (`image` is then ignored).
         #[serde(
             rename = "removeImage",
             skip_serializing_if = "::std::option::Option::is_none"

@@ -184,7 +184,7 @@ pub fn check_csrf(req: &Request, settings: &AuthSettings, public_url: Option<&st
     let same_host =
         host.is_some_and(|h| origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h)));
     let listed = public_url.and_then(origin_of).is_some_and(|p| p.eq_ignore_ascii_case(origin))
-        || settings.trusted_origins.iter().any(|t| t.eq_ignore_ascii_case(origin));
+        || settings.trusted_origins.iter().chain(&settings.cors_origins).any(|t| t.eq_ignore_ascii_case(origin));
     if same_host || listed { Ok(()) } else { Err(rejected()) }
 }
 

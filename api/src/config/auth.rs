@@ -27,6 +27,19 @@ section! {
             check: http_urls,
             help: "comma-separated extra origins allowed to send cookie-authenticated writes",
         },
+        cors_origins: Vec<String> {
+            env: "FUNMAGIC_CORS_ORIGINS",
+            default: Vec::<String>::new(),
+            shown: "(none)",
+            check: origins,
+            help: "comma-separated origins of web apps on other hosts that may call the API from a browser, with credentials (exact match); they may also send cookie-authenticated writes",
+        },
+        cookie_domain: String {
+            env: "FUNMAGIC_COOKIE_DOMAIN",
+            shown: "(unset: this host only)",
+            check: cookie_domain,
+            help: "Domain of the session cookie, e.g. example.com to share sign-in with its subdomains",
+        },
         argon2_memory_kib: u32 {
             env: "FUNMAGIC_ARGON2_MEMORY_KIB",
             default: 19_456u32,
@@ -71,13 +84,42 @@ section! {
 }
 
 impl AuthSettings {
-    /// Origins compare without a trailing slash.
+    /// Origins compare without a trailing slash; the cookie domain without a leading dot.
     pub(super) fn normalized(mut self) -> Self {
-        for origin in &mut self.trusted_origins {
+        for origin in self.trusted_origins.iter_mut().chain(self.cors_origins.iter_mut()) {
             *origin = origin.trim_end_matches('/').to_string();
         }
+        self.cookie_domain = self.cookie_domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase());
         self
     }
+}
+
+/// Check: each an origin, `scheme://host[:port]` (http or https, no path).
+fn origins(list: &[String]) -> Result<(), String> {
+    for origin in list {
+        let bare = origin.trim_end_matches('/');
+        let ok = reqwest::Url::parse(bare).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && !bare.ends_with('/')
+                && bare.matches('/').count() == 2
+        });
+        if !ok {
+            return Err(format!("'{origin}' is not an origin (scheme://host[:port], http or https)"));
+        }
+    }
+    Ok(())
+}
+
+/// Check: a host name (letters, digits, `-`, `.`), as a cookie's Domain attribute takes.
+fn cookie_domain(domain: &str) -> Result<(), String> {
+    let d = domain.trim_start_matches('.');
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if ok { Ok(()) } else { Err(format!("'{domain}' is not a domain name")) }
 }
 
 section! {

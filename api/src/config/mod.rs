@@ -319,6 +319,10 @@ mod tests {
             "FUNMAGIC_TRUSTED_ORIGINS"
         );
         assert_eq!(err(&[("FUNMAGIC_SIGNUP_BONUS_CREDITS", "-1")]).setting, "FUNMAGIC_SIGNUP_BONUS_CREDITS");
+        for bad in ["https://app.example/path", "app.example", "ftp://app.example"] {
+            assert_eq!(err(&[("FUNMAGIC_CORS_ORIGINS", bad)]).setting, "FUNMAGIC_CORS_ORIGINS", "{bad}");
+        }
+        assert_eq!(err(&[("FUNMAGIC_COOKIE_DOMAIN", "exa mple.com")]).setting, "FUNMAGIC_COOKIE_DOMAIN");
         assert_eq!(err(&[("FUNMAGIC_GITHUB_CLIENT_ID", "id")]).setting, "FUNMAGIC_GITHUB_CLIENT_SECRET");
         // The same check runs on a value from the file.
         let file = SettingsLayer::from_toml("[storage]\nquota_bytes = 0\n").unwrap();

@@ -221,11 +221,11 @@ pub struct DevicePending {
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct UpdateProfileRequest {
-    pub name: Option<Name>,
+    pub name: Opt<Name>,
     /// The picture's URL (http or https).
-    pub image: Option<HttpUrl>,
-    /// `true` removes the picture (with `image`: 422).
-    pub remove_image: Option<bool>,
+    pub image: Opt<HttpUrl>,
+    /// `true` removes the picture (`image` is then ignored).
+    pub remove_image: Opt<bool>,
 }
 
 /// One of the caller's sessions (a signed-in browser or CLI).
@@ -252,9 +252,14 @@ pub struct SessionList {
 
 pub struct AuthApi;
 
-fn session_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
+/// The session cookie (`auth.cookie_domain` shares it with the subdomains of that domain).
+pub(crate) fn session_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
     let secure = if state.public_url().starts_with("https://") { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+    let domain = match &state.settings().auth.cookie_domain {
+        Some(d) => format!("; Domain={d}"),
+        None => String::new(),
+    };
+    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{domain}{secure}")
 }
 
 fn signed_in(state: &AppState, issued: IssuedSession) -> SignedIn {
@@ -310,13 +315,12 @@ impl AuthApi {
         Caller(principal): Caller,
         body: Json<UpdateProfileRequest>,
     ) -> Result<Json<User>> {
-        let image = match (&body.image, body.remove_image.unwrap_or(false)) {
-            (Some(_), true) => return Err(AppError::validation("give image or removeImage, not both").into()),
-            (Some(url), false) => Some(Some(url.as_str())),
-            (None, true) => Some(None),
+        let image = match (body.image.as_str(), body.remove_image.get().unwrap_or(false)) {
+            (_, true) => Some(None),
+            (Some(url), false) => Some(Some(url)),
             (None, false) => None,
         };
-        let user = flows::profile_update(&state, &principal, body.name.as_deref(), image).await?;
+        let user = flows::profile_update(&state, &principal, body.name.as_str(), image).await?;
         Ok(Json(user.into()))
     }
 

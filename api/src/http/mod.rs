@@ -9,6 +9,7 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod banners;
+pub mod cors;
 pub mod credits;
 pub mod error;
 pub mod files;
@@ -250,6 +251,7 @@ async fn allow_header<E: Endpoint>(
 /// All routes, with shared state and JSON errors.
 pub fn routes(state: AppState) -> impl Endpoint {
     let allow = std::sync::Arc::new(AllowTable::build());
+    let origins = cors::CorsOrigins::new(&state.settings().auth.cors_origins);
     let service = api_service();
     let docs = service.swagger_ui();
     Route::new()
@@ -271,4 +273,5 @@ pub fn routes(state: AppState) -> impl Endpoint {
             if err.is_from_response() { err.into_response() } else { error::json_error_body(&err) }
         })
         .around(move |next, req| allow_header(next, allow.clone(), req))
+        .around(move |next, req| cors::cors(next, origins.clone(), req))
 }

@@ -126,19 +126,11 @@ pub async fn social_callback(
     };
     let (issued, callback) =
         oauth::finish(&state, provider, &code, &flow_state, cookie.as_deref(), &client).await.map_err(api_error)?;
-    let secure = if state.public_url().starts_with("https://") { "; Secure" } else { "" };
     let max_age = (issued.session.expires_at - state.clock().now()).num_seconds().max(0);
     Ok(poem::Response::builder()
         .status(poem::http::StatusCode::FOUND)
         .header(poem::http::header::LOCATION, callback)
-        .header(
-            poem::http::header::SET_COOKIE,
-            format!(
-                "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-                crate::auth::SESSION_COOKIE,
-                issued.token
-            ),
-        )
+        .header(poem::http::header::SET_COOKIE, super::auth::session_cookie(&state, &issued.token, max_age))
         .header(
             poem::http::header::SET_COOKIE,
             format!("{}=; Path=/api/auth/callback; HttpOnly; Max-Age=0", oauth::STATE_COOKIE),

@@ -693,10 +693,77 @@ async fn profile_name_and_picture(app: TestApp) {
         |body: serde_json::Value| raw_json(&app, Some(&ada.token), reqwest::Method::PATCH, "/api/auth/user", body);
     assert_eq!(bad(serde_json::json!({"name": "   "})).await, (422, "INVALID_NAME".into()));
     assert_eq!(bad(serde_json::json!({"image": "javascript:alert(1)"})).await.0, 422);
-    assert_eq!(
-        bad(serde_json::json!({"image": "https://img.example/a.png", "removeImage": true})).await.0,
-        422,
-        "both at once"
-    );
+    assert_eq!(bad(serde_json::json!({"name": null})).await.0, 422, "null is not a value");
+    assert_eq!(bad(serde_json::json!({"removeImage": null})).await.0, 422);
+    as_ada.auth_user_update(&update(None, Some("https://img.example/b.png"), None)).await.unwrap();
+    let both = as_ada
+        .auth_user_update(&update(None, Some("https://img.example/c.png"), Some(true)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(both.image, None, "removeImage wins over image");
     assert_eq!(raw_json(&app, None, reqwest::Method::PATCH, "/api/auth/user", serde_json::json!({})).await.0, 401);
+}
+
+/// A web app on a listed origin may call the API from a browser with credentials (its
+/// preflight answered, its errors readable, its cookie writes past the CSRF check); any
+/// other origin gets no CORS headers and its cookie writes are refused. The session cookie
+/// carries the configured domain.
+#[tokio::test]
+async fn cors_for_listed_origins_only() {
+    let mut extra = SettingsLayer::default();
+    extra.auth.cors_origins = Some(vec!["https://app.example.com/".into()]);
+    extra.auth.cookie_domain = Some(".Example.com".into());
+    for backend in [TestBackend::Embedded, TestBackend::ScaleOut] {
+        let Some(app) = TestApp::spawn_with(backend, extra.clone()).await else { continue };
+        let http = reqwest::Client::new();
+        let url = |path: &str| format!("{}{path}", app.base_url());
+        let (app_origin, evil) = ("https://app.example.com", "https://evil.example");
+        let acao = |r: &reqwest::Response| {
+            r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string())
+        };
+
+        let preflight = |origin: &'static str| {
+            http.request(reqwest::Method::OPTIONS, url("/api/auth/get-session"))
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "authorization")
+                .send()
+        };
+        let ok = preflight(app_origin).await.unwrap();
+        assert_eq!(ok.status(), 204);
+        assert_eq!(acao(&ok).as_deref(), Some(app_origin));
+        assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+        assert_eq!(ok.headers()["access-control-max-age"], "7200");
+        assert!(ok.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+        assert_eq!(acao(&preflight(evil).await.unwrap()), None, "no CORS for other origins");
+
+        let signed = http
+            .post(url("/api/auth/sign-up/email"))
+            .header("origin", app_origin)
+            .json(&serde_json::json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 200);
+        assert_eq!(acao(&signed).as_deref(), Some(app_origin));
+        let cookie = signed.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(cookie.contains("; Domain=example.com"), "{cookie}");
+        let session = cookie.split(';').next().unwrap().to_string();
+
+        // An error is readable by the page too; other origins get no headers.
+        let denied = http.get(url("/api/auth/get-session")).header("origin", app_origin).send().await.unwrap();
+        assert_eq!((denied.status().as_u16(), acao(&denied).as_deref()), (401, Some(app_origin)));
+        let other = http.get(url("/api/auth/get-session")).header("origin", evil).send().await.unwrap();
+        assert_eq!(acao(&other), None);
+        assert!(other.headers().get_all("vary").iter().any(|v| v.to_str().unwrap().contains("Origin")));
+
+        // Cookie-authenticated writes: the listed origin passes the CSRF check, others do not.
+        let sign_out = |origin: &'static str| {
+            http.post(url("/api/auth/sign-out")).header("origin", origin).header("cookie", session.clone()).send()
+        };
+        assert_eq!(sign_out(evil).await.unwrap().status(), 403);
+        let out = sign_out(app_origin).await.unwrap();
+        assert_eq!((out.status().as_u16(), acao(&out).as_deref()), (200, Some(app_origin)));
+    }
 }
