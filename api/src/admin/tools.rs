@@ -82,13 +82,38 @@ pub async fn type_list(state: &AppState, principal: &Principal) -> AppResult<Vec
 
 pub async fn type_create(state: &AppState, principal: &Principal, fields: &ToolTypeFields) -> AppResult<ToolTypeRow> {
     principal.require(Access::Admin)?;
+    let now = crate::store::now();
+    let row = type_row(Uuid::now_v7(), fields, now)?;
+    state.store().tool_type_upsert(&row).await.map_err(store_conflict)
+}
+
+/// Replaces a tool type's fields (404 for an unknown id; 409 for a name another type has).
+pub async fn type_update(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    fields: &ToolTypeFields,
+) -> AppResult<ToolTypeRow> {
+    principal.require(Access::Admin)?;
+    let existing = state
+        .store()
+        .tool_type_list()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| AppError::not_found("tool type"))?;
+    let mut row = type_row(id, fields, existing.created_at)?;
+    row.updated_at = crate::store::now();
+    state.store().tool_type_upsert(&row).await.map_err(store_conflict)
+}
+
+fn type_row(id: Uuid, fields: &ToolTypeFields, now: chrono::DateTime<chrono::Utc>) -> AppResult<ToolTypeRow> {
     validate_slug(&fields.name)?;
     if fields.display_name.trim().is_empty() {
         return Err(AppError::validation("displayName is required"));
     }
-    let now = crate::store::now();
-    let row = ToolTypeRow {
-        id: Uuid::now_v7(),
+    Ok(ToolTypeRow {
+        id,
         name: fields.name.clone(),
         display_name: fields.display_name.trim().into(),
         icon: fields.icon.clone(),
@@ -96,8 +121,7 @@ pub async fn type_create(state: &AppState, principal: &Principal, fields: &ToolT
         description: fields.description.clone(),
         created_at: now,
         updated_at: now,
-    };
-    state.store().tool_type_upsert(&row).await.map_err(store_conflict)
+    })
 }
 
 /// Deletes a tool type no tool uses.

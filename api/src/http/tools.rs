@@ -276,6 +276,18 @@ impl AdminToolsApi {
         Ok(Json(admin::type_create(&state, &principal, &ToolTypeFields::from(&*body)).await?.into()))
     }
 
+    /// Replaces a tool type's name, display name, icon, colour and description.
+    #[oai(path = "/api/admin/tool-types/:id", method = "put", operation_id = "admin_tool_type_update")]
+    async fn type_update(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+        body: Json<ToolTypeInput>,
+    ) -> Result<Json<ToolType>> {
+        Ok(Json(admin::type_update(&state, &principal, id.0, &ToolTypeFields::from(&*body)).await?.into()))
+    }
+
     /// Deletes a tool type no tool uses.
     #[oai(path = "/api/admin/tool-types/:id", method = "delete", operation_id = "admin_tool_type_delete")]
     async fn type_delete(

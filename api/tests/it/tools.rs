@@ -88,5 +88,22 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
         .await
         .unwrap()
         .into_inner();
+    // Tool types can be updated: the id and creation time stay, the fields change.
+    let edit = |name: &str| types::ToolTypeInput {
+        name: name.parse().unwrap(),
+        display_name: "Video & film".parse().unwrap(),
+        icon: Some("film".parse().unwrap()),
+        color: None,
+        description: Some("Moving pictures".parse().unwrap()),
+    };
+    let updated = as_admin.admin_tool_type_update(&t.id, &edit("video-film")).await.unwrap().into_inner();
+    assert_eq!(updated.id, t.id);
+    assert_eq!((updated.name.as_str(), updated.display_name.as_str()), ("video-film", "Video & film"));
+    let listed = as_admin.admin_tool_type_list().await.unwrap().into_inner().tool_types;
+    assert!(listed.iter().any(|x| x.id == t.id && x.name.as_str() == "video-film"));
+    let utility_name = listed.iter().find(|x| x.id == utility).unwrap().name.to_string();
+    assert_eq!(err_code(as_admin.admin_tool_type_update(&t.id, &edit(&utility_name)).await).0, 409, "names are unique");
+    assert_eq!(err_code(as_admin.admin_tool_type_update(&uuid::Uuid::now_v7(), &edit("x")).await).0, 404);
+    assert_eq!(err_code(client_as(&app, &ada.token).admin_tool_type_update(&t.id, &edit("y")).await).0, 403);
     as_admin.admin_tool_type_delete(&t.id).await.unwrap();
 }
