@@ -84,27 +84,35 @@ section! {
 }
 
 impl AuthSettings {
-    /// Origins compare without a trailing slash; the cookie domain without a leading dot.
+    /// Origins compare without a trailing slash; CORS origins in the form browsers send
+    /// (`https://App.example.com:443/` → `https://app.example.com`); the cookie domain
+    /// without a leading dot.
     pub(super) fn normalized(mut self) -> Self {
-        for origin in self.trusted_origins.iter_mut().chain(self.cors_origins.iter_mut()) {
+        for origin in &mut self.trusted_origins {
             *origin = origin.trim_end_matches('/').to_string();
+        }
+        for origin in &mut self.cors_origins {
+            if let Ok(url) = reqwest::Url::parse(origin) {
+                *origin = url.origin().ascii_serialization();
+            }
         }
         self.cookie_domain = self.cookie_domain.map(|d| d.trim_start_matches('.').to_ascii_lowercase());
         self
     }
 }
 
-/// Check: each an origin, `scheme://host[:port]` (http or https, no path).
+/// Check: each an origin, `scheme://host[:port]` (http or https; no user, path, query or
+/// fragment).
 fn origins(list: &[String]) -> Result<(), String> {
     for origin in list {
-        let bare = origin.trim_end_matches('/');
-        let ok = reqwest::Url::parse(bare).is_ok_and(|u| {
+        let ok = reqwest::Url::parse(origin).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https")
                 && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
                 && u.path() == "/"
                 && u.query().is_none()
-                && !bare.ends_with('/')
-                && bare.matches('/').count() == 2
+                && u.fragment().is_none()
         });
         if !ok {
             return Err(format!("'{origin}' is not an origin (scheme://host[:port], http or https)"));

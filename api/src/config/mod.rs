@@ -319,7 +319,7 @@ mod tests {
             "FUNMAGIC_TRUSTED_ORIGINS"
         );
         assert_eq!(err(&[("FUNMAGIC_SIGNUP_BONUS_CREDITS", "-1")]).setting, "FUNMAGIC_SIGNUP_BONUS_CREDITS");
-        for bad in ["https://app.example/path", "app.example", "ftp://app.example"] {
+        for bad in ["https://app.example/path", "app.example", "ftp://app.example", "https://u:p@app.example"] {
             assert_eq!(err(&[("FUNMAGIC_CORS_ORIGINS", bad)]).setting, "FUNMAGIC_CORS_ORIGINS", "{bad}");
         }
         assert_eq!(err(&[("FUNMAGIC_COOKIE_DOMAIN", "exa mple.com")]).setting, "FUNMAGIC_COOKIE_DOMAIN");
@@ -341,6 +341,10 @@ mod tests {
         assert_eq!(s.log.level, "debug", "RUST_LOG stands in for FUNMAGIC_LOG");
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.auth.trusted_origins, ["https://a.example", "https://b.example"]);
+        let s =
+            Settings::load(None, env(&[("FUNMAGIC_CORS_ORIGINS", "https://App.Example.com:443/")]), Default::default())
+                .unwrap();
+        assert_eq!(s.auth.cors_origins, ["https://app.example.com"], "as a browser sends it");
         assert_eq!(s.storage.max_image_bytes, 25 * 1024 * 1024);
 
         let table = settings_table();
