@@ -43,6 +43,8 @@ struct Inner {
     /// The one outbound HTTP client (providers, OAuth, Stripe): one connection pool, so
     /// calls to the same host reuse connections. Timeouts are set per request.
     http: reqwest::Client,
+    /// The guarded client for URLs users give (`imageUrl` inputs): no inside addresses.
+    fetcher: crate::fetch::UrlFetcher,
     /// Open task event streams per user in this process (`limits.max_streams_per_user`).
     stream_slots: crate::auth::ratelimit::StreamSlots,
     /// Encrypts and decrypts provider API keys.
@@ -87,6 +89,10 @@ impl AppState {
         let events = crate::events::Events::new(store.clone(), redis.clone(), settings.tasks.event_ttl_secs);
         let catalogue = crate::tools::Catalogue::new(store.clone());
         let queue = crate::queue::TaskQueue::new(redis.as_ref());
+        let fetcher = crate::fetch::UrlFetcher::new(
+            &settings.tasks.image_url_allow,
+            Duration::from_secs(settings.tasks.image_url_timeout_secs),
+        );
         let inner = Inner {
             settings,
             store,
@@ -101,6 +107,7 @@ impl AppState {
             events,
             catalogue,
             stream_slots: Default::default(),
+            fetcher,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .user_agent(concat!("funmagic/", env!("CARGO_PKG_VERSION")))
@@ -174,6 +181,11 @@ impl AppState {
 
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    /// The guarded client for URLs users give (see `fetch`).
+    pub fn fetcher(&self) -> &crate::fetch::UrlFetcher {
+        &self.inner.fetcher
     }
 
     /// The shared outbound HTTP client; callers set each request's timeout.

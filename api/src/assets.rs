@@ -299,10 +299,32 @@ pub async fn download_url(
 pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
     principal.require(Access::Write)?;
     let asset = asset_for(state, principal, id).await?;
-    let bucket = bucket_of(state, &asset)?;
+    remove(state, &asset).await
+}
+
+/// Deletes an asset's object, then its row (a row never points at nothing).
+async fn remove(state: &AppState, asset: &AssetRow) -> AppResult<()> {
+    let bucket = bucket_of(state, asset)?;
     state.storage().delete(bucket, &asset.storage_key).await.map_err(storage_error)?;
     state.store().asset_delete(asset.id).await?;
     Ok(())
+}
+
+/// Deletes every file of a user (an account being deleted), in batches; returns how many.
+pub(crate) async fn remove_all_of_user(state: &AppState, user_id: Uuid) -> AppResult<usize> {
+    let mut removed = 0;
+    loop {
+        let ids = state.store().asset_ids_of_user(user_id, 200).await?;
+        if ids.is_empty() {
+            return Ok(removed);
+        }
+        for id in ids {
+            if let Some(asset) = state.store().asset_get(id).await? {
+                remove(state, &asset).await?;
+                removed += 1;
+            }
+        }
+    }
 }
 
 /// Moves an asset to the public bucket (copy, repoint, delete the old object).
@@ -320,6 +342,25 @@ pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppRe
     let filename = asset.filename.clone().unwrap_or_else(|| "file".into());
     let key = public_key(asset.user_id, asset.id, &filename);
     move_asset(state, &asset, from, Bucket::Public, &key).await
+}
+
+/// An uploaded image of the caller's as a profile picture: published (a picture is seen by
+/// others), and its public URL returned.
+pub async fn avatar_url(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<String> {
+    principal.require(Access::Write)?;
+    let asset = asset_for(state, principal, id).await?;
+    if asset.user_id != principal.user_id() {
+        return Err(AppError::not_found("asset"));
+    }
+    if !FileType::from_mime(&asset.mime_type).is_some_and(FileType::is_image) {
+        return Err(AppError::new(
+            ErrorKind::Validation,
+            ErrorCode::InvalidImage,
+            "a profile picture must be a PNG, JPEG or WebP image",
+        ));
+    }
+    let published = publish(state, principal, id).await?;
+    Ok(download_url(state, &published).await?.0)
 }
 
 /// Moves a published asset back to the private bucket under a fresh private key.
@@ -400,6 +441,64 @@ pub async fn resolve_image_url(state: &AppState, user_id: Uuid, input: &serde_js
     let asset = owned_asset_by_key(state, user_id, key).await?;
     Ok(download_url(state, &asset).await?.0)
 }
+
+/// An `imageUrl` input fetched through the SSRF guard (`fetch`) and kept as the user's own
+/// upload, with an upload's limits: an image (PNG, JPEG, WebP by its bytes) of at most
+/// `storage.max_image_bytes` and 8192 px a side, within the storage quota.
+pub async fn import_url(state: &AppState, user_id: Uuid, url: &str) -> AppResult<AssetRow> {
+    use crate::fetch::FetchError;
+    let limits = &state.settings().storage;
+    let (data, final_url) = state.fetcher().fetch(url, limits.max_image_bytes).await.map_err(|e| match e {
+        FetchError::Refused(why) => {
+            AppError::new(ErrorKind::Validation, ErrorCode::ImageUrlRefused, format!("imageUrl is not fetched: {why}"))
+        }
+        FetchError::Unreachable(why) => AppError::new(
+            ErrorKind::Validation,
+            ErrorCode::ImageUrlUnreachable,
+            format!("imageUrl could not be downloaded: {why}"),
+        ),
+        FetchError::TooLarge(max) => AppError::new(
+            ErrorKind::PayloadTooLarge,
+            ErrorCode::FileTooLarge,
+            format!("the image at imageUrl is larger than {max} bytes"),
+        ),
+    })?;
+    let not_image = || {
+        AppError::new(
+            ErrorKind::Validation,
+            ErrorCode::InvalidImage,
+            "imageUrl does not point to a PNG, JPEG or WebP image we can read",
+        )
+    };
+    let file_type = FileType::sniff(&data).filter(|t| t.is_image()).ok_or_else(not_image)?;
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(&data[..]))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .ok_or_else(not_image)?;
+    if w.max(h) > MAX_IMAGE_SIDE {
+        return Err(AppError::validation(format!(
+            "the image at imageUrl is {w}×{h} px; at most {MAX_IMAGE_SIDE} px a side"
+        )));
+    }
+    let used = state.store().storage_usage(user_id).await? as u64;
+    if used + data.len() as u64 > limits.quota_bytes {
+        return Err(AppError::new(
+            ErrorKind::PayloadTooLarge,
+            ErrorCode::QuotaExceeded,
+            format!("this image would exceed your storage quota ({used} of {} bytes used)", limits.quota_bytes),
+        ));
+    }
+    let name = final_url.path_segments().and_then(|mut s| s.next_back()).filter(|n| !n.is_empty()).unwrap_or("image");
+    let mut filename = sanitize_filename(name);
+    if FileType::from_extension(&filename) != Some(file_type) {
+        filename = format!("{}.{}", filename.trim_end_matches('.'), file_type.extension());
+    }
+    store_output(state, user_id, None, "uploads", &filename, file_type, data).await
+}
+
+/// The largest side of an image we take (as the local provider decodes).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
 
 /// For workers: the bytes of the user's own asset under `key`.
 pub async fn read_owned(state: &AppState, user_id: Uuid, key: &str) -> AppResult<(AssetRow, Bytes)> {

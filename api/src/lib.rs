@@ -16,6 +16,7 @@ pub mod credits;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod http;
 pub mod providers;
 pub mod queue;

@@ -156,7 +156,8 @@ async fn sweep_expired_sessions(state: AppState) {
     }
 }
 
-/// Deletes uploads never completed (objects and records), every ten minutes.
+/// Deletes uploads never completed (objects and records), and finishes account deletions
+/// a stopped process left, every ten minutes.
 async fn sweep_pending_uploads(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
@@ -165,6 +166,11 @@ async fn sweep_pending_uploads(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "abandoned uploads removed"),
             Err(e) => tracing::warn!(error = %e, "could not remove abandoned uploads"),
+        }
+        match flows::sweep_deleted_accounts(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "deleted accounts' files and tasks cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "could not finish account deletions"),
         }
     }
 }

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
 use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
-use crate::providers::ProviderKind;
 use crate::store::{NewTask, TaskEnd, TaskRow, TaskStatus};
 use crate::tools::{StepConfig, StepKind, ToolConfig};
 
@@ -52,6 +51,12 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         return Err(AppError::validation("input must be a JSON object"));
     }
     let mut input = req.input.clone();
+    if input.get("imageUrl").is_some() && input.get("imageStorageKey").is_some() {
+        return Err(AppError::validation("give imageStorageKey or imageUrl, not both"));
+    }
+    if input.get("imageUrl").is_some_and(|u| !u.is_string()) {
+        return Err(AppError::validation("imageUrl must be a URL string"));
+    }
     if let Some(parent_id) = req.parent_task_id {
         let parent = state
             .store()
@@ -65,6 +70,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         let output =
             state.store().task_payload(parent_id).await?.and_then(|p| p.output).map(|o| o.0).unwrap_or(Value::Null);
         if input.get("imageStorageKey").is_none()
+            && input.get("imageUrl").is_none()
             && let Some(key) = output.get("imageStorageKey")
         {
             input["imageStorageKey"] = key.clone();
@@ -89,8 +95,19 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
     // The first step takes the user's input; later steps of a chain take their image from
     // the step before.
     if let Some(first) = steps.first() {
-        let provider = state.catalogue().provider(first.provider_id).await?;
-        validate_input(first, provider.as_deref().map(|p| p.kind), &input)?;
+        validate_input(first, &input)?;
+        // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
+        // provider then reads the same checked file.
+        if first.kind != StepKind::Echo
+            && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
+        {
+            let asset = crate::assets::import_url(state, principal.user_id(), &url).await?;
+            if let Some(obj) = input.as_object_mut() {
+                obj.remove("imageUrl");
+                obj.insert("imageStorageKey".into(), asset.storage_key.into());
+                obj.insert("imageSourceUrl".into(), url.into());
+            }
+        }
     }
     let cost: i64 = steps.iter().map(|s| s.cost).sum();
     let new = NewTask {
@@ -119,22 +136,7 @@ async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
 }
 
 /// Input each step type needs.
-fn validate_input(step: &StepConfig, provider_kind: Option<ProviderKind>, input: &Value) -> AppResult<()> {
-    // These read the file's bytes themselves (the others are given a URL to fetch).
-    if matches!(provider_kind, Some(ProviderKind::Local | ProviderKind::OpenAi))
-        && step.kind != StepKind::Echo
-        && input.get("imageUrl").is_some()
-        && input.get("imageStorageKey").is_none()
-    {
-        return Err(AppError::new(
-            ErrorKind::Validation,
-            ErrorCode::InvalidInput,
-            format!(
-                "the {} provider works on uploaded files: give imageStorageKey (upload the image first)",
-                provider_kind.map(ProviderKind::as_str).unwrap_or_default()
-            ),
-        ));
-    }
+fn validate_input(step: &StepConfig, input: &Value) -> AppResult<()> {
     match step.kind {
         StepKind::Echo => {
             if let Some(delay) = input.get("delayMs")
@@ -205,12 +207,19 @@ pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
     if task.is_terminal() {
         return Err(AppError::conflict(ErrorCode::TaskFinished, format!("the task already {}", task.status)));
     }
+    request_cancel(state, id).await?;
+    state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
+}
+
+/// The cancellation itself, with no access check (the caller has done it, or the platform
+/// cancels: an account being deleted). Idempotent.
+pub(crate) async fn request_cancel(state: &AppState, id: Uuid) -> AppResult<()> {
     let status = state.store().task_request_cancel(id).await?;
     if status == Some(TaskStatus::Queued) {
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
         finish(state, id, TaskEnd::cancelled(0, &event)).await?;
     }
-    state.store().task_get(id).await?.ok_or_else(|| AppError::not_found("task"))
+    Ok(())
 }
 
 /// Ends a task with its settlement and terminal event in one transaction (see

@@ -55,13 +55,29 @@ pub enum AuthCommand {
     Profile {
         #[arg(long)]
         name: Option<String>,
-        /// The picture's URL (http or https).
-        #[arg(long, conflicts_with = "remove_image")]
+        /// The picture: an image file (uploaded and published) or an http(s) URL.
+        #[arg(long, conflicts_with = "remove_image", value_name = "FILE|URL")]
         image: Option<String>,
         /// Remove the picture.
         #[arg(long)]
         remove_image: bool,
     },
+    /// Delete your account: sessions, keys and files go, running tasks are cancelled.
+    DeleteAccount(DeleteAccountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteAccountArgs {
+    /// Confirm: the account, its sessions, keys and files are deleted for good.
+    #[arg(long)]
+    yes: bool,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "no_password")]
+    password_stdin: bool,
+    /// The account has no password (OAuth sign-in only): use a session signed in within
+    /// the last ten minutes.
+    #[arg(long)]
+    no_password: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +198,19 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
             );
             Ok(ExitCode::SUCCESS)
         }
+        AuthCommand::DeleteAccount(args) => {
+            if !args.yes {
+                return Err(CliError::usage(
+                    "this deletes your account, its sessions, API keys and files for good: pass --yes",
+                ));
+            }
+            let password = if args.no_password { None } else { Some(read_password(args.password_stdin, false)?) };
+            let body = types::DeleteAccountRequest { password: password.map(|p| field("password", p)).transpose()? };
+            ctx.client.auth_user_delete(&body).await.map_err(sdk)?;
+            ctx.store_token(None)?;
+            done(ctx, "account deleted", serde_json::json!({ "deleted": true, "profile": ctx.profile }));
+            Ok(ExitCode::SUCCESS)
+        }
         AuthCommand::Keys(keys) => run_keys(ctx, keys).await,
         AuthCommand::Sessions { command } => run_sessions(ctx, command).await,
         AuthCommand::Profile { name, image, remove_image } => {
@@ -189,9 +218,25 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
             let user = if name.is_none() && image.is_none() && !remove_image {
                 ctx.client.auth_session_get().await.map_err(sdk)?.into_inner().user
             } else {
+                // A URL is sent as it is; anything else is a file to upload first.
+                let (url, asset) = match image {
+                    Some(i) if i.starts_with("http://") || i.starts_with("https://") => (Some(i), None),
+                    Some(path) => {
+                        let path = std::path::PathBuf::from(path);
+                        if !path.is_file() {
+                            return Err(CliError::usage(format!(
+                                "{} is not a file nor an http(s) URL",
+                                path.display()
+                            )));
+                        }
+                        (None, Some(crate::cmd_assets::upload_with_bar(ctx, &path, Some("avatars")).await?.id))
+                    }
+                    None => (None, None),
+                };
                 let body = types::UpdateProfileRequest {
                     name: name.map(|n| field("name", n)).transpose()?,
-                    image: image.map(|i| field("image", i)).transpose()?,
+                    image: url.map(|i| field("image", i)).transpose()?,
+                    image_asset_id: asset,
                     remove_image: remove_image.then_some(true),
                 };
                 ctx.client.auth_user_update(&body).await.map_err(sdk)?.into_inner()

@@ -69,6 +69,7 @@ pub enum Confirm {
     Ban { user: Uuid, email: String },
     Unban { user: Uuid, email: String },
     Revoke { user: Uuid, email: String },
+    Delete { user: Uuid, email: String },
 }
 
 impl Confirm {
@@ -86,6 +87,9 @@ impl Confirm {
             Confirm::Ban { email, .. } => format!("Ban {email}? Their sessions end at once."),
             Confirm::Unban { email, .. } => format!("Unban {email}?"),
             Confirm::Revoke { email, .. } => format!("Sign {email} out everywhere?"),
+            Confirm::Delete { email, .. } => format!(
+                "Delete the account {email}?\n\nIts sessions, keys and files go for good; running tasks are cancelled.\nThe credits ledger keeps an anonymised record."
+            ),
         }
     }
 
@@ -100,6 +104,7 @@ impl Confirm {
             Confirm::Ban { user, .. } => Request::Ban { user, reason: Some("banned from funmagic-admin".into()) },
             Confirm::Unban { user, .. } => Request::Unban(user),
             Confirm::Revoke { user, .. } => Request::RevokeSessions(user),
+            Confirm::Delete { user, .. } => Request::DeleteUser(user),
         }
     }
 }

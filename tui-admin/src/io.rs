@@ -33,6 +33,8 @@ pub enum Request {
     },
     Unban(Uuid),
     RevokeSessions(Uuid),
+    /// Deletes the account (an anonymised record stays for the ledger).
+    DeleteUser(Uuid),
     Tasks {
         status: Option<types::TaskStatus>,
         filter: Option<String>,
@@ -228,6 +230,13 @@ pub async fn execute(client: &Client, request: Request) -> Response {
         Request::Unban(user) => {
             let u = call!(client.admin_user_unban(&user));
             done(format!("{} unbanned", u.email), Some(Request::UserDetail(user)))
+        }
+        Request::DeleteUser(user) => {
+            call!(client.admin_user_delete(&user));
+            done(
+                "account deleted; its files are gone and its running tasks cancelled",
+                Some(Request::Users { query: None }),
+            )
         }
         Request::RevokeSessions(user) => {
             let r = call!(client.admin_user_sessions_revoke(&user));

@@ -140,10 +140,11 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client: &Cli
 
 pub async fn create_session(state: &AppState, user: UserRow, client: &Client) -> AppResult<IssuedSession> {
     let token = token::generate(token::SESSION_PREFIX);
-    let expires_at = state.clock().now() + state.authenticator().session_ttl();
+    let now = state.clock().now();
+    let expires_at = now + state.authenticator().session_ttl();
     let session = state
         .store()
-        .session_create(user.id, &token::hash(&token), expires_at, Some(&client.ip), client.user_agent.as_deref())
+        .session_create(user.id, &token::hash(&token), expires_at, Some(&client.ip), client.user_agent.as_deref(), now)
         .await?;
     Ok(IssuedSession { token, session, user })
 }
@@ -344,6 +345,107 @@ pub async fn sessions_revoke_others(state: &AppState, principal: &Principal) -> 
     revoke_sessions(state, principal.user_id(), principal.session_id()).await
 }
 
+/// How recently an account without a password must have signed in to delete itself.
+const FRESH_SIGN_IN_MINUTES: i64 = 10;
+
+/// Deletes the caller's own account. The proof asked for: the password; an account without
+/// one (OAuth sign-in only) must use a session signed in within the last ten minutes.
+pub async fn delete_own_account(
+    state: &AppState,
+    principal: &Principal,
+    password: Option<&str>,
+    client: &Client,
+) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    limit_ip(state, "sign-in", client).await?;
+    match state.store().password_hash_get(principal.user_id()).await? {
+        Some(stored) => {
+            let password =
+                password.ok_or_else(|| AppError::validation("password is required to delete this account"))?;
+            if !state.hasher().verify(password, Some(&stored)).await {
+                return Err(AppError::new(
+                    ErrorKind::Unauthenticated,
+                    ErrorCode::InvalidCredentials,
+                    "the password is wrong",
+                ));
+            }
+        }
+        None => {
+            let now = state.clock().now();
+            let fresh = match principal.session_id() {
+                Some(id) => state
+                    .store()
+                    .sessions_of_user(principal.user_id(), now)
+                    .await?
+                    .iter()
+                    .any(|s| s.id == id && now - s.created_at <= chrono::Duration::minutes(FRESH_SIGN_IN_MINUTES)),
+                None => false,
+            };
+            if !fresh {
+                return Err(AppError::new(
+                    ErrorKind::Forbidden,
+                    ErrorCode::ReauthenticationRequired,
+                    format!(
+                        "this account has no password: sign in again and delete it within {FRESH_SIGN_IN_MINUTES} minutes, from that session"
+                    ),
+                ));
+            }
+        }
+    }
+    delete_account(state, principal.user_id()).await
+}
+
+/// An admin deletes a user's account: admins may delete users, only a super admin may
+/// delete an admin or a super admin, and the last super admin cannot go.
+pub async fn admin_delete_user(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    let target = admin_user_get(state, principal, id).await?;
+    if target.deleted_at.is_some() {
+        return Err(AppError::not_found("user"));
+    }
+    if target.role() >= Role::Admin {
+        principal.require(Access::SuperAdmin)?;
+    }
+    delete_account(state, id).await
+}
+
+/// The deletion: the account becomes an anonymised tombstone and loses every credential at
+/// once (one transaction), then its unfinished tasks are cancelled (their reserved credits
+/// released by the cancellation) and its files deleted. The ledger and the tasks stay, tied
+/// to the tombstone. Should the process stop half-way, `sweep_deleted_accounts` finishes.
+async fn delete_account(state: &AppState, user_id: Uuid) -> AppResult<()> {
+    let hashes = state.store().user_delete_account(user_id).await.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("user"),
+        StoreError::Constraint(c) if c == "last_super_admin" => AppError::conflict(
+            ErrorCode::LastSuperAdmin,
+            "the last super admin cannot be deleted; promote another one first",
+        ),
+        other => other.into(),
+    })?;
+    state.authenticator().forget(&hashes).await;
+    state.authenticator().forget_user(user_id).await;
+    tracing::info!(user = %user_id, "account deleted");
+    finish_deletion(state, user_id).await
+}
+
+/// Cancels a deleted account's unfinished tasks and deletes its files.
+async fn finish_deletion(state: &AppState, user_id: Uuid) -> AppResult<()> {
+    for task in state.store().tasks_unfinished_of_user(user_id, 10_000).await? {
+        crate::tasks::request_cancel(state, task).await?;
+    }
+    crate::assets::remove_all_of_user(state, user_id).await?;
+    Ok(())
+}
+
+/// Finishes deletions a stopped process left (and files a cancelled task's last step stored
+/// after its account went); returns how many accounts it worked on.
+pub async fn sweep_deleted_accounts(state: &AppState) -> AppResult<usize> {
+    let users = state.store().users_deleted_unfinished(100).await?;
+    for &user in &users {
+        finish_deletion(state, user).await?;
+    }
+    Ok(users.len())
+}
+
 fn parse_identifier(identifier: &str) -> Option<Uuid> {
     identifier.rsplit_once(':').and_then(|(_, id)| Uuid::parse_str(id).ok())
 }
@@ -538,6 +640,9 @@ pub async fn admin_user_get(state: &AppState, principal: &Principal, id: Uuid) -
 
 pub async fn admin_set_role(state: &AppState, principal: &Principal, id: Uuid, role: Role) -> AppResult<UserRow> {
     principal.require(Access::SuperAdmin)?;
+    if admin_user_get(state, principal, id).await?.deleted_at.is_some() {
+        return Err(AppError::not_found("user"));
+    }
     let user = state.store().user_set_role(id, role).await.map_err(|e| match e {
         StoreError::NotFound => AppError::not_found("user"),
         StoreError::Constraint(c) if c == "last_super_admin" => AppError::conflict(
@@ -560,6 +665,9 @@ pub async fn admin_set_banned(
     reason: Option<&str>,
 ) -> AppResult<UserRow> {
     let target = admin_user_get(state, principal, id).await?;
+    if target.deleted_at.is_some() {
+        return Err(AppError::not_found("user"));
+    }
     if target.id == principal.user_id() {
         return Err(AppError::conflict(ErrorCode::CannotBanSelf, "you cannot ban yourself"));
     }

@@ -300,9 +300,24 @@ async fn find_or_create_user(
     identity: Identity,
 ) -> AppResult<crate::store::UserRow> {
     let store = state.store();
-    if let Some(account) = store.account_get(provider.id(), &identity.account_id).await? {
-        return store.user_get(account.user_id).await?.ok_or_else(|| AppError::not_found("user"));
+    let user = if let Some(account) = store.account_get(provider.id(), &identity.account_id).await? {
+        store.user_get(account.user_id).await?.ok_or_else(|| AppError::not_found("user"))?
+    } else {
+        link_user(state, provider, &identity).await?
+    };
+    // The provider's picture becomes the avatar of a user who has none.
+    match identity.image.as_deref() {
+        Some(url) if user.image.is_none() && url.len() <= 2048 && crate::urls::is_http_url(url) => {
+            Ok(store.user_set_profile(user.id, None, Some(Some(url))).await?.unwrap_or(user))
+        }
+        _ => Ok(user),
     }
+}
+
+/// The user an external account signs in for the first time: the one with its verified
+/// email, or a new one; the external account is linked to it.
+async fn link_user(state: &AppState, provider: Provider, identity: &Identity) -> AppResult<crate::store::UserRow> {
+    let store = state.store();
     let (Some(email), true) = (identity.email.as_deref(), identity.email_verified) else {
         return Err(AppError::new(
             ErrorKind::Forbidden,
@@ -337,7 +352,6 @@ async fn find_or_create_user(
             }
         }
     };
-    let _ = identity.image;
     store.account_link(user.id, provider.id(), &identity.account_id, None, Some(provider.scope())).await.map_err(
         |e| match e {
             StoreError::Conflict(_) => {

@@ -48,7 +48,33 @@ section! {
             check: at_least(1),
             help: "scale-out: how long Redis keeps the latest progress of a running task (for streams that join late)",
         },
+        image_url_allow: Vec<String> {
+            env: "FUNMAGIC_IMAGE_URL_ALLOW",
+            default: Vec::<String>::new(),
+            shown: "(none)",
+            check: hosts,
+            help: "comma-separated hosts (host or host:port) whose imageUrl inputs may use http and private addresses (an internal image server; tests)",
+        },
+        image_url_timeout_secs: u64 {
+            env: "FUNMAGIC_IMAGE_URL_TIMEOUT_SECS",
+            default: 20u64,
+            check: at_least(1),
+            help: "an imageUrl input not downloaded within this is refused",
+        },
     }
+}
+
+/// Check: each `host` or `host:port`, nothing more.
+fn hosts(list: &[String]) -> Result<(), String> {
+    for entry in list {
+        let ok = reqwest::Url::parse(&format!("http://{entry}/"))
+            .is_ok_and(|u| u.host_str().is_some() && u.path() == "/" && u.username().is_empty() && u.query().is_none())
+            && !entry.contains(['/', '@', '?', '#']);
+        if !ok {
+            return Err(format!("'{entry}' is not a host or host:port"));
+        }
+    }
+    Ok(())
 }
 
 section! {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::error::ErrorResponse;
-use super::models::{RevokedSessions, User, UserRole};
+use super::models::{RevokedSessions, Success, User, UserRole};
 use super::security::Caller;
 use super::text::{Opt, Prose};
 use crate::accounts::flows;
@@ -112,5 +112,20 @@ impl AdminApi {
     ) -> Result<Json<RevokedSessions>> {
         let revoked = flows::admin_revoke_sessions(&state, &principal, id.0).await? as u64;
         Ok(Json(RevokedSessions { revoked }))
+    }
+
+    /// Deletes a user's account: it becomes an anonymised tombstone (kept for the ledger
+    /// and the tasks), unfinished tasks are cancelled with their credits released, files
+    /// are deleted. Admins delete users; only a super admin deletes an admin; the last
+    /// super admin cannot be deleted.
+    #[oai(path = "/api/admin/users/:id", method = "delete", operation_id = "admin_user_delete")]
+    async fn user_delete(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+    ) -> Result<Json<Success>> {
+        flows::admin_delete_user(&state, &principal, id.0).await?;
+        Ok(Success::ok())
     }
 }

@@ -224,8 +224,20 @@ pub struct UpdateProfileRequest {
     pub name: Opt<Name>,
     /// The picture's URL (http or https).
     pub image: Opt<HttpUrl>,
-    /// `true` removes the picture (`image` is then ignored).
+    /// An uploaded image of the caller's (an asset id) becomes the picture: the file is
+    /// published and its public URL kept. Not with `image`.
+    pub image_asset_id: Opt<Uuid>,
+    /// `true` removes the picture (`image` and `imageAssetId` are then ignored).
     pub remove_image: Opt<bool>,
+}
+
+/// The proof asked to delete one's own account.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeleteAccountRequest {
+    /// The account's password; an account without one (OAuth sign-in only) leaves it out
+    /// and must use a session signed in within the last ten minutes.
+    pub password: Opt<Password>,
 }
 
 /// One of the caller's sessions (a signed-in browser or CLI).
@@ -315,13 +327,36 @@ impl AuthApi {
         Caller(principal): Caller,
         body: Json<UpdateProfileRequest>,
     ) -> Result<Json<User>> {
-        let image = match (body.image.as_str(), body.remove_image.get().unwrap_or(false)) {
+        let remove = body.remove_image.get().unwrap_or(false);
+        let from_asset = match (body.image_asset_id.get(), body.image.as_str(), remove) {
+            (Some(_), Some(_), false) => {
+                return Err(AppError::validation("give image or imageAssetId, not both").into());
+            }
+            (Some(id), None, false) => Some(crate::assets::avatar_url(&state, &principal, id).await?),
+            _ => None,
+        };
+        let image = match (from_asset.as_deref().or(body.image.as_str()), remove) {
             (_, true) => Some(None),
             (Some(url), false) => Some(Some(url)),
             (None, false) => None,
         };
         let user = flows::profile_update(&state, &principal, body.name.as_str(), image).await?;
         Ok(Json(user.into()))
+    }
+
+    /// Deletes the caller's account: sessions, API keys and files go at once, unfinished
+    /// tasks are cancelled with their credits released; the credits ledger and the tasks
+    /// stay, tied to an anonymised record. The last super admin cannot delete itself.
+    #[oai(path = "/api/auth/user", method = "delete", operation_id = "auth_user_delete")]
+    async fn user_delete(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        Caller(principal): Caller,
+        body: Json<DeleteAccountRequest>,
+    ) -> Result<SignedOut> {
+        flows::delete_own_account(&state, &principal, body.password.as_str(), &client(&state, req)).await?;
+        Ok(SignedOut::Ok(Success::ok(), session_cookie(&state, "", 0)))
     }
 
     /// The caller's live sessions, newest first; the one making this request is marked.

@@ -47,6 +47,8 @@ pub struct User {
     pub ban_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the account was deleted (admins see the anonymised tombstone).
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<UserRow> for User {
@@ -63,6 +65,7 @@ impl From<UserRow> for User {
             ban_reason: u.ban_reason,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
         }
     }
 }

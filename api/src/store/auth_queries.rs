@@ -202,8 +202,8 @@ macro_rules! auth_queries {
                 expires_at: chrono::DateTime<chrono::Utc>,
                 ip_address: Option<&str>,
                 user_agent: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::SessionRow> {
-                let now = $crate::store::now();
                 sqlx::query_as::<_, $crate::store::SessionRow>($crate::store::sql::auth::SESSION_CREATE)
                     .bind(uuid::Uuid::now_v7())
                     .bind(user_id)
@@ -504,8 +504,74 @@ macro_rules! auth_queries {
                     .map(|r| r.rows_affected() == 1)
                     .map_err($crate::store::StoreError::from_sqlx)
             }
+
+            /// Deleted accounts that still own files or unfinished tasks, at most `limit`.
+            pub async fn users_deleted_unfinished(&self, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                sqlx::query_scalar::<_, uuid::Uuid>($crate::store::sql::auth::USERS_DELETED_UNFINISHED)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn tasks_unfinished_of_user(
+                &self,
+                user_id: uuid::Uuid,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                sqlx::query_scalar::<_, uuid::Uuid>($crate::store::sql::auth::TASKS_UNFINISHED_OF_USER)
+                    .bind(user_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn asset_ids_of_user(
+                &self,
+                user_id: uuid::Uuid,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                sqlx::query_scalar::<_, uuid::Uuid>($crate::store::sql::auth::ASSET_IDS_OF_USER)
+                    .bind(user_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
         }
     };
 }
 
 pub(crate) use auth_queries;
+
+/// The writes of an account deletion after the engine's own checks, inside its transaction
+/// `$tx`: the user row becomes an anonymised tombstone and every credential, link and
+/// pending upload of the user goes. Yields the session and API key hashes to forget.
+macro_rules! delete_account_writes {
+    ($tx:expr, $user_id:expr, $now:expr) => {{
+        use $crate::store::sql::auth as q;
+        let email = format!("deleted-{}@deleted.invalid", $user_id.simple());
+        let updated = sqlx::query(q::USER_ANONYMIZE).bind($user_id).bind(email).bind($now).execute(&mut *$tx).await?;
+        if updated.rows_affected() != 1 {
+            return Err($crate::store::StoreError::NotFound);
+        }
+        let mut hashes: Vec<String> = sqlx::query_scalar($crate::store::sql::auth::SESSIONS_DELETE_FOR_USER)
+            .bind($user_id)
+            .bind(None::<uuid::Uuid>)
+            .fetch_all(&mut *$tx)
+            .await?;
+        hashes.extend(
+            sqlx::query_scalar::<_, String>(q::API_KEYS_DELETE_FOR_USER).bind($user_id).fetch_all(&mut *$tx).await?,
+        );
+        for statement in
+            [q::ACCOUNTS_DELETE_FOR_USER, q::DEVICE_CODES_DELETE_FOR_USER, q::PENDING_UPLOADS_DELETE_FOR_USER]
+        {
+            sqlx::query(statement).bind($user_id).execute(&mut *$tx).await?;
+        }
+        sqlx::query(q::VERIFICATIONS_DELETE_FOR_USER).bind($user_id.to_string()).execute(&mut *$tx).await?;
+        hashes
+    }};
+}
+
+pub(crate) use delete_account_writes;

@@ -66,6 +66,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0009_upload_keys.sql"),
         include_str!("../../../migrations/sqlite/0009_upload_keys.sql"),
     ),
+    (
+        10,
+        "account_deletion",
+        include_str!("../../../migrations/postgres/0010_account_deletion.sql"),
+        include_str!("../../../migrations/sqlite/0010_account_deletion.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

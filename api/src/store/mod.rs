@@ -10,7 +10,7 @@
 /// The columns of `users` in [`UserRow`] order, for `concat!` into queries.
 macro_rules! user_columns {
     () => {
-        "id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at"
+        "id, email, name, role, email_verified, image, banned, ban_reason, created_at, updated_at, deleted_at"
     };
 }
 
@@ -227,11 +227,21 @@ forward! {
     /// Changes a role; refuses (`StoreError::Constraint("last_super_admin")`) to demote the
     /// last super admin, atomically with respect to concurrent changes.
     fn user_set_role(user_id: Uuid, role: Role) -> StoreResult<UserRow>;
+    /// Deletes an account: the user row becomes an anonymised tombstone (`deleted_at` set,
+    /// kept for the ledger and tasks), its sessions, keys, sign-in links, device codes,
+    /// mailed links and pending uploads go; returns the session and key hashes to forget.
+    /// `NotFound` for a missing or already deleted user; refuses the last super admin.
+    fn user_delete_account(user_id: Uuid) -> StoreResult<Vec<String>>;
+    /// Deleted accounts that still own files or unfinished tasks.
+    fn users_deleted_unfinished(limit: i64) -> StoreResult<Vec<Uuid>>;
+    fn tasks_unfinished_of_user(user_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
+    fn asset_ids_of_user(user_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
     fn password_hash_get(user_id: Uuid) -> StoreResult<Option<String>>;
     fn password_hash_set(user_id: Uuid, hash: &str) -> StoreResult<()>;
     fn account_get(provider_id: &str, account_id: &str) -> StoreResult<Option<AccountRow>>;
     fn account_link(user_id: Uuid, provider_id: &str, account_id: &str, access_token: Option<&str>, scope: Option<&str>) -> StoreResult<()>;
-    fn session_create(user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>, ip_address: Option<&str>, user_agent: Option<&str>) -> StoreResult<SessionRow>;
+    /// A session issued at `now` (the app's clock, which its freshness is judged by).
+    fn session_create(user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>, ip_address: Option<&str>, user_agent: Option<&str>, now: DateTime<Utc>) -> StoreResult<SessionRow>;
     fn session_get_by_token(token_hash: &str) -> StoreResult<Option<SessionRow>>;
     fn session_extend(id: Uuid, expires_at: DateTime<Utc>) -> StoreResult<()>;
     fn session_delete_by_token(token_hash: &str) -> StoreResult<bool>;

@@ -78,6 +78,22 @@ fn is_loopback(host: &str) -> bool {
 shared_queries!(PgStore);
 
 impl PgStore {
+    /// Deletes an account (see `delete_account_writes!`); the super admin rows are locked
+    /// first, as for a demotion, so the last one cannot go.
+    pub async fn user_delete_account(&self, user_id: uuid::Uuid) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let supers: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role = 'super_admin' ORDER BY id FOR UPDATE")
+                .fetch_all(&mut *tx)
+                .await?;
+        if supers.len() == 1 && supers[0] == user_id {
+            return Err(StoreError::Constraint("last_super_admin".into()));
+        }
+        let hashes = super::auth_queries::delete_account_writes!(tx, user_id, super::now());
+        tx.commit().await?;
+        Ok(hashes)
+    }
+
     /// Locks every super admin row first, so two concurrent demotions cannot both pass
     /// the "not the last one" check.
     pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {

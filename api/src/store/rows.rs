@@ -43,6 +43,10 @@ pub struct UserRow {
     pub ban_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set when the account was deleted: the row is an anonymised tombstone kept for the
+    /// ledger and the tasks.
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {

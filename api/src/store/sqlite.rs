@@ -68,6 +68,20 @@ impl SqliteStore {
 shared_queries!(SqliteStore);
 
 impl SqliteStore {
+    /// Deletes an account (see `delete_account_writes!`) in one write transaction, in which
+    /// the super admin count it checks cannot change.
+    pub async fn user_delete_account(&self, user_id: uuid::Uuid) -> StoreResult<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        let supers: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role = 'super_admin'").fetch_all(&mut *tx).await?;
+        if supers.len() == 1 && supers[0] == user_id {
+            return Err(StoreError::Constraint("last_super_admin".into()));
+        }
+        let hashes = super::auth_queries::delete_account_writes!(tx, user_id, super::now());
+        tx.commit().await?;
+        Ok(hashes)
+    }
+
     /// One statement: SQLite runs writers one at a time, so the count it checks cannot
     /// change underneath it.
     pub async fn user_set_role(&self, user_id: uuid::Uuid, role: super::Role) -> StoreResult<super::UserRow> {

@@ -672,6 +672,7 @@ async fn profile_name_and_picture(app: TestApp) {
     let update = |name: Option<&str>, image: Option<&str>, remove: Option<bool>| types::UpdateProfileRequest {
         name: name.map(|n| n.parse().unwrap()),
         image: image.map(|i| i.parse().unwrap()),
+        image_asset_id: None,
         remove_image: remove,
     };
     let user = as_ada
@@ -703,6 +704,30 @@ async fn profile_name_and_picture(app: TestApp) {
         .into_inner();
     assert_eq!(both.image, None, "removeImage wins over image");
     assert_eq!(raw_json(&app, None, reqwest::Method::PATCH, "/api/auth/user", serde_json::json!({})).await.0, 401);
+
+    // An uploaded image becomes the picture: published, its public URL kept.
+    let state = app.state();
+    let store = |user: uuid::Uuid, name: &'static str, kind: funmagic_api::assets::FileType, data: Vec<u8>| async move {
+        funmagic_api::assets::store_output(state, user, None, "avatars", name, kind, data.into()).await.unwrap()
+    };
+    let png = funmagic_api::testing::sample_png(16, 16);
+    let photo = store(ada.id, "me.png", funmagic_api::assets::FileType::Png, png.clone()).await;
+    let from_file =
+        |id: uuid::Uuid| types::UpdateProfileRequest { image_asset_id: Some(id), ..update(None, None, None) };
+    let user = as_ada.auth_user_update(&from_file(photo.id)).await.unwrap().into_inner();
+    let url = user.image.expect("a picture");
+    assert_eq!(reqwest::get(&url).await.unwrap().bytes().await.unwrap().to_vec(), png, "{url}");
+    assert_eq!(as_ada.asset_get(&photo.id).await.unwrap().into_inner().visibility, types::Visibility::Public);
+    let model = store(ada.id, "m.glb", funmagic_api::assets::FileType::Glb, b"glTF\x02\0\0\0".to_vec()).await;
+    assert_eq!(err_code(as_ada.auth_user_update(&from_file(model.id)).await), (422, "INVALID_IMAGE".into()));
+    let bob = actor(&app, "bob@example.com", Role::User).await;
+    let bobs = store(bob.id, "b.png", funmagic_api::assets::FileType::Png, png.clone()).await;
+    assert_eq!(err_code(as_ada.auth_user_update(&from_file(bobs.id)).await).0, 404, "not someone else's file");
+    let both = types::UpdateProfileRequest {
+        image_asset_id: Some(photo.id),
+        ..update(None, Some("https://img.example/d.png"), None)
+    };
+    assert_eq!(err_code(as_ada.auth_user_update(&both).await).0, 422);
 }
 
 /// A web app on a listed origin may call the API from a browser with credentials (its

@@ -1,6 +1,7 @@
 //! Integration tests of funmagic-api: one binary, the real server on port 0, each scenario
 //! on the embedded backend (SQLite) and the scale-out one (PostgreSQL + Redis).
 
+mod accounts;
 mod admin;
 mod assets;
 mod auth;
@@ -12,6 +13,7 @@ mod credits_prop;
 mod device;
 mod fakes;
 mod health;
+mod image_url;
 mod limits;
 mod mail;
 mod oauth;
@@ -55,6 +57,28 @@ pub async fn actor(app: &funmagic_api::testing::TestApp, email: &str, role: funm
     let user = state.store().user_create_with_password(&new, &hash).await.unwrap();
     let issued = flows::create_session(state, user.clone(), &flows::Client::default()).await.unwrap();
     Actor { id: user.id, email: email.into(), token: issued.token }
+}
+
+/// A user (see [`actor`]) granted `credits` as a bonus.
+pub async fn funded(app: &funmagic_api::testing::TestApp, email: &str, credits: i64) -> Actor {
+    let a = actor(app, email, funmagic_api::store::Role::User).await;
+    app.state()
+        .store()
+        .credits_grant(a.id, funmagic_api::store::TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
+        .await
+        .unwrap();
+    a
+}
+
+/// A submission of the `echo` tool's first step with `input`.
+pub fn echo(input: serde_json::Value) -> funmagic_sdk::types::TaskCreateRequest {
+    funmagic_sdk::types::TaskCreateRequest {
+        tool_slug: "echo".parse().unwrap(),
+        step_id: None,
+        input,
+        parent_task_id: None,
+        run_all_steps: None,
+    }
 }
 
 /// The status and JSON error `code` of a failed SDK call.

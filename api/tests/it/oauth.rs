@@ -197,6 +197,7 @@ async fn scenario(backend: TestBackend) {
     assert_eq!(me.user.email, "octocat@example.com");
     assert!(me.user.email_verified);
     assert_eq!(me.user.name, "The Octocat");
+    assert_eq!(me.user.image.as_deref(), Some("https://avatars.example/u/583231"), "the provider's picture");
     // The same GitHub account signs in to the same user, whatever its email says now.
     *fake.email.lock().unwrap() = ("changed@example.com".into(), true, "101".into());
     let (_, _, token, _) = round_trip(&app, &fake, "github", "https://evil.example/", Tamper::None).await;
@@ -214,7 +215,17 @@ async fn scenario(backend: TestBackend) {
     *fake.email.lock().unwrap() = ("ada@example.com".into(), true, "103".into());
     let (status, _, token, _) = round_trip(&app, &fake, "google", "/", Tamper::None).await;
     assert_eq!(status, 302);
-    assert_eq!(client_as(&app, &token.unwrap()).auth_session_get().await.unwrap().into_inner().user.id, ada.id);
+    let linked = client_as(&app, &token.unwrap()).auth_session_get().await.unwrap().into_inner().user;
+    assert_eq!(
+        (linked.id, linked.image.as_deref()),
+        (ada.id, Some("https://lh3.example/p")),
+        "a picture for one with none"
+    );
+    // A picture of the user's own is kept on later sign-ins.
+    app.state().store().user_set_profile(ada.id, None, Some(Some("https://mine.example/a.png"))).await.unwrap();
+    let (_, _, token, _) = round_trip(&app, &fake, "google", "/", Tamper::None).await;
+    let again = client_as(&app, &token.unwrap()).auth_session_get().await.unwrap().into_inner().user;
+    assert_eq!(again.image.as_deref(), Some("https://mine.example/a.png"));
 
     let hash = app.state().hasher().hash("correct horse battery").await.unwrap();
     let unverified = funmagic_api::store::NewUser {

@@ -8,25 +8,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{Role, TransactionType};
+use funmagic_api::store::Role;
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 use serde_json::json;
 
 use crate::fakes::{self, Reply};
-use crate::{actor, client_as, err_code, raw_json};
+use crate::{actor, client_as, err_code, funded, raw_json};
 
 funmagic_api::test_both_backends!(local_tools_end_to_end, provider_admin_and_key_secrecy);
-
-async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
-    let a = actor(app, email, Role::User).await;
-    app.state()
-        .store()
-        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
-        .await
-        .unwrap();
-    a
-}
 
 /// Uploads PNG bytes; returns the storage key.
 async fn upload(client: &funmagic_sdk::Client, name: &str, png: &[u8]) -> String {
@@ -169,13 +159,11 @@ async fn local_tools_end_to_end(app: TestApp) {
     assert_eq!(
         err_code(
             as_ada
-                .task_create(
-                    None,
-                    &submit("background-remove", json!({ "imageUrl": "https://example.com/a.png" }), false)
-                )
+                .task_create(None, &submit("background-remove", json!({ "imageUrl": "https://10.0.0.1/a.png" }), false))
                 .await
         ),
-        (422, "INVALID_INPUT".into())
+        (422, "IMAGE_URL_REFUSED".into()),
+        "URLs are fetched through the SSRF guard (image_url.rs)"
     );
     // Someone else's upload is not an input.
     let bob = funded(&app, "bob@example.com", 50).await;

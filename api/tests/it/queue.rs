@@ -6,31 +6,11 @@
 use std::time::Duration;
 
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{Claim, Role, TransactionType};
+use funmagic_api::store::{Claim, Role};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
-use crate::{actor, client_as, err_code};
-
-async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
-    let a = actor(app, email, Role::User).await;
-    app.state()
-        .store()
-        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
-        .await
-        .unwrap();
-    a
-}
-
-fn echo(input: serde_json::Value) -> types::TaskCreateRequest {
-    types::TaskCreateRequest {
-        tool_slug: "echo".parse().unwrap(),
-        step_id: None,
-        input,
-        parent_task_id: None,
-        run_all_steps: None,
-    }
-}
+use crate::{actor, client_as, echo, err_code, funded};
 
 /// Polls until the task has ended; returns it.
 async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::Task {

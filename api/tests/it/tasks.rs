@@ -9,7 +9,7 @@ use funmagic_api::testing::TestApp;
 use funmagic_sdk::types;
 use futures::StreamExt;
 
-use crate::{actor, client_as, err_code};
+use crate::{actor, client_as, echo, err_code, funded};
 
 funmagic_api::test_both_backends!(
     echo_task_runs_and_streams,
@@ -64,26 +64,6 @@ async fn read_events(
             Some(chunk) => buf.push_str(&String::from_utf8_lossy(&chunk.unwrap())),
             None => return events,
         }
-    }
-}
-
-async fn funded(app: &TestApp, email: &str, credits: i64) -> crate::Actor {
-    let a = actor(app, email, Role::User).await;
-    app.state()
-        .store()
-        .credits_grant(a.id, TransactionType::Bonus, credits, &format!("seed-{}", a.id), None)
-        .await
-        .unwrap();
-    a
-}
-
-fn echo(input: serde_json::Value) -> types::TaskCreateRequest {
-    types::TaskCreateRequest {
-        tool_slug: "echo".parse().unwrap(),
-        step_id: None,
-        input,
-        parent_task_id: None,
-        run_all_steps: None,
     }
 }
 

@@ -202,4 +202,34 @@ async fn sessions_and_profile() {
     let out = funmagic(&cfg, &["auth", "profile", "--remove-image", "--json"]).await;
     let me: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!((me["name"].as_str(), me.get("image")), (Some("Dee Dee"), None));
+
+    // A file becomes the picture: uploaded, published, its public URL kept.
+    let photo = cfg.path().join("me.png");
+    let png = funmagic_api::testing::sample_png(24, 24);
+    std::fs::write(&photo, &png).unwrap();
+    let out = funmagic(&cfg, &["auth", "profile", "--image", photo.to_str().unwrap(), "--json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let me: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let picture = me["image"].as_str().expect("a picture").to_string();
+    assert_eq!(reqwest::get(&picture).await.unwrap().bytes().await.unwrap().to_vec(), png);
+    let out = funmagic(&cfg, &["auth", "profile", "--image", "/no/such/file.png"]).await;
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
+
+    // Deleting the account: asks for --yes, checks the password, forgets the token.
+    let out = funmagic(&cfg, &["auth", "delete-account", "--password-stdin"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"));
+    let out = funmagic_stdin(&cfg, &["auth", "delete-account", "--yes", "--password-stdin"], "wrong password\n").await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let out =
+        funmagic_stdin(&cfg, &["auth", "delete-account", "--yes", "--password-stdin"], &format!("{PASSWORD}\n")).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = funmagic(&cfg, &["auth", "status"]).await;
+    assert_ne!(out.status.code(), Some(0), "signed out: {}", stdout(&out));
+    let sign_in = funmagic_sdk::types::SignInRequest {
+        email: "dee@example.com".parse().unwrap(),
+        password: PASSWORD.parse().unwrap(),
+    };
+    let anon = funmagic_sdk::ClientBuilder::new(app.base_url()).build().unwrap();
+    assert!(anon.auth_sign_in_email(&sign_in).await.is_err(), "the account is gone");
 }

@@ -16,6 +16,10 @@ struct Tmux {
 }
 
 impl Tmux {
+    fn new() -> Self {
+        Self { socket: format!("funmagic-test-{}", uuid::Uuid::new_v4().simple()) }
+    }
+
     fn available() -> bool {
         std::process::Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
     }
@@ -92,7 +96,9 @@ async fn run_in_a_terminal_shows_progress_downloads_and_detaches() {
         ("FUNMAGIC_CONFIG_DIR", work.path().join("cfg").display().to_string()),
         ("TERM", "xterm-256color".to_string()),
     ];
-    let tmux = Tmux { socket: format!("funmagic-test-{}", std::process::id()) };
+    // One tmux server per phase: killing a server's last session makes it exit, and a
+    // client that reaches the same socket while it exits fails ("server exited unexpectedly").
+    let tmux = Tmux::new();
 
     // figme in a style: both steps with live bars, then both files downloaded.
     let done = work.path().join("done1");
@@ -120,9 +126,10 @@ async fn run_in_a_terminal_shows_progress_downloads_and_detaches() {
     assert!(last.contains("saved") && styled.exists() && model.exists(), "{last}");
     assert_eq!(image::open(&styled).unwrap().width(), 640);
     assert_eq!(&std::fs::read(&model).unwrap()[..4], b"glTF");
-    let _ = tmux.cmd(&["kill-session", "-t", "t"]);
+    drop(tmux);
 
     // Ctrl-C detaches: exit 3, a hint to re-attach, the task still runs to its end.
+    let tmux = Tmux::new();
     let done = work.path().join("done2");
     tmux.start(
         work.path(),

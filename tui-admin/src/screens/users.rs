@@ -29,10 +29,11 @@ impl Screen for UsersScreen {
     fn keys(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("/", "search"),
-            ("enter", "details"),
+            ("enter", "open"),
             ("c", "adjust credits"),
             ("b", "ban/unban"),
-            ("s", "revoke sessions"),
+            ("s", "sign out"),
+            ("D", "delete"),
             ("o", "change role"),
         ]
     }
@@ -81,6 +82,9 @@ impl Screen for UsersScreen {
                 } else {
                     Confirm::Ban { user: user.id, email: user.email }
                 }));
+            }
+            Key::Char('D') => {
+                shell.dialog = Some(Dialog::Confirm(Confirm::Delete { user: user.id, email: user.email }))
             }
             Key::Char('s') => {
                 shell.dialog = Some(Dialog::Confirm(Confirm::Revoke { user: user.id, email: user.email }))

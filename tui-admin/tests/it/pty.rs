@@ -55,7 +55,7 @@ async fn sign_in_find_a_user_adjust_credits() {
     let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
     let (_, root) = user(&app, "root@example.com", Role::SuperAdmin, 0).await;
     let (ada_id, ada) = user(&app, "ada@example.com", Role::User, 100).await;
-    user(&app, "bob@example.com", Role::User, 0).await;
+    let (bob_id, bob) = user(&app, "bob@example.com", Role::User, 0).await;
     // The CLI's profile file: the console signs in with it.
     let cfg = TempDir::new("tui-pty");
     let mut profiles = funmagic_sdk::profiles::ConfigFile::default();
@@ -118,6 +118,17 @@ async fn sign_in_find_a_user_adjust_credits() {
     tmux.keys(&["y"]).await;
     tmux.wait_for("credits adjusted by +25").await;
     tmux.wait_for("credits 125").await;
+    // Deleting an account: confirmed, then gone from the API at once.
+    tmux.keys(&["/", "BSpace", "BSpace", "BSpace", "b", "o", "b", "Enter"]).await;
+    tmux.wait_for("Users matching 'bob'").await;
+    tmux.keys(&["D"]).await;
+    let confirm = tmux.wait_for("Delete the account bob@example.com?").await;
+    assert!(confirm.contains("anonymised record"), "{confirm}");
+    tmux.keys(&["y"]).await;
+    tmux.wait_for("account deleted").await;
+    let as_bob = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&bob).build().unwrap();
+    assert!(as_bob.auth_session_get().await.is_err(), "bob's session ended");
+    assert!(app.state().store().user_get(bob_id).await.unwrap().unwrap().deleted_at.is_some());
     // Tools: the config edited in $EDITOR; a refused edit is shown inline, then fixed.
     tmux.keys(&["4"]).await;
     tmux.wait_for("crystal-memory").await;

@@ -106,4 +106,28 @@ statements! {
     DEVICE_CODE_POLL_UPDATE_DEVICE_CODES = "UPDATE device_codes SET last_polled_at = $2 WHERE id = $1";
     /// `device_code_consume`
     DEVICE_CODE_CONSUME = "UPDATE device_codes SET status = 'consumed' WHERE id = $1 AND status = 'approved'";
+    /// `user_delete_account`: the tombstone (anonymised, banned, marked deleted)
+    USER_ANONYMIZE = "UPDATE users SET email = $2, name = 'Deleted user', image = NULL, role = 'user',
+    email_verified = FALSE, banned = TRUE, ban_reason = 'account deleted', deleted_at = $3, updated_at = $3
+    WHERE id = $1 AND deleted_at IS NULL";
+    /// `user_delete_account`
+    API_KEYS_DELETE_FOR_USER = "DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash";
+    /// `user_delete_account`: password and OAuth links
+    ACCOUNTS_DELETE_FOR_USER = "DELETE FROM accounts WHERE user_id = $1";
+    /// `user_delete_account`
+    DEVICE_CODES_DELETE_FOR_USER = "DELETE FROM device_codes WHERE user_id = $1";
+    /// `user_delete_account`: mailed links (their identifier ends with the user id)
+    VERIFICATIONS_DELETE_FOR_USER = "DELETE FROM verifications WHERE substr(identifier, length(identifier) - 35) = $1";
+    /// `user_delete_account`: uploads not completed (the incoming sweep removes their objects)
+    PENDING_UPLOADS_DELETE_FOR_USER = "DELETE FROM pending_uploads WHERE user_id = $1";
+    /// `users_deleted_unfinished`: deleted accounts that still own files or unfinished tasks
+    USERS_DELETED_UNFINISHED = "SELECT u.id FROM users u WHERE u.deleted_at IS NOT NULL
+    AND (EXISTS (SELECT 1 FROM assets a WHERE a.user_id = u.id)
+         OR EXISTS (SELECT 1 FROM tasks t WHERE t.user_id = u.id AND t.status IN ('pending', 'queued', 'running')))
+    ORDER BY u.id LIMIT $1";
+    /// `tasks_unfinished_of_user`
+    TASKS_UNFINISHED_OF_USER = "SELECT id FROM tasks WHERE user_id = $1 AND status IN ('pending', 'queued', 'running')
+    ORDER BY id LIMIT $2";
+    /// `asset_ids_of_user`
+    ASSET_IDS_OF_USER = "SELECT id FROM assets WHERE user_id = $1 ORDER BY id LIMIT $2";
 }
