@@ -3,7 +3,7 @@
 //! the default catalogue (figme, background-remove, crystal-memory, echo) wired to the
 //! offline `local` provider, created at start when missing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,78 @@ pub struct ToolConfig {
     pub steps: Vec<StepConfig>,
     #[serde(default)]
     pub style_references: Vec<StyleReference>,
+    /// The tool in other languages, by locale tag (`zh`, `pt-BR`); English is the base.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: BTreeMap<String, Translation>,
+}
+
+/// A tool's texts in one language; what is left out stays English.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Translation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Step names by step id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, String>,
+    /// Style names by style id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub styles: BTreeMap<String, String>,
+}
+
+/// Whether `tag` is a language tag as tools use them: a 2–3 letter language, then optional
+/// 2–8 character subtags (`zh`, `zh-Hant`, `pt-BR`).
+pub fn locale_ok(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let lang = parts.next().unwrap_or_default();
+    (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_alphabetic())
+        && tag.len() <= 35
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The languages a client asks for, best first: `?locale=` alone when given, else the
+/// `Accept-Language` header's tags by quality (q=0 and `*` dropped).
+pub fn wanted_locales(query: Option<&str>, accept_language: Option<&str>) -> Vec<String> {
+    if let Some(tag) = query.map(str::trim).filter(|t| !t.is_empty()) {
+        return vec![tag.to_string()];
+    }
+    let mut tags: Vec<(f32, usize, String)> = accept_language
+        .unwrap_or_default()
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let mut parts = item.split(';');
+            let tag = parts.next()?.trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .next()
+                .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+            (q > 0.0 && !tag.is_empty() && tag != "*").then(|| (q, i, tag.to_string()))
+        })
+        .collect();
+    tags.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    tags.into_iter().map(|(_, _, t)| t).collect()
+}
+
+/// The first of `wanted` this tool has: the exact tag, else one of the same language
+/// (`zh-TW` → `zh`, `zh` → `zh-Hans`); `None` (English) when English comes first or none fits.
+pub fn pick_locale<'a>(available: &'a BTreeMap<String, Translation>, wanted: &[String]) -> Option<&'a str> {
+    for want in wanted {
+        let lang = want.split('-').next().unwrap_or_default();
+        if lang.eq_ignore_ascii_case("en") {
+            return None;
+        }
+        let exact = available.keys().find(|k| k.eq_ignore_ascii_case(want));
+        let same_language =
+            || available.keys().find(|k| k.split('-').next().is_some_and(|l| l.eq_ignore_ascii_case(lang)));
+        if let Some(found) = exact.or_else(same_language) {
+            return Some(found.as_str());
+        }
+    }
+    None
 }
 
 impl ToolConfig {
@@ -193,6 +265,38 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
             return Err(invalid(format!("{at}: imageUrl must be an http(s) URL")));
         }
     }
+    if config.translations.len() > 50 {
+        return Err(invalid("at most 50 translations".into()));
+    }
+    for (tag, t) in &config.translations {
+        let at = format!("translations.{tag}");
+        if !locale_ok(tag) || tag.split('-').next().is_some_and(|l| l.eq_ignore_ascii_case("en")) {
+            return Err(invalid(format!("{at}: a language tag other than English (zh, pt-BR, …) is required")));
+        }
+        let text_ok = |s: &str, max: usize| !s.trim().is_empty() && s.chars().count() <= max;
+        if t.title.as_deref().is_some_and(|s| !text_ok(s, 200)) {
+            return Err(invalid(format!("{at}.title: 1–200 characters")));
+        }
+        if t.description.as_deref().is_some_and(|s| !text_ok(s, 2000)) {
+            return Err(invalid(format!("{at}.description: 1–2000 characters")));
+        }
+        for (id, name) in &t.steps {
+            if config.step(id).is_none() {
+                return Err(invalid(format!("{at}.steps: the tool has no step '{id}'")));
+            }
+            if !text_ok(name, 100) {
+                return Err(invalid(format!("{at}.steps.{id}: 1–100 characters")));
+            }
+        }
+        for (id, name) in &t.styles {
+            if !config.style_references.iter().any(|s| &s.id == id) {
+                return Err(invalid(format!("{at}.styles: the tool has no style '{id}'")));
+            }
+            if !text_ok(name, 100) {
+                return Err(invalid(format!("{at}.styles.{id}: 1–100 characters")));
+            }
+        }
+    }
     Ok(config)
 }
 
@@ -242,7 +346,15 @@ pub async fn seed_defaults(store: &Store) -> AppResult<()> {
                     style("posterize", "Poster", "Transform into a flat-colour poster"),
                     style("pixel-art", "Pixel Art", "Transform into retro pixel art"),
                     style("duotone", "Duotone", "Transform into a two-tone print"),
-                ]
+                ],
+                "translations": {
+                    "zh": {
+                        "title": "FigMe 手办",
+                        "description": "把照片变成风格化的手办，再变成 3D 模型",
+                        "steps": {"image-gen": "图像生成", "3d-gen": "3D 生成"},
+                        "styles": {"sketch": "素描", "posterize": "海报", "pixel-art": "像素画", "duotone": "双色调"}
+                    }
+                }
             }),
         ),
         (
@@ -268,7 +380,7 @@ pub async fn seed_defaults(store: &Store) -> AppResult<()> {
         ),
     ];
     let providers = store.provider_list().await?;
-    for (slug, title, description, kind, config) in defaults {
+    for (i, (slug, title, description, kind, config)) in defaults.into_iter().enumerate() {
         if store.tool_get_by_slug(slug).await?.is_some() {
             continue;
         }
@@ -284,6 +396,9 @@ pub async fn seed_defaults(store: &Store) -> AppResult<()> {
             is_active: true,
             created_at: now,
             updated_at: now,
+            // A homepage shows the two photo tools first.
+            featured: matches!(slug, "figme" | "background-remove"),
+            position: 10 * (i as i32 + 1),
         };
         match store.tool_upsert(&row).await {
             Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {} // another process seeded it

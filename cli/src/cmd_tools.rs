@@ -11,16 +11,30 @@ use crate::output::{self, DIM, HEADER};
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {
     /// Tools you can run, with their cost.
-    List,
+    List {
+        /// Only the featured tools (a homepage's).
+        #[arg(long)]
+        featured: bool,
+        /// Titles and names in this language where the tool has it (zh, pt-BR, …).
+        #[arg(long)]
+        locale: Option<String>,
+    },
     /// One tool: its steps, their cost, and its styles.
-    Show { slug: String },
+    Show {
+        slug: String,
+        /// Titles and names in this language where the tool has it (zh, pt-BR, …).
+        #[arg(long)]
+        locale: Option<String>,
+    },
 }
 
 pub async fn run(ctx: &Context, command: ToolsCommand) -> Result<ExitCode, CliError> {
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     match command {
-        ToolsCommand::List => {
-            let list = ctx.client.tool_list().await.map_err(sdk)?.into_inner();
+        ToolsCommand::List { featured, locale } => {
+            let locale = output::opt_field("locale", locale.as_ref())?;
+            let list =
+                ctx.client.tool_list(featured.then_some(true), locale.as_ref(), None).await.map_err(sdk)?.into_inner();
             if ctx.json {
                 output::print_json(&list);
             } else {
@@ -40,8 +54,14 @@ pub async fn run(ctx: &Context, command: ToolsCommand) -> Result<ExitCode, CliEr
                 output::print_table(&rows);
             }
         }
-        ToolsCommand::Show { slug } => {
-            let t = ctx.client.tool_get(&output::field("tool", &slug)?).await.map_err(sdk)?.into_inner();
+        ToolsCommand::Show { slug, locale } => {
+            let locale = output::opt_field("locale", locale.as_ref())?;
+            let t = ctx
+                .client
+                .tool_get(&output::field("tool", &slug)?, locale.as_ref(), None)
+                .await
+                .map_err(sdk)?
+                .into_inner();
             if ctx.json {
                 output::print_json(&t);
             } else {

@@ -1504,6 +1504,76 @@ are stored; `progress`, `queue_position` and `connected` are live only.*/
                 })
         }
     }
+    ///`Line35`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct Line35(::std::string::String);
+    impl ::std::ops::Deref for Line35 {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Line35> for ::std::string::String {
+        fn from(value: Line35) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Line35 {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 35usize {
+                return Err("longer than 35 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            {
+                ::regress::Regex::new(
+                        "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\x00-\\x1F\\x7F-\\x9F]*$",
+                    )
+                    .unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\x00-\\x1F\\x7F-\\x9F]*$\""
+                        .into(),
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Line35 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Line35 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Line35 {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`Line50`
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
@@ -3509,7 +3579,7 @@ and ids in the delayed set.*/
     ///`Tool`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Tool {
-        ///The raw config (admins only): steps with provider ids, style references.
+        ///The raw config (admins only): steps with provider ids, style references, translations.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub config: ::std::option::Option<::serde_json::Value>,
         ///Credits for running every step.
@@ -3517,9 +3587,16 @@ and ids in the delayed set.*/
         pub credits_cost: i64,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<::std::string::String>,
+        ///Shown on a homepage (`?featured=true` lists only these).
+        pub featured: bool,
         pub id: ::uuid::Uuid,
         #[serde(rename = "isActive")]
         pub is_active: bool,
+        /**The language of the title, description and names: the one asked for (`?locale=`
+or `Accept-Language`) when the tool has it, else `en`.*/
+        pub locale: ::std::string::String,
+        ///Place in the catalogue, lower first (the list is ordered by it, then slug).
+        pub position: i32,
         pub slug: ::std::string::String,
         pub steps: ::std::vec::Vec<ToolStep>,
         #[serde(rename = "styleReferences")]
@@ -3538,11 +3615,17 @@ and ids in the delayed set.*/
         pub config: ::serde_json::Value,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<Prose2000>,
+        ///Shown on a homepage (default false).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub featured: ::std::option::Option<bool>,
         #[serde(
             rename = "isActive",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
         pub is_active: ::std::option::Option<bool>,
+        ///Place in the catalogue, lower first (default 0; -1000000 to 1000000).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub position: ::std::option::Option<i32>,
         pub slug: Slug60,
         pub title: Line200,
         #[serde(rename = "toolTypeId")]
@@ -5803,21 +5886,33 @@ Sends a `POST` request to `/api/auth/device/approve`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**Active tools with their type, cost, steps and styles (public)
+    /**Active tools with their type, cost, steps and styles (public), in the language asked
+for (`locale`, else `Accept-Language`) where a tool has it, English otherwise.
+Answers carry an `ETag` (`If-None-Match` gets 304) and `Cache-Control: no-cache`
 
 Sends a `GET` request to `/api/tools`
 
+Arguments:
+- `featured`: `true`: only the featured tools (a homepage).
+- `locale`: A language tag (`zh`, `pt-BR`); wins over `Accept-Language`.
+- `accept_language`
 */
     pub async fn tool_list<'a>(
         &'a self,
+        featured: Option<bool>,
+        locale: Option<&'a types::Line35>,
+        accept_language: Option<&'a str>,
     ) -> Result<ResponseValue<types::ToolList>, Error<types::ApiError>> {
         let url = format!("{}/api/tools", self.baseurl,);
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
         header_map
             .append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(Self::api_version()),
             );
+        if let Some(value) = accept_language {
+            header_map.append("Accept-Language", value.to_string().try_into()?);
+        }
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -5826,6 +5921,8 @@ Sends a `GET` request to `/api/tools`
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
+            .query(&progenitor_client::QueryParam::new("featured", &featured))
+            .query(&progenitor_client::QueryParam::new("locale", &locale))
             .headers(header_map)
             .build()?;
         let info = OperationInfo {
@@ -5876,24 +5973,34 @@ Sends a `GET` request to `/api/tools`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**One active tool by slug (public); disabled tools are 404
+    /**One active tool by slug (public); disabled tools are 404. Languages and caching as
+for the list
 
 Sends a `GET` request to `/api/tools/{slug}`
 
+Arguments:
+- `slug`
+- `locale`: A language tag (`zh`, `pt-BR`); wins over `Accept-Language`.
+- `accept_language`
 */
     pub async fn tool_get<'a>(
         &'a self,
         slug: &'a types::Slug60,
+        locale: Option<&'a types::Line35>,
+        accept_language: Option<&'a str>,
     ) -> Result<ResponseValue<types::Tool>, Error<types::ApiError>> {
         let url = format!(
             "{}/api/tools/{}", self.baseurl, encode_path(& slug.to_string()),
         );
-        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
         header_map
             .append(
                 ::reqwest::header::HeaderName::from_static("api-version"),
                 ::reqwest::header::HeaderValue::from_static(Self::api_version()),
             );
+        if let Some(value) = accept_language {
+            header_map.append("Accept-Language", value.to_string().try_into()?);
+        }
         #[allow(unused_mut)]
         let mut request = self
             .client
@@ -5902,6 +6009,7 @@ Sends a `GET` request to `/api/tools/{slug}`
                 ::reqwest::header::ACCEPT,
                 ::reqwest::header::HeaderValue::from_static("application/json"),
             )
+            .query(&progenitor_client::QueryParam::new("locale", &locale))
             .headers(header_map)
             .build()?;
         let info = OperationInfo {

@@ -18,6 +18,8 @@ pub struct ToolFields {
     pub tool_type_id: Uuid,
     pub config: serde_json::Value,
     pub is_active: Option<bool>,
+    pub featured: Option<bool>,
+    pub position: Option<i32>,
 }
 
 /// A tool type as an admin writes it.
@@ -45,7 +47,7 @@ fn store_conflict(e: crate::store::StoreError) -> AppError {
 /// Every tool, active or not (admins).
 pub async fn admin_list(state: &AppState, principal: &Principal) -> AppResult<Vec<ToolRow>> {
     principal.require(Access::Admin)?;
-    Ok(state.store().tool_list(false).await?)
+    Ok(state.store().tool_list(false, false).await?)
 }
 
 /// Creates a tool; the config is validated (step types, providers, models, costs).
@@ -148,6 +150,9 @@ async fn build_row(
     if !state.store().tool_type_list().await?.iter().any(|t| t.id == f.tool_type_id) {
         return Err(AppError::validation("unknown toolTypeId"));
     }
+    if f.position.is_some_and(|p| !(-1_000_000..=1_000_000).contains(&p)) {
+        return Err(AppError::validation("position must be between -1000000 and 1000000"));
+    }
     let config = validate_config(&f.config, &state.store().provider_list().await?)?;
     Ok(ToolRow {
         id,
@@ -158,6 +163,8 @@ async fn build_row(
         config: sqlx::types::Json(serde_json::to_value(&config).map_err(AppError::internal)?),
         credits_cost: config.total_cost(),
         is_active: f.is_active.unwrap_or(true),
+        featured: f.featured.unwrap_or(false),
+        position: f.position.unwrap_or(0),
         created_at: created,
         updated_at: crate::store::now(),
     })

@@ -12,7 +12,8 @@ use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
-const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, last-event-id, x-request-id";
+const ALLOW_HEADERS: &str =
+    "authorization, content-type, idempotency-key, last-event-id, x-request-id, if-none-match, accept-language";
 const EXPOSE_HEADERS: &str = "retry-after, etag, location, content-disposition, x-request-id";
 /// How long a browser may reuse a preflight answer (seconds).
 const MAX_AGE: &str = "7200";

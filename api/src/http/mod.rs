@@ -9,6 +9,7 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod banners;
+pub mod caching;
 pub mod cors;
 pub mod credits;
 pub mod error;
@@ -272,6 +273,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
             // Operations' own error responses already carry the JSON body: keep them.
             if err.is_from_response() { err.into_response() } else { error::json_error_body(&err) }
         })
+        .around(caching::conditional)
         .around(move |next, req| allow_header(next, allow.clone(), req))
         .around(move |next, req| cors::cors(next, origins.clone(), req))
 }

@@ -2,7 +2,7 @@
 //! admin CRUD with the config validated on write. A disabled tool is 404 to users.
 
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use uuid::Uuid;
@@ -76,9 +76,16 @@ pub struct Tool {
     /// Credits for running every step.
     pub credits_cost: i64,
     pub is_active: bool,
+    /// Shown on a homepage (`?featured=true` lists only these).
+    pub featured: bool,
+    /// Place in the catalogue, lower first (the list is ordered by it, then slug).
+    pub position: i32,
     pub steps: Vec<ToolStep>,
     pub style_references: Vec<ToolStyle>,
-    /// The raw config (admins only): steps with provider ids, style references.
+    /// The language of the title, description and names: the one asked for (`?locale=`
+    /// or `Accept-Language`) when the tool has it, else `en`.
+    pub locale: String,
+    /// The raw config (admins only): steps with provider ids, style references, translations.
     pub config: Option<serde_json::Value>,
 }
 
@@ -104,6 +111,10 @@ pub struct ToolInput {
     /// The seed's tool config: `{"steps": [...], "styleReferences": [...]}`.
     pub config: serde_json::Value,
     pub is_active: Opt<bool>,
+    /// Shown on a homepage (default false).
+    pub featured: Opt<bool>,
+    /// Place in the catalogue, lower first (default 0; -1000000 to 1000000).
+    pub position: Opt<i32>,
 }
 
 #[derive(Debug, Object)]
@@ -128,35 +139,59 @@ impl poem_openapi::types::Example for ToolTypeInput {
     }
 }
 
-fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool) -> Tool {
+/// A tool as the API shows it, in the first of the `wanted` languages it has (else English).
+fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool, wanted: &[String]) -> Tool {
     let parsed: Option<tools::ToolConfig> = serde_json::from_value(row.config.0.clone()).ok();
+    let mut locale = "en".to_string();
+    let (mut title, mut description) = (row.title, row.description);
     let (steps, styles) = match parsed {
-        Some(c) => (
-            c.steps
-                .into_iter()
-                .map(|s| ToolStep {
-                    id: s.id,
-                    name: s.name,
-                    kind: s.kind.as_str().to_string(),
-                    provider_model: s.provider_model,
-                    cost: s.cost,
-                })
-                .collect(),
-            c.style_references
-                .into_iter()
-                .map(|s| ToolStyle { id: s.id, name: s.name, image_url: s.image_url, prompt: s.prompt })
-                .collect(),
-        ),
+        Some(mut c) => {
+            let translations = std::mem::take(&mut c.translations);
+            let t = tools::pick_locale(&translations, wanted).map(|tag| (tag, &translations[tag]));
+            let names = |names: Option<&std::collections::BTreeMap<String, String>>, id: &str, base: String| {
+                names.and_then(|n| n.get(id)).cloned().unwrap_or(base)
+            };
+            if let Some((tag, t)) = t {
+                locale = tag.to_string();
+                title = t.title.clone().unwrap_or(title);
+                description = t.description.clone().or(description);
+            }
+            let (step_names, style_names) = (t.map(|(_, t)| &t.steps), t.map(|(_, t)| &t.styles));
+            (
+                c.steps
+                    .into_iter()
+                    .map(|s| ToolStep {
+                        name: names(step_names, &s.id, s.name),
+                        id: s.id,
+                        kind: s.kind.as_str().to_string(),
+                        provider_model: s.provider_model,
+                        cost: s.cost,
+                    })
+                    .collect(),
+                c.style_references
+                    .into_iter()
+                    .map(|s| ToolStyle {
+                        name: names(style_names, &s.id, s.name),
+                        id: s.id,
+                        image_url: s.image_url,
+                        prompt: s.prompt,
+                    })
+                    .collect(),
+            )
+        }
         None => (vec![], vec![]),
     };
     Tool {
         id: row.id,
         tool_type: types.iter().find(|t| t.id == row.tool_type_id).cloned().map(Into::into),
         slug: row.slug,
-        title: row.title,
-        description: row.description,
+        title,
+        description,
+        locale,
         credits_cost: row.credits_cost,
         is_active: row.is_active,
+        featured: row.featured,
+        position: row.position,
         steps,
         style_references: styles,
         config: admin.then_some(row.config.0),
@@ -172,6 +207,8 @@ impl From<&ToolInput> for ToolFields {
             tool_type_id: i.tool_type_id,
             config: i.config.clone(),
             is_active: i.is_active.get(),
+            featured: i.featured.get(),
+            position: i.position.get(),
         }
     }
 }
@@ -192,17 +229,37 @@ pub struct ToolsApi;
 
 #[OpenApi(tag = "ApiTags::Tools")]
 impl ToolsApi {
-    /// Active tools with their type, cost, steps and styles (public).
+    /// Active tools with their type, cost, steps and styles (public), in the language asked
+    /// for (`locale`, else `Accept-Language`) where a tool has it, English otherwise.
+    /// Answers carry an `ETag` (`If-None-Match` gets 304) and `Cache-Control: no-cache`.
     #[oai(path = "/api/tools", method = "get", operation_id = "tool_list")]
-    async fn list(&self, state: Data<&AppState>) -> Result<Json<ToolList>> {
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        /// A language tag (`zh`, `pt-BR`); wins over `Accept-Language`.
+        locale: Query<Option<Line<35>>>,
+        #[oai(name = "Accept-Language")] accept_language: Header<Option<String>>,
+        /// `true`: only the featured tools (a homepage).
+        featured: Query<Option<bool>>,
+    ) -> Result<Json<ToolList>> {
+        let wanted = tools::wanted_locales(locale.0.as_deref(), accept_language.0.as_deref());
         let types = state.store().tool_type_list().await?;
-        let rows = state.store().tool_list(true).await?;
-        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, false)).collect() }))
+        let rows = state.store().tool_list(true, featured.0.unwrap_or(false)).await?;
+        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, false, &wanted)).collect() }))
     }
 
-    /// One active tool by slug (public); disabled tools are 404.
+    /// One active tool by slug (public); disabled tools are 404. Languages and caching as
+    /// for the list.
     #[oai(path = "/api/tools/:slug", method = "get", operation_id = "tool_get")]
-    async fn get(&self, state: Data<&AppState>, slug: Path<Slug<60>>) -> Result<Json<Tool>> {
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        slug: Path<Slug<60>>,
+        /// A language tag (`zh`, `pt-BR`); wins over `Accept-Language`.
+        locale: Query<Option<Line<35>>>,
+        #[oai(name = "Accept-Language")] accept_language: Header<Option<String>>,
+    ) -> Result<Json<Tool>> {
+        let wanted = tools::wanted_locales(locale.0.as_deref(), accept_language.0.as_deref());
         let row = state
             .store()
             .tool_get_by_slug(&slug)
@@ -210,7 +267,7 @@ impl ToolsApi {
             .filter(|t| t.is_active)
             .ok_or_else(|| AppError::not_found("tool"))?;
         let types = state.store().tool_type_list().await?;
-        Ok(Json(to_api(row, &types, false)))
+        Ok(Json(to_api(row, &types, false, &wanted)))
     }
 }
 
@@ -223,7 +280,7 @@ impl AdminToolsApi {
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
         let rows = admin::admin_list(&state, &principal).await?;
         let types = state.store().tool_type_list().await?;
-        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true)).collect() }))
+        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true, &[])).collect() }))
     }
 
     /// Creates a tool; the config is validated (step types, providers, models, costs).
@@ -235,7 +292,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::create(&state, &principal, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
+        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true, &[])))
     }
 
     /// Replaces a tool (also how it is enabled or disabled).
@@ -248,7 +305,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true)))
+        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true, &[])))
     }
 
     /// Deletes a tool that no task used; otherwise deactivate it.

@@ -72,6 +72,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0010_account_deletion.sql"),
         include_str!("../../../migrations/sqlite/0010_account_deletion.sql"),
     ),
+    (
+        11,
+        "featured_tools",
+        include_str!("../../../migrations/postgres/0011_featured_tools.sql"),
+        include_str!("../../../migrations/sqlite/0011_featured_tools.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

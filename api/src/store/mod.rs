@@ -306,7 +306,8 @@ forward! {
     fn tool_type_list() -> StoreResult<Vec<ToolTypeRow>>;
     fn tool_type_upsert(tool_type: &ToolTypeRow) -> StoreResult<ToolTypeRow>;
     fn tool_type_delete(id: Uuid) -> StoreResult<bool>;
-    fn tool_list(active_only: bool) -> StoreResult<Vec<ToolRow>>;
+    /// Tools by position, then slug.
+    fn tool_list(active_only: bool, featured_only: bool) -> StoreResult<Vec<ToolRow>>;
     fn tool_get(id: Uuid) -> StoreResult<Option<ToolRow>>;
     fn tool_get_by_slug(slug: &str) -> StoreResult<Option<ToolRow>>;
     fn tool_upsert(tool: &ToolRow) -> StoreResult<ToolRow>;

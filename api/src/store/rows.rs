@@ -314,6 +314,10 @@ pub struct ToolRow {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Shown on a homepage (`GET /api/tools?featured=true`).
+    pub featured: bool,
+    /// Place in the catalogue, lower first.
+    pub position: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

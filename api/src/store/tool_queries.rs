@@ -49,9 +49,11 @@ macro_rules! tool_queries {
             pub async fn tool_list(
                 &self,
                 active_only: bool,
+                featured_only: bool,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ToolRow>> {
                 sqlx::query_as::<_, $crate::store::ToolRow>($crate::store::sql::tools::TOOL_LIST)
                     .bind(active_only)
+                    .bind(featured_only)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)
@@ -91,6 +93,8 @@ macro_rules! tool_queries {
                     .bind(t.is_active)
                     .bind(t.created_at)
                     .bind(t.updated_at)
+                    .bind(t.featured)
+                    .bind(t.position)
                     .fetch_one(&self.pool)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)

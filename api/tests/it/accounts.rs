@@ -75,6 +75,8 @@ async fn own_account_deleted_ledger_and_tasks_kept(app: TestApp) {
         tool_type_id: echo_tool.tool_type.unwrap().id,
         config,
         is_active: Some(true),
+        featured: None,
+        position: None,
     };
     as_admin.admin_tool_create(&tool).await.unwrap();
     let chain = types::TaskCreateRequest {

@@ -246,6 +246,8 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
         tool_type_id: type_id,
         config: serde_json::json!({ "steps": [{ "id": "main", "name": "Main", "type": "image-gen", "providerId": provider.id, "providerModel": "gpt-image-1", "cost": 0 }] }),
         is_active: None,
+        featured: None,
+        position: None,
     })
     .await
     .unwrap();

@@ -299,6 +299,8 @@ async fn tool_on(
         tool_type_id: types_.tool_types[0].id,
         config: config.clone(),
         is_active: None,
+        featured: None,
+        position: None,
     };
     // An unknown model is refused on write.
     let mut wrong = input.clone();

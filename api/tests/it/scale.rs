@@ -185,6 +185,8 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
             is_active: true,
             created_at: now,
             updated_at: now,
+            featured: false,
+            position: 0,
         })
         .await
         .unwrap();

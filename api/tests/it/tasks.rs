@@ -220,6 +220,8 @@ async fn cancel_queued_and_running(mut app: TestApp) {
             tool_type_id: utility,
             config,
             is_active: Some(true),
+            featured: None,
+            position: None,
         })
         .await
         .unwrap();

@@ -7,22 +7,26 @@ use funmagic_sdk::types;
 
 use crate::{actor, client, client_as, err_code, raw_json};
 
-funmagic_api::test_both_backends!(default_tools_are_listed, admins_manage_tools_with_validation);
+funmagic_api::test_both_backends!(
+    default_tools_are_listed,
+    admins_manage_tools_with_validation,
+    catalogue_in_languages_featured_and_cached,
+);
 
 async fn default_tools_are_listed(app: TestApp) {
-    let list = client(&app).tool_list().await.unwrap().into_inner();
+    let list = client(&app).tool_list(None, None, None).await.unwrap().into_inner();
     let slugs: Vec<&str> = list.tools.iter().map(|t| t.slug.as_str()).collect();
-    assert_eq!(slugs, ["background-remove", "crystal-memory", "echo", "figme"]);
-    let figme = client(&app).tool_get(&"figme".parse().unwrap()).await.unwrap().into_inner();
+    assert_eq!(slugs, ["figme", "background-remove", "crystal-memory", "echo"], "by position");
+    let figme = client(&app).tool_get(&"figme".parse().unwrap(), None, None).await.unwrap().into_inner();
     assert_eq!(figme.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["image-gen", "3d-gen"]);
     assert_eq!(figme.credits_cost, 50);
     assert_eq!(figme.style_references.len(), 4);
     assert!(figme.config.is_none(), "provider ids are for admins");
     assert_eq!(figme.tool_type.unwrap().name, "3d");
-    assert_eq!(err_code(client(&app).tool_get(&"nope".parse().unwrap()).await).0, 404);
+    assert_eq!(err_code(client(&app).tool_get(&"nope".parse().unwrap(), None, None).await).0, 404);
     // Seeding again (a restart, another process) changes nothing.
     funmagic_api::tools::seed_defaults(app.state().store()).await.unwrap();
-    assert_eq!(client(&app).tool_list().await.unwrap().into_inner().tools.len(), 4);
+    assert_eq!(client(&app).tool_list(None, None, None).await.unwrap().into_inner().tools.len(), 4);
 }
 
 async fn admins_manage_tools_with_validation(app: TestApp) {
@@ -41,6 +45,8 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
         tool_type_id: utility,
         config,
         is_active: Some(active),
+        featured: None,
+        position: None,
     };
     let mut two = config.clone();
     let mut second = two["steps"][0].clone();
@@ -68,8 +74,17 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
 
     // Disabling hides the tool from users (404) but not from admins.
     as_admin.admin_tool_update(&created.id, &input("echo-twice", two, false)).await.unwrap();
-    assert_eq!(err_code(client(&app).tool_get(&"echo-twice".parse().unwrap()).await).0, 404);
-    assert!(!client(&app).tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
+    assert_eq!(err_code(client(&app).tool_get(&"echo-twice".parse().unwrap(), None, None).await).0, 404);
+    assert!(
+        !client(&app)
+            .tool_list(None, None, None)
+            .await
+            .unwrap()
+            .into_inner()
+            .tools
+            .iter()
+            .any(|t| t.slug == "echo-twice")
+    );
     assert!(as_admin.admin_tool_list().await.unwrap().into_inner().tools.iter().any(|t| t.slug == "echo-twice"));
     assert_eq!(err_code(client_as(&app, &ada.token).admin_tool_list().await).0, 403);
     as_admin.admin_tool_delete(&created.id).await.unwrap();
@@ -106,4 +121,102 @@ async fn admins_manage_tools_with_validation(app: TestApp) {
     assert_eq!(err_code(as_admin.admin_tool_type_update(&uuid::Uuid::now_v7(), &edit("x")).await).0, 404);
     assert_eq!(err_code(client_as(&app, &ada.token).admin_tool_type_update(&t.id, &edit("y")).await).0, 403);
     as_admin.admin_tool_type_delete(&t.id).await.unwrap();
+}
+
+/// Tools answer in the language asked for (`?locale=`, else `Accept-Language`), English
+/// where a tool has none; featured tools come alone with `?featured=true`; the catalogue is
+/// cached by ETag and an admin's change shows at once.
+async fn catalogue_in_languages_featured_and_cached(app: TestApp) {
+    let anon = client(&app);
+    let figme = "figme".parse().unwrap();
+    let zh: types::Line35 = "zh".parse().unwrap();
+    let t = anon.tool_get(&figme, Some(&zh), None).await.unwrap().into_inner();
+    assert_eq!((t.locale.as_str(), t.title.as_str()), ("zh", "FigMe 手办"));
+    assert_eq!(t.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["图像生成", "3D 生成"]);
+    assert_eq!(t.style_references[0].name, "素描");
+    assert_eq!(t.style_references[0].prompt, "Transform into a pencil sketch", "prompts stay as written");
+    for (accept, want) in [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("zh-TW", "zh"),
+        ("fr-FR, en;q=0.5", "en"),
+        ("en, zh", "en"),
+        ("en;q=0.1, zh;q=0.9", "zh"),
+        ("zh;q=0, fr", "en"),
+        ("*", "en"),
+    ] {
+        let t = anon.tool_get(&figme, None, Some(accept)).await.unwrap().into_inner();
+        assert_eq!(t.locale, want, "Accept-Language: {accept}");
+    }
+    let en: types::Line35 = "en".parse().unwrap();
+    assert_eq!(anon.tool_get(&figme, Some(&en), Some("zh")).await.unwrap().into_inner().title, "FigMe", "?locale wins");
+    let list = anon.tool_list(None, Some(&zh), None).await.unwrap().into_inner().tools;
+    let echo = list.iter().find(|t| t.slug == "echo").unwrap();
+    assert_eq!((echo.locale.as_str(), echo.title.as_str()), ("en", "Echo"), "no translation: English");
+    assert_eq!(list.iter().find(|t| t.slug == "figme").unwrap().locale, "zh");
+
+    let featured = anon.tool_list(Some(true), None, None).await.unwrap().into_inner().tools;
+    assert_eq!(featured.iter().map(|t| t.slug.as_str()).collect::<Vec<_>>(), ["figme", "background-remove"]);
+
+    // Conditional GETs: 304 while nothing changed, a new tag after an admin's change.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/tools", app.base_url());
+    let first = http.get(&url).send().await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(first.headers()["cache-control"], "public, no-cache");
+    let vary: Vec<&str> = first.headers().get_all("vary").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(vary.iter().any(|v| v.contains("Accept-Language")), "{vary:?}");
+    let again = http.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let other = http.get(&url).header("accept-language", "zh").header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(other.status(), 200, "another language is another answer");
+    let signed = http.get(&url).bearer_auth("fm_not_a_token").send().await.unwrap();
+    assert_ne!(signed.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("public, no-cache"));
+    for path in ["/api/banners", "/api/credits/packages", "/api/tools/figme"] {
+        let r = http.get(format!("{}{path}", app.base_url())).send().await.unwrap();
+        let tag = r.headers()["etag"].to_str().unwrap().to_string();
+        let r = http.get(format!("{}{path}", app.base_url())).header("if-none-match", tag).send().await.unwrap();
+        assert_eq!(r.status(), 304, "{path}");
+    }
+
+    let admin = actor(&app, "admin@example.com", Role::Admin).await;
+    let as_admin = client_as(&app, &admin.token);
+    let echo =
+        as_admin.admin_tool_list().await.unwrap().into_inner().tools.into_iter().find(|t| t.slug == "echo").unwrap();
+    let mut config = echo.config.clone().unwrap();
+    config["translations"] = serde_json::json!({ "pt-BR": { "title": "Eco", "steps": { "echo": "Eco" } } });
+    let update = |config: serde_json::Value| types::ToolInput {
+        slug: "echo".parse().unwrap(),
+        title: "Echo".parse().unwrap(),
+        description: None,
+        tool_type_id: echo.tool_type.as_ref().unwrap().id,
+        config,
+        is_active: Some(true),
+        featured: Some(true),
+        position: Some(1),
+    };
+    as_admin.admin_tool_update(&echo.id, &update(config.clone())).await.unwrap();
+    let changed = http.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(changed.status(), 200, "an admin's change shows at once");
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    let featured = anon.tool_list(Some(true), None, None).await.unwrap().into_inner().tools;
+    assert_eq!(featured.iter().map(|t| t.slug.as_str()).collect::<Vec<_>>(), ["echo", "figme", "background-remove"]);
+    let pt = anon.tool_list(None, None, Some("pt")).await.unwrap().into_inner().tools;
+    assert_eq!((pt[0].title.as_str(), pt[0].steps[0].name.as_str(), pt[0].locale.as_str()), ("Eco", "Eco", "pt-BR"));
+
+    // Translations are checked like the rest of the config.
+    for bad in [
+        serde_json::json!({ "zh": { "steps": { "nope": "x" } } }),
+        serde_json::json!({ "zh": { "styles": { "nope": "x" } } }),
+        serde_json::json!({ "en": { "title": "Echo" } }),
+        serde_json::json!({ "not a tag": { "title": "x" } }),
+        serde_json::json!({ "zh": { "title": "  " } }),
+        serde_json::json!({ "zh": { "subtitle": "x" } }),
+    ] {
+        let mut c = config.clone();
+        c["translations"] = bad.clone();
+        let got = err_code(as_admin.admin_tool_update(&echo.id, &update(c)).await);
+        assert_eq!(got, (422, "INVALID_TOOL_CONFIG".into()), "{bad}");
+    }
 }

@@ -123,4 +123,10 @@ async fn tools_list_and_show() {
     assert_eq!(out.status.code(), Some(1));
     let err: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(err["code"], "NOT_FOUND");
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "tools", "show", "figme", "--locale", "zh"]).await;
+    assert!(stdout(&out).contains("FigMe 手办") && stdout(&out).contains("图像生成"), "{}", stdout(&out));
+    let out = funmagic(&cfg, &["--api-url", &app.base_url(), "--json", "tools", "list", "--featured"]).await;
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let slugs: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["figme", "background-remove"]);
 }

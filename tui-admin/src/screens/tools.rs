@@ -151,5 +151,7 @@ fn tool_input(tool: &types::Tool, config: serde_json::Value, active: bool) -> Re
         tool_type_id: tool.tool_type.as_ref().ok_or("INCOMPLETE_TOOL: the listing lacks this tool's type; press r")?.id,
         config,
         is_active: Some(active),
+        featured: Some(tool.featured),
+        position: Some(tool.position),
     })
 }

@@ -140,7 +140,7 @@ async fn sign_in_find_a_user_adjust_credits() {
     tmux.keys(&["e"]).await;
     tmux.wait_for("tool echo saved").await;
     let tools = funmagic_sdk::ClientBuilder::new(app.base_url()).token(&root).build().unwrap();
-    let echo = tools.tool_get(&"echo".parse().unwrap()).await.unwrap().into_inner();
+    let echo = tools.tool_get(&"echo".parse().unwrap(), None, None).await.unwrap().into_inner();
     assert_eq!(echo.credits_cost, 2, "saved through the editor");
     tmux.keys(&["q"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -12,20 +12,20 @@ statements! {
     /// `tool_type_delete`
     TOOL_TYPE_DELETE = "DELETE FROM tool_types WHERE id = $1";
     /// `tool_list`
-    TOOL_LIST = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at
-    FROM tools WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY slug";
+    TOOL_LIST = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at, featured, position
+    FROM tools WHERE ($1 = FALSE OR is_active = TRUE) AND ($2 = FALSE OR featured = TRUE) ORDER BY position, slug";
     /// `tool_get`
-    TOOL_GET = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at
+    TOOL_GET = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at, featured, position
     FROM tools WHERE id = $1";
     /// `tool_get_by_slug`
-    TOOL_GET_BY_SLUG = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at
+    TOOL_GET_BY_SLUG = "SELECT id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at, featured, position
     FROM tools WHERE slug = $1";
     /// `tool_upsert`
-    TOOL_UPSERT = "INSERT INTO tools (id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    TOOL_UPSERT = "INSERT INTO tools (id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at, featured, position)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
     ON CONFLICT (id) DO UPDATE SET slug = $2, title = $3, description = $4, tool_type_id = $5, config = $6,
-    credits_cost = $7, is_active = $8, updated_at = $10
-    RETURNING id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at";
+    credits_cost = $7, is_active = $8, updated_at = $10, featured = $11, position = $12
+    RETURNING id, slug, title, description, tool_type_id, config, credits_cost, is_active, created_at, updated_at, featured, position";
     /// `tool_delete`
     TOOL_DELETE = "DELETE FROM tools WHERE id = $1";
     /// `provider_list`
