@@ -217,6 +217,12 @@ impl AppState {
         self.inner.public_url.get().cloned().unwrap_or_else(|| format!("http://{}", self.settings().listen))
     }
 
+    /// Where users' browsers are sent (Stripe's return pages, mailed links, OAuth paths):
+    /// `web_url`, else this server.
+    pub fn web_url(&self) -> String {
+        self.settings().web_url.clone().unwrap_or_else(|| self.public_url())
+    }
+
     /// The configured public URL only (for the CSRF origin list).
     pub fn configured_public_url(&self) -> Option<&str> {
         self.settings().public_url.as_deref()

@@ -168,7 +168,11 @@ async fn send_verification(state: &AppState, user: &UserRow) -> AppResult<()> {
         .store()
         .verification_create(&format!("email-verification:{}", user.id), &token::hash(&secret), expires)
         .await?;
-    let link = format!("{}/api/auth/verify-email?token={secret}", state.public_url());
+    // The web app's page when there is one (it calls the API); else the API link itself.
+    let link = match &state.settings().web_url {
+        Some(web) => format!("{web}/verify-email?token={secret}"),
+        None => format!("{}/api/auth/verify-email?token={secret}", state.public_url()),
+    };
     let body = format!(
         "Hello {},\n\nconfirm your email address for FunMagic by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.\n",
         user.name
@@ -212,8 +216,12 @@ pub async fn request_password_reset(state: &AppState, email: &str, client: &Clie
     let secret = token::generate(token::VERIFICATION_PREFIX);
     let expires = state.clock().now() + PASSWORD_RESET_TTL;
     state.store().verification_create(&format!("password-reset:{}", user.id), &token::hash(&secret), expires).await?;
+    let page = match &state.settings().web_url {
+        Some(web) => format!("open {web}/reset-password?token={secret}, or "),
+        None => String::new(),
+    };
     let body = format!(
-        "Hello {},\n\nsomeone asked to reset your FunMagic password. Within one hour, run\n\n    funmagic auth reset-password --token {secret}\n\nor send {{\"token\": \"{secret}\", \"newPassword\": \"…\"}} to {}/api/auth/reset-password.\nIf it was not you, ignore this message: your password is unchanged.\n",
+        "Hello {},\n\nsomeone asked to reset your FunMagic password. Within one hour, {page}run\n\n    funmagic auth reset-password --token {secret}\n\nor send {{\"token\": \"{secret}\", \"newPassword\": \"…\"}} to {}/api/auth/reset-password.\nIf it was not you, ignore this message: your password is unchanged.\n",
         user.name,
         state.public_url()
     );

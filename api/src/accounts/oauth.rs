@@ -77,10 +77,14 @@ struct PendingFlow {
 /// How long one call to GitHub or Google may take.
 const OAUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Only paths on the server's own origin (see [`super::redirect`]), so the flow cannot be
-/// used as an open redirect; anything else falls back to `/`.
-pub fn safe_callback(public_url: &str, callback: Option<&str>) -> String {
-    callback.and_then(|c| crate::auth::redirect::same_origin_path(public_url, c)).unwrap_or_else(|| "/".to_string())
+/// A path, or a URL on a configured origin (see [`crate::auth::redirect::callback_target`]),
+/// so the flow cannot be used as an open redirect; anything else goes to the web app's root.
+pub fn safe_callback(state: &AppState, callback: Option<&str>) -> String {
+    let settings = state.settings();
+    let (public, web) = (state.public_url(), settings.web_url.as_deref());
+    callback
+        .and_then(|c| crate::auth::redirect::callback_target(&public, web, &settings.auth.cors_origins, c))
+        .unwrap_or_else(|| web.map_or_else(|| "/".to_string(), |w| format!("{w}/")))
 }
 
 pub fn redirect_uri(state: &AppState, provider: Provider) -> String {
@@ -93,11 +97,7 @@ pub async fn start(state: &AppState, provider: Provider, callback: Option<&str>)
     let flow_state = token::generate("");
     let verifier = token::generate("");
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let pending = PendingFlow {
-        provider: provider.id().into(),
-        verifier,
-        callback: safe_callback(&state.public_url(), callback),
-    };
+    let pending = PendingFlow { provider: provider.id().into(), verifier, callback: safe_callback(state, callback) };
     let identifier = format!("oauth-state:{}", serde_json::to_string(&pending).map_err(AppError::internal)?);
     state.store().verification_create(&identifier, &token::hash(&flow_state), crate::store::now() + STATE_TTL).await?;
     let mut url = reqwest::Url::parse(&settings.authorize_url).map_err(AppError::internal)?;

@@ -35,6 +35,30 @@ pub fn same_origin_path(public_url: &str, candidate: &str) -> Option<String> {
     (path.starts_with('/') && !path.starts_with("//")).then_some(path)
 }
 
+/// Where the OAuth flow may send the browser back to (`callbackURL`): a path, resolved
+/// against the web app (`web_url`, else this server); or an absolute URL whose origin is
+/// exactly this server's, the web app's or one of `origins` (`auth.cors_origins`). `None`
+/// for anything else.
+pub fn callback_target(public_url: &str, web_url: Option<&str>, origins: &[String], candidate: &str) -> Option<String> {
+    if candidate.starts_with('/') {
+        let path = same_origin_path(web_url.unwrap_or(public_url), candidate)?;
+        return Some(match web_url {
+            Some(web) => format!("{}{path}", web.trim_end_matches('/')),
+            None => path,
+        });
+    }
+    if has_forbidden_chars(candidate) {
+        return None;
+    }
+    let url = Url::parse(candidate).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    let same = |base: &str| Url::parse(base).is_ok_and(|b| b.origin().ascii_serialization() == origin);
+    (same(public_url) || web_url.is_some_and(same) || origins.iter().any(|o| same(o))).then(|| url.to_string())
+}
+
 /// A link an admin may put on a banner: an absolute `http(s)` URL with a host, or a
 /// same-origin path (see [`same_origin_path`]). Returns the link as stored.
 pub fn safe_link(public_url: &str, link: &str) -> Option<String> {
@@ -95,6 +119,30 @@ mod tests {
             "ftp://x.example",
         ] {
             assert_eq!(safe_link(BASE, bad), None, "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn callbacks_to_configured_origins_only() {
+        let origins = vec!["https://admin.example.com".to_string()];
+        let web = Some("https://app.example.com");
+        let t = |web: Option<&str>, c: &str| callback_target(BASE, web, &origins, c);
+        assert_eq!(t(None, "/done").as_deref(), Some("/done"));
+        assert_eq!(t(web, "/done?x=1").as_deref(), Some("https://app.example.com/done?x=1"));
+        assert_eq!(t(web, "https://app.example.com/welcome").as_deref(), Some("https://app.example.com/welcome"));
+        assert_eq!(t(None, "https://admin.example.com/").as_deref(), Some("https://admin.example.com/"));
+        assert_eq!(t(None, "https://app.example.com/x").as_deref(), Some("https://app.example.com/x"), "this server");
+        for refused in [
+            "https://evil.example/",
+            "https://app.example.com.evil.example/",
+            "http://app.example.com/",
+            "https://app.example.com:8443/",
+            "https://user@admin.example.com/",
+            "javascript:alert(1)",
+            "//evil.example",
+            "https://admin.example.com/\t",
+        ] {
+            assert_eq!(t(web, refused), None, "{refused}");
         }
     }
 }

@@ -75,6 +75,12 @@ section! {
             check: http_url,
             help: "external base URL used in links and signed URLs",
         },
+        web_url: String {
+            env: "FUNMAGIC_WEB_URL",
+            shown: "(public_url: this server's own pages)",
+            check: http_url,
+            help: "base URL of the web app users are sent to: Stripe's return pages, mailed verification and reset links, OAuth callbackURL paths",
+        },
         idle_timeout_secs: u64 {
             env: "FUNMAGIC_IDLE_TIMEOUT_SECS",
             default: 60u64,
@@ -147,6 +153,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
+    /// The web app's base URL when it is not this server (`web_url`).
+    pub web_url: Option<String>,
     /// Connections with no traffic either way this long are closed.
     pub idle_timeout_secs: u64,
     /// An HTTP/1 request head must arrive whole this soon after its first byte.
@@ -186,6 +194,7 @@ impl SettingsLayer {
             listen: server.listen,
             data_dir: server.data_dir,
             public_url: server.public_url,
+            web_url: server.web_url.map(|u| u.trim_end_matches('/').to_string()),
             idle_timeout_secs: server.idle_timeout_secs,
             header_timeout_secs: server.header_timeout_secs,
             database: self.database.values()?,

@@ -59,7 +59,7 @@ pub async fn checkout_create(
         .await?
         .filter(|p| p.is_active)
         .ok_or_else(|| AppError::not_found("credit package"))?;
-    let base = state.public_url();
+    let base = state.web_url();
     let success = stripe.success_url.clone().unwrap_or_else(|| format!("{base}/?checkout=success"));
     let cancel = stripe.cancel_url.clone().unwrap_or_else(|| format!("{base}/?checkout=cancelled"));
     let user_id = principal.user_id().to_string();

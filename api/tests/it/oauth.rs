@@ -100,7 +100,10 @@ async fn start_fake() -> (String, Fake) {
 }
 
 async fn app_with_providers(backend: TestBackend, base: &str) -> Option<TestApp> {
-    let mut extra = SettingsLayer::default();
+    app_with_providers_and(backend, base, SettingsLayer::default()).await
+}
+
+async fn app_with_providers_and(backend: TestBackend, base: &str, mut extra: SettingsLayer) -> Option<TestApp> {
     extra.oauth.github_client_id = Some("gh-client".into());
     extra.oauth.github_client_secret = Some("gh-secret".to_string().into());
     extra.oauth.github_authorize_url = Some(format!("{base}/login/oauth/authorize"));
@@ -263,6 +266,53 @@ async fn oauth_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_scale_out() {
     scenario(TestBackend::ScaleOut).await;
+}
+
+/// With the web app on its own host (`web_url`) and an admin app listed in
+/// `auth.cors_origins`, the OAuth flow may return to either (exact origins; paths go to the
+/// web app), and mailed links point to the web app's pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_on_another_origin() {
+    let (base, fake) = start_fake().await;
+    let mut extra = SettingsLayer { web_url: Some("https://app.example.com/".into()), ..Default::default() };
+    extra.auth.cors_origins = Some(vec!["https://admin.example.com".into()]);
+    let app = app_with_providers_and(TestBackend::Embedded, &base, extra).await.unwrap();
+    for (i, (callback, want)) in [
+        ("https://app.example.com/welcome?x=1", "https://app.example.com/welcome?x=1"),
+        ("/tools/figme", "https://app.example.com/tools/figme"),
+        ("https://admin.example.com/users", "https://admin.example.com/users"),
+        ("https://evil.example/", "https://app.example.com/"),
+        ("https://app.example.com.evil.example/", "https://app.example.com/"),
+        ("http://app.example.com/", "https://app.example.com/"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        *fake.email.lock().unwrap() = (format!("user{i}@example.com"), true, format!("20{i}"));
+        let (status, location, _, _) = round_trip(&app, &fake, "github", callback, Tamper::None).await;
+        assert_eq!((status, location.as_str()), (302, want), "callbackURL {callback}");
+    }
+
+    let sign_up = serde_json::json!({"name": "Ada", "email": "ada@example.com", "password": crate::PASSWORD});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/sign-up/email", app.base_url()))
+        .json(&sign_up)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reset = serde_json::json!({"email": "ada@example.com"});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/request-password-reset", app.base_url()))
+        .json(&reset)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mails = app.state().mailer().outbox();
+    let to_ada: Vec<&str> = mails.iter().filter(|m| m.to == "ada@example.com").map(|m| m.body.as_str()).collect();
+    assert!(to_ada.iter().any(|b| b.contains("https://app.example.com/verify-email?token=")), "{to_ada:?}");
+    assert!(to_ada.iter().any(|b| b.contains("https://app.example.com/reset-password?token=")), "{to_ada:?}");
 }
 
 #[tokio::test]
