@@ -344,6 +344,12 @@ pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppRe
     move_asset(state, &asset, from, Bucket::Public, &key).await
 }
 
+/// An expiring download URL of an admin-bucket file (banner thumbnails, style previews).
+pub async fn admin_file_url(state: &AppState, key: &str) -> Option<String> {
+    let ttl = Duration::from_secs(state.settings().storage.download_url_ttl_secs);
+    state.storage().presign_get(&state.public_url(), Bucket::Admin, key, None, ttl).await.ok().map(|p| p.url)
+}
+
 /// An uploaded image of the caller's as a profile picture: published (a picture is seen by
 /// others), and its public URL returned.
 pub async fn avatar_url(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<String> {

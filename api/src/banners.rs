@@ -97,10 +97,7 @@ pub async fn reorder(
 pub async fn thumbnail_url(state: &AppState, row: &BannerRow) -> Option<String> {
     match &row.thumbnail {
         Some(t) if crate::urls::is_http_url(t) => Some(t.clone()),
-        Some(key) => {
-            let ttl = std::time::Duration::from_secs(state.settings().storage.download_url_ttl_secs);
-            state.storage().presign_get(&state.public_url(), Bucket::Admin, key, None, ttl).await.ok().map(|p| p.url)
-        }
+        Some(key) => crate::assets::admin_file_url(state, key).await,
         None => None,
     }
 }

@@ -94,6 +94,10 @@ pub struct StyleReference {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    /// The preview as an admin-bucket upload (shown through an expiring URL); not with
+    /// `imageUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_key: Option<String>,
     pub prompt: String,
 }
 
@@ -263,6 +267,11 @@ pub fn validate_config(raw: &serde_json::Value, providers: &[ProviderRow]) -> Ap
             && !crate::urls::is_http_url(url)
         {
             return Err(invalid(format!("{at}: imageUrl must be an http(s) URL")));
+        }
+        if let Some(key) = &style.image_key
+            && (style.image_url.is_some() || crate::storage::local_key_check(key).is_err())
+        {
+            return Err(invalid(format!("{at}: imageKey is an admin-bucket key, and not given with imageUrl")));
         }
     }
     if config.translations.len() > 50 {

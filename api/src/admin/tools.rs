@@ -154,6 +154,18 @@ async fn build_row(
         return Err(AppError::validation("position must be between -1000000 and 1000000"));
     }
     let config = validate_config(&f.config, &state.store().provider_list().await?)?;
+    let admin_bucket = state.storage().bucket_name(crate::storage::Bucket::Admin);
+    for style in &config.style_references {
+        if let Some(key) = &style.image_key
+            && state.store().asset_get_by_key(&admin_bucket, key).await?.is_none()
+        {
+            return Err(AppError::new(
+                crate::error::ErrorKind::Validation,
+                ErrorCode::InvalidToolConfig,
+                format!("style {}: imageKey '{key}' is not an admin-bucket upload", style.id),
+            ));
+        }
+    }
     Ok(ToolRow {
         id,
         slug: f.slug.clone(),

@@ -140,7 +140,7 @@ impl poem_openapi::types::Example for ToolTypeInput {
 }
 
 /// A tool as the API shows it, in the first of the `wanted` languages it has (else English).
-fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool, wanted: &[String]) -> Tool {
+async fn to_api(state: &AppState, row: ToolRow, types: &[ToolTypeRow], admin: bool, wanted: &[String]) -> Tool {
     let parsed: Option<tools::ToolConfig> = serde_json::from_value(row.config.0.clone()).ok();
     let mut locale = "en".to_string();
     let (mut title, mut description) = (row.title, row.description);
@@ -173,7 +173,8 @@ fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool, wanted: &[String]) -
                     .map(|s| ToolStyle {
                         name: names(style_names, &s.id, s.name),
                         id: s.id,
-                        image_url: s.image_url,
+                        // An admin-bucket preview is resolved below (it needs the store).
+                        image_url: s.image_url.or(s.image_key),
                         prompt: s.prompt,
                     })
                     .collect(),
@@ -181,6 +182,16 @@ fn to_api(row: ToolRow, types: &[ToolTypeRow], admin: bool, wanted: &[String]) -
         }
         None => (vec![], vec![]),
     };
+    let mut styles = styles;
+    for style in &mut styles {
+        if let Some(key) = style.image_url.take() {
+            style.image_url = if crate::urls::is_http_url(&key) {
+                Some(key)
+            } else {
+                crate::assets::admin_file_url(state, &key).await
+            };
+        }
+    }
     Tool {
         id: row.id,
         tool_type: types.iter().find(|t| t.id == row.tool_type_id).cloned().map(Into::into),
@@ -245,7 +256,11 @@ impl ToolsApi {
         let wanted = tools::wanted_locales(locale.0.as_deref(), accept_language.0.as_deref());
         let types = state.store().tool_type_list().await?;
         let rows = state.store().tool_list(true, featured.0.unwrap_or(false)).await?;
-        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, false, &wanted)).collect() }))
+        let mut tools = Vec::with_capacity(rows.len());
+        for row in rows {
+            tools.push(to_api(&state, row, &types, false, &wanted).await);
+        }
+        Ok(Json(ToolList { tools }))
     }
 
     /// One active tool by slug (public); disabled tools are 404. Languages and caching as
@@ -267,7 +282,7 @@ impl ToolsApi {
             .filter(|t| t.is_active)
             .ok_or_else(|| AppError::not_found("tool"))?;
         let types = state.store().tool_type_list().await?;
-        Ok(Json(to_api(row, &types, false, &wanted)))
+        Ok(Json(to_api(&state, row, &types, false, &wanted).await))
     }
 }
 
@@ -280,7 +295,11 @@ impl AdminToolsApi {
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
         let rows = admin::admin_list(&state, &principal).await?;
         let types = state.store().tool_type_list().await?;
-        Ok(Json(ToolList { tools: rows.into_iter().map(|r| to_api(r, &types, true, &[])).collect() }))
+        let mut tools = Vec::with_capacity(rows.len());
+        for row in rows {
+            tools.push(to_api(&state, row, &types, true, &[]).await);
+        }
+        Ok(Json(ToolList { tools }))
     }
 
     /// Creates a tool; the config is validated (step types, providers, models, costs).
@@ -292,7 +311,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::create(&state, &principal, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true, &[])))
+        Ok(Json(to_api(&state, saved, &state.store().tool_type_list().await?, true, &[]).await))
     }
 
     /// Replaces a tool (also how it is enabled or disabled).
@@ -305,7 +324,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(saved, &state.store().tool_type_list().await?, true, &[])))
+        Ok(Json(to_api(&state, saved, &state.store().tool_type_list().await?, true, &[]).await))
     }
 
     /// Deletes a tool that no task used; otherwise deactivate it.

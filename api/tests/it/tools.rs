@@ -205,6 +205,37 @@ async fn catalogue_in_languages_featured_and_cached(app: TestApp) {
     let pt = anon.tool_list(None, None, Some("pt")).await.unwrap().into_inner().tools;
     assert_eq!((pt[0].title.as_str(), pt[0].steps[0].name.as_str(), pt[0].locale.as_str()), ("Eco", "Eco", "pt-BR"));
 
+    // A style's preview may be an admin-bucket upload, shown through an expiring URL.
+    let figme_admin =
+        as_admin.admin_tool_list().await.unwrap().into_inner().tools.into_iter().find(|t| t.slug == "figme").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sketch.png");
+    let preview = funmagic_api::testing::sample_png(20, 20);
+    std::fs::write(&path, &preview).unwrap();
+    let upload = funmagic_sdk::files::upload_admin_file(&as_admin, &path, None, |_, _| {}).await.unwrap();
+    let mut fig_config = figme_admin.config.clone().unwrap();
+    fig_config["styleReferences"][0]["imageKey"] = upload.storage_key.clone().into();
+    let fig_input = |config: serde_json::Value| types::ToolInput {
+        slug: "figme".parse().unwrap(),
+        title: "FigMe".parse().unwrap(),
+        description: None,
+        tool_type_id: figme_admin.tool_type.as_ref().unwrap().id,
+        config,
+        is_active: Some(true),
+        featured: Some(true),
+        position: Some(10),
+    };
+    as_admin.admin_tool_update(&figme_admin.id, &fig_input(fig_config.clone())).await.unwrap();
+    let shown = anon.tool_get(&figme, None, None).await.unwrap().into_inner();
+    let url = shown.style_references[0].image_url.clone().unwrap_or_else(|| panic!("no preview: {shown:?}"));
+    assert_eq!(reqwest::get(&url).await.unwrap().bytes().await.unwrap().to_vec(), preview);
+    let mut missing = fig_config.clone();
+    missing["styleReferences"][0]["imageKey"] = "styles/not-uploaded.png".into();
+    assert_eq!(err_code(as_admin.admin_tool_update(&figme_admin.id, &fig_input(missing)).await).0, 422);
+    let mut both = fig_config.clone();
+    both["styleReferences"][0]["imageUrl"] = "https://img.example/s.png".into();
+    assert_eq!(err_code(as_admin.admin_tool_update(&figme_admin.id, &fig_input(both)).await).0, 422);
+
     // Translations are checked like the rest of the config.
     for bad in [
         serde_json::json!({ "zh": { "steps": { "nope": "x" } } }),
