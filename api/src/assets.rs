@@ -261,8 +261,16 @@ pub async fn complete_upload(
         task_id: None,
         created_at: now,
         updated_at: now,
+        thumbnail_key: None,
     };
-    Ok(state.store().asset_create(&asset).await?)
+    let asset = state.store().asset_create(&asset).await?;
+    if actual.is_some_and(FileType::is_image) {
+        match state.storage().get(bucket, storage_key).await {
+            Ok(bytes) => return Ok(with_thumbnail(state, asset, bytes).await),
+            Err(e) => tracing::warn!(error = %e, key = storage_key, "no thumbnail: the upload could not be read"),
+        }
+    }
+    Ok(asset)
 }
 
 /// The caller's asset (admins: anyone's); otherwise 404.
@@ -306,6 +314,9 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
 async fn remove(state: &AppState, asset: &AssetRow) -> AppResult<()> {
     let bucket = bucket_of(state, asset)?;
     state.storage().delete(bucket, &asset.storage_key).await.map_err(storage_error)?;
+    if let Some(thumb) = &asset.thumbnail_key {
+        state.storage().delete(Bucket::Private, thumb).await.map_err(storage_error)?;
+    }
     state.store().asset_delete(asset.id).await?;
     Ok(())
 }
@@ -539,7 +550,7 @@ pub async fn store_output(
     let filename = sanitize_filename(filename);
     let key = private_key(user_id, module, &filename);
     let size = data.len() as i64;
-    state.storage().put(Bucket::Private, &key, data, file_type.mime()).await.map_err(storage_error)?;
+    state.storage().put(Bucket::Private, &key, data.clone(), file_type.mime()).await.map_err(storage_error)?;
     let now = state.clock().now();
     let asset = AssetRow {
         id: Uuid::now_v7(),
@@ -554,8 +565,64 @@ pub async fn store_output(
         task_id,
         created_at: now,
         updated_at: now,
+        thumbnail_key: None,
     };
-    Ok(state.store().asset_create(&asset).await?)
+    let asset = state.store().asset_create(&asset).await?;
+    Ok(if file_type.is_image() { with_thumbnail(state, asset, data).await } else { asset })
+}
+
+/// The longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 256;
+
+/// Makes an image asset's thumbnail (a PNG of at most [`THUMBNAIL_SIDE`] px a side, under
+/// `thumbs/` in the private bucket) and records it; on failure the asset simply has none.
+async fn with_thumbnail(state: &AppState, mut asset: AssetRow, bytes: Bytes) -> AssetRow {
+    let made = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_IMAGE_SIDE);
+        limits.max_image_height = Some(MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(300 * 1024 * 1024);
+        reader.limits(limits);
+        let thumb = reader.decode().map_err(|e| e.to_string())?.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+        let mut out = Vec::new();
+        thumb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .await;
+    let png = match made {
+        Ok(Ok(png)) => png,
+        Ok(Err(e)) => {
+            tracing::info!(asset = %asset.id, error = %e, "no thumbnail: the image could not be read");
+            return asset;
+        }
+        Err(e) => {
+            tracing::warn!(asset = %asset.id, error = %e, "thumbnail task failed");
+            return asset;
+        }
+    };
+    let key = format!("{THUMBS_PREFIX}{}.png", asset.id);
+    let stored = state.storage().put(Bucket::Private, &key, png.into(), "image/png").await;
+    match stored {
+        Ok(()) => match state.store().asset_set_thumbnail(asset.id, &key).await {
+            Ok(()) => asset.thumbnail_key = Some(key),
+            Err(e) => tracing::warn!(asset = %asset.id, error = %e, "thumbnail not recorded"),
+        },
+        Err(e) => tracing::warn!(asset = %asset.id, error = %e, "thumbnail not stored"),
+    }
+    asset
+}
+
+/// Where thumbnails live in the private bucket.
+pub const THUMBS_PREFIX: &str = "thumbs/";
+
+/// An expiring URL of an asset's thumbnail, if it has one.
+pub async fn thumbnail_url(state: &AppState, asset: &AssetRow) -> Option<String> {
+    let key = asset.thumbnail_key.as_deref()?;
+    let ttl = Duration::from_secs(state.settings().storage.download_url_ttl_secs);
+    state.storage().presign_get(&state.public_url(), Bucket::Private, key, None, ttl).await.ok().map(|p| p.url)
 }
 
 #[cfg(test)]

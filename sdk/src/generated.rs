@@ -219,6 +219,13 @@ pub mod types {
             skip_serializing_if = "::std::option::Option::is_none"
         )]
         pub task_id: ::std::option::Option<::uuid::Uuid>,
+        /**Images: a small preview (PNG, at most 256 px a side), an expiring URL like
+`downloadUrl`'s.*/
+        #[serde(
+            rename = "thumbnailUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub thumbnail_url: ::std::option::Option<::std::string::String>,
         #[serde(rename = "userId")]
         pub user_id: ::uuid::Uuid,
         pub visibility: Visibility,
@@ -6674,7 +6681,8 @@ Sends a `POST` request to `/api/uploads/complete`
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
-    /**The caller's assets, newest first
+    /**The caller's assets, newest first, each with its download URL and (images) a
+thumbnail URL
 
 Sends a `GET` request to `/api/assets`
 

@@ -101,6 +101,9 @@ pub struct Asset {
     pub download_url: Option<String>,
     /// When `downloadUrl` stops working (absent for public assets).
     pub download_url_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Images: a small preview (PNG, at most 256 px a side), an expiring URL like
+    /// `downloadUrl`'s.
+    pub thumbnail_url: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -110,13 +113,11 @@ pub struct AssetList {
     pub next_cursor: Option<Uuid>,
 }
 
-async fn to_api(state: &AppState, row: AssetRow, with_url: bool) -> Result<Asset> {
-    let (download_url, download_url_expires_at) = if with_url {
-        let (url, exp) = assets::download_url(state, &row).await?;
-        (Some(url), exp)
-    } else {
-        (None, None)
-    };
+/// An asset with its download URL (and thumbnail URL, for images).
+async fn to_api(state: &AppState, row: AssetRow) -> Result<Asset> {
+    let (url, download_url_expires_at) = assets::download_url(state, &row).await?;
+    let download_url = Some(url);
+    let thumbnail_url = assets::thumbnail_url(state, &row).await;
     let visibility = match Bucket::from_visibility(&row.visibility) {
         Some(Bucket::Public) => Visibility::Public,
         Some(Bucket::Admin) => Visibility::AdminPrivate,
@@ -135,6 +136,7 @@ async fn to_api(state: &AppState, row: AssetRow, with_url: bool) -> Result<Asset
         created_at: row.created_at,
         download_url,
         download_url_expires_at,
+        thumbnail_url,
     })
 }
 
@@ -159,8 +161,9 @@ async fn list(
     let mut rows = state.store().asset_list(user, module, cursor, limit + 1).await?;
     let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
     let mut out = Vec::with_capacity(rows.len());
+    // Each item with its URLs: a gallery needs this one call.
     for row in rows {
-        out.push(to_api(state, row, false).await?);
+        out.push(to_api(state, row).await?);
     }
     Ok(Json(AssetList { assets: out, next_cursor }))
 }
@@ -197,10 +200,11 @@ impl AssetsApi {
         body: Json<CompleteUploadRequest>,
     ) -> Result<Json<Asset>> {
         let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Private).await?;
-        to_api(&state, row, true).await.map(Json)
+        to_api(&state, row).await.map(Json)
     }
 
-    /// The caller's assets, newest first.
+    /// The caller's assets, newest first, each with its download URL and (images) a
+    /// thumbnail URL.
     #[oai(path = "/api/assets", method = "get", operation_id = "asset_list")]
     async fn asset_list(
         &self,
@@ -222,7 +226,7 @@ impl AssetsApi {
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
         let row = assets::asset_for(&state, &principal, id.0).await?;
-        to_api(&state, row, true).await.map(Json)
+        to_api(&state, row).await.map(Json)
     }
 
     /// Deletes an asset and its file.
@@ -246,7 +250,7 @@ impl AssetsApi {
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
         let row = assets::publish(&state, &principal, id.0).await?;
-        to_api(&state, row, true).await.map(Json)
+        to_api(&state, row).await.map(Json)
     }
 
     /// Moves a published asset back to private storage.
@@ -258,7 +262,7 @@ impl AssetsApi {
         id: Path<Uuid>,
     ) -> Result<Json<Asset>> {
         let row = assets::unpublish(&state, &principal, id.0).await?;
-        to_api(&state, row, true).await.map(Json)
+        to_api(&state, row).await.map(Json)
     }
 }
 
@@ -295,7 +299,7 @@ impl AdminAssetsApi {
         body: Json<CompleteUploadRequest>,
     ) -> Result<Json<Asset>> {
         let row = assets::complete_upload(&state, &principal, &body.storage_key, Bucket::Admin).await?;
-        to_api(&state, row, true).await.map(Json)
+        to_api(&state, row).await.map(Json)
     }
 
     /// Any user's assets.

@@ -66,6 +66,16 @@ macro_rules! asset_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            pub async fn asset_set_thumbnail(&self, id: uuid::Uuid, key: &str) -> $crate::store::StoreResult<()> {
+                sqlx::query($crate::store::sql::assets::ASSET_SET_THUMBNAIL)
+                    .bind(id)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             pub async fn asset_delete(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
                 sqlx::query($crate::store::sql::assets::ASSET_DELETE)
                     .bind(id)

@@ -78,6 +78,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0011_featured_tools.sql"),
         include_str!("../../../migrations/sqlite/0011_featured_tools.sql"),
     ),
+    (
+        12,
+        "asset_thumbnails",
+        include_str!("../../../migrations/postgres/0012_asset_thumbnails.sql"),
+        include_str!("../../../migrations/sqlite/0012_asset_thumbnails.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

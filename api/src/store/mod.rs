@@ -293,6 +293,7 @@ forward! {
     /// A user's assets, newest first, optionally of one module.
     fn asset_list(user_id: Uuid, module: Option<&str>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<AssetRow>>;
     fn asset_delete(id: Uuid) -> StoreResult<bool>;
+    fn asset_set_thumbnail(id: Uuid, key: &str) -> StoreResult<()>;
     fn asset_move(id: Uuid, bucket: &str, key: &str, visibility: &str) -> StoreResult<AssetRow>;
     /// Bytes a user occupies: assets plus uploads in flight.
     fn storage_usage(user_id: Uuid) -> StoreResult<i64>;

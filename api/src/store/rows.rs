@@ -270,6 +270,8 @@ pub struct AssetRow {
     pub task_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its small preview (images), in the private bucket.
+    pub thumbnail_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

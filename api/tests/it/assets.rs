@@ -14,6 +14,7 @@ funmagic_api::test_both_backends!(
     signatures_are_enforced,
     publish_admin_and_worker_helpers,
     upload_urls_write_once_while_pending,
+    gallery_in_one_call,
 );
 
 /// Embedded only: the S3 buckets of the tests are shared by every test app, and a sweep
@@ -423,4 +424,61 @@ async fn quota_holds_under_concurrency_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_holds_under_concurrency_scale_out() {
     quota_holds_under_concurrency(TestBackend::ScaleOut).await;
+}
+
+/// `GET /api/assets` gives every item its download URL and, for images, a thumbnail made
+/// once when the file was stored; deleting the asset deletes the thumbnail too.
+async fn gallery_in_one_call(app: TestApp) {
+    let ada = actor(&app, "ada@example.com", Role::User).await;
+    let as_ada = client_as(&app, &ada.token);
+    let dir = tempfile::tempdir().unwrap();
+    let photo_path = dir.path().join("photo.png");
+    let photo = funmagic_api::testing::sample_png(640, 480);
+    std::fs::write(&photo_path, &photo).unwrap();
+    let uploaded = funmagic_sdk::files::upload_file(&as_ada, &photo_path, None, |_, _| {}).await.unwrap();
+    let state = app.state();
+    let model = funmagic_api::assets::store_output(
+        state,
+        ada.id,
+        None,
+        "3d-gen",
+        "m.glb",
+        funmagic_api::assets::FileType::Glb,
+        b"glTF\x02\0\0\0".to_vec().into(),
+    )
+    .await
+    .unwrap();
+    let output = funmagic_api::assets::store_output(
+        state,
+        ada.id,
+        None,
+        "image-gen",
+        "out.png",
+        funmagic_api::assets::FileType::Png,
+        funmagic_api::testing::sample_png(100, 300).into(),
+    )
+    .await
+    .unwrap();
+
+    let list = as_ada.asset_list(None, None, None).await.unwrap().into_inner().assets;
+    assert_eq!(list.len(), 3);
+    for a in &list {
+        let url = a.download_url.as_deref().expect("every item has its download URL");
+        let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+        assert_eq!(bytes.len() as i64, a.size, "{}", a.storage_key);
+    }
+    let thumb = |id: uuid::Uuid| list.iter().find(|a| a.id == id).unwrap().thumbnail_url.clone();
+    assert_eq!(thumb(model.id), None, "models have no thumbnail");
+    for (id, want) in [(uploaded.id, (256, 192)), (output.id, (85, 256))] {
+        let url = thumb(id).expect("images have a thumbnail");
+        let bytes = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((img.width(), img.height()), want);
+    }
+    assert!(as_ada.asset_get(&uploaded.id).await.unwrap().into_inner().thumbnail_url.is_some());
+
+    let key = state.store().asset_get(uploaded.id).await.unwrap().unwrap().thumbnail_key.unwrap();
+    as_ada.asset_delete(&uploaded.id).await.unwrap();
+    let bucket = funmagic_api::storage::Bucket::Private;
+    assert!(state.storage().head(bucket, &key).await.unwrap().is_none(), "the thumbnail went with it");
 }

@@ -716,7 +716,8 @@ async fn profile_name_and_picture(app: TestApp) {
         |id: uuid::Uuid| types::UpdateProfileRequest { image_asset_id: Some(id), ..update(None, None, None) };
     let user = as_ada.auth_user_update(&from_file(photo.id)).await.unwrap().into_inner();
     let url = user.image.expect("a picture");
-    assert_eq!(reqwest::get(&url).await.unwrap().bytes().await.unwrap().to_vec(), png, "{url}");
+    let served = funmagic_api::testing::fetch_public(&url).await.bytes().await.unwrap().to_vec();
+    assert_eq!(served, png, "{url}");
     assert_eq!(as_ada.asset_get(&photo.id).await.unwrap().into_inner().visibility, types::Visibility::Public);
     let model = store(ada.id, "m.glb", funmagic_api::assets::FileType::Glb, b"glTF\x02\0\0\0".to_vec()).await;
     assert_eq!(err_code(as_ada.auth_user_update(&from_file(model.id)).await), (422, "INVALID_IMAGE".into()));

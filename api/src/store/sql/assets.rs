@@ -5,22 +5,24 @@ statements! {
     /// `asset_create`
     ASSET_CREATE = "INSERT INTO assets (id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-    RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at";
+    RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at, thumbnail_key";
     /// `asset_get`
-    ASSET_GET = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
+    ASSET_GET = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at, thumbnail_key
     FROM assets WHERE id = $1";
     /// `asset_get_by_key`
-    ASSET_GET_BY_KEY = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
+    ASSET_GET_BY_KEY = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at, thumbnail_key
     FROM assets WHERE bucket = $1 AND storage_key = $2";
     /// `asset_list`
-    ASSET_LIST = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at
+    ASSET_LIST = "SELECT id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at, thumbnail_key
     FROM assets WHERE user_id = $1 AND ($2 IS NULL OR module = $2) AND ($3 IS NULL OR id < $3)
     ORDER BY id DESC LIMIT $4";
+    /// `asset_set_thumbnail`
+    ASSET_SET_THUMBNAIL = "UPDATE assets SET thumbnail_key = $2 WHERE id = $1";
     /// `asset_delete`
     ASSET_DELETE = "DELETE FROM assets WHERE id = $1";
     /// `asset_move`
     ASSET_MOVE = "UPDATE assets SET bucket = $2, storage_key = $3, visibility = $4, updated_at = $5 WHERE id = $1
-    RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at";
+    RETURNING id, user_id, bucket, storage_key, visibility, module, filename, mime_type, size, task_id, created_at, updated_at, thumbnail_key";
     /// `storage_usage`
     STORAGE_USAGE = "SELECT (SELECT CAST(SUM(size) AS BIGINT) FROM assets WHERE user_id = $1),
     (SELECT CAST(SUM(size) AS BIGINT) FROM pending_uploads WHERE user_id = $1)";
