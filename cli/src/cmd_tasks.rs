@@ -17,7 +17,9 @@ use crate::output::{self, DIM, HEADER};
 pub struct RunArgs {
     /// The tool's slug (see `funmagic tools list`).
     tool: String,
-    /// An input image or model to upload first (becomes `imageStorageKey`).
+    /// An input image or model to upload first (becomes `imageStorageKey`), or an https
+    /// URL of an image, which the server downloads (`imageUrl`).
+    #[arg(value_name = "FILE|URL")]
     file: Option<PathBuf>,
     /// Run only this step (default: every step of the tool, in order, each taking the
     /// previous one's output).
@@ -92,7 +94,11 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
     if let Some(prompt) = &args.prompt {
         input.insert("prompt".into(), prompt.clone().into());
     }
-    if let Some(file) = &args.file {
+    let url =
+        args.file.as_deref().and_then(|f| f.to_str()).filter(|f| f.starts_with("https://") || f.starts_with("http://"));
+    if let Some(url) = url {
+        input.insert("imageUrl".into(), url.into());
+    } else if let Some(file) = &args.file {
         let asset = crate::cmd_assets::upload_with_bar(ctx, file, Some("uploads")).await?;
         input.insert("imageStorageKey".into(), asset.storage_key.into());
     }

@@ -89,6 +89,10 @@ async fn local_tools_and_providers_from_the_cli() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let ply = std::fs::read(out_dir.join("photo-points.ply")).unwrap();
     assert!(String::from_utf8_lossy(&ply[..200]).contains("element vertex 30000"));
+    // A URL is sent for the server to fetch, through its guard: an inside address is refused.
+    let out = cli(&["run", "background-remove", "https://169.254.169.254/latest/meta-data/"]).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("IMAGE_URL_REFUSED"), "{}", stderr(&out));
 
     // Providers: add with the key on stdin, list (last 4 only), disable.
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic"))
