@@ -103,7 +103,7 @@ run_backend() {
     for pass in main session last; do
       credential=$key
       local -a select=(--exclude-operation-id auth_api_key_revoke --exclude-operation-id admin_user_role_set
-        --exclude-path-regex '^/api/tasks/\{id\}/stream$')
+        --exclude-operation-id admin_user_delete --exclude-path-regex '^/api/tasks/\{id\}/stream$')
       local limit=$max_time
       if [ "$pass" = session ]; then
         # What only a signed-in session may do (API keys get 403 SESSION_REQUIRED there).
@@ -118,7 +118,8 @@ run_backend() {
         limit=$last_time
       elif [ "$pass" = last ]; then
         select=(--include-operation-id auth_api_key_list --include-operation-id auth_api_key_revoke
-          --include-operation-id admin_user_list --include-operation-id admin_user_role_set)
+          --include-operation-id admin_user_list --include-operation-id admin_user_role_set
+          --include-operation-id admin_user_delete)
         limit=$last_time
       fi
       log "$backend as $role ($pass pass): up to $examples cases per operation and phase, at most ${limit}s"
