@@ -61,8 +61,16 @@ impl Allow {
         let entries = list
             .iter()
             .filter_map(|entry| {
-                let url = Url::parse(&format!("http://{}/", entry.trim())).ok()?;
-                Some((url.host_str()?.to_ascii_lowercase(), url.port()))
+                let entry = entry.trim();
+                // The port as written (the URL parser would drop a scheme's default, `:80`).
+                let (host, port) = match entry.rsplit_once(':') {
+                    Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+                        (h, Some(p.parse().ok()?))
+                    }
+                    _ => (entry, None),
+                };
+                let url = Url::parse(&format!("http://{host}/")).ok()?;
+                Some((url.host_str()?.to_ascii_lowercase(), port))
             })
             .collect();
         Self { entries }
@@ -128,6 +136,11 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 /// Checks one URL (the first, or a redirect's target) by parsing it.
 fn check_url(url: &Url, allow: &Allow) -> Result<(), String> {
     let allowed = allow.url(url);
+    // A host allowed on one port only: its other ports are not reachable either (its
+    // addresses, inside ones included, are not filtered once resolved).
+    if !allowed && url.host_str().is_some_and(|h| allow.host(h)) {
+        return Err("this host is allowed on another port only".into());
+    }
     match url.scheme() {
         "https" => {}
         "http" if allowed => {}
@@ -169,11 +182,9 @@ impl Resolve for GuardedResolver {
             let usable: Vec<SocketAddr> =
                 found.iter().filter(|ip| allowed || is_public(**ip)).map(|ip| SocketAddr::new(*ip, 0)).collect();
             if usable.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> = if found.is_empty() {
-                    format!("{host} does not resolve").into()
-                } else {
-                    Box::new(Refusal(format!("{host} resolves to an address that is not public")))
-                };
+                // One answer for both: which inside names exist is nobody's business.
+                let err: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(Refusal(format!("{host} does not resolve to a public address")));
                 return Err(err);
             }
             let addrs: Addrs = Box::new(usable.into_iter());
@@ -327,5 +338,9 @@ mod tests {
         assert!(check("http://127.0.0.1/a.png", &allow).is_err(), "another port");
         assert!(check("http://images.internal/a.png", &allow).is_ok());
         assert!(allow.host("127.0.0.1") && allow.host("images.internal") && !allow.host("evil.example"));
+        let one_port = Allow::new(&["images.internal:80".into()]);
+        assert!(check("http://images.internal/a.png", &one_port).is_ok(), ":80 is the http default");
+        assert!(check("https://images.internal/a.png", &one_port).is_err(), "443 is another port");
+        assert!(check("http://images.internal:8080/a.png", &one_port).is_err());
     }
 }

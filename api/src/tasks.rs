@@ -97,10 +97,16 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
     if let Some(first) = steps.first() {
         validate_input(first, &input)?;
         // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
-        // provider then reads the same checked file.
-        if first.kind != StepKind::Echo
+        // provider then reads the same checked file (and none gets the raw URL).
+        if steps.iter().any(|s| s.kind != StepKind::Echo)
             && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
         {
+            // Nothing is fetched for a submission its credits cannot pay for.
+            let cost: i64 = steps.iter().map(|s| s.cost).sum();
+            let available = state.store().credits_get(principal.user_id()).await?.available();
+            if available < cost {
+                return Err(crate::credits::insufficient(cost, available));
+            }
             let asset = crate::assets::import_url(state, principal.user_id(), &url).await?;
             if let Some(obj) = input.as_object_mut() {
                 obj.remove("imageUrl");

@@ -46,6 +46,9 @@ pub fn normalize_email(raw: &str) -> AppResult<String> {
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
+        // Reserved (RFC 2606): never delivers mail, and deleted accounts are renamed into it.
+        || domain == "invalid"
+        || domain.ends_with(".invalid")
     {
         return Err(invalid());
     }
@@ -357,7 +360,8 @@ pub async fn sessions_revoke_others(state: &AppState, principal: &Principal) -> 
 const FRESH_SIGN_IN_MINUTES: i64 = 10;
 
 /// Deletes the caller's own account. The proof asked for: the password; an account without
-/// one (OAuth sign-in only) must use a session signed in within the last ten minutes.
+/// one (OAuth sign-in only) must use a session made within the last ten minutes, with an
+/// OAuth sign-in within them too.
 pub async fn delete_own_account(
     state: &AppState,
     principal: &Principal,
@@ -379,14 +383,17 @@ pub async fn delete_own_account(
             }
         }
         None => {
+            // Both the session and an OAuth sign-in must be recent: a session that a device
+            // approval minted from an old one is new, but no sign-in happened.
             let now = state.clock().now();
+            let recent =
+                |at: chrono::DateTime<chrono::Utc>| now - at <= chrono::Duration::minutes(FRESH_SIGN_IN_MINUTES);
             let fresh = match principal.session_id() {
-                Some(id) => state
-                    .store()
-                    .sessions_of_user(principal.user_id(), now)
-                    .await?
-                    .iter()
-                    .any(|s| s.id == id && now - s.created_at <= chrono::Duration::minutes(FRESH_SIGN_IN_MINUTES)),
+                Some(id) => {
+                    let sessions = state.store().sessions_of_user(principal.user_id(), now).await?;
+                    sessions.iter().any(|s| s.id == id && recent(s.created_at))
+                        && state.store().last_external_sign_in(principal.user_id()).await?.is_some_and(recent)
+                }
                 None => false,
             };
             if !fresh {
@@ -432,7 +439,11 @@ async fn delete_account(state: &AppState, user_id: Uuid) -> AppResult<()> {
     state.authenticator().forget(&hashes).await;
     state.authenticator().forget_user(user_id).await;
     tracing::info!(user = %user_id, "account deleted");
-    finish_deletion(state, user_id).await
+    // The account is gone from here on; what fails now the sweep finishes.
+    if let Err(e) = finish_deletion(state, user_id).await {
+        tracing::warn!(user = %user_id, error = %e, "account deleted; its files and tasks are left to the sweep");
+    }
+    Ok(())
 }
 
 /// Cancels a deleted account's unfinished tasks and deletes its files.
@@ -449,7 +460,10 @@ async fn finish_deletion(state: &AppState, user_id: Uuid) -> AppResult<()> {
 pub async fn sweep_deleted_accounts(state: &AppState) -> AppResult<usize> {
     let users = state.store().users_deleted_unfinished(100).await?;
     for &user in &users {
-        finish_deletion(state, user).await?;
+        // One account's failure (a storage error) must not hold up the others.
+        if let Err(e) = finish_deletion(state, user).await {
+            tracing::warn!(user = %user, error = %e, "could not finish an account deletion");
+        }
     }
     Ok(users.len())
 }

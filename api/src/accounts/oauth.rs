@@ -305,6 +305,8 @@ async fn find_or_create_user(
     } else {
         link_user(state, provider, &identity).await?
     };
+    // When this sign-in happened: what "signed in recently" is judged by (account deletion).
+    store.account_touch(provider.id(), &identity.account_id, state.clock().now()).await?;
     // The provider's picture becomes the avatar of a user who has none.
     match identity.image.as_deref() {
         Some(url) if user.image.is_none() && url.len() <= 2048 && crate::urls::is_http_url(url) => {

@@ -77,6 +77,33 @@ macro_rules! auth_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            pub async fn account_touch(
+                &self,
+                provider_id: &str,
+                account_id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query($crate::store::sql::auth::ACCOUNT_TOUCH)
+                    .bind(provider_id)
+                    .bind(account_id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn last_external_sign_in(
+                &self,
+                user_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+                sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>($crate::store::sql::auth::LAST_EXTERNAL_SIGN_IN)
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             pub async fn account_link(
                 &self,
                 user_id: uuid::Uuid,
@@ -564,9 +591,12 @@ macro_rules! delete_account_writes {
         hashes.extend(
             sqlx::query_scalar::<_, String>(q::API_KEYS_DELETE_FOR_USER).bind($user_id).fetch_all(&mut *$tx).await?,
         );
-        for statement in
-            [q::ACCOUNTS_DELETE_FOR_USER, q::DEVICE_CODES_DELETE_FOR_USER, q::PENDING_UPLOADS_DELETE_FOR_USER]
-        {
+        for statement in [
+            q::ACCOUNTS_DELETE_FOR_USER,
+            q::DEVICE_CODES_DELETE_FOR_USER,
+            q::PENDING_UPLOADS_DELETE_FOR_USER,
+            q::IDEMPOTENCY_KEYS_DELETE_FOR_USER,
+        ] {
             sqlx::query(statement).bind($user_id).execute(&mut *$tx).await?;
         }
         sqlx::query(q::VERIFICATIONS_DELETE_FOR_USER).bind($user_id.to_string()).execute(&mut *$tx).await?;

@@ -239,6 +239,10 @@ forward! {
     fn password_hash_get(user_id: Uuid) -> StoreResult<Option<String>>;
     fn password_hash_set(user_id: Uuid, hash: &str) -> StoreResult<()>;
     fn account_get(provider_id: &str, account_id: &str) -> StoreResult<Option<AccountRow>>;
+    /// Records an external (OAuth) sign-in through this account at `at`.
+    fn account_touch(provider_id: &str, account_id: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// When the user last signed in through an external account (OAuth), if ever.
+    fn last_external_sign_in(user_id: Uuid) -> StoreResult<Option<DateTime<Utc>>>;
     fn account_link(user_id: Uuid, provider_id: &str, account_id: &str, access_token: Option<&str>, scope: Option<&str>) -> StoreResult<()>;
     /// A session issued at `now` (the app's clock, which its freshness is judged by).
     fn session_create(user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>, ip_address: Option<&str>, user_agent: Option<&str>, now: DateTime<Utc>) -> StoreResult<SessionRow>;

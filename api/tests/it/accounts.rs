@@ -166,6 +166,8 @@ async fn accounts_without_a_password_need_a_fresh_sign_in(app: TestApp) {
     let oauth_user =
         |email: &str| NewUser { email: email.into(), name: "Octo".into(), role: Role::User, email_verified: true };
     let octo = state.store().user_create(&oauth_user("octo@example.com")).await.unwrap();
+    state.store().account_link(octo.id, "github", "583231", None, Some("read:user")).await.unwrap();
+    state.store().account_touch("github", "583231", state.clock().now()).await.unwrap();
     let old = flows::create_session(state, octo.clone(), &flows::Client::default()).await.unwrap();
     let key = client_as(&app, &old.token)
         .auth_api_key_create(&types::CreateApiKeyRequest {
@@ -179,6 +181,10 @@ async fn accounts_without_a_password_need_a_fresh_sign_in(app: TestApp) {
     assert_eq!(delete_own(&app, &key.key, None).await, (403, "REAUTHENTICATION_REQUIRED".into()));
     app.advance_clock(Duration::from_secs(11 * 60));
     assert_eq!(delete_own(&app, &old.token, None).await, (403, "REAUTHENTICATION_REQUIRED".into()));
+    // A new session without a new OAuth sign-in (as a device approval would mint) is not enough.
+    let minted = flows::create_session(state, octo.clone(), &flows::Client::default()).await.unwrap();
+    assert_eq!(delete_own(&app, &minted.token, None).await, (403, "REAUTHENTICATION_REQUIRED".into()));
+    state.store().account_touch("github", "583231", state.clock().now()).await.unwrap();
     let fresh = flows::create_session(state, octo.clone(), &flows::Client::default()).await.unwrap();
     assert_eq!(delete_own(&app, &fresh.token, None).await, (200, String::new()));
     assert_eq!(err_code(client_as(&app, &old.token).auth_session_get().await).0, 401);
@@ -202,7 +208,18 @@ async fn admins_delete_accounts_by_role(app: TestApp) {
     assert_eq!(err_code(client_as(&app, &bob.token).auth_session_get().await).0, 401);
     let role = types::SetRoleRequest { role: types::UserRole::Admin };
     assert_eq!(err_code(as_root.admin_user_role_set(&bob.id, &role).await).0, 404, "a tombstone is not promoted");
+    // An admin's uploads to the admin bucket are the site's (banner thumbnails, style
+    // previews): they stay when the admin's account goes.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("banner.png");
+    std::fs::write(&path, funmagic_api::testing::sample_png(16, 16)).unwrap();
+    let site_file =
+        funmagic_sdk::files::upload_admin_file(&client_as(&app, &other_admin.token), &path, None, |_, _| {})
+            .await
+            .unwrap();
     as_root.admin_user_delete(&other_admin.id).await.unwrap();
+    assert!(app.state().store().asset_get(site_file.id).await.unwrap().is_some(), "site files stay");
+    assert_eq!(funmagic_api::accounts::flows::sweep_deleted_accounts(app.state()).await.unwrap(), 0);
 
     // The only super admin cannot go, by either route; with a second one, it can.
     assert_eq!(err_code(as_root.admin_user_delete(&root.id).await), (409, "LAST_SUPER_ADMIN".into()));

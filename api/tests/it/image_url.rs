@@ -114,6 +114,13 @@ async fn image_urls_are_fetched_through_the_guard() {
         };
         assert_eq!(err_code(as_ada.task_create(None, &both).await).0, 422);
         assert_eq!(as_ada.credits_balance_get().await.unwrap().into_inner().balance, 80);
+        // Nothing is fetched for a submission its credits cannot pay for.
+        let broke = actor(&app, "broke@example.com", Role::User).await;
+        let hits = fake.hits("GET /photos/cat.png").len();
+        let url = format!("{}/photos/cat.png", fake.base);
+        let got = err_code(client_as(&app, &broke.token).task_create(None, &submit("background-remove", &url)).await);
+        assert_eq!(got, (402, "INSUFFICIENT_CREDITS".into()));
+        assert_eq!(fake.hits("GET /photos/cat.png").len(), hits);
         assert_eq!(state.store().asset_ids_of_user(ada.id, 100).await.unwrap().len(), assets_before);
         // The metadata address was never asked: no connection left this machine for it.
         assert!(fake.hits("GET /latest/meta-data/").is_empty());

@@ -165,6 +165,12 @@ async fn catalogue_in_languages_featured_and_cached(app: TestApp) {
     assert_eq!(first.headers()["cache-control"], "public, no-cache");
     let vary: Vec<&str> = first.headers().get_all("vary").iter().map(|v| v.to_str().unwrap()).collect();
     assert!(vary.iter().any(|v| v.contains("Accept-Language")), "{vary:?}");
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(
+        (head.status().as_u16(), head.headers()["etag"].to_str().unwrap()),
+        (200, etag.as_str()),
+        "HEAD: the GET's tag"
+    );
     let again = http.get(&url).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(again.status(), 304);
     assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);

@@ -15,6 +15,11 @@ statements! {
     /// `account_link`
     ACCOUNT_LINK = "INSERT INTO accounts (id, user_id, provider_id, account_id, access_token, scope, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+    /// `account_touch`: an external sign-in just happened through this account
+    ACCOUNT_TOUCH = "UPDATE accounts SET updated_at = $3 WHERE provider_id = $1 AND account_id = $2";
+    /// `last_external_sign_in`
+    LAST_EXTERNAL_SIGN_IN = "SELECT updated_at FROM accounts WHERE user_id = $1 AND provider_id <> 'credential'
+    ORDER BY updated_at DESC LIMIT 1";
     /// `user_set_email_verified`
     USER_SET_EMAIL_VERIFIED = "UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1";
     /// `user_set_profile`: the name, and the picture when `$3` (NULL clears it)
@@ -120,14 +125,17 @@ statements! {
     VERIFICATIONS_DELETE_FOR_USER = "DELETE FROM verifications WHERE substr(identifier, length(identifier) - 35) = $1";
     /// `user_delete_account`: uploads not completed (the incoming sweep removes their objects)
     PENDING_UPLOADS_DELETE_FOR_USER = "DELETE FROM pending_uploads WHERE user_id = $1";
+    /// `user_delete_account`: stored answers of money-moving requests
+    IDEMPOTENCY_KEYS_DELETE_FOR_USER = "DELETE FROM idempotency_keys WHERE user_id = $1";
     /// `users_deleted_unfinished`: deleted accounts that still own files or unfinished tasks
     USERS_DELETED_UNFINISHED = "SELECT u.id FROM users u WHERE u.deleted_at IS NOT NULL
-    AND (EXISTS (SELECT 1 FROM assets a WHERE a.user_id = u.id)
+    AND (EXISTS (SELECT 1 FROM assets a WHERE a.user_id = u.id AND a.visibility <> 'admin-private')
          OR EXISTS (SELECT 1 FROM tasks t WHERE t.user_id = u.id AND t.status IN ('pending', 'queued', 'running')))
     ORDER BY u.id LIMIT $1";
     /// `tasks_unfinished_of_user`
     TASKS_UNFINISHED_OF_USER = "SELECT id FROM tasks WHERE user_id = $1 AND status IN ('pending', 'queued', 'running')
     ORDER BY id LIMIT $2";
     /// `asset_ids_of_user`
-    ASSET_IDS_OF_USER = "SELECT id FROM assets WHERE user_id = $1 ORDER BY id LIMIT $2";
+    /// (admin-bucket files are the site's — banner thumbnails, style previews —, not the uploader's)
+    ASSET_IDS_OF_USER = "SELECT id FROM assets WHERE user_id = $1 AND visibility <> 'admin-private' ORDER BY id LIMIT $2";
 }
