@@ -21,6 +21,8 @@ fn command(dir: &TempDir, db: &TestDatabase, redis: &TestRedisPrefix, args: &[&s
         .env("REDIS_URL", funmagic_api::testing::redis_url())
         .env("FUNMAGIC_REDIS_PREFIX", &redis.prefix)
         .env("FUNMAGIC_TASK_LEASE_SECS", "3")
+        // The loopback fakes serve the input images that imageUrl points at.
+        .env("FUNMAGIC_IMAGE_URL_ALLOW", "127.0.0.1")
         .env("FUNMAGIC_LOG", "warn,funmagic_server=info")
         .env_remove("S3_ENDPOINT")
         .kill_on_drop(true);
