@@ -31,4 +31,5 @@ pub mod tasks;
 pub mod testing;
 pub mod tools;
 pub mod urls;
+pub mod web;
 pub mod worker;

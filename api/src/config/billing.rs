@@ -38,13 +38,13 @@ section! {
         },
         success_url: String {
             env: "FUNMAGIC_CHECKOUT_SUCCESS_URL",
-            shown: "<public_url>/?checkout=success",
+            shown: "<web_url>/credits?checkout=success",
             check: http_url,
             help: "where Checkout sends the buyer after paying",
         },
         cancel_url: String {
             env: "FUNMAGIC_CHECKOUT_CANCEL_URL",
-            shown: "<public_url>/?checkout=cancelled",
+            shown: "<web_url>/credits?checkout=cancelled",
             check: http_url,
             help: "where Checkout sends the buyer on cancel",
         },

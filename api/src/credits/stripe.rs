@@ -60,8 +60,8 @@ pub async fn checkout_create(
         .filter(|p| p.is_active)
         .ok_or_else(|| AppError::not_found("credit package"))?;
     let base = state.web_url();
-    let success = stripe.success_url.clone().unwrap_or_else(|| format!("{base}/?checkout=success"));
-    let cancel = stripe.cancel_url.clone().unwrap_or_else(|| format!("{base}/?checkout=cancelled"));
+    let success = stripe.success_url.clone().unwrap_or_else(|| format!("{base}/credits?checkout=success"));
+    let cancel = stripe.cancel_url.clone().unwrap_or_else(|| format!("{base}/credits?checkout=cancelled"));
     let user_id = principal.user_id().to_string();
     let package_str = package.id.to_string();
     let credits_str = package.credits.to_string();

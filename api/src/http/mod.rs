@@ -192,8 +192,10 @@ impl AllowTable {
                 (path.clone(), methods)
             })
             .collect();
+        for path in crate::web::PATHS {
+            routes.push((path.to_string(), vec!["GET".to_string()]));
+        }
         for (path, methods) in [
-            ("/device", vec!["GET"]),
             ("/api/auth/sign-in/social", vec!["GET"]),
             ("/api/auth/callback/{provider}", vec!["GET"]),
             ("/api/webhooks/stripe", vec!["POST"]),
@@ -218,6 +220,9 @@ impl AllowTable {
     }
 
     fn allowed(&self, path: &str) -> Option<&str> {
+        if path.starts_with("/static/") {
+            return Some("GET, HEAD");
+        }
         if path.starts_with("/files/") {
             return Some("GET, HEAD, PUT");
         }
@@ -255,11 +260,14 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let origins = cors::CorsOrigins::new(&state.settings().auth.cors_origins);
     let service = api_service();
     let docs = service.swagger_ui();
-    Route::new()
-        .nest("/", service)
+    // The spec's paths are all under /api and /health; the web UI has the rest of the tree.
+    let api = std::sync::Arc::new(poem::IntoEndpoint::into_endpoint(service));
+    let route = Route::new()
+        .nest_no_strip("/api", api.clone())
+        .nest_no_strip("/health", api)
         .nest("/docs", docs)
-        .at("/openapi.json", poem::get(openapi_json))
-        .at("/device", poem::get(pages::device_page))
+        .at("/openapi.json", poem::get(openapi_json));
+    crate::web::routes(route, &state)
         .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
         .at("/api/auth/callback/:provider", poem::get(pages::social_callback))
         .at("/api/webhooks/stripe", poem::post(pages::stripe_webhook))

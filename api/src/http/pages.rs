@@ -1,60 +1,7 @@
-//! The few HTML pages the server serves itself: `/device`, where a person approves the
-//! sign-in of a CLI (RFC 8628 verification URI). The page talks to the JSON API with
-//! same-origin `fetch`, so the session cookie and the CSRF origin check apply.
+//! The browser-only routes outside the spec: social sign-in (redirects to and back from the
+//! provider) and the Stripe webhook. The web UI's pages are in `crate::web`.
 
-use poem::web::Html;
-use poem::{IntoResponse, handler};
-
-const DEVICE_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>FunMagic — approve a device</title>
-<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}
-input,button{font-size:1rem;padding:.5rem;margin:.25rem 0;width:100%;box-sizing:border-box}
-.code{font-family:monospace;letter-spacing:.2em;text-transform:uppercase}
-#msg{margin-top:1rem;font-weight:600}.who{background:#f4f4f4;padding:.75rem;border-radius:.25rem}</style></head>
-<body><h1>Sign in a device</h1>
-<section id="signin" hidden><p>Sign in to FunMagic first.</p>
-<form id="signin-form"><input name="email" type="email" placeholder="Email" required autocomplete="username">
-<input name="password" type="password" placeholder="Password" required autocomplete="current-password">
-<button>Sign in</button></form></section>
-<section id="enter" hidden><p>Signed in as <b id="who"></b>. Enter the code your terminal shows:</p>
-<form id="enter-form"><input id="code" class="code" name="code" placeholder="ABCD-EFGH" required maxlength="9">
-<button>Continue</button></form></section>
-<section id="confirm" hidden><p>Only approve if <b>you</b> just started this sign-in in your own terminal.</p>
-<p class="who"><b id="client"></b><br>asked <span id="age"></span> with code <span id="shown-code" class="code"></span></p>
-<p>Approving gives it full access to your account as <b id="who2"></b>.</p>
-<button id="approve">Approve this device</button><button id="deny" type="button">Deny</button></section>
-<p id="msg" role="status"></p>
-<script>
-const $=s=>document.querySelector(s);const msg=t=>$('#msg').textContent=t;
-const show=id=>{for(const s of ['signin','enter','confirm'])$('#'+s).hidden=s!==id};
-const code=new URLSearchParams(location.search).get('user_code');if(code)$('#code').value=code;
-async function api(path,opts={}){const r=await fetch(path,{credentials:'same-origin',headers:{'content-type':'application/json'},...opts});
- const body=await r.json().catch(()=>({}));if(!r.ok)throw new Error(body.error||('HTTP '+r.status));return body}
-function ago(s){return s<60?'just now':s<3600?Math.floor(s/60)+' min ago':Math.floor(s/3600)+' h ago'}
-async function load(){try{const s=await api('/api/auth/get-session');$('#who').textContent=s.user.email;$('#who2').textContent=s.user.email;show('enter')}
- catch(e){show('signin')}}
-$('#signin-form').onsubmit=async e=>{e.preventDefault();const f=new FormData(e.target);
- try{await api('/api/auth/sign-in/email',{method:'POST',body:JSON.stringify({email:f.get('email'),password:f.get('password')})});msg('');load()}catch(err){msg(err.message)}};
-let pending=null;
-$('#enter-form').onsubmit=async e=>{e.preventDefault();msg('');
- try{pending=await api('/api/auth/device/pending?user_code='+encodeURIComponent($('#code').value));
-  $('#client').textContent=pending.clientName||'An unnamed client';$('#age').textContent=ago(pending.ageSecs);
-  $('#shown-code').textContent=pending.userCode;show('confirm')}catch(err){msg(err.message)}};
-async function decide(approve){try{const r=await api('/api/auth/device/approve',{method:'POST',body:JSON.stringify({userCode:pending.userCode,approve})});
- show(null);msg(approve?('Approved '+(r.clientName||'the device')+'. You can close this page and return to your terminal.'):'Denied.')}catch(err){msg(err.message)}}
-$('#approve').onclick=()=>decide(true);$('#deny').onclick=()=>decide(false);load();
-</script></body></html>"#;
-
-/// `GET /device`: never inside a frame (clickjacking), never leaks the code in a Referer.
-#[handler]
-pub fn device_page() -> impl IntoResponse {
-    Html(DEVICE_PAGE)
-        .with_header("content-security-policy", "frame-ancestors 'none'")
-        .with_header("x-frame-options", "DENY")
-        .with_header("referrer-policy", "no-referrer")
-        .with_header("cache-control", "no-store")
-}
+use poem::handler;
 
 /// `GET /api/auth/sign-in/social?provider=github&callbackURL=/path`: redirects the browser
 /// to the provider (better-auth's route name). Browser-only, so not in the OpenAPI spec.

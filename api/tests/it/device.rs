@@ -24,13 +24,13 @@ async fn device_flow_grants_once(app: TestApp) {
     assert_eq!(code.interval, 5);
     assert!(code.verification_uri.ends_with("/device"));
     assert!(code.verification_uri_complete.contains(&code.user_code));
-    // The approval page is served.
-    let page = reqwest::get(&code.verification_uri).await.unwrap();
+    // The approval page sends a signed-out visitor to sign in first, then back with the code.
+    let page = reqwest::get(&code.verification_uri_complete).await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    let page = page.text().await.unwrap();
-    assert!(page.contains("/api/auth/device/approve") && page.contains("/api/auth/device/pending"));
+    assert_eq!(page.url().path(), "/sign-in");
+    assert!(page.url().query().unwrap_or_default().contains("next=/device%3Fuser_code%3D"), "{}", page.url());
 
     assert_eq!(
         err_code(anon.auth_device_token_create(&poll(&code.device_code)).await),
@@ -39,6 +39,16 @@ async fn device_flow_grants_once(app: TestApp) {
     assert_eq!(err_code(anon.auth_device_token_create(&poll(&code.device_code)).await), (400, "SLOW_DOWN".into()));
 
     let ada = actor(&app, "ada@example.com", Role::User).await;
+    // Signed in, the page asks for the code, filled in from the link, with its script.
+    let page = reqwest::Client::new()
+        .get(&code.verification_uri_complete)
+        .header("cookie", format!("funmagic.session_token={}", ada.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("/device.js") && page.contains(&format!("value=\"{}\"", code.user_code)), "{page}");
     // Typed as a person would: lower case, a space instead of the dash.
     let typed = code.user_code.to_lowercase().replace('-', " ");
     // Before approving, the page shows who asked and when.

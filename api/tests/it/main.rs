@@ -27,6 +27,7 @@ mod store;
 mod stripe;
 mod tasks;
 mod tools;
+mod web;
 
 /// An SDK client for a test app.
 pub fn client(app: &funmagic_api::testing::TestApp) -> funmagic_sdk::Client {
