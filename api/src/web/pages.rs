@@ -221,16 +221,18 @@ fn tool_card(ctx: &Ctx, tool: &Value) -> Markup {
 #[handler]
 pub async fn home_page(state: Data<&AppState>, backend: Data<&Backend>, req: &Request) -> Response {
     let ctx = Ctx::load(&state, &backend, req).await;
-    let (banners, featured, all) = tokio::join!(
-        backend.get(req, "/api/banners"),
+    let (main_list, side_list, featured, all) = tokio::join!(
+        backend.get(req, "/api/banners?type=main"),
+        backend.get(req, "/api/banners?type=side"),
         backend.get(req, format!("/api/tools?featured=true&{}", ctx.locale_query())),
         backend.get(req, format!("/api/tools?{}", ctx.locale_query())),
     );
-    let banners = banners.ok().map(|b| b["banners"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+    let banners_of = |list: Result<Value, super::ApiFailure>| {
+        list.ok().and_then(|b| b["banners"].as_array().cloned()).unwrap_or_default()
+    };
+    let (main_banners, side_banners) = (banners_of(main_list), banners_of(side_list));
     let featured = featured.ok().and_then(|t| t["tools"].as_array().cloned()).unwrap_or_default();
     let all = all.ok().and_then(|t| t["tools"].as_array().cloned()).unwrap_or_default();
-    let main_banners: Vec<&Value> = banners.iter().filter(|b| b["type"] == "main").collect();
-    let side_banners: Vec<&Value> = banners.iter().filter(|b| b["type"] == "side").collect();
     let rest: Vec<&Value> = all.iter().filter(|t| !featured.iter().any(|f| f["slug"] == t["slug"])).collect();
     let main = html! {
         @if !main_banners.is_empty() || !side_banners.is_empty() {

@@ -178,7 +178,36 @@ async fn mailed_links_land_on_pages_that_say_what_happened(app: TestApp) {
     assert!(html.contains("nothing was charged"));
 }
 
+async fn home_shows_the_banners_in_their_windows(app: TestApp) {
+    let admin = actor(&app, "web-banners@example.com", Role::Admin).await;
+    let now = chrono::Utc::now();
+    for (title, kind, ends) in [
+        ("Spring sale on 3D", "main", now + chrono::Duration::days(1)),
+        ("Try the new styles", "side", now + chrono::Duration::days(1)),
+        ("Last week's news", "main", now - chrono::Duration::hours(1)),
+    ] {
+        let resp = http()
+            .post(format!("{}/api/admin/banners", app.base_url()))
+            .bearer_auth(&admin.token)
+            .json(&json!({"title": title, "type": kind, "link": "/tools/figme", "linkText": "Open", "badge": "New",
+                          "badgeColor": "#e11d48", "startsAt": (now - chrono::Duration::days(2)).to_rfc3339(), "endsAt": ends.to_rfc3339()}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+    let (_, _, html) = page(&app, "/", None, None).await;
+    let main = html.split("class=\"banner-main\"").nth(1).expect("the main banners");
+    let main = main.split("class=\"banner-side\"").next().unwrap();
+    assert!(main.contains("Spring sale on 3D"), "{html}");
+    let side = html.split("class=\"banner-side\"").nth(1).expect("the side banners");
+    assert!(side.contains("Try the new styles"));
+    assert!(!html.contains("Last week"), "an ended banner is not shown");
+    assert!(html.contains("href=\"/tools/figme\"") && html.contains("data-color=\"#e11d48\""));
+}
+
 funmagic_api::test_both_backends!(
+    home_shows_the_banners_in_their_windows,
     pages_have_strict_headers_and_no_inline_code,
     signed_out_visitors_are_sent_to_sign_in_and_back,
     no_one_sees_another_users_pages,
@@ -302,6 +331,18 @@ where
 
 type Step<T> = Result<T, String>;
 
+/// Defines `drawn(share)`: whether at least `share` of the viewer canvas's pixels are drawn.
+const CANVAS_READY: &str = "
+    const src = document.querySelector('.viewer[data-ready=true] canvas');
+    const drawn = (share) => {
+      if (!src) return false;
+      const c = document.createElement('canvas'); c.width = 64; c.height = 48;
+      const g = c.getContext('2d'); g.drawImage(src, 0, 0, 64, 48);
+      const d = g.getImageData(0, 0, 64, 48).data; let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) n++;
+      return n > 64 * 48 * share;
+    };";
+
 async fn find(c: &Client, css: &str) -> Step<fantoccini::elements::Element> {
     c.wait()
         .at_most(Duration::from_secs(20))
@@ -410,19 +451,18 @@ async fn a_new_user_runs_tools_in_the_browser() {
         shot(&c, "figme-image").await;
         next.click().await.map_err(|e| e.to_string())?;
         until(&c, "the viewer is ready", "return !!document.querySelector('.viewer[data-ready=true] canvas')").await?;
-        until(
-            &c,
-            "the model is drawn (the canvas is not blank)",
-            "const src = document.querySelector('.viewer canvas'); const c = document.createElement('canvas');
-             c.width = 64; c.height = 48; const g = c.getContext('2d'); g.drawImage(src, 0, 0, 64, 48);
-             const d = g.getImageData(0, 0, 64, 48).data; let n = 0;
-             for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) n++;
-             return n > 64 * 48 * 0.05;",
-        )
-        .await?;
+        until(&c, "the model is drawn (the canvas is not blank)", &format!("{CANVAS_READY} return drawn(0.05);")).await?;
         shot(&c, "figme-3d").await;
         let task_url = c.current_url().await.map_err(|e| e.to_string())?;
         let task_id = task_url.query_pairs().find(|(k, _)| k == "task").map(|(_, v)| v.to_string()).ok_or("no task in the address")?;
+
+        // crystal-memory: a point cloud (PLY) in the viewer.
+        c.goto(&format!("{base}/tools/crystal-memory")).await.map_err(|e| e.to_string())?;
+        find(&c, "#file").await?.send_keys(photo.to_str().unwrap()).await.map_err(|e| e.to_string())?;
+        until(&c, "the upload finished", "return document.querySelector('#upload-msg').dataset.kind === 'success'").await?;
+        find(&c, "#run").await?.click().await.map_err(|e| e.to_string())?;
+        until(&c, "the point cloud is drawn", &format!("{CANVAS_READY} return drawn(0.01);")).await?;
+        shot(&c, "crystal-memory").await;
 
         // History and assets show the work; the task page has the outputs.
         c.goto(&format!("{base}/tasks")).await.map_err(|e| e.to_string())?;
@@ -433,6 +473,20 @@ async fn a_new_user_runs_tools_in_the_browser() {
         shot(&c, "assets").await;
         c.goto(&format!("{base}/account")).await.map_err(|e| e.to_string())?;
         shot(&c, "account").await;
+        // An API key: shown once, listed by its prefix, revoked after a confirmation.
+        find(&c, "#keys input[name=name]").await?.send_keys("laptop").await.map_err(|e| e.to_string())?;
+        find(&c, "#keys button[type=submit]").await?.click().await.map_err(|e| e.to_string())?;
+        until(&c, "the new key is shown", "return !document.querySelector('#new-key').hidden").await?;
+        let key = text(&c, "#new-key-value").await?;
+        let me = http().get(format!("{base}/api/auth/get-session")).bearer_auth(&key).send().await.unwrap();
+        check(me.status() == 200, format!("the shown key works: {}", me.status()))?;
+        shot(&c, "account-key").await;
+        c.refresh().await.map_err(|e| e.to_string())?;
+        find(&c, "#keys button[data-call^='DELETE']").await?.click().await.map_err(|e| e.to_string())?;
+        c.accept_alert().await.map_err(|e| e.to_string())?;
+        until(&c, "the key is gone", "return document.readyState === 'complete' && !document.querySelector(\"#keys button[data-call^='DELETE']\")").await?;
+        let me = http().get(format!("{base}/api/auth/get-session")).bearer_auth(&key).send().await.unwrap();
+        check(me.status() == 401, "the revoked key no longer works")?;
 
         // Another user gets the 404 page for this task.
         c.delete_all_cookies().await.map_err(|e| e.to_string())?;
@@ -459,6 +513,8 @@ async fn the_pages_fit_a_phone() {
     let user = actor(&app, "web-phone@example.com", Role::User).await;
     let base = app.base_url();
     let photo = write_photo(&app, "phone.png");
+    let notes = app.dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a picture").unwrap();
     let client = browser(&driver, 390, 844).await;
     journey("phone", client, |c| async move {
         c.goto(&format!("{base}/sign-in")).await.map_err(|e| e.to_string())?;
@@ -479,6 +535,11 @@ async fn the_pages_fit_a_phone() {
             shot(&c, &format!("phone{}", path.replace('/', "-"))).await;
         }
         c.goto(&format!("{base}/tools/background-remove")).await.map_err(|e| e.to_string())?;
+        // A file that is not an image is refused with the reason, before any upload.
+        find(&c, "#file").await?.send_keys(notes.to_str().unwrap()).await.map_err(|e| e.to_string())?;
+        until(&c, "the file is refused", "return document.querySelector('#upload-msg').dataset.kind === 'error'")
+            .await?;
+        check(text(&c, "#upload-msg").await?.contains("not a PNG, JPEG or WebP"), "the reason is given")?;
         find(&c, "#file").await?.send_keys(photo.to_str().unwrap()).await.map_err(|e| e.to_string())?;
         until(&c, "the upload finished", "return document.querySelector('#upload-msg').dataset.kind === 'success'")
             .await?;
