@@ -149,6 +149,7 @@ catalogue! {
     "tool.steps" => "Steps", "步骤";
     "tool.next" => "Continue with: {step}", "继续：{step}";
     "tool.pick" => "Pick the image to continue with", "选择要继续使用的图片";
+    "tool.placeholder" => "Your results appear here, with live progress while the tool runs.", "运行时这里会实时显示进度，完成后显示结果。";
     "tool.not_found" => "There is no such tool.", "没有这个工具。";
     "progress.title" => "Progress", "进度";
     "progress.submitted" => "Submitted", "已提交";

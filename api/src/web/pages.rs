@@ -221,6 +221,7 @@ fn tool_card(ctx: &Ctx, tool: &Value) -> Markup {
 #[handler]
 pub async fn home_page(state: Data<&AppState>, backend: Data<&Backend>, req: &Request) -> Response {
     let ctx = Ctx::load(&state, &backend, req).await;
+    let deleted = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "deleted=1"));
     let (main_list, side_list, featured, all) = tokio::join!(
         backend.get(req, "/api/banners?type=main"),
         backend.get(req, "/api/banners?type=side"),
@@ -235,6 +236,9 @@ pub async fn home_page(state: Data<&AppState>, backend: Data<&Backend>, req: &Re
     let all = all.ok().and_then(|t| t["tools"].as_array().cloned()).unwrap_or_default();
     let rest: Vec<&Value> = all.iter().filter(|t| !featured.iter().any(|f| f["slug"] == t["slug"])).collect();
     let main = html! {
+        @if deleted {
+            p.notice.success role="status" { (ctx.t("account.deleted")) }
+        }
         @if !main_banners.is_empty() || !side_banners.is_empty() {
             section.banners {
                 div.banner-main {
@@ -609,6 +613,7 @@ pub async fn tool_page(
                 p.msg #run-msg role="alert" {}
             }
             div.side {
+                section #placeholder .card .placeholder { p.muted { (ctx.t("tool.placeholder")) } }
                 section #progress .card hidden aria-live="polite" {
                     h2 { (ctx.t("progress.title")) }
                     p #status-line {}

@@ -556,3 +556,110 @@ async fn the_pages_fit_a_phone() {
     })
     .await;
 }
+
+/// The account page's forms: change the password, sign out, sign in with the new one, end
+/// another session, delete the account (with a confirmation) — the old password and the
+/// deleted account no longer sign in, and the errors say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_manages_the_account_in_the_browser() {
+    let Some(driver) = driver().await else { return };
+    let app = TestApp::spawn(TestBackend::Embedded).await.unwrap();
+    let user = actor(&app, "web-account@example.com", Role::User).await;
+    let base = app.base_url();
+    let client = browser(&driver, 1280, 1000).await;
+    let other_session = user.token.clone();
+    journey("account", client, |c| async move {
+        let sign_in = |password: &'static str| {
+            let c = c.clone();
+            let base = base.clone();
+            async move {
+                c.goto(&format!("{base}/sign-in")).await.map_err(|e| e.to_string())?;
+                find(&c, "input[name=email]")
+                    .await?
+                    .send_keys("web-account@example.com")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                find(&c, "input[name=password]").await?.send_keys(password).await.map_err(|e| e.to_string())?;
+                find(&c, "form[data-api] button[type=submit]").await?.click().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            }
+        };
+        sign_in(PASSWORD).await?;
+        until(&c, "signed in", "return !!document.querySelector('[data-balance]')").await?;
+
+        // Another session (the one the test made) is listed and can be ended.
+        c.goto(&format!("{base}/account")).await.map_err(|e| e.to_string())?;
+        check(
+            c.find_all(Locator::Css("#sessions tbody tr")).await.map_err(|e| e.to_string())?.len() == 2,
+            "two sessions",
+        )?;
+        find(&c, "#sessions button[data-call^='DELETE']").await?.click().await.map_err(|e| e.to_string())?;
+        until(
+            &c,
+            "one session left",
+            "return document.readyState === 'complete' && document.querySelectorAll('#sessions tbody tr').length === 1",
+        )
+        .await?;
+        let gone = http().get(format!("{base}/api/auth/get-session")).bearer_auth(&other_session).send().await.unwrap();
+        check(gone.status() == 401, "the ended session no longer works")?;
+
+        // The new password, then sign out and in again with it.
+        find(&c, "#password input[name=currentPassword]")
+            .await?
+            .send_keys(PASSWORD)
+            .await
+            .map_err(|e| e.to_string())?;
+        find(&c, "#password input[name=newPassword]")
+            .await?
+            .send_keys("a brand new secret")
+            .await
+            .map_err(|e| e.to_string())?;
+        find(&c, "#password button[type=submit]").await?.click().await.map_err(|e| e.to_string())?;
+        until(
+            &c,
+            "the password is changed",
+            "return document.querySelector('#password .msg').dataset.kind === 'success'",
+        )
+        .await?;
+        find(&c, "button[data-signout]").await?.click().await.map_err(|e| e.to_string())?;
+        until(&c, "signed out", "return location.pathname === '/' && !document.querySelector('[data-balance]')")
+            .await?;
+        sign_in(PASSWORD).await?;
+        until(
+            &c,
+            "the old password is refused",
+            "return document.querySelector('form[data-api] .msg').dataset.kind === 'error'",
+        )
+        .await?;
+        check(text(&c, "form[data-api] .msg").await? == "The email or the password is wrong.", "the reason is given")?;
+        sign_in("a brand new secret").await?;
+        until(&c, "signed in with the new password", "return !!document.querySelector('[data-balance]')").await?;
+
+        // Delete the account.
+        c.goto(&format!("{base}/account")).await.map_err(|e| e.to_string())?;
+        find(&c, "#delete input[name=password]")
+            .await?
+            .send_keys("a brand new secret")
+            .await
+            .map_err(|e| e.to_string())?;
+        find(&c, "#delete button[type=submit]").await?.click().await.map_err(|e| e.to_string())?;
+        c.accept_alert().await.map_err(|e| e.to_string())?;
+        until(
+            &c,
+            "the goodbye page",
+            "return location.search === '?deleted=1' && !!document.querySelector('.notice.success')",
+        )
+        .await?;
+        shot(&c, "account-deleted").await;
+        check(c.find_all(Locator::Css("[data-balance]")).await.map_err(|e| e.to_string())?.is_empty(), "signed out")?;
+        sign_in("a brand new secret").await?;
+        until(
+            &c,
+            "the deleted account cannot sign in",
+            "return document.querySelector('form[data-api] .msg').dataset.kind === 'error'",
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+}

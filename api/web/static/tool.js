@@ -157,6 +157,7 @@ function finish() {
 export function follow(task, after = 0) {
   current = task;
   source?.close();
+  $('placeholder')?.remove();
   $('progress').hidden = false;
   $('steps').replaceChildren();
   $('outputs').replaceChildren();
@@ -339,6 +340,7 @@ async function attach(id) {
   const task = detail.task;
   if (['completed', 'failed', 'cancelled'].includes(task.status)) {
     current = task;
+    $('placeholder')?.remove();
     $('progress').hidden = false;
     for (const s of detail.steps || []) {
       const row = stepRow(s.stepId);
