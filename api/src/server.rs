@@ -52,6 +52,7 @@ pub async fn bind(
         header_timeout: Duration::from_secs(state.settings().header_timeout_secs),
     };
     state.set_bound_addr(addr);
+    allow_browser_origins(&state).await;
     let serve = move |shutdown: Box<dyn Future<Output = ()> + Send + Unpin>| -> ServeFuture {
         Box::pin(async move {
             poem::Server::new_with_acceptor(acceptor)
@@ -61,6 +62,26 @@ pub async fn bind(
         })
     };
     Ok((addr, serve))
+}
+
+/// With S3 and `s3.manage_cors`, sets the buckets' CORS rules for the origins browsers use
+/// (this server, the web app, `auth.cors_origins`); a failure is logged, not fatal (the
+/// API works without it; only browser uploads and the 3D viewer need it).
+async fn allow_browser_origins(state: &AppState) {
+    let Some(s3) = &state.settings().s3 else { return };
+    if !s3.manage_cors {
+        return;
+    }
+    let mut origins: Vec<String> = [state.public_url(), state.web_url()]
+        .into_iter()
+        .chain(state.settings().auth.cors_origins.iter().cloned())
+        .filter_map(|url| crate::urls::origin(&url))
+        .collect();
+    origins.sort();
+    origins.dedup();
+    if let Err(err) = state.storage().allow_browser_origins(&origins).await {
+        tracing::warn!(error = %err, "could not set the buckets' CORS rules; browser uploads to S3 may be refused (set them yourself, or s3.manage_cors = false)");
+    }
 }
 
 pub type ServeFuture = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;

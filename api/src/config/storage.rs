@@ -87,6 +87,11 @@ section! {
             default: true,
             help: "path-style bucket addressing (MinIO, Garage)",
         },
+        manage_cors: bool {
+            env: "FUNMAGIC_S3_MANAGE_CORS",
+            default: true,
+            help: "set the buckets' CORS rules at start so browsers on this server's origins can upload and load files (false: you manage them)",
+        },
         cdn_url: String {
             env: "CDN_URL",
             shown: "(unset)",
@@ -107,6 +112,7 @@ pub struct S3Settings {
     pub bucket_private: String,
     pub bucket_admin: String,
     pub path_style: bool,
+    pub manage_cors: bool,
     pub cdn_url: Option<String>,
 }
 
@@ -138,6 +144,7 @@ impl S3Values {
             bucket_private: self.bucket_private,
             bucket_admin: self.bucket_admin,
             path_style: self.path_style,
+            manage_cors: self.manage_cors,
             cdn_url: self.cdn_url.map(|u| u.trim_end_matches('/').to_string()),
         }))
     }

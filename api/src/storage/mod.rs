@@ -145,6 +145,15 @@ impl ObjectStore {
         }
     }
 
+    /// Lets browsers on `origins` upload to and read from the buckets (CORS); the local
+    /// store serves the files on the API's own origin and needs nothing.
+    pub async fn allow_browser_origins(&self, origins: &[String]) -> StorageResult<()> {
+        match self {
+            ObjectStore::Local(_) => Ok(()),
+            ObjectStore::S3(s) => s.allow_browser_origins(origins).await,
+        }
+    }
+
     /// The health check: like [`Self::check`] but read-only (no probe files).
     pub async fn health(&self) -> Result<String, String> {
         match self {

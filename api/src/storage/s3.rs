@@ -71,6 +71,35 @@ impl S3Store {
         format!("s3 at {} (buckets {})", self.endpoint, self.buckets.join(", "))
     }
 
+    /// Replaces each bucket's CORS rules with one that lets browsers on `origins` upload
+    /// (presigned PUT) and read (GET, HEAD) objects: the web UI on this server's origin
+    /// uploads straight to the bucket and its 3D viewer fetches models from it.
+    pub async fn allow_browser_origins(&self, origins: &[String]) -> StorageResult<()> {
+        use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+        let rule = CorsRule::builder()
+            .set_allowed_origins(Some(origins.to_vec()))
+            .allowed_methods("GET")
+            .allowed_methods("HEAD")
+            .allowed_methods("PUT")
+            .allowed_headers("*")
+            .expose_headers("ETag")
+            .max_age_seconds(3600)
+            .build()
+            .map_err(|e| StorageError::Io(e.to_string()))?;
+        let config =
+            CorsConfiguration::builder().cors_rules(rule).build().map_err(|e| StorageError::Io(e.to_string()))?;
+        for name in &self.buckets {
+            self.client
+                .put_bucket_cors()
+                .bucket(name)
+                .cors_configuration(config.clone())
+                .send()
+                .await
+                .map_err(s3_error)?;
+        }
+        Ok(())
+    }
+
     /// `HeadBucket` on each of the three buckets.
     pub async fn check(&self) -> Result<String, String> {
         for bucket in Bucket::ALL {

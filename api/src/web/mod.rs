@@ -141,7 +141,7 @@ pub fn csp(state: &AppState) -> String {
     let mut extra = String::new();
     if let Some(s3) = &state.settings().s3 {
         for url in std::iter::once(s3.endpoint.as_str()).chain(s3.cdn_url.as_deref()) {
-            if let Some(origin) = origin_of(url) {
+            if let Some(origin) = crate::urls::origin(url) {
                 extra.push(' ');
                 extra.push_str(&origin);
             }
@@ -152,12 +152,6 @@ pub fn csp(state: &AppState) -> String {
          connect-src 'self' blob: data:{extra}; media-src 'self'{extra}; font-src 'self'; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
-}
-
-fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = rest.split('/').next()?;
-    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
 /// An HTML page response with the security and cache headers.

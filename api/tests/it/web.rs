@@ -568,6 +568,7 @@ async fn a_user_manages_the_account_in_the_browser() {
     let base = app.base_url();
     let client = browser(&driver, 1280, 1000).await;
     let other_session = user.token.clone();
+    let avatar = write_photo(&app, "avatar.png");
     journey("account", client, |c| async move {
         let sign_in = |password: &'static str| {
             let c = c.clone();
@@ -635,6 +636,12 @@ async fn a_user_manages_the_account_in_the_browser() {
         sign_in("a brand new secret").await?;
         until(&c, "signed in with the new password", "return !!document.querySelector('[data-balance]')").await?;
 
+        // A picture: uploaded straight to storage, then the avatar here and in the header.
+        c.goto(&format!("{base}/account")).await.map_err(|e| e.to_string())?;
+        find(&c, "#avatar-file").await?.send_keys(avatar.to_str().unwrap()).await.map_err(|e| e.to_string())?;
+        until(&c, "the avatar is shown", "const i = document.querySelector('#avatar-img'); return !!i && i.complete && i.naturalWidth > 0 && !!document.querySelector('.who .avatar img')").await?;
+        shot(&c, "account-avatar").await;
+
         // Delete the account.
         c.goto(&format!("{base}/account")).await.map_err(|e| e.to_string())?;
         find(&c, "#delete input[name=password]")
@@ -659,6 +666,67 @@ async fn a_user_manages_the_account_in_the_browser() {
             "return document.querySelector('form[data-api] .msg').dataset.kind === 'error'",
         )
         .await?;
+        Ok(())
+    })
+    .await;
+}
+
+async fn sign_up_in_browser(c: &Client, base: &str, email: &str) -> Step<()> {
+    c.goto(&format!("{base}/sign-up")).await.map_err(|e| e.to_string())?;
+    find(c, "input[name=name]").await?.send_keys("Browser User").await.map_err(|e| e.to_string())?;
+    find(c, "input[name=email]").await?.send_keys(email).await.map_err(|e| e.to_string())?;
+    find(c, "input[name=password]").await?.send_keys(PASSWORD).await.map_err(|e| e.to_string())?;
+    find(c, "form[data-api] button[type=submit]").await?.click().await.map_err(|e| e.to_string())?;
+    until(c, "signed in", "return !!document.querySelector('[data-balance]')").await
+}
+
+async fn upload_in_browser(c: &Client, file: &std::path::Path) -> Step<()> {
+    find(c, "#file").await?.send_keys(file.to_str().unwrap()).await.map_err(|e| e.to_string())?;
+    until(c, "the upload finished", "return document.querySelector('#upload-msg').dataset.kind === 'success'").await
+}
+
+/// With S3 (scale-out), the browser uploads straight to the bucket through the presigned
+/// URL and the 3D viewer fetches the model from it: the server set the buckets' CORS rules
+/// for its origin at start, and the page's CSP names the store's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_uploads_to_s3_and_views_models_from_it() {
+    if !funmagic_api::testing::s3_available() {
+        return;
+    }
+    let Some(driver) = driver().await else { return };
+    let Some(app) = TestApp::spawn(TestBackend::ScaleOut).await else { return };
+    assert_eq!(app.state().storage().kind(), "s3");
+    let admin = actor(&app, "web-s3-admin@example.com", Role::Admin).await;
+    let base = app.base_url();
+    let photo = write_photo(&app, "s3-photo.png");
+    let client = browser(&driver, 1280, 1000).await;
+    let app_ref = &app;
+    journey("s3", client, |c| async move {
+        sign_up_in_browser(&c, &base, "web-s3@example.com").await?;
+        let user = app_ref.state().store().user_get_by_email("web-s3@example.com").await.unwrap().unwrap();
+        let granted = http()
+            .post(format!("{base}/api/admin/users/{}/credits", user.id))
+            .bearer_auth(&admin.token)
+            .json(&json!({"amount": 100, "description": "s3 test"}))
+            .send()
+            .await
+            .unwrap();
+        check(granted.status() == 200, format!("admin grant: {}", granted.status()))?;
+        c.goto(&format!("{base}/tools/figme")).await.map_err(|e| e.to_string())?;
+        upload_in_browser(&c, &photo).await?;
+        find(&c, "#run").await?.click().await.map_err(|e| e.to_string())?;
+        let next = find(&c, "#next button").await?;
+        until(
+            &c,
+            "the generated image is shown",
+            "const i = document.querySelector('#outputs img'); return !!i && i.complete && i.naturalWidth > 0",
+        )
+        .await?;
+        let src = find(&c, "#outputs img").await?.attr("src").await.map_err(|e| e.to_string())?.unwrap_or_default();
+        check(!src.starts_with(&base), format!("the image comes from the bucket: {src}"))?;
+        next.click().await.map_err(|e| e.to_string())?;
+        until(&c, "the model from S3 is drawn", &format!("{CANVAS_READY} return drawn(0.05);")).await?;
+        shot(&c, "s3-figme-3d").await;
         Ok(())
     })
     .await;
