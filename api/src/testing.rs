@@ -262,6 +262,9 @@ impl TestApp {
         // Cheap password hashing keeps the suite fast; production defaults are tested in unit tests.
         layer.auth.argon2_memory_kib = Some(1024);
         layer.auth.argon2_iterations = Some(1);
+        // Accounts start at 0 credits in tests (not the embedded welcome grant) unless a
+        // test sets otherwise.
+        layer.credits.signup_bonus = Some(0);
         if backend == TestBackend::ScaleOut {
             layer.database.url = database.map(|d| d.url.clone().into());
             layer.redis.url = Some(redis_url().into());

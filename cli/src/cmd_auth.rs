@@ -64,6 +64,37 @@ pub enum AuthCommand {
     },
     /// Delete your account: sessions, keys and files go, running tasks are cancelled.
     DeleteAccount(DeleteAccountArgs),
+    /// Your password.
+    #[command(subcommand)]
+    Password(PasswordCommand),
+    /// Verify your email with the token from the mail, or (without one) send a new mail.
+    VerifyEmail { token: Option<String> },
+    /// Approve a device's sign-in by the code it shows (`funmagic auth login` elsewhere).
+    Approve {
+        /// The code the other terminal shows (ABCD-EFGH).
+        code: String,
+        /// Deny it instead.
+        #[arg(long)]
+        deny: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordCommand {
+    /// Change it: the current password, then the new one (prompted; or two lines of stdin).
+    Change {
+        #[arg(long)]
+        password_stdin: bool,
+        /// Keep your other sessions signed in (default: they are signed out).
+        #[arg(long)]
+        keep_sessions: bool,
+        /// Also revoke your API keys.
+        #[arg(long)]
+        revoke_keys: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +227,73 @@ pub async fn run(ctx: &Context, command: AuthCommand) -> Result<ExitCode, CliErr
                 "password changed; every session was signed out — run `funmagic auth login`",
                 serde_json::json!({ "reset": true }),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::Password(PasswordCommand::Change { password_stdin, keep_sessions, revoke_keys }) => {
+            if !password_stdin {
+                eprintln!("Current password, then the new one:");
+            }
+            let current = read_password(password_stdin, false)?;
+            let new_password = read_password(password_stdin, !password_stdin)?;
+            let body = types::ChangePasswordRequest {
+                current_password: field("current password", current)?,
+                new_password: field("new password", new_password)?,
+                revoke_other_sessions: Some(!keep_sessions),
+                revoke_api_keys: Some(revoke_keys),
+            };
+            let r = ctx.client.auth_password_change(&body).await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&r);
+            } else {
+                done(ctx, "password changed", serde_json::Value::Null);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::VerifyEmail { token: Some(token) } => {
+            let user = ctx.client.auth_email_verify(&field("token", token)?).await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&user);
+            } else {
+                done(ctx, &format!("{} is verified", user.email), serde_json::Value::Null);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::VerifyEmail { token: None } => {
+            ctx.client.auth_verification_email_send().await.map_err(sdk)?;
+            done(ctx, "a new verification mail is on its way", serde_json::json!({ "sent": true }));
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::Approve { code, deny, yes } => {
+            let user_code: types::Line64 = field("code", &code)?;
+            let pending = ctx.client.auth_device_pending_get(&user_code).await.map_err(sdk)?.into_inner();
+            let client = if pending.client_name.is_empty() {
+                "an unnamed client".to_string()
+            } else {
+                pending.client_name.clone()
+            };
+            if !yes && !deny {
+                if !std::io::stdin().is_terminal() {
+                    return Err(CliError::usage("approving gives full access to your account: pass --yes to confirm"));
+                }
+                eprint!(
+                    "Approve {client} (code {}, asked {} s ago) with full access to your account? [y/N] ",
+                    pending.user_code, pending.age_secs
+                );
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::other(e.to_string()))?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Err(CliError::new(crate::exit::Exit::Cancelled, "not approved"));
+                }
+            }
+            let body = types::DeviceApproveRequest { user_code: field("code", pending.user_code)?, approve: !deny };
+            let r = ctx.client.auth_device_approve(&body).await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&r);
+            } else if deny {
+                done(ctx, &format!("denied {client}"), serde_json::Value::Null);
+            } else {
+                done(ctx, &format!("approved {client}"), serde_json::Value::Null);
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuthCommand::DeleteAccount(args) => {

@@ -223,3 +223,23 @@ pub async fn run(ctx: &Context, command: BannersCommand) -> Result<ExitCode, Cli
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `funmagic banners [--type side]`: what the web UI shows now.
+pub async fn run_public(ctx: &Context, kind: Option<types::BannerType>) -> Result<ExitCode, CliError> {
+    let list = ctx.client.banner_list(kind).await.map_err(|e| CliError::from_sdk(e, &ctx.api_url))?.into_inner();
+    if ctx.json {
+        output::print_json(&list);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![output::header(&["TITLE", "LINK", "BADGE", "UNTIL"])];
+    for b in list.banners {
+        rows.push(vec![
+            (b.title, anstyle::Style::new()),
+            (b.link.unwrap_or_default(), DIM),
+            (b.badge.unwrap_or_default(), OK),
+            (b.ends_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(), DIM),
+        ]);
+    }
+    output::print_table(&rows);
+    Ok(ExitCode::SUCCESS)
+}

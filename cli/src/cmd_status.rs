@@ -26,6 +26,38 @@ pub async fn run(ctx: &Context) -> Result<ExitCode, CliError> {
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// One health check of `funmagic status --only`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Check {
+    /// The process answers (`/health`).
+    Live,
+    Db,
+    Redis,
+    Storage,
+}
+
+/// `funmagic status --only CHECK`: one check; exit 1 when it fails.
+pub async fn run_one(ctx: &Context, check: Check) -> Result<ExitCode, CliError> {
+    let result = match check {
+        Check::Live => ctx.client.health_get().await,
+        Check::Db => ctx.client.health_db_get().await,
+        Check::Redis => ctx.client.health_redis_get().await,
+        Check::Storage => ctx.client.health_storage_get().await,
+    };
+    let report = match result {
+        Ok(resp) => resp.into_inner(),
+        Err(funmagic_sdk::Error::ErrorResponse(resp)) if resp.status().as_u16() == 503 => resp.into_inner(),
+        Err(e) => return Err(CliError::from_sdk(e, &ctx.api_url)),
+    };
+    let healthy = report.status == HealthStatus::Ok;
+    if ctx.json {
+        output::print_json(&report);
+    } else {
+        print_human(ctx, &report);
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 fn print_human(ctx: &Context, report: &HealthReport) {
     let (word, style) = status_word(report.status);
     // Version, uptime and each check's backend, latency and detail are shown to admins only.

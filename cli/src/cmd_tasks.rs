@@ -73,6 +73,8 @@ pub enum TasksCommand {
     },
     /// Cancel a task.
     Cancel { id: uuid::Uuid },
+    /// A task's stored events (milestones), oldest first.
+    Events { id: uuid::Uuid },
 }
 
 fn parse_params(params: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
@@ -330,6 +332,24 @@ pub async fn run_tasks(ctx: &Context, command: TasksCommand) -> Result<ExitCode,
             }
         }
         TasksCommand::Watch { id, after } => return follow(ctx, id, after, false, None).await,
+        TasksCommand::Events { id } => {
+            let list = ctx.client.task_events_list(&id).await.map_err(sdk)?.into_inner();
+            if ctx.json {
+                output::print_json(&list);
+            } else {
+                for e in list.events {
+                    let data = serde_json::to_string(&e.data).unwrap_or_default();
+                    anstream::println!(
+                        "{:>4}  {:<15} {}{}{}",
+                        e.seq.map(|s| s.to_string()).unwrap_or_default(),
+                        e.type_.to_string(),
+                        DIM.render(),
+                        data,
+                        DIM.render_reset()
+                    );
+                }
+            }
+        }
         TasksCommand::Cancel { id } => {
             let t = ctx.client.task_cancel(&id).await.map_err(sdk)?.into_inner().task;
             if ctx.json {

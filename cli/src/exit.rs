@@ -76,11 +76,12 @@ impl CliError {
         }
     }
 
-    /// Prints the error (to stderr, or as JSON on stdout with `--json`) and exits.
+    /// Prints the error on stderr (as a JSON line with `--json`: data goes to stdout,
+    /// errors never do) and exits.
     pub fn report(self, json: bool) -> ExitCode {
         if json {
             let body = serde_json::json!({ "error": self.message, "code": self.code, "exitCode": self.exit as u8 });
-            println!("{body}");
+            eprintln!("{body}");
         } else {
             let code = self.code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default();
             anstream::eprintln!(

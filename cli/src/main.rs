@@ -1,5 +1,7 @@
 //! `funmagic`: the FunMagic command-line client. Every server call goes through the SDK.
 
+mod cmd_admin;
+mod cmd_api;
 mod cmd_assets;
 mod cmd_auth;
 mod cmd_banners;
@@ -11,6 +13,7 @@ mod cmd_tasks;
 mod cmd_tools;
 mod context;
 mod exit;
+mod jq;
 mod output;
 
 use std::process::ExitCode;
@@ -51,15 +54,22 @@ pub struct GlobalArgs {
     /// Credentials profile from the config file.
     #[arg(long, global = true, env = "FUNMAGIC_PROFILE", value_name = "NAME", default_value = "default")]
     pub profile: String,
-    /// Machine-readable JSON output.
+    /// Machine-readable JSON output (errors go to stderr, as a JSON line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Filter the JSON output with a jq program (implies --json), e.g. `--jq '.tools[].slug'`.
+    #[arg(long, global = true, value_name = "EXPR")]
+    pub jq: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the health of the server and of every dependency.
-    Status,
+    Status {
+        /// One check only: live (the process answers), db, redis or storage.
+        #[arg(long, value_enum)]
+        only: Option<cmd_status::Check>,
+    },
     /// Sign in and out, accounts, API keys.
     #[command(subcommand)]
     Auth(cmd_auth::AuthCommand),
@@ -89,6 +99,13 @@ pub enum Command {
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The banners the web UI shows now (main, or side).
+    Banners {
+        #[arg(long = "type", value_parser = output::api_enum::<funmagic_sdk::types::BannerType>)]
+        kind: Option<funmagic_sdk::types::BannerType>,
+    },
+    /// Any API call with the stored credentials (as `gh api`): `funmagic api GET /api/tools`.
+    Api(cmd_api::ApiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -107,10 +124,38 @@ pub enum AdminCommand {
     /// Site banners (the content shown on the web UI).
     #[command(subcommand)]
     Banners(cmd_banners::BannersCommand),
+    /// Users: find, show, roles, bans, sign-outs, deletion, their credits and files.
+    #[command(subcommand)]
+    Users(cmd_admin::UsersCommand),
+    /// The tool catalogue: create, update, enable/disable, delete.
+    #[command(subcommand)]
+    Tools(cmd_admin::ToolsAdminCommand),
+    /// Tool types (categories).
+    #[command(subcommand)]
+    ToolTypes(cmd_admin::ToolTypesCommand),
+    /// Every user's tasks; retry a failed one.
+    #[command(subcommand)]
+    Tasks(cmd_admin::TasksAdminCommand),
+    /// The task queue's depth.
+    Queue,
+    /// Tasks that failed for good (dead letters).
+    DeadLetters {
+        #[command(flatten)]
+        pages: cmd_admin::Pages,
+    },
+    /// Credit packages (what users can buy).
+    #[command(subcommand)]
+    Packages(cmd_admin::PackagesCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(expr) = &cli.global.jq {
+        if let Err(err) = output::set_jq(expr) {
+            return err.report(false);
+        }
+        cli.global.json = true;
+    }
     let json = cli.global.json;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let result = match runtime {
@@ -118,6 +163,7 @@ fn main() -> ExitCode {
         Err(e) => Err(CliError::other(format!("cannot start the async runtime: {e}"))),
     };
     match result {
+        Ok(_) if output::jq_failed() => ExitCode::from(exit::Exit::Error as u8),
         Ok(code) => code,
         Err(err) => err.report(json),
     }
@@ -129,9 +175,12 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             cmd_completions::run(shell);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => {
+        Command::Status { only } => {
             let ctx = Context::resolve(&cli.global)?;
-            cmd_status::run(&ctx).await
+            match only {
+                None => cmd_status::run(&ctx).await,
+                Some(check) => cmd_status::run_one(&ctx, check).await,
+            }
         }
         Command::Auth(command) => {
             let ctx = Context::resolve(&cli.global)?;
@@ -161,17 +210,28 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let ctx = Context::resolve(&cli.global)?;
             cmd_credits::run(&ctx, command).await
         }
-        Command::Admin(AdminCommand::Credits(command)) => {
+        Command::Admin(command) => {
             let ctx = Context::resolve(&cli.global)?;
-            cmd_credits::run_admin(&ctx, command).await
+            match command {
+                AdminCommand::Users(c) => cmd_admin::run_users(&ctx, c).await,
+                AdminCommand::Tools(c) => cmd_admin::run_tools(&ctx, c).await,
+                AdminCommand::ToolTypes(c) => cmd_admin::run_tool_types(&ctx, c).await,
+                AdminCommand::Tasks(c) => cmd_admin::run_tasks(&ctx, c).await,
+                AdminCommand::Queue => cmd_admin::run_queue(&ctx).await,
+                AdminCommand::DeadLetters { pages } => cmd_admin::run_dead_letters(&ctx, pages).await,
+                AdminCommand::Packages(c) => cmd_admin::run_packages(&ctx, c).await,
+                AdminCommand::Credits(c) => cmd_credits::run_admin(&ctx, c).await,
+                AdminCommand::Providers(c) => cmd_providers::run(&ctx, c).await,
+                AdminCommand::Banners(c) => cmd_banners::run(&ctx, c).await,
+            }
         }
-        Command::Admin(AdminCommand::Banners(command)) => {
+        Command::Banners { kind } => {
             let ctx = Context::resolve(&cli.global)?;
-            cmd_banners::run(&ctx, command).await
+            cmd_banners::run_public(&ctx, kind).await
         }
-        Command::Admin(AdminCommand::Providers(command)) => {
+        Command::Api(args) => {
             let ctx = Context::resolve(&cli.global)?;
-            cmd_providers::run(&ctx, command).await
+            cmd_api::run(&ctx, args).await
         }
     }
 }

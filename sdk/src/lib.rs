@@ -12,6 +12,7 @@ mod builder;
 pub mod events;
 pub mod files;
 pub mod profiles;
+pub mod raw;
 
 pub use builder::{ClientBuilder, DEFAULT_API_URL};
 pub use generated::{Client, types};

@@ -10,9 +10,9 @@ section! {
     pub struct CreditsLayer => CreditsSettings in "credits" {
         signup_bonus: i64 {
             env: "FUNMAGIC_SIGNUP_BONUS_CREDITS",
-            default: 0i64,
+            shown: "200 embedded, 0 scale-out",
             check: at_least(0),
-            help: "credits granted once to every new account",
+            help: "credits granted once to every new account (the embedded default welcomes newcomers so the quickstart runs)",
         },
     }
 }

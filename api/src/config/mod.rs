@@ -214,7 +214,18 @@ impl SettingsLayer {
     }
 }
 
+/// The embedded default's welcome grant: enough for each catalogue tool a few times.
+pub const EMBEDDED_WELCOME_CREDITS: i64 = 200;
+
 impl Settings {
+    /// Credits for a new account: `credits.signup_bonus` when set, else a welcome grant of
+    /// [`EMBEDDED_WELCOME_CREDITS`] in the embedded default (so a newcomer can run the
+    /// catalogue's tools at once) and none in scale-out, where operators decide.
+    pub fn signup_bonus(&self) -> i64 {
+        let embedded = !matches!(self.database_target(), Ok(DatabaseTarget::Postgres(_)));
+        self.credits.signup_bonus.unwrap_or(if embedded { EMBEDDED_WELCOME_CREDITS } else { 0 })
+    }
+
     /// Defaults only: what `funmagic-server serve` runs with on a fresh machine.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         let layer = SettingsLayer { data_dir: Some(data_dir.into()), ..Default::default() };

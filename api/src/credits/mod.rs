@@ -39,7 +39,7 @@ pub fn ledger_error(err: LedgerError, cost: i64) -> AppError {
 
 /// Grants the configured sign-up bonus once per user.
 pub async fn grant_signup_bonus(state: &AppState, user_id: Uuid) -> AppResult<()> {
-    let bonus = state.settings().credits.signup_bonus;
+    let bonus = state.settings().signup_bonus();
     if bonus > 0 {
         state
             .store()

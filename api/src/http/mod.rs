@@ -267,7 +267,12 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .nest_no_strip("/health", api)
         .nest("/docs", docs)
         .at("/openapi.json", poem::get(openapi_json));
-    crate::web::routes(route, &state)
+    let in_process_api = Route::new()
+        .nest("/", api_service())
+        .data(state.clone())
+        .with(poem::middleware::CookieJarManager::new())
+        .boxed();
+    crate::web::routes(route, in_process_api)
         .at("/api/auth/sign-in/social", poem::get(pages::social_sign_in))
         .at("/api/auth/callback/:provider", poem::get(pages::social_callback))
         .at("/api/webhooks/stripe", poem::post(pages::stripe_webhook))

@@ -45,12 +45,9 @@ impl ApiFailure {
 }
 
 impl Backend {
-    pub fn new(state: AppState) -> Self {
-        let api = Route::new()
-            .nest("/", crate::http::api_service())
-            .data(state)
-            .with(poem::middleware::CookieJarManager::new())
-            .boxed();
+    /// `api`: the JSON API's operations with their state (`http` builds it; the web layer
+    /// sits beside the API, not under it).
+    pub fn new(api: BoxEndpoint<'static>) -> Self {
         Self(Arc::new(api))
     }
 
@@ -182,9 +179,10 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The web UI's routes (added to the server's route table).
-pub fn routes(route: Route, state: &AppState) -> Route {
-    let backend = Backend::new(state.clone());
+/// The web UI's routes (added to the server's route table); `api` answers the pages'
+/// in-process API calls.
+pub fn routes(route: Route, api: BoxEndpoint<'static>) -> Route {
+    let backend = Backend::new(api);
     let page = |ep| poem::get(ep).data(backend.clone());
     route
         .at("/", page(pages::home_page.boxed()))

@@ -1,9 +1,12 @@
 //! Integration tests of the `funmagic` binary against the real server (in-process, port 0).
 
+mod api;
 mod assets;
 mod auth;
+mod coverage;
 mod credits;
 mod pty;
+mod quickstart;
 mod status;
 mod tasks;
 

@@ -64,7 +64,8 @@ async fn unreachable_server_is_one_clear_line() {
     assert!(err.contains("cannot reach the FunMagic server") && err.contains(&url), "{err}");
 
     let out = funmagic(&cfg, &["--api-url", &url, "--json", "status"]).await;
-    let body: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(stdout(&out).is_empty(), "errors never go to stdout");
+    let body: serde_json::Value = serde_json::from_str(&stderr(&out)).unwrap();
     assert_eq!(body["code"], "UNREACHABLE");
     assert_eq!(body["exitCode"], 1);
 }
@@ -121,7 +122,8 @@ async fn tools_list_and_show() {
     assert!(stdout(&out).contains("styles (--style): sketch, posterize, pixel-art, duotone"), "{}", stdout(&out));
     let out = funmagic(&cfg, &["--api-url", &app.base_url(), "--json", "tools", "show", "nope"]).await;
     assert_eq!(out.status.code(), Some(1));
-    let err: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(stdout(&out).is_empty(), "errors never go to stdout");
+    let err: serde_json::Value = serde_json::from_str(&stderr(&out)).unwrap();
     assert_eq!(err["code"], "NOT_FOUND");
     let out = funmagic(&cfg, &["--api-url", &app.base_url(), "tools", "show", "figme", "--locale", "zh"]).await;
     assert!(stdout(&out).contains("FigMe 手办") && stdout(&out).contains("图像生成"), "{}", stdout(&out));
