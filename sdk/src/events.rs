@@ -149,7 +149,8 @@ pub async fn run_and_wait(
     request: &types::TaskCreateRequest,
     mut on_event: impl FnMut(&TaskEvent),
 ) -> Result<(types::Task, TaskEvent), FollowError> {
-    let task = client.task_create(None, request).await?.into_inner().task;
+    // With an Idempotency-Key, retried on transient failures: submitted once at most.
+    let task = crate::retry::submit_task(client, request).await?;
     let mut follower = TaskFollower::new(client, task.id, 0);
     let mut last = None;
     while let Some(event) = follower.next().await {
