@@ -150,7 +150,9 @@ fn failed(e: funmagic_sdk::Error<types::ApiError>) -> Response {
 }
 
 /// The page size of the console's lists.
-const PAGE: Option<std::num::NonZeroU32> = std::num::NonZeroU32::new(200);
+/// Items per list request.
+pub const PAGE_SIZE: usize = 200;
+const PAGE: Option<std::num::NonZeroU32> = std::num::NonZeroU32::new(PAGE_SIZE as u32);
 
 macro_rules! call {
     ($e:expr) => {
@@ -343,8 +345,12 @@ pub async fn execute(client: &Client, request: Request) -> Response {
     }
 }
 
+/// The part of an id that tells ids apart: UUIDv7 ids begin with their creation time, so
+/// ids made together share their first digits; the last 8 hex digits are random (the CLI's
+/// admin commands accept them in place of the whole id).
 pub fn short(id: &Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
+    let simple = id.simple().to_string();
+    format!("…{}", &simple[simple.len() - 8..])
 }
 
 /// Starts the I/O task: requests in, responses out.

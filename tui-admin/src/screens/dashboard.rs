@@ -72,6 +72,15 @@ impl Screen for DashboardScreen {
             ]));
         }
         lines.push(Line::from(format!("failure rate   {rate:>5.1} %")));
+        // The counts come from the latest page of tasks: say so when the hour holds more.
+        if let Some(oldest) = d.recent.last().filter(|_| d.recent.len() >= crate::io::PAGE_SIZE)
+            && oldest.created_at > hour_ago
+        {
+            lines.push(Line::styled(
+                format!("(the latest {} tasks only, since {})", d.recent.len(), oldest.created_at.format("%H:%M")),
+                theme.fg(Color::DarkGray),
+            ));
+        }
         frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Tasks ")), rates);
         match &d.providers {
             Some(list) => {

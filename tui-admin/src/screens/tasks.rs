@@ -101,7 +101,7 @@ impl Screen for TasksScreen {
             shell.filter_of(self.title()).map(|f| format!(" · {f}")).unwrap_or_default()
         );
         let widths = [
-            Constraint::Length(9),
+            Constraint::Length(10),
             Constraint::Length(10),
             Constraint::Min(8),
             Constraint::Length(5),
