@@ -56,8 +56,9 @@ pub enum Level {
 /// What the main loop must do outside the app (it owns the terminal).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Suspend the UI, edit this tool's config in `$EDITOR`, then hand the text back.
-    EditTool { id: Uuid, config: String },
+    /// Suspend the UI, edit this tool's config in `$EDITOR` (`id: None`: a new tool's whole
+    /// definition), then hand the text back.
+    EditTool { id: Option<Uuid>, config: String },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +124,8 @@ pub enum FormAction {
     /// New (`None`) or an edit of a banner.
     Banner(Option<Uuid>),
     BannerWindow(Uuid),
+    /// A new tool type.
+    ToolType,
 }
 
 #[derive(Debug, Clone)]
@@ -273,9 +276,14 @@ impl App {
                 self.tasks.list = list;
             }
             Response::TaskDetail(d) => self.tasks.detail = Some(*d),
-            Response::Tools(list) => {
-                self.tools.selected = self.tools.selected.min(list.len().saturating_sub(1));
-                self.tools.list = list;
+            Response::Tools { tools, types } => {
+                self.tools.selected = self.tools.selected.min(tools.len().saturating_sub(1));
+                self.tools.list = tools;
+                self.tools.types = types;
+            }
+            Response::DeadLetters(list) => {
+                self.tasks.selected = self.tasks.selected.min(list.len().saturating_sub(1));
+                self.tasks.dead = Some(list);
             }
             Response::ToolInvalid { id, message, config } => {
                 self.shell.error(format!("VALIDATION_ERROR: {message}"));
@@ -398,6 +406,7 @@ impl App {
                     let screen: &mut dyn Screen = match action {
                         FormAction::Adjust { .. } => &mut self.users,
                         FormAction::AddProvider | FormAction::RotateKey(_) => &mut self.providers,
+                        FormAction::ToolType => &mut self.tools,
                         FormAction::Package(_) | FormAction::Banner(_) | FormAction::BannerWindow(_) => {
                             &mut self.content
                         }
@@ -416,7 +425,10 @@ impl App {
     }
 
     /// The edited text of a tool's config (see [`ToolsScreen::on_edited`]).
-    pub fn on_tool_edited(&mut self, id: Uuid, text: &str) {
-        self.tools.on_edited(id, text, &mut self.shell);
+    pub fn on_tool_edited(&mut self, id: Option<Uuid>, text: &str) {
+        match id {
+            Some(id) => self.tools.on_edited(id, text, &mut self.shell),
+            None => self.tools.on_new(text, &mut self.shell),
+        }
     }
 }

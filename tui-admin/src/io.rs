@@ -47,6 +47,14 @@ pub enum Request {
         id: Uuid,
         input: Box<types::ToolInput>,
     },
+    /// A new tool (the whole definition, written in `$EDITOR`).
+    CreateTool(Box<types::ToolInput>),
+    CreateToolType {
+        name: String,
+        display_name: String,
+        color: Option<String>,
+    },
+    DeadLetters,
     Providers,
     AddProvider {
         name: String,
@@ -111,7 +119,11 @@ pub enum Response {
     UserDetail(Box<UserDetail>),
     Tasks(Vec<types::Task>),
     TaskDetail(Box<TaskDetail>),
-    Tools(Vec<types::Tool>),
+    Tools {
+        tools: Vec<types::Tool>,
+        types: Vec<types::ToolType>,
+    },
+    DeadLetters(Vec<types::DeadLetter>),
     /// A tool config the server refused (shown inline, to edit again).
     ToolInvalid {
         id: Uuid,
@@ -269,7 +281,26 @@ pub async fn execute(client: &Client, request: Request) -> Response {
             let t = call!(client.admin_task_retry(&id)).task;
             done(format!("retried as task {}", short(&t.id)), Some(Request::TaskDetail(t.id)))
         }
-        Request::Tools => Response::Tools(call!(client.admin_tool_list()).tools),
+        Request::Tools => Response::Tools {
+            tools: call!(client.admin_tool_list()).tools,
+            types: call!(client.admin_tool_type_list()).tool_types,
+        },
+        Request::CreateTool(input) => {
+            let t = call!(client.admin_tool_create(&input));
+            done(format!("tool {} created (off until you enable it: space)", t.slug), Some(Request::Tools))
+        }
+        Request::CreateToolType { name, display_name, color } => {
+            let body = types::ToolTypeInput {
+                name: text!("name", name),
+                display_name: text!("display name", display_name),
+                color: opt_text!("color", color),
+                icon: None,
+                description: None,
+            };
+            let t = call!(client.admin_tool_type_create(&body));
+            done(format!("tool type {} created", t.name), Some(Request::Tools))
+        }
+        Request::DeadLetters => Response::DeadLetters(call!(client.admin_dead_letter_list(None, PAGE)).dead_letters),
         Request::SaveTool { id, input } => match client.admin_tool_update(&id, &input).await {
             Ok(t) => done(format!("tool {} saved", t.into_inner().slug), Some(Request::Tools)),
             Err(funmagic_sdk::Error::ErrorResponse(resp)) if resp.status().as_u16() == 422 => {

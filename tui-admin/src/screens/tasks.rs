@@ -1,5 +1,5 @@
 //! Tasks of every user: filters (status, tool or user), details with steps and events,
-//! cancel, retry.
+//! cancel, retry; `D` switches to the dead letters (tasks that failed for good).
 
 use funmagic_sdk::types::{self, TaskStatus};
 use ratatui::Frame;
@@ -19,6 +19,8 @@ pub struct TasksScreen {
     pub selected: usize,
     pub status: Option<TaskStatus>,
     pub detail: Option<TaskDetail>,
+    /// The dead letters, while `D` shows them instead of the tasks.
+    pub dead: Option<Vec<types::DeadLetter>>,
 }
 
 /// The status filter's cycle (`f`).
@@ -37,10 +39,20 @@ impl Screen for TasksScreen {
     }
 
     fn keys(&self) -> &'static [(&'static str, &'static str)] {
-        &[("/", "filter tool/user id"), ("f", "status"), ("enter", "details"), ("x", "cancel"), ("t", "retry")]
+        &[
+            ("/", "filter tool/user id"),
+            ("f", "status"),
+            ("enter", "details"),
+            ("x", "cancel"),
+            ("t", "retry"),
+            ("D", "dead letters"),
+        ]
     }
 
     fn load(&self, shell: &Shell) -> Option<Request> {
+        if self.dead.is_some() {
+            return Some(Request::DeadLetters);
+        }
         Some(Request::Tasks { status: self.status, filter: shell.filter_of(self.title()) })
     }
 
@@ -49,7 +61,7 @@ impl Screen for TasksScreen {
     }
 
     fn list_len(&self, _shell: &Shell) -> usize {
-        self.list.len()
+        self.dead.as_ref().map_or(self.list.len(), Vec::len)
     }
 
     fn selected_mut(&mut self) -> Option<&mut usize> {
@@ -61,6 +73,26 @@ impl Screen for TasksScreen {
     }
 
     fn on_key(&mut self, key: Key, shell: &mut Shell) -> Option<Effect> {
+        if key == Key::Char('D') {
+            self.selected = 0;
+            self.detail = None;
+            if self.dead.take().is_none() {
+                self.dead = Some(Vec::new());
+            }
+            if let Some(request) = self.load(shell) {
+                shell.send(request);
+            }
+            return None;
+        }
+        if let Some(dead) = &self.dead {
+            let letter = dead.get(self.selected)?;
+            match key {
+                Key::Enter => shell.send(Request::TaskDetail(letter.task_id)),
+                Key::Char('t') => shell.dialog = Some(Dialog::Confirm(Confirm::RetryTask(letter.task_id))),
+                _ => {}
+            }
+            return None;
+        }
         if key == Key::Char('f') {
             let i = CYCLE.iter().position(|s| *s == self.status).unwrap_or(0);
             self.status = CYCLE[(i + 1) % CYCLE.len()];
@@ -107,7 +139,50 @@ impl Screen for TasksScreen {
             Constraint::Length(5),
             Constraint::Length(12),
         ];
-        table(frame, list, title, &["ID", "STATUS", "STEP", "COST", "CREATED"], &widths, rows, self.selected, theme);
+        match &self.dead {
+            None => table(
+                frame,
+                list,
+                title,
+                &["ID", "STATUS", "STEP", "COST", "CREATED"],
+                &widths,
+                rows,
+                self.selected,
+                theme,
+            ),
+            Some(dead) => {
+                let rows = dead
+                    .iter()
+                    .map(|d| {
+                        Row::new(vec![
+                            Cell::from(short(&d.task_id)),
+                            Cell::from(Span::styled(d.reason.clone(), theme.fg(Color::Red))),
+                            Cell::from(d.attempts.to_string()),
+                            Cell::from(time(&d.created_at)),
+                            Cell::from(d.error.clone()),
+                        ])
+                    })
+                    .collect();
+                let widths = [
+                    Constraint::Length(10),
+                    Constraint::Length(14),
+                    Constraint::Length(4),
+                    Constraint::Length(12),
+                    Constraint::Min(8),
+                ];
+                let title = format!(" Dead letters · {} (D: back to tasks) ", dead.len());
+                table(
+                    frame,
+                    list,
+                    title,
+                    &["TASK", "REASON", "TRY", "WHEN", "ERROR"],
+                    &widths,
+                    rows,
+                    self.selected,
+                    theme,
+                );
+            }
+        }
         let lines = match &self.detail {
             Some(d) => {
                 let t = &d.detail.task;

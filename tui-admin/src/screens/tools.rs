@@ -1,5 +1,7 @@
 //! Tools: the list (filtered here: it is small), enable/disable, the config edited as JSON
-//! in `$EDITOR` (the server's objection is kept beside the text until it is fixed).
+//! in `$EDITOR` (the server's objection is kept beside the text until it is fixed), new
+//! tools written whole in `$EDITOR` from a template, and the tool types (with a form for a
+//! new one).
 
 use funmagic_sdk::types;
 use ratatui::Frame;
@@ -10,7 +12,8 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Wrap};
 use uuid::Uuid;
 
 use super::{Screen, opt_text, text};
-use crate::app::{Effect, Key, Shell};
+use crate::app::{Dialog, Effect, FormAction, Key, Shell};
+use crate::form::{Field, Form};
 use crate::io::Request;
 use crate::ui::{Theme, table};
 
@@ -20,6 +23,9 @@ pub struct ToolsScreen {
     pub selected: usize,
     /// The server's word on the last edit, shown under the list.
     pub invalid: Option<(Uuid, String, serde_json::Value)>,
+    pub types: Vec<types::ToolType>,
+    /// A new tool's text as last written (reopened by `n` until it is created).
+    pub draft: Option<String>,
 }
 
 impl ToolsScreen {
@@ -60,13 +66,52 @@ impl ToolsScreen {
     }
 }
 
+impl ToolsScreen {
+    /// A new tool's definition to start from: the API's ToolInput, off until enabled.
+    pub fn template(&self) -> String {
+        let kind = self.types.first().map(|t| t.id.to_string()).unwrap_or_default();
+        let provider = self
+            .list
+            .iter()
+            .flat_map(|t| t.config.as_ref().and_then(|c| c["steps"][0]["providerId"].as_str().map(str::to_string)))
+            .next()
+            .unwrap_or_default();
+        let template = serde_json::json!({
+            "slug": "my-tool",
+            "title": "My tool",
+            "description": "What it does",
+            "toolTypeId": kind,
+            "isActive": false,
+            "config": { "steps": [
+                { "id": "echo", "name": "Echo", "type": "echo", "providerId": provider, "providerModel": "echo", "cost": 1 }
+            ] }
+        });
+        serde_json::to_string_pretty(&template).unwrap_or_default()
+    }
+
+    /// A new tool's text came back from the editor: checked as JSON here, then by the server.
+    pub fn on_new(&mut self, text: &str, shell: &mut Shell) {
+        self.draft = Some(text.to_string());
+        match serde_json::from_str::<types::ToolInput>(text) {
+            Ok(input) => shell.send(Request::CreateTool(Box::new(input))),
+            Err(e) => shell.error(format!("INVALID_TOOL: {e} — press n to fix it")),
+        }
+    }
+}
+
 impl Screen for ToolsScreen {
     fn title(&self) -> &'static str {
         "Tools"
     }
 
     fn keys(&self) -> &'static [(&'static str, &'static str)] {
-        &[("/", "filter"), ("e", "edit JSON in $EDITOR"), ("space", "enable/disable")]
+        &[
+            ("/", "filter"),
+            ("e", "edit JSON in $EDITOR"),
+            ("space", "enable/disable"),
+            ("n", "new tool"),
+            ("T", "new tool type"),
+        ]
     }
 
     fn load(&self, _shell: &Shell) -> Option<Request> {
@@ -86,6 +131,25 @@ impl Screen for ToolsScreen {
     }
 
     fn on_key(&mut self, key: Key, shell: &mut Shell) -> Option<Effect> {
+        match key {
+            Key::Char('n') => {
+                let config = self.draft.clone().unwrap_or_else(|| self.template());
+                return Some(Effect::EditTool { id: None, config });
+            }
+            Key::Char('T') => {
+                let form = Form::new(
+                    "New tool type".into(),
+                    vec![
+                        Field::new("Name (a-z, 0-9, -)", false),
+                        Field::new("Display name", false),
+                        Field::new("Colour (#rrggbb, optional)", false),
+                    ],
+                );
+                shell.dialog = Some(Dialog::Form(form, FormAction::ToolType));
+                return None;
+            }
+            _ => {}
+        }
         let tool = self.visible(shell).get(self.selected).map(|t| (*t).clone())?;
         match key {
             Key::Char(' ') => match tool.config.clone().map(|c| tool_input(&tool, c, !tool.is_active)) {
@@ -103,18 +167,43 @@ impl Screen for ToolsScreen {
                     }
                 };
                 let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-                return Some(Effect::EditTool { id: tool.id, config: text });
+                return Some(Effect::EditTool { id: Some(tool.id), config: text });
             }
             _ => {}
         }
         None
     }
 
+    fn on_form(&mut self, form: &Form, action: &FormAction, shell: &mut Shell) -> Result<(), String> {
+        if !matches!(action, FormAction::ToolType) {
+            return Ok(());
+        }
+        let value = |i: usize| form.fields[i].value.trim().to_string();
+        let name = value(0);
+        let _: types::Slug60 = text("name", &name)?;
+        let display_name = if value(1).is_empty() { name.clone() } else { value(1) };
+        let color = Some(value(2)).filter(|c| !c.is_empty());
+        shell.send(Request::CreateToolType { name, display_name, color });
+        Ok(())
+    }
+
     fn draw(&self, frame: &mut Frame, area: Rect, shell: &Shell, theme: &Theme) {
         let invalid = self.invalid.as_ref();
-        let [list, note] =
-            Layout::vertical([Constraint::Min(4), Constraint::Length(if invalid.is_some() { 4 } else { 0 })])
-                .areas(area);
+        let [list, types_area, note] = Layout::vertical([
+            Constraint::Min(4),
+            Constraint::Length(if self.types.is_empty() { 0 } else { 3 }),
+            Constraint::Length(if invalid.is_some() { 4 } else { 0 }),
+        ])
+        .areas(area);
+        let kinds: Vec<Span> = self
+            .types
+            .iter()
+            .flat_map(|t| [Span::styled(t.name.clone(), theme.bold()), Span::raw(format!(" ({})   ", t.display_name))])
+            .collect();
+        frame.render_widget(
+            Paragraph::new(ratatui::text::Line::from(kinds)).block(Block::bordered().title(" Tool types (T: new) ")),
+            types_area,
+        );
         let rows = self
             .visible(shell)
             .iter()

@@ -241,6 +241,14 @@ async fn every_screen() {
     c.on_key(Key::Enter);
     settle(&mut c, &mut rx, &client).await;
     frames.push(("tasks_failed_detail", text(&render(&c, 100, 30))));
+    // The dead letters, and back.
+    c.on_key(Key::Char('D'));
+    settle(&mut c, &mut rx, &client).await;
+    assert!(c.tasks.dead.is_some());
+    frames.push(("tasks_dead_letters", text(&render(&c, 100, 30))));
+    c.on_key(Key::Char('D'));
+    settle(&mut c, &mut rx, &client).await;
+    assert!(c.tasks.dead.is_none());
 
     // Tools, with an edit the server refuses shown inline.
     c.on_key(Key::Char('4'));
@@ -249,12 +257,34 @@ async fn every_screen() {
     let echo = c.tools.list.iter().find(|t| t.slug == "echo").unwrap().clone();
     let mut bad = echo.config.clone().unwrap();
     bad["steps"][0]["type"] = "teleport".into();
-    c.on_tool_edited(echo.id, &bad.to_string());
+    c.on_tool_edited(Some(echo.id), &bad.to_string());
     settle(&mut c, &mut rx, &client).await;
     assert!(c.tools.invalid.is_some());
     frames.push(("tools_invalid", text(&render(&c, 100, 30))));
-    c.on_tool_edited(echo.id, "{ not json");
+    c.on_tool_edited(Some(echo.id), "{ not json");
     assert!(c.shell.status.as_ref().unwrap().1.starts_with("INVALID_JSON"));
+    // A new tool type from the form, then a new tool written from the template.
+    c.on_key(Key::Char('T'));
+    for ch in "audio".chars() {
+        c.on_key(Key::Char(ch));
+    }
+    c.on_key(Key::Tab);
+    for ch in "Audio".chars() {
+        c.on_key(Key::Char(ch));
+    }
+    c.on_key(Key::Tab);
+    c.on_key(Key::Enter);
+    settle(&mut c, &mut rx, &client).await;
+    assert!(c.tools.types.iter().any(|t| t.name == "audio"), "{:?}", c.shell.status);
+    let template = c.tools.template();
+    c.on_tool_edited(None, "{ \"slug\": 1 }");
+    assert!(c.shell.status.as_ref().unwrap().1.starts_with("INVALID_TOOL"), "{:?}", c.shell.status);
+    assert_eq!(c.tools.draft.as_deref(), Some("{ \"slug\": 1 }"), "the draft is kept to fix");
+    c.on_tool_edited(None, &template.replace("my-tool", "console-made"));
+    settle(&mut c, &mut rx, &client).await;
+    let made = c.tools.list.iter().find(|t| t.slug == "console-made").expect("the new tool is listed");
+    assert!(!made.is_active, "a new tool starts off");
+    frames.push(("tools_new", text(&render(&c, 100, 30))));
 
     // Providers, Packages & Banners.
     c.on_key(Key::Char('5'));
