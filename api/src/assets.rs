@@ -264,6 +264,7 @@ pub async fn complete_upload(
         thumbnail_key: None,
     };
     let asset = state.store().asset_create(&asset).await?;
+    crate::telemetry::upload_completed(asset.size.max(0) as u64);
     if actual.is_some_and(FileType::is_image) {
         match state.storage().get(bucket, storage_key).await {
             Ok(bytes) => return Ok(with_thumbnail(state, asset, bytes).await),

@@ -25,6 +25,7 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 /// Test harness (test apps on both backends, sample images); only in test builds and for
 /// crates that enable the `testing` feature, never in the server binary.
 #[cfg(any(test, feature = "testing"))]

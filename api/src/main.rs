@@ -106,6 +106,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     "\n  First start: created super admin\n    email:    {email}\n    password: {password}\n  Sign in with `funmagic auth login --email {email}` and change the password.\n"
                 );
             }
+            serve_metrics(&state).await?;
             tokio::spawn(sweep_expired_sessions(state.clone()));
             tokio::spawn(sweep_pending_uploads(state.clone()));
             tokio::spawn(funmagic_api::admin::provider_health::run_loop(state.clone()));
@@ -129,6 +130,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Worker { concurrency } => {
             let state = AppState::build(settings, Migrations::Apply).await?;
+            serve_metrics(&state).await?;
             tracing::info!(concurrency, "worker started");
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
             let pool = tokio::spawn(funmagic_api::worker::run_workers(state.clone(), concurrency, stop_rx));
@@ -139,6 +141,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(server::SHUTDOWN_GRACE, pool).await;
             state.store().close().await;
         }
+    }
+    Ok(())
+}
+
+/// `GET /metrics` on `metrics.listen`, when set (API and worker processes alike).
+async fn serve_metrics(state: &AppState) -> anyhow::Result<()> {
+    if let Some(listen) = state.settings().metrics.listen {
+        funmagic_api::telemetry::serve(state.clone(), listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("FUNMAGIC_METRICS_LISTEN: cannot listen on {listen}: {e}"))?;
     }
     Ok(())
 }

@@ -138,6 +138,8 @@ async fn start(state: &AppState, new: &NewTask) -> AppResult<TaskRow> {
     let (task, _queued) =
         state.store().task_submit(new).await.map_err(|e| crate::credits::ledger_error(e, new.cost))?;
     state.queue().enqueue(task.id);
+    crate::telemetry::task_submitted(&crate::telemetry::tool_label(state, new.tool_id).await);
+    crate::telemetry::credits("reserved", new.cost);
     Ok(task)
 }
 
@@ -223,7 +225,14 @@ pub(crate) async fn request_cancel(state: &AppState, id: Uuid) -> AppResult<()> 
     let status = state.store().task_request_cancel(id).await?;
     if status == Some(TaskStatus::Queued) {
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
-        finish(state, id, TaskEnd::cancelled(0, &event)).await?;
+        let labels = match state.store().task_get(id).await? {
+            Some(t) => crate::telemetry::TaskLabels {
+                tool: crate::telemetry::tool_label(state, t.tool_id).await,
+                cost: t.credits_cost,
+            },
+            None => crate::telemetry::TaskLabels { tool: "unknown".into(), cost: 0 },
+        };
+        crate::telemetry::with_task(labels, finish(state, id, TaskEnd::cancelled(0, &event))).await?;
     }
     Ok(())
 }
@@ -237,6 +246,12 @@ pub(crate) async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) ->
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if finished.ended {
         state.events().publish_recorded(task_id, &finished.events).await;
+        let labels = crate::telemetry::current_task()
+            .unwrap_or_else(|| crate::telemetry::TaskLabels { tool: "unknown".into(), cost: 0 });
+        crate::telemetry::task_finished(&labels.tool, end.status.as_str());
+        let spent = end.spend.unwrap_or(labels.cost).clamp(0, labels.cost.max(0));
+        crate::telemetry::credits("spent", spent);
+        crate::telemetry::credits("released", labels.cost - spent);
     }
     state.queue().slot_freed(&finished.unparked);
     Ok(finished.ended)

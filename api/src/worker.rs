@@ -272,6 +272,18 @@ async fn start_delivered(
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
 /// recorded, credits resolve once.
 pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Lease>) {
+    let labels = crate::telemetry::TaskLabels {
+        tool: crate::telemetry::tool_label(state, claimed.task.tool_id).await,
+        cost: claimed.task.credits_cost,
+    };
+    if claimed.attempts <= 1 {
+        let waited = chrono::Utc::now() - claimed.task.created_at;
+        crate::telemetry::queue_wait(waited.to_std().unwrap_or_default());
+    }
+    crate::telemetry::with_task(labels, execute_labelled(state, claimed, delivery)).await;
+}
+
+async fn execute_labelled(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Lease>) {
     let task_id = claimed.task.id;
     let heartbeat = {
         let state = state.clone();
@@ -427,6 +439,7 @@ async fn retry_later(state: &AppState, task_id: Uuid, cfg: &StepConfig, e: &AppE
         format!("{} — retrying in {} ms (attempt {} of {max_attempts})", e.message, delay.as_millis(), attempt + 1);
     let notice = json!({ "stepId": cfg.id, "progress": 0, "message": message, "retry": attempt + 1 });
     let patch = json!({ "lastError": e.message });
+    crate::telemetry::task_retry();
     if let Some(event) = state.store().task_step_retry(task_id, &cfg.id, patch, delay, notice).await? {
         let due = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         state.queue().enqueue_at(task_id, due).await;
@@ -538,12 +551,25 @@ async fn run_step(
         saved,
     });
     let timeout = Duration::from_secs(state.settings().tasks.step_timeout_secs);
-    match tokio::time::timeout(timeout, run).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(timeout, run).await {
         Ok(result) => result,
         Err(_) => Err(AppError::new(
             ErrorKind::Unavailable,
             ErrorCode::StepTimeout,
             format!("step '{}' ran longer than {} s", step.id, timeout.as_secs()),
         )),
-    }
+    };
+    let provider = match state.catalogue().provider(step.provider_id).await {
+        Ok(Some(p)) => p.kind.as_str(),
+        _ => "unknown",
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.code == ErrorCode::StepTimeout => "timeout",
+        Err(_) => "error",
+    };
+    let tool = crate::telemetry::current_task().map(|l| l.tool).unwrap_or_else(|| "unknown".into());
+    crate::telemetry::step_run(&tool, provider, outcome, started.elapsed());
+    result
 }

@@ -96,6 +96,13 @@ pub mod types {
         pub details: ::std::option::Option<::serde_json::Value>,
         ///A human-readable message, safe to show to the user.
         pub error: ::std::string::String,
+        /**The request's id, as in the `X-Request-Id` header: quote it when reporting a problem
+(the server's log lines for the request carry it).*/
+        #[serde(
+            rename = "requestId",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub request_id: ::std::option::Option<::std::string::String>,
     }
     ///An API key as listed: never the secret, only its first characters.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]

@@ -108,6 +108,18 @@ section! {
         credits: CreditsLayer,
         stripe: StripeLayer,
         log: LogLayer,
+        metrics: MetricsLayer,
+    }
+}
+
+section! {
+    /// Metrics for Prometheus.
+    pub struct MetricsLayer => MetricsSettings in "metrics" {
+        listen: SocketAddr {
+            env: "FUNMAGIC_METRICS_LISTEN",
+            shown: "(off)",
+            help: "address of a separate listener serving GET /metrics (Prometheus text format) in API and worker processes; never on the public port",
+        },
     }
 }
 
@@ -172,6 +184,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub stripe: Option<StripeSettings>,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl SettingsLayer {
@@ -210,6 +223,7 @@ impl SettingsLayer {
             limits: self.limits.values()?,
             stripe: self.stripe.values()?.resolve()?,
             log: self.log.values()?,
+            metrics: self.metrics.values()?,
         })
     }
 }

@@ -46,6 +46,7 @@ pub async fn grant_signup_bonus(state: &AppState, user_id: Uuid) -> AppResult<()
             .credits_grant(user_id, TransactionType::Bonus, bonus, &format!("signup:{user_id}"), Some("sign-up bonus"))
             .await
             .map_err(|e| ledger_error(e, 0))?;
+        crate::telemetry::credits("granted", bonus);
     }
     Ok(())
 }
@@ -93,7 +94,7 @@ pub async fn admin_adjust(
     }
     let text = format!("{description} (by {})", principal.user.email);
     match state.store().credits_grant(user_id, TransactionType::AdminAdjust, amount, reference, Some(&text)).await {
-        Ok(_) => {}
+        Ok(_) => crate::telemetry::credits("granted", amount),
         Err(LedgerError::Insufficient { available }) => {
             return Err(AppError::new(
                 ErrorKind::Validation,

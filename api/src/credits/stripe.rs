@@ -286,6 +286,7 @@ async fn fulfill(state: &AppState, session_id: &str, session: &serde_json::Value
     state.store().checkout_set_status(&checkout.id, crate::store::CheckoutStatus::Completed).await?;
     Ok(match booked {
         Booked::Applied(_) => {
+            crate::telemetry::credits("granted", checkout.credits);
             tracing::info!(session_id, user = %checkout.user_id, credits = checkout.credits, "credits purchased");
             WebhookOutcome::Granted { session: checkout.id, credits: checkout.credits }
         }

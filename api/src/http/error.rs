@@ -24,6 +24,18 @@ pub struct ApiError {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// The request's id, as in the `X-Request-Id` header: quote it when reporting a problem
+    /// (the server's log lines for the request carry it).
+    #[oai(rename = "requestId", skip_serializing_if_is_none)]
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// An error body, stamped with the current request's id.
+    pub fn new(error: String, code: String, details: Option<Value>) -> Self {
+        Self { error, code, details, request_id: crate::telemetry::current_request_id() }
+    }
 }
 
 /// Every error status an operation may answer with; all carry [`ApiError`].
@@ -89,7 +101,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl From<AppError> for ErrorResponse {
     fn from(err: AppError) -> Self {
-        let body = Json(ApiError { error: err.message, code: err.code.as_str().to_string(), details: err.details });
+        let body = Json(ApiError::new(err.message, err.code.as_str().to_string(), err.details));
         match err.kind {
             ErrorKind::BadRequest => ErrorResponse::BadRequest(body),
             ErrorKind::Unauthenticated => ErrorResponse::Unauthorized(body),
@@ -186,7 +198,7 @@ pub fn json_error_body(err: &poem::Error) -> poem::Response {
     } else {
         err.to_string()
     };
-    let body = ApiError { error: message, code: code.as_str().to_string(), details: None };
+    let body = ApiError::new(message, code.as_str().to_string(), None);
     poem::Response::builder()
         .status(status)
         .content_type("application/json")
@@ -196,7 +208,7 @@ pub fn json_error_body(err: &poem::Error) -> poem::Response {
 /// An error answer of a route outside the spec (the local store's `/files/…`): the same
 /// JSON body as every other error, with the status of its kind.
 pub fn error_response(kind: ErrorKind, code: ErrorCode, message: &str) -> poem::Response {
-    let body = ApiError { error: message.to_string(), code: code.as_str().to_string(), details: None };
+    let body = ApiError::new(message.to_string(), code.as_str().to_string(), None);
     poem::Response::builder()
         .status(status_of(kind))
         .content_type("application/json")

@@ -178,7 +178,9 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
 
 /// The methods each route answers, for the `Allow` header of a 405 (RFC 9110 §15.5.6):
 /// the spec's operations plus the routes outside the spec.
-struct AllowTable(Vec<(Vec<Option<String>>, String)>);
+/// It also names a request's route template for the metrics (`/api/tasks/{id}`, never the
+/// raw path).
+struct AllowTable(Vec<(Vec<Option<String>>, String, String)>);
 
 impl AllowTable {
     fn build() -> Self {
@@ -213,10 +215,22 @@ impl AllowTable {
                     .split('/')
                     .map(|seg| (!seg.starts_with('{')).then(|| seg.to_string()))
                     .collect();
-                (segments, methods.join(", "))
+                (segments, methods.join(", "), path)
             })
             .collect();
         Self(table)
+    }
+
+    /// The routes whose template matches `path`, the most literal first.
+    fn matching(&self, path: &str) -> Option<&(Vec<Option<String>>, String, String)> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        self.0
+            .iter()
+            .filter(|(segments, _, _)| {
+                segments.len() == parts.len()
+                    && segments.iter().zip(&parts).all(|(seg, part)| seg.as_deref().is_none_or(|s| s == *part))
+            })
+            .max_by_key(|(segments, _, _)| segments.iter().filter(|s| s.is_some()).count())
     }
 
     fn allowed(&self, path: &str) -> Option<&str> {
@@ -226,15 +240,60 @@ impl AllowTable {
         if path.starts_with("/files/") {
             return Some("GET, HEAD, PUT");
         }
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        self.0
-            .iter()
-            .find(|(segments, _)| {
-                segments.len() == parts.len()
-                    && segments.iter().zip(&parts).all(|(seg, part)| seg.as_deref().is_none_or(|s| s == *part))
-            })
-            .map(|(_, methods)| methods.as_str())
+        self.matching(path).map(|(_, methods, _)| methods.as_str())
     }
+
+    /// The route template of `path` for metric labels; `other` for paths no route has.
+    fn template(&self, path: &str) -> &str {
+        if path.starts_with("/static/") {
+            return "/static/{hash}/{path}";
+        }
+        if path.starts_with("/files/") {
+            return "/files/{bucket}/{key}";
+        }
+        if path == "/openapi.json" {
+            return "/openapi.json";
+        }
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
+        }
+        self.matching(path).map(|(_, _, template)| template.as_str()).unwrap_or("other")
+    }
+}
+
+/// The request's id (a sane incoming `X-Request-Id`, else a new one) on the response, in
+/// every log line of the request (a span) and in JSON error bodies; the request's duration
+/// and the requests in flight as metrics, by route template.
+async fn observe<E: Endpoint>(
+    next: E,
+    table: std::sync::Arc<AllowTable>,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = table.template(req.uri().path()).to_string();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| crate::telemetry::sane_request_id(id))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let _active = crate::telemetry::ActiveRequest::start();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let call = async move {
+        match next.call(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(err) => err.into_response(),
+        }
+    };
+    let mut resp = crate::telemetry::with_request_id(request_id.clone(), call.instrument(span)).await;
+    if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", value);
+    }
+    crate::telemetry::http_request(method.as_str(), &route, resp.status().as_u16(), started.elapsed());
+    Ok(resp)
 }
 
 /// Adds `Allow` to every 405.
@@ -257,6 +316,7 @@ async fn allow_header<E: Endpoint>(
 /// All routes, with shared state and JSON errors.
 pub fn routes(state: AppState) -> impl Endpoint {
     let allow = std::sync::Arc::new(AllowTable::build());
+    let observed = allow.clone();
     let origins = cors::CorsOrigins::new(&state.settings().auth.cors_origins);
     let service = api_service();
     let docs = service.swagger_ui();
@@ -289,4 +349,5 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .around(caching::conditional)
         .around(move |next, req| allow_header(next, allow.clone(), req))
         .around(move |next, req| cors::cors(next, origins.clone(), req))
+        .around(move |next, req| observe(next, observed.clone(), req))
 }

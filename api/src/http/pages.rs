@@ -88,8 +88,7 @@ pub async fn social_callback(
 /// An app error as the JSON error response, from a plain poem handler.
 fn api_error(err: crate::error::AppError) -> poem::Error {
     let status = crate::http::error::status_of(err.kind);
-    let body =
-        crate::http::error::ApiError { error: err.message, code: err.code.as_str().to_string(), details: err.details };
+    let body = crate::http::error::ApiError::new(err.message, err.code.as_str().to_string(), err.details);
     let mut builder = poem::Response::builder().status(status).content_type("application/json");
     if let Some(secs) = err.retry_after_secs {
         builder = builder.header(poem::http::header::RETRY_AFTER, secs.to_string());

@@ -317,10 +317,12 @@ impl TasksApi {
         state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
         let follower = state.events().follow(task.id, after, task.status).await;
-        // The slot lives as long as the stream: dropped when it ends or the client leaves.
-        let stream = futures::stream::unfold((follower, slot), |(mut f, slot)| async move {
+        // The slot (and the open-streams gauge) live as long as the stream: dropped when it
+        // ends or the client leaves.
+        let open = (slot, crate::telemetry::OpenStream::start());
+        let stream = futures::stream::unfold((follower, open), |(mut f, open)| async move {
             let live = f.next().await?;
-            Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, (f, slot)))
+            Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, (f, open)))
         });
         Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
             .keep_alive(Duration::from_secs(15))

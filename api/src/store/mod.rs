@@ -183,6 +183,14 @@ impl Store {
         dispatch!(self.close())
     }
 
+    /// The connection pool's (size, idle connections), for the metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self {
+            Store::Postgres(s) => (s.pool.size(), s.pool.num_idle()),
+            Store::Sqlite(s) => (s.pool.size(), s.pool.num_idle()),
+        }
+    }
+
     /// Prepares `sql` without running it: the engine parses it and resolves every table,
     /// column and function it names (see [`sql::all`]). The engine's own error is returned
     /// (its SQLSTATE tells a wrong statement from one whose types only the binds give).
@@ -374,4 +382,6 @@ forward! {
     fn queue_depth() -> StoreResult<(i64, i64, i64)>;
     /// The dead-letter list, newest first.
     fn dead_letters(before: Option<Uuid>, limit: i64) -> StoreResult<Vec<DeadLetterRow>>;
+    /// How many tasks failed for good.
+    fn dead_letter_count() -> StoreResult<i64>;
 }

@@ -634,6 +634,14 @@ macro_rules! task_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// How many tasks failed for good.
+            pub async fn dead_letter_count(&self) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM task_dead_letters")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             /// The dead-letter list, newest first, before `before` (a task id cursor).
             pub async fn dead_letters(&self, before: Option<uuid::Uuid>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::DeadLetterRow>> {
                 sqlx::query_as::<_, $crate::store::DeadLetterRow>($crate::store::sql::tasks::DEAD_LETTERS)

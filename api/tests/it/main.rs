@@ -16,6 +16,7 @@ mod health;
 mod image_url;
 mod limits;
 mod mail;
+mod metrics;
 mod oauth;
 mod openapi;
 mod providers;

@@ -1,0 +1,249 @@
+//! Metrics in the Prometheus text format, named after the OpenTelemetry semantic
+//! conventions as Prometheus renders them (`http_server_request_duration_seconds`, …) and
+//! the platform's own `funmagic_*`, through the `metrics` facade and
+//! `metrics-exporter-prometheus` (installed once per process). Labels are bounded: a route
+//! template, a tool's slug, a provider's kind, a status — never a user or task id.
+//!
+//! `GET /metrics` is served on its own listener (`metrics.listen`, off by default) so it is
+//! never public by accident; API and worker processes both expose it. Gauges that mirror the
+//! database (queue depth, dead letters, pool use) are read when the endpoint is scraped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use uuid::Uuid;
+
+use crate::app::AppState;
+
+/// Request and step durations: 5 ms to 2 minutes.
+const SECONDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls reuse it). `None` when another
+/// recorder is installed already (a test harness).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder =
+                PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS).ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!("http_server_request_duration_seconds", Unit::Seconds, "Duration of HTTP server requests");
+    describe_gauge!("http_server_active_requests", "HTTP server requests in flight");
+    describe_counter!("funmagic_tasks_submitted_total", "Tasks accepted, by tool");
+    describe_counter!("funmagic_tasks_finished_total", "Tasks that reached a terminal state, by tool and status");
+    describe_histogram!("funmagic_task_queue_wait_seconds", Unit::Seconds, "From submission to a worker's claim");
+    describe_histogram!("funmagic_task_run_seconds", Unit::Seconds, "One step's run, by tool, provider and outcome");
+    describe_gauge!("funmagic_task_queue_depth", "Tasks in the queue by state (waiting, delayed, running, dead)");
+    describe_counter!("funmagic_task_retries_total", "Steps scheduled to run again after a transient failure");
+    describe_counter!("funmagic_provider_requests_total", "Provider step runs, by provider kind and outcome");
+    describe_histogram!("funmagic_provider_request_seconds", Unit::Seconds, "Provider step runs, by provider kind");
+    describe_counter!("funmagic_credits_total", "Credits moved, by type (granted, reserved, spent, released)");
+    describe_gauge!("funmagic_sse_streams_open", "Task event streams open in this process");
+    describe_counter!("funmagic_uploads_bytes_total", "Bytes of completed uploads");
+    describe_gauge!("funmagic_db_pool_connections", "Database pool connections by state (in_use, idle)");
+}
+
+/// The text of `/metrics`, with the gauges read from the database first.
+pub async fn render(state: &AppState) -> String {
+    if let Ok((waiting, running, delayed)) = state.store().queue_depth().await {
+        metrics::gauge!("funmagic_task_queue_depth", "state" => "waiting").set(waiting as f64);
+        metrics::gauge!("funmagic_task_queue_depth", "state" => "running").set(running as f64);
+        metrics::gauge!("funmagic_task_queue_depth", "state" => "delayed").set(delayed as f64);
+    }
+    if let Ok(dead) = state.store().dead_letter_count().await {
+        metrics::gauge!("funmagic_task_queue_depth", "state" => "dead").set(dead as f64);
+    }
+    let (size, idle) = state.store().pool_stats();
+    metrics::gauge!("funmagic_db_pool_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("funmagic_db_pool_connections", "state" => "in_use")
+        .set((size as usize).saturating_sub(idle) as f64);
+    install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Serves `GET /metrics` on `listen` until the process ends.
+pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<SocketAddr> {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    install();
+    let acceptor = TcpListener::bind(listen).into_acceptor().await?;
+    let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(listen);
+    let app = poem::Route::new().at(
+        "/metrics",
+        poem::get(poem::endpoint::make(move |_| {
+            let state = state.clone();
+            async move {
+                poem::Response::builder()
+                    .content_type("text/plain; version=0.0.4; charset=utf-8")
+                    .body(render(&state).await)
+            }
+        })),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = poem::Server::new_with_acceptor(acceptor).run(app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    Ok(addr)
+}
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// Runs `fut` as the request `id` (see [`current_request_id`]).
+pub async fn with_request_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    REQUEST_ID.scope(id, fut).await
+}
+
+/// The id of the request being served, if any (JSON error bodies carry it).
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// An incoming `X-Request-Id` worth keeping: 1–128 visible characters of `[A-Za-z0-9._:-]`
+/// (anything else is replaced, so a log line cannot be forged through it).
+pub fn sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// One HTTP request's end.
+pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    metrics::histogram!(
+        "http_server_request_duration_seconds",
+        "http_request_method" => method.to_string(),
+        "http_route" => route.to_string(),
+        "http_response_status_code" => status.to_string(),
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Counts a request in flight while it lives.
+pub struct ActiveRequest;
+
+impl ActiveRequest {
+    pub fn start() -> Self {
+        metrics::gauge!("http_server_active_requests").increment(1.0);
+        ActiveRequest
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        metrics::gauge!("http_server_active_requests").decrement(1.0);
+    }
+}
+
+/// Tools' slugs by id (labels name tools by slug; ids never become labels).
+static SLUGS: LazyLock<Mutex<HashMap<Uuid, String>>> = LazyLock::new(Default::default);
+
+/// The slug of a tool for labels (looked up once per tool and process).
+pub async fn tool_label(state: &AppState, tool_id: Uuid) -> String {
+    if let Some(slug) = SLUGS.lock().unwrap_or_else(|p| p.into_inner()).get(&tool_id) {
+        return slug.clone();
+    }
+    let slug = match state.store().tool_get(tool_id).await {
+        Ok(Some(tool)) => tool.slug,
+        _ => return "unknown".into(),
+    };
+    SLUGS.lock().unwrap_or_else(|p| p.into_inner()).insert(tool_id, slug.clone());
+    slug
+}
+
+pub fn task_submitted(tool: &str) {
+    metrics::counter!("funmagic_tasks_submitted_total", "tool" => tool.to_string()).increment(1);
+}
+
+pub fn task_finished(tool: &str, status: &str) {
+    metrics::counter!("funmagic_tasks_finished_total", "tool" => tool.to_string(), "status" => status.to_string())
+        .increment(1);
+}
+
+pub fn queue_wait(took: Duration) {
+    metrics::histogram!("funmagic_task_queue_wait_seconds").record(took.as_secs_f64());
+}
+
+pub fn step_run(tool: &str, provider: &str, outcome: &str, took: Duration) {
+    metrics::histogram!(
+        "funmagic_task_run_seconds",
+        "tool" => tool.to_string(),
+        "provider" => provider.to_string(),
+        "outcome" => outcome.to_string(),
+    )
+    .record(took.as_secs_f64());
+    metrics::counter!("funmagic_provider_requests_total", "provider" => provider.to_string(), "outcome" => outcome.to_string())
+        .increment(1);
+    metrics::histogram!("funmagic_provider_request_seconds", "provider" => provider.to_string())
+        .record(took.as_secs_f64());
+}
+
+pub fn task_retry() {
+    metrics::counter!("funmagic_task_retries_total").increment(1);
+}
+
+/// Credits moved: `kind` is granted, reserved, spent or released.
+pub fn credits(kind: &'static str, amount: i64) {
+    if amount > 0 {
+        metrics::counter!("funmagic_credits_total", "type" => kind).increment(amount as u64);
+    }
+}
+
+pub fn sse_stream_opened() {
+    metrics::gauge!("funmagic_sse_streams_open").increment(1.0);
+}
+
+pub fn sse_stream_closed() {
+    metrics::gauge!("funmagic_sse_streams_open").decrement(1.0);
+}
+
+pub fn upload_completed(bytes: u64) {
+    metrics::counter!("funmagic_uploads_bytes_total").increment(bytes);
+}
+
+/// What a task's metrics are labelled with, known where it runs (the worker) or ends.
+#[derive(Debug, Clone)]
+pub struct TaskLabels {
+    pub tool: String,
+    pub cost: i64,
+}
+
+tokio::task_local! {
+    static TASK: TaskLabels;
+}
+
+/// Runs `fut` with the labels of the task it works on (see [`current_task`]).
+pub async fn with_task<F: std::future::Future>(labels: TaskLabels, fut: F) -> F::Output {
+    TASK.scope(labels, fut).await
+}
+
+/// The labels of the task being worked on, if any.
+pub fn current_task() -> Option<TaskLabels> {
+    TASK.try_with(Clone::clone).ok()
+}
+
+/// A task event stream held open; counted while it lives.
+pub struct OpenStream;
+
+impl OpenStream {
+    pub fn start() -> Self {
+        sse_stream_opened();
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        sse_stream_closed();
+    }
+}

@@ -1,0 +1,130 @@
+//! `/metrics` on its own listener after real requests and a real task run: it parses as
+//! Prometheus text, the counters and histograms move with the right labels, and no label
+//! takes an id. Request ids: on every response, honoured when sane, in JSON error bodies.
+
+use funmagic_api::testing::TestApp;
+use serde_json::json;
+
+use crate::{client_as, echo, funded};
+
+/// One sample: its family's name, its labels and its value (a histogram's count).
+struct Sample {
+    family: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> Vec<Sample> {
+    use openmetrics_parser::PrometheusValue;
+    let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let exposition = openmetrics_parser::prometheus::parse_prometheus(&body)
+        .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e:?}\n{body}"));
+    let mut samples = Vec::new();
+    for (name, family) in &exposition.families {
+        for sample in family.iter_samples() {
+            let labels = sample
+                .get_labelset()
+                .map(|set| set.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let value = match &sample.value {
+                PrometheusValue::Unknown(n) | PrometheusValue::Gauge(n) => n.as_f64(),
+                PrometheusValue::Counter(c) => c.value.as_f64(),
+                PrometheusValue::Histogram(h) => h.count.unwrap_or(0) as f64,
+                PrometheusValue::Summary(_) => 0.0,
+            };
+            samples.push(Sample { family: name.clone(), labels, value });
+        }
+    }
+    samples
+}
+
+/// The sum of a family's samples whose labels include `labels`.
+fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.family == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+fn has(samples: &[Sample], name: &str, label: (&str, &str)) -> bool {
+    samples.iter().any(|s| s.family == name && s.labels.iter().any(|(k, v)| k == label.0 && v == label.1))
+}
+
+async fn metrics_move_with_a_real_task_and_never_label_ids(app: TestApp) {
+    let addr = funmagic_api::telemetry::serve(app.state().clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let before = scrape(addr).await;
+    let user = funded(&app, "metrics@example.com", 10).await;
+    let client = client_as(&app, &user.token);
+    let (task, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "hi": 1 })), |_| {}).await.unwrap();
+    assert_eq!(last.kind, funmagic_sdk::types::EventKind::Completed);
+    client.task_get(&task.id).await.unwrap();
+    let after = scrape(addr).await;
+
+    let moved = |name: &str, labels: &[(&str, &str)]| total(&after, name, labels) - total(&before, name, labels);
+    assert!(moved("funmagic_tasks_submitted_total", &[("tool", "echo")]) >= 1.0);
+    assert!(moved("funmagic_tasks_finished_total", &[("tool", "echo"), ("status", "completed")]) >= 1.0);
+    assert!(moved("funmagic_task_run_seconds", &[("tool", "echo"), ("provider", "local"), ("outcome", "ok")]) >= 1.0);
+    assert!(moved("funmagic_provider_requests_total", &[("provider", "local"), ("outcome", "ok")]) >= 1.0);
+    assert!(moved("funmagic_task_queue_wait_seconds", &[]) >= 1.0);
+    assert!(moved("funmagic_credits_total", &[("type", "reserved")]) >= 1.0);
+    assert!(moved("funmagic_credits_total", &[("type", "spent")]) >= 1.0);
+    assert!(
+        moved(
+            "http_server_request_duration_seconds",
+            &[("http_request_method", "GET"), ("http_route", "/api/tasks/{id}"), ("http_response_status_code", "200")]
+        ) >= 1.0,
+        "a route template, never the raw path"
+    );
+    assert!(
+        moved("http_server_request_duration_seconds", &[("http_route", "/api/tasks"), ("http_request_method", "POST")])
+            >= 1.0
+    );
+    for state in ["waiting", "running", "delayed", "dead"] {
+        assert!(has(&after, "funmagic_task_queue_depth", ("state", state)), "{state}");
+    }
+    assert!(has(&after, "funmagic_db_pool_connections", ("state", "idle")));
+    // No label value is an id (a UUID, with or without dashes).
+    let id_like = regex::Regex::new(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}").unwrap();
+    assert!(after.len() > 10, "the scrape has samples: {}", after.len());
+    for s in &after {
+        for (k, v) in &s.labels {
+            assert!(!id_like.is_match(v), "{} has an id in its label {k}={v}", s.family);
+        }
+    }
+}
+
+async fn every_response_carries_a_request_id(app: TestApp) {
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("{}/api/tools", app.base_url())).send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "a fresh id: {id}");
+    // A sane incoming id is kept; it is also in a JSON error body.
+    let resp = http
+        .get(format!("{}/api/tasks/not-a-uuid", app.base_url()))
+        .header("x-request-id", "client-trace.42:abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-trace.42:abc");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["requestId"], "client-trace.42:abc", "{body}");
+    // Anything else is replaced (a log line cannot be forged through it).
+    let resp = http
+        .get(format!("{}/api/nope", app.base_url()))
+        .header("x-request-id", "evil\" injected=1")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(id, "evil\" injected=1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["requestId"], id.as_str());
+    assert_eq!(body["code"], "NOT_FOUND");
+}
+
+funmagic_api::test_both_backends!(
+    metrics_move_with_a_real_task_and_never_label_ids,
+    every_response_carries_a_request_id
+);
