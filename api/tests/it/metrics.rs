@@ -128,3 +128,57 @@ funmagic_api::test_both_backends!(
     metrics_move_with_a_real_task_and_never_label_ids,
     every_response_carries_a_request_id
 );
+
+/// The alert rules and the Grafana dashboard in `deploy/` name only metrics the code emits
+/// (those `telemetry.rs` describes, with a histogram's `_bucket`/`_count`/`_sum` series).
+#[test]
+fn alert_rules_and_dashboard_use_emitted_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let telemetry = std::fs::read_to_string(root.join("api/src/telemetry.rs")).unwrap();
+    let described = regex::Regex::new(r#"describe_(counter|gauge|histogram)!\(\s*"([a-z_]+)""#).unwrap();
+    let mut emitted = std::collections::HashSet::new();
+    for c in described.captures_iter(&telemetry) {
+        let name = c[2].to_string();
+        if &c[1] == "histogram" {
+            for suffix in ["_bucket", "_count", "_sum"] {
+                emitted.insert(format!("{name}{suffix}"));
+            }
+        }
+        emitted.insert(name);
+    }
+    assert!(emitted.len() > 15, "the described metrics were read: {emitted:?}");
+    let used = regex::Regex::new(r"\b((?:funmagic|http_server)_[a-z_]+)\b").unwrap();
+    let alerts = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/funmagic-dashboard.json")).unwrap())
+            .unwrap();
+    let mut exprs: Vec<String> = alerts
+        .split("expr:")
+        .skip(1)
+        .map(|rest| rest.split("\n        for:").next().unwrap().split("\n        labels:").next().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 6, "the alert rules were read");
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(panels.len() >= 8, "the dashboard's panels were read");
+    let mut names_used = std::collections::HashSet::new();
+    for expr in &exprs {
+        let mut found = false;
+        for c in used.captures_iter(expr) {
+            found = true;
+            assert!(emitted.contains(&c[1]), "`{}` is not a metric the code emits (in: {expr})", &c[1]);
+            names_used.insert(c[1].to_string());
+        }
+        assert!(found, "an expression without a FunMagic metric: {expr}");
+        assert_eq!(expr.matches('(').count(), expr.matches(')').count(), "unbalanced parentheses: {expr}");
+    }
+    // Every metric family shows up somewhere for an operator.
+    for name in emitted.iter().filter(|n| !n.ends_with("_bucket") && !n.ends_with("_sum") && !n.ends_with("_count")) {
+        let shown = names_used.iter().any(|u| u.starts_with(name.as_str()));
+        assert!(shown, "{name} is on no dashboard panel and in no alert");
+    }
+}
