@@ -37,6 +37,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Whether metrics are kept in this process (`metrics.listen` set, or a test installed the
+/// recorder): without it the request path skips naming routes and building labels.
+pub fn enabled() -> bool {
+    HANDLE.get().is_some_and(Option::is_some)
+}
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_histogram!("http_server_request_duration_seconds", Unit::Seconds, "Duration of HTTP server requests");
@@ -150,6 +156,9 @@ static SLUGS: LazyLock<Mutex<HashMap<Uuid, String>>> = LazyLock::new(Default::de
 
 /// The slug of a tool for labels (looked up once per tool and process).
 pub async fn tool_label(state: &AppState, tool_id: Uuid) -> String {
+    if !enabled() {
+        return String::new(); // no metrics: no lookup on the task path
+    }
     if let Some(slug) = SLUGS.lock().unwrap_or_else(|p| p.into_inner()).get(&tool_id) {
         return slug.clone();
     }

@@ -272,7 +272,8 @@ async fn observe<E: Endpoint>(
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let route = table.template(req.uri().path()).to_string();
+    let metrics = crate::telemetry::enabled();
+    let route = if metrics { table.template(req.uri().path()).to_string() } else { String::new() };
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -280,8 +281,8 @@ async fn observe<E: Endpoint>(
         .filter(|id| crate::telemetry::sane_request_id(id))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-    let _active = crate::telemetry::ActiveRequest::start();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let _active = metrics.then(crate::telemetry::ActiveRequest::start);
+    let span = tracing::info_span!("request", request_id = %request_id);
     let call = async move {
         match next.call(req).await {
             Ok(resp) => resp.into_response(),
@@ -292,7 +293,9 @@ async fn observe<E: Endpoint>(
     if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", value);
     }
-    crate::telemetry::http_request(method.as_str(), &route, resp.status().as_u16(), started.elapsed());
+    if metrics {
+        crate::telemetry::http_request(method.as_str(), &route, resp.status().as_u16(), started.elapsed());
+    }
     Ok(resp)
 }
 
