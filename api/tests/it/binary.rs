@@ -334,11 +334,15 @@ async fn access_log_redacts_secrets_and_logs_the_real_peer() {
         http.get(format!("{}{path}", served.url))
             .header("X-Real-IP", "6.6.6.6")
             .header("X-Forwarded-For", "7.7.7.7")
+            .header("X-Request-Id", "trace-4711-abc")
             .send()
             .await
             .unwrap();
     }
     let log = stop(served).await;
+    // Every log line of a request carries its id (the `request` span).
+    let line = log.lines().find(|l| l.contains("token=***&limit=5")).expect("the access log line");
+    assert!(line.contains("request_id=trace-4711-abc"), "the request id is on the line: {line}");
     for secret in ["SECRET-TOKEN-4711", "SIGNATURE-4711", "6.6.6.6", "7.7.7.7"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
