@@ -225,7 +225,9 @@ pub(crate) async fn request_cancel(state: &AppState, id: Uuid) -> AppResult<()> 
     let status = state.store().task_request_cancel(id).await?;
     if status == Some(TaskStatus::Queued) {
         let event = json!({ "reason": "cancelled while queued", "creditsSpent": 0 });
-        let labels = match state.store().task_get(id).await? {
+        // The metrics' labels (a lookup only when metrics are kept).
+        let task = if crate::telemetry::enabled() { state.store().task_get(id).await? } else { None };
+        let labels = match task {
             Some(t) => crate::telemetry::TaskLabels {
                 tool: crate::telemetry::tool_label(state, t.tool_id).await,
                 cost: t.credits_cost,
@@ -246,12 +248,7 @@ pub(crate) async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) ->
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if finished.ended {
         state.events().publish_recorded(task_id, &finished.events).await;
-        let labels = crate::telemetry::current_task()
-            .unwrap_or_else(|| crate::telemetry::TaskLabels { tool: "unknown".into(), cost: 0 });
-        crate::telemetry::task_finished(&labels.tool, end.status.as_str());
-        let spent = end.spend.unwrap_or(labels.cost).clamp(0, labels.cost.max(0));
-        crate::telemetry::credits("spent", spent);
-        crate::telemetry::credits("released", labels.cost - spent);
+        crate::telemetry::task_ended(end.status.as_str(), end.spend);
     }
     state.queue().slot_freed(&finished.unparked);
     Ok(finished.ended)

@@ -174,6 +174,19 @@ pub fn task_submitted(tool: &str) {
     metrics::counter!("funmagic_tasks_submitted_total", "tool" => tool.to_string()).increment(1);
 }
 
+/// A task ended with `status`, spending `spend` of its reservation (`None`: all of it);
+/// labelled with the task the caller works on (see [`with_task`]).
+pub fn task_ended(status: &str, spend: Option<i64>) {
+    if !enabled() {
+        return;
+    }
+    let labels = current_task().unwrap_or_else(|| TaskLabels { tool: "unknown".into(), cost: 0 });
+    task_finished(&labels.tool, status);
+    let spent = spend.unwrap_or(labels.cost).clamp(0, labels.cost.max(0));
+    credits("spent", spent);
+    credits("released", labels.cost - spent);
+}
+
 pub fn task_finished(tool: &str, status: &str) {
     metrics::counter!("funmagic_tasks_finished_total", "tool" => tool.to_string(), "status" => status.to_string())
         .increment(1);

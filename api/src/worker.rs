@@ -560,16 +560,18 @@ async fn run_step(
             format!("step '{}' ran longer than {} s", step.id, timeout.as_secs()),
         )),
     };
-    let provider = match state.catalogue().provider(step.provider_id).await {
-        Ok(Some(p)) => p.kind.as_str(),
-        _ => "unknown",
-    };
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.code == ErrorCode::StepTimeout => "timeout",
-        Err(_) => "error",
-    };
-    let tool = crate::telemetry::current_task().map(|l| l.tool).unwrap_or_else(|| "unknown".into());
-    crate::telemetry::step_run(&tool, provider, outcome, started.elapsed());
+    if crate::telemetry::enabled() {
+        let provider = match state.catalogue().provider(step.provider_id).await {
+            Ok(Some(p)) => p.kind.as_str(),
+            _ => "unknown",
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.code == ErrorCode::StepTimeout => "timeout",
+            Err(_) => "error",
+        };
+        let tool = crate::telemetry::current_task().map(|l| l.tool).unwrap_or_else(|| "unknown".into());
+        crate::telemetry::step_run(&tool, provider, outcome, started.elapsed());
+    }
     result
 }

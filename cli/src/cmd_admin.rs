@@ -212,6 +212,28 @@ fn sdk_err(ctx: &Context) -> impl Fn(funmagic_sdk::Error<types::ApiError>) -> Cl
     move |e| CliError::from_sdk(e, &ctx.api_url)
 }
 
+/// A listing's items: the first page of `pages.limit`, or every page with `--paginate`; and
+/// the cursor of what is left.
+async fn collect<T, F, Fut>(
+    pages: Pages,
+    mut fetch: F,
+) -> Result<(Vec<T>, Option<uuid::Uuid>), funmagic_sdk::Error<types::ApiError>>
+where
+    F: FnMut(Option<uuid::Uuid>, Option<std::num::NonZeroU32>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<uuid::Uuid>), funmagic_sdk::Error<types::ApiError>>>,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = fetch(cursor, output::page(pages.limit)).await?;
+        items.extend(page);
+        cursor = next;
+        if !pages.paginate || cursor.is_none() {
+            return Ok((items, cursor));
+        }
+    }
+}
+
 fn status_style(status: types::TaskStatus) -> Style {
     match status {
         types::TaskStatus::Completed => OK,
@@ -282,21 +304,13 @@ pub async fn run_users(ctx: &Context, command: UsersCommand) -> Result<ExitCode,
     match command {
         UsersCommand::List { query, pages } => {
             let q: Option<types::Prose200> = output::opt_field("query", query)?;
-            let mut users = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = ctx
-                    .client
-                    .admin_user_list(cursor.as_ref(), output::page(pages.limit), q.as_ref())
-                    .await
-                    .map_err(&sdk)?
-                    .into_inner();
-                users.extend(page.users);
-                cursor = page.next_cursor;
-                if !pages.paginate || cursor.is_none() {
-                    break;
-                }
-            }
+            let q = q.as_ref();
+            let (users, cursor) = collect(pages, |cursor, limit| async move {
+                let page = ctx.client.admin_user_list(cursor.as_ref(), limit, q).await?.into_inner();
+                Ok((page.users, page.next_cursor))
+            })
+            .await
+            .map_err(sdk_err(ctx))?;
             if ctx.json {
                 return output::emit_json(ctx, &serde_json::json!({ "users": users, "nextCursor": cursor }))
                     .map(|_| ExitCode::SUCCESS);
@@ -364,21 +378,12 @@ pub async fn run_users(ctx: &Context, command: UsersCommand) -> Result<ExitCode,
         }
         UsersCommand::Transactions { user, pages } => {
             let u = resolve_user(ctx, &user).await?;
-            let mut items = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = ctx
-                    .client
-                    .admin_user_transaction_list(&u.id, cursor.as_ref(), output::page(pages.limit))
-                    .await
-                    .map_err(&sdk)?
-                    .into_inner();
-                items.extend(page.transactions);
-                cursor = page.next_cursor;
-                if !pages.paginate || cursor.is_none() {
-                    break;
-                }
-            }
+            let (items, cursor) = collect(pages, |cursor, limit| async move {
+                let page = ctx.client.admin_user_transaction_list(&u.id, cursor.as_ref(), limit).await?.into_inner();
+                Ok((page.transactions, page.next_cursor))
+            })
+            .await
+            .map_err(sdk_err(ctx))?;
             if ctx.json {
                 return output::emit_json(ctx, &serde_json::json!({ "transactions": items, "nextCursor": cursor }))
                     .map(|_| ExitCode::SUCCESS);
@@ -399,21 +404,13 @@ pub async fn run_users(ctx: &Context, command: UsersCommand) -> Result<ExitCode,
         UsersCommand::Assets { user, module, pages } => {
             let u = resolve_user(ctx, &user).await?;
             let module: Option<types::Module> = output::opt_field("module", module)?;
-            let mut items = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = ctx
-                    .client
-                    .admin_user_asset_list(&u.id, cursor.as_ref(), output::page(pages.limit), module.as_ref())
-                    .await
-                    .map_err(&sdk)?
-                    .into_inner();
-                items.extend(page.assets);
-                cursor = page.next_cursor;
-                if !pages.paginate || cursor.is_none() {
-                    break;
-                }
-            }
+            let module = module.as_ref();
+            let (items, cursor) = collect(pages, |cursor, limit| async move {
+                let page = ctx.client.admin_user_asset_list(&u.id, cursor.as_ref(), limit, module).await?.into_inner();
+                Ok((page.assets, page.next_cursor))
+            })
+            .await
+            .map_err(sdk_err(ctx))?;
             if ctx.json {
                 return output::emit_json(ctx, &serde_json::json!({ "assets": items, "nextCursor": cursor }))
                     .map(|_| ExitCode::SUCCESS);
@@ -448,18 +445,6 @@ async fn find_tool(ctx: &Context, which: &str) -> Result<types::Tool, CliError> 
         0 => Err(CliError::usage(format!("no tool '{which}' (see `funmagic admin tools list`)"))),
         _ => Err(CliError::usage(format!("'{which}' matches several tools: give more of the id"))),
     }
-}
-
-fn read_json_file(file: &PathBuf) -> Result<serde_json::Value, CliError> {
-    let text = if file.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| CliError::other(format!("reading stdin: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(file).map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?
-    };
-    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("{}: not JSON: {e}", file.display())))
 }
 
 fn tool_input(value: serde_json::Value, what: &str) -> Result<types::ToolInput, CliError> {
@@ -515,12 +500,12 @@ pub async fn run_tools(ctx: &Context, command: ToolsAdminCommand) -> Result<Exit
             output::print_table(&rows);
         }
         ToolsAdminCommand::Create { file } => {
-            let body = tool_input(read_json_file(&file)?, &file.display().to_string())?;
+            let body = tool_input(output::read_json_file(&file)?, &file.display().to_string())?;
             show_tool(ctx, &ctx.client.admin_tool_create(&body).await.map_err(&sdk)?.into_inner())?;
         }
         ToolsAdminCommand::Update { tool, file } => {
             let t = find_tool(ctx, &tool).await?;
-            let body = tool_input(read_json_file(&file)?, &file.display().to_string())?;
+            let body = tool_input(output::read_json_file(&file)?, &file.display().to_string())?;
             show_tool(ctx, &ctx.client.admin_tool_update(&t.id, &body).await.map_err(&sdk)?.into_inner())?;
         }
         ToolsAdminCommand::Enable { tool } => set_active(ctx, &tool, true).await?,
@@ -628,27 +613,17 @@ pub async fn run_tasks(ctx: &Context, command: TasksAdminCommand) -> Result<Exit
                 Some(u) => Some(resolve_user(ctx, &u).await?.id),
                 None => None,
             };
-            let mut tasks = Vec::new();
-            let mut cursor = None;
-            loop {
+            let tool = tool.as_ref();
+            let (tasks, cursor) = collect(pages, |cursor, limit| async move {
                 let page = ctx
                     .client
-                    .admin_task_list(
-                        cursor.as_ref(),
-                        output::page(pages.limit),
-                        status,
-                        tool.as_ref(),
-                        user_id.as_ref(),
-                    )
-                    .await
-                    .map_err(&sdk)?
+                    .admin_task_list(cursor.as_ref(), limit, status, tool, user_id.as_ref())
+                    .await?
                     .into_inner();
-                tasks.extend(page.tasks);
-                cursor = page.next_cursor;
-                if !pages.paginate || cursor.is_none() {
-                    break;
-                }
-            }
+                Ok((page.tasks, page.next_cursor))
+            })
+            .await
+            .map_err(sdk_err(ctx))?;
             if ctx.json {
                 return output::emit_json(ctx, &serde_json::json!({ "tasks": tasks, "nextCursor": cursor }))
                     .map(|_| ExitCode::SUCCESS);
@@ -699,21 +674,12 @@ pub async fn run_queue(ctx: &Context) -> Result<ExitCode, CliError> {
 }
 
 pub async fn run_dead_letters(ctx: &Context, pages: Pages) -> Result<ExitCode, CliError> {
-    let mut items = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = ctx
-            .client
-            .admin_dead_letter_list(cursor.as_ref(), output::page(pages.limit))
-            .await
-            .map_err(sdk_err(ctx))?
-            .into_inner();
-        items.extend(page.dead_letters);
-        cursor = page.next_cursor;
-        if !pages.paginate || cursor.is_none() {
-            break;
-        }
-    }
+    let (items, cursor) = collect(pages, |cursor, limit| async move {
+        let page = ctx.client.admin_dead_letter_list(cursor.as_ref(), limit).await?.into_inner();
+        Ok((page.dead_letters, page.next_cursor))
+    })
+    .await
+    .map_err(sdk_err(ctx))?;
     if ctx.json {
         return output::emit_json(ctx, &serde_json::json!({ "deadLetters": items, "nextCursor": cursor }))
             .map(|_| ExitCode::SUCCESS);

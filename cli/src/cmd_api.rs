@@ -89,17 +89,7 @@ pub async fn run(ctx: &Context, args: ApiArgs) -> Result<ExitCode, CliError> {
     let mut path = args.path.clone();
     let mut body = None;
     if let Some(file) = &args.input {
-        let text = if file.as_os_str() == "-" {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                .map_err(|e| CliError::other(format!("reading stdin: {e}")))?;
-            s
-        } else {
-            std::fs::read_to_string(file).map_err(|e| CliError::usage(format!("{}: {e}", file.display())))?
-        };
-        body = Some(
-            serde_json::from_str(&text).map_err(|e| CliError::usage(format!("{}: not JSON: {e}", file.display())))?,
-        );
+        body = Some(output::read_json_file(file)?);
     } else if in_query {
         for (k, v) in &fields {
             let v = match v {
@@ -153,12 +143,11 @@ pub async fn run(ctx: &Context, args: ApiArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// As any command's exit code, except that a request the API refuses as malformed or
+/// pointing nowhere is a usage error here (the caller wrote the request).
 fn exit_for(status: u16) -> Exit {
     match status {
-        401 | 403 => Exit::Auth,
-        402 => Exit::InsufficientCredits,
-        429 => Exit::RateLimited,
         400 | 404 | 405 | 409 | 413 | 415 | 422 => Exit::Usage,
-        _ => Exit::Error,
+        other => Exit::for_status(other),
     }
 }

@@ -16,6 +16,19 @@ pub enum Exit {
     RateLimited = 7,
 }
 
+impl Exit {
+    /// The exit code an API answer's HTTP status maps to (401/403 auth, 402 credits, 429
+    /// rate limited, the rest an error).
+    pub fn for_status(status: u16) -> Self {
+        match status {
+            401 | 403 => Exit::Auth,
+            402 => Exit::InsufficientCredits,
+            429 => Exit::RateLimited,
+            _ => Exit::Error,
+        }
+    }
+}
+
 /// A failure of a command: what to print and how to exit.
 #[derive(Debug)]
 pub struct CliError {
@@ -61,13 +74,7 @@ impl CliError {
             Error::ErrorResponse(resp) => {
                 let status = resp.status().as_u16();
                 let (code, message) = resp.into_inner().code_and_message();
-                let exit = match status {
-                    401 | 403 => Exit::Auth,
-                    402 => Exit::InsufficientCredits,
-                    429 => Exit::RateLimited,
-                    _ => Exit::Error,
-                };
-                Self { exit, code, message: format!("{message} (HTTP {status})") }
+                Self { exit: Exit::for_status(status), code, message: format!("{message} (HTTP {status})") }
             }
             Error::UnexpectedResponse(resp) => {
                 Self::other(format!("unexpected answer from {api_url}: HTTP {}", resp.status()))

@@ -69,6 +69,20 @@ pub fn header(titles: &[&str]) -> Vec<(String, Style)> {
     titles.iter().map(|t| (t.to_string(), HEADER)).collect()
 }
 
+/// A JSON document from a file (`-`: standard input); a missing file or bad JSON is a usage
+/// error that names the file.
+pub fn read_json_file(file: &std::path::Path) -> Result<serde_json::Value, crate::exit::CliError> {
+    let text = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| crate::exit::CliError::other(format!("reading stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file).map_err(|e| crate::exit::CliError::usage(format!("{}: {e}", file.display())))?
+    };
+    serde_json::from_str(&text).map_err(|e| crate::exit::CliError::usage(format!("{}: not JSON: {e}", file.display())))
+}
+
 /// Says on stderr that a list has more pages.
 pub fn more_hint(more: bool) {
     if more {

@@ -636,7 +636,7 @@ macro_rules! task_queries {
 
             /// How many tasks failed for good.
             pub async fn dead_letter_count(&self) -> $crate::store::StoreResult<i64> {
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM task_dead_letters")
+                sqlx::query_scalar::<_, i64>($crate::store::sql::tasks::DEAD_LETTER_COUNT)
                     .fetch_one(&self.pool)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)

@@ -297,14 +297,23 @@ impl Tr {
         text
     }
 
-    /// The whole catalogue of this locale as a JSON object (for the page script).
-    pub fn json(self) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = MESSAGES
-            .iter()
-            .map(|(k, en, zh)| (k.to_string(), (if self.0 == Locale::Zh { *zh } else { *en }).into()))
-            .collect();
-        serde_json::Value::Object(map).to_string()
+    /// The whole catalogue of this locale as a JSON object (for the page script), made
+    /// once per locale.
+    pub fn json(self) -> &'static str {
+        static EN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| catalogue_json(Locale::En));
+        static ZH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| catalogue_json(Locale::Zh));
+        if self.0 == Locale::Zh { &ZH } else { &EN }
     }
+}
+
+/// The catalogue of `locale` as a JSON object, `<` escaped so that it can sit in a
+/// `<script type="application/json">` block.
+fn catalogue_json(locale: Locale) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = MESSAGES
+        .iter()
+        .map(|(k, en, zh)| (k.to_string(), (if locale == Locale::Zh { *zh } else { *en }).into()))
+        .collect();
+    serde_json::Value::Object(map).to_string().replace('<', "\\u003c")
 }
 
 #[cfg(test)]

@@ -79,7 +79,6 @@ pub struct Ctx {
     pub user: Option<Value>,
     pub balance: Option<Value>,
     pub path: String,
-    pub backend: Backend,
     pub oauth: (bool, bool),
     pub max_upload_mb: u64,
 }
@@ -105,7 +104,6 @@ impl Ctx {
             user,
             balance,
             path: req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
-            backend: backend.clone(),
             oauth: (oauth.github.is_some(), oauth.google.is_some()),
             max_upload_mb: (state.settings().storage.max_image_bytes / (1024 * 1024)).max(1),
         }

@@ -14,7 +14,7 @@ use crate::app::AppState;
 
 /// The page around every page's content.
 fn layout(ctx: &Ctx, title: &str, main: Markup, scripts: &[&str]) -> String {
-    let i18n = ctx.tr.json().replace('<', "\\u003c");
+    let i18n = ctx.tr.json();
     let page = html! {
         (DOCTYPE)
         html lang=(ctx.tr.0.tag()) {
@@ -1062,10 +1062,4 @@ pub fn set_language(Path(tag): Path<String>, q: Query<NextQuery>) -> Response {
             format!("{}={}; Path=/; Max-Age=31536000; SameSite=Lax", super::LANG_COOKIE, locale.tag()),
         )
         .finish()
-}
-
-/// An HTML 404 for a browser that asked for a page we do not have.
-pub async fn not_found_html(state: &AppState, backend: &Backend, req: &Request) -> Response {
-    let ctx = Ctx::load(state, backend, req).await;
-    not_found_page(state, &ctx, "notfound.text")
 }

@@ -77,6 +77,8 @@ statements! {
     AND (enqueued_at IS NULL OR enqueued_at <= $2)
     ORDER BY available_at LIMIT $3)
     RETURNING task_id";
+    /// `dead_letter_count`
+    DEAD_LETTER_COUNT = "SELECT COUNT(*) FROM task_dead_letters";
     /// `dead_letters`
     DEAD_LETTERS = "SELECT d.task_id, d.user_id, t.tool_id, d.reason, d.error, d.attempts, d.created_at
     FROM task_dead_letters d JOIN tasks t ON t.id = d.task_id
