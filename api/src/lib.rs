@@ -31,6 +31,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tools;
+pub mod traces;
 pub mod urls;
 pub mod web;
 pub mod worker;

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&settings);
+    let traces = init_tracing(&settings, &cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,13 +30,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, settings)) {
+    let code = match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(runtime);
+    drop(traces); // flushes the spans still buffered
+    code
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -187,16 +190,36 @@ async fn sweep_pending_uploads(state: AppState) {
     }
 }
 
-fn init_tracing(settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
+/// Logs on stderr (`log.level`, `log.format`), and spans over OTLP when the standard
+/// `OTEL_*` variables ask for it (see `traces`); the returned exporter flushes
+/// when dropped, after the runtime has stopped.
+fn init_tracing(settings: &Settings, command: &Command) -> Option<funmagic_api::traces::Exporter> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|e| {
         eprintln!("funmagic-server: FUNMAGIC_LOG: invalid filter '{}': {e}; using 'info'", settings.log.level);
         EnvFilter::new("info")
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match settings.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let logs = match settings.log.format {
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+    };
+    let service = match command {
+        Command::Serve { .. } => "funmagic-api",
+        Command::Worker { .. } => "funmagic-worker",
+        _ => "funmagic-server",
+    };
+    let exporter = funmagic_api::traces::exporter(service).unwrap_or_else(|e| {
+        eprintln!("funmagic-server: OTLP trace export is off: {e}");
+        None
+    });
+    let spans = exporter.as_ref().map(|e| e.layer());
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    if exporter.is_some() {
+        tracing::info!(service, "exporting traces over OTLP");
     }
+    exporter
 }

@@ -125,6 +125,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         run_all_steps: req.run_all_steps,
         cost,
         input,
+        trace_parent: crate::traces::current(),
     };
     start(state, &new).await
 }
@@ -195,6 +196,7 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         run_all_steps: old.run_all_steps,
         cost,
         input,
+        trace_parent: crate::traces::current(),
     };
     let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
@@ -243,6 +245,15 @@ pub(crate) async fn request_cancel(state: &AppState, id: Uuid) -> AppResult<()> 
 /// `Store::task_finish`), then wakes its streams and sends the user's tasks that waited
 /// for a running slot; false if it had already ended.
 pub(crate) async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
+    if crate::traces::enabled() {
+        use tracing::Instrument;
+        let span = tracing::info_span!("settle", otel.name = "settle task", task.status = end.status.as_str());
+        return finish_now(state, task_id, end).instrument(span).await;
+    }
+    finish_now(state, task_id, end).await
+}
+
+async fn finish_now(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
     let unpark = if state.queue().unparks() { i64::from(state.settings().tasks.max_running_per_user) } else { 0 };
     let finished =
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;

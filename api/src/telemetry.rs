@@ -59,6 +59,10 @@ fn describe() {
     describe_gauge!("funmagic_sse_streams_open", "Task event streams open in this process");
     describe_counter!("funmagic_uploads_bytes_total", "Bytes of completed uploads");
     describe_gauge!("funmagic_db_pool_connections", "Database pool connections by state (in_use, idle)");
+    describe_gauge!(
+        "funmagic_credits_invariant_violations",
+        "Credit ledger invariants broken over all accounts (checked every 5 minutes at scrape)"
+    );
 }
 
 /// The text of `/metrics`, with the gauges read from the database first.
@@ -71,11 +75,55 @@ pub async fn render(state: &AppState) -> String {
     if let Ok(dead) = state.store().dead_letter_count().await {
         metrics::gauge!("funmagic_task_queue_depth", "state" => "dead").set(dead as f64);
     }
+    if ledger_check_due(state) {
+        check_ledger(state).await;
+    }
     let (size, idle) = state.store().pool_stats();
     metrics::gauge!("funmagic_db_pool_connections", "state" => "idle").set(idle as f64);
     metrics::gauge!("funmagic_db_pool_connections", "state" => "in_use")
         .set((size as usize).saturating_sub(idle) as f64);
     install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// How often a scrape also checks the credit ledger's invariants over all accounts (three
+/// aggregate queries: cheap, but not for every scrape of every process).
+const LEDGER_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+/// When each database's ledger was last checked by this process.
+static LEDGER_CHECKED: LazyLock<Mutex<HashMap<String, std::time::Instant>>> = LazyLock::new(Default::default);
+
+fn ledger_check_due(state: &AppState) -> bool {
+    let settings = state.settings();
+    let url = settings.database.url.as_ref().map(|u| secrecy::ExposeSecret::expose_secret(u).to_string());
+    let key = format!("{}|{}", url.unwrap_or_default(), settings.data_dir.display());
+    let mut checked = LEDGER_CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    match checked.get(&key) {
+        Some(at) if now.duration_since(*at) < LEDGER_CHECK_EVERY => false,
+        _ => {
+            checked.insert(key, now);
+            true
+        }
+    }
+}
+
+/// Checks the credit ledger's invariants over all accounts, sets
+/// `funmagic_credits_invariant_violations` (an alert fires above 0) and logs what broke;
+/// returns how many invariants are broken (`None`: the check could not run).
+pub async fn check_ledger(state: &AppState) -> Option<usize> {
+    match state.store().credits_ledger_violations().await {
+        Ok(violations) => {
+            metrics::gauge!("funmagic_credits_invariant_violations").set(violations.len() as f64);
+            if !violations.is_empty() {
+                tracing::error!(?violations, "the credit ledger's invariants do not hold");
+            }
+            Some(violations.len())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the credit ledger");
+            None
+        }
+    }
 }
 
 /// Serves `GET /metrics` on `listen` until the process ends.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -16,6 +17,7 @@ use crate::queue::{Delivery, Lease, RedisQueue, autoclaim, promote_loop, read_ba
 use crate::store::{Claim, ClaimedTask, DeadLetter, StepDone, StepStatus, TaskEnd, TaskRow};
 use crate::tasks::finish;
 use crate::tools::{StepConfig, ToolConfig};
+use crate::traces;
 
 /// How long a claimed task is leased to its worker (renewed every third of it while the
 /// worker runs it) before another worker may take it.
@@ -241,7 +243,17 @@ async fn start_delivered(
     running: &mut tokio::task::JoinSet<()>,
 ) {
     let tasks = &state.settings().tasks;
-    match state.store().queue_claim(Some(task_id), lease(state), tasks.max_running_per_user, tasks.max_attempts).await {
+    // The claim's span joins the task's trace once the claim has read where it belongs.
+    let span = traces::enabled().then(|| tracing::info_span!("claim", otel.name = "claim task", %task_id));
+    let claim =
+        state.store().queue_claim(Some(task_id), lease(state), tasks.max_running_per_user, tasks.max_attempts).await;
+    if let (Some(span), Ok(Claim::Claimed(claimed))) = (&span, &claim)
+        && let Some(parent) = &claimed.task.trace_parent
+    {
+        traces::set_parent(span, parent);
+    }
+    drop(span);
+    match claim {
         Ok(Claim::Claimed(claimed)) => {
             let state = state.clone();
             running.spawn(async move {
@@ -280,7 +292,23 @@ pub async fn execute(state: &AppState, claimed: Box<ClaimedTask>, delivery: Opti
         let waited = chrono::Utc::now() - claimed.task.created_at;
         crate::telemetry::queue_wait(waited.to_std().unwrap_or_default());
     }
-    crate::telemetry::with_task(labels, execute_labelled(state, claimed, delivery)).await;
+    if !traces::enabled() {
+        return crate::telemetry::with_task(labels, execute_labelled(state, claimed, delivery)).await;
+    }
+    // The run's span continues the trace of the request that submitted the task, in
+    // whichever process runs it; steps, provider requests and the settlement are its children.
+    let span = tracing::info_span!(
+        "task",
+        otel.name = "run task",
+        otel.kind = "consumer",
+        task_id = %claimed.task.id,
+        attempt = claimed.attempts,
+    );
+    if let Some(parent) = &claimed.task.trace_parent {
+        traces::set_parent(&span, parent);
+    }
+    traces::set_attribute(&span, "funmagic.tool.id", claimed.task.tool_id.to_string());
+    crate::telemetry::with_task(labels, execute_labelled(state, claimed, delivery)).instrument(span).await;
 }
 
 async fn execute_labelled(state: &AppState, claimed: Box<ClaimedTask>, delivery: Option<&Lease>) {
@@ -325,6 +353,7 @@ async fn execute_labelled(state: &AppState, claimed: Box<ClaimedTask>, delivery:
     };
     drop(heartbeat);
     if let Err(e) = result {
+        traces::set_error(&tracing::Span::current(), e.message.clone());
         tracing::error!(%task_id, error = %e, "task failed unexpectedly");
         let event = json!({ "error": e.message, "code": e.code });
         if let Err(e) = finish(state, task_id, TaskEnd::failed(&e.message, &event)).await {
@@ -391,7 +420,19 @@ async fn try_execute(state: &AppState, claimed: ClaimedTask) -> AppResult<()> {
         first_in_run = false;
         state.events().publish_recorded(task_id, &[event]).await;
         let step_input = if output.is_null() { input.clone() } else { merge(&input, &output) };
-        match run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0).await {
+        let step_span = if traces::enabled() {
+            tracing::info_span!("step", otel.name = %format_args!("step {}", cfg.id), step_id = %cfg.id, attempt)
+        } else {
+            tracing::Span::none()
+        };
+        let ran = run_step(state, &task, &config, cfg, &step_input, attempt, step.state.0)
+            .instrument(step_span.clone())
+            .await;
+        if let Err(e) = &ran {
+            traces::set_error(&step_span, format!("{}: {}", e.code, e.message));
+        }
+        drop(step_span);
+        match ran {
             Ok(out) if i == last => {
                 // The last step's completion, the task's end and its settlement: one transaction.
                 spent += cfg.cost;
@@ -453,6 +494,7 @@ async fn retry_later(state: &AppState, task_id: Uuid, cfg: &StepConfig, e: &AppE
 async fn fail(state: &AppState, task_id: Uuid, cfg: &StepConfig, e: AppError, attempt: u32) -> AppResult<()> {
     let message = if attempt > 1 { format!("{} (after {attempt} attempts)", e.message) } else { e.message.clone() };
     let e = AppError { message, ..e };
+    traces::set_error(&tracing::Span::current(), e.message.clone());
     state.store().task_step_fail(task_id, &cfg.id, &e.message).await?;
     let event = json!({ "error": e.message, "code": e.code });
     let dead = is_transient(&e).then(|| DeadLetter {

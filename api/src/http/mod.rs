@@ -273,7 +273,8 @@ async fn observe<E: Endpoint>(
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let metrics = crate::telemetry::enabled();
-    let route = if metrics { table.template(req.uri().path()).to_string() } else { String::new() };
+    let traced = crate::traces::enabled();
+    let route = if metrics || traced { table.template(req.uri().path()).to_string() } else { String::new() };
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -282,7 +283,29 @@ async fn observe<E: Endpoint>(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     let _active = metrics.then(crate::telemetry::ActiveRequest::start);
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = if traced {
+        // A server span named after the route template, with the semantic conventions'
+        // attributes, continuing the caller's trace when it sent a `traceparent`.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        crate::traces::set_parent_from_headers(&span, req.headers());
+        crate::traces::set_attribute(&span, "url.path", req.uri().path().to_string());
+        if let Some(scheme) = req.uri().scheme_str() {
+            crate::traces::set_attribute(&span, "url.scheme", scheme.to_string());
+        }
+        span
+    } else {
+        tracing::info_span!("request", request_id = %request_id)
+    };
+    let recorded = span.clone();
     let call = async move {
         match next.call(req).await {
             Ok(resp) => resp.into_response(),
@@ -290,6 +313,13 @@ async fn observe<E: Endpoint>(
         }
     };
     let mut resp = crate::telemetry::with_request_id(request_id.clone(), call.instrument(span)).await;
+    if traced {
+        let status = resp.status().as_u16();
+        recorded.record("http.response.status_code", status);
+        if status >= 500 {
+            recorded.record("otel.status_code", "ERROR");
+        }
+    }
     if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", value);
     }

@@ -42,7 +42,11 @@ pub async fn send(
     let mut attempt = 0u32;
     loop {
         let timeout = Duration::from_secs(cfg.timeout_secs);
-        let outcome = make().timeout(timeout).send().await;
+        let outcome = if crate::traces::enabled() {
+            traced(make().timeout(timeout), who).await
+        } else {
+            make().timeout(timeout).send().await
+        };
         let (retry_after, problem) = match outcome {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
             Ok(resp) => {
@@ -93,6 +97,53 @@ pub async fn send(
         tracing::info!(provider = who, attempt, wait_ms = wait.as_millis() as u64, "{problem}; retrying");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Sends one request in a client span (`{method}`, with the provider, the server's address
+/// and path — never the query, which may hold a signature — and the status), carrying the
+/// span's `traceparent` to the provider.
+async fn traced(builder: reqwest::RequestBuilder, who: &str) -> reqwest::Result<reqwest::Response> {
+    use tracing::Instrument;
+    let (client, request) = builder.build_split();
+    let mut request = request?;
+    let url = request.url();
+    let span = tracing::info_span!(
+        "provider request",
+        otel.name = %request.method(),
+        otel.kind = "client",
+        provider = who,
+        http.request.method = %request.method(),
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().unwrap_or_default(),
+        url.path = url.path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = crate::traces::traceparent(&span)
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(&parent)
+    {
+        request.headers_mut().insert("traceparent", value);
+    }
+    let outcome = client.execute(request).instrument(span.clone()).await;
+    match &outcome {
+        Ok(resp) => {
+            span.record("http.response.status_code", resp.status().as_u16());
+            if !resp.status().is_success() {
+                crate::traces::set_error(&span, resp.status().to_string());
+            }
+        }
+        // Classified only: the error's text holds the URL, whose query may be a signature.
+        Err(e) => crate::traces::set_error(
+            &span,
+            if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "the request failed"
+            },
+        ),
+    }
+    outcome
 }
 
 /// The response body as JSON; anything else is `PROVIDER_BAD_RESPONSE`.

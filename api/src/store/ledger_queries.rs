@@ -316,6 +316,37 @@ macro_rules! ledger_queries {
             }
 
             /// Every ledger invariant of one account; an empty list means all hold.
+            /// The ledger's invariants over all accounts at once, from three aggregates (the
+            /// metrics' periodic check; `credits_invariant_violations` names the account):
+            /// accounts out of bounds, and balances or reservations that the transactions
+            /// and pending reservations do not add up to.
+            pub async fn credits_ledger_violations(&self) -> $crate::store::StoreResult<Vec<String>> {
+                let mut conn = self.pool.acquire().await?;
+                let (balance, reserved, bad_accounts): (i64, i64, i64) =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_LEDGER_ACCOUNTS).fetch_one(&mut *conn).await?;
+                let (amounts, reserved_deltas): (i64, i64) =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_LEDGER_TRANSACTIONS)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let pending: i64 = sqlx::query_scalar($crate::store::sql::ledger::CREDITS_LEDGER_PENDING)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let mut v = Vec::new();
+                if bad_accounts > 0 {
+                    v.push(format!("{bad_accounts} account(s) with a balance or reservation out of bounds"));
+                }
+                if amounts != balance {
+                    v.push(format!("transaction amounts add up to {amounts}, balances to {balance}"));
+                }
+                if reserved_deltas != reserved {
+                    v.push(format!("reserved deltas add up to {reserved_deltas}, reservations held to {reserved}"));
+                }
+                if pending != reserved {
+                    v.push(format!("pending reservations add up to {pending}, reservations held to {reserved}"));
+                }
+                Ok(v)
+            }
+
             pub async fn credits_invariant_violations(
                 &self,
                 user_id: uuid::Uuid,

@@ -84,6 +84,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0012_asset_thumbnails.sql"),
         include_str!("../../../migrations/sqlite/0012_asset_thumbnails.sql"),
     ),
+    (
+        13,
+        "trace_context",
+        include_str!("../../../migrations/postgres/0013_trace_context.sql"),
+        include_str!("../../../migrations/sqlite/0013_trace_context.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

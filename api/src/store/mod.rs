@@ -288,6 +288,8 @@ forward! {
     fn credits_reservation(reference: &str) -> StoreResult<Option<(i64, Option<i64>)>>;
     fn credits_transactions(user_id: Uuid, kind: Option<TransactionType>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<CreditTxRow>>;
     fn credits_invariant_violations(user_id: Uuid) -> StoreResult<Vec<String>>;
+    /// The ledger's invariants checked over all accounts at once (aggregates only).
+    fn credits_ledger_violations() -> StoreResult<Vec<String>>;
     fn credit_package_list(active_only: bool) -> StoreResult<Vec<CreditPackageRow>>;
     fn credit_package_get(id: Uuid) -> StoreResult<Option<CreditPackageRow>>;
     fn credit_package_upsert(package: &CreditPackageRow) -> StoreResult<CreditPackageRow>;

@@ -227,7 +227,7 @@ impl PgStore {
         }
         let step_ids: Vec<uuid::Uuid> = new.steps.iter().map(|_| uuid::Uuid::now_v7()).collect();
         let out: sqlx::types::Json<Out> =
-            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
                 .bind(new.id)
                 .bind(new.user_id)
                 .bind(new.tool_id)
@@ -240,6 +240,7 @@ impl PgStore {
                 .bind(sqlx::types::Json(&new.input))
                 .bind(uuid::Uuid::now_v7())
                 .bind(super::now())
+                .bind(&new.trace_parent)
                 .fetch_one(&self.pool)
                 .await?;
         match out.0 {

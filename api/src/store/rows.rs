@@ -358,6 +358,11 @@ pub struct TaskRow {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The submitting request's W3C `traceparent`, kept while traces are exported (read
+    /// where the task is claimed; lists leave it out).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub trace_parent: Option<String>,
 }
 
 impl TaskRow {
@@ -403,6 +408,8 @@ pub struct NewTask {
     pub run_all_steps: bool,
     pub cost: i64,
     pub input: serde_json::Value,
+    /// See [`TaskRow::trace_parent`].
+    pub trace_parent: Option<String>,
 }
 
 /// What a claim on the queue got.

@@ -27,6 +27,7 @@ macro_rules! task_queries {
                     .bind(new.steps.first())
                     .bind(new.run_all_steps)
                     .bind(now)
+                    .bind(&new.trace_parent)
                     .fetch_one(&mut *c)
                     .await?;
                     sqlx::query($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASK_PAYLOADS)

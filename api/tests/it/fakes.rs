@@ -60,6 +60,8 @@ pub struct Hit {
     pub route: String,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// The W3C trace context the caller sent, if any.
+    pub traceparent: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -103,6 +105,7 @@ async fn any(req: &poem::Request, body: Body, fake: Data<&Fake>) -> Response {
     let hit = Hit {
         route: route.clone(),
         authorization: header("authorization"),
+        traceparent: header("traceparent"),
         content_type: header("content-type"),
         body: body.into_vec().await.unwrap_or_default(),
     };

@@ -28,6 +28,7 @@ mod store;
 mod stripe;
 mod tasks;
 mod tools;
+mod traces;
 mod web;
 
 /// An SDK client for a test app.

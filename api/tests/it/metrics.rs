@@ -85,6 +85,10 @@ async fn metrics_move_with_a_real_task_and_never_label_ids(app: TestApp) {
         assert!(has(&after, "funmagic_task_queue_depth", ("state", state)), "{state}");
     }
     assert!(has(&after, "funmagic_db_pool_connections", ("state", "idle")));
+    assert!(
+        after.iter().any(|s| s.family == "funmagic_credits_invariant_violations"),
+        "the ledger check ran with the first scrape"
+    );
     // No label value is an id (a UUID, with or without dashes).
     let id_like = regex::Regex::new(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}").unwrap();
     assert!(after.len() > 10, "the scrape has samples: {}", after.len());
@@ -124,9 +128,34 @@ async fn every_response_carries_a_request_id(app: TestApp) {
     assert_eq!(body["code"], "NOT_FOUND");
 }
 
+/// The ledger check behind `funmagic_credits_invariant_violations`: 0 on a ledger that holds
+/// (after grants, a task's reservation and its settlement), more once a balance changes
+/// behind the ledger's back.
+async fn the_ledger_check_finds_a_balance_no_transaction_explains(app: TestApp) {
+    let user = funded(&app, "ledger@example.com", 10).await;
+    let client = client_as(&app, &user.token);
+    let (_, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "n": 1 })), |_| {}).await.unwrap();
+    assert_eq!(last.kind, funmagic_sdk::types::EventKind::Completed);
+    assert_eq!(funmagic_api::telemetry::check_ledger(app.state()).await, Some(0));
+    let sql = "UPDATE credits SET balance = balance + 5, lifetime_earned = lifetime_earned + 5 WHERE user_id = $1";
+    match app.state().store() {
+        funmagic_api::store::Store::Postgres(s) => sqlx::query(sql).bind(user.id).execute(s.pool()).await.map(|_| ()),
+        funmagic_api::store::Store::Sqlite(s) => sqlx::query(sql).bind(user.id).execute(s.pool()).await.map(|_| ()),
+    }
+    .unwrap();
+    assert_eq!(
+        funmagic_api::telemetry::check_ledger(app.state()).await,
+        Some(1),
+        "transaction amounts no longer add up to the balances"
+    );
+    let per_account = app.state().store().credits_invariant_violations(user.id).await.unwrap();
+    assert!(!per_account.is_empty(), "the per-account check agrees");
+}
+
 funmagic_api::test_both_backends!(
     metrics_move_with_a_real_task_and_never_label_ids,
-    every_response_carries_a_request_id
+    every_response_carries_a_request_id,
+    the_ledger_check_finds_a_balance_no_transaction_explains
 );
 
 /// The alert rules and the Grafana dashboard in `deploy/` name only metrics the code emits

@@ -13,7 +13,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_funmagic-server");
 
-fn command(dir: &TempDir, db: &TestDatabase, redis: &TestRedisPrefix, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(
+    dir: &TempDir,
+    db: &TestDatabase,
+    redis: &TestRedisPrefix,
+    args: &[&str],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(["--data-dir", dir.path().to_str().unwrap()])
         .args(args)
@@ -29,11 +34,24 @@ fn command(dir: &TempDir, db: &TestDatabase, redis: &TestRedisPrefix, args: &[&s
     cmd
 }
 
-async fn start_api(dir: &TempDir, db: &TestDatabase, redis: &TestRedisPrefix) -> (tokio::process::Child, String) {
-    let mut child = command(dir, db, redis, &["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub(crate) async fn start_api(
+    dir: &TempDir,
+    db: &TestDatabase,
+    redis: &TestRedisPrefix,
+) -> (tokio::process::Child, String) {
+    start_api_with(dir, db, redis, |_| {}).await
+}
+
+/// [`start_api`], with the command adjusted by `adjust` first (more environment).
+pub(crate) async fn start_api_with(
+    dir: &TempDir,
+    db: &TestDatabase,
+    redis: &TestRedisPrefix,
+    adjust: impl FnOnce(&mut tokio::process::Command),
+) -> (tokio::process::Child, String) {
+    let mut cmd = command(dir, db, redis, &["serve", "--listen", "127.0.0.1:0", "--workers", "0"]);
+    adjust(&mut cmd);
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -151,47 +169,7 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     // The data dir's master key is shared with the processes below.
     let state = AppState::build(layer.resolve().unwrap(), Migrations::Apply).await.unwrap();
     let fake = fakes::start().await;
-    let now = funmagic_api::store::now();
-    let provider_id = uuid::Uuid::now_v7();
-    let provider = funmagic_api::store::ProviderRow {
-        id: provider_id,
-        name: "fal".into(),
-        kind: funmagic_api::store::ProviderKind::Fal,
-        base_url: Some(fake.base.clone()),
-        is_active: true,
-        is_healthy: true,
-        health_checked_at: None,
-        created_at: now,
-        updated_at: now,
-        api_key: Some(state.master_key().encrypt(provider_id, "fal-key-scale-0001")),
-        api_key_id: Some(state.master_key().id().to_string()),
-        api_key_last4: Some("0001".into()),
-        health_message: None,
-        config: sqlx::types::Json(serde_json::json!({})),
-    };
-    state.store().provider_upsert(&provider).await.unwrap();
-    let type_id = state.store().tool_type_list().await.unwrap()[0].id;
-    let config = serde_json::json!({ "steps": [{ "id": "cut", "name": "Cut", "type": "background-remove",
-        "providerId": provider_id, "providerModel": "fal-ai/birefnet", "cost": 7 }] });
-    funmagic_api::tools::validate_config(&config, &state.store().provider_list().await.unwrap()).unwrap();
-    state
-        .store()
-        .tool_upsert(&funmagic_api::store::ToolRow {
-            id: uuid::Uuid::now_v7(),
-            slug: "cut".into(),
-            title: "Cut".into(),
-            description: None,
-            tool_type_id: type_id,
-            config: sqlx::types::Json(config),
-            credits_cost: 7,
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            featured: false,
-            position: 0,
-        })
-        .await
-        .unwrap();
+    seed_fal_tool(&state, &fake, "cut").await;
     let user = state
         .store()
         .user_create(&NewUser {
@@ -276,4 +254,50 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
     let balance = client.credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (13, 0), "paid once");
     assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());
+}
+
+/// A fal.ai provider on the loopback fake and a one-step background-removal tool `slug`
+/// (cost 7) on it, as an admin would set them up.
+pub(crate) async fn seed_fal_tool(state: &AppState, fake: &crate::fakes::Fake, slug: &str) {
+    let now = funmagic_api::store::now();
+    let provider_id = uuid::Uuid::now_v7();
+    let provider = funmagic_api::store::ProviderRow {
+        id: provider_id,
+        name: "fal".into(),
+        kind: funmagic_api::store::ProviderKind::Fal,
+        base_url: Some(fake.base.clone()),
+        is_active: true,
+        is_healthy: true,
+        health_checked_at: None,
+        created_at: now,
+        updated_at: now,
+        api_key: Some(state.master_key().encrypt(provider_id, "fal-key-scale-0001")),
+        api_key_id: Some(state.master_key().id().to_string()),
+        api_key_last4: Some("0001".into()),
+        health_message: None,
+        config: sqlx::types::Json(serde_json::json!({})),
+    };
+    state.store().provider_upsert(&provider).await.unwrap();
+    let type_id = state.store().tool_type_list().await.unwrap()[0].id;
+    let config = serde_json::json!({ "steps": [{ "id": "cut", "name": "Cut", "type": "background-remove",
+        "providerId": provider_id, "providerModel": "fal-ai/birefnet", "cost": 7 }] });
+    funmagic_api::tools::validate_config(&config, &state.store().provider_list().await.unwrap()).unwrap();
+    state
+        .store()
+        .tool_upsert(&funmagic_api::store::ToolRow {
+            id: uuid::Uuid::now_v7(),
+            slug: slug.into(),
+            title: slug.into(),
+            description: None,
+            tool_type_id: type_id,
+            config: sqlx::types::Json(config),
+            credits_cost: 7,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+            featured: false,
+            position: 0,
+        })
+        .await
+        .unwrap();
 }

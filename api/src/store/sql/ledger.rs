@@ -46,6 +46,14 @@ statements! {
     CREDITS_INVARIANT_TRANSACTION_SUMS = "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1";
     /// `credits_invariant_violations`
     CREDITS_INVARIANT_PENDING_RESERVATIONS = "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'";
+    /// `credits_ledger_violations`
+    CREDITS_LEDGER_ACCOUNTS = "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_balance), 0) AS BIGINT),
+    CAST(COUNT(CASE WHEN balance < 0 OR reserved_balance < 0 OR reserved_balance > balance OR lifetime_earned - lifetime_spent <> balance THEN 1 END) AS BIGINT)
+    FROM credits";
+    /// `credits_ledger_violations`
+    CREDITS_LEDGER_TRANSACTIONS = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) FROM credit_transactions";
+    /// `credits_ledger_violations`
+    CREDITS_LEDGER_PENDING = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_reservations WHERE status = 'pending'";
     /// `credits_invariant_violations`
     CREDITS_INVARIANT_LAST_TRANSACTION = "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1";
     /// `credit_package_list`

@@ -4,10 +4,10 @@
 statements! {
     /// `task_submit_tx`
     TASK_SUBMIT_TX_INSERT_TASKS = "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
-    event_seq, created_at, updated_at)
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8)
+    event_seq, created_at, updated_at, trace_parent)
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8, $9)
     RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-    run_all_steps, created_at, updated_at, started_at, completed_at";
+    run_all_steps, created_at, updated_at, started_at, completed_at, trace_parent";
     /// `task_submit_tx`
     TASK_SUBMIT_TX_INSERT_TASK_PAYLOADS = "INSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
     /// `task_submit_tx`
@@ -18,7 +18,7 @@ statements! {
     QUEUE_HEAD_ON = "SELECT MIN(seq) FROM task_queue WHERE lease_until IS NULL";
     /// `task_get`, `claim_on`
     TASK_GET = "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
-    run_all_steps, created_at, updated_at, started_at, completed_at
+    run_all_steps, created_at, updated_at, started_at, completed_at, trace_parent
     FROM tasks WHERE id = $1";
     /// `task_list`
     TASK_LIST = "SELECT id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,

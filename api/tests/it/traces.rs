@@ -1,0 +1,245 @@
+//! Traces across processes: an API process and a separate worker process export spans over
+//! OTLP/HTTP to a collector written here (it decodes the exporter's protobuf). One task,
+//! submitted with a caller's `traceparent`, must show as one trace: the API's server span
+//! under the caller's span, and the worker's claim, run, step, provider request and
+//! settlement spans under it; the provider receives the request span's `traceparent`.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use funmagic_api::app::{AppState, Migrations};
+use funmagic_api::config::SettingsLayer;
+use funmagic_api::store::{NewUser, Role, TransactionType};
+use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+
+use crate::fakes::{self, Reply};
+use crate::scale::{command, seed_fal_tool, start_api_with};
+
+/// One received span, flattened.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    name: String,
+    /// OTLP's `SpanKind`: 2 server, 3 client, 5 consumer.
+    kind: i32,
+    attributes: HashMap<String, String>,
+    error: bool,
+}
+
+fn text(attributes: &[KeyValue]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .filter_map(|kv| {
+            let value = match kv.value.as_ref()?.value.as_ref()? {
+                AnyValue::StringValue(s) => s.clone(),
+                AnyValue::IntValue(i) => i.to_string(),
+                AnyValue::BoolValue(b) => b.to_string(),
+                AnyValue::DoubleValue(d) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            Some((kv.key.clone(), value))
+        })
+        .collect()
+}
+
+/// An OTLP/HTTP collector on loopback (`POST /v1/traces`, protobuf); returns its base URL
+/// and what it received.
+async fn collector() -> (String, Arc<Mutex<Vec<Received>>>) {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let sink = spans.clone();
+    let endpoint = poem::endpoint::make(move |req: poem::Request| {
+        let sink = sink.clone();
+        async move {
+            assert_eq!(req.uri().path(), "/v1/traces");
+            let body = req.into_body().into_bytes().await.unwrap();
+            let export = ExportTraceServiceRequest::decode(body).expect("the exporter sends OTLP protobuf");
+            let mut sink = sink.lock().unwrap();
+            for resource in export.resource_spans {
+                let attributes = text(&resource.resource.map(|r| r.attributes).unwrap_or_default());
+                let service = attributes.get("service.name").cloned().unwrap_or_default();
+                for scope in resource.scope_spans {
+                    for span in scope.spans {
+                        sink.push(Received {
+                            service: service.clone(),
+                            trace_id: hex::encode(&span.trace_id),
+                            span_id: hex::encode(&span.span_id),
+                            parent: hex::encode(&span.parent_span_id),
+                            name: span.name.clone(),
+                            kind: span.kind,
+                            attributes: text(&span.attributes),
+                            error: span.status.is_some_and(|s| s.code == 2),
+                        });
+                    }
+                }
+            }
+            poem::Response::builder()
+                .content_type("application/x-protobuf")
+                .body(ExportTraceServiceResponse::default().encode_to_vec())
+        }
+    });
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    (format!("http://{addr}"), spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
+    let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
+    let dir = TempDir::new("traces");
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    layer.database.url = Some(db.url.clone().into());
+    layer.redis.url = Some(funmagic_api::testing::redis_url().into());
+    layer.redis.prefix = Some(redis.prefix.clone());
+    let state = AppState::build(layer.resolve().unwrap(), Migrations::Apply).await.unwrap();
+    let fake = fakes::start().await;
+    seed_fal_tool(&state, &fake, "cutout").await;
+    let user = state
+        .store()
+        .user_create(&NewUser {
+            email: "trace@example.com".into(),
+            name: "T".into(),
+            role: Role::User,
+            email_verified: true,
+        })
+        .await
+        .unwrap();
+    state.store().credits_grant(user.id, TransactionType::Purchase, 20, "cs_t", None).await.unwrap();
+    let token =
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    let png = funmagic_api::testing::sample_png(24, 24);
+    fake.script("GET /files/in.png", vec![Reply::bytes("image/png", png.clone())]);
+    fake.script("GET /files/out.png", vec![Reply::bytes("image/png", png)]);
+    fake.script("POST /fal-ai/birefnet", vec![Reply::json(200, serde_json::json!({ "request_id": "req-t" }))]);
+    fake.script(
+        "GET /fal-ai/birefnet/requests/req-t/status",
+        vec![Reply::json(200, serde_json::json!({ "status": "COMPLETED" }))],
+    );
+    fake.script(
+        "GET /fal-ai/birefnet/requests/req-t",
+        vec![Reply::json(200, serde_json::json!({ "image": { "url": format!("{}/files/out.png", fake.base) } }))],
+    );
+
+    let (collector_url, received) = collector().await;
+    let otel = |cmd: &mut tokio::process::Command| {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector_url)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("FUNMAGIC_PROVIDER_POLL_MS", "50")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+            .env_remove("OTEL_SDK_DISABLED");
+    };
+    let (_api, url) = start_api_with(&dir, &db, &redis, otel).await;
+    let mut worker = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    otel(&mut worker);
+    let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
+
+    // The caller's own span: the API's server span must be its child.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/tasks"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&serde_json::json!({ "toolSlug": "cutout", "input": { "imageUrl": format!("{}/files/in.png", fake.base) } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let task_id: serde_json::Value = resp.json().await.unwrap();
+    let task_id = task_id["task"]["id"].as_str().unwrap().to_string();
+    let client = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = client.task_get(&task_id.parse().unwrap()).await.unwrap().into_inner();
+        if d.task.status.to_string() == "completed" {
+            break;
+        }
+        assert!(d.task.status.to_string() != "failed", "{d:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the task did not complete: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Every span of the run reaches the collector (batches leave every 100 ms).
+    let wanted = ["POST /api/tasks", "claim task", "run task", "step cut", "settle task"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans: Vec<Received> =
+            received.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect();
+        let complete = wanted.iter().all(|w| spans.iter().any(|s| s.name == *w))
+            && spans.iter().filter(|s| s.kind == 3).count() >= 3;
+        if complete {
+            break spans;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "spans of the trace so far: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let one = |name: &str| -> &Received {
+        let found: Vec<&Received> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one '{name}' span: {spans:#?}");
+        found[0]
+    };
+    let server = one("POST /api/tasks");
+    assert_eq!(server.service, "funmagic-api");
+    assert_eq!(server.kind, 2, "a server span");
+    assert_eq!(server.parent, caller_span, "the incoming traceparent is honoured");
+    assert_eq!(server.attributes.get("http.route").map(String::as_str), Some("/api/tasks"));
+    assert_eq!(server.attributes.get("http.request.method").map(String::as_str), Some("POST"));
+    assert_eq!(server.attributes.get("http.response.status_code").map(String::as_str), Some("201"));
+    assert_eq!(server.attributes.get("url.path").map(String::as_str), Some("/api/tasks"));
+
+    let run = one("run task");
+    assert_eq!(run.service, "funmagic-worker", "the run is traced by the other process");
+    assert_eq!(run.kind, 5, "a consumer span");
+    assert_eq!(run.parent, server.span_id, "the run continues the submitting request's trace: {spans:#?}");
+    assert_eq!(run.attributes.get("task_id"), Some(&task_id));
+    let claim = one("claim task");
+    assert_eq!((claim.service.as_str(), claim.parent.as_str()), ("funmagic-worker", server.span_id.as_str()));
+    let step = one("step cut");
+    assert_eq!(step.parent, run.span_id);
+    let settle = one("settle task");
+    assert_eq!(settle.parent, run.span_id);
+    assert_eq!(settle.attributes.get("task.status").map(String::as_str), Some("completed"));
+    assert!(spans.iter().all(|s| !s.error), "nothing failed: {spans:#?}");
+
+    // Provider requests: client spans under the step, each announced to the provider.
+    let requests: Vec<&Received> = spans.iter().filter(|s| s.kind == 3).collect();
+    assert!(requests.iter().all(|s| s.parent == step.span_id && s.service == "funmagic-worker"), "{requests:#?}");
+    assert!(requests.iter().all(|s| s.attributes.get("provider").is_some_and(|p| !p.is_empty())));
+    let submit = requests
+        .iter()
+        .find(|s| s.name == "POST" && s.attributes.get("url.path").map(String::as_str) == Some("/fal-ai/birefnet"))
+        .unwrap_or_else(|| panic!("the submit to fal.ai is a client span: {requests:#?}"));
+    assert_eq!(submit.attributes.get("http.response.status_code").map(String::as_str), Some("200"));
+    let hits = fake.hits("POST /fal-ai/birefnet");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].traceparent.as_deref(),
+        Some(format!("00-{trace_id}-{}-01", submit.span_id).as_str()),
+        "the provider gets the request span's traceparent"
+    );
+    // The image given by URL is fetched by the API, not a provider request of the worker.
+    assert!(fake.hits("GET /files/in.png").iter().all(|h| h.traceparent.is_none()));
+
+    // The tree, for the record (shown with --nocapture).
+    let mut lines = Vec::new();
+    fn walk(spans: &[Received], parent: &str, depth: usize, lines: &mut Vec<String>) {
+        for s in spans.iter().filter(|s| s.parent == parent) {
+            lines.push(format!("{}{} [{}]", "  ".repeat(depth), s.name, s.service));
+            walk(spans, &s.span_id, depth + 1, lines);
+        }
+    }
+    walk(&spans, caller_span, 0, &mut lines);
+    println!("trace {trace_id}:\n{}", lines.join("\n"));
+    assert!(lines.len() >= wanted.len() + 3);
+}
