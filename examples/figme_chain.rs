@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
             input: serde_json::json!({ "imageStorageKey": asset.storage_key, "style": style }),
             parent_task_id: None,
             run_all_steps: None,
+            webhook: None,
         },
     )
     .await?;
@@ -52,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             input: serde_json::json!({ "imageStorageKey": picked.storage_key }),
             parent_task_id: Some(first["task"].as_str().unwrap_or_default().parse()?),
             run_all_steps: None,
+            webhook: None,
         },
     )
     .await?;

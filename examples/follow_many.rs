@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
             input: serde_json::json!({ "n": i, "delayMs": 100 * i }),
             parent_task_id: None,
             run_all_steps: Some(true),
+            webhook: None,
         };
         tasks.push(funmagic_sdk::retry::submit_task(&client, &request).await?);
     }

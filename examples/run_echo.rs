@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
         input: serde_json::json!({ "hello": "world", "delayMs": 500 }),
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     };
     let (task, last) = funmagic_sdk::events::run_and_wait(&client, &request, |event| {
         println!(

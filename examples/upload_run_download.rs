@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         input: serde_json::json!({ "imageStorageKey": asset.storage_key }),
         parent_task_id: None,
         run_all_steps: Some(true),
+        webhook: None,
     };
     // A fresh Idempotency-Key; a retried submission never makes a second task.
     let task = funmagic_sdk::retry::submit_task(&client, &request).await?;

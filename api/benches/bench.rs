@@ -85,6 +85,7 @@ async fn queue(backend: TestBackend) {
         input: serde_json::json!({}),
         parent_task_id: None,
         run_all_steps: false,
+        webhook: None,
     };
     // Pickup latency, idle queue.
     let mut pickups = vec![];
@@ -161,6 +162,7 @@ fn echo_submit() -> funmagic_api::tasks::Submit {
         input: serde_json::json!({}),
         parent_task_id: None,
         run_all_steps: false,
+        webhook: None,
     }
 }
 

@@ -45,6 +45,10 @@ struct Inner {
     http: reqwest::Client,
     /// The guarded client for URLs users give (`imageUrl` inputs): no inside addresses.
     fetcher: crate::fetch::UrlFetcher,
+    /// The guarded client for customers' webhook endpoints (no redirects, no inside addresses).
+    webhook_poster: crate::fetch::WebhookPoster,
+    /// Wakes this process's webhook dispatcher (a ping, a replay, a task's end).
+    webhook_work: tokio::sync::Notify,
     /// Open task event streams per user in this process (`limits.max_streams_per_user`).
     stream_slots: crate::auth::ratelimit::StreamSlots,
     /// Encrypts and decrypts provider API keys.
@@ -93,7 +97,13 @@ impl AppState {
             &settings.tasks.image_url_allow,
             Duration::from_secs(settings.tasks.image_url_timeout_secs),
         );
+        let webhook_poster = crate::fetch::WebhookPoster::new(
+            &settings.webhooks.allow,
+            Duration::from_secs(settings.webhooks.timeout_secs),
+        );
         let inner = Inner {
+            webhook_poster,
+            webhook_work: tokio::sync::Notify::new(),
             settings,
             store,
             redis,
@@ -181,6 +191,21 @@ impl AppState {
 
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    /// The guarded client for webhook endpoints (see `fetch::WebhookPoster`).
+    pub fn webhook_poster(&self) -> &crate::fetch::WebhookPoster {
+        &self.inner.webhook_poster
+    }
+
+    /// Wakes this process's webhook dispatcher.
+    pub fn webhook_wakeup(&self) {
+        self.inner.webhook_work.notify_waiters();
+    }
+
+    /// Resolves when [`AppState::webhook_wakeup`] is called.
+    pub async fn webhook_woken(&self) {
+        self.inner.webhook_work.notified().await;
     }
 
     /// The guarded client for URLs users give (see `fetch`).

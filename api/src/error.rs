@@ -44,6 +44,7 @@ wire_enum! {
         BadRequest = "BAD_REQUEST",
         CannotBanSelf = "CANNOT_BAN_SELF",
         Conflict = "CONFLICT",
+        DeliveryInProgress = "DELIVERY_IN_PROGRESS",
         ContentMismatch = "CONTENT_MISMATCH",
         CsrfRejected = "CSRF_REJECTED",
         EchoInjectedFailure = "ECHO_INJECTED_FAILURE",
@@ -80,6 +81,7 @@ wire_enum! {
         LocalStepFailed = "LOCAL_STEP_FAILED",
         MethodNotAllowed = "METHOD_NOT_ALLOWED",
         NameTaken = "NAME_TAKEN",
+        NoWebhookEndpoint = "NO_WEBHOOK_ENDPOINT",
         NotFound = "NOT_FOUND",
         OauthCodeRejected = "OAUTH_CODE_REJECTED",
         OauthDenied = "OAUTH_DENIED",
@@ -119,6 +121,7 @@ wire_enum! {
         TaskFinished = "TASK_FINISHED",
         TaskNotFailed = "TASK_NOT_FAILED",
         ToolChanged = "TOOL_CHANGED",
+        TooManyEndpoints = "TOO_MANY_ENDPOINTS",
         TooManyKeys = "TOO_MANY_KEYS",
         TooManyStreams = "TOO_MANY_STREAMS",
         Unauthorized = "UNAUTHORIZED",
@@ -133,6 +136,7 @@ wire_enum! {
         UserBanned = "USER_BANNED",
         ValidationFailed = "VALIDATION_FAILED",
         WebhookDisabled = "WEBHOOK_DISABLED",
+        WebhookUrlRefused = "WEBHOOK_URL_REFUSED",
         WorkerCrashes = "WORKER_CRASHES",
     }
 }

@@ -268,6 +268,107 @@ impl UrlFetcher {
     }
 }
 
+/// The guarded client for customers' webhook endpoints: the address rules of
+/// [`UrlFetcher`] (with its own allow-list, `webhooks.allow`), checked on the URL and again
+/// on every connection's resolved addresses; no redirect is followed (a 3xx is the answer,
+/// and a failed delivery).
+#[derive(Debug, Clone)]
+pub struct WebhookPoster {
+    client: reqwest::Client,
+    allow: Arc<Allow>,
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    resolver: Arc<GuardedResolver>,
+}
+
+/// What an endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds (an HTTP date is read as its distance from now).
+    pub retry_after: Option<Duration>,
+    /// The start of the body (at most 1 KiB, lossy UTF-8), for the delivery log.
+    pub excerpt: String,
+}
+
+impl WebhookPoster {
+    /// `allow`: `webhooks.allow`; `timeout`: the whole request, body included.
+    pub fn new(allow: &[String], timeout: Duration) -> Self {
+        let allow = Arc::new(Allow::new(allow));
+        let resolver = Arc::new(GuardedResolver { allow: allow.clone(), fixed: RwLock::default() });
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(resolver.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .user_agent(concat!("funmagic-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the webhook client's settings are valid");
+        Self { client, allow, resolver }
+    }
+
+    /// Makes `name` resolve to `ips` (tests), as [`UrlFetcher::set_dns`].
+    #[cfg(feature = "testing")]
+    pub fn set_dns(&self, name: &str, ips: Vec<IpAddr>) {
+        self.resolver.fixed.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_ascii_lowercase(), ips);
+    }
+
+    /// Parses an endpoint URL and checks it by the rules, its name's addresses included.
+    pub async fn check(&self, raw: &str) -> Result<Url, FetchError> {
+        let url = Url::parse(raw).map_err(|e| FetchError::Refused(format!("not a URL: {e}")))?;
+        check_url(&url, &self.allow).map_err(FetchError::Refused)?;
+        if url.fragment().is_some() {
+            return Err(FetchError::Refused("an endpoint URL has no #fragment".into()));
+        }
+        if let Some(host) = url.domain().map(str::to_ascii_lowercase)
+            && !self.allow.host(&host)
+        {
+            let fixed = self.resolver.fixed.read().unwrap_or_else(|e| e.into_inner()).get(&host).cloned();
+            let found: Vec<IpAddr> = match fixed {
+                Some(ips) => ips,
+                None => tokio::net::lookup_host((host.as_str(), 0))
+                    .await
+                    .map_err(|_| FetchError::Refused(format!("{host} does not resolve")))?
+                    .map(|a| a.ip())
+                    .collect(),
+            };
+            if !found.iter().any(|ip| is_public(*ip)) {
+                return Err(FetchError::Refused(format!("{host} does not resolve to a public address")));
+            }
+        }
+        Ok(url)
+    }
+
+    /// POSTs `body` to `url` with `headers`; any answer is an [`Answer`] (redirects too).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Answer, FetchError> {
+        let url = Url::parse(url).map_err(|e| FetchError::Refused(format!("not a URL: {e}")))?;
+        check_url(&url, &self.allow).map_err(FetchError::Refused)?;
+        let resp = self.client.post(url).headers(headers).body(body).send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let retry_after =
+            resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| {
+                v.trim().parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
+                    let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+                    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+                })
+            });
+        let mut excerpt = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            excerpt.extend_from_slice(&chunk[..chunk.len().min(1024 - excerpt.len())]);
+            if excerpt.len() >= 1024 {
+                break;
+            }
+        }
+        Ok(Answer { status, retry_after, excerpt: String::from_utf8_lossy(&excerpt).into_owned() })
+    }
+}
+
 /// A reqwest error: a refusal of ours somewhere in its causes, or the server unreachable.
 fn classify(err: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);

@@ -34,4 +34,5 @@ pub mod tools;
 pub mod traces;
 pub mod urls;
 pub mod web;
+pub mod webhooks;
 pub mod worker;

@@ -182,6 +182,11 @@ async fn sweep_pending_uploads(state: AppState) {
             Ok(n) => tracing::info!(deleted = n, "abandoned uploads removed"),
             Err(e) => tracing::warn!(error = %e, "could not remove abandoned uploads"),
         }
+        match funmagic_api::webhooks::sweep(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "webhook delivery logs older than 30 days removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove old webhook delivery logs"),
+        }
         match flows::sweep_deleted_accounts(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(accounts = n, "deleted accounts' files and tasks cleaned up"),

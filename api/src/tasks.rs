@@ -23,6 +23,25 @@ pub struct Submit {
     pub input: Value,
     pub parent_task_id: Option<Uuid>,
     pub run_all_steps: bool,
+    /// This task's own webhook URL (its events go there, signed with the user's first
+    /// endpoint's secret). Left out of the idempotency hash when absent, so requests hash
+    /// as they did before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// A task's own webhook URL, checked like an endpoint's; the user needs an endpoint, whose
+/// secret signs it.
+async fn own_webhook(state: &AppState, principal: &Principal, url: &str) -> AppResult<String> {
+    let url = crate::webhooks::check_url(state, url).await?;
+    if state.store().webhook_endpoints_of_user(principal.user_id()).await?.is_empty() {
+        return Err(AppError::new(
+            ErrorKind::Validation,
+            ErrorCode::NoWebhookEndpoint,
+            "a task's webhook is signed with your first webhook endpoint's secret: create an endpoint first",
+        ));
+    }
+    Ok(url)
 }
 
 /// Validates, reserves the cost and enqueues — atomically — then wakes a worker.
@@ -126,6 +145,10 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         cost,
         input,
         trace_parent: crate::traces::current(),
+        webhook_url: match &req.webhook {
+            Some(url) => Some(own_webhook(state, principal, url).await?),
+            None => None,
+        },
     };
     start(state, &new).await
 }
@@ -197,6 +220,8 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         cost,
         input,
         trace_parent: crate::traces::current(),
+        // An admin's retry reports to the user's endpoints, not to a one-off URL.
+        webhook_url: None,
     };
     let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
@@ -259,6 +284,7 @@ async fn finish_now(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppRes
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if finished.ended {
         state.events().publish_recorded(task_id, &finished.events).await;
+        state.webhook_wakeup();
         crate::telemetry::task_ended(end.status.as_str(), end.spend);
     }
     state.queue().slot_freed(&finished.unparked);

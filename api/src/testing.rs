@@ -265,6 +265,8 @@ impl TestApp {
         // Accounts start at 0 credits in tests (not the embedded welcome grant) unless a
         // test sets otherwise.
         layer.credits.signup_bonus = Some(0);
+        // Webhook receivers in tests listen on loopback over http.
+        layer.webhooks.allow = Some(vec!["127.0.0.1".into()]);
         if backend == TestBackend::ScaleOut {
             layer.database.url = database.map(|d| d.url.clone().into());
             layer.redis.url = Some(redis_url().into());

@@ -28,10 +28,13 @@ pub fn lease(state: &AppState) -> Duration {
 /// Runs tasks with `concurrency` at a time until `stop` turns true, then lets the running
 /// ones finish (the caller bounds that with its grace period).
 pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
+    // Webhook deliveries go out from every process that runs tasks.
+    let webhooks = tokio::spawn(crate::webhooks::run_dispatcher(state.clone(), stop.clone()));
     match state.queue().delivery().clone() {
         Delivery::Stream(queue) => run_redis_workers(state, *queue, concurrency, stop).await,
         Delivery::Table => run_db_workers(state, concurrency, stop).await,
     }
+    let _ = webhooks.await;
 }
 
 async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Receiver<bool>) {

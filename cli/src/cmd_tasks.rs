@@ -110,6 +110,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
         input: serde_json::Value::Object(input),
         parent_task_id: args.parent,
         run_all_steps: args.step.is_none().then_some(true),
+        webhook: None,
     };
     let task = ctx.client.task_create(None, &request).await.map_err(sdk)?.into_inner().task;
     if ctx.json {

@@ -11,6 +11,7 @@ mod cmd_providers;
 mod cmd_status;
 mod cmd_tasks;
 mod cmd_tools;
+mod cmd_webhooks;
 mod context;
 mod exit;
 mod jq;
@@ -96,6 +97,9 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<cmd_credits::CreditsCommand>,
     },
+    /// Webhooks to your backend: endpoints, secrets, delivery logs.
+    #[command(subcommand)]
+    Webhooks(cmd_webhooks::WebhooksCommand),
     /// Administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -197,6 +201,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tasks(command) => {
             let ctx = Context::resolve(&cli.global)?;
             cmd_tasks::run_tasks(&ctx, command).await
+        }
+        Command::Webhooks(command) => {
+            let ctx = Context::resolve(&cli.global)?;
+            cmd_webhooks::run(&ctx, command).await
         }
         Command::Upload { file, module } => {
             let ctx = Context::resolve(&cli.global)?;

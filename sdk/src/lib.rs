@@ -23,7 +23,7 @@
 //!     input: serde_json::json!({ "hello": "world" }),
 //!     parent_task_id: None,
 //!     run_all_steps: Some(true),
-//! };
+//!, webhook: None };
 //! let (task, last) = funmagic_sdk::events::run_and_wait(&client, &request, |event| {
 //!     println!("{} {}", event.kind, event.data);
 //! })
@@ -57,6 +57,7 @@ pub mod pages;
 pub mod profiles;
 pub mod raw;
 pub mod retry;
+pub mod webhooks;
 
 pub use builder::{ClientBuilder, DEFAULT_API_URL};
 pub use generated::{Client, types};

@@ -207,6 +207,7 @@ pub async fn rotate_master_key(state: &AppState, new: &crypto::MasterKey) -> Res
         std::fs::copy(file, &backup).map_err(|e| format!("{}: {e}", backup.display()))?;
     }
     let keys = state.store().provider_keys_replace(&replaced).await.map_err(|e| e.to_string())?;
+    let keys = keys + crate::webhooks::reseal(state, new).await?;
     state.catalogue().invalidate();
     if let (Some(file), Some(staged)) = (&file, &staged) {
         std::fs::rename(staged, file).map_err(|e| {

@@ -109,6 +109,26 @@ section! {
         stripe: StripeLayer,
         log: LogLayer,
         metrics: MetricsLayer,
+        webhooks: WebhookLayer,
+    }
+}
+
+section! {
+    /// Webhooks to customers' endpoints.
+    pub struct WebhookLayer => WebhookSettings in "webhooks" {
+        allow: Vec<String> {
+            env: "FUNMAGIC_WEBHOOKS_ALLOW",
+            default: Vec::<String>::new(),
+            shown: "(none)",
+            check: tasks::hosts,
+            help: "comma-separated hosts (host or host:port) that webhook endpoints may reach over http and at private addresses (private deployments; tests)",
+        },
+        timeout_secs: u64 {
+            env: "FUNMAGIC_WEBHOOKS_TIMEOUT_SECS",
+            default: 15u64,
+            check: at_least(1),
+            help: "a webhook delivery not answered within this long has failed (retried on the schedule)",
+        },
     }
 }
 
@@ -185,6 +205,7 @@ pub struct Settings {
     pub stripe: Option<StripeSettings>,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl SettingsLayer {
@@ -224,6 +245,7 @@ impl SettingsLayer {
             stripe: self.stripe.values()?.resolve()?,
             log: self.log.values()?,
             metrics: self.metrics.values()?,
+            webhooks: self.webhooks.values()?,
         })
     }
 }

@@ -65,7 +65,7 @@ section! {
 }
 
 /// Check: each `host` or `host:port`, nothing more.
-fn hosts(list: &[String]) -> Result<(), String> {
+pub(super) fn hosts(list: &[String]) -> Result<(), String> {
     for entry in list {
         let ok = reqwest::Url::parse(&format!("http://{entry}/"))
             .is_ok_and(|u| u.host_str().is_some() && u.path() == "/" && u.username().is_empty() && u.query().is_none())

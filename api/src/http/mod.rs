@@ -23,6 +23,7 @@ pub mod security;
 pub mod tasks;
 pub mod text;
 pub mod tools;
+pub mod webhooks;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
@@ -53,6 +54,9 @@ pub enum ApiTags {
     /// Site content: banners.
     #[oai(rename = "content")]
     Content,
+    /// Webhooks to your backend: endpoints, signing secrets, delivery logs.
+    #[oai(rename = "webhooks")]
+    Webhooks,
     /// Administration (admin and super_admin only).
     #[oai(rename = "admin")]
     Admin,
@@ -67,6 +71,7 @@ pub type Apis = (
     assets::AssetsApi,
     credits::CreditsApi,
     banners::BannersApi,
+    webhooks::WebhooksApi,
     admin::AdminApi,
     tools::AdminToolsApi,
     tasks::AdminTasksApi,
@@ -85,6 +90,7 @@ fn apis() -> Apis {
         assets::AssetsApi,
         credits::CreditsApi,
         banners::BannersApi,
+        webhooks::WebhooksApi,
         admin::AdminApi,
         tools::AdminToolsApi,
         tasks::AdminTasksApi,

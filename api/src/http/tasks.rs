@@ -14,7 +14,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{StepStatus, TaskStatus};
 use super::security::Caller;
-use super::text::{Opt, Slug, Token};
+use super::text::{HttpUrl, Opt, Slug, Token};
 use crate::app::AppState;
 use crate::auth::ratelimit::UserAction;
 use crate::credits;
@@ -36,6 +36,9 @@ pub struct TaskCreateRequest {
     pub parent_task_id: Opt<Uuid>,
     /// Run every step of the tool in order (costs all of them).
     pub run_all_steps: Opt<bool>,
+    /// Send this task's events to this URL instead of your webhook endpoints (signed with
+    /// your first endpoint's secret; you need one).
+    pub webhook: Opt<HttpUrl>,
 }
 
 impl poem_openapi::types::Example for TaskCreateRequest {
@@ -46,6 +49,7 @@ impl poem_openapi::types::Example for TaskCreateRequest {
             input: serde_json::json!({ "message": "hello" }),
             parent_task_id: Opt(None),
             run_all_steps: Opt(None),
+            webhook: Opt(None),
         }
     }
 }
@@ -207,6 +211,7 @@ impl TasksApi {
             input: body.input.clone(),
             parent_task_id: body.parent_task_id.get(),
             run_all_steps: body.run_all_steps.unwrap_or(false),
+            webhook: body.webhook.to_owned_string(),
         };
         let envelope = credits::idempotent(
             &state,

@@ -86,9 +86,15 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
     (
         13,
-        "trace_context",
-        include_str!("../../../migrations/postgres/0013_trace_context.sql"),
-        include_str!("../../../migrations/sqlite/0013_trace_context.sql"),
+        "task_context",
+        include_str!("../../../migrations/postgres/0013_task_context.sql"),
+        include_str!("../../../migrations/sqlite/0013_task_context.sql"),
+    ),
+    (
+        14,
+        "webhooks",
+        include_str!("../../../migrations/postgres/0014_webhooks.sql"),
+        include_str!("../../../migrations/sqlite/0014_webhooks.sql"),
     ),
 ];
 

@@ -26,6 +26,7 @@ pub mod sql;
 mod sqlite;
 mod task_queries;
 mod tool_queries;
+mod webhook_queries;
 mod writer;
 
 use std::time::Duration;
@@ -386,4 +387,25 @@ forward! {
     fn dead_letters(before: Option<Uuid>, limit: i64) -> StoreResult<Vec<DeadLetterRow>>;
     /// How many tasks failed for good.
     fn dead_letter_count() -> StoreResult<i64>;
+    fn webhook_endpoint_insert(new: &NewWebhookEndpoint) -> StoreResult<WebhookEndpointRow>;
+    /// A user's endpoints, oldest first (the first signs tasks' own webhook URLs).
+    fn webhook_endpoints_of_user(user_id: Uuid) -> StoreResult<Vec<WebhookEndpointRow>>;
+    fn webhook_endpoints_all() -> StoreResult<Vec<WebhookEndpointRow>>;
+    fn webhook_endpoint_get(id: Uuid) -> StoreResult<Option<WebhookEndpointRow>>;
+    fn webhook_endpoint_update(row: &WebhookEndpointRow) -> StoreResult<Option<WebhookEndpointRow>>;
+    fn webhook_endpoint_rotate(id: Uuid, secret: &str, key_id: &str, until: DateTime<Utc>) -> StoreResult<Option<WebhookEndpointRow>>;
+    fn webhook_secrets_replace(sealed: &[SealedSecrets]) -> StoreResult<u64>;
+    fn webhook_endpoint_delete(id: Uuid, user_id: Uuid) -> StoreResult<bool>;
+    fn webhook_endpoint_health(id: Uuid, ok: bool, at: DateTime<Utc>) -> StoreResult<()>;
+    fn webhook_endpoint_disable(id: Uuid, reason: &str) -> StoreResult<bool>;
+    fn webhook_endpoints_failing(limit: i64) -> StoreResult<Vec<WebhookEndpointRow>>;
+    fn webhook_delivery_insert(id: Uuid, endpoint_id: Uuid, user_id: Uuid, event_type: &str, data: &serde_json::Value, at: DateTime<Utc>) -> StoreResult<WebhookDeliveryRow>;
+    fn webhook_deliveries_of_endpoint(endpoint_id: Uuid, before: Option<DateTime<Utc>>, limit: i64) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    fn webhook_delivery_get(id: Uuid) -> StoreResult<Option<WebhookDeliveryRow>>;
+    fn webhook_delivery_replay(id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
+    fn webhook_deliveries_claim(now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    fn webhook_delivery_record(id: Uuid, outcome: &WebhookOutcome) -> StoreResult<()>;
+    fn webhook_attempts_of(delivery_id: Uuid) -> StoreResult<Vec<WebhookAttemptRow>>;
+    fn webhook_deliveries_sweep(before: DateTime<Utc>) -> StoreResult<u64>;
+    fn webhook_deliveries_stuck(before: DateTime<Utc>) -> StoreResult<i64>;
 }

@@ -177,6 +177,7 @@ super::asset_queries::asset_queries!(PgStore, sqlx::Postgres);
 super::tool_queries::tool_queries!(PgStore);
 
 super::content_queries::content_queries!(PgStore);
+super::webhook_queries::webhook_queries!(PgStore);
 
 impl PgStore {
     /// The next claim candidate: the oldest due, unleased task whose user is under the
@@ -227,7 +228,7 @@ impl PgStore {
         }
         let step_ids: Vec<uuid::Uuid> = new.steps.iter().map(|_| uuid::Uuid::now_v7()).collect();
         let out: sqlx::types::Json<Out> =
-            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                 .bind(new.id)
                 .bind(new.user_id)
                 .bind(new.tool_id)
@@ -241,6 +242,7 @@ impl PgStore {
                 .bind(uuid::Uuid::now_v7())
                 .bind(super::now())
                 .bind(&new.trace_parent)
+                .bind(&new.webhook_url)
                 .fetch_one(&self.pool)
                 .await?;
         match out.0 {

@@ -410,6 +410,8 @@ pub struct NewTask {
     pub input: serde_json::Value,
     /// See [`TaskRow::trace_parent`].
     pub trace_parent: Option<String>,
+    /// The task's own webhook URL (its events go there instead of the user's endpoints).
+    pub webhook_url: Option<String>,
 }
 
 /// What a claim on the queue got.
@@ -577,4 +579,97 @@ pub struct BannerRow {
     pub ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A customer's webhook endpoint (`webhook_endpoints`); secrets are sealed with the master key.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WebhookEndpointRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    /// `None`: every event; else `,type,type,`.
+    pub events: Option<String>,
+    pub secret: String,
+    pub secret_key_id: String,
+    pub previous_secret: Option<String>,
+    pub previous_key_id: Option<String>,
+    pub previous_until: Option<DateTime<Utc>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One message for one endpoint (`webhook_deliveries`), retried until it succeeds or fails
+/// for good.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WebhookDeliveryRow {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub user_id: Uuid,
+    /// The task's own webhook URL; `None`: the endpoint's.
+    pub url: Option<String>,
+    pub event_type: String,
+    pub task_id: Option<Uuid>,
+    pub seq: Option<i64>,
+    pub data: sqlx::types::Json<serde_json::Value>,
+    /// pending, succeeded or failed.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One attempt of a delivery, for the delivery log.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WebhookAttemptRow {
+    pub id: Uuid,
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub response_excerpt: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new endpoint.
+#[derive(Debug, Clone)]
+pub struct NewWebhookEndpoint {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    pub events: Option<String>,
+    pub secret: String,
+    pub secret_key_id: String,
+}
+
+/// How an attempt ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct WebhookOutcome {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub response_excerpt: Option<String>,
+    /// pending (with `next_attempt_at`), succeeded or failed.
+    pub status: &'static str,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// An endpoint's secrets sealed under a new master key.
+#[derive(Debug, Clone)]
+pub struct SealedSecrets {
+    pub id: Uuid,
+    pub secret: String,
+    pub key_id: String,
+    pub previous: Option<String>,
+    pub previous_key_id: Option<String>,
 }

@@ -149,6 +149,7 @@ super::asset_queries::asset_queries!(SqliteStore, sqlx::Sqlite);
 super::tool_queries::tool_queries!(SqliteStore);
 
 super::content_queries::content_queries!(SqliteStore);
+super::webhook_queries::webhook_queries!(SqliteStore);
 
 impl SqliteStore {
     /// The next claim candidate: the oldest due, unleased task whose user is under the

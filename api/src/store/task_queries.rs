@@ -28,6 +28,7 @@ macro_rules! task_queries {
                     .bind(new.run_all_steps)
                     .bind(now)
                     .bind(&new.trace_parent)
+                    .bind(&new.webhook_url)
                     .fetch_one(&mut *c)
                     .await?;
                     sqlx::query($crate::store::sql::tasks::TASK_SUBMIT_TX_INSERT_TASK_PAYLOADS)

@@ -260,6 +260,7 @@ async fn provider_keys_stay_secret_and_the_master_key_rotates() {
                 input: serde_json::json!({ "prompt": "a cat" }),
                 parent_task_id: None,
                 run_all_steps: None,
+                webhook: None,
             },
         )
         .await

@@ -19,6 +19,7 @@ fn submit(slug: &str, url: &str) -> types::TaskCreateRequest {
         input: serde_json::json!({ "imageUrl": url }),
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn echo(delay_ms: u64) -> types::TaskCreateRequest {
         input: serde_json::json!({ "delayMs": delay_ms }),
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     }
 }
 

@@ -30,6 +30,7 @@ mod tasks;
 mod tools;
 mod traces;
 mod web;
+mod webhooks;
 
 /// An SDK client for a test app.
 pub fn client(app: &funmagic_api::testing::TestApp) -> funmagic_sdk::Client {
@@ -81,6 +82,7 @@ pub fn echo(input: serde_json::Value) -> funmagic_sdk::types::TaskCreateRequest 
         input,
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn submit(slug: &str, input: serde_json::Value, all: bool) -> types::TaskCreateR
         input,
         parent_task_id: None,
         run_all_steps: all.then_some(true),
+        webhook: None,
     }
 }
 

@@ -108,6 +108,7 @@ async fn two_apis_two_workers_one_killed() {
             input: serde_json::json!({ "i": i, "delayMs": 150 }),
             parent_task_id: None,
             run_all_steps: None,
+            webhook: None,
         };
         ids.push(clients[i % 2].task_create(None, &body).await.unwrap().into_inner().task.id);
     }
@@ -209,6 +210,7 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
         input: serde_json::json!({ "imageUrl": format!("{}/files/in.png", fake.base) }),
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     };
     let task = client.task_create(None, &req).await.unwrap().into_inner().task;
     // Killed while polling fal.ai.
@@ -300,4 +302,68 @@ pub(crate) async fn seed_fal_tool(state: &AppState, fake: &crate::fakes::Fake, s
         })
         .await
         .unwrap();
+}
+
+/// A worker process SIGKILLed while a webhook delivery is in flight: after the lease
+/// another worker process delivers it, with the same `webhook-id`; every event of the task
+/// arrives, each answered 200 once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_leaves_its_webhook_delivery_to_another() {
+    let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
+    let dir = TempDir::new("scale-hooks");
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    layer.database.url = Some(db.url.clone().into());
+    layer.redis.url = Some(funmagic_api::testing::redis_url().into());
+    layer.redis.prefix = Some(redis.prefix.clone());
+    let state = AppState::build(layer.resolve().unwrap(), Migrations::Apply).await.unwrap();
+    let user = state
+        .store()
+        .user_create(&NewUser {
+            email: "hooks@example.com".into(),
+            name: "H".into(),
+            role: Role::User,
+            email_verified: true,
+        })
+        .await
+        .unwrap();
+    state.store().credits_grant(user.id, TransactionType::Purchase, 10, "cs_h", None).await.unwrap();
+    let token =
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    let receiver = crate::webhooks::WebhookReceiver::start().await;
+    receiver.answer_next(vec![(0, None)]); // the first request is never answered
+    let hooks = |cmd: &mut tokio::process::Command| {
+        cmd.env("FUNMAGIC_WEBHOOKS_ALLOW", "127.0.0.1").env("FUNMAGIC_WEBHOOKS_TIMEOUT_SECS", "2");
+    };
+    let (_api, url) = start_api_with(&dir, &db, &redis, hooks).await;
+    let client = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
+    let body: funmagic_sdk::types::WebhookEndpointCreate =
+        serde_json::from_value(serde_json::json!({ "url": receiver.url })).unwrap();
+    let endpoint = client.webhook_endpoint_create(&body).await.unwrap().into_inner();
+    let mut first = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    hooks(&mut first);
+    let mut first = first.stderr(Stdio::null()).spawn().unwrap();
+    let task = client.task_create(None, &crate::echo(serde_json::json!({ "k": 1 }))).await.unwrap().into_inner().task;
+    let hung = receiver.wait("the first delivery", |got| !got.is_empty()).await[0].id.clone();
+    first.start_kill().unwrap(); // SIGKILL while the receiver holds the request
+    first.wait().await.unwrap();
+    let mut second = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    hooks(&mut second);
+    let _second = second.stderr(Stdio::null()).spawn().unwrap();
+    let got = receiver
+        .wait("every event, the hung one again", |got| {
+            got.iter().any(|g| g.id == hung && g.status == 200)
+                && got.iter().any(|g| g.json()["type"] == "task.succeeded" && g.status == 200)
+        })
+        .await;
+    let mut answered: Vec<&str> = got.iter().filter(|g| g.status == 200).map(|g| g.id.as_str()).collect();
+    answered.sort_unstable();
+    let before = answered.len();
+    answered.dedup();
+    assert_eq!(before, answered.len(), "each message answered 200 once: {got:#?}");
+    assert_eq!(got.iter().filter(|g| g.id == hung).count(), 2, "the hung message was sent again");
+    for g in &got {
+        let ts: i64 = g.timestamp.parse().unwrap();
+        funmagic_sdk::webhooks::verify_parts(&endpoint.secret, &g.id, &g.timestamp, &g.signature, &g.body, ts).unwrap();
+        assert_eq!(g.json()["data"]["taskId"], task.id.to_string());
+    }
 }

@@ -42,7 +42,7 @@ async fn every_shared_statement_prepares(app: TestApp) {
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
 /// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
 /// `pending_uploads` (storage), `task_events`, `task_queue` (tasks).
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 28] = [
     "accounts",
     "api_keys",
     "assets",
@@ -68,6 +68,9 @@ const TABLES: [&str; 25] = [
     "tools",
     "users",
     "verifications",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
 ];
 
 async fn schema_has_the_seed_tables_and_auth_tables(app: TestApp) {

@@ -114,6 +114,7 @@ async fn echo_task_runs_and_streams(app: TestApp) {
         input: serde_json::json!({"imageStorageKey": "nobody/uploads/missing.png"}),
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     };
     let failed = as_ada.task_create(None, &bg).await;
     assert_eq!(err_code(failed), (402, "INSUFFICIENT_CREDITS".into()), "9 available, 10 needed");
@@ -134,6 +135,7 @@ async fn submit_rules_and_idempotency(app: TestApp) {
         input,
         parent_task_id: None,
         run_all_steps: None,
+        webhook: None,
     };
     assert_eq!(err_code(as_ada.task_create(None, &bad("nope", None, serde_json::json!({}))).await).0, 404);
     assert_eq!(
@@ -171,6 +173,7 @@ async fn submit_rules_and_idempotency(app: TestApp) {
         input: serde_json::json!({"n": 3}),
         parent_task_id: None,
         run_all_steps: false,
+        webhook: None,
     };
     let hash = {
         use sha2::Digest;
@@ -233,6 +236,7 @@ async fn cancel_queued_and_running(mut app: TestApp) {
         input: serde_json::json!({"delayMs": 1500}),
         parent_task_id: None,
         run_all_steps: Some(true),
+        webhook: None,
     };
     let task = as_ada.task_create(None, &body).await.unwrap().into_inner().task;
     assert_eq!(task.credits_cost, 5);

@@ -127,6 +127,7 @@ async fn seeded() -> (TestApp, String, String) {
             input,
             parent_task_id: None,
             run_all_steps: None,
+            webhook: None,
         };
         let t = as_ada.task_create(None, &req).await.unwrap().into_inner().task;
         wait_ended(&as_ada, t.id).await;

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod shared;
 pub mod tasks;
 pub mod tools;
+pub mod webhooks;
 
 /// Every shared statement as `(module, name, sql)`.
 pub fn all() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
@@ -37,6 +38,7 @@ pub fn all() -> impl Iterator<Item = (&'static str, &'static str, &'static str)>
         ("shared", shared::ALL),
         ("tasks", tasks::ALL),
         ("tools", tools::ALL),
+        ("webhooks", webhooks::ALL),
     ]
     .into_iter()
     .flat_map(|(module, statements)| statements.iter().map(move |(name, sql)| (module, *name, *sql)))

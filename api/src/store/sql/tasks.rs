@@ -4,8 +4,8 @@
 statements! {
     /// `task_submit_tx`
     TASK_SUBMIT_TX_INSERT_TASKS = "INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
-    event_seq, created_at, updated_at, trace_parent)
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8, $9)
+    event_seq, created_at, updated_at, trace_parent, webhook_url)
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 1, $8, $8, $9, $10)
     RETURNING id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts, cancel_requested,
     run_all_steps, created_at, updated_at, started_at, completed_at, trace_parent";
     /// `task_submit_tx`

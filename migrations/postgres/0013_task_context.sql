@@ -1,18 +1,22 @@
 -- The W3C `traceparent` of the request that submitted a task, kept only while traces are
 -- exported (OTEL_EXPORTER_OTLP_ENDPOINT), so the worker process that runs the task continues
--- the submitting request's trace. Keep in step with ../sqlite/0013_trace_context.sql.
+-- the submitting request's trace. Keep in step with ../sqlite/0013_task_context.sql.
 --
 -- Rolling deploys: old processes keep calling the 12-argument fm_task_submit, which now
--- hands over to the 13-argument one (no trace parent); tasks rows gain a nullable column
+-- hands over to the 14-argument one (no trace parent, no webhook URL); tasks rows gain a nullable column
 -- that old processes neither write nor read (fm_task_claim's to_jsonb(task) carries it, and
 -- their decoders ignore unknown keys).
 ALTER TABLE tasks ADD COLUMN trace_parent TEXT;
 
--- Submit, as in 0008_hot_path.sql, with the trace parent stored on the task.
+-- A task's own webhook URL (POST /api/tasks {"webhook": …}): its events go there, signed
+-- with the user's first endpoint's secret, instead of to the user's endpoints.
+ALTER TABLE tasks ADD COLUMN webhook_url TEXT;
+
+-- Submit, as in 0008_hot_path.sql, with the trace parent and webhook URL stored on the task.
 CREATE FUNCTION fm_task_submit(
     p_id uuid, p_user uuid, p_tool uuid, p_cost bigint, p_parent uuid, p_run_all boolean,
     p_steps text[], p_step_ids uuid[], p_payload_id uuid, p_input jsonb,
-    p_reservation_id uuid, p_now timestamptz, p_trace_parent text)
+    p_reservation_id uuid, p_now timestamptz, p_trace_parent text, p_webhook_url text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_bal bigint;
@@ -44,8 +48,8 @@ BEGIN
     END IF;
     WITH t AS (
         INSERT INTO tasks (id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, run_all_steps,
-                           event_seq, created_at, updated_at, trace_parent)
-        VALUES (p_id, p_user, p_tool, 'queued', p_cost, p_parent, p_steps[1], p_run_all, 1, p_now, p_now, p_trace_parent)
+                           event_seq, created_at, updated_at, trace_parent, webhook_url)
+        VALUES (p_id, p_user, p_tool, 'queued', p_cost, p_parent, p_steps[1], p_run_all, 1, p_now, p_now, p_trace_parent, p_webhook_url)
         RETURNING *),
     p AS (
         INSERT INTO task_payloads (id, task_id, input, created_at, updated_at)
@@ -76,5 +80,5 @@ CREATE OR REPLACE FUNCTION fm_task_submit(
     p_reservation_id uuid, p_now timestamptz)
 RETURNS jsonb LANGUAGE sql AS $$
     SELECT fm_task_submit(p_id, p_user, p_tool, p_cost, p_parent, p_run_all, p_steps, p_step_ids, p_payload_id,
-                          p_input, p_reservation_id, p_now, NULL::text)
+                          p_input, p_reservation_id, p_now, NULL::text, NULL::text)
 $$;

@@ -1,0 +1,388 @@
+//! Webhook endpoints and their delivery logs over HTTP. Each handler parses, calls
+//! `crate::webhooks` (the rules live there) and shapes the answer.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::ErrorResponse;
+use super::models::Success;
+use super::security::Caller;
+use super::text::{HttpUrl, Opt, Prose};
+use crate::app::AppState;
+use crate::store::{WebhookDeliveryRow, WebhookEndpointRow};
+use crate::webhooks::{self, EndpointFields};
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+/// What an endpoint can be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum WebhookEventType {
+    #[oai(rename = "task.queued")]
+    TaskQueued,
+    /// The first step started.
+    #[oai(rename = "task.started")]
+    TaskStarted,
+    #[oai(rename = "task.step_completed")]
+    TaskStepCompleted,
+    #[oai(rename = "task.succeeded")]
+    TaskSucceeded,
+    #[oai(rename = "task.failed")]
+    TaskFailed,
+    #[oai(rename = "task.cancelled")]
+    TaskCancelled,
+}
+
+impl WebhookEventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskQueued => "task.queued",
+            Self::TaskStarted => "task.started",
+            Self::TaskStepCompleted => "task.step_completed",
+            Self::TaskSucceeded => "task.succeeded",
+            Self::TaskFailed => "task.failed",
+            Self::TaskCancelled => "task.cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::TaskQueued,
+            Self::TaskStarted,
+            Self::TaskStepCompleted,
+            Self::TaskSucceeded,
+            Self::TaskFailed,
+            Self::TaskCancelled,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookEndpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    /// The event types sent here; absent: all of them.
+    pub events: Option<Vec<WebhookEventType>>,
+    pub enabled: bool,
+    /// Why it is disabled (by its owner, a 410 answer, or 5 days of failures).
+    pub disabled_reason: Option<String>,
+    /// Every delivery has failed since then.
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// After a rotation, the previous secret signs too until then.
+    pub previous_secret_until: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<WebhookEndpointRow> for WebhookEndpoint {
+    fn from(row: WebhookEndpointRow) -> Self {
+        let events =
+            webhooks::events_of(&row).map(|list| list.iter().filter_map(|e| WebhookEventType::parse(e)).collect());
+        let now = chrono::Utc::now();
+        Self {
+            id: row.id,
+            url: row.url,
+            description: row.description,
+            events,
+            enabled: row.enabled,
+            disabled_reason: row.disabled_reason,
+            failing_since: row.failing_since,
+            previous_secret_until: row.previous_until.filter(|until| *until > now),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// An endpoint with its signing secret: the only answers that carry it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WebhookEndpointWithSecret {
+    pub endpoint: WebhookEndpoint,
+    /// `whsec_…`: verify deliveries with it (shown this once).
+    pub secret: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WebhookEndpointList {
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
+pub struct WebhookEndpointCreate {
+    /// https (http and private addresses only for hosts in `webhooks.allow`).
+    pub url: HttpUrl,
+    /// The event types to send; absent: all of them.
+    pub events: Opt<Vec<WebhookEventType>>,
+    pub description: Opt<Prose<500>>,
+}
+
+impl poem_openapi::types::Example for WebhookEndpointCreate {
+    fn example() -> Self {
+        Self {
+            url: HttpUrl("https://example.com/hooks/funmagic".into()),
+            events: Opt(Some(vec![WebhookEventType::TaskSucceeded, WebhookEventType::TaskFailed])),
+            description: Opt(Some(Prose("my backend".into()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookEndpointUpdate {
+    pub url: Opt<HttpUrl>,
+    /// The event types to send (replaces the list).
+    pub events: Opt<Vec<WebhookEventType>>,
+    /// `true`: send every event type (clears `events`).
+    pub all_events: Opt<bool>,
+    pub description: Opt<Prose<500>>,
+    /// Enabling again clears the failure record.
+    pub enabled: Opt<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum WebhookDeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookAttempt {
+    pub attempt: i32,
+    /// What the endpoint answered; absent when it could not be reached.
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    /// The start of the answer's body (at most 1 KiB).
+    pub response_excerpt: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    /// The `webhook-id` header: the same on every attempt and replay.
+    pub webhook_id: String,
+    /// A task event type, or `ping`.
+    pub event_type: String,
+    pub task_id: Option<Uuid>,
+    /// The event's place in its task's history.
+    pub sequence: Option<i64>,
+    pub status: WebhookDeliveryStatus,
+    pub attempts: i32,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<WebhookAttempt>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookDeliveryList {
+    pub deliveries: Vec<WebhookDelivery>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(ApiResponse)]
+pub enum EndpointCreated {
+    #[oai(status = 201)]
+    Created(Json<WebhookEndpointWithSecret>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeliveryQueued {
+    /// Queued; follow it in the endpoint's deliveries.
+    #[oai(status = 202)]
+    Accepted(Json<WebhookDelivery>),
+}
+
+async fn delivery_to_api(state: &AppState, d: WebhookDeliveryRow) -> Result<WebhookDelivery> {
+    let attempts = state.store().webhook_attempts_of(d.id).await.map_err(crate::error::AppError::from)?;
+    let status = match d.status.as_str() {
+        "succeeded" => WebhookDeliveryStatus::Succeeded,
+        "failed" => WebhookDeliveryStatus::Failed,
+        _ => WebhookDeliveryStatus::Pending,
+    };
+    Ok(WebhookDelivery {
+        webhook_id: webhooks::message_id(&d),
+        id: d.id,
+        endpoint_id: d.endpoint_id,
+        event_type: d.event_type,
+        task_id: d.task_id,
+        sequence: d.seq,
+        next_attempt_at: (status == WebhookDeliveryStatus::Pending).then_some(d.next_attempt_at),
+        status,
+        attempts: d.attempts,
+        last_status_code: d.last_status,
+        last_error: d.last_error,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        attempt_log: attempts
+            .into_iter()
+            .map(|a| WebhookAttempt {
+                attempt: a.attempt,
+                status_code: a.status_code,
+                error: a.error,
+                latency_ms: a.latency_ms,
+                response_excerpt: a.response_excerpt,
+                at: a.created_at,
+            })
+            .collect(),
+    })
+}
+
+fn event_names(events: &Option<Vec<WebhookEventType>>) -> Option<Vec<String>> {
+    events.as_ref().map(|list| list.iter().map(|e| e.as_str().to_string()).collect())
+}
+
+pub struct WebhooksApi;
+
+#[OpenApi(tag = "ApiTags::Webhooks")]
+impl WebhooksApi {
+    /// Creates an endpoint; the answer carries its signing secret, shown this once.
+    #[oai(path = "/api/webhooks/endpoints", method = "post", operation_id = "webhook_endpoint_create")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        body: Json<WebhookEndpointCreate>,
+    ) -> Result<EndpointCreated> {
+        let (row, secret) = webhooks::create(
+            &state,
+            &principal,
+            &body.url,
+            &event_names(&body.events.0),
+            body.description.to_owned_string(),
+        )
+        .await?;
+        Ok(EndpointCreated::Created(Json(WebhookEndpointWithSecret { endpoint: row.into(), secret })))
+    }
+
+    #[oai(path = "/api/webhooks/endpoints", method = "get", operation_id = "webhook_endpoint_list")]
+    async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<WebhookEndpointList>> {
+        let rows = webhooks::list(&state, &principal).await?;
+        Ok(Json(WebhookEndpointList { endpoints: rows.into_iter().map(Into::into).collect() }))
+    }
+
+    #[oai(path = "/api/webhooks/endpoints/:id", method = "get", operation_id = "webhook_endpoint_get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+    ) -> Result<Json<WebhookEndpoint>> {
+        Ok(Json(webhooks::get(&state, &principal, id.0).await?.into()))
+    }
+
+    /// Changes an endpoint's URL, events, description, or enables/disables it.
+    #[oai(path = "/api/webhooks/endpoints/:id", method = "patch", operation_id = "webhook_endpoint_update")]
+    async fn update(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+        body: Json<WebhookEndpointUpdate>,
+    ) -> Result<Json<WebhookEndpoint>> {
+        let events = match (body.all_events.get(), &body.events.0) {
+            (Some(true), Some(_)) => {
+                return Err(crate::error::AppError::validation("give either events or allEvents, not both").into());
+            }
+            (Some(true), None) => Some(None),
+            (_, Some(_)) => Some(event_names(&body.events.0)),
+            _ => None,
+        };
+        let fields = EndpointFields {
+            url: body.url.0.as_ref().map(|u| u.to_string()),
+            events,
+            description: body.description.0.as_ref().map(|d| Some(d.to_string()).filter(|d| !d.is_empty())),
+            enabled: body.enabled.get(),
+        };
+        Ok(Json(webhooks::update(&state, &principal, id.0, fields).await?.into()))
+    }
+
+    #[oai(path = "/api/webhooks/endpoints/:id", method = "delete", operation_id = "webhook_endpoint_delete")]
+    async fn delete(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<Success>> {
+        webhooks::delete(&state, &principal, id.0).await?;
+        Ok(Success::ok())
+    }
+
+    /// A new signing secret (shown this once); the old one keeps signing alongside for 24 h.
+    #[oai(
+        path = "/api/webhooks/endpoints/:id/rotate-secret",
+        method = "post",
+        operation_id = "webhook_endpoint_rotate"
+    )]
+    async fn rotate(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+    ) -> Result<Json<WebhookEndpointWithSecret>> {
+        let (row, secret) = webhooks::rotate(&state, &principal, id.0).await?;
+        Ok(Json(WebhookEndpointWithSecret { endpoint: row.into(), secret }))
+    }
+
+    /// Sends a `ping` to the endpoint.
+    #[oai(path = "/api/webhooks/endpoints/:id/test", method = "post", operation_id = "webhook_endpoint_test")]
+    async fn test(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<DeliveryQueued> {
+        let d = webhooks::test(&state, &principal, id.0).await?;
+        Ok(DeliveryQueued::Accepted(Json(delivery_to_api(&state, d).await?)))
+    }
+
+    /// The endpoint's deliveries (30 days), newest first, each with its attempts.
+    #[oai(path = "/api/webhooks/endpoints/:id/deliveries", method = "get", operation_id = "webhook_delivery_list")]
+    async fn deliveries(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+        /// Only deliveries created before this instant (the previous page's `nextBefore`).
+        before: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
+    ) -> Result<Json<WebhookDeliveryList>> {
+        let limit = super::models::page_limit(limit.0);
+        let mut rows = webhooks::deliveries(&state, &principal, id.0, before.0, limit + 1).await?;
+        let next_before = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|d| d.created_at)
+        } else {
+            None
+        };
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for d in rows {
+            deliveries.push(delivery_to_api(&state, d).await?);
+        }
+        Ok(Json(WebhookDeliveryList { deliveries, next_before }))
+    }
+
+    /// Sends a delivery again now, as the same message (the same `webhook-id`).
+    #[oai(path = "/api/webhooks/deliveries/:id/replay", method = "post", operation_id = "webhook_delivery_replay")]
+    async fn replay(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+    ) -> Result<DeliveryQueued> {
+        let d = webhooks::replay(&state, &principal, id.0).await?;
+        Ok(DeliveryQueued::Accepted(Json(delivery_to_api(&state, d).await?)))
+    }
+}

@@ -1,0 +1,619 @@
+//! Webhooks to customers, in the Standard Webhooks format: endpoints per user (signing
+//! secrets sealed with the master key, rotation with a 24 h overlap), and the dispatcher
+//! that delivers what the `task_events` trigger queued (see
+//! `migrations/*/0014_webhooks.sql`): leased, signed, sent through the SSRF-guarded
+//! [`WebhookPoster`](crate::fetch::WebhookPoster) without following redirects, retried on
+//! the Svix schedule, every attempt logged.
+//!
+//! Guarantees: at least once (a delivery is leased while it is tried; a worker that dies
+//! mid-attempt leaves it to be tried again after the lease, with the same `webhook-id`);
+//! ordered by `data.sequence` per task, but not delivered in order.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Access, Principal};
+use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
+use crate::store::{NewWebhookEndpoint, WebhookDeliveryRow, WebhookEndpointRow, WebhookOutcome};
+
+/// The event types an endpoint may subscribe to (`ping` is sent by `test` whatever it
+/// subscribes to).
+pub const EVENTS: &[&str] =
+    &["task.queued", "task.started", "task.step_completed", "task.succeeded", "task.failed", "task.cancelled"];
+
+/// How many endpoints one user may have.
+pub const MAX_ENDPOINTS: usize = 20;
+
+/// After the first attempt, the waits before each retry (the Svix schedule); then the
+/// delivery has failed for good.
+pub const SCHEDULE: &[Duration] = &[
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// An endpoint failing this long (every delivery since) is disabled and its user told.
+pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// Delivery logs are kept this long.
+pub const LOG_DAYS: i64 = 30;
+
+/// What a user sets on an endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFields {
+    pub url: Option<String>,
+    /// `Some(None)`: every event.
+    pub events: Option<Option<Vec<String>>>,
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// A new `whsec_` secret: 24 random bytes.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is available");
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// The `webhook-signature` one secret gives (see `funmagic_sdk::webhooks`).
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).unwrap_or_default();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+fn events_column(events: &Option<Vec<String>>) -> AppResult<Option<String>> {
+    let Some(list) = events else { return Ok(None) };
+    if list.is_empty() {
+        return Err(AppError::validation("events: give at least one event type, or leave it out for all"));
+    }
+    for e in list {
+        if !EVENTS.contains(&e.as_str()) {
+            return Err(AppError::new(
+                ErrorKind::Validation,
+                ErrorCode::ValidationFailed,
+                format!("events: unknown event type '{e}' (one of {})", EVENTS.join(", ")),
+            ));
+        }
+    }
+    let mut sorted: Vec<&str> = list.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    Ok(Some(format!(",{},", sorted.join(","))))
+}
+
+/// The event types an endpoint's column names (`None`: all).
+pub fn events_of(row: &WebhookEndpointRow) -> Option<Vec<String>> {
+    row.events.as_ref().map(|e| e.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
+/// Checks an endpoint URL by the SSRF rules (https, public addresses, `webhooks.allow`).
+pub async fn check_url(state: &AppState, url: &str) -> AppResult<String> {
+    state.webhook_poster().check(url).await.map(|u| u.to_string()).map_err(|e| {
+        AppError::new(ErrorKind::Validation, ErrorCode::WebhookUrlRefused, format!("the webhook URL is refused: {e}"))
+    })
+}
+
+fn unseal(state: &AppState, row: &WebhookEndpointRow) -> AppResult<Vec<String>> {
+    let key = state.master_key();
+    let current = key.decrypt(row.id, &row.secret_key_id, &row.secret).map_err(AppError::internal)?;
+    let mut secrets = vec![current];
+    if let (Some(previous), Some(key_id), Some(until)) =
+        (&row.previous_secret, &row.previous_key_id, row.previous_until)
+        && until > state.clock().now()
+    {
+        secrets.push(key.decrypt(row.id, key_id, previous).map_err(AppError::internal)?);
+    }
+    Ok(secrets)
+}
+
+/// The caller's endpoint `id`, or 404 (another user's is not found either).
+async fn own(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookEndpointRow> {
+    match state.store().webhook_endpoint_get(id).await? {
+        Some(row) if row.user_id == principal.user_id() => Ok(row),
+        _ => Err(AppError::not_found("webhook endpoint")),
+    }
+}
+
+/// Creates an endpoint; returns it with its secret (shown this once).
+pub async fn create(
+    state: &AppState,
+    principal: &Principal,
+    url: &str,
+    events: &Option<Vec<String>>,
+    description: Option<String>,
+) -> AppResult<(WebhookEndpointRow, String)> {
+    principal.require(Access::Write)?;
+    let url = check_url(state, url).await?;
+    let events = events_column(events)?;
+    if state.store().webhook_endpoints_of_user(principal.user_id()).await?.len() >= MAX_ENDPOINTS {
+        return Err(AppError::conflict(
+            ErrorCode::TooManyEndpoints,
+            format!("at most {MAX_ENDPOINTS} webhook endpoints per account"),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let secret = new_secret();
+    let new = NewWebhookEndpoint {
+        id,
+        user_id: principal.user_id(),
+        url,
+        description,
+        events,
+        secret: state.master_key().encrypt(id, &secret),
+        secret_key_id: state.master_key().id().to_string(),
+    };
+    let row = state.store().webhook_endpoint_insert(&new).await?;
+    tracing::info!(endpoint = %id, user = %principal.user_id(), "webhook endpoint created");
+    Ok((row, secret))
+}
+
+pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<WebhookEndpointRow>> {
+    principal.require(Access::Read)?;
+    Ok(state.store().webhook_endpoints_of_user(principal.user_id()).await?)
+}
+
+pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookEndpointRow> {
+    principal.require(Access::Read)?;
+    own(state, principal, id).await
+}
+
+/// Changes url, events, description or enabled; enabling again clears the failure record.
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    fields: EndpointFields,
+) -> AppResult<WebhookEndpointRow> {
+    principal.require(Access::Write)?;
+    let mut row = own(state, principal, id).await?;
+    if let Some(url) = &fields.url {
+        row.url = check_url(state, url).await?;
+    }
+    if let Some(events) = &fields.events {
+        row.events = events_column(events)?;
+    }
+    if let Some(description) = fields.description {
+        row.description = description;
+    }
+    if let Some(enabled) = fields.enabled {
+        if enabled && !row.enabled {
+            row.disabled_reason = None;
+            row.failing_since = None;
+        }
+        if !enabled && row.enabled {
+            row.disabled_reason = Some("disabled by its owner".into());
+        }
+        row.enabled = enabled;
+    }
+    state.store().webhook_endpoint_update(&row).await?.ok_or_else(|| AppError::not_found("webhook endpoint"))
+}
+
+pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
+    principal.require(Access::Write)?;
+    own(state, principal, id).await?;
+    state.store().webhook_endpoint_delete(id, principal.user_id()).await?;
+    Ok(())
+}
+
+/// A new secret; the old one keeps signing alongside for 24 hours.
+pub async fn rotate(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<(WebhookEndpointRow, String)> {
+    principal.require(Access::Write)?;
+    own(state, principal, id).await?;
+    let secret = new_secret();
+    let until = state.clock().now() + chrono::Duration::from_std(ROTATION_OVERLAP).unwrap_or_default();
+    let sealed = state.master_key().encrypt(id, &secret);
+    let row = state
+        .store()
+        .webhook_endpoint_rotate(id, &sealed, state.master_key().id(), until)
+        .await?
+        .ok_or_else(|| AppError::not_found("webhook endpoint"))?;
+    Ok((row, secret))
+}
+
+/// Queues a `ping` to the endpoint (whatever it subscribes to, enabled or not).
+pub async fn test(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookDeliveryRow> {
+    principal.require(Access::Write)?;
+    let row = own(state, principal, id).await?;
+    let data = json!({ "endpointId": row.id, "message": "ping from FunMagic" });
+    let delivery = state
+        .store()
+        .webhook_delivery_insert(Uuid::now_v7(), row.id, row.user_id, "ping", &data, state.clock().now())
+        .await?;
+    state.webhook_wakeup();
+    Ok(delivery)
+}
+
+/// An endpoint's deliveries, newest first.
+pub async fn deliveries(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    limit: i64,
+) -> AppResult<Vec<WebhookDeliveryRow>> {
+    principal.require(Access::Read)?;
+    own(state, principal, id).await?;
+    Ok(state.store().webhook_deliveries_of_endpoint(id, before, limit).await?)
+}
+
+/// The caller's delivery `id`, or 404.
+pub async fn delivery(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookDeliveryRow> {
+    principal.require(Access::Read)?;
+    match state.store().webhook_delivery_get(id).await? {
+        Some(d) if d.user_id == principal.user_id() => Ok(d),
+        _ => Err(AppError::not_found("webhook delivery")),
+    }
+}
+
+/// Sends a delivery again now: the same message (the same `webhook-id`).
+pub async fn replay(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookDeliveryRow> {
+    principal.require(Access::Write)?;
+    delivery(state, principal, id).await?;
+    if !state.store().webhook_delivery_replay(id, state.clock().now()).await? {
+        return Err(AppError::conflict(ErrorCode::DeliveryInProgress, "this delivery is being attempted right now"));
+    }
+    state.webhook_wakeup();
+    delivery(state, principal, id).await
+}
+
+/// The message id (`webhook-id`): a task event's is derived from the task and its sequence,
+/// so it is the same for every endpoint and every attempt; others use the delivery's id.
+pub fn message_id(d: &WebhookDeliveryRow) -> String {
+    match (d.task_id, d.seq) {
+        (Some(task), Some(seq)) => format!("msg_{}_{seq}", task.simple()),
+        _ => format!("msg_{}", d.id.simple()),
+    }
+}
+
+/// The JSON body of a delivery: `{type, timestamp, data}`.
+async fn payload(state: &AppState, d: &WebhookDeliveryRow) -> Value {
+    let event = &d.data.0;
+    let Some(task_id) = d.task_id else {
+        return json!({ "type": d.event_type, "timestamp": d.created_at, "data": event });
+    };
+    let task = state.store().task_get(task_id).await.ok().flatten();
+    let tool = match &task {
+        Some(t) => state.store().tool_get(t.tool_id).await.ok().flatten().map(|tool| tool.slug),
+        None => None,
+    };
+    let status = match d.event_type.as_str() {
+        "task.queued" => "queued",
+        "task.started" | "task.step_completed" => "running",
+        "task.succeeded" => "completed",
+        "task.failed" => "failed",
+        "task.cancelled" => "cancelled",
+        _ => "unknown",
+    };
+    let mut data = json!({
+        "taskId": task_id,
+        "sequence": d.seq,
+        "status": status,
+        "tool": tool,
+    });
+    let obj = data.as_object_mut().expect("an object");
+    for (from, to) in [("stepId", "step"), ("creditsSpent", "creditsSpent"), ("error", "error"), ("code", "code")] {
+        if let Some(v) = event.get(from) {
+            obj.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(output) = event.get("output") {
+        obj.insert("outputs".into(), outputs(state, d.user_id, output).await);
+    }
+    json!({ "type": d.event_type, "timestamp": d.created_at, "data": data })
+}
+
+/// The assets a step's output names, as `{id, url}` (the URL expires; the id does not).
+async fn outputs(state: &AppState, user_id: Uuid, output: &Value) -> Value {
+    let mut found = Vec::new();
+    collect_asset_ids(output, &mut found);
+    let mut list = Vec::new();
+    for id in found {
+        if let Ok(Some(asset)) = state.store().asset_get(id).await
+            && asset.user_id == user_id
+        {
+            let (url, expires) = match crate::assets::download_url(state, &asset).await {
+                Ok((url, expires)) => (Some(url), expires),
+                Err(_) => (None, None),
+            };
+            list.push(json!({
+                "assetId": asset.id,
+                "filename": asset.filename,
+                "mimeType": asset.mime_type,
+                "url": url,
+                "urlExpiresAt": expires,
+            }));
+        }
+    }
+    Value::Array(list)
+}
+
+fn collect_asset_ids(v: &Value, out: &mut Vec<Uuid>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if (k == "assetId" || k.ends_with("AssetId"))
+                    && let Some(id) = v.as_str().and_then(|s| s.parse().ok())
+                    && !out.contains(&id)
+                {
+                    out.push(id);
+                } else {
+                    collect_asset_ids(v, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_asset_ids(v, out)),
+        _ => {}
+    }
+}
+
+/// How long a claimed delivery stays leased: longer than one attempt can take.
+fn lease(state: &AppState) -> Duration {
+    Duration::from_secs(state.settings().webhooks.timeout_secs * 2 + 5)
+}
+
+/// When the next attempt is due after `attempts` attempts, or `None` when they are used up.
+pub fn next_wait(attempts: i32, retry_after: Option<Duration>) -> Option<Duration> {
+    let base = *SCHEDULE.get(usize::try_from(attempts).ok()?.checked_sub(1)?)?;
+    // Up to a tenth of jitter, so endpoints that failed together are not retried together.
+    let mut r = [0u8; 2];
+    getrandom::fill(&mut r).expect("the OS random number generator is available");
+    let jitter = base.mul_f64(f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) / 10.0);
+    Some((base + jitter).max(retry_after.unwrap_or_default().min(Duration::from_secs(10 * 3600))))
+}
+
+/// Delivers due webhooks until `stop` turns true: claims a batch, sends each (at most
+/// `CONCURRENCY` at once), records the outcome; sleeps a second (or until woken) when
+/// nothing is due.
+pub async fn run_dispatcher(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const CONCURRENCY: usize = 8;
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = state.clock().now();
+        let until = now + chrono::Duration::from_std(lease(&state)).unwrap_or_default();
+        let free = CONCURRENCY.saturating_sub(running.len()) as i64;
+        let claimed = if free > 0 {
+            match state.store().webhook_deliveries_claim(now, until, free).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming webhook deliveries failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let idle = claimed.is_empty();
+        for d in claimed {
+            let state = state.clone();
+            running.spawn(async move { attempt(&state, d).await });
+        }
+        while running.try_join_next().is_some() {}
+        if idle {
+            tokio::select! {
+                _ = state.webhook_woken() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                changed = stop.changed() => if changed.is_err() { break; },
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+    }
+    // Attempts under way finish (each within the timeout); unfinished ones are retried
+    // after their lease by another dispatcher.
+    let _ = tokio::time::timeout(Duration::from_secs(state.settings().webhooks.timeout_secs + 1), async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// One attempt of one delivery, recorded.
+async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
+    let Ok(Some(endpoint)) = state.store().webhook_endpoint_get(d.endpoint_id).await else { return };
+    let started = std::time::Instant::now();
+    let sent = send(state, &endpoint, &d).await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let now = state.clock().now();
+    let (status_code, error, excerpt, retry_after, outcome) = match sent {
+        Ok(answer) => {
+            let outcome = match answer.status {
+                200..=299 => Sent::Ok,
+                410 => Sent::Gone,
+                300..=399 => Sent::Failed("redirects are not followed".to_string()),
+                s => Sent::Failed(format!("the endpoint answered {s}")),
+            };
+            (Some(i32::from(answer.status)), None, Some(answer.excerpt), answer.retry_after, outcome)
+        }
+        Err(e) => (None, Some(e.clone()), None, None, Sent::Failed(e)),
+    };
+    let error = error.or(match &outcome {
+        Sent::Failed(why) => Some(why.clone()),
+        Sent::Gone => Some("the endpoint answered 410 Gone: disabled".into()),
+        Sent::Ok => None,
+    });
+    let (status, next) = match &outcome {
+        Sent::Ok => ("succeeded", now),
+        Sent::Gone => ("failed", now),
+        Sent::Failed(_) => match next_wait(d.attempts, retry_after) {
+            Some(wait) => ("pending", now + chrono::Duration::from_std(wait).unwrap_or_default()),
+            None => ("failed", now),
+        },
+    };
+    let record = WebhookOutcome {
+        attempt: d.attempts,
+        status_code,
+        error,
+        latency_ms,
+        response_excerpt: excerpt,
+        status,
+        next_attempt_at: next,
+    };
+    if let Err(e) = state.store().webhook_delivery_record(d.id, &record).await {
+        tracing::warn!(delivery = %d.id, error = %e, "recording a webhook attempt failed; it is tried again after its lease");
+        return;
+    }
+    match outcome {
+        Sent::Ok => {
+            let _ = state.store().webhook_endpoint_health(endpoint.id, true, now).await;
+        }
+        Sent::Gone => disable(state, &endpoint, "the endpoint answered 410 Gone").await,
+        Sent::Failed(_) => {
+            let _ = state.store().webhook_endpoint_health(endpoint.id, false, now).await;
+            let since = endpoint.failing_since.unwrap_or(now);
+            if endpoint.enabled && now - since >= chrono::Duration::from_std(DISABLE_AFTER).unwrap_or_default() {
+                disable(state, &endpoint, "every delivery failed for 5 days").await;
+            }
+        }
+    }
+}
+
+enum Sent {
+    Ok,
+    Gone,
+    Failed(String),
+}
+
+/// Signs and POSTs one delivery; `Err` is why it could not be sent at all.
+async fn send(
+    state: &AppState,
+    endpoint: &WebhookEndpointRow,
+    d: &WebhookDeliveryRow,
+) -> Result<crate::fetch::Answer, String> {
+    let secrets = unseal(state, endpoint).map_err(|e| e.message)?;
+    let body = serde_json::to_vec(&payload(state, d).await).map_err(|e| e.to_string())?;
+    let id = message_id(d);
+    let timestamp = state.clock().now().timestamp();
+    let signature = secrets.iter().map(|s| sign(s, &id, timestamp, &body)).collect::<Vec<_>>().join(" ");
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("webhook-id", &id);
+    put("webhook-timestamp", &timestamp.to_string());
+    put("webhook-signature", &signature);
+    put("content-type", "application/json");
+    let url = d.url.as_deref().unwrap_or(&endpoint.url);
+    state.webhook_poster().post(url, headers, body).await.map_err(|e| e.to_string())
+}
+
+/// Disables an endpoint and tells its owner (once: only when it was enabled).
+async fn disable(state: &AppState, endpoint: &WebhookEndpointRow, reason: &str) {
+    match state.store().webhook_endpoint_disable(endpoint.id, reason).await {
+        Ok(true) => {
+            tracing::warn!(endpoint = %endpoint.id, reason, "webhook endpoint disabled");
+            if let Ok(Some(user)) = state.store().user_get(endpoint.user_id).await {
+                let body = format!(
+                    "Your FunMagic webhook endpoint {} was disabled: {reason}.\n\nFix it, then enable it again with \
+                     `funmagic webhooks enable {}` (or PATCH /api/webhooks/endpoints/{} {{\"enabled\": true}}).",
+                    endpoint.url, endpoint.id, endpoint.id
+                );
+                state.mailer().send(&user.email, "Your webhook endpoint was disabled", &body).await;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(endpoint = %endpoint.id, error = %e, "disabling a webhook endpoint failed"),
+    }
+}
+
+/// Deletes delivery logs older than 30 days (ended deliveries only); returns how many.
+pub async fn sweep(state: &AppState) -> AppResult<u64> {
+    let before = state.clock().now() - chrono::Duration::days(LOG_DAYS);
+    Ok(state.store().webhook_deliveries_sweep(before).await?)
+}
+
+/// Re-seals every endpoint's secrets under `new` (a master key rotation).
+pub async fn reseal(state: &AppState, new: &crate::providers::crypto::MasterKey) -> Result<u64, String> {
+    let key = state.master_key();
+    let mut sealed = Vec::new();
+    for row in state.store().webhook_endpoints_all().await.map_err(|e| e.to_string())? {
+        if row.secret_key_id == new.id() {
+            continue;
+        }
+        let secret = key.decrypt(row.id, &row.secret_key_id, &row.secret).map_err(|e| e.to_string())?;
+        let previous = match (&row.previous_secret, &row.previous_key_id) {
+            (Some(p), Some(k)) => key.decrypt(row.id, k, p).ok().map(|p| new.encrypt(row.id, &p)),
+            _ => None,
+        };
+        let previous_key_id = previous.as_ref().map(|_| new.id().to_string());
+        sealed.push(crate::store::SealedSecrets {
+            id: row.id,
+            secret: new.encrypt(row.id, &secret),
+            key_id: new.id().to_string(),
+            previous,
+            previous_key_id,
+        });
+    }
+    state.store().webhook_secrets_replace(&sealed).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_the_standard_webhooks_reference_vector() {
+        assert_eq!(
+            sign(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn the_schedule_is_svix_with_jitter_and_honours_retry_after() {
+        let first = next_wait(1, None).unwrap();
+        assert!(first >= Duration::from_secs(5) && first <= Duration::from_millis(5500), "{first:?}");
+        let fourth = next_wait(4, None).unwrap();
+        assert!(fourth >= Duration::from_secs(7200) && fourth <= Duration::from_secs(7920));
+        assert!(next_wait(7, None).unwrap() >= Duration::from_secs(36000));
+        assert_eq!(next_wait(8, None), None, "8 attempts in all");
+        assert_eq!(next_wait(0, None), None);
+        assert!(next_wait(1, Some(Duration::from_secs(120))).unwrap() >= Duration::from_secs(120), "Retry-After");
+    }
+
+    #[test]
+    fn events_are_checked_and_kept_sorted() {
+        assert_eq!(events_column(&None).unwrap(), None);
+        assert_eq!(
+            events_column(&Some(vec!["task.succeeded".into(), "task.failed".into(), "task.failed".into()])).unwrap(),
+            Some(",task.failed,task.succeeded,".into())
+        );
+        assert!(events_column(&Some(vec!["task.exploded".into()])).is_err());
+        assert!(events_column(&Some(vec![])).is_err());
+    }
+
+    #[test]
+    fn asset_ids_are_found_anywhere_in_an_output() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let output =
+            json!({ "assetId": a, "images": [{ "assetId": b }, { "assetId": a }], "modelAssetId": "not-a-uuid" });
+        let mut found = Vec::new();
+        collect_asset_ids(&output, &mut found);
+        assert_eq!(found, vec![a, b]);
+    }
+}
