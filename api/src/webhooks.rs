@@ -25,8 +25,15 @@ use crate::store::{NewWebhookEndpoint, WebhookDeliveryRow, WebhookEndpointRow, W
 
 /// The event types an endpoint may subscribe to (`ping` is sent by `test` whatever it
 /// subscribes to).
-pub const EVENTS: &[&str] =
-    &["task.queued", "task.started", "task.step_completed", "task.succeeded", "task.failed", "task.cancelled"];
+pub const EVENTS: &[&str] = &[
+    "task.queued",
+    "task.started",
+    "task.step_completed",
+    "task.succeeded",
+    "task.failed",
+    "task.cancelled",
+    "credits.low",
+];
 
 /// How many endpoints one user may have.
 pub const MAX_ENDPOINTS: usize = 20;
@@ -251,6 +258,27 @@ pub async fn deliveries(
     principal.require(Access::Read)?;
     own(state, principal, id).await?;
     Ok(state.store().webhook_deliveries_of_endpoint(id, before, limit).await?)
+}
+
+/// The caller's `credits.low` threshold (`None`: not sent).
+pub async fn credits_low(state: &AppState, principal: &Principal) -> AppResult<Option<i64>> {
+    principal.require(Access::Read)?;
+    Ok(state.store().webhook_settings_get(principal.user_id()).await?)
+}
+
+/// Sets (or with `None` clears) the `credits.low` threshold: the event is sent when the
+/// available balance falls from at or above it to below it.
+pub async fn set_credits_low(
+    state: &AppState,
+    principal: &Principal,
+    threshold: Option<i64>,
+) -> AppResult<Option<i64>> {
+    principal.require(Access::Write)?;
+    if threshold.is_some_and(|t| t < 1) {
+        return Err(AppError::validation("creditsLowThreshold: at least 1"));
+    }
+    state.store().webhook_settings_put(principal.user_id(), threshold).await?;
+    Ok(threshold)
 }
 
 /// The caller's delivery `id`, or 404.
@@ -533,6 +561,20 @@ async fn disable(state: &AppState, endpoint: &WebhookEndpointRow, reason: &str) 
         Ok(false) => {}
         Err(e) => tracing::warn!(endpoint = %endpoint.id, error = %e, "disabling a webhook endpoint failed"),
     }
+}
+
+/// Deliveries due this long ago and still not attempted count as stuck (no dispatcher is
+/// running, or they cannot keep up).
+pub const STUCK_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// For admins: endpoints failing or disabled (the longest failing first, at most 100) and
+/// how many deliveries are stuck.
+pub async fn overview(state: &AppState, principal: &Principal) -> AppResult<(Vec<WebhookEndpointRow>, i64)> {
+    principal.require(Access::Admin)?;
+    let failing = state.store().webhook_endpoints_failing(100).await?;
+    let before = state.clock().now() - chrono::Duration::from_std(STUCK_AFTER).unwrap_or_default();
+    let stuck = state.store().webhook_deliveries_stuck(before).await?;
+    Ok((failing, stuck))
 }
 
 /// Deletes delivery logs older than 30 days (ended deliveries only); returns how many.

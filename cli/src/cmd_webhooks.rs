@@ -1,4 +1,4 @@
-//! `funmagic webhooks add|list|show|update|enable|disable|rm|test|rotate|deliveries|replay`:
+//! `funmagic webhooks add|list|show|update|enable|disable|rm|test|rotate|deliveries|replay|credits-low`:
 //! endpoints that receive task events (Standard Webhooks), their signing secrets and their
 //! delivery logs.
 
@@ -19,7 +19,7 @@ pub enum WebhooksCommand {
         /// https URL (http only for hosts the server allows).
         url: String,
         /// An event type to send (repeat for more; default: all): task.queued, task.started,
-        /// task.step_completed, task.succeeded, task.failed, task.cancelled.
+        /// task.step_completed, task.succeeded, task.failed, task.cancelled, credits.low.
         #[arg(long = "event", value_parser = output::api_enum::<types::WebhookEventType>)]
         events: Vec<types::WebhookEventType>,
         #[arg(long)]
@@ -65,6 +65,15 @@ pub enum WebhooksCommand {
     },
     /// Send a delivery again (the same message: the same webhook-id).
     Replay { delivery_id: uuid::Uuid },
+    /// Show, or set, the balance below which `credits.low` is sent.
+    CreditsLow {
+        /// The threshold in credits (at least 1).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        threshold: Option<i64>,
+        /// Stop sending credits.low.
+        #[arg(long, conflicts_with = "threshold")]
+        off: bool,
+    },
 }
 
 fn done(ctx: &Context, human: &str, json: serde_json::Value) {
@@ -265,6 +274,52 @@ pub async fn run(ctx: &Context, command: WebhooksCommand) -> Result<ExitCode, Cl
                 serde_json::to_value(&d).unwrap_or_default(),
             );
         }
+        WebhooksCommand::CreditsLow { threshold, off } => {
+            let settings = if threshold.is_none() && !off {
+                ctx.client.webhook_settings_get().await.map_err(sdk)?.into_inner()
+            } else {
+                let threshold = threshold.and_then(|t| std::num::NonZeroU64::new(t.unsigned_abs()));
+                let body = types::WebhookSettings { credits_low_threshold: threshold };
+                ctx.client.webhook_settings_put(&body).await.map_err(sdk)?.into_inner()
+            };
+            let human = match settings.credits_low_threshold {
+                Some(t) => format!("credits.low is sent when your available balance falls below {t}"),
+                None => "credits.low is off".to_string(),
+            };
+            done(ctx, &human, serde_json::to_value(&settings).unwrap_or_default());
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `funmagic admin webhooks`: endpoints failing or disabled, and stuck deliveries.
+pub async fn run_admin(ctx: &Context) -> Result<ExitCode, CliError> {
+    let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+    let overview = ctx.client.admin_webhook_overview().await.map_err(sdk)?.into_inner();
+    if ctx.json {
+        output::print_json(&overview);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("stuck deliveries (due over 10 minutes ago): {}", overview.stuck_deliveries);
+    if overview.failing_endpoints.is_empty() {
+        println!("no endpoint is failing");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![output::header(&["ID", "USER", "URL", "STATE"])];
+    for e in &overview.failing_endpoints {
+        let plain = anstyle::Style::new();
+        let state = match (&e.disabled_reason, e.failing_since) {
+            (Some(reason), _) if !e.enabled => format!("disabled: {reason}"),
+            (_, Some(since)) => format!("failing since {}", since.format("%Y-%m-%d %H:%M")),
+            _ => "disabled".into(),
+        };
+        rows.push(vec![
+            (e.id.to_string(), DIM),
+            (output::short_id(&e.user_id), DIM),
+            (e.url.clone(), plain),
+            (state, plain),
+        ]);
+    }
+    output::print_table(&rows);
     Ok(ExitCode::SUCCESS)
 }

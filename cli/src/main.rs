@@ -150,6 +150,8 @@ pub enum AdminCommand {
     /// Credit packages (what users can buy).
     #[command(subcommand)]
     Packages(cmd_admin::PackagesCommand),
+    /// Webhook endpoints failing or disabled, and stuck deliveries.
+    Webhooks,
 }
 
 fn main() -> ExitCode {
@@ -226,6 +228,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 AdminCommand::ToolTypes(c) => cmd_admin::run_tool_types(&ctx, c).await,
                 AdminCommand::Tasks(c) => cmd_admin::run_tasks(&ctx, c).await,
                 AdminCommand::Queue => cmd_admin::run_queue(&ctx).await,
+                AdminCommand::Webhooks => cmd_webhooks::run_admin(&ctx).await,
                 AdminCommand::DeadLetters { pages } => cmd_admin::run_dead_letters(&ctx, pages).await,
                 AdminCommand::Packages(c) => cmd_admin::run_packages(&ctx, c).await,
                 AdminCommand::Credits(c) => cmd_credits::run_admin(&ctx, c).await,

@@ -98,3 +98,38 @@ END $$;
 
 CREATE TRIGGER task_events_webhooks AFTER INSERT ON task_events
     FOR EACH ROW EXECUTE FUNCTION fm_webhook_enqueue();
+
+-- credits.low: a user's threshold; when an update takes the available balance (balance
+-- minus reserved) from at or above it to below it, the subscribed endpoints are told, in
+-- the transaction that moved the credits.
+CREATE TABLE webhook_settings (
+    user_id                UUID PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    credits_low_threshold  BIGINT CHECK (credits_low_threshold > 0),
+    updated_at             TIMESTAMPTZ NOT NULL
+);
+
+CREATE FUNCTION fm_webhook_credits_low() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_threshold bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints) THEN
+        RETURN NULL;
+    END IF;
+    SELECT credits_low_threshold INTO v_threshold FROM webhook_settings WHERE user_id = NEW.user_id;
+    IF v_threshold IS NULL
+       OR NOT (OLD.balance - OLD.reserved_balance >= v_threshold AND NEW.balance - NEW.reserved_balance < v_threshold) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, user_id, url, event_type, task_id, seq, data, next_attempt_at, created_at, updated_at)
+    SELECT fm_uuid_v7(), e.id, NEW.user_id, NULL, 'credits.low', NULL, NULL,
+           jsonb_build_object('available', NEW.balance - NEW.reserved_balance, 'threshold', v_threshold,
+                              'balance', NEW.balance, 'reserved', NEW.reserved_balance),
+           NEW.updated_at, NEW.updated_at, NEW.updated_at
+      FROM webhook_endpoints e
+     WHERE e.user_id = NEW.user_id AND e.enabled AND (e.events IS NULL OR e.events LIKE '%,credits.low,%');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER credits_webhooks AFTER UPDATE ON credits
+    FOR EACH ROW EXECUTE FUNCTION fm_webhook_credits_low();

@@ -74,3 +74,25 @@ BEGIN
          OR (t.webhook_url IS NOT NULL AND e.id = (
                SELECT d.id FROM webhook_endpoints d WHERE d.user_id = t.user_id ORDER BY d.created_at, d.id LIMIT 1)));
 END;
+
+CREATE TABLE webhook_settings (
+    user_id                BLOB PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    credits_low_threshold  INTEGER CHECK (credits_low_threshold > 0),
+    updated_at             TEXT NOT NULL
+);
+
+CREATE TRIGGER credits_webhooks AFTER UPDATE ON credits
+WHEN EXISTS (SELECT 1 FROM webhook_endpoints)
+ AND EXISTS (SELECT 1 FROM webhook_settings s WHERE s.user_id = NEW.user_id
+             AND OLD.balance - OLD.reserved_balance >= s.credits_low_threshold
+             AND NEW.balance - NEW.reserved_balance < s.credits_low_threshold)
+BEGIN
+    INSERT INTO webhook_deliveries
+        (id, endpoint_id, user_id, url, event_type, task_id, seq, data, next_attempt_at, created_at, updated_at)
+    SELECT randomblob(16), e.id, NEW.user_id, NULL, 'credits.low', NULL, NULL,
+           json_object('available', NEW.balance - NEW.reserved_balance, 'threshold', s.credits_low_threshold,
+                       'balance', NEW.balance, 'reserved', NEW.reserved_balance),
+           NEW.updated_at, NEW.updated_at, NEW.updated_at
+      FROM webhook_endpoints e JOIN webhook_settings s ON s.user_id = NEW.user_id
+     WHERE e.user_id = NEW.user_id AND e.enabled AND (e.events IS NULL OR e.events LIKE '%,credits.low,%');
+END;

@@ -86,6 +86,37 @@ pub mod types {
                 })
         }
     }
+    ///An endpoint as admins see it on the overview.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminWebhookEndpoint {
+        #[serde(
+            rename = "disabledReason",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub disabled_reason: ::std::option::Option<::std::string::String>,
+        pub enabled: bool,
+        #[serde(
+            rename = "failingSince",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub failing_since: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        pub id: ::uuid::Uuid,
+        pub url: ::std::string::String,
+        #[serde(rename = "userId")]
+        pub user_id: ::uuid::Uuid,
+    }
+    ///Webhooks needing attention.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct AdminWebhookOverview {
+        ///Endpoints failing or disabled, the longest failing first (at most 100).
+        #[serde(rename = "failingEndpoints")]
+        pub failing_endpoints: ::std::vec::Vec<AdminWebhookEndpoint>,
+        ///Deliveries due more than 10 minutes ago and not attempted yet.
+        #[serde(rename = "stuckDeliveries")]
+        pub stuck_deliveries: i64,
+    }
     ///The error body of every failed request.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct ApiError {
@@ -4288,6 +4319,8 @@ published and its public URL kept. Not with `image`.*/
         TaskFailed,
         #[serde(rename = "task.cancelled")]
         TaskCancelled,
+        #[serde(rename = "credits.low")]
+        CreditsLow,
     }
     impl ::std::fmt::Display for WebhookEventType {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -4298,6 +4331,7 @@ published and its public URL kept. Not with `image`.*/
                 Self::TaskSucceeded => f.write_str("task.succeeded"),
                 Self::TaskFailed => f.write_str("task.failed"),
                 Self::TaskCancelled => f.write_str("task.cancelled"),
+                Self::CreditsLow => f.write_str("credits.low"),
             }
         }
     }
@@ -4313,6 +4347,7 @@ published and its public URL kept. Not with `image`.*/
                 "task.succeeded" => Ok(Self::TaskSucceeded),
                 "task.failed" => Ok(Self::TaskFailed),
                 "task.cancelled" => Ok(Self::TaskCancelled),
+                "credits.low" => Ok(Self::CreditsLow),
                 _ => Err("invalid value".into()),
             }
         }
@@ -4332,6 +4367,16 @@ published and its public URL kept. Not with `image`.*/
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
+    }
+    ///Webhook settings of the account.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct WebhookSettings {
+        ///`credits.low` is sent when the available balance falls below this; absent: never.
+        #[serde(
+            rename = "creditsLowThreshold",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub credits_low_threshold: ::std::option::Option<::std::num::NonZeroU64>,
     }
     /// Error types.
     pub mod error {
@@ -8363,6 +8408,152 @@ Arguments:
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }
+    /**Sends a `GET` request to `/api/webhooks/settings`
+
+*/
+    pub async fn webhook_settings_get<'a>(
+        &'a self,
+    ) -> Result<ResponseValue<types::WebhookSettings>, Error<types::ApiError>> {
+        let url = format!("{}/api/webhooks/settings", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "webhook_settings_get",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Replaces the webhook settings (an absent threshold turns `credits.low` off)
+
+Sends a `PUT` request to `/api/webhooks/settings`
+
+*/
+    pub async fn webhook_settings_put<'a>(
+        &'a self,
+        body: &'a types::WebhookSettings,
+    ) -> Result<ResponseValue<types::WebhookSettings>, Error<types::ApiError>> {
+        let url = format!("{}/api/webhooks/settings", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .put(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "webhook_settings_put",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
     /**Sends a delivery again now, as the same message (the same `webhook-id`)
 
 Sends a `POST` request to `/api/webhooks/deliveries/{id}/replay`
@@ -11305,6 +11496,79 @@ Sends a `GET` request to `/api/admin/users/{id}/transactions`
             .build()?;
         let info = OperationInfo {
             operation_id: "admin_user_transaction_list",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Webhook endpoints failing or disabled, and deliveries stuck in the queue
+
+Sends a `GET` request to `/api/admin/webhooks`
+
+*/
+    pub async fn admin_webhook_overview<'a>(
+        &'a self,
+    ) -> Result<ResponseValue<types::AdminWebhookOverview>, Error<types::ApiError>> {
+        let url = format!("{}/api/admin/webhooks", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .get(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "admin_webhook_overview",
         };
         self.pre(&mut request, &info).await?;
         let result = self.exec(request, &info).await;

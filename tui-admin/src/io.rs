@@ -94,6 +94,8 @@ pub struct Dashboard {
     /// `None` when the caller may not see providers (admin, not super_admin).
     pub providers: Option<Vec<types::Provider>>,
     pub dead_letters: usize,
+    /// Webhook endpoints failing or disabled, and stuck deliveries.
+    pub webhooks: types::AdminWebhookOverview,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -210,7 +212,15 @@ pub async fn execute(client: &Client, request: Request) -> Response {
             let recent = call!(client.admin_task_list(None, PAGE, None, None, None)).tasks;
             let providers = if providers { Some(call!(client.admin_provider_list()).providers) } else { None };
             let dead_letters = call!(client.admin_dead_letter_list(None, PAGE)).dead_letters.len();
-            Response::Dashboard(Box::new(Dashboard { queue, recent, providers, dead_letters, at: chrono::Utc::now() }))
+            let webhooks = call!(client.admin_webhook_overview());
+            Response::Dashboard(Box::new(Dashboard {
+                queue,
+                recent,
+                providers,
+                dead_letters,
+                webhooks,
+                at: chrono::Utc::now(),
+            }))
         }
         Request::Users { query } => {
             let query: Option<types::Prose200> = opt_text!("search", query);

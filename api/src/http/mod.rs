@@ -79,6 +79,7 @@ pub type Apis = (
     banners::AdminBannersApi,
     assets::AdminAssetsApi,
     credits::AdminCreditsApi,
+    webhooks::AdminWebhooksApi,
 );
 
 fn apis() -> Apis {
@@ -98,6 +99,7 @@ fn apis() -> Apis {
         banners::AdminBannersApi,
         assets::AdminAssetsApi,
         credits::AdminCreditsApi,
+        webhooks::AdminWebhooksApi,
     )
 }
 

@@ -34,6 +34,9 @@ pub enum WebhookEventType {
     TaskFailed,
     #[oai(rename = "task.cancelled")]
     TaskCancelled,
+    /// The available balance fell below your threshold (see `/api/webhooks/settings`).
+    #[oai(rename = "credits.low")]
+    CreditsLow,
 }
 
 impl WebhookEventType {
@@ -45,6 +48,7 @@ impl WebhookEventType {
             Self::TaskSucceeded => "task.succeeded",
             Self::TaskFailed => "task.failed",
             Self::TaskCancelled => "task.cancelled",
+            Self::CreditsLow => "credits.low",
         }
     }
 
@@ -56,6 +60,7 @@ impl WebhookEventType {
             Self::TaskSucceeded,
             Self::TaskFailed,
             Self::TaskCancelled,
+            Self::CreditsLow,
         ]
         .into_iter()
         .find(|e| e.as_str() == s)
@@ -200,6 +205,37 @@ pub struct WebhookDeliveryList {
     pub deliveries: Vec<WebhookDelivery>,
     /// Pass as `before` for the next (older) page; absent on the last page.
     pub next_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Webhook settings of the account.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookSettings {
+    /// `credits.low` is sent when the available balance falls below this; absent: never.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000000")))]
+    pub credits_low_threshold: Option<i64>,
+}
+
+/// An endpoint as admins see it on the overview.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct AdminWebhookEndpoint {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub url: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Webhooks needing attention.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct AdminWebhookOverview {
+    /// Endpoints failing or disabled, the longest failing first (at most 100).
+    pub failing_endpoints: Vec<AdminWebhookEndpoint>,
+    /// Deliveries due more than 10 minutes ago and not attempted yet.
+    pub stuck_deliveries: i64,
 }
 
 #[derive(ApiResponse)]
@@ -374,6 +410,23 @@ impl WebhooksApi {
         Ok(Json(WebhookDeliveryList { deliveries, next_before }))
     }
 
+    #[oai(path = "/api/webhooks/settings", method = "get", operation_id = "webhook_settings_get")]
+    async fn settings(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<WebhookSettings>> {
+        Ok(Json(WebhookSettings { credits_low_threshold: webhooks::credits_low(&state, &principal).await? }))
+    }
+
+    /// Replaces the webhook settings (an absent threshold turns `credits.low` off).
+    #[oai(path = "/api/webhooks/settings", method = "put", operation_id = "webhook_settings_put")]
+    async fn put_settings(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        body: Json<WebhookSettings>,
+    ) -> Result<Json<WebhookSettings>> {
+        let threshold = webhooks::set_credits_low(&state, &principal, body.credits_low_threshold).await?;
+        Ok(Json(WebhookSettings { credits_low_threshold: threshold }))
+    }
+
     /// Sends a delivery again now, as the same message (the same `webhook-id`).
     #[oai(path = "/api/webhooks/deliveries/:id/replay", method = "post", operation_id = "webhook_delivery_replay")]
     async fn replay(
@@ -384,5 +437,28 @@ impl WebhooksApi {
     ) -> Result<DeliveryQueued> {
         let d = webhooks::replay(&state, &principal, id.0).await?;
         Ok(DeliveryQueued::Accepted(Json(delivery_to_api(&state, d).await?)))
+    }
+}
+
+pub struct AdminWebhooksApi;
+
+#[OpenApi(tag = "ApiTags::Admin")]
+impl AdminWebhooksApi {
+    /// Webhook endpoints failing or disabled, and deliveries stuck in the queue.
+    #[oai(path = "/api/admin/webhooks", method = "get", operation_id = "admin_webhook_overview")]
+    async fn overview(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<AdminWebhookOverview>> {
+        let (failing, stuck) = webhooks::overview(&state, &principal).await?;
+        let failing_endpoints = failing
+            .into_iter()
+            .map(|e| AdminWebhookEndpoint {
+                id: e.id,
+                user_id: e.user_id,
+                url: e.url,
+                enabled: e.enabled,
+                disabled_reason: e.disabled_reason,
+                failing_since: e.failing_since,
+            })
+            .collect();
+        Ok(Json(AdminWebhookOverview { failing_endpoints, stuck_deliveries: stuck }))
     }
 }

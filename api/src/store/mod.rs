@@ -408,4 +408,6 @@ forward! {
     fn webhook_attempts_of(delivery_id: Uuid) -> StoreResult<Vec<WebhookAttemptRow>>;
     fn webhook_deliveries_sweep(before: DateTime<Utc>) -> StoreResult<u64>;
     fn webhook_deliveries_stuck(before: DateTime<Utc>) -> StoreResult<i64>;
+    fn webhook_settings_get(user_id: Uuid) -> StoreResult<Option<i64>>;
+    fn webhook_settings_put(user_id: Uuid, threshold: Option<i64>) -> StoreResult<()>;
 }

@@ -345,6 +345,31 @@ macro_rules! webhook_queries {
                     .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// A user's `credits.low` threshold.
+            pub async fn webhook_settings_get(&self, user_id: uuid::Uuid) -> $crate::store::StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, Option<i64>>($crate::store::sql::webhooks::WEBHOOK_SETTINGS_GET)
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map(Option::flatten)
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            pub async fn webhook_settings_put(
+                &self,
+                user_id: uuid::Uuid,
+                threshold: Option<i64>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query($crate::store::sql::webhooks::WEBHOOK_SETTINGS_PUT)
+                    .bind(user_id)
+                    .bind(threshold)
+                    .bind($crate::store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             /// Deliveries still pending that were due before `before` (stuck).
             pub async fn webhook_deliveries_stuck(
                 &self,

@@ -42,7 +42,7 @@ async fn every_shared_statement_prepares(app: TestApp) {
 /// The seed's 15 tables plus `api_keys` and `device_codes` (auth), and
 /// `checkout_sessions`, `credit_reservations`, `idempotency_keys`, `stripe_events` (credits),
 /// `pending_uploads` (storage), `task_events`, `task_queue` (tasks).
-const TABLES: [&str; 28] = [
+const TABLES: [&str; 29] = [
     "accounts",
     "api_keys",
     "assets",
@@ -71,6 +71,7 @@ const TABLES: [&str; 28] = [
     "webhook_attempts",
     "webhook_deliveries",
     "webhook_endpoints",
+    "webhook_settings",
 ];
 
 async fn schema_has_the_seed_tables_and_auth_tables(app: TestApp) {

@@ -306,8 +306,40 @@ async fn a_task_can_report_to_its_own_url(app: TestApp) {
     assert!(endpoint_receiver.got().is_empty(), "the endpoint gets none of that task's events");
 }
 
+/// `credits.low` is sent once, when a reservation takes the available balance below the
+/// threshold, to endpoints that subscribe to it.
+async fn credits_low_is_sent_when_the_balance_crosses_the_threshold(app: TestApp) {
+    let receiver = Receiver::start().await;
+    let user = funded(&app, "low@example.com", 6).await;
+    let client = client_as(&app, &user.token);
+    let created = create_endpoint(&client, json!({ "url": receiver.url, "events": ["credits.low"] })).await;
+    assert_eq!(client.webhook_settings_get().await.unwrap().into_inner().credits_low_threshold, None);
+    let body = types::WebhookSettings { credits_low_threshold: std::num::NonZeroU64::new(5) };
+    assert_eq!(
+        client.webhook_settings_put(&body).await.unwrap().into_inner().credits_low_threshold,
+        std::num::NonZeroU64::new(5)
+    );
+    // 6 → 5 (not below), 5 → 4 (below: the event), 4 → 3 (still below: nothing).
+    for n in 0..3 {
+        let (_, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "n": n })), |_| {}).await.unwrap();
+        assert_eq!(last.kind, types::EventKind::Completed);
+    }
+    let got = receiver.wait("credits.low", |got| !got.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a second one would have come by now
+    let got = if receiver.got().len() > got.len() { receiver.got() } else { got };
+    assert_eq!(got.len(), 1, "one crossing, one event, no task events: {got:#?}");
+    let event = got[0].json();
+    assert_eq!(event["type"], "credits.low");
+    assert_eq!(event["data"]["threshold"], 5);
+    assert_eq!(event["data"]["available"], 4);
+    verify(&created.secret, &got[0]).unwrap();
+    let body = types::WebhookSettings { credits_low_threshold: None };
+    assert_eq!(client.webhook_settings_put(&body).await.unwrap().into_inner().credits_low_threshold, None);
+}
+
 funmagic_api::test_both_backends!(
     task_events_arrive_signed_retried_logged_and_replayable,
     rotation_gone_redirects_and_inside_addresses,
-    a_task_can_report_to_its_own_url
+    a_task_can_report_to_its_own_url,
+    credits_low_is_sent_when_the_balance_crosses_the_threshold
 );

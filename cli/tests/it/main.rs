@@ -9,6 +9,7 @@ mod pty;
 mod quickstart;
 mod status;
 mod tasks;
+mod webhooks;
 
 use std::process::Output;
 

@@ -35,7 +35,7 @@ impl Screen for DashboardScreen {
             frame.render_widget(Paragraph::new("loading…").block(Block::bordered().title(" Dashboard ")), area);
             return;
         };
-        let [top, bottom] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
+        let [top, bottom] = Layout::vertical([Constraint::Length(10), Constraint::Min(3)]).areas(area);
         let [queue, rates] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
         let q = &d.queue;
         let mut lines = vec![
@@ -54,6 +54,19 @@ impl Screen for DashboardScreen {
         if let Some(len) = q.stream_length {
             lines.push(Line::from(format!("stream      {len} ({} pending)", q.stream_pending.unwrap_or(0))));
         }
+        let w = &d.webhooks;
+        let failing = w.failing_endpoints.iter().filter(|e| e.enabled).count();
+        let disabled = w.failing_endpoints.len() - failing;
+        let warn = |n: usize| if n > 0 { theme.fg(Color::Red) } else { Style::new() };
+        lines.push(Line::from(vec![
+            Span::raw("webhooks    "),
+            Span::styled(format!("{failing} failing"), warn(failing)),
+            Span::raw(format!(", {disabled} disabled")),
+        ]));
+        lines.push(Line::from(vec![
+            Span::raw("stuck hooks "),
+            Span::styled(w.stuck_deliveries.to_string(), warn(w.stuck_deliveries as usize)),
+        ]));
         frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Queue ")), queue);
         // Tasks of the last hour by status, and per minute.
         let hour_ago = d.at - chrono::Duration::hours(1);

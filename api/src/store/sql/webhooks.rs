@@ -99,6 +99,11 @@ statements! {
     /// `webhook_secrets_replace`
     WEBHOOK_SECRETS_REPLACE = "UPDATE webhook_endpoints SET secret = $2, secret_key_id = $3, previous_secret = $4, previous_key_id = $5
     WHERE id = $1";
+    /// `webhook_settings_get`
+    WEBHOOK_SETTINGS_GET = "SELECT credits_low_threshold FROM webhook_settings WHERE user_id = $1";
+    /// `webhook_settings_put`
+    WEBHOOK_SETTINGS_PUT = "INSERT INTO webhook_settings (user_id, credits_low_threshold, updated_at) VALUES ($1, $2, $3)
+    ON CONFLICT (user_id) DO UPDATE SET credits_low_threshold = $2, updated_at = $3";
     /// `webhook_deliveries_stuck`
     WEBHOOK_DELIVERIES_STUCK = "SELECT CAST(COUNT(*) AS BIGINT) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at < $1";
 }
