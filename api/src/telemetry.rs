@@ -32,6 +32,15 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS).ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
+            // Histograms keep their samples until upkeep drains them into the buckets; without
+            // a scrape they would pile up (install_recorder leaves upkeep to the caller).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
             Some(handle)
         })
         .as_ref()

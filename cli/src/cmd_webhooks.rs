@@ -279,7 +279,7 @@ pub async fn run(ctx: &Context, command: WebhooksCommand) -> Result<ExitCode, Cl
                 ctx.client.webhook_settings_get().await.map_err(sdk)?.into_inner()
             } else {
                 let threshold = threshold.and_then(|t| std::num::NonZeroU64::new(t.unsigned_abs()));
-                let body = types::WebhookSettings { credits_low_threshold: threshold };
+                let body = types::WebhookSettingsInput { credits_low_threshold: threshold };
                 ctx.client.webhook_settings_put(&body).await.map_err(sdk)?.into_inner()
             };
             let human = match settings.credits_low_threshold {

@@ -4376,6 +4376,16 @@ published and its public URL kept. Not with `image`.*/
             rename = "creditsLowThreshold",
             skip_serializing_if = "::std::option::Option::is_none"
         )]
+        pub credits_low_threshold: ::std::option::Option<i64>,
+    }
+    ///Webhook settings as written (they replace the current ones).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct WebhookSettingsInput {
+        ///Send `credits.low` when the available balance falls below this; absent: never.
+        #[serde(
+            rename = "creditsLowThreshold",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub credits_low_threshold: ::std::option::Option<::std::num::NonZeroU64>,
     }
     /// Error types.
@@ -8486,7 +8496,7 @@ Sends a `PUT` request to `/api/webhooks/settings`
 */
     pub async fn webhook_settings_put<'a>(
         &'a self,
-        body: &'a types::WebhookSettings,
+        body: &'a types::WebhookSettingsInput,
     ) -> Result<ResponseValue<types::WebhookSettings>, Error<types::ApiError>> {
         let url = format!("{}/api/webhooks/settings", self.baseurl,);
         let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);

@@ -212,8 +212,16 @@ pub struct WebhookDeliveryList {
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 pub struct WebhookSettings {
     /// `credits.low` is sent when the available balance falls below this; absent: never.
-    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000000")))]
     pub credits_low_threshold: Option<i64>,
+}
+
+/// Webhook settings as written (they replace the current ones).
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookSettingsInput {
+    /// Send `credits.low` when the available balance falls below this; absent: never.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000000")))]
+    pub credits_low_threshold: Opt<i64>,
 }
 
 /// An endpoint as admins see it on the overview.
@@ -421,9 +429,9 @@ impl WebhooksApi {
         &self,
         state: Data<&AppState>,
         Caller(principal): Caller,
-        body: Json<WebhookSettings>,
+        body: Json<WebhookSettingsInput>,
     ) -> Result<Json<WebhookSettings>> {
-        let threshold = webhooks::set_credits_low(&state, &principal, body.credits_low_threshold).await?;
+        let threshold = webhooks::set_credits_low(&state, &principal, body.credits_low_threshold.get()).await?;
         Ok(Json(WebhookSettings { credits_low_threshold: threshold }))
     }
 
