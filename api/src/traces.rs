@@ -133,12 +133,17 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     Some(format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
-/// The `traceparent` of the current span (see [`traceparent`]).
+/// The `traceparent` of the innermost exported span being executed (see [`traceparent`]).
+/// Read from OpenTelemetry's own current context, not `Span::current()`: the current
+/// `tracing` span may be one the export filter leaves out (the access log's), which has no
+/// OpenTelemetry context of its own.
 pub fn current() -> Option<String> {
     if !enabled() {
         return None;
     }
-    traceparent(&tracing::Span::current())
+    let cx = opentelemetry::Context::current();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
 /// Makes `span` a child of the remote span a W3C `traceparent` names (ignored when it is

@@ -135,6 +135,9 @@ async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
         cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector_url)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env("FUNMAGIC_PROVIDER_POLL_MS", "50")
+            // Logs at info: the access log's span (not exported) then sits between the
+            // server span and the handler, as in a default deployment.
+            .env("FUNMAGIC_LOG", "info")
             .env_remove("OTEL_SERVICE_NAME")
             .env_remove("OTEL_RESOURCE_ATTRIBUTES")
             .env_remove("OTEL_SDK_DISABLED");
