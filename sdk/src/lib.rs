@@ -23,7 +23,8 @@
 //!     input: serde_json::json!({ "hello": "world" }),
 //!     parent_task_id: None,
 //!     run_all_steps: Some(true),
-//!, webhook: None };
+//!     webhook: None,
+//! };
 //! let (task, last) = funmagic_sdk::events::run_and_wait(&client, &request, |event| {
 //!     println!("{} {}", event.kind, event.data);
 //! })
