@@ -457,7 +457,17 @@ pub async fn run_dispatcher(state: AppState, mut stop: tokio::sync::watch::Recei
 async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
     let Ok(Some(endpoint)) = state.store().webhook_endpoint_get(d.endpoint_id).await else { return };
     let started = std::time::Instant::now();
-    let sent = send(state, &endpoint, &d).await;
+    // A disabled endpoint (410, 5 days of failures, its owner) gets nothing more but pings;
+    // what was still pending for it ends as failed instead of being retried at it.
+    let sent = if endpoint.enabled || d.event_type == "ping" {
+        send(state, &endpoint, &d).await
+    } else {
+        Err(format!(
+            "not sent: the endpoint is disabled ({})",
+            endpoint.disabled_reason.as_deref().unwrap_or("disabled")
+        ))
+    };
+    let gave_up = !endpoint.enabled && d.event_type != "ping";
     let latency_ms = started.elapsed().as_millis() as i64;
     let now = state.clock().now();
     let (status_code, error, excerpt, retry_after, outcome) = match sent {
@@ -480,6 +490,7 @@ async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
     let (status, next) = match &outcome {
         Sent::Ok => ("succeeded", now),
         Sent::Gone => ("failed", now),
+        Sent::Failed(_) if gave_up => ("failed", now),
         Sent::Failed(_) => match next_wait(d.attempts, retry_after) {
             Some(wait) => ("pending", now + chrono::Duration::from_std(wait).unwrap_or_default()),
             None => ("failed", now),

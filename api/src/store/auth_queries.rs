@@ -596,6 +596,8 @@ macro_rules! delete_account_writes {
             q::DEVICE_CODES_DELETE_FOR_USER,
             q::PENDING_UPLOADS_DELETE_FOR_USER,
             q::IDEMPOTENCY_KEYS_DELETE_FOR_USER,
+            $crate::store::sql::webhooks::WEBHOOK_ENDPOINTS_DELETE_FOR_USER,
+            $crate::store::sql::webhooks::WEBHOOK_SETTINGS_DELETE_FOR_USER,
         ] {
             sqlx::query(statement).bind($user_id).execute(&mut *$tx).await?;
         }

@@ -104,6 +104,11 @@ statements! {
     /// `webhook_settings_put`
     WEBHOOK_SETTINGS_PUT = "INSERT INTO webhook_settings (user_id, credits_low_threshold, updated_at) VALUES ($1, $2, $3)
     ON CONFLICT (user_id) DO UPDATE SET credits_low_threshold = $2, updated_at = $3";
+    /// `delete_account_writes!`: a deleted account's endpoints (their deliveries and attempts
+    /// go with them) and settings.
+    WEBHOOK_ENDPOINTS_DELETE_FOR_USER = "DELETE FROM webhook_endpoints WHERE user_id = $1";
+    /// `delete_account_writes!`
+    WEBHOOK_SETTINGS_DELETE_FOR_USER = "DELETE FROM webhook_settings WHERE user_id = $1";
     /// `webhook_deliveries_stuck`
     WEBHOOK_DELIVERIES_STUCK = "SELECT CAST(COUNT(*) AS BIGINT) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at < $1";
 }
