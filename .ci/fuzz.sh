@@ -126,12 +126,13 @@ run_backend() {
       local name="$backend-$role-$pass"
       local report="$out/$name.ndjson" rc=0
       # From target/fuzz: schemathesis keeps its cache (.schemathesis/) in the working directory.
+      # The request timeout leaves room for the relay long poll (waitSecs up to 30).
       (cd "$out" && "$root/$venv/bin/st" --config-file "$root/.ci/schemathesis.toml" run "$base/openapi.json" \
         --header "Authorization: Bearer $credential" \
         --checks "$checks" \
         --phases "$phases" \
         --max-examples "$examples" --max-time "$limit" --workers 1 --seed 42 \
-        --request-timeout 10 --no-shrink --continue-on-failure \
+        --request-timeout 35 --no-shrink --continue-on-failure \
         "${select[@]}" \
         --report ndjson --report-ndjson-path "$root/$report" \
         --output-truncate true) >"$out/$name.txt" 2>&1 || rc=$?

@@ -34,11 +34,11 @@ pub struct Submit {
 /// secret signs it.
 async fn own_webhook(state: &AppState, principal: &Principal, url: &str) -> AppResult<String> {
     let url = crate::webhooks::check_url(state, url).await?;
-    if state.store().webhook_endpoints_of_user(principal.user_id()).await?.is_empty() {
+    if state.store().webhook_endpoints_of_user(principal.user_id()).await?.iter().all(|e| e.relay) {
         return Err(AppError::new(
             ErrorKind::Validation,
             ErrorCode::NoWebhookEndpoint,
-            "a task's webhook is signed with your first webhook endpoint's secret: create an endpoint first",
+            "a task's webhook is signed with your first webhook endpoint's secret (not a relay's): create an endpoint first",
         ));
     }
     Ok(url)

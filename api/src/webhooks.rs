@@ -148,6 +148,46 @@ pub async fn create(
 ) -> AppResult<(WebhookEndpointRow, String)> {
     principal.require(Access::Write)?;
     let url = check_url(state, url).await?;
+    insert(state, principal, url, events, description, false).await
+}
+
+/// Creates a relay endpoint for `funmagic webhooks listen`: the server does not POST to it;
+/// the listener pulls its deliveries ([`relay_pull`]), forwards them to `forward_to` on its
+/// own machine and reports each answer ([`relay_answer`]). It gets every event the user's
+/// endpoints would (or `events`), and is deleted an hour after its last pull.
+pub async fn create_relay(
+    state: &AppState,
+    principal: &Principal,
+    forward_to: &str,
+    events: &Option<Vec<String>>,
+    description: Option<String>,
+) -> AppResult<(WebhookEndpointRow, String)> {
+    principal.require(Access::Write)?;
+    let url = reqwest::Url::parse(forward_to)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| AppError::validation("forwardTo: an http(s) URL where the listener forwards the events"))?;
+    insert(state, principal, format!("{RELAY_SCHEME}{url}"), events, description, true).await
+}
+
+/// A relay endpoint's `url`: this prefix, then where its listener forwards (never fetched
+/// by the server).
+pub const RELAY_SCHEME: &str = "relay:";
+
+/// A relay not pulled for this long is deleted with its deliveries.
+pub const RELAY_IDLE: Duration = Duration::from_secs(3600);
+
+/// The longest a relay pull waits for a delivery.
+pub const RELAY_WAIT_MAX: Duration = Duration::from_secs(30);
+
+async fn insert(
+    state: &AppState,
+    principal: &Principal,
+    url: String,
+    events: &Option<Vec<String>>,
+    description: Option<String>,
+    relay: bool,
+) -> AppResult<(WebhookEndpointRow, String)> {
     let events = events_column(events)?;
     if state.store().webhook_endpoints_of_user(principal.user_id()).await?.len() >= MAX_ENDPOINTS {
         return Err(AppError::conflict(
@@ -165,9 +205,10 @@ pub async fn create(
         events,
         secret: state.master_key().encrypt(id, &secret),
         secret_key_id: state.master_key().id().to_string(),
+        relay,
     };
     let row = state.store().webhook_endpoint_insert(&new).await?;
-    tracing::info!(endpoint = %id, user = %principal.user_id(), "webhook endpoint created");
+    tracing::info!(endpoint = %id, user = %principal.user_id(), relay, "webhook endpoint created");
     Ok((row, secret))
 }
 
@@ -191,6 +232,11 @@ pub async fn update(
     principal.require(Access::Write)?;
     let mut row = own(state, principal, id).await?;
     if let Some(url) = &fields.url {
+        if row.relay {
+            return Err(AppError::validation(
+                "url: a relay's URL is where its listener forwards; start `funmagic webhooks listen` again to change it",
+            ));
+        }
         row.url = check_url(state, url).await?;
     }
     if let Some(events) = &fields.events {
@@ -469,6 +515,20 @@ async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
     };
     let gave_up = !endpoint.enabled && d.event_type != "ping";
     let latency_ms = started.elapsed().as_millis() as i64;
+    record(state, &endpoint, &d, sent, latency_ms, gave_up).await;
+}
+
+/// Records how an attempt of `d` went (`sent`: the answer, or why it could not be sent) and
+/// the delivery's next state; updates the endpoint's health (410 and 5 days of failures
+/// disable it). `gave_up`: a failure ends the delivery instead of scheduling a retry.
+async fn record(
+    state: &AppState,
+    endpoint: &WebhookEndpointRow,
+    d: &WebhookDeliveryRow,
+    sent: Result<crate::fetch::Answer, String>,
+    latency_ms: i64,
+    gave_up: bool,
+) {
     let now = state.clock().now();
     let (status_code, error, excerpt, retry_after, outcome) = match sent {
         Ok(answer) => {
@@ -513,12 +573,12 @@ async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
         Sent::Ok => {
             let _ = state.store().webhook_endpoint_health(endpoint.id, true, now).await;
         }
-        Sent::Gone => disable(state, &endpoint, "the endpoint answered 410 Gone").await,
+        Sent::Gone => disable(state, endpoint, "the endpoint answered 410 Gone").await,
         Sent::Failed(_) => {
             let _ = state.store().webhook_endpoint_health(endpoint.id, false, now).await;
             let since = endpoint.failing_since.unwrap_or(now);
             if endpoint.enabled && now - since >= chrono::Duration::from_std(DISABLE_AFTER).unwrap_or_default() {
-                disable(state, &endpoint, "every delivery failed for 5 days").await;
+                disable(state, endpoint, "every delivery failed for 5 days").await;
             }
         }
     }
@@ -536,11 +596,7 @@ async fn send(
     endpoint: &WebhookEndpointRow,
     d: &WebhookDeliveryRow,
 ) -> Result<crate::fetch::Answer, String> {
-    let secrets = unseal(state, endpoint).map_err(|e| e.message)?;
-    let body = serde_json::to_vec(&payload(state, d).await).map_err(|e| e.to_string())?;
-    let id = message_id(d);
-    let timestamp = state.clock().now().timestamp();
-    let signature = secrets.iter().map(|s| sign(s, &id, timestamp, &body)).collect::<Vec<_>>().join(" ");
+    let Signed { id, timestamp, signature, body } = signed(state, endpoint, d).await.map_err(|e| e.message)?;
     let mut headers = reqwest::header::HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
@@ -553,6 +609,121 @@ async fn send(
     put("content-type", "application/json");
     let url = d.url.as_deref().unwrap_or(&endpoint.url);
     state.webhook_poster().post(url, headers, body).await.map_err(|e| e.to_string())
+}
+
+/// A delivery's message as sent now: the Standard Webhooks headers' values and the body.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// `webhook-id`
+    pub id: String,
+    /// `webhook-timestamp` (seconds)
+    pub timestamp: i64,
+    /// `webhook-signature`: one `v1,…` per secret, space-separated.
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+async fn signed(state: &AppState, endpoint: &WebhookEndpointRow, d: &WebhookDeliveryRow) -> AppResult<Signed> {
+    let secrets = unseal(state, endpoint)?;
+    let body = serde_json::to_vec(&payload(state, d).await).map_err(AppError::internal)?;
+    let id = message_id(d);
+    let timestamp = state.clock().now().timestamp();
+    let signature = secrets.iter().map(|s| sign(s, &id, timestamp, &body)).collect::<Vec<_>>().join(" ");
+    Ok(Signed { id, timestamp, signature, body })
+}
+
+/// A caller's relay endpoint `id`, or 404 (a plain endpoint is not a relay).
+async fn own_relay(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<WebhookEndpointRow> {
+    let row = own(state, principal, id).await?;
+    if !row.relay {
+        return Err(AppError::not_found("webhook relay"));
+    }
+    Ok(row)
+}
+
+/// Leases the relay's due deliveries (at most `limit`), waiting up to `wait` for one; each
+/// comes signed as it would be sent. The listener forwards each and reports the answer with
+/// [`relay_answer`] before the lease ends, or it is handed out again after the lease. (Like
+/// any endpoint, a disabled relay gets no new events, only pings.)
+pub async fn relay_pull(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    wait: Duration,
+    limit: i64,
+) -> AppResult<Vec<(WebhookDeliveryRow, Signed)>> {
+    principal.require(Access::Write)?;
+    let endpoint = own_relay(state, principal, id).await?;
+    state.store().webhook_relay_seen(id, state.clock().now()).await?;
+    let deadline = tokio::time::Instant::now() + wait.min(RELAY_WAIT_MAX);
+    loop {
+        let now = state.clock().now();
+        let until = now + chrono::Duration::from_std(lease(state)).unwrap_or_default();
+        let claimed = state.store().webhook_relay_claim(id, now, until, limit.clamp(1, 100)).await?;
+        if !claimed.is_empty() {
+            let mut out = Vec::with_capacity(claimed.len());
+            for d in claimed {
+                let message = signed(state, &endpoint, &d).await?;
+                out.push((d, message));
+            }
+            return Ok(out);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Vec::new());
+        }
+        // Woken by this process's commits; deliveries made by other processes are seen
+        // within the poll interval.
+        tokio::select! {
+            _ = state.webhook_woken() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500).min(deadline - tokio::time::Instant::now())) => {}
+        }
+    }
+}
+
+/// What the listener's local URL answered to a relayed delivery.
+#[derive(Debug, Clone)]
+pub struct RelayAnswer {
+    /// The HTTP status; `None` when the request could not be made (`error` says why).
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub excerpt: Option<String>,
+}
+
+/// Records a relayed attempt like a sent one: 2xx succeeds, anything else is retried on the
+/// schedule (a relay is never disabled by its answers).
+pub async fn relay_answer(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    delivery_id: Uuid,
+    answer: RelayAnswer,
+) -> AppResult<WebhookDeliveryRow> {
+    principal.require(Access::Write)?;
+    let endpoint = own_relay(state, principal, id).await?;
+    let d = match state.store().webhook_delivery_get(delivery_id).await? {
+        Some(d) if d.endpoint_id == id && d.url.is_none() => d,
+        _ => return Err(AppError::not_found("webhook delivery")),
+    };
+    if d.status != "pending" || d.lease_until.is_none_or(|until| until < state.clock().now()) {
+        return Err(AppError::conflict(
+            ErrorCode::DeliveryInProgress,
+            "this delivery is not leased to a listener now (answered already, or its lease ended): pull again",
+        ));
+    }
+    let sent = match answer.status {
+        // 410 from a developer's local server is an ordinary failure here.
+        Some(410) => Ok(crate::fetch::Answer { status: 500, retry_after: None, excerpt: "410 Gone".into() }),
+        Some(status) => Ok(crate::fetch::Answer {
+            status,
+            retry_after: None,
+            excerpt: answer.excerpt.map(|e| e.chars().take(1024).collect()).unwrap_or_default(),
+        }),
+        None => Err(answer.error.unwrap_or_else(|| "the listener could not forward it".into())),
+    };
+    let relay = WebhookEndpointRow { enabled: true, failing_since: None, ..endpoint };
+    record(state, &relay, &d, sent, answer.latency_ms.max(0), false).await;
+    Ok(state.store().webhook_delivery_get(delivery_id).await?.unwrap_or(d))
 }
 
 /// Disables an endpoint and tells its owner (once: only when it was enabled).
@@ -591,6 +762,11 @@ pub async fn overview(state: &AppState, principal: &Principal) -> AppResult<(Vec
 /// Deletes delivery logs older than 30 days (ended deliveries only); returns how many.
 pub async fn sweep(state: &AppState) -> AppResult<u64> {
     let before = state.clock().now() - chrono::Duration::days(LOG_DAYS);
+    let idle = state.clock().now() - chrono::Duration::from_std(RELAY_IDLE).unwrap_or_default();
+    let relays = state.store().webhook_relays_sweep(idle).await?;
+    if relays > 0 {
+        tracing::info!(relays, "deleted webhook relays whose listener went away");
+    }
     Ok(state.store().webhook_deliveries_sweep(before).await?)
 }
 

@@ -1,6 +1,6 @@
-//! `funmagic webhooks add|list|show|update|enable|disable|rm|test|rotate|deliveries|replay|credits-low`:
+//! `funmagic webhooks add|list|show|update|enable|disable|rm|test|rotate|deliveries|replay|credits-low|listen`:
 //! endpoints that receive task events (Standard Webhooks), their signing secrets and their
-//! delivery logs.
+//! delivery logs; `listen` relays them to a URL on this machine for local development.
 
 use std::process::ExitCode;
 
@@ -65,6 +65,19 @@ pub enum WebhooksCommand {
     },
     /// Send a delivery again (the same message: the same webhook-id).
     Replay { delivery_id: uuid::Uuid },
+    /// Relay your events to a URL on this machine (local development): prints a signing
+    /// secret, then forwards each event signed as the server sends it, until Ctrl-C.
+    Listen {
+        /// Where to POST each event, e.g. http://localhost:3000/hook.
+        #[arg(long)]
+        forward_to: String,
+        /// An event type to relay (repeat for more; default: all).
+        #[arg(long = "event", value_parser = output::api_enum::<types::WebhookEventType>)]
+        events: Vec<types::WebhookEventType>,
+        /// Give up on the local URL after this many seconds.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
+    },
     /// Show, or set, the balance below which `credits.low` is sent.
     CreditsLow {
         /// The threshold in credits (at least 1).
@@ -274,6 +287,9 @@ pub async fn run(ctx: &Context, command: WebhooksCommand) -> Result<ExitCode, Cl
                 serde_json::to_value(&d).unwrap_or_default(),
             );
         }
+        WebhooksCommand::Listen { forward_to, events, timeout } => {
+            return listen(ctx, forward_to, events, timeout).await;
+        }
         WebhooksCommand::CreditsLow { threshold, off } => {
             let settings = if threshold.is_none() && !off {
                 ctx.client.webhook_settings_get().await.map_err(sdk)?.into_inner()
@@ -293,6 +309,145 @@ pub async fn run(ctx: &Context, command: WebhooksCommand) -> Result<ExitCode, Cl
 }
 
 /// `funmagic admin webhooks`: endpoints failing or disabled, and stuck deliveries.
+/// `funmagic webhooks listen`: a relay endpoint whose deliveries are pulled, forwarded to
+/// `forward_to` and answered, until Ctrl-C (then the relay is removed).
+async fn listen(
+    ctx: &Context,
+    forward_to: String,
+    events: Vec<types::WebhookEventType>,
+    timeout: u64,
+) -> Result<ExitCode, CliError> {
+    let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
+    let target = reqwest::Url::parse(&forward_to)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| CliError::usage(format!("--forward-to: an http(s) URL, not '{forward_to}'")))?;
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this machine".into());
+    let mut body =
+        json!({ "forwardTo": target.as_str(), "description": format!("funmagic webhooks listen on {host}") });
+    if !events.is_empty() {
+        body["events"] = json!(events);
+    }
+    let body: types::WebhookRelayCreate = serde_json::from_value(body).map_err(|e| CliError::usage(e.to_string()))?;
+    let created = ctx.client.webhook_relay_create(&body).await.map_err(sdk)?.into_inner();
+    let relay = created.endpoint.id;
+    if ctx.json {
+        output::print_json(&json!({ "relay": relay, "secret": created.secret, "forwardTo": target.as_str() }));
+    } else {
+        eprintln!(
+            "Ready: relaying your webhook events to {target} (relay {relay}). Verify them with this signing \
+             secret; Ctrl-C to stop."
+        );
+        println!("{}", created.secret);
+    }
+    // Local servers answer on loopback: no proxy, no redirects followed (as the server sends).
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(timeout))
+        .build()
+        .map_err(|e| CliError::other(e.to_string()))?;
+    let pull = types::WebhookRelayPull { limit: std::num::NonZeroU32::new(10), wait_secs: Some(25) };
+    let result = loop {
+        let batch = tokio::select! {
+            batch = ctx.client.webhook_relay_pull(&relay, &pull) => batch,
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        };
+        let batch = match batch {
+            Ok(batch) => batch.into_inner(),
+            Err(e) => break Err(sdk(e)),
+        };
+        for m in batch.messages {
+            let answer = tokio::select! {
+                answer = forward(&http, &target, &m) => answer,
+                _ = tokio::signal::ctrl_c() => break,
+            };
+            show_relayed(ctx, &m, &answer);
+            if let Err(e) = ctx.client.webhook_relay_answer(&relay, &m.delivery_id, &answer).await {
+                eprintln!("could not report the answer to {} (it is sent again after its lease): {e}", m.webhook_id);
+            }
+        }
+    };
+    // The relay goes with the listener (the server deletes forgotten ones after an hour).
+    if let Err(e) = ctx.client.webhook_endpoint_delete(&relay).await {
+        eprintln!("could not remove relay {relay} (the server removes it within the hour): {e}");
+    } else if !ctx.json {
+        eprintln!("stopped; relay {relay} removed");
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// POSTs a relayed message to the local URL with its Standard Webhooks headers; what it
+/// answered (or why it could not be reached), for the server's delivery log.
+async fn forward(
+    http: &reqwest::Client,
+    target: &reqwest::Url,
+    m: &types::WebhookRelayMessage,
+) -> types::WebhookRelayAnswer {
+    let started = std::time::Instant::now();
+    let sent = http
+        .post(target.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", &m.webhook_id)
+        .header("webhook-timestamp", m.webhook_timestamp.to_string())
+        .header("webhook-signature", &m.webhook_signature)
+        .body(m.body.clone())
+        .send()
+        .await;
+    let (status_code, error, excerpt) = match sent {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (Some(status), None, Some(text.chars().take(1024).collect::<String>()))
+        }
+        Err(e) => (None, Some(format!("could not reach {target}: {e}")), None),
+    };
+    let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let mut body = json!({ "latencyMs": latency_ms });
+    if let Some(s) = status_code {
+        body["statusCode"] = json!(s);
+    }
+    if let Some(e) = error {
+        body["error"] = json!(e);
+    }
+    if let Some(x) = excerpt.filter(|x| !x.is_empty()) {
+        body["responseExcerpt"] = json!(x);
+    }
+    serde_json::from_value(body).expect("a relay answer is well formed")
+}
+
+fn show_relayed(ctx: &Context, m: &types::WebhookRelayMessage, answer: &types::WebhookRelayAnswer) {
+    if ctx.json {
+        output::print_json(&json!({
+            "webhookId": m.webhook_id, "eventType": m.event_type, "attempt": m.attempt,
+            "statusCode": answer.status_code, "error": answer.error, "latencyMs": answer.latency_ms,
+        }));
+        return;
+    }
+    let now = chrono::Local::now().format("%H:%M:%S");
+    match (answer.status_code, &answer.error) {
+        (Some(code), _) => {
+            let style = if (200..300).contains(&code) { OK } else { crate::output::ERROR };
+            anstream::println!(
+                "{now}  {:<20} {}  {}{code}{}  {} ms",
+                m.event_type,
+                m.webhook_id,
+                style.render(),
+                style.render_reset(),
+                answer.latency_ms
+            );
+        }
+        (None, error) => anstream::println!(
+            "{now}  {:<20} {}  {}failed{}  {}",
+            m.event_type,
+            m.webhook_id,
+            crate::output::ERROR.render(),
+            crate::output::ERROR.render_reset(),
+            error.as_deref().map(String::as_str).unwrap_or("")
+        ),
+    }
+}
+
 pub async fn run_admin(ctx: &Context) -> Result<ExitCode, CliError> {
     let sdk = |e| CliError::from_sdk(e, &ctx.api_url);
     let overview = ctx.client.admin_webhook_overview().await.map_err(sdk)?.into_inner();

@@ -2260,6 +2260,73 @@ complete with `storageKey`.*/
         #[serde(rename = "uploadUrl")]
         pub upload_url: ::std::string::String,
     }
+    ///`Prose1000`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct Prose1000(::std::string::String);
+    impl ::std::ops::Deref for Prose1000 {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Prose1000> for ::std::string::String {
+        fn from(value: Prose1000) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Prose1000 {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 1000usize {
+                return Err("longer than 1000 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            {
+                ::regress::Regex::new(
+                        "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$",
+                    )
+                    .unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\""
+                        .into(),
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Prose1000 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Prose1000 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Prose1000 {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`Prose200`
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
@@ -2383,6 +2450,73 @@ complete with `storageKey`.*/
         }
     }
     impl<'de> ::serde::Deserialize<'de> for Prose2000 {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`Prose4096`
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct Prose4096(::std::string::String);
+    impl ::std::ops::Deref for Prose4096 {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Prose4096> for ::std::string::String {
+        fn from(value: Prose4096) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Prose4096 {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            {
+                ::regress::Regex::new(
+                        "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$",
+                    )
+                    .unwrap()
+            });
+            if PATTERN.find(value).is_none() {
+                return Err(
+                    "doesn't match pattern \"^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\""
+                        .into(),
+                );
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Prose4096 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Prose4096 {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Prose4096 {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -4247,6 +4381,9 @@ published and its public URL kept. Not with `image`.*/
         pub previous_secret_until: ::std::option::Option<
             ::chrono::DateTime<::chrono::offset::Utc>,
         >,
+        /**A relay (`funmagic webhooks listen`): not sent to by the server; a listener pulls
+its deliveries. Its `url` is `relay:` and where the listener forwards them.*/
+        pub relay: bool,
         #[serde(rename = "updatedAt")]
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub url: ::std::string::String,
@@ -4367,6 +4504,81 @@ published and its public URL kept. Not with `image`.*/
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
+    }
+    ///What the listener's local URL answered.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookRelayAnswer {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<Prose1000>,
+        #[serde(rename = "latencyMs")]
+        pub latency_ms: i64,
+        #[serde(
+            rename = "responseExcerpt",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub response_excerpt: ::std::option::Option<Prose4096>,
+        /**The HTTP status it answered; absent when it could not be reached (say why in
+`error`). 2xx: delivered; anything else is retried on the schedule.*/
+        #[serde(
+            rename = "statusCode",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub status_code: ::std::option::Option<u16>,
+    }
+    ///`WebhookRelayBatch`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookRelayBatch {
+        ///Empty when nothing came within the wait.
+        pub messages: ::std::vec::Vec<WebhookRelayMessage>,
+    }
+    ///A relay endpoint for a listener on a developer's machine.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookRelayCreate {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<Prose500>,
+        ///The event types to relay; absent: all of them.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub events: ::std::vec::Vec<WebhookEventType>,
+        #[serde(rename = "forwardTo")]
+        pub forward_to: HttpUrl,
+    }
+    /**A delivery handed to a listener, signed as the server would send it: forward `body`
+with the headers `webhook-id`, `webhook-timestamp` and `webhook-signature`, then report
+the answer before `leaseUntil`.*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct WebhookRelayMessage {
+        pub attempt: i32,
+        ///The JSON body, byte for byte as signed.
+        pub body: ::std::string::String,
+        #[serde(rename = "deliveryId")]
+        pub delivery_id: ::uuid::Uuid,
+        #[serde(rename = "eventType")]
+        pub event_type: ::std::string::String,
+        ///Answer before then, or the delivery is handed out again.
+        #[serde(rename = "leaseUntil")]
+        pub lease_until: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The `webhook-id` header.
+        #[serde(rename = "webhookId")]
+        pub webhook_id: ::std::string::String,
+        ///The `webhook-signature` header.
+        #[serde(rename = "webhookSignature")]
+        pub webhook_signature: ::std::string::String,
+        ///The `webhook-timestamp` header (seconds since the epoch).
+        #[serde(rename = "webhookTimestamp")]
+        pub webhook_timestamp: i64,
+    }
+    ///`WebhookRelayPull`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct WebhookRelayPull {
+        ///At most this many deliveries (default 10).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub limit: ::std::option::Option<::std::num::NonZeroU32>,
+        ///Wait up to this many seconds for a delivery (default 25).
+        #[serde(
+            rename = "waitSecs",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub wait_secs: ::std::option::Option<u32>,
     }
     ///Webhook settings of the account.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
@@ -8518,6 +8730,248 @@ Sends a `PUT` request to `/api/webhooks/settings`
             .build()?;
         let info = OperationInfo {
             operation_id: "webhook_settings_put",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Creates a relay endpoint for a listener (`funmagic webhooks listen --forward-to
+URL`): the server does not send to it; the listener pulls its deliveries, forwards
+them and reports each answer. The answer carries its signing secret, shown this once.
+A relay not pulled for an hour is deleted
+
+Sends a `POST` request to `/api/webhooks/relays`
+
+*/
+    pub async fn webhook_relay_create<'a>(
+        &'a self,
+        body: &'a types::WebhookRelayCreate,
+    ) -> Result<
+        ResponseValue<types::WebhookEndpointWithSecret>,
+        Error<types::ApiError>,
+    > {
+        let url = format!("{}/api/webhooks/relays", self.baseurl,);
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .post(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "webhook_relay_create",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            201u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Hands the relay's due deliveries to its listener (leased for 35 s), waiting up to
+`waitSecs` for one
+
+Sends a `POST` request to `/api/webhooks/relays/{id}/pull`
+
+*/
+    pub async fn webhook_relay_pull<'a>(
+        &'a self,
+        id: &'a ::uuid::Uuid,
+        body: &'a types::WebhookRelayPull,
+    ) -> Result<ResponseValue<types::WebhookRelayBatch>, Error<types::ApiError>> {
+        let url = format!(
+            "{}/api/webhooks/relays/{}/pull", self.baseurl, encode_path(& id
+            .to_string()),
+        );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .post(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "webhook_relay_pull",
+        };
+        self.pre(&mut request, &info).await?;
+        let result = self.exec(request, &info).await;
+        self.post(&result, &info).await?;
+        let response = result?;
+        match response.status().as_u16() {
+            200u16 => ResponseValue::from_response(response).await,
+            400u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            401u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            402u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            403u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            404u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            409u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            413u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            415u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            422u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            429u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            500u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            503u16 => {
+                Err(Error::ErrorResponse(ResponseValue::from_response(response).await?))
+            }
+            _ => Err(Error::UnexpectedResponse(response)),
+        }
+    }
+    /**Reports what the listener's URL answered to a relayed delivery; it is recorded as an
+attempt (2xx: delivered; otherwise retried on the schedule)
+
+Sends a `POST` request to `/api/webhooks/relays/{id}/deliveries/{delivery_id}/answer`
+
+*/
+    pub async fn webhook_relay_answer<'a>(
+        &'a self,
+        id: &'a ::uuid::Uuid,
+        delivery_id: &'a ::uuid::Uuid,
+        body: &'a types::WebhookRelayAnswer,
+    ) -> Result<ResponseValue<types::WebhookDelivery>, Error<types::ApiError>> {
+        let url = format!(
+            "{}/api/webhooks/relays/{}/deliveries/{}/answer", self.baseurl, encode_path(&
+            id.to_string()), encode_path(& delivery_id.to_string()),
+        );
+        let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+        header_map
+            .append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(Self::api_version()),
+            );
+        #[allow(unused_mut)]
+        let mut request = self
+            .client
+            .post(url)
+            .header(
+                ::reqwest::header::ACCEPT,
+                ::reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .json(&body)
+            .headers(header_map)
+            .build()?;
+        let info = OperationInfo {
+            operation_id: "webhook_relay_answer",
         };
         self.pre(&mut request, &info).await?;
         let result = self.exec(request, &info).await;

@@ -84,6 +84,9 @@ pub struct WebhookEndpoint {
     pub previous_secret_until: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// A relay (`funmagic webhooks listen`): not sent to by the server; a listener pulls
+    /// its deliveries. Its `url` is `relay:` and where the listener forwards them.
+    pub relay: bool,
 }
 
 impl From<WebhookEndpointRow> for WebhookEndpoint {
@@ -102,6 +105,7 @@ impl From<WebhookEndpointRow> for WebhookEndpoint {
             previous_secret_until: row.previous_until.filter(|until| *until > now),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            relay: row.relay,
         }
     }
 }
@@ -152,6 +156,82 @@ pub struct WebhookEndpointUpdate {
     pub description: Opt<Prose<500>>,
     /// Enabling again clears the failure record.
     pub enabled: Opt<bool>,
+}
+
+/// A relay endpoint for a listener on a developer's machine.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none, example)]
+pub struct WebhookRelayCreate {
+    /// Where the listener forwards the events (shown on the endpoint; never fetched by the
+    /// server).
+    pub forward_to: HttpUrl,
+    /// The event types to relay; absent: all of them.
+    pub events: Opt<Vec<WebhookEventType>>,
+    pub description: Opt<Prose<500>>,
+}
+
+impl poem_openapi::types::Example for WebhookRelayCreate {
+    fn example() -> Self {
+        Self {
+            forward_to: HttpUrl("http://localhost:3000/hooks/funmagic".into()),
+            events: Opt(None),
+            description: Opt(Some(Prose("funmagic webhooks listen".into()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookRelayPull {
+    /// Wait up to this many seconds for a delivery (default 25).
+    #[oai(validator(minimum(value = "0"), maximum(value = "30")))]
+    pub wait_secs: Opt<u32>,
+    /// At most this many deliveries (default 10).
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub limit: Opt<u32>,
+}
+
+/// A delivery handed to a listener, signed as the server would send it: forward `body`
+/// with the headers `webhook-id`, `webhook-timestamp` and `webhook-signature`, then report
+/// the answer before `leaseUntil`.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WebhookRelayMessage {
+    pub delivery_id: Uuid,
+    pub event_type: String,
+    /// The `webhook-id` header.
+    pub webhook_id: String,
+    /// The `webhook-timestamp` header (seconds since the epoch).
+    pub webhook_timestamp: i64,
+    /// The `webhook-signature` header.
+    pub webhook_signature: String,
+    /// The JSON body, byte for byte as signed.
+    pub body: String,
+    pub attempt: i32,
+    /// Answer before then, or the delivery is handed out again.
+    pub lease_until: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct WebhookRelayBatch {
+    /// Empty when nothing came within the wait.
+    pub messages: Vec<WebhookRelayMessage>,
+}
+
+/// What the listener's local URL answered.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
+pub struct WebhookRelayAnswer {
+    /// The HTTP status it answered; absent when it could not be reached (say why in
+    /// `error`). 2xx: delivered; anything else is retried on the schedule.
+    #[oai(validator(minimum(value = "100"), maximum(value = "599")))]
+    pub status_code: Opt<u16>,
+    pub error: Opt<Prose<1000>>,
+    #[oai(validator(minimum(value = "0"), maximum(value = "3600000")))]
+    pub latency_ms: i64,
+    /// The start of the answer's body (at most 1 KiB is kept).
+    pub response_excerpt: Opt<Prose<4096>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -433,6 +513,88 @@ impl WebhooksApi {
     ) -> Result<Json<WebhookSettings>> {
         let threshold = webhooks::set_credits_low(&state, &principal, body.credits_low_threshold.get()).await?;
         Ok(Json(WebhookSettings { credits_low_threshold: threshold }))
+    }
+
+    /// Creates a relay endpoint for a listener (`funmagic webhooks listen --forward-to
+    /// URL`): the server does not send to it; the listener pulls its deliveries, forwards
+    /// them and reports each answer. The answer carries its signing secret, shown this once.
+    /// A relay not pulled for an hour is deleted.
+    #[oai(path = "/api/webhooks/relays", method = "post", operation_id = "webhook_relay_create")]
+    async fn relay_create(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        body: Json<WebhookRelayCreate>,
+    ) -> Result<EndpointCreated> {
+        let (row, secret) = webhooks::create_relay(
+            &state,
+            &principal,
+            &body.forward_to,
+            &event_names(&body.events.0),
+            body.description.to_owned_string(),
+        )
+        .await?;
+        Ok(EndpointCreated::Created(Json(WebhookEndpointWithSecret { endpoint: row.into(), secret })))
+    }
+
+    /// Hands the relay's due deliveries to its listener (leased for 35 s), waiting up to
+    /// `waitSecs` for one.
+    #[oai(path = "/api/webhooks/relays/:id/pull", method = "post", operation_id = "webhook_relay_pull")]
+    async fn relay_pull(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+        body: Json<WebhookRelayPull>,
+    ) -> Result<Json<WebhookRelayBatch>> {
+        let wait = std::time::Duration::from_secs(u64::from(body.wait_secs.get().unwrap_or(25)));
+        let limit = i64::from(body.limit.get().unwrap_or(10));
+        let pulled = webhooks::relay_pull(&state, &principal, id.0, wait, limit).await?;
+        let messages = pulled
+            .into_iter()
+            .map(|(d, m)| WebhookRelayMessage {
+                delivery_id: d.id,
+                event_type: d.event_type,
+                webhook_id: m.id,
+                webhook_timestamp: m.timestamp,
+                webhook_signature: m.signature,
+                body: String::from_utf8_lossy(&m.body).into_owned(),
+                attempt: d.attempts,
+                lease_until: d.lease_until.unwrap_or(d.updated_at),
+            })
+            .collect();
+        Ok(Json(WebhookRelayBatch { messages }))
+    }
+
+    /// Reports what the listener's URL answered to a relayed delivery; it is recorded as an
+    /// attempt (2xx: delivered; otherwise retried on the schedule).
+    #[oai(
+        path = "/api/webhooks/relays/:id/deliveries/:delivery_id/answer",
+        method = "post",
+        operation_id = "webhook_relay_answer"
+    )]
+    async fn relay_answer(
+        &self,
+        state: Data<&AppState>,
+        Caller(principal): Caller,
+        id: Path<Uuid>,
+        delivery_id: Path<Uuid>,
+        body: Json<WebhookRelayAnswer>,
+    ) -> Result<Json<WebhookDelivery>> {
+        let answer = webhooks::RelayAnswer {
+            status: body.status_code.get(),
+            error: body.error.to_owned_string(),
+            latency_ms: body.latency_ms,
+            excerpt: body.response_excerpt.to_owned_string(),
+        };
+        if answer.status.is_none() && answer.error.is_none() {
+            return Err(crate::error::AppError::validation(
+                "give statusCode, or error when the URL could not be reached",
+            )
+            .into());
+        }
+        let d = webhooks::relay_answer(&state, &principal, id.0, delivery_id.0, answer).await?;
+        Ok(Json(delivery_to_api(&state, d).await?))
     }
 
     /// Sends a delivery again now, as the same message (the same `webhook-id`).

@@ -96,6 +96,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0014_webhooks.sql"),
         include_str!("../../../migrations/sqlite/0014_webhooks.sql"),
     ),
+    (
+        15,
+        "webhook_relays",
+        include_str!("../../../migrations/postgres/0015_webhook_relays.sql"),
+        include_str!("../../../migrations/sqlite/0015_webhook_relays.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -404,6 +404,9 @@ forward! {
     fn webhook_delivery_get(id: Uuid) -> StoreResult<Option<WebhookDeliveryRow>>;
     fn webhook_delivery_replay(id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
     fn webhook_deliveries_claim(now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    fn webhook_relay_seen(endpoint_id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+    fn webhook_relay_claim(endpoint_id: Uuid, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    fn webhook_relays_sweep(before: DateTime<Utc>) -> StoreResult<u64>;
     fn webhook_delivery_record(id: Uuid, outcome: &WebhookOutcome) -> StoreResult<()>;
     fn webhook_attempts_of(delivery_id: Uuid) -> StoreResult<Vec<WebhookAttemptRow>>;
     fn webhook_deliveries_sweep(before: DateTime<Utc>) -> StoreResult<u64>;

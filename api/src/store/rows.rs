@@ -600,6 +600,11 @@ pub struct WebhookEndpointRow {
     pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A relay (`funmagic webhooks listen`): the server does not POST to it; its deliveries
+    /// are pulled over the API. Its `url` says where the listener forwards them.
+    pub relay: bool,
+    /// A relay's last pull.
+    pub relay_seen_at: Option<DateTime<Utc>>,
 }
 
 /// One message for one endpoint (`webhook_deliveries`), retried until it succeeds or fails
@@ -649,6 +654,7 @@ pub struct NewWebhookEndpoint {
     pub events: Option<String>,
     pub secret: String,
     pub secret_key_id: String,
+    pub relay: bool,
 }
 
 /// How an attempt ended, as recorded.

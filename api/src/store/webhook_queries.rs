@@ -4,7 +4,7 @@
 
 macro_rules! endpoint_columns {
     () => {
-        "id, user_id, url, description, events, secret, secret_key_id, previous_secret, previous_key_id, previous_until, enabled, disabled_reason, failing_since, created_at, updated_at"
+        "id, user_id, url, description, events, secret, secret_key_id, previous_secret, previous_key_id, previous_until, enabled, disabled_reason, failing_since, created_at, updated_at, relay, relay_seen_at"
     };
 }
 pub(crate) use endpoint_columns;
@@ -34,6 +34,7 @@ macro_rules! webhook_queries {
                 .bind(&new.secret)
                 .bind(&new.secret_key_id)
                 .bind($crate::store::now())
+                .bind(new.relay)
                 .fetch_one(&self.pool)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)
@@ -286,6 +287,55 @@ macro_rules! webhook_queries {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Marks relay endpoint `endpoint_id` as pulled at `now`.
+            pub async fn webhook_relay_seen(
+                &self,
+                endpoint_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query($crate::store::sql::webhooks::WEBHOOK_RELAY_SEEN)
+                    .bind(endpoint_id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map(|_| ())
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Leases up to `limit` due deliveries of relay endpoint `endpoint_id` until
+            /// `lease_until`, counting an attempt each.
+            pub async fn webhook_relay_claim(
+                &self,
+                endpoint_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::WebhookDeliveryRow>> {
+                sqlx::query_as::<_, $crate::store::WebhookDeliveryRow>(
+                    $crate::store::sql::webhooks::WEBHOOK_RELAY_CLAIM,
+                )
+                .bind(now)
+                .bind(lease_until)
+                .bind(limit)
+                .bind(endpoint_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)
+            }
+
+            /// Deletes relay endpoints (with their deliveries) last pulled before `before`.
+            pub async fn webhook_relays_sweep(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                sqlx::query($crate::store::sql::webhooks::WEBHOOK_RELAYS_SWEEP)
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err($crate::store::StoreError::from_sqlx)
             }
 
             /// Records an attempt and the delivery's new state, in one transaction.

@@ -105,6 +105,46 @@ fn verify(secret: &str, got: &Got) -> Result<(), funmagic_sdk::webhooks::Webhook
     funmagic_sdk::webhooks::verify_parts(secret, &got.id, &got.timestamp, &got.signature, &got.body, ts)
 }
 
+/// When no attempt of the endpoints' deliveries is in flight and none is due, moves the
+/// app's clock just past the earliest pending retry; otherwise leaves it (a claimed
+/// attempt's lease is in the app's time: jumping past it would send the message twice).
+async fn advance_to_next_attempt(app: &TestApp, client: &funmagic_sdk::Client, endpoints: &[uuid::Uuid]) {
+    let now = app.state().clock().now();
+    let mut next: Option<chrono::DateTime<chrono::Utc>> = None;
+    for id in endpoints {
+        let log = client.webhook_delivery_list(id, None, None).await.unwrap().into_inner();
+        for d in log.deliveries {
+            if d.attempts as usize != d.attempt_log.len() {
+                return; // in flight
+            }
+            if d.status == types::WebhookDeliveryStatus::Pending {
+                let Some(at) = d.next_attempt_at else { return };
+                if at <= now {
+                    return; // due: the dispatcher may be claiming it right now
+                }
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+    }
+    if let Some(at) = next {
+        app.advance_clock((at - now).to_std().unwrap_or_default() + Duration::from_secs(1));
+    }
+}
+
+/// Waits until no attempt of the endpoint's deliveries is in flight (each claimed attempt
+/// is recorded), so the app's clock can be moved on safely.
+async fn settled(client: &funmagic_sdk::Client, endpoint: &uuid::Uuid) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = client.webhook_delivery_list(endpoint, None, None).await.unwrap().into_inner();
+        if log.deliveries.iter().all(|d| d.attempts as usize == d.attempt_log.len()) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "attempts still in flight: {:#?}", log.deliveries);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn create_endpoint(client: &funmagic_sdk::Client, body: Value) -> types::WebhookEndpointWithSecret {
     let body: types::WebhookEndpointCreate = serde_json::from_value(body).unwrap();
     client.webhook_endpoint_create(&body).await.unwrap().into_inner()
@@ -124,16 +164,17 @@ async fn task_events_arrive_signed_retried_logged_and_replayable(app: TestApp) {
     let (task, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "hook": 1 })), |_| {}).await.unwrap();
     assert_eq!(last.kind, types::EventKind::Completed);
 
-    // Move the app's clock past each retry's wait (5 s, then 5 min) until the third try.
-    let mut ticks = 0;
+    // Move the app's clock past each retry's wait (5 s, then 5 min) until the third try,
+    // only while no attempt is in flight (a jump past a lease would send it again).
+    let endpoints = [created.endpoint.id, flaky_endpoint.endpoint.id];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let tries = loop {
         let tries = flaky.got();
         if tries.len() >= 3 {
             break tries;
         }
-        ticks += 1;
-        assert!(ticks < 200, "the third try did not come: {tries:#?}");
-        app.advance_clock(Duration::from_secs(if ticks % 10 == 0 { 400 } else { 0 }));
+        assert!(tokio::time::Instant::now() < deadline, "the third try did not come: {tries:#?}");
+        advance_to_next_attempt(&app, &client, &endpoints).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(tries.iter().map(|g| g.status).collect::<Vec<_>>(), vec![500, 500, 200]);
@@ -218,6 +259,7 @@ async fn rotation_gone_redirects_and_inside_addresses(app: TestApp) {
     verify(&created.secret, &got[0]).expect("the old secret still verifies");
     verify(&rotated.secret, &got[0]).expect("the new secret verifies");
     // A day later only the new one signs.
+    settled(&client, &id).await;
     app.advance_clock(Duration::from_secs(25 * 3600));
     client.webhook_endpoint_test(&id).await.unwrap();
     let got = receiver.wait("the second ping", |got| got.len() == 2).await;
@@ -340,9 +382,111 @@ async fn credits_low_is_sent_when_the_balance_crosses_the_threshold(app: TestApp
     assert_eq!(client.webhook_settings_put(&body).await.unwrap().into_inner().credits_low_threshold, None);
 }
 
+/// A relay (`funmagic webhooks listen`): the server never POSTs to it; its deliveries are
+/// pulled signed, answered, and a non-2xx answer is retried with the same `webhook-id`;
+/// leases end; it is the caller's alone; idle relays are swept.
+async fn a_relay_hands_its_deliveries_to_a_listener(app: TestApp) {
+    let local = Receiver::start().await; // where the listener would forward: the server must not call it
+    let user = funded(&app, "relay@example.com", 10).await;
+    let client = client_as(&app, &user.token);
+    let body: types::WebhookRelayCreate =
+        serde_json::from_value(json!({ "forwardTo": local.url, "events": ["task.queued", "task.succeeded"] })).unwrap();
+    let relay = client.webhook_relay_create(&body).await.unwrap().into_inner();
+    let id = relay.endpoint.id;
+    assert!(relay.endpoint.relay && relay.endpoint.url.starts_with("relay:http://127.0.0.1:"), "{:?}", relay.endpoint);
+    assert!(relay.secret.starts_with("whsec_"));
+    // A task's own webhook needs an endpoint that is not a relay.
+    let mut own = serde_json::to_value(echo(json!({ "own": 1 }))).unwrap();
+    own["webhook"] = json!(local.url);
+    let own: types::TaskCreateRequest = serde_json::from_value(own).unwrap();
+    assert_eq!(crate::err_code(client.task_create(None, &own).await), (422, "NO_WEBHOOK_ENDPOINT".into()));
+    // Its URL is not for changing.
+    let patch: types::WebhookEndpointUpdate = serde_json::from_value(json!({ "url": local.url })).unwrap();
+    assert_eq!(client.webhook_endpoint_update(&id, &patch).await.unwrap_err().status().map(|s| s.as_u16()), Some(422));
+
+    let (task, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "relay": 1 })), |_| {}).await.unwrap();
+    assert_eq!(last.kind, types::EventKind::Completed);
+    let pull = |wait: u32| types::WebhookRelayPull { wait_secs: Some(wait), limit: None };
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while messages.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "pulled so far: {messages:#?}");
+        messages.extend(client.webhook_relay_pull(&id, &pull(2)).await.unwrap().into_inner().messages);
+    }
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let types_pulled: Vec<&str> = messages.iter().map(|m| m.event_type.as_str()).collect();
+    assert_eq!(types_pulled, ["task.queued", "task.succeeded"], "due order");
+    for m in &messages {
+        let ts = m.webhook_timestamp;
+        funmagic_sdk::webhooks::verify_parts(
+            &relay.secret,
+            &m.webhook_id,
+            &ts.to_string(),
+            &m.webhook_signature,
+            m.body.as_bytes(),
+            ts,
+        )
+        .unwrap();
+        let body: Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(body["data"]["taskId"], task.id.to_string());
+        assert_eq!(m.attempt, 1);
+    }
+    // Leased: nothing more to pull while the listener holds them.
+    assert!(client.webhook_relay_pull(&id, &pull(0)).await.unwrap().into_inner().messages.is_empty());
+    // Another user cannot pull or answer; a plain endpoint is not a relay.
+    let other = funded(&app, "relay-nosy@example.com", 0).await;
+    let nosy = client_as(&app, &other.token);
+    assert_eq!(nosy.webhook_relay_pull(&id, &pull(0)).await.unwrap_err().status().map(|s| s.as_u16()), Some(404));
+    let answer = |status: Option<u16>| -> types::WebhookRelayAnswer {
+        serde_json::from_value(json!({ "statusCode": status, "latencyMs": 3, "responseExcerpt": "fine" })).unwrap()
+    };
+    let (queued, succeeded) = (&messages[0], &messages[1]);
+    let err = nosy.webhook_relay_answer(&id, &queued.delivery_id, &answer(Some(200))).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+    let plain = Receiver::start().await;
+    let plain = create_endpoint(&client, json!({ "url": plain.url, "events": ["credits.low"] })).await;
+    let err = client.webhook_relay_pull(&plain.endpoint.id, &pull(0)).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    // 200: delivered; 503: retried later as the same message.
+    let done = client.webhook_relay_answer(&id, &succeeded.delivery_id, &answer(Some(200))).await.unwrap().into_inner();
+    assert_eq!(done.status, types::WebhookDeliveryStatus::Succeeded);
+    assert_eq!(done.attempt_log[0].response_excerpt.as_deref(), Some("fine"));
+    let err = client.webhook_relay_answer(&id, &succeeded.delivery_id, &answer(Some(200))).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(409), "answered already");
+    let retry = client.webhook_relay_answer(&id, &queued.delivery_id, &answer(Some(503))).await.unwrap().into_inner();
+    assert_eq!(retry.status, types::WebhookDeliveryStatus::Pending);
+    assert!(client.webhook_relay_pull(&id, &pull(0)).await.unwrap().into_inner().messages.is_empty(), "not due yet");
+    app.advance_clock(Duration::from_secs(10));
+    let again = client.webhook_relay_pull(&id, &pull(5)).await.unwrap().into_inner().messages;
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!((again[0].webhook_id.as_str(), again[0].attempt), (queued.webhook_id.as_str(), 2));
+    // A lease that ended cannot be answered; the delivery is handed out again.
+    app.advance_clock(Duration::from_secs(60));
+    let err = client.webhook_relay_answer(&id, &again[0].delivery_id, &answer(Some(200))).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(409));
+    let third = client.webhook_relay_pull(&id, &pull(5)).await.unwrap().into_inner().messages;
+    assert_eq!((third.len(), third[0].attempt), (1, 3));
+    let error: types::WebhookRelayAnswer =
+        serde_json::from_value(json!({ "error": "connection refused", "latencyMs": 1 })).unwrap();
+    let logged = client.webhook_relay_answer(&id, &third[0].delivery_id, &error).await.unwrap().into_inner();
+    assert_eq!(logged.attempt_log.last().unwrap().error.as_deref(), Some("connection refused"));
+    let neither: types::WebhookRelayAnswer = serde_json::from_value(json!({ "latencyMs": 1 })).unwrap();
+    let err = client.webhook_relay_answer(&id, &third[0].delivery_id, &neither).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(422));
+    assert!(local.got().is_empty(), "the server never sent to the listener's URL itself");
+
+    // A relay nobody pulls for an hour goes, with its deliveries.
+    app.advance_clock(Duration::from_secs(3700));
+    funmagic_api::webhooks::sweep(app.state()).await.unwrap();
+    assert_eq!(client.webhook_endpoint_get(&id).await.unwrap_err().status().map(|s| s.as_u16()), Some(404));
+    assert_eq!(client.webhook_endpoint_list().await.unwrap().into_inner().endpoints.len(), 1, "the plain one stays");
+}
+
 funmagic_api::test_both_backends!(
     task_events_arrive_signed_retried_logged_and_replayable,
     rotation_gone_redirects_and_inside_addresses,
     a_task_can_report_to_its_own_url,
-    credits_low_is_sent_when_the_balance_crosses_the_threshold
+    credits_low_is_sent_when_the_balance_crosses_the_threshold,
+    a_relay_hands_its_deliveries_to_a_listener
 );

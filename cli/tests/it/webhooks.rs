@@ -96,4 +96,119 @@ async fn webhooks_from_the_cli(app: TestApp) {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["endpoints"], serde_json::json!([]));
 }
 
-funmagic_api::test_both_backends!(webhooks_from_the_cli);
+/// `funmagic webhooks listen --forward-to URL` relays a task's events to a local URL, signed
+/// with the secret it prints; a failed answer is retried; Ctrl-C removes the relay.
+async fn listen_forwards_events_to_a_local_url(app: TestApp) {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    use tokio::io::AsyncBufReadExt;
+    let cfg = TempDir::new("cli-listen");
+    let user = crate::signed_in(&app, "listen-cli@example.com", Role::User, 10).await;
+    // The local app: answers 503 to the first request, then 200; keeps every request.
+    type Seen = (String, String, String, Vec<u8>, u16);
+    let got: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let sink = got.clone();
+    let endpoint = poem::endpoint::make(move |req: poem::Request| {
+        let sink = sink.clone();
+        async move {
+            let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let (id, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+            let body = req.into_body().into_vec().await.unwrap();
+            let mut sink = sink.lock().unwrap();
+            let status = if sink.is_empty() { 503 } else { 200 };
+            sink.push((id, ts, sig, body, status));
+            poem::Response::builder().status(poem::http::StatusCode::from_u16(status).unwrap()).body("local")
+        }
+    });
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    let forward_to = format!("http://{addr}/hook");
+
+    let url = app.base_url();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic"));
+    cmd.args(["--api-url", url.as_str(), "--token", &user, "webhooks", "listen", "--forward-to", &forward_to])
+        .args(["--event", "task.queued", "--event", "task.succeeded"])
+        .env("FUNMAGIC_CONFIG_DIR", cfg.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let secret =
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(secret.starts_with("whsec_"), "the secret comes first: {secret}");
+    let printed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let keep = printed.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            keep.lock().unwrap().push(line);
+        }
+    });
+    let list = run(&app, &cfg, &user, &["--json", "webhooks", "list"]).await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["endpoints"][0]["relay"], true, "{list}");
+    assert_eq!(list["endpoints"][0]["url"], format!("relay:{forward_to}"));
+    let relay = list["endpoints"][0]["id"].as_str().unwrap().to_string();
+
+    let client = funmagic_sdk::ClientBuilder::new(&url).token(&user).build().unwrap();
+    let request: funmagic_sdk::types::TaskCreateRequest =
+        serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "listen": 1 } })).unwrap();
+    let (task, _) = funmagic_sdk::events::run_and_wait(&client, &request, |_| {}).await.unwrap();
+    // The first forward was answered 503: once recorded, move the server's clock past the
+    // 5 s retry wait.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut moved = false;
+    loop {
+        let seen = got.lock().unwrap().clone();
+        let ok: Vec<&Seen> = seen.iter().filter(|s| s.4 == 200).collect();
+        if ok.len() == 2 && seen.len() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forwarded so far: {:?}",
+            seen.iter().map(|s| (&s.0, s.4)).collect::<Vec<_>>()
+        );
+        if !moved && !seen.is_empty() {
+            let log = client.webhook_delivery_list(&relay.parse().unwrap(), None, None).await.unwrap().into_inner();
+            if log.deliveries.iter().any(|d| d.attempt_log.iter().any(|a| a.status_code == Some(503))) {
+                app.advance_clock(std::time::Duration::from_secs(10));
+                moved = true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen = got.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|s| s.0 == seen[0].0).count(), 2, "the 503'd event came again, same id");
+    let mut types_ok = Vec::new();
+    for (id, ts, sig, body, status) in &seen {
+        let t: i64 = ts.parse().unwrap();
+        funmagic_sdk::webhooks::verify_parts(&secret, id, ts, sig, body, t).expect("signed with the printed secret");
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["data"]["taskId"], task.id.to_string());
+        if *status == 200 {
+            types_ok.push(json["type"].as_str().unwrap().to_string());
+        }
+    }
+    types_ok.sort();
+    assert_eq!(types_ok, ["task.queued", "task.succeeded"]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while printed.lock().unwrap().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "printed: {:?}", printed.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = printed.lock().unwrap().join("\n");
+    assert!(out.contains("task.succeeded") && out.contains(" 503 ") && out.contains(" 200 "), "{out}");
+
+    // Ctrl-C: the listener stops and takes its relay with it.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    let list = run(&app, &cfg, &user, &["--json", "webhooks", "list"]).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["endpoints"], serde_json::json!([]));
+}
+
+funmagic_api::test_both_backends!(webhooks_from_the_cli, listen_forwards_events_to_a_local_url);

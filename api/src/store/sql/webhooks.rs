@@ -4,8 +4,9 @@
 statements! {
     /// `webhook_endpoint_insert`
     WEBHOOK_ENDPOINT_INSERT = concat!(
-        "INSERT INTO webhook_endpoints (id, user_id, url, description, events, secret, secret_key_id, enabled, created_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $8) RETURNING ",
+        "INSERT INTO webhook_endpoints (id, user_id, url, description, events, secret, secret_key_id, enabled, created_at, updated_at,
+        relay, relay_seen_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $8, $9, CASE WHEN $9 THEN $8 END) RETURNING ",
         crate::store::webhook_queries::endpoint_columns!(),
     );
     /// `webhook_endpoints_of_user`
@@ -74,11 +75,28 @@ statements! {
     WEBHOOK_DELIVERIES_CLAIM = concat!(
         "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1, updated_at = $1
         WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
-                     AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_attempt_at LIMIT $3)
+                     AND (lease_until IS NULL OR lease_until < $1)
+                     AND (url IS NOT NULL OR NOT EXISTS (
+                          SELECT 1 FROM webhook_endpoints e WHERE e.id = endpoint_id AND e.relay))
+                     ORDER BY next_attempt_at LIMIT $3)
         AND status = 'pending' AND (lease_until IS NULL OR lease_until < $1)
         RETURNING ",
         crate::store::webhook_queries::delivery_columns!(),
     );
+    /// `webhook_relay_seen`
+    WEBHOOK_RELAY_SEEN = "UPDATE webhook_endpoints SET relay_seen_at = $2 WHERE id = $1 AND relay";
+    /// `webhook_relay_claim`
+    WEBHOOK_RELAY_CLAIM = concat!(
+        "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1, updated_at = $1
+        WHERE id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = $4 AND url IS NULL AND status = 'pending'
+                     AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                     ORDER BY next_attempt_at, seq LIMIT $3)
+        AND status = 'pending' AND (lease_until IS NULL OR lease_until < $1)
+        RETURNING ",
+        crate::store::webhook_queries::delivery_columns!(),
+    );
+    /// `webhook_relays_sweep`
+    WEBHOOK_RELAYS_SWEEP = "DELETE FROM webhook_endpoints WHERE relay AND relay_seen_at < $1";
     /// `webhook_delivery_record`
     WEBHOOK_ATTEMPT_INSERT = "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, error, latency_ms, response_excerpt, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
