@@ -64,6 +64,12 @@ section! {
             check: http_url,
             help: "S3-compatible endpoint; enables S3 storage",
         },
+        public_endpoint: String {
+            env: "S3_PUBLIC_ENDPOINT",
+            shown: "(s3.endpoint)",
+            check: http_url,
+            help: "the S3 endpoint as browsers and CLIs reach it, for presigned upload and download URLs, when it differs from s3.endpoint (containers, private networks)",
+        },
         access_key: String { env: "S3_ACCESS_KEY", help: "S3 access key id" },
         secret_key: SecretString { env: "S3_SECRET_KEY", help: "S3 secret key" },
         region: String { env: "S3_REGION", default: "us-east-1", help: "S3 region" },
@@ -105,6 +111,8 @@ section! {
 #[derive(Debug, Clone)]
 pub struct S3Settings {
     pub endpoint: String,
+    /// Presigned URLs use this endpoint (the one clients reach), else `endpoint`.
+    pub public_endpoint: Option<String>,
     pub access_key: String,
     pub secret_key: SecretString,
     pub region: String,
@@ -137,6 +145,7 @@ impl S3Values {
             self.secret_key.ok_or_else(|| ConfigError::new("S3_SECRET_KEY", "required when S3_ENDPOINT is set"))?;
         Ok(Some(S3Settings {
             endpoint: endpoint.trim_end_matches('/').to_string(),
+            public_endpoint: self.public_endpoint.map(|u| u.trim_end_matches('/').to_string()),
             access_key,
             secret_key,
             region: self.region,

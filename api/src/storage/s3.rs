@@ -20,7 +20,12 @@ pub const PUBLIC_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
+    /// Signs the URLs clients use: the same client, or one on `s3.public_endpoint`
+    /// (presigning never contacts the server).
+    presigner: Client,
     endpoint: String,
+    /// Where clients reach the store (`s3.public_endpoint`, else `endpoint`).
+    public_endpoint: String,
     buckets: [String; 3],
     cdn_url: Option<String>,
     path_style: bool,
@@ -39,16 +44,25 @@ impl S3Store {
             None,
             "funmagic-config",
         );
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
-            .endpoint_url(settings.endpoint.clone())
-            .credentials_provider(credentials)
-            .force_path_style(settings.path_style)
-            .build();
+        let config = |endpoint: &str| {
+            aws_sdk_s3::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(settings.region.clone()))
+                .endpoint_url(endpoint)
+                .credentials_provider(credentials.clone())
+                .force_path_style(settings.path_style)
+                .build()
+        };
+        let client = Client::from_conf(config(&settings.endpoint));
+        let presigner = match &settings.public_endpoint {
+            Some(public) => Client::from_conf(config(public)),
+            None => client.clone(),
+        };
         Self {
-            client: Client::from_conf(config),
+            presigner,
+            client,
             endpoint: settings.endpoint.clone(),
+            public_endpoint: settings.public_endpoint.clone().unwrap_or_else(|| settings.endpoint.clone()),
             buckets: [settings.bucket_public.clone(), settings.bucket_private.clone(), settings.bucket_admin.clone()],
             cdn_url: settings.cdn_url.clone(),
             path_style: settings.path_style,
@@ -125,7 +139,7 @@ impl S3Store {
         ttl: Duration,
     ) -> StorageResult<Presigned> {
         let request = self
-            .client
+            .presigner
             .put_object()
             .bucket(self.bucket_name(bucket))
             .key(key)
@@ -150,7 +164,7 @@ impl S3Store {
         filename: Option<&str>,
         ttl: Duration,
     ) -> StorageResult<Presigned> {
-        let mut op = self.client.get_object().bucket(self.bucket_name(bucket)).key(key);
+        let mut op = self.presigner.get_object().bucket(self.bucket_name(bucket)).key(key);
         if let Some(name) = filename {
             op = op.response_content_disposition(format!("attachment; filename=\"{name}\""));
         }
@@ -166,9 +180,9 @@ impl S3Store {
     pub fn public_url(&self, key: &str) -> String {
         match &self.cdn_url {
             Some(cdn) => format!("{cdn}/{key}"),
-            None if self.path_style => format!("{}/{}/{key}", self.endpoint, self.bucket_name(Bucket::Public)),
+            None if self.path_style => format!("{}/{}/{key}", self.public_endpoint, self.bucket_name(Bucket::Public)),
             None => {
-                let (scheme, host) = self.endpoint.split_once("://").unwrap_or(("https", &self.endpoint));
+                let (scheme, host) = self.public_endpoint.split_once("://").unwrap_or(("https", &self.public_endpoint));
                 format!("{scheme}://{}.{host}/{key}", self.bucket_name(Bucket::Public))
             }
         }

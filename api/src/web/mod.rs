@@ -135,7 +135,8 @@ impl Ctx {
 pub fn csp(state: &AppState) -> String {
     let mut extra = String::new();
     if let Some(s3) = &state.settings().s3 {
-        for url in std::iter::once(s3.endpoint.as_str()).chain(s3.cdn_url.as_deref()) {
+        let presigned = s3.public_endpoint.as_deref().unwrap_or(&s3.endpoint);
+        for url in std::iter::once(presigned).chain(s3.cdn_url.as_deref()) {
             if let Some(origin) = crate::urls::origin(url) {
                 extra.push(' ');
                 extra.push_str(&origin);

@@ -10,6 +10,7 @@ mod binary;
 mod config;
 mod credits;
 mod credits_prop;
+mod deploy;
 mod device;
 mod fakes;
 mod health;

@@ -1,0 +1,285 @@
+//! The compose file's contents, proven without a Docker engine: `migrate`, two `api` and
+//! two `worker` processes are started with the commands and the environment that
+//! `deploy/docker-compose.yml` gives those services, with only the engines' addresses (and
+//! the listen ports, data directory) swapped for this machine's; a user then uploads a file
+//! through the presigned URL (on the public S3 endpoint), runs a task on one API while
+//! following it on the other, and downloads the file again.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use funmagic_api::app::{AppState, Migrations};
+use funmagic_api::config::SettingsLayer;
+use funmagic_api::store::{NewUser, Role, TransactionType};
+use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_funmagic-server");
+const COMPOSE: &str = include_str!("../../../deploy/docker-compose.yml");
+
+/// One compose service as the test needs it: its command and its environment, `${VAR:-x}`
+/// interpolated with the defaults (as `docker compose` does with no `.env`).
+#[derive(Debug)]
+struct Service {
+    command: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+/// `${NAME:-default}`, `${NAME-default}` and `${NAME}` (unset: empty), as compose reads them.
+fn interpolate(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${…}") + start;
+        let inner = &rest[start + 2..end];
+        let default = inner.split_once(":-").or_else(|| inner.split_once('-')).map(|(_, d)| d).unwrap_or("");
+        out.push_str(default);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn services() -> BTreeMap<String, Service> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(COMPOSE).expect("the compose file is YAML");
+    let mut out = BTreeMap::new();
+    for (name, service) in doc["services"].as_mapping().expect("services") {
+        let name = name.as_str().unwrap().to_string();
+        let command = match &service["command"] {
+            serde_yaml::Value::Sequence(items) => items.iter().map(|i| interpolate(i.as_str().unwrap())).collect(),
+            serde_yaml::Value::Null => Vec::new(),
+            other => panic!("{name}: command as a list, not {other:?}"),
+        };
+        let mut env = BTreeMap::new();
+        if let Some(map) = service["environment"].as_mapping() {
+            for (k, v) in map {
+                let v = match v {
+                    serde_yaml::Value::String(s) => interpolate(s),
+                    serde_yaml::Value::Null => String::new(),
+                    other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                };
+                env.insert(k.as_str().unwrap().to_string(), v);
+            }
+        }
+        out.insert(name, Service { command, env });
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_compose_file_runs_migrate_first_and_configures_only_through_the_environment() {
+    let all = services();
+    for name in ["postgres", "redis", "garage", "garage-init", "migrate", "api", "worker"] {
+        assert!(all.contains_key(name), "the compose file has a {name} service");
+    }
+    assert_eq!(all["migrate"].command, ["migrate"]);
+    assert_eq!(all["api"].command, ["serve"]);
+    assert_eq!(all["worker"].command[0], "worker");
+    // The FunMagic services share one environment, which names every engine.
+    for name in ["migrate", "api", "worker"] {
+        let env = &all[name].env;
+        for var in ["DATABASE_URL", "REDIS_URL", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "FUNMAGIC_MASTER_KEY"]
+        {
+            assert!(env.get(var).is_some_and(|v| !v.is_empty()), "{name}: {var}");
+        }
+        assert_eq!(env, &all["api"].env, "{name} has the api's environment");
+    }
+    let doc: serde_yaml::Value = serde_yaml::from_str(COMPOSE).unwrap();
+    for name in ["api", "worker"] {
+        let deps = doc["services"][name]["depends_on"].as_mapping().unwrap();
+        let migrate = deps.get("migrate").expect("depends on migrate");
+        assert_eq!(migrate["condition"], "service_completed_successfully", "{name} starts after migrate");
+    }
+    assert!(
+        doc["services"]["api"]["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().is_some_and(|t| t.ends_with("/health/all")))
+    );
+    // The optional services are behind profiles.
+    for (name, profile) in [("prometheus", "observability"), ("grafana", "observability"), ("jaeger", "traces")] {
+        assert_eq!(doc["services"][name]["profiles"][0], profile, "{name}");
+    }
+}
+
+/// What the test machine swaps in the compose environment: the engines' addresses and
+/// credentials, the listen addresses and the data directory. Everything else is the file's.
+struct Swap {
+    db: String,
+    redis_prefix: String,
+    s3: Option<funmagic_api::config::S3Layer>,
+    data_dir: String,
+}
+
+impl Swap {
+    fn apply(&self, env: &BTreeMap<String, String>, listen: u16, metrics: u16) -> BTreeMap<String, String> {
+        let mut env = env.clone();
+        let mut set = |k: &str, v: String| {
+            assert!(env.contains_key(k), "the compose environment sets {k}");
+            env.insert(k.to_string(), v);
+        };
+        set("DATABASE_URL", self.db.clone());
+        set("REDIS_URL", funmagic_api::testing::redis_url());
+        set("FUNMAGIC_LISTEN", format!("127.0.0.1:{listen}"));
+        set("FUNMAGIC_METRICS_LISTEN", format!("127.0.0.1:{metrics}"));
+        set("FUNMAGIC_DATA_DIR", self.data_dir.clone());
+        set("FUNMAGIC_PUBLIC_URL", format!("http://127.0.0.1:{listen}"));
+        match &self.s3 {
+            Some(s3) => {
+                let endpoint = s3.endpoint.clone().unwrap();
+                // Clients reach the store by another name than the servers, as in compose.
+                set("S3_PUBLIC_ENDPOINT", endpoint.replace("127.0.0.1", "localhost"));
+                set("S3_ENDPOINT", endpoint);
+                set("S3_ACCESS_KEY", s3.access_key.clone().unwrap());
+                set("S3_SECRET_KEY", secrecy::ExposeSecret::expose_secret(s3.secret_key.as_ref().unwrap()).to_string());
+                set("S3_REGION", s3.region.clone().unwrap());
+            }
+            None => {
+                for k in ["S3_ENDPOINT", "S3_PUBLIC_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION"] {
+                    env.remove(k);
+                }
+            }
+        }
+        // Not a setting: a test's own Redis namespace, so tests running at once do not meet.
+        env.insert("FUNMAGIC_REDIS_PREFIX".into(), self.redis_prefix.clone());
+        env
+    }
+}
+
+fn spawn(service: &Service, env: &BTreeMap<String, String>) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(&service.command).env_clear().envs(env).env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start funmagic-server");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"level\":\"ERROR\"") {
+                eprintln!("{line}");
+            }
+        }
+    });
+    child
+}
+
+async fn healthy(url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("{url}/health/all")).await
+            && resp.status() == 200
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{url}/health/all never answered 200");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_services_run_a_task_end_to_end() {
+    let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
+    let s3 = funmagic_api::testing::s3_available().then(|| funmagic_api::testing::s3_settings().unwrap());
+    let all = services();
+    let dir = TempDir::new("compose");
+    let swap = Swap {
+        db: db.url.clone(),
+        redis_prefix: redis.prefix.clone(),
+        s3: s3.clone(),
+        data_dir: dir.path().to_str().unwrap().to_string(),
+    };
+
+    // migrate: a one-shot that must succeed before the rest start.
+    let status = spawn(&all["migrate"], &swap.apply(&all["migrate"].env, free_port(), free_port())).wait().await;
+    assert!(status.unwrap().success(), "migrate exits 0");
+
+    let mut processes = Vec::new();
+    let mut urls = Vec::new();
+    let mut metrics = Vec::new();
+    for service in ["api", "api", "worker", "worker"] {
+        let (port, metrics_port) = (free_port(), free_port());
+        processes.push(spawn(&all[service], &swap.apply(&all[service].env, port, metrics_port)));
+        if service == "api" {
+            urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        metrics.push(format!("http://127.0.0.1:{metrics_port}/metrics"));
+    }
+    for url in &urls {
+        healthy(url).await;
+    }
+
+    // A user, made in the same database (with the compose file's master key).
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    layer.database.url = Some(db.url.clone().into());
+    let state = AppState::build(layer.resolve().unwrap(), Migrations::Skip).await.unwrap();
+    let user = state
+        .store()
+        .user_create(&NewUser {
+            email: "compose@example.com".into(),
+            name: "Compose".into(),
+            role: Role::User,
+            email_verified: true,
+        })
+        .await
+        .unwrap();
+    state.store().credits_grant(user.id, TransactionType::Purchase, 10, "cs_compose", None).await.unwrap();
+    let token =
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    let clients: Vec<_> =
+        urls.iter().map(|u| funmagic_sdk::ClientBuilder::new(u).token(&token).build().unwrap()).collect();
+
+    // An upload through the presigned URL, and the same bytes back.
+    let png = dir.path().join("in.png");
+    image::RgbImage::from_pixel(4, 4, image::Rgb([200, 10, 10])).save(&png).unwrap();
+    let asset = funmagic_sdk::files::upload_file(&clients[0], &png, None, |_, _| {}).await.unwrap();
+    if s3.is_some() {
+        let got = clients[1].asset_get(&asset.id).await.unwrap().into_inner();
+        let url = got.download_url.unwrap_or_default();
+        assert!(url.starts_with("http://localhost:"), "a presigned URL on the public endpoint: {url}");
+    }
+    let back = dir.path().join("back.png");
+    funmagic_sdk::files::download_asset(&clients[1], &asset.id, &back, |_, _| {}).await.unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&png).unwrap());
+
+    // A task submitted on one API, followed on the other, run by a worker.
+    let request: funmagic_sdk::types::TaskCreateRequest =
+        serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "compose": true } })).unwrap();
+    let task = clients[0].task_create(None, &request).await.unwrap().into_inner().task;
+    let mut follower = funmagic_sdk::events::TaskFollower::new(&clients[1], task.id, 0);
+    let last = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut last = None;
+        while let Some(event) = follower.next().await {
+            last = Some(event.unwrap());
+        }
+        last
+    })
+    .await
+    .unwrap()
+    .expect("events");
+    assert_eq!(last.kind, funmagic_sdk::types::EventKind::Completed);
+    let balance = clients[1].credits_balance_get().await.unwrap().into_inner();
+    assert_eq!((balance.balance, balance.reserved), (9, 0));
+
+    // Every process is still up, and its metrics listener answers.
+    for p in &mut processes {
+        assert!(p.try_wait().unwrap().is_none(), "a compose service stopped");
+    }
+    for url in &metrics {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if reqwest::get(url).await.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{url} never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(processes);
+    state.store().close().await;
+}
