@@ -61,7 +61,11 @@ struct Inner {
 /// Whether to apply migrations while building the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Migrations {
+    /// Apply what is pending (`funmagic-server migrate`; refused through a pooler).
     Apply,
+    /// What a starting process does: apply what is pending, or, behind a transaction pooler
+    /// (`database.pooler`), only check that nothing is (migrations need a direct connection).
+    AtStart,
     Skip,
 }
 
@@ -70,7 +74,22 @@ impl AppState {
     pub async fn build(settings: Settings, migrations: Migrations) -> Result<Self, ConfigError> {
         let timeout = Duration::from_secs(settings.database.connect_timeout_secs);
         let store = Store::connect(&settings).await?;
-        if migrations == Migrations::Apply {
+        let check_only = migrations == Migrations::AtStart && store.behind_pooler();
+        if check_only {
+            let (applied, needed) = store
+                .schema_versions()
+                .await
+                .map_err(|e| ConfigError::new("DATABASE_URL", format!("cannot read the applied migrations: {e}")))?;
+            if applied < needed {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    format!(
+                        "the database schema is at migration {applied}, this build needs {needed}: run \
+                         `funmagic-server migrate` against PostgreSQL directly (not through the pooler) first"
+                    ),
+                ));
+            }
+        } else if migrations != Migrations::Skip {
             let versions = store
                 .migrate()
                 .await
@@ -128,7 +147,7 @@ impl AppState {
             started: Instant::now(),
         };
         let state = Self { inner: Arc::new(inner) };
-        if migrations == Migrations::Apply {
+        if migrations != Migrations::Skip {
             crate::tools::seed_defaults(state.store()).await.map_err(|e| {
                 ConfigError::new("DATABASE_URL", format!("seeding the default tools failed: {}", e.message))
             })?;

@@ -54,7 +54,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let state = AppState::build(settings, Migrations::Apply).await?;
+            let state = AppState::build(settings, Migrations::AtStart).await?;
             let user = flows::ensure_super_admin(&state, &email, &name, password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
@@ -71,7 +71,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 funmagic_api::providers::crypto::MasterKey::generate()
             };
             let from_env = settings.providers.master_key.is_some();
-            let state = AppState::build(settings, Migrations::Apply).await?;
+            let state = AppState::build(settings, Migrations::AtStart).await?;
             let rotated = funmagic_api::admin::providers::rotate_master_key(&state, &new)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -97,7 +97,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let listen = settings.listen;
             let workers = workers.unwrap_or(if settings.database.url.is_none() { 4 } else { 0 });
             let bootstrap = settings.auth.bootstrap_admin && settings.database.url.is_none();
-            let state = AppState::build(settings, Migrations::Apply).await?;
+            let state = AppState::build(settings, Migrations::AtStart).await?;
             if bootstrap
                 && let Some((email, password)) =
                     flows::bootstrap_admin(&state).await.map_err(|e| anyhow::anyhow!("{}", e.message))?
@@ -132,7 +132,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::Worker { concurrency } => {
-            let state = AppState::build(settings, Migrations::Apply).await?;
+            let state = AppState::build(settings, Migrations::AtStart).await?;
             serve_metrics(&state).await?;
             tracing::info!(concurrency, "worker started");
             let (stop, stop_rx) = tokio::sync::watch::channel(false);

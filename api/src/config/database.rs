@@ -28,6 +28,11 @@ section! {
             check: at_least(1),
             help: "give up connecting after this long",
         },
+        pooler: bool {
+            env: "FUNMAGIC_DATABASE_POOLER",
+            default: false,
+            help: "DATABASE_URL is a transaction-pooling pooler's (PgBouncer pool_mode=transaction with server_reset_query=DEALLOCATE ALL, server_reset_query_always=1): every statement runs in its own transaction; migrations are checked, not applied, at start (run `funmagic-server migrate` against PostgreSQL directly)",
+        },
     }
 }
 

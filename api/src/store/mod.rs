@@ -20,6 +20,7 @@ mod content_queries;
 mod ledger_queries;
 mod migrate;
 mod pg;
+mod pg_pool;
 pub mod rows;
 mod shared;
 pub mod sql;
@@ -139,10 +140,14 @@ impl Store {
     pub async fn connect(settings: &Settings) -> Result<Self, ConfigError> {
         let timeout = Duration::from_secs(settings.database.connect_timeout_secs);
         match settings.database_target()? {
-            DatabaseTarget::Postgres(url) => PgStore::connect(&url, settings.database.max_connections, timeout)
-                .await
-                .map(Store::Postgres)
-                .map_err(|e| ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))),
+            DatabaseTarget::Postgres(url) => {
+                PgStore::connect(&url, settings.database.max_connections, timeout, settings.database.pooler)
+                    .await
+                    .map(Store::Postgres)
+                    .map_err(|e| {
+                        ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))
+                    })
+            }
             DatabaseTarget::Sqlite(path) => {
                 let setting = if settings.database.url.is_some() { "DATABASE_URL" } else { "FUNMAGIC_DATA_DIR" };
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -168,6 +173,35 @@ impl Store {
     /// Applies every pending migration (idempotent; safe with several processes).
     pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
         dispatch!(self.migrate())
+    }
+
+    /// Behind a transaction-pooling pooler (`database.pooler`).
+    pub fn behind_pooler(&self) -> bool {
+        match self {
+            Store::Postgres(s) => s.pool.behind_pooler(),
+            Store::Sqlite(_) => false,
+        }
+    }
+
+    /// (the newest migration applied, the newest this build has).
+    pub async fn schema_versions(&self) -> StoreResult<(i64, i64)> {
+        let needed = migrate::versions().into_iter().max().unwrap_or(0);
+        const APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let applied: Option<i64> = match self {
+            Store::Postgres(s) => {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&s.pool).await?;
+                if exists { sqlx::query_scalar(APPLIED).fetch_one(&s.pool).await? } else { None }
+            }
+            Store::Sqlite(s) => {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'")
+                        .fetch_one(&s.pool)
+                        .await?;
+                if exists { sqlx::query_scalar(APPLIED).fetch_one(&s.pool).await? } else { None }
+            }
+        };
+        Ok((applied.unwrap_or(0), needed))
     }
 
     /// A round trip to the database; returns the engine's version string.

@@ -10,15 +10,25 @@ use super::{Engine, StoreError, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: super::pg_pool::PgPoolHandle,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Self, sqlx::Error> {
+    /// `behind_pooler`: the URL is a transaction-pooling pooler's (see `pg_pool`).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+        behind_pooler: bool,
+    ) -> Result<Self, sqlx::Error> {
         let mut options: PgConnectOptions = url
             .parse::<PgConnectOptions>()?
             .application_name("funmagic")
             .log_statements(tracing::log::LevelFilter::Trace);
+        if behind_pooler {
+            // No statement kept for reuse: it would live on one server connection only.
+            options = options.statement_cache_capacity(0);
+        }
         // TLS to a server on this machine protects nothing and costs every query on both
         // ends: unless the URL asks for an sslmode, loopback connections go without it
         // (elsewhere the driver's default, `prefer`, stands).
@@ -36,16 +46,26 @@ impl PgStore {
             .acquire_timeout(timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool: super::pg_pool::PgPoolHandle::new(pool, behind_pooler) })
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.inner()
     }
 
     pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        if self.pool.behind_pooler() {
+            // The migrator holds a session-level advisory lock across transactions, which a
+            // transaction pooler cannot keep: migrations need a direct connection.
+            return Err(StoreError::Other(sqlx::Error::Configuration(
+                "migrations need a direct connection to PostgreSQL, not through the pooler: run \
+                 `funmagic-server migrate` with DATABASE_URL pointing at PostgreSQL itself and \
+                 FUNMAGIC_DATABASE_POOLER unset"
+                    .into(),
+            )));
+        }
         super::migrate::migrator(Engine::Postgres)
-            .run(&self.pool)
+            .run(self.pool.inner())
             .await
             .map_err(|e| StoreError::Other(sqlx::Error::Migrate(Box::new(e))))?;
         Ok(super::migrate::versions())

@@ -20,6 +20,7 @@ mod mail;
 mod metrics;
 mod oauth;
 mod openapi;
+mod pooler;
 mod providers;
 mod queue;
 mod rbac;
