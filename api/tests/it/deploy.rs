@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_funmagic-server");
 const COMPOSE: &str = include_str!("../../../deploy/docker-compose.yml");
+const DOCKERFILE: &str = include_str!("../../../Dockerfile");
+const DOCKERIGNORE: &str = include_str!("../../../.dockerignore");
 
 /// One compose service as the test needs it: its command and its environment, `${VAR:-x}`
 /// interpolated with the defaults (as `docker compose` does with no `.env`).
@@ -107,6 +109,60 @@ fn the_compose_file_runs_migrate_first_and_configures_only_through_the_environme
     for (name, profile) in [("prometheus", "observability"), ("grafana", "observability"), ("jaeger", "traces")] {
         assert_eq!(doc["services"][name]["profiles"][0], profile, "{name}");
     }
+}
+
+/// The Dockerfile, read statically (no engine here): cached dependency layers, every binary
+/// of the workspace in a slim runtime stage, a non-root user, a health check, the ports,
+/// labels, and no configuration but the environment.
+#[test]
+fn the_dockerfile_builds_every_binary_into_a_small_non_root_image() {
+    // Instructions with their continuation lines joined.
+    let mut instructions: Vec<(String, String)> = Vec::new();
+    let mut pending = String::new();
+    for line in DOCKERFILE.lines() {
+        let t = line.trim();
+        if pending.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if t.starts_with('#') {
+            continue;
+        }
+        pending.push_str(t.trim_end_matches('\\'));
+        pending.push(' ');
+        if !t.ends_with('\\') {
+            let (op, rest) = pending.trim().split_once(' ').unwrap_or((pending.trim(), ""));
+            instructions.push((op.to_uppercase(), rest.trim().to_string()));
+            pending.clear();
+        }
+    }
+    let of = |op: &str| instructions.iter().filter(|(o, _)| o == op).map(|(_, r)| r.as_str()).collect::<Vec<_>>();
+    let stages = of("FROM");
+    assert!(stages.len() >= 3, "multi-stage: {stages:?}");
+    assert!(of("RUN").iter().any(|r| r.contains("cargo chef cook")), "dependencies in their own cached layer");
+    let runtime_from = stages.last().unwrap();
+    assert!(runtime_from.contains("-slim") || runtime_from.contains("distroless"), "small runtime: {runtime_from}");
+    // The runtime stage: everything after the last FROM.
+    let last = instructions.iter().rposition(|(o, _)| o == "FROM").unwrap();
+    let runtime = &instructions[last..];
+    let user = runtime.iter().rev().find(|(o, _)| o == "USER").map(|(_, r)| r.as_str()).expect("a USER");
+    assert!(!user.starts_with("root") && !user.starts_with("0"), "non-root: {user}");
+    let health = runtime.iter().find(|(o, _)| o == "HEALTHCHECK").map(|(_, r)| r.as_str()).expect("a HEALTHCHECK");
+    assert!(health.contains("/health"), "{health}");
+    assert!(runtime.iter().any(|(o, r)| o == "EXPOSE" && r.split_whitespace().any(|p| p == "8000")));
+    let entry = runtime.iter().find(|(o, _)| o == "ENTRYPOINT").map(|(_, r)| r.as_str()).unwrap();
+    assert!(entry.contains("funmagic-server"), "{entry}");
+    let labels = of("LABEL").join(" ");
+    for l in ["org.opencontainers.image.version", "org.opencontainers.image.source"] {
+        assert!(labels.contains(l), "label {l}");
+    }
+    // Every binary of the workspace is built into the image.
+    let build = of("RUN").into_iter().find(|r| r.contains("cargo build --release")).expect("a release build");
+    for bin in ["funmagic-server", "funmagic", "funmagic-admin"] {
+        assert!(build.contains(&format!("target/release/{bin} ")), "{bin} is installed: {build}");
+    }
+    // Configured through the environment only: no config file is copied in or named.
+    assert!(!DOCKERFILE.contains("FUNMAGIC_CONFIG=") && !DOCKERFILE.contains("funmagic.toml"));
+    assert!(DOCKERIGNORE.lines().any(|l| l.trim() == "target/"), "the build context leaves target/ out");
 }
 
 /// What the test machine swaps in the compose environment: the engines' addresses and
