@@ -74,3 +74,42 @@ async fn embedded_default_starts_migrates_and_stops() {
     let tables = again.store().table_names().await.unwrap();
     assert!(tables.contains(&"users".to_string()) && tables.contains(&"api_keys".to_string()), "{tables:?}");
 }
+
+/// A rolling deploy: the new release has migrated; a process of the previous release that
+/// (re)starts finds a migration it does not know, and starts anyway (both engines).
+#[tokio::test]
+async fn a_previous_release_starts_on_a_schema_one_migration_ahead() {
+    let dir = funmagic_api::testing::TempDir::new("ahead");
+    let mut layers = vec![SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() }];
+    let db = funmagic_api::testing::TestDatabase::create().await;
+    if let Some(db) = &db {
+        let mut pg = SettingsLayer { data_dir: Some(dir.path().join("pg")), ..Default::default() };
+        pg.database.url = Some(db.url.clone().into());
+        layers.push(pg);
+    }
+    for layer in layers {
+        let state = build(layer.clone()).await.unwrap();
+        // What the next release's migration leaves in the bookkeeping table.
+        match state.store() {
+            funmagic_api::store::Store::Postgres(s) => sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (9999, 'from the next release', TRUE, '\\x00', 1)",
+            )
+            .execute(s.pool())
+            .await
+            .map(|_| ()),
+            funmagic_api::store::Store::Sqlite(s) => sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (9999, 'from the next release', TRUE, X'00', 1)",
+            )
+            .execute(s.pool())
+            .await
+            .map(|_| ()),
+        }
+        .unwrap();
+        state.store().close().await;
+        let again = build(layer).await.expect("a process of this release still starts");
+        assert!(again.store().table_names().await.unwrap().contains(&"tasks".to_string()));
+        again.store().close().await;
+    }
+}
