@@ -267,7 +267,7 @@ async fn subscribe_loop(hub: std::sync::Weak<EventHub>, redis: RedisHandle) {
     use futures::StreamExt;
     let channel = channel_name(&redis);
     loop {
-        let mut pubsub = match redis.client().get_async_pubsub().await {
+        let mut pubsub = match redis.pubsub().await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "connecting the event subscriber to Redis failed; retrying");

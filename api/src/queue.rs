@@ -275,7 +275,7 @@ impl TaskQueue {
 /// Up to `count` new entries for this consumer, as `entry-id|task-id`; none after the
 /// block timeout.
 pub(crate) async fn read_batch(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::redis_conn::RedisConn,
     queue: &RedisQueue,
     consumer: &str,
     count: usize,
@@ -309,7 +309,7 @@ pub(crate) async fn read_batch(
 
 /// Takes over entries idle for a whole lease (their worker stopped renewing them).
 pub(crate) async fn autoclaim(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut crate::redis_conn::RedisConn,
     queue: &RedisQueue,
     consumer: &str,
     lease: Duration,

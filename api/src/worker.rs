@@ -138,7 +138,7 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     let lease = lease(&state);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
-    let mut reader: Option<redis::aio::MultiplexedConnection> = None;
+    let mut reader: Option<crate::redis_conn::RedisConn> = None;
     // Delivered entries not started yet: a stopped worker's (XAUTOCLAIM), or the rest of a
     // read that took as many entries as there were free permits.
     let mut backlog: std::collections::VecDeque<String> = std::collections::VecDeque::new();
@@ -228,11 +228,8 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
 
 /// The stream reader's own connection, without a response timeout: `BLOCK` waits longer
 /// than redis-rs's default 500 ms, and must not hold up anyone else's commands.
-async fn reader_connection(queue: &RedisQueue) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(None);
-    queue.redis().client().get_multiplexed_async_connection_with_config(&config).await
+async fn reader_connection(queue: &RedisQueue) -> redis::RedisResult<crate::redis_conn::RedisConn> {
+    queue.redis().blocking_conn().await
 }
 
 /// Claims a delivered task and, if it is ours now, runs it on `running` under `permit`;

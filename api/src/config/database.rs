@@ -43,14 +43,19 @@ section! {
             env: "REDIS_URL",
             shown: "(unset: embedded queue)",
             check: |url: &SecretString| {
-                let url = url.expose_secret();
-                if ["redis://", "rediss://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
-                    Ok(())
-                } else {
-                    Err("must start with redis://, rediss:// or redis+unix://".to_string())
+                for url in url.expose_secret().split(',').map(str::trim) {
+                    if !["redis://", "rediss://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
+                        return Err("must start with redis://, rediss:// or redis+unix:// (several, comma-separated, for a Redis Cluster)".to_string());
+                    }
                 }
+                Ok(())
             },
-            help: "redis://… enables the Redis queue, events, caches and limits",
+            help: "redis://… enables the Redis queue, events, caches and limits; several comma-separated node URLs mean a Redis Cluster",
+        },
+        cluster: bool {
+            env: "FUNMAGIC_REDIS_CLUSTER",
+            default: false,
+            help: "REDIS_URL is a Redis Cluster's node even when it names one (several URLs always mean a cluster); every key then carries the prefix as a hash tag, so the keys of one script or transaction share a slot",
         },
         prefix: String {
             env: "FUNMAGIC_REDIS_PREFIX",

@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use funmagic_api::app::{AppState, Migrations};
+use funmagic_api::app::Migrations;
 use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{NewUser, Role, TransactionType};
 use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -70,7 +69,7 @@ fn services() -> BTreeMap<String, Service> {
     out
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -163,6 +162,88 @@ fn the_dockerfile_builds_every_binary_into_a_small_non_root_image() {
     // Configured through the environment only: no config file is copied in or named.
     assert!(!DOCKERFILE.contains("FUNMAGIC_CONFIG=") && !DOCKERFILE.contains("funmagic.toml"));
     assert!(DOCKERIGNORE.lines().any(|l| l.trim() == "target/"), "the build context leaves target/ out");
+}
+
+/// The compose file's Garage setup, run for real: Garage started on `deploy/compose/
+/// garage.toml` with the secrets from the compose environment (addresses and directories
+/// swapped), then the `garage-init` job's script with its compose environment; afterwards
+/// the key FunMagic's services are given reaches all three buckets. Run again, the script
+/// changes nothing and still succeeds.
+#[tokio::test]
+async fn the_compose_garage_init_job_prepares_a_fresh_garage() {
+    let garage = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo/bin")))
+        .map(|d| d.join("garage"))
+        .find(|p| p.is_file());
+    let Some(garage) = garage else {
+        assert!(!funmagic_api::testing::in_ci(), "garage is not installed (.ci/garage.sh installs it)");
+        eprintln!("SKIPPED: garage is not installed");
+        return;
+    };
+    let all = services();
+    let dir = TempDir::new("garage-init");
+    let (s3, rpc, admin) = (free_port(), free_port(), free_port());
+    let conf = include_str!("../../../deploy/compose/garage.toml")
+        .replace("/var/lib/garage", dir.path().to_str().unwrap())
+        .replace("[::]:3900", &format!("127.0.0.1:{s3}"))
+        .replace("[::]:3901", &format!("127.0.0.1:{rpc}"))
+        .replace("127.0.0.1:3901", &format!("127.0.0.1:{rpc}"))
+        .replace("[::]:3903", &format!("127.0.0.1:{admin}"));
+    let conf_path = dir.path().join("garage.toml");
+    std::fs::write(&conf_path, conf).unwrap();
+    let server_env = &all["garage"].env;
+    let mut server = tokio::process::Command::new(&garage)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("server")
+        .envs(server_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut init_env = all["garage-init"].env.clone();
+    init_env.insert("GARAGE_ADMIN_URL".into(), format!("http://127.0.0.1:{admin}"));
+    for round in 0..2 {
+        let out = tokio::process::Command::new("sh")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/compose/garage-init.sh"))
+            .envs(&init_env)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage-init (run {round}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The key of the FunMagic services' environment reaches every bucket they name.
+    let env = &all["api"].env;
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().join("fm")), ..Default::default() };
+    layer.s3 = funmagic_api::config::S3Layer {
+        endpoint: Some(format!("http://127.0.0.1:{s3}")),
+        access_key: Some(env["S3_ACCESS_KEY"].clone()),
+        secret_key: Some(env["S3_SECRET_KEY"].clone().into()),
+        region: Some(env["S3_REGION"].clone()),
+        ..Default::default()
+    };
+    let settings = layer.resolve().unwrap();
+    let clock = std::sync::Arc::new(funmagic_api::clock::Clock::default());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match funmagic_api::storage::ObjectStore::open(&settings, clock.clone()).await {
+            Ok(store) => {
+                assert_eq!(store.kind(), "s3");
+                break;
+            }
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "the buckets are not usable: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = server.kill().await;
 }
 
 /// What the test machine swaps in the compose environment: the engines' addresses and
@@ -271,22 +352,8 @@ async fn the_compose_services_run_a_task_end_to_end() {
     }
 
     // A user, made in the same database (with the compose file's master key).
-    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
-    layer.database.url = Some(db.url.clone().into());
-    let state = AppState::build(layer.resolve().unwrap(), Migrations::Skip).await.unwrap();
-    let user = state
-        .store()
-        .user_create(&NewUser {
-            email: "compose@example.com".into(),
-            name: "Compose".into(),
-            role: Role::User,
-            email_verified: true,
-        })
-        .await
-        .unwrap();
-    state.store().credits_grant(user.id, TransactionType::Purchase, 10, "cs_compose", None).await.unwrap();
-    let token =
-        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    let (state, _user, token) =
+        crate::scale::seeded_user(&dir, &db.url, Migrations::Skip, "compose@example.com", 10).await;
     let clients: Vec<_> =
         urls.iter().map(|u| funmagic_sdk::ClientBuilder::new(u).token(&token).build().unwrap()).collect();
 

@@ -9,9 +9,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use funmagic_api::app::{AppState, Migrations};
-use funmagic_api::config::SettingsLayer;
-use funmagic_api::store::{NewUser, Role, TransactionType};
+use funmagic_api::app::Migrations;
 use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -143,22 +141,8 @@ async fn the_core_runs_through_pgbouncer_in_transaction_mode() {
     assert!(!out.status.success() && err.contains("direct connection"), "{err}");
 
     // Migrations directly, as the guide says.
-    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
-    layer.database.url = Some(db.url.clone().into());
-    let state = AppState::build(layer.resolve().unwrap(), Migrations::Apply).await.unwrap();
-    let user = state
-        .store()
-        .user_create(&NewUser {
-            email: "pooled@example.com".into(),
-            name: "Pooled".into(),
-            role: Role::User,
-            email_verified: true,
-        })
-        .await
-        .unwrap();
-    state.store().credits_grant(user.id, TransactionType::Purchase, 100, "cs_pooled", None).await.unwrap();
-    let token =
-        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    let (state, user, token) =
+        crate::scale::seeded_user(&dir, &db.url, Migrations::Apply, "pooled@example.com", 100).await;
 
     let (_api1, url1) = start_api(&dir, &bouncer.url, &redis).await;
     let (_api2, url2) = start_api(&dir, &bouncer.url, &redis).await;

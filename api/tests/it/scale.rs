@@ -53,18 +53,49 @@ pub(crate) async fn start_api_with(
     adjust(&mut cmd);
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     loop {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .unwrap()
             .unwrap()
-            .expect("API output");
+            .unwrap_or_else(|| panic!("the API stopped: {seen:#?}"));
+        seen.push(line.clone());
         if let Some(rest) = line.split("listening on ").nth(1) {
             let url = rest.split_whitespace().next().unwrap().to_string();
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return (child, url);
         }
     }
+}
+
+/// The database as `funmagic-server migrate` leaves it (`migrations`: `Apply`, or `Skip`
+/// when a process has migrated already), with a verified user holding `credits` and a
+/// session token of theirs: what the multi-process tests start from.
+pub(crate) async fn seeded_user(
+    dir: &TempDir,
+    db_url: &str,
+    migrations: Migrations,
+    email: &str,
+    credits: i64,
+) -> (AppState, funmagic_api::store::UserRow, String) {
+    let mut layer = SettingsLayer { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    layer.database.url = Some(db_url.to_string().into());
+    let state = AppState::build(layer.resolve().unwrap(), migrations).await.unwrap();
+    let name = email.split('@').next().unwrap_or("user").to_string();
+    let user = state
+        .store()
+        .user_create(&NewUser { email: email.into(), name, role: Role::User, email_verified: true })
+        .await
+        .unwrap();
+    state
+        .store()
+        .credits_grant(user.id, TransactionType::Purchase, credits, &format!("cs_{email}"), None)
+        .await
+        .unwrap();
+    let token =
+        funmagic_api::accounts::flows::create_session(&state, user.clone(), &Default::default()).await.unwrap().token;
+    (state, user, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
