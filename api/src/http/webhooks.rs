@@ -131,6 +131,7 @@ pub struct WebhookEndpointCreate {
     /// https (http and private addresses only for hosts in `webhooks.allow`).
     pub url: HttpUrl,
     /// The event types to send; absent: all of them.
+    #[oai(validator(min_items = 1))]
     pub events: Opt<Vec<WebhookEventType>>,
     pub description: Opt<Prose<500>>,
 }
@@ -150,6 +151,7 @@ impl poem_openapi::types::Example for WebhookEndpointCreate {
 pub struct WebhookEndpointUpdate {
     pub url: Opt<HttpUrl>,
     /// The event types to send (replaces the list).
+    #[oai(validator(min_items = 1))]
     pub events: Opt<Vec<WebhookEventType>>,
     /// `true`: send every event type (clears `events`).
     pub all_events: Opt<bool>,
@@ -166,6 +168,7 @@ pub struct WebhookRelayCreate {
     /// server).
     pub forward_to: HttpUrl,
     /// The event types to relay; absent: all of them.
+    #[oai(validator(min_items = 1))]
     pub events: Opt<Vec<WebhookEventType>>,
     pub description: Opt<Prose<500>>,
 }

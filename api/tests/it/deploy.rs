@@ -27,7 +27,21 @@ struct Service {
     env: BTreeMap<String, String>,
 }
 
-/// `${NAME:-default}`, `${NAME-default}` and `${NAME}` (unset: empty), as compose reads them.
+/// What an operator's `deploy/.env` gives the variables the compose file requires
+/// (`${NAME:?…}`: compose refuses to start without them). Test values, well-formed.
+const DOT_ENV: &[(&str, &str)] = &[
+    ("POSTGRES_PASSWORD", "compose-test-password"),
+    ("S3_ACCESS_KEY", "GK0123456789abcdef01234567"),
+    ("S3_SECRET_KEY", "0000000000000000000000000000000000000000000000000000000000c0ffee"),
+    ("FUNMAGIC_MASTER_KEY", "ZnVubWFnaWMtY29tcG9zZS1tYXN0ZXIta2V5LTMyYgo="),
+    ("FUNMAGIC_SECRET_KEY", "ZnVubWFnaWMtY29tcG9zZS1zZWNyZXQta2V5LTMyYgo="),
+    ("GARAGE_RPC_SECRET", "4f0c1e2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100"),
+    ("GARAGE_ADMIN_TOKEN", "compose-test-admin-token"),
+    ("GRAFANA_ADMIN_PASSWORD", "compose-test-grafana"),
+];
+
+/// Compose's interpolation: `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}` (from
+/// [`DOT_ENV`], which must then have it) and `${NAME}`, with nothing else set.
 fn interpolate(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -35,8 +49,13 @@ fn interpolate(value: &str) -> String {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("a closed ${…}") + start;
         let inner = &rest[start + 2..end];
-        let default = inner.split_once(":-").or_else(|| inner.split_once('-')).map(|(_, d)| d).unwrap_or("");
-        out.push_str(default);
+        if let Some((name, _)) = inner.split_once(":?") {
+            let set = DOT_ENV.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            out.push_str(set.unwrap_or_else(|| panic!("the compose file requires {name}; DOT_ENV lacks it")));
+        } else {
+            let default = inner.split_once(":-").or_else(|| inner.split_once('-')).map(|(_, d)| d).unwrap_or("");
+            out.push_str(default);
+        }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -104,6 +123,15 @@ fn the_compose_file_runs_migrate_first_and_configures_only_through_the_environme
             .iter()
             .any(|t| t.as_str().is_some_and(|t| t.ends_with("/health/all")))
     );
+    // Secrets have no defaults in the file: compose refuses to start until .env sets them.
+    for var in ["FUNMAGIC_MASTER_KEY", "FUNMAGIC_SECRET_KEY", "S3_SECRET_KEY", "POSTGRES_PASSWORD"] {
+        assert!(COMPOSE.contains(&format!("${{{var}:?")), "{var} is required, not defaulted");
+    }
+    // The example .env names every variable the file requires.
+    let example = include_str!("../../../deploy/compose/.env.example");
+    for (var, _) in DOT_ENV {
+        assert!(example.lines().any(|l| l.starts_with(&format!("{var}="))), "{var} is in .env.example");
+    }
     // The optional services are behind profiles.
     for (name, profile) in [("prometheus", "observability"), ("grafana", "observability"), ("jaeger", "traces")] {
         assert_eq!(doc["services"][name]["profiles"][0], profile, "{name}");
