@@ -38,6 +38,8 @@ struct ClusterTarget {
 pub struct RedisHandle {
     target: Arc<Target>,
     prefix: String,
+    /// What every key starts with: the prefix, or on a cluster `{prefix}` (a hash tag).
+    key_prefix: String,
     url: String,
     /// Commands whose answer nobody waits for (a PUBLISH, an XACK), sent in pipelines (see
     /// [`RedisHandle::fire`]).
@@ -135,8 +137,17 @@ impl RedisHandle {
                 .map_err(|e| unreachable(&e))?;
             Target::Single { client, manager }
         };
-        let handle =
-            Self { target: Arc::new(target), prefix: settings.prefix.clone(), url: redacted, fired: Arc::default() };
+        let key_prefix = match target {
+            Target::Cluster(_) => format!("{{{}}}", settings.prefix),
+            Target::Single { .. } => settings.prefix.clone(),
+        };
+        let handle = Self {
+            target: Arc::new(target),
+            prefix: settings.prefix.clone(),
+            key_prefix,
+            url: redacted,
+            fired: Arc::default(),
+        };
         handle
             .ping()
             .await
@@ -159,7 +170,7 @@ impl RedisHandle {
 
     /// `prefix:suffix`; on a cluster `{prefix}:suffix` (one hash slot for every key).
     pub fn key(&self, suffix: &str) -> String {
-        if self.is_cluster() { format!("{{{}}}:{suffix}", self.prefix) } else { format!("{}:{suffix}", self.prefix) }
+        format!("{}:{suffix}", self.key_prefix)
     }
 
     /// A clone of the shared multiplexed connection.

@@ -520,7 +520,9 @@ async fn attempt(state: &AppState, d: WebhookDeliveryRow) {
 
 /// Records how an attempt of `d` went (`sent`: the answer, or why it could not be sent) and
 /// the delivery's next state; updates the endpoint's health (410 and 5 days of failures
-/// disable it). `gave_up`: a failure ends the delivery instead of scheduling a retry.
+/// disable an endpoint; a relay's answers come from a developer's local server, so for a
+/// relay they are ordinary failures). `gave_up`: a failure ends the delivery instead of
+/// scheduling a retry.
 async fn record(
     state: &AppState,
     endpoint: &WebhookEndpointRow,
@@ -534,7 +536,7 @@ async fn record(
         Ok(answer) => {
             let outcome = match answer.status {
                 200..=299 => Sent::Ok,
-                410 => Sent::Gone,
+                410 if !endpoint.relay => Sent::Gone,
                 300..=399 => Sent::Failed("redirects are not followed".to_string()),
                 s => Sent::Failed(format!("the endpoint answered {s}")),
             };
@@ -577,7 +579,10 @@ async fn record(
         Sent::Failed(_) => {
             let _ = state.store().webhook_endpoint_health(endpoint.id, false, now).await;
             let since = endpoint.failing_since.unwrap_or(now);
-            if endpoint.enabled && now - since >= chrono::Duration::from_std(DISABLE_AFTER).unwrap_or_default() {
+            if endpoint.enabled
+                && !endpoint.relay
+                && now - since >= chrono::Duration::from_std(DISABLE_AFTER).unwrap_or_default()
+            {
                 disable(state, endpoint, "every delivery failed for 5 days").await;
             }
         }
@@ -712,8 +717,6 @@ pub async fn relay_answer(
         ));
     }
     let sent = match answer.status {
-        // 410 from a developer's local server is an ordinary failure here.
-        Some(410) => Ok(crate::fetch::Answer { status: 500, retry_after: None, excerpt: "410 Gone".into() }),
         Some(status) => Ok(crate::fetch::Answer {
             status,
             retry_after: None,
@@ -721,8 +724,7 @@ pub async fn relay_answer(
         }),
         None => Err(answer.error.unwrap_or_else(|| "the listener could not forward it".into())),
     };
-    let relay = WebhookEndpointRow { enabled: true, failing_since: None, ..endpoint };
-    record(state, &relay, &d, sent, answer.latency_ms.max(0), false).await;
+    record(state, &endpoint, &d, sent, answer.latency_ms.max(0), false).await;
     Ok(state.store().webhook_delivery_get(delivery_id).await?.unwrap_or(d))
 }
 

@@ -155,7 +155,7 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let conn = match &mut reader {
             Some(conn) => conn,
-            None => match reader_connection(&queue).await {
+            None => match queue.redis().blocking_conn().await {
                 Ok(conn) => reader.insert(conn),
                 Err(e) => {
                     drop(permit);
@@ -224,12 +224,6 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     for helper in helpers {
         helper.abort();
     }
-}
-
-/// The stream reader's own connection, without a response timeout: `BLOCK` waits longer
-/// than redis-rs's default 500 ms, and must not hold up anyone else's commands.
-async fn reader_connection(queue: &RedisQueue) -> redis::RedisResult<crate::redis_conn::RedisConn> {
-    queue.redis().blocking_conn().await
 }
 
 /// Claims a delivered task and, if it is ours now, runs it on `running` under `permit`;

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use funmagic_api::app::Migrations;
 use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_funmagic-server");
+use crate::scale::{command, echo_task, follow_kinds, start_api_with, submit_across, wait_completed};
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 
 /// A PgBouncer in transaction mode in front of `db`, stopped on drop.
@@ -88,40 +87,12 @@ async fn start_bouncer(dir: &TempDir, db: &TestDatabase) -> Option<Bouncer> {
     Some(bouncer)
 }
 
-fn command(dir: &TempDir, url: &str, redis: &TestRedisPrefix, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["--data-dir", dir.path().to_str().unwrap()])
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("FUNMAGIC_DATABASE_POOLER", "true")
-        .env("FUNMAGIC_DATABASE_MAX_CONNECTIONS", "8")
-        .env("REDIS_URL", funmagic_api::testing::redis_url())
-        .env("FUNMAGIC_REDIS_PREFIX", &redis.prefix)
-        .env("FUNMAGIC_LOG", "warn,funmagic_server=info")
-        .env_remove("S3_ENDPOINT")
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn start_api(dir: &TempDir, url: &str, redis: &TestRedisPrefix) -> (tokio::process::Child, String) {
-    let mut child = command(dir, url, redis, &["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap_or_else(|| panic!("the API stopped: {seen:#?}"));
-        seen.push(line.clone());
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let url = rest.split_whitespace().next().unwrap().to_string();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, url);
-        }
+/// `scale::command`'s environment, with the database reached through the pooler.
+fn through(bouncer: &Bouncer) -> impl Fn(&mut tokio::process::Command) + '_ {
+    |cmd: &mut tokio::process::Command| {
+        cmd.env("DATABASE_URL", &bouncer.url)
+            .env("FUNMAGIC_DATABASE_POOLER", "true")
+            .env("FUNMAGIC_DATABASE_MAX_CONNECTIONS", "8");
     }
 }
 
@@ -133,10 +104,16 @@ async fn the_core_runs_through_pgbouncer_in_transaction_mode() {
 
     // Through the pooler, a process on a schema that is behind refuses to start, and
     // `migrate` refuses to run: both name what to do.
-    let out = command(&dir, &bouncer.url, &redis, &["worker"]).output().await.unwrap();
+    let pooled = through(&bouncer);
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = command(&dir, &db, &redis, args);
+        pooled(&mut cmd);
+        cmd
+    };
+    let out = run(&["worker"]).output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("funmagic-server migrate"), "{err}");
-    let out = command(&dir, &bouncer.url, &redis, &["migrate"]).output().await.unwrap();
+    let out = run(&["migrate"]).output().await.unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("direct connection"), "{err}");
 
@@ -144,61 +121,25 @@ async fn the_core_runs_through_pgbouncer_in_transaction_mode() {
     let (state, user, token) =
         crate::scale::seeded_user(&dir, &db.url, Migrations::Apply, "pooled@example.com", 100).await;
 
-    let (_api1, url1) = start_api(&dir, &bouncer.url, &redis).await;
-    let (_api2, url2) = start_api(&dir, &bouncer.url, &redis).await;
-    let _worker =
-        command(&dir, &bouncer.url, &redis, &["worker", "--concurrency", "6"]).stderr(Stdio::null()).spawn().unwrap();
+    let (_api1, url1) = start_api_with(&dir, &db, &redis, &pooled).await;
+    let (_api2, url2) = start_api_with(&dir, &db, &redis, &pooled).await;
+    let _worker = run(&["worker", "--concurrency", "6"]).stderr(Stdio::null()).spawn().unwrap();
     let clients = [url1, url2].map(|u| funmagic_sdk::ClientBuilder::new(u).token(&token).build().unwrap());
-    let echo = |i: usize, delay: u64| -> funmagic_sdk::types::TaskCreateRequest {
-        serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "i": i, "delayMs": delay } }))
-            .unwrap()
-    };
 
-    // Idempotency: the same key twice is one task.
-    let key: funmagic_sdk::types::TaskCreateIdempotencyKey = "pooled-key-0001".parse().unwrap();
-    let first = clients[0].task_create(Some(&key), &echo(0, 0)).await.unwrap().into_inner().task;
-    let again = clients[1].task_create(Some(&key), &echo(0, 0)).await.unwrap().into_inner().task;
-    assert_eq!(first.id, again.id);
-
-    // Many submits at once across both APIs, while the worker drains.
-    let submits = (1..=40).map(|i| {
-        let client = clients[i % 2].clone();
-        let body = echo(i, 20);
-        async move { client.task_create(None, &body).await.map(|r| r.into_inner().task.id) }
-    });
-    let mut ids: Vec<uuid::Uuid> =
-        futures::future::join_all(submits).await.into_iter().collect::<Result<_, _>>().expect("every submit accepted");
-    ids.push(first.id);
+    // Idempotency, then many submits at once across both APIs, while the worker drains.
+    let ids = submit_across(&clients, "pooled-key-0001").await;
 
     // One more, waiting behind those (3 run at once per user): cancelled while queued; its
     // events replayed from the start on the other API.
-    let waiting = clients[0].task_create(None, &echo(99, 0)).await.unwrap().into_inner().task;
+    let waiting = clients[0].task_create(None, &echo_task(99, 0)).await.unwrap().into_inner().task;
     assert_eq!(waiting.status, funmagic_sdk::types::TaskStatus::Queued);
     clients[0].task_cancel(&waiting.id).await.unwrap();
-    let mut follower = funmagic_sdk::events::TaskFollower::new(&clients[1], waiting.id, 0);
-    let mut kinds = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(event) = follower.next().await {
-            kinds.push(event.unwrap().kind);
-        }
-    })
-    .await
-    .expect("the cancelled task's stream ends");
+    let kinds = follow_kinds(&clients[1], waiting.id).await;
     assert!(kinds.contains(&funmagic_sdk::types::EventKind::Queued), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&funmagic_sdk::types::EventKind::Cancelled), "{kinds:?}");
 
     // Every task completes; each cost 1 credit; nothing stays reserved.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    for id in &ids {
-        loop {
-            let status = clients[0].task_get(id).await.unwrap().into_inner().task.status;
-            if status == funmagic_sdk::types::TaskStatus::Completed {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "task {id} is {status:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    wait_completed(&clients[0], &ids).await;
     let balance = clients[1].credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (100 - ids.len() as i64, 0));
     assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());

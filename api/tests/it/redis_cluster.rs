@@ -11,7 +11,7 @@ use std::time::Duration;
 use funmagic_api::app::Migrations;
 use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
 
-use crate::scale::{command, start_api_with};
+use crate::scale::{command, echo_task, follow_kinds, start_api_with, submit_across, wait_completed};
 
 /// Three cluster-enabled redis-servers and their cluster, stopped on drop.
 struct Cluster {
@@ -116,50 +116,19 @@ async fn the_scale_out_core_runs_on_a_redis_cluster() {
     let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
     let client = |url: &str, token: &str| funmagic_sdk::ClientBuilder::new(url).token(token).build().unwrap();
     let clients = [client(&url1, &token), client(&url2, &token)];
-    let echo = |i: usize| -> funmagic_sdk::types::TaskCreateRequest {
-        serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "i": i, "delayMs": 20 } })).unwrap()
-    };
 
     // Idempotency, then many submits across both APIs while the worker drains.
-    let key: funmagic_sdk::types::TaskCreateIdempotencyKey = "cluster-key-0001".parse().unwrap();
-    let first = clients[0].task_create(Some(&key), &echo(0)).await.unwrap().into_inner().task;
-    assert_eq!(clients[1].task_create(Some(&key), &echo(0)).await.unwrap().into_inner().task.id, first.id);
-    let submits = (1..=40).map(|i| {
-        let client = clients[i % 2].clone();
-        let body = echo(i);
-        async move { client.task_create(None, &body).await.map(|r| r.into_inner().task.id) }
-    });
-    let mut ids: Vec<uuid::Uuid> =
-        futures::future::join_all(submits).await.into_iter().collect::<Result<_, _>>().expect("every submit accepted");
-    ids.push(first.id);
+    let mut ids = submit_across(&clients, "cluster-key-0001").await;
     // Events of a task run by the worker reach the other API through Pub/Sub, with replay.
-    let followed = clients[0].task_create(None, &echo(41)).await.unwrap().into_inner().task;
+    let followed = clients[0].task_create(None, &echo_task(41, 20)).await.unwrap().into_inner().task;
     ids.push(followed.id);
-    let mut follower = funmagic_sdk::events::TaskFollower::new(&clients[1], followed.id, 0);
-    let mut kinds = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(event) = follower.next().await {
-            kinds.push(event.unwrap().kind);
-        }
-    })
-    .await
-    .expect("the stream ends");
+    let kinds = follow_kinds(&clients[1], followed.id).await;
     assert!(kinds.contains(&funmagic_sdk::types::EventKind::Queued), "{kinds:?}");
     assert!(kinds.contains(&funmagic_sdk::types::EventKind::Progress), "live progress came through: {kinds:?}");
     assert_eq!(kinds.last(), Some(&funmagic_sdk::types::EventKind::Completed), "{kinds:?}");
 
     // Every task completes exactly once, each paid once.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    for id in &ids {
-        loop {
-            let status = clients[0].task_get(id).await.unwrap().into_inner().task.status;
-            if status == funmagic_sdk::types::TaskStatus::Completed {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "task {id} is {status:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    wait_completed(&clients[0], &ids).await;
     let balance = clients[1].credits_balance_get().await.unwrap().into_inner();
     assert_eq!((balance.balance, balance.reserved), (100 - ids.len() as i64, 0));
     assert!(state.store().credits_invariant_violations(user.id).await.unwrap().is_empty());
@@ -167,7 +136,7 @@ async fn the_scale_out_core_runs_on_a_redis_cluster() {
     // Rate limits: the third API allows two submits a minute, counted in the one window
     // every API shares on the cluster, where this minute's 43 already are.
     let limited = client(&url3, &token);
-    let (status, code) = crate::err_code(limited.task_create(None, &echo(100)).await);
+    let (status, code) = crate::err_code(limited.task_create(None, &echo_task(100, 0)).await);
     assert_eq!((status, code.as_str()), (429, "RATE_LIMITED"));
 
     // The session cache: a session revoked on one API is refused on the other at once.

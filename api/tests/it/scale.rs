@@ -98,6 +98,62 @@ pub(crate) async fn seeded_user(
     (state, user, token)
 }
 
+/// `echo` with input `{i, delayMs}`.
+pub(crate) fn echo_task(i: usize, delay_ms: u64) -> funmagic_sdk::types::TaskCreateRequest {
+    serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "i": i, "delayMs": delay_ms } })).unwrap()
+}
+
+/// The core load over two API processes: one submit sent twice with the same
+/// Idempotency-Key `key` (one task), then 40 submits at once alternating between the APIs.
+/// Returns the 41 task ids.
+pub(crate) async fn submit_across(clients: &[funmagic_sdk::Client; 2], key: &str) -> Vec<uuid::Uuid> {
+    let key: funmagic_sdk::types::TaskCreateIdempotencyKey = key.parse().unwrap();
+    let first = clients[0].task_create(Some(&key), &echo_task(0, 0)).await.unwrap().into_inner().task;
+    let again = clients[1].task_create(Some(&key), &echo_task(0, 0)).await.unwrap().into_inner().task;
+    assert_eq!(first.id, again.id, "one task per Idempotency-Key");
+    let submits = (1..=40).map(|i| {
+        let client = clients[i % 2].clone();
+        let body = echo_task(i, 20);
+        async move { client.task_create(None, &body).await.map(|r| r.into_inner().task.id) }
+    });
+    let mut ids: Vec<uuid::Uuid> =
+        futures::future::join_all(submits).await.into_iter().collect::<Result<_, _>>().expect("every submit accepted");
+    ids.push(first.id);
+    ids
+}
+
+/// The kinds of a task's events, followed from the start until its stream ends.
+pub(crate) async fn follow_kinds(
+    client: &funmagic_sdk::Client,
+    task: uuid::Uuid,
+) -> Vec<funmagic_sdk::types::EventKind> {
+    let mut follower = funmagic_sdk::events::TaskFollower::new(client, task, 0);
+    let mut kinds = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = follower.next().await {
+            kinds.push(event.unwrap().kind);
+        }
+    })
+    .await
+    .expect("the task's stream ends");
+    kinds
+}
+
+/// Waits (90 s at most) until every task of `ids` has completed.
+pub(crate) async fn wait_completed(client: &funmagic_sdk::Client, ids: &[uuid::Uuid]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    for id in ids {
+        loop {
+            let status = client.task_get(id).await.unwrap().into_inner().task.status;
+            if status == funmagic_sdk::types::TaskStatus::Completed {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "task {id} is {status:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apis_two_workers_one_killed() {
     let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };

@@ -474,6 +474,14 @@ async fn a_relay_hands_its_deliveries_to_a_listener(app: TestApp) {
     let neither: types::WebhookRelayAnswer = serde_json::from_value(json!({ "latencyMs": 1 })).unwrap();
     let err = client.webhook_relay_answer(&id, &third[0].delivery_id, &neither).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(422));
+    // A 410 from the local server is logged as it came and retried: a relay is not disabled.
+    app.advance_clock(Duration::from_secs(40 * 60));
+    let fourth = client.webhook_relay_pull(&id, &pull(5)).await.unwrap().into_inner().messages;
+    assert_eq!((fourth.len(), fourth[0].attempt), (1, 4));
+    let gone = client.webhook_relay_answer(&id, &fourth[0].delivery_id, &answer(Some(410))).await.unwrap().into_inner();
+    assert_eq!(gone.status, types::WebhookDeliveryStatus::Pending);
+    assert_eq!(gone.attempt_log.last().unwrap().status_code, Some(410));
+    assert!(client.webhook_endpoint_get(&id).await.unwrap().into_inner().enabled, "a relay stays enabled");
     assert!(local.got().is_empty(), "the server never sent to the listener's URL itself");
 
     // A relay nobody pulls for an hour goes, with its deliveries.
