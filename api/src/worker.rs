@@ -175,7 +175,10 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
                     }
                     backlog.extend(found);
                 }
-                Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "XAUTOCLAIM failed");
+                    recreate_lost_group(&queue, &e).await;
+                }
             }
         }
         let delivered = match backlog.pop_front() {
@@ -207,6 +210,7 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
                 drop(permit);
                 reader = None;
                 tracing::warn!(error = %e, "reading the Redis queue failed; reconnecting");
+                recreate_lost_group(&queue, &e).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -223,6 +227,19 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     while running.join_next().await.is_some() {}
     for helper in helpers {
         helper.abort();
+    }
+}
+
+/// A Redis that restarted empty (it keeps nothing on disk) has lost the stream and its
+/// consumer group: every read answers NOGROUP until the group exists again. It is made
+/// again from the start of the stream, so the reconciler's re-sent entries are read.
+async fn recreate_lost_group(queue: &RedisQueue, err: &redis::RedisError) {
+    if err.code() != Some("NOGROUP") {
+        return;
+    }
+    match queue.ensure_group().await {
+        Ok(()) => tracing::warn!("the Redis queue's consumer group was gone (Redis restarted empty?); made it again"),
+        Err(e) => tracing::warn!(error = %e, "making the Redis queue's consumer group again failed"),
     }
 }
 

@@ -5,6 +5,9 @@
 //! - `cargo xtask codegen --check` fails when either file is stale (CI, and a unit test).
 //! - `cargo xtask bench` builds in release and prints the speed numbers (local provider
 //!   algorithms on 1024×1024, queue pickup latency and throughput on both queues).
+//! - `cargo xtask chaos [--seed N] [--minutes M]` runs the chaos suite
+//!   (`api/tests/it/chaos/`): a real deployment under a seeded fault schedule, checked
+//!   against the invariants; exits non-zero on a violation.
 //! - `cargo xtask arch [--check]` reports the server crate's shape (module sizes and
 //!   dependencies, cycles, stringly-typed domain values, longest functions).
 
@@ -34,6 +37,18 @@ enum Command {
     },
     /// Speed numbers in a release build (api/benches/bench.rs); tests never time things.
     Bench,
+    /// The chaos suite: 2 API + 2 worker processes on their own PostgreSQL and Redis behind
+    /// fault-injecting proxies, simulated users, faults drawn from the seed, invariants
+    /// checked throughout; exits non-zero (printing the seed, the schedule and the first
+    /// broken invariant) on a violation.
+    Chaos {
+        /// The seed of the fault schedule and of the users' choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long faults are injected (then the run waits for every task to end).
+        #[arg(long, default_value_t = 3.0)]
+        minutes: f64,
+    },
     /// The server crate's shape: lines per module, module dependencies and cycles, domain
     /// values spelled as strings, the longest functions.
     Arch {
@@ -52,6 +67,7 @@ fn main() -> ExitCode {
         Command::Codegen { check } => run_codegen(check),
         Command::Bench => run_bench(),
         Command::Arch { root, check } => run_arch(root, check),
+        Command::Chaos { seed, minutes } => run_chaos(seed, minutes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +89,36 @@ fn run_bench() -> Result<()> {
         .context("running cargo bench")?;
     if !status.success() {
         bail!("the benchmark failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_chaos(seed: u64, minutes: f64) -> Result<()> {
+    if !(minutes > 0.0) {
+        bail!("--minutes must be positive");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // --workspace: the feature set of `cargo test --workspace`, so nothing is rebuilt.
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "test",
+            "--locked",
+            "--workspace",
+            "--test",
+            "it",
+            "--",
+            "--ignored",
+            "--exact",
+            "chaos::chaos",
+            "--nocapture",
+        ])
+        .env("CHAOS_SEED", seed.to_string())
+        .env("CHAOS_MINUTES", minutes.to_string())
+        .status()
+        .context("running the chaos suite")?;
+    if !status.success() {
+        bail!("the chaos suite failed for seed {seed} ({status})");
     }
     Ok(())
 }

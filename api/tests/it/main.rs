@@ -7,6 +7,7 @@ mod assets;
 mod auth;
 mod banners;
 mod binary;
+mod chaos;
 mod config;
 mod credits;
 mod credits_prop;

@@ -181,3 +181,26 @@ async fn reconciler_resends_lost_entries() {
         redis::cmd("KEYS").arg(format!("{}*progress*", redis.key(""))).query_async(&mut conn).await.unwrap();
     assert!(keys.is_empty(), "the latest progress is dropped at the end: {keys:?}");
 }
+
+/// Scale-out: Redis restarted empty (found by the chaos suite, seed 1): the stream and its
+/// consumer group are gone, and every read answered NOGROUP for ever. The workers make the
+/// group again, and tasks submitted afterwards run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_a_redis_that_lost_the_queue() {
+    let mut extra = SettingsLayer::default();
+    extra.tasks.reconcile_secs = Some(2);
+    let Some(app) = TestApp::spawn_with(TestBackend::ScaleOut, extra).await else { return };
+    let ada = funded(&app, "ada@example.com", 10).await;
+    let as_ada = client_as(&app, &ada.token);
+    let first = as_ada.task_create(None, &echo(serde_json::json!({"n": 1}))).await.unwrap().into_inner().task;
+    assert_eq!(ended(&as_ada, first.id).await.status.to_string(), "completed");
+    // What a restart of a Redis that keeps nothing does to the queue: the stream (with its
+    // group) and the delayed set vanish.
+    let redis = app.state().redis().unwrap();
+    let queue = funmagic_api::queue::RedisQueue::new(redis);
+    let mut conn = redis.conn();
+    let deleted: i64 = redis::cmd("DEL").arg(queue.stream_key()).query_async(&mut conn).await.unwrap();
+    assert_eq!(deleted, 1);
+    let second = as_ada.task_create(None, &echo(serde_json::json!({"n": 2}))).await.unwrap().into_inner().task;
+    assert_eq!(ended(&as_ada, second.id).await.status.to_string(), "completed");
+}

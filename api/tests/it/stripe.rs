@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 
 use crate::{actor, client_as, err_code};
 
-const WEBHOOK_SECRET: &str = "whsec_test_secret";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
 #[derive(Clone, Default)]
-struct FakeStripe {
+pub(crate) struct FakeStripe {
     /// Idempotency-Key → session id, as Stripe replays.
     by_key: Arc<Mutex<HashMap<String, String>>>,
     created: Arc<Mutex<Vec<HashMap<String, String>>>>,
@@ -58,7 +58,7 @@ fn create_session(
     )
 }
 
-async fn start_fake() -> (String, FakeStripe) {
+pub(crate) async fn start_fake() -> (String, FakeStripe) {
     let fake = FakeStripe::default();
     let app = Route::new().at("/v1/checkout/sessions", poem::post(create_session)).data(fake.clone());
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
@@ -67,7 +67,7 @@ async fn start_fake() -> (String, FakeStripe) {
     (format!("http://{addr}"), fake)
 }
 
-fn signed(payload: &str, timestamp: i64, secret: &str) -> String {
+pub(crate) fn signed(payload: &str, timestamp: i64, secret: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.{payload}").as_bytes());
     format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
@@ -85,7 +85,7 @@ async fn deliver(app: &TestApp, event: &Value, signature: Option<String>) -> (u1
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
-fn event(id: &str, kind: &str, session: &str, payment_status: &str) -> Value {
+pub(crate) fn event(id: &str, kind: &str, session: &str, payment_status: &str) -> Value {
     json!({
         "id": id, "object": "event", "type": kind, "api_version": "2024-06-20",
         "created": chrono::Utc::now().timestamp(),
