@@ -351,23 +351,29 @@ macro_rules! ledger_queries {
                 &self,
                 user_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<Vec<String>> {
-                let mut conn = self.pool.acquire().await?;
-                let c = Self::credits_row_on(&mut conn, user_id).await?;
-                let (sum_amount, sum_reserved): (Option<i64>, Option<i64>) =
-                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_TRANSACTION_SUMS)
+                type Snapshot = (
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                );
+                let (balance, reserved, earned, spent, sum_amount, sum_reserved, pending, last_balance, last_reserved): Snapshot =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_SNAPSHOT)
                         .bind(user_id)
-                        .fetch_one(&mut *conn)
+                        .fetch_one(&self.pool)
                         .await?;
-                let pending: Option<i64> =
-                    sqlx::query_scalar($crate::store::sql::ledger::CREDITS_INVARIANT_PENDING_RESERVATIONS)
-                        .bind(user_id)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                let last: Option<(i64, i64)> =
-                    sqlx::query_as($crate::store::sql::ledger::CREDITS_INVARIANT_LAST_TRANSACTION)
-                        .bind(user_id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                let c = $crate::store::CreditsRow {
+                    balance: balance.unwrap_or(0),
+                    reserved_balance: reserved.unwrap_or(0),
+                    lifetime_earned: earned.unwrap_or(0),
+                    lifetime_spent: spent.unwrap_or(0),
+                };
+                let last = last_balance.zip(last_reserved);
                 let mut v = Vec::new();
                 if c.balance < 0 {
                     v.push(format!("balance {} < 0", c.balance));

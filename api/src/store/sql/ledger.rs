@@ -42,10 +42,15 @@ statements! {
     FROM credit_transactions
     WHERE user_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3)
     ORDER BY id DESC LIMIT $4";
-    /// `credits_invariant_violations`
-    CREDITS_INVARIANT_TRANSACTION_SUMS = "SELECT CAST(SUM(amount) AS BIGINT), CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1";
-    /// `credits_invariant_violations`
-    CREDITS_INVARIANT_PENDING_RESERVATIONS = "SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'";
+    /// `credits_invariant_violations`: everything it compares, read by one statement so
+    /// that it is one snapshot (separate reads under live traffic disagree with each other).
+    CREDITS_INVARIANT_SNAPSHOT = "SELECT c.balance, c.reserved_balance, c.lifetime_earned, c.lifetime_spent,
+    (SELECT CAST(SUM(amount) AS BIGINT) FROM credit_transactions WHERE user_id = $1),
+    (SELECT CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1),
+    (SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'),
+    (SELECT balance_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1),
+    (SELECT reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1)
+    FROM (SELECT 1 AS one) o LEFT JOIN credits c ON c.user_id = $1";
     /// `credits_ledger_violations`
     CREDITS_LEDGER_ACCOUNTS = "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_balance), 0) AS BIGINT),
     CAST(COUNT(CASE WHEN balance < 0 OR reserved_balance < 0 OR reserved_balance > balance OR lifetime_earned - lifetime_spent <> balance THEN 1 END) AS BIGINT)
@@ -54,8 +59,6 @@ statements! {
     CREDITS_LEDGER_TRANSACTIONS = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) FROM credit_transactions";
     /// `credits_ledger_violations`
     CREDITS_LEDGER_PENDING = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_reservations WHERE status = 'pending'";
-    /// `credits_invariant_violations`
-    CREDITS_INVARIANT_LAST_TRANSACTION = "SELECT balance_after, reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1";
     /// `credit_package_list`
     CREDIT_PACKAGE_LIST = "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
     FROM credit_packages WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY sort_order, price, id";
