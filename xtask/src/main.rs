@@ -94,7 +94,7 @@ fn run_bench() -> Result<()> {
 }
 
 fn run_chaos(seed: u64, minutes: f64) -> Result<()> {
-    if !(minutes > 0.0) {
+    if !minutes.is_finite() || minutes <= 0.0 {
         bail!("--minutes must be positive");
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -511,6 +511,7 @@ async fn run(seed: u64, length: Duration, plan: &[Planned]) -> Vec<String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let settled_in = faults_over.elapsed();
+    let last_fault_ended = deployment.applied.lock().unwrap().iter().map(|a| a.to).max().unwrap_or(started);
     for (id, status) in open.iter().take(10) {
         violations.push(format!("task {id} is still {status} {:.0}s after the faults stopped", SETTLE.as_secs_f64()));
     }
@@ -544,7 +545,11 @@ async fn run(seed: u64, length: Duration, plan: &[Planned]) -> Vec<String> {
     for (kind, n) in &kinds {
         eprintln!("  {n:>4}  {kind}");
     }
-    eprintln!("tasks by status: {tasks:?}; every task ended {:.1}s after the faults stopped", settled_in.as_secs_f64());
+    eprintln!(
+        "tasks by status: {tasks:?}; the last task ended {:.1}s after the load stopped ({:.1}s after the last fault)",
+        settled_in.as_secs_f64(),
+        (faults_over + settled_in).saturating_duration_since(last_fault_ended).as_secs_f64()
+    );
     eprintln!("answers by status: {:?}", world.rec.statuses.lock().unwrap());
     eprintln!("transport errors (a process down): {}", world.rec.transport_errors.load(Ordering::Relaxed));
     for (what, n) in world.rec.counts.lock().unwrap().iter() {
@@ -594,7 +599,9 @@ async fn check_end(
         }
     }
     // Spent = the cost of completed work (every tool here has one step), nothing reserved.
-    let money: Vec<(Uuid, String, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+    // (task, status, cost, its reservation's status, what the reservation spent)
+    type Money = (Uuid, String, i64, Option<String>, Option<i64>);
+    let money: Vec<Money> = sqlx::query_as(
         "SELECT t.id, t.status, t.credits_cost, r.status, r.spent
            FROM tasks t LEFT JOIN credit_reservations r ON r.reference_id = t.id::text",
     )
@@ -635,6 +642,32 @@ async fn check_end(
         if spent != cost {
             violations.push(format!("user {user} spent {spent} on tasks, the completed work cost {cost}"));
         }
+    }
+    // Webhooks: every terminal event of a subscriber's task has its delivery (written with
+    // the event), and none is overdue (a dispatcher that lost it, or a lease never freed).
+    let subscribers: Vec<Uuid> = world.users.iter().take(USERS / 2).map(|u| u.id).collect();
+    let missing: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT e.task_id, e.seq FROM task_events e JOIN tasks t ON t.id = e.task_id
+          WHERE t.user_id = ANY($1) AND e.type IN ('completed', 'failed', 'cancelled')
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.task_id = e.task_id AND d.seq = e.seq)",
+    )
+    .bind(&subscribers)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (task, seq) in missing.iter().take(5) {
+        violations.push(format!("the terminal event {seq} of task {task} has no webhook delivery"));
+    }
+    let overdue: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM webhook_deliveries
+          WHERE status = 'pending' AND next_attempt_at < $1 AND (lease_until IS NULL OR lease_until < $1)",
+    )
+    .bind(chrono::Utc::now() - chrono::Duration::seconds(30))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    if overdue.0 != 0 {
+        violations.push(format!("{} webhook deliveries are more than 30 s overdue", overdue.0));
     }
     // The queue is empty.
     let queued: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM task_queue").fetch_one(pool).await.unwrap();
