@@ -348,10 +348,15 @@ async fn listen(
         .build()
         .map_err(|e| CliError::other(e.to_string()))?;
     let pull = types::WebhookRelayPull { limit: std::num::NonZeroU32::new(10), wait_secs: Some(25) };
-    let result = loop {
+    // One Ctrl-C listener for the whole loop: a new `ctrl_c()` per wait would miss a
+    // Ctrl-C pressed between two waits (while an answer is reported), and with the handler
+    // installed the default action no longer ends the process.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let result = 'relay: loop {
         let batch = tokio::select! {
             batch = ctx.client.webhook_relay_pull(&relay, &pull) => batch,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = &mut interrupted => break Ok(()),
         };
         let batch = match batch {
             Ok(batch) => batch.into_inner(),
@@ -360,10 +365,15 @@ async fn listen(
         for m in batch.messages {
             let answer = tokio::select! {
                 answer = forward(&http, &target, &m) => answer,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = &mut interrupted => break 'relay Ok(()),
             };
             show_relayed(ctx, &m, &answer);
-            if let Err(e) = ctx.client.webhook_relay_answer(&relay, &m.delivery_id, &answer).await {
+            let report = ctx.client.webhook_relay_answer(&relay, &m.delivery_id, &answer);
+            let reported = tokio::select! {
+                reported = report => reported,
+                _ = &mut interrupted => break 'relay Ok(()),
+            };
+            if let Err(e) = reported {
                 eprintln!("could not report the answer to {} (it is sent again after its lease): {e}", m.webhook_id);
             }
         }

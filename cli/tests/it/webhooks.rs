@@ -211,4 +211,67 @@ async fn listen_forwards_events_to_a_local_url(app: TestApp) {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["endpoints"], serde_json::json!([]));
 }
 
-funmagic_api::test_both_backends!(webhooks_from_the_cli, listen_forwards_events_to_a_local_url);
+/// Ctrl-C while the local app is still answering a forwarded event ends the listener at once
+/// and removes its relay. (It used to stop only that batch and go back to pulling; and a
+/// Ctrl-C between two waits was lost, so a CI run saw `listen` ignore it.)
+async fn listen_stops_on_ctrl_c_mid_forward(app: TestApp) {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    use tokio::io::AsyncBufReadExt;
+    let cfg = TempDir::new("cli-listen-stop");
+    let user = crate::signed_in(&app, "listen-stop@example.com", Role::User, 10).await;
+    // The local app takes the request and never answers.
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    let endpoint = poem::endpoint::make(move |_req: poem::Request| {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            poem::Response::builder().body("late")
+        }
+    });
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    let forward_to = format!("http://{addr}/hook");
+    let url = app.base_url();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic"))
+        .args(["--api-url", url.as_str(), "--token", &user, "webhooks", "listen", "--forward-to", &forward_to])
+        .args(["--event", "task.queued", "--timeout", "60"])
+        .env("FUNMAGIC_CONFIG_DIR", cfg.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let secret =
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let client = funmagic_sdk::ClientBuilder::new(&url).token(&user).build().unwrap();
+    let request: funmagic_sdk::types::TaskCreateRequest =
+        serde_json::from_value(serde_json::json!({ "toolSlug": "echo", "input": { "stop": 1 } })).unwrap();
+    client.task_create(None, &request).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the event was never forwarded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("Ctrl-C mid-forward ends the listener")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let list = run(&app, &cfg, &user, &["--json", "webhooks", "list"]).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap()["endpoints"], serde_json::json!([]));
+}
+
+funmagic_api::test_both_backends!(
+    webhooks_from_the_cli,
+    listen_forwards_events_to_a_local_url,
+    listen_stops_on_ctrl_c_mid_forward
+);
