@@ -321,16 +321,8 @@ macro_rules! ledger_queries {
             /// accounts out of bounds, and balances or reservations that the transactions
             /// and pending reservations do not add up to.
             pub async fn credits_ledger_violations(&self) -> $crate::store::StoreResult<Vec<String>> {
-                let mut conn = self.pool.acquire().await?;
-                let (balance, reserved, bad_accounts): (i64, i64, i64) =
-                    sqlx::query_as($crate::store::sql::ledger::CREDITS_LEDGER_ACCOUNTS).fetch_one(&mut *conn).await?;
-                let (amounts, reserved_deltas): (i64, i64) =
-                    sqlx::query_as($crate::store::sql::ledger::CREDITS_LEDGER_TRANSACTIONS)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                let pending: i64 = sqlx::query_scalar($crate::store::sql::ledger::CREDITS_LEDGER_PENDING)
-                    .fetch_one(&mut *conn)
-                    .await?;
+                let (balance, reserved, bad_accounts, amounts, reserved_deltas, pending): (i64, i64, i64, i64, i64, i64) =
+                    sqlx::query_as($crate::store::sql::ledger::CREDITS_LEDGER_SNAPSHOT).fetch_one(&self.pool).await?;
                 let mut v = Vec::new();
                 if bad_accounts > 0 {
                     v.push(format!("{bad_accounts} account(s) with a balance or reservation out of bounds"));

@@ -21,7 +21,8 @@ funmagic_api::test_both_backends!(
 
 /// Found by the chaos suite (seed 3): the per-account check read the account, the sums and
 /// the last row with separate statements, so under live traffic it reported violations
-/// that were only writes landing between its reads. It reads one snapshot now.
+/// that were only writes landing between its reads; the all-accounts check (the ledger
+/// metric and its alert) did the same. Each reads one snapshot now.
 async fn the_ledger_check_reads_one_snapshot_under_traffic(app: TestApp) {
     let ada = actor(&app, "ada@example.com", Role::User).await;
     let state = Arc::new(app.state().clone());
@@ -40,6 +41,9 @@ async fn the_ledger_check_reads_one_snapshot_under_traffic(app: TestApp) {
     let mut checks = 0;
     while writers.iter().any(|w| !w.is_finished()) {
         assert_invariants(&app, ada.id).await;
+        // The all-accounts check behind the ledger metric and its alert, too.
+        let all = app.state().store().credits_ledger_violations().await.unwrap();
+        assert!(all.is_empty(), "{all:?}");
         checks += 1;
     }
     for w in writers {

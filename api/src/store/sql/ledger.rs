@@ -51,14 +51,15 @@ statements! {
     (SELECT balance_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1),
     (SELECT reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1)
     FROM (SELECT 1 AS one) o LEFT JOIN credits c ON c.user_id = $1";
-    /// `credits_ledger_violations`
-    CREDITS_LEDGER_ACCOUNTS = "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_balance), 0) AS BIGINT),
-    CAST(COUNT(CASE WHEN balance < 0 OR reserved_balance < 0 OR reserved_balance > balance OR lifetime_earned - lifetime_spent <> balance THEN 1 END) AS BIGINT)
-    FROM credits";
-    /// `credits_ledger_violations`
-    CREDITS_LEDGER_TRANSACTIONS = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) FROM credit_transactions";
-    /// `credits_ledger_violations`
-    CREDITS_LEDGER_PENDING = "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_reservations WHERE status = 'pending'";
+    /// `credits_ledger_violations`: one statement, so one snapshot (separate reads under live
+    /// traffic disagree with each other, and the alert on this check would fire for nothing).
+    CREDITS_LEDGER_SNAPSHOT = "SELECT a.balance, a.reserved, a.bad, t.amounts, t.reserved_deltas, p.pending FROM
+    (SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) AS balance, CAST(COALESCE(SUM(reserved_balance), 0) AS BIGINT) AS reserved,
+            CAST(COUNT(CASE WHEN balance < 0 OR reserved_balance < 0 OR reserved_balance > balance OR lifetime_earned - lifetime_spent <> balance THEN 1 END) AS BIGINT) AS bad
+       FROM credits) a,
+    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amounts, CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) AS reserved_deltas
+       FROM credit_transactions) t,
+    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS pending FROM credit_reservations WHERE status = 'pending') p";
     /// `credit_package_list`
     CREDIT_PACKAGE_LIST = "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
     FROM credit_packages WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY sort_order, price, id";
