@@ -46,7 +46,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Openapi => unreachable!("handled before configuration is loaded"),
         Command::Migrate => {
-            let state = AppState::build(settings, Migrations::Apply).await?;
+            let state = build_waiting(settings, Migrations::Apply).await?;
             tracing::info!("database is up to date");
             state.store().close().await;
         }
@@ -97,7 +97,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let listen = settings.listen;
             let workers = workers.unwrap_or(if settings.database.url.is_none() { 4 } else { 0 });
             let bootstrap = settings.auth.bootstrap_admin && settings.database.url.is_none();
-            let state = AppState::build(settings, Migrations::AtStart).await?;
+            let state = build_waiting(settings, Migrations::AtStart).await?;
             if bootstrap
                 && let Some((email, password)) =
                     flows::bootstrap_admin(&state).await.map_err(|e| anyhow::anyhow!("{}", e.message))?
@@ -132,7 +132,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::Worker { concurrency } => {
-            let state = AppState::build(settings, Migrations::AtStart).await?;
+            let state = build_waiting(settings, Migrations::AtStart).await?;
             serve_metrics(&state).await?;
             tracing::info!(concurrency, "worker started");
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -149,6 +149,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `GET /metrics` on `metrics.listen`, when set (API and worker processes alike).
+/// [`AppState::build`], retried while PostgreSQL or Redis is unreachable (a rolling restart,
+/// a failover, a machine booting) for `startup_wait_secs`, instead of exiting into a
+/// supervisor's restart loop; a wrong setting still fails at once.
+async fn build_waiting(settings: Settings, migrations: Migrations) -> anyhow::Result<AppState> {
+    let wait = std::time::Duration::from_secs(settings.startup_wait_secs);
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match AppState::build(settings.clone(), migrations).await {
+            Ok(state) => return Ok(state),
+            Err(e) if e.retryable && started.elapsed() + pause < wait => {
+                tracing::warn!(
+                    "{e}; retrying in {:.1} s (for up to {} s in all: FUNMAGIC_STARTUP_WAIT_SECS)",
+                    pause.as_secs_f64(),
+                    wait.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 async fn serve_metrics(state: &AppState) -> anyhow::Result<()> {
     if let Some(listen) = state.settings().metrics.listen {
         funmagic_api::telemetry::serve(state.clone(), listen)

@@ -105,9 +105,10 @@ impl RedisHandle {
         let Some(url) = &settings.url else { return Ok(None) };
         let urls: Vec<&str> = url.expose_secret().split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let redacted = urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(",");
-        let unreachable =
-            |e: &dyn std::fmt::Display| ConfigError::new("REDIS_URL", format!("cannot connect to {redacted}: {e}"));
-        let timed_out = || ConfigError::new("REDIS_URL", format!("cannot connect to {redacted}: timed out"));
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ConfigError::unreachable("REDIS_URL", format!("cannot connect to {redacted}: {e}"))
+        };
+        let timed_out = || ConfigError::unreachable("REDIS_URL", format!("cannot connect to {redacted}: timed out"));
         let target = if urls.len() > 1 || settings.cluster {
             let client = ClusterClient::builder(urls.iter().copied())
                 .connection_timeout(timeout)
@@ -151,7 +152,7 @@ impl RedisHandle {
         handle
             .ping()
             .await
-            .map_err(|e| ConfigError::new("REDIS_URL", format!("{} does not answer PING: {e}", handle.url)))?;
+            .map_err(|e| ConfigError::unreachable("REDIS_URL", format!("{} does not answer PING: {e}", handle.url)))?;
         Ok(Some(handle))
     }
 

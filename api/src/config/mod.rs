@@ -48,11 +48,19 @@ pub fn settings_table() -> &'static [SettingDoc] {
 pub struct ConfigError {
     pub setting: String,
     pub problem: String,
+    /// The setting may be right and its service not up yet (unreachable, starting): worth
+    /// retrying at start (`startup_wait_secs`).
+    pub retryable: bool,
 }
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self { setting: setting.into(), problem: problem.into(), retryable: false }
+    }
+
+    /// A service that did not answer (or is starting up): [`ConfigError::retryable`].
+    pub fn unreachable(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { retryable: true, ..Self::new(setting, problem) }
     }
 }
 
@@ -86,6 +94,11 @@ section! {
             default: 60u64,
             check: at_least(1),
             help: "a connection that sends and receives nothing this long is closed (half-sent requests, idle keep-alives)",
+        },
+        startup_wait_secs: u64 {
+            env: "FUNMAGIC_STARTUP_WAIT_SECS",
+            default: 60u64,
+            help: "serve, worker and migrate retry an unreachable PostgreSQL or Redis for this long at start before giving up (0: fail at once); bad settings fail at once",
         },
         header_timeout_secs: u64 {
             env: "FUNMAGIC_HEADER_TIMEOUT_SECS",
@@ -191,6 +204,8 @@ pub struct Settings {
     pub idle_timeout_secs: u64,
     /// An HTTP/1 request head must arrive whole this soon after its first byte.
     pub header_timeout_secs: u64,
+    /// How long a starting process retries an unreachable PostgreSQL or Redis.
+    pub startup_wait_secs: u64,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: Option<S3Settings>,
@@ -231,6 +246,7 @@ impl SettingsLayer {
             web_url: server.web_url.map(|u| u.trim_end_matches('/').to_string()),
             idle_timeout_secs: server.idle_timeout_secs,
             header_timeout_secs: server.header_timeout_secs,
+            startup_wait_secs: server.startup_wait_secs,
             database: self.database.values()?,
             redis: self.redis.values()?,
             s3: self.s3.values()?.resolve()?,

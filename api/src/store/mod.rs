@@ -70,6 +70,12 @@ impl StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) => {
                 let name = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
+                // PostgreSQL's own "not now": a connection problem (class 08), a server
+                // shutting down or starting up (57P01–57P03), too many connections (53300).
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300") {
+                    return StoreError::Unavailable(err.to_string());
+                }
                 if db.is_unique_violation() {
                     StoreError::Conflict(name)
                 } else if db.is_check_violation()
@@ -145,7 +151,12 @@ impl Store {
                     .await
                     .map(Store::Postgres)
                     .map_err(|e| {
-                        ConfigError::new("DATABASE_URL", format!("cannot connect to {}: {e}", redact_url(&url)))
+                        let problem = format!("cannot connect to {}: {e}", redact_url(&url));
+                        match StoreError::from_sqlx(e) {
+                            // Not up (yet), or starting: worth waiting for.
+                            StoreError::Unavailable(_) => ConfigError::unreachable("DATABASE_URL", problem),
+                            _ => ConfigError::new("DATABASE_URL", problem),
+                        }
                     })
             }
             DatabaseTarget::Sqlite(path) => {

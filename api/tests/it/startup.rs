@@ -113,3 +113,69 @@ async fn a_previous_release_starts_on_a_schema_one_migration_ahead() {
         again.store().close().await;
     }
 }
+
+/// A process started while Redis is not up yet waits for it (`startup_wait_secs`) and
+/// starts once it answers, instead of exiting into a supervisor's restart loop (the chaos
+/// suite saw APIs restarted during a Redis outage exit); with no wait it fails at once,
+/// naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_redis_that_is_not_up_yet() {
+    use tokio::io::AsyncBufReadExt;
+    let (Some(db), Some(prefix)) =
+        (funmagic_api::testing::TestDatabase::create().await, funmagic_api::testing::TestRedisPrefix::create().await)
+    else {
+        return;
+    };
+    let dir = TempDir::new("startup-wait");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = |wait: &str| {
+        let mut cmd =
+            crate::scale::command(&dir, &db, &prefix, &["serve", "--listen", "127.0.0.1:0", "--workers", "0"]);
+        cmd.env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+            .env("FUNMAGIC_DATABASE_CONNECT_TIMEOUT_SECS", "1")
+            .env("FUNMAGIC_STARTUP_WAIT_SECS", wait)
+            .env("FUNMAGIC_LOG", "warn,funmagic_server=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+
+    // No wait: fails at once, naming REDIS_URL.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), serve("0").output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_URL"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Waiting: it says so, and starts when Redis comes up.
+    let mut child = serve("60").spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut redis: Option<std::process::Child> = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("never started: {seen:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the server exited: {seen:#?}"));
+        if line.contains("listening on") {
+            assert!(redis.is_some(), "it started before Redis did: {seen:#?}");
+            break;
+        }
+        if line.contains("FUNMAGIC_STARTUP_WAIT_SECS") && redis.is_none() {
+            assert!(line.contains("REDIS_URL"), "{line}");
+            redis = Some(
+                std::process::Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server"),
+            );
+        }
+        seen.push(line);
+    }
+    let _ = child.start_kill();
+    if let Some(mut redis) = redis {
+        let _ = redis.kill();
+        let _ = redis.wait();
+    }
+}
