@@ -348,19 +348,40 @@ async fn a_killed_worker_resumes_the_provider_job_elsewhere() {
 /// A fal.ai provider on the loopback fake and a one-step background-removal tool `slug`
 /// (cost 7) on it, as an admin would set them up.
 pub(crate) async fn seed_fal_tool(state: &AppState, fake: &crate::fakes::Fake, slug: &str) {
+    let step = ProviderStep { id: "cut", kind: "background-remove", model: "fal-ai/birefnet", cost: 7 };
+    seed_provider_tool(state, funmagic_api::store::ProviderKind::Fal, fake.base.clone(), slug, step).await;
+}
+
+/// The one step of a tool [`seed_provider_tool`] makes.
+pub(crate) struct ProviderStep {
+    pub(crate) id: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) model: &'static str,
+    pub(crate) cost: i64,
+}
+
+/// A provider of `kind` at `base_url` (with a sealed API key) and a one-step tool `slug` on
+/// it, written straight to the store as an admin's set-up would leave them.
+pub(crate) async fn seed_provider_tool(
+    state: &AppState,
+    kind: funmagic_api::store::ProviderKind,
+    base_url: String,
+    slug: &str,
+    step: ProviderStep,
+) {
     let now = funmagic_api::store::now();
     let provider_id = uuid::Uuid::now_v7();
     let provider = funmagic_api::store::ProviderRow {
         id: provider_id,
-        name: "fal".into(),
-        kind: funmagic_api::store::ProviderKind::Fal,
-        base_url: Some(fake.base.clone()),
+        name: kind.as_str().into(),
+        kind,
+        base_url: Some(base_url),
         is_active: true,
         is_healthy: true,
         health_checked_at: None,
         created_at: now,
         updated_at: now,
-        api_key: Some(state.master_key().encrypt(provider_id, "fal-key-scale-0001")),
+        api_key: Some(state.master_key().encrypt(provider_id, "provider-key-test-0001")),
         api_key_id: Some(state.master_key().id().to_string()),
         api_key_last4: Some("0001".into()),
         health_message: None,
@@ -368,8 +389,8 @@ pub(crate) async fn seed_fal_tool(state: &AppState, fake: &crate::fakes::Fake, s
     };
     state.store().provider_upsert(&provider).await.unwrap();
     let type_id = state.store().tool_type_list().await.unwrap()[0].id;
-    let config = serde_json::json!({ "steps": [{ "id": "cut", "name": "Cut", "type": "background-remove",
-        "providerId": provider_id, "providerModel": "fal-ai/birefnet", "cost": 7 }] });
+    let config = serde_json::json!({ "steps": [{ "id": step.id, "name": step.id, "type": step.kind,
+        "providerId": provider_id, "providerModel": step.model, "cost": step.cost }] });
     funmagic_api::tools::validate_config(&config, &state.store().provider_list().await.unwrap()).unwrap();
     state
         .store()
@@ -380,7 +401,7 @@ pub(crate) async fn seed_fal_tool(state: &AppState, fake: &crate::fakes::Fake, s
             description: None,
             tool_type_id: type_id,
             config: sqlx::types::Json(config),
-            credits_cost: 7,
+            credits_cost: step.cost,
             is_active: true,
             created_at: now,
             updated_at: now,

@@ -194,7 +194,7 @@ impl Proc {
         self.stopped = false;
     }
 
-    /// Whether it is running (`None`: it exited on its own, with this status).
+    /// The exit status if it has exited (`None`: running, or not started).
     pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }

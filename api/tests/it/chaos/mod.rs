@@ -727,45 +727,7 @@ async fn check_end(
 
 /// An OpenAI provider on the loopback fake and a one-step image tool `paint` (cost 3).
 async fn seed_paint_tool(state: &AppState, fake: &fakes::Fake) {
-    let now = funmagic_api::store::now();
-    let provider_id = Uuid::now_v7();
-    let provider = funmagic_api::store::ProviderRow {
-        id: provider_id,
-        name: "openai".into(),
-        kind: funmagic_api::store::ProviderKind::OpenAi,
-        base_url: Some(format!("{}/v1", fake.base)),
-        is_active: true,
-        is_healthy: true,
-        health_checked_at: None,
-        created_at: now,
-        updated_at: now,
-        api_key: Some(state.master_key().encrypt(provider_id, "openai-key-chaos-0001")),
-        api_key_id: Some(state.master_key().id().to_string()),
-        api_key_last4: Some("0001".into()),
-        health_message: None,
-        config: sqlx::types::Json(json!({})),
-    };
-    state.store().provider_upsert(&provider).await.unwrap();
-    let type_id = state.store().tool_type_list().await.unwrap()[0].id;
-    let config = json!({ "steps": [{ "id": "main", "name": "Paint", "type": "image-gen",
-        "providerId": provider_id, "providerModel": "gpt-image-1", "cost": 3 }] });
-    funmagic_api::tools::validate_config(&config, &state.store().provider_list().await.unwrap()).unwrap();
-    state
-        .store()
-        .tool_upsert(&funmagic_api::store::ToolRow {
-            id: Uuid::now_v7(),
-            slug: "paint".into(),
-            title: "Paint".into(),
-            description: None,
-            tool_type_id: type_id,
-            config: sqlx::types::Json(config),
-            credits_cost: 3,
-            is_active: true,
-            created_at: now,
-            updated_at: now,
-            featured: false,
-            position: 0,
-        })
-        .await
-        .unwrap();
+    let step = crate::scale::ProviderStep { id: "main", kind: "image-gen", model: "gpt-image-1", cost: 3 };
+    let kind = funmagic_api::store::ProviderKind::OpenAi;
+    crate::scale::seed_provider_tool(state, kind, format!("{}/v1", fake.base), "paint", step).await;
 }
