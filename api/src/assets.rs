@@ -359,7 +359,10 @@ pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppRe
 /// An expiring download URL of an admin-bucket file (banner thumbnails, style previews).
 pub async fn admin_file_url(state: &AppState, key: &str) -> Option<String> {
     let ttl = Duration::from_secs(state.settings().storage.download_url_ttl_secs);
-    state.storage().presign_get(&state.public_url(), Bucket::Admin, key, None, ttl).await.ok().map(|p| p.url)
+    // The same URL for minutes at a time: the catalogue answers that show it are compared by
+    // their bytes (ETag), and a URL that changed every second would defeat every 304.
+    let now = state.clock().now();
+    state.storage().presign_get_stable(&state.public_url(), Bucket::Admin, key, ttl, now).await.ok().map(|p| p.url)
 }
 
 /// An uploaded image of the caller's as a profile picture: published (a picture is seen by

@@ -110,7 +110,8 @@ impl LocalStore {
         }
     }
 
-    /// A URL under `{base_url}/files/…` that the server accepts until it expires.
+    /// A URL under `{base_url}/files/…` that the server accepts until it expires: `ttl` from
+    /// `signed_at` (now when `None`).
     pub fn presign(
         &self,
         base_url: &str,
@@ -118,9 +119,11 @@ impl LocalStore {
         bucket: Bucket,
         key: &str,
         ttl: Duration,
+        signed_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StorageResult<Presigned> {
         validate_key(key)?;
-        let expires_at = self.clock.now() + chrono::Duration::seconds(ttl.as_secs() as i64);
+        let expires_at =
+            signed_at.unwrap_or_else(|| self.clock.now()) + chrono::Duration::seconds(ttl.as_secs() as i64);
         let expires = expires_at.timestamp();
         let sig = hex::encode(self.mac(&Self::message(op, bucket, key, expires)).finalize().into_bytes());
         let url = format!("{base_url}/files/{}/{key}?expires={expires}&signature={sig}", bucket.local_dir());
@@ -269,6 +272,7 @@ mod tests {
                 Bucket::Private,
                 "u/m/f.png",
                 Duration::from_secs(60),
+                None,
             )
             .unwrap();
         let query: std::collections::HashMap<_, _> =

@@ -173,7 +173,7 @@ impl ObjectStore {
         ttl: Duration,
     ) -> StorageResult<Presigned> {
         match self {
-            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Put { content_type, size }, bucket, key, ttl),
+            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Put { content_type, size }, bucket, key, ttl, None),
             ObjectStore::S3(s) => s.presign_put(bucket, key, content_type, size, ttl).await,
         }
     }
@@ -188,8 +188,27 @@ impl ObjectStore {
         ttl: Duration,
     ) -> StorageResult<Presigned> {
         match self {
-            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Get, bucket, key, ttl),
-            ObjectStore::S3(s) => s.presign_get(bucket, key, filename, ttl).await,
+            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Get, bucket, key, ttl, None),
+            ObjectStore::S3(s) => s.presign_get(bucket, key, filename, ttl, None).await,
+        }
+    }
+
+    /// A download URL that is the same string for a while, for answers that are cached and
+    /// compared by their bytes (the catalogue's ETags): signed as of the start of the current
+    /// window of a quarter of `ttl` (at most 15 minutes), so it stays valid for at least
+    /// three quarters of `ttl` from now.
+    pub async fn presign_get_stable(
+        &self,
+        base_url: &str,
+        bucket: Bucket,
+        key: &str,
+        ttl: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StorageResult<Presigned> {
+        let signed_at = window_start(now, ttl);
+        match self {
+            ObjectStore::Local(l) => l.presign(base_url, SignedOp::Get, bucket, key, ttl, Some(signed_at)),
+            ObjectStore::S3(s) => s.presign_get(bucket, key, None, ttl, Some(signed_at)).await,
         }
     }
 
@@ -330,4 +349,34 @@ pub fn local_key_check(key: &str) -> StorageResult<()> {
 /// `ExposeSecret` for the local store's signer.
 pub(crate) fn secret_bytes(secret: &SecretString) -> &[u8] {
     secret.expose_secret().as_bytes()
+}
+
+/// The start of the signing window that `now` falls in, for [`ObjectStore::presign_get_stable`]:
+/// windows of a quarter of `ttl`, between 1 s and 15 minutes long.
+fn window_start(now: chrono::DateTime<chrono::Utc>, ttl: Duration) -> chrono::DateTime<chrono::Utc> {
+    let window = (ttl.as_secs() / 4).clamp(1, 15 * 60) as i64;
+    let start = now.timestamp().div_euclid(window) * window;
+    chrono::DateTime::from_timestamp(start, 0).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_urls_are_signed_as_of_the_window_start() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        let hour = Duration::from_secs(3600);
+        // A quarter of an hour, capped at 15 minutes: every instant of a window signs alike.
+        assert_eq!(window_start(at(1_800_000_000), hour), at(1_800_000_000 - 1_800_000_000 % 900));
+        assert_eq!(window_start(at(1_800_000_899), hour), window_start(at(1_800_000_001), hour));
+        assert!(window_start(at(1_800_000_000 + 900), hour) > window_start(at(1_800_000_000), hour));
+        // A short TTL gets a short window (a quarter of it), never under a second.
+        assert_eq!(window_start(at(1_000_000_007), Duration::from_secs(20)), at(1_000_000_005));
+        assert_eq!(window_start(at(1_000_000_007), Duration::from_secs(2)), at(1_000_000_007));
+        // Never later than now, so a stable URL stays valid for at least 3/4 of its TTL.
+        let week = Duration::from_secs(7 * 86_400);
+        let now = at(1_800_000_123);
+        assert!(window_start(now, week) <= now && now - window_start(now, week) < chrono::Duration::minutes(15));
+    }
 }

@@ -157,23 +157,34 @@ impl S3Store {
         })
     }
 
+    /// A download URL valid for `ttl` from `signed_at` (now when `None`): a URL signed as of
+    /// a fixed instant is the same string each time it is made.
     pub async fn presign_get(
         &self,
         bucket: Bucket,
         key: &str,
         filename: Option<&str>,
         ttl: Duration,
+        signed_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> StorageResult<Presigned> {
         let mut op = self.presigner.get_object().bucket(self.bucket_name(bucket)).key(key);
         if let Some(name) = filename {
             op = op.response_content_disposition(format!("attachment; filename=\"{name}\""));
         }
-        let request = op.presigned(Self::presigning(ttl)?).await.map_err(s3_error)?;
+        let config = match signed_at {
+            None => Self::presigning(ttl)?,
+            Some(at) => PresigningConfig::builder()
+                .start_time(at.into())
+                .expires_in(ttl)
+                .build()
+                .map_err(|e| StorageError::Io(e.to_string()))?,
+        };
+        let request = op.presigned(config).await.map_err(s3_error)?;
         Ok(Presigned {
             url: request.uri().to_string(),
             method: "GET",
             headers: vec![],
-            expires_at: crate::store::now() + chrono::Duration::seconds(ttl.as_secs() as i64),
+            expires_at: signed_at.unwrap_or_else(crate::store::now) + chrono::Duration::seconds(ttl.as_secs() as i64),
         })
     }
 

@@ -235,6 +235,22 @@ async fn catalogue_in_languages_featured_and_cached(app: TestApp) {
     let shown = anon.tool_get(&figme, None, None).await.unwrap().into_inner();
     let url = shown.style_references[0].image_url.clone().unwrap_or_else(|| panic!("no preview: {shown:?}"));
     assert_eq!(reqwest::get(&url).await.unwrap().bytes().await.unwrap().to_vec(), preview);
+    // The preview's signed URL stays the same for minutes (signed as of a 15-minute window's
+    // start), so the answer that holds it still gets its 304 seconds later.
+    let now = app.state().clock().now().timestamp();
+    if now % 900 > 880 {
+        app.advance_clock(std::time::Duration::from_secs(30)); // into the next window first
+    }
+    let fig_url = format!("{}/api/tools/figme", app.base_url());
+    let tag = http.get(&fig_url).send().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
+    app.advance_clock(std::time::Duration::from_secs(5));
+    let later = http.get(&fig_url).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(later.status(), 304, "a preview's URL must not change the tag every second");
+    app.advance_clock(std::time::Duration::from_secs(900));
+    let next_window = http.get(&fig_url).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(next_window.status(), 200, "a fresh URL in the next window");
+    let fresh = anon.tool_get(&figme, None, None).await.unwrap().into_inner().style_references[0].image_url.clone();
+    assert_eq!(reqwest::get(fresh.unwrap()).await.unwrap().bytes().await.unwrap().to_vec(), preview);
     let mut missing = fig_config.clone();
     missing["styleReferences"][0]["imageKey"] = "styles/not-uploaded.png".into();
     assert_eq!(err_code(as_admin.admin_tool_update(&figme_admin.id, &fig_input(missing)).await).0, 422);

@@ -93,6 +93,79 @@ async fn collector() -> (String, Arc<Mutex<Vec<Received>>>) {
     (format!("http://{addr}"), spans)
 }
 
+/// The environment that makes a process export its spans to the collector at `url`.
+fn otel_env(cmd: &mut tokio::process::Command, url: &str) {
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("FUNMAGIC_PROVIDER_POLL_MS", "50")
+        // Logs at info: the access log's span (not exported) then sits between the
+        // server span and the handler, as in a default deployment.
+        .env("FUNMAGIC_LOG", "info")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_SDK_DISABLED");
+}
+
+/// Submits `body` with a caller's `traceparent` and waits until the task completes;
+/// returns the trace id, the caller's span id and the task id.
+async fn submit_traced(url: &str, token: &str, body: serde_json::Value) -> (String, String, String) {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/tasks"))
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let task_id: serde_json::Value = resp.json().await.unwrap();
+    let task_id = task_id["task"]["id"].as_str().unwrap().to_string();
+    let client = funmagic_sdk::ClientBuilder::new(url).token(token).build().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = client.task_get(&task_id.parse().unwrap()).await.unwrap().into_inner();
+        if d.task.status.to_string() == "completed" {
+            break;
+        }
+        assert!(d.task.status.to_string() != "failed", "{d:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the task did not complete: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (trace_id, caller_span, task_id)
+}
+
+/// The spans of `trace_id` once every name in `wanted` and at least `clients` client spans
+/// have arrived (batches leave every 100 ms).
+async fn trace_spans(received: &Mutex<Vec<Received>>, trace_id: &str, wanted: &[&str], clients: usize) -> Vec<Received> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans: Vec<Received> =
+            received.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect();
+        let complete = wanted.iter().all(|w| spans.iter().any(|s| s.name == *w))
+            && spans.iter().filter(|s| s.kind == 3).count() >= clients;
+        if complete {
+            return spans;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "spans of the trace so far: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The span tree under `root`, one line per span, indented by depth.
+fn tree(spans: &[Received], root: &str) -> Vec<String> {
+    fn walk(spans: &[Received], parent: &str, depth: usize, lines: &mut Vec<String>) {
+        for s in spans.iter().filter(|s| s.parent == parent) {
+            lines.push(format!("{}{} [{}]", "  ".repeat(depth), s.name, s.service));
+            walk(spans, &s.span_id, depth + 1, lines);
+        }
+    }
+    let mut lines = Vec::new();
+    walk(spans, root, 0, &mut lines);
+    lines
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
     let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
@@ -131,62 +204,20 @@ async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
     );
 
     let (collector_url, received) = collector().await;
-    let otel = |cmd: &mut tokio::process::Command| {
-        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector_url)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("FUNMAGIC_PROVIDER_POLL_MS", "50")
-            // Logs at info: the access log's span (not exported) then sits between the
-            // server span and the handler, as in a default deployment.
-            .env("FUNMAGIC_LOG", "info")
-            .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_RESOURCE_ATTRIBUTES")
-            .env_remove("OTEL_SDK_DISABLED");
-    };
+    let otel = |cmd: &mut tokio::process::Command| otel_env(cmd, &collector_url);
     let (_api, url) = start_api_with(&dir, &db, &redis, otel).await;
     let mut worker = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
     otel(&mut worker);
     let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
 
     // The caller's own span: the API's server span must be its child.
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let caller_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/api/tasks"))
-        .bearer_auth(&token)
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&serde_json::json!({ "toolSlug": "cutout", "input": { "imageUrl": format!("{}/files/in.png", fake.base) } }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
-    let task_id: serde_json::Value = resp.json().await.unwrap();
-    let task_id = task_id["task"]["id"].as_str().unwrap().to_string();
-    let client = funmagic_sdk::ClientBuilder::new(&url).token(&token).build().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = client.task_get(&task_id.parse().unwrap()).await.unwrap().into_inner();
-        if d.task.status.to_string() == "completed" {
-            break;
-        }
-        assert!(d.task.status.to_string() != "failed", "{d:?}");
-        assert!(tokio::time::Instant::now() < deadline, "the task did not complete: {d:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = serde_json::json!({ "toolSlug": "cutout", "input": { "imageUrl": format!("{}/files/in.png", fake.base) } });
+    let (trace_id, caller_span, task_id) = submit_traced(&url, &token, body).await;
+    let caller_span = caller_span.as_str();
 
-    // Every span of the run reaches the collector (batches leave every 100 ms).
+    // Every span of the run reaches the collector.
     let wanted = ["POST /api/tasks", "claim task", "run task", "step cut", "settle task"];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let spans = loop {
-        let spans: Vec<Received> =
-            received.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect();
-        let complete = wanted.iter().all(|w| spans.iter().any(|s| s.name == *w))
-            && spans.iter().filter(|s| s.kind == 3).count() >= 3;
-        if complete {
-            break spans;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "spans of the trace so far: {spans:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let spans = trace_spans(&received, &trace_id, &wanted, 3).await;
     let one = |name: &str| -> &Received {
         let found: Vec<&Received> = spans.iter().filter(|s| s.name == name).collect();
         assert_eq!(found.len(), 1, "one '{name}' span: {spans:#?}");
@@ -235,14 +266,61 @@ async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
     assert!(fake.hits("GET /files/in.png").iter().all(|h| h.traceparent.is_none()));
 
     // The tree, for the record (shown with --nocapture).
-    let mut lines = Vec::new();
-    fn walk(spans: &[Received], parent: &str, depth: usize, lines: &mut Vec<String>) {
-        for s in spans.iter().filter(|s| s.parent == parent) {
-            lines.push(format!("{}{} [{}]", "  ".repeat(depth), s.name, s.service));
-            walk(spans, &s.span_id, depth + 1, lines);
-        }
-    }
-    walk(&spans, caller_span, 0, &mut lines);
+    let lines = tree(&spans, caller_span);
     println!("trace {trace_id}:\n{}", lines.join("\n"));
     assert!(lines.len() >= wanted.len() + 3);
+}
+
+/// FigMe (the default catalogue's two-step tool on the offline `local` provider), both steps
+/// in one run: one trace from the submitting request through the worker's claim, run, each
+/// step in order and the settlement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_figme_run_is_one_trace_with_a_span_per_step() {
+    let (Some(db), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else { return };
+    let dir = TempDir::new("traces-figme");
+    let (_state, _user, token) =
+        crate::scale::seeded_user(&dir, &db.url, Migrations::Apply, "figme@example.com", 100).await;
+    let fake = fakes::start().await;
+    fake.script("GET /files/photo.png", vec![Reply::bytes("image/png", funmagic_api::testing::sample_png(64, 48))]);
+    let (collector_url, received) = collector().await;
+    let otel = |cmd: &mut tokio::process::Command| otel_env(cmd, &collector_url);
+    let (_api, url) = start_api_with(&dir, &db, &redis, otel).await;
+    let mut worker = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
+    otel(&mut worker);
+    let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
+
+    let body = serde_json::json!({
+        "toolSlug": "figme",
+        "runAllSteps": true,
+        "input": { "imageUrl": format!("{}/files/photo.png", fake.base), "style": "sketch" },
+    });
+    let (trace_id, caller_span, task_id) = submit_traced(&url, &token, body).await;
+    let wanted = ["POST /api/tasks", "claim task", "run task", "step image-gen", "step 3d-gen", "settle task"];
+    let spans = trace_spans(&received, &trace_id, &wanted, 0).await;
+    let one = |name: &str| -> &Received {
+        let found: Vec<&Received> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one '{name}' span: {spans:#?}");
+        found[0]
+    };
+    let server = one("POST /api/tasks");
+    assert_eq!((server.service.as_str(), server.parent.as_str()), ("funmagic-api", caller_span.as_str()));
+    let run = one("run task");
+    assert_eq!((run.service.as_str(), run.parent.as_str()), ("funmagic-worker", server.span_id.as_str()));
+    assert_eq!(run.attributes.get("task_id"), Some(&task_id));
+    let steps: Vec<&Received> = spans.iter().filter(|s| s.name.starts_with("step ")).collect();
+    assert_eq!(steps.len(), 2, "{spans:#?}");
+    assert!(steps.iter().all(|s| s.parent == run.span_id && s.service == "funmagic-worker"), "{steps:#?}");
+    let settle = one("settle task");
+    assert_eq!(settle.parent, run.span_id);
+    assert_eq!(settle.attributes.get("task.status").map(String::as_str), Some("completed"));
+    assert!(spans.iter().all(|s| !s.error), "nothing failed: {spans:#?}");
+
+    let lines = tree(&spans, &caller_span);
+    println!("trace {trace_id} (figme):\n{}", lines.join("\n"));
+    let order: Vec<&str> = lines.iter().map(|l| l.trim_start()).filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(
+        order,
+        ["step image-gen [funmagic-worker]", "step 3d-gen [funmagic-worker]"],
+        "the steps in order, each once"
+    );
 }

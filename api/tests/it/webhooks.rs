@@ -218,10 +218,19 @@ async fn task_events_arrive_signed_retried_logged_and_replayable(app: TestApp) {
     assert_eq!(done["data"]["creditsSpent"], 1);
     assert!(done["timestamp"].is_string());
 
-    // The delivery log shows every attempt.
-    let log = client.webhook_delivery_list(&flaky_endpoint.endpoint.id, None, None).await.unwrap().into_inner();
-    let retried = log.deliveries.iter().find(|d| d.webhook_id == first.id).expect("the retried delivery is logged");
-    assert_eq!(retried.status, types::WebhookDeliveryStatus::Succeeded);
+    // The delivery log shows every attempt. The receiver sees the third try before the
+    // dispatcher has recorded its answer, so wait for the record (a bounded wait).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        let log = client.webhook_delivery_list(&flaky_endpoint.endpoint.id, None, None).await.unwrap().into_inner();
+        let retried =
+            log.deliveries.into_iter().find(|d| d.webhook_id == first.id).expect("the retried delivery is logged");
+        if retried.status != types::WebhookDeliveryStatus::Pending || tokio::time::Instant::now() >= deadline {
+            break retried;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(retried.status, types::WebhookDeliveryStatus::Succeeded, "{retried:#?}");
     assert_eq!(retried.attempts as usize, first_codes.len());
     let codes: Vec<Option<i32>> = retried.attempt_log.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, first_codes);
