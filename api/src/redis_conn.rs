@@ -57,7 +57,19 @@ pub enum RedisConn {
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            RedisConn::Manager(c) => c.req_packed_command(cmd),
+            RedisConn::Manager(c) => {
+                let sent = c.req_packed_command(cmd);
+                if !crate::telemetry::enabled() {
+                    return sent;
+                }
+                Box::pin(async move {
+                    let answer = sent.await;
+                    if answer.as_ref().is_err_and(lost_connection) {
+                        crate::telemetry::redis_reconnect("commands");
+                    }
+                    answer
+                })
+            }
             RedisConn::Plain(c) => c.req_packed_command(cmd),
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -83,6 +95,18 @@ impl ConnectionLike for RedisConn {
             RedisConn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// The `CLIENT SETNAME` of a blocking reader: `funmagic-blocking:` and the key prefix
+/// (characters Redis refuses in a name replaced by `_`).
+pub fn blocking_name(redis: &RedisHandle) -> String {
+    let prefix: String = redis.prefix().chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+    format!("funmagic-blocking:{prefix}")
+}
+
+/// Whether an error means the connection itself was lost (the manager then reconnects).
+fn lost_connection(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
 }
 
 /// Most commands in one pipeline of fired commands.
@@ -190,7 +214,10 @@ impl RedisHandle {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(None);
-                Ok(RedisConn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?))
+                let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+                // Named, so an operator (and a test) can tell these readers in CLIENT LIST.
+                redis::cmd("CLIENT").arg("SETNAME").arg(blocking_name(self)).query_async::<()>(&mut conn).await?;
+                Ok(RedisConn::Plain(conn))
             }
             Target::Cluster(cluster) => {
                 let client = &cluster.client;

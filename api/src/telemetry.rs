@@ -68,6 +68,10 @@ fn describe() {
     describe_gauge!("funmagic_sse_streams_open", "Task event streams open in this process");
     describe_counter!("funmagic_uploads_bytes_total", "Bytes of completed uploads");
     describe_gauge!("funmagic_db_pool_connections", "Database pool connections by state (in_use, idle)");
+    describe_counter!(
+        "funmagic_redis_reconnects_total",
+        "Redis connections lost and opened again, by connection (commands, events, queue)"
+    );
     describe_gauge!(
         "funmagic_credits_invariant_violations",
         "Credit ledger invariants broken over all accounts (checked every 5 minutes at scrape)"
@@ -139,6 +143,9 @@ pub async fn check_ledger(state: &AppState) -> Option<usize> {
 pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<SocketAddr> {
     use poem::listener::{Acceptor, Listener, TcpListener};
     install();
+    if state.redis().is_some() {
+        redis_in_use();
+    }
     let acceptor = TcpListener::bind(listen).into_acceptor().await?;
     let addr = acceptor.local_addr().first().and_then(|a| a.as_socket_addr().copied()).unwrap_or(listen);
     let app = poem::Route::new().at(
@@ -284,6 +291,28 @@ pub fn sse_stream_opened() {
 
 pub fn sse_stream_closed() {
     metrics::gauge!("funmagic_sse_streams_open").decrement(1.0);
+}
+
+/// The Redis connections whose reconnects are counted: `commands` (the shared connection;
+/// counted per command that failed on a lost connection, which makes the manager reconnect),
+/// `events` (the Pub/Sub subscription of task events) and `queue` (a worker's blocking reader).
+pub const REDIS_CONNECTIONS: [&str; 3] = ["commands", "events", "queue"];
+
+/// Starts the reconnect counters at zero in scale-out mode, so a dashboard shows 0, not
+/// "no data", until the first reconnect.
+pub fn redis_in_use() {
+    if enabled() {
+        for connection in REDIS_CONNECTIONS {
+            metrics::counter!("funmagic_redis_reconnects_total", "connection" => connection).increment(0);
+        }
+    }
+}
+
+/// A Redis connection lost and opened again (see [`REDIS_CONNECTIONS`]).
+pub fn redis_reconnect(connection: &'static str) {
+    if enabled() {
+        metrics::counter!("funmagic_redis_reconnects_total", "connection" => connection).increment(1);
+    }
 }
 
 pub fn upload_completed(bytes: u64) {

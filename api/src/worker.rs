@@ -210,6 +210,7 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
                 drop(permit);
                 reader = None;
                 tracing::warn!(error = %e, "reading the Redis queue failed; reconnecting");
+                crate::telemetry::redis_reconnect("queue");
                 recreate_lost_group(&queue, &e).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;

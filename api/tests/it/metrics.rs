@@ -85,6 +85,46 @@ async fn metrics_move_with_a_real_task_and_never_label_ids(app: TestApp) {
         assert!(has(&after, "funmagic_task_queue_depth", ("state", state)), "{state}");
     }
     assert!(has(&after, "funmagic_db_pool_connections", ("state", "idle")));
+    assert!(moved("funmagic_provider_request_seconds", &[("provider", "local")]) >= 1.0);
+    assert!(after.iter().any(|s| s.family == "funmagic_sse_streams_open"), "the followed stream was counted");
+    assert!(after.iter().any(|s| s.family == "http_server_active_requests"));
+    // /metrics is on its own listener only, never on the public one.
+    let public = reqwest::get(format!("{}/metrics", app.base_url())).await.unwrap();
+    assert_eq!(public.status(), 404);
+
+    // Scale-out: a worker's blocking queue reader that Redis drops is opened again, counted,
+    // and the next task runs.
+    if let Some(redis) = app.state().redis() {
+        for connection in funmagic_api::telemetry::REDIS_CONNECTIONS {
+            assert!(has(&after, "funmagic_redis_reconnects_total", ("connection", connection)), "{connection}");
+        }
+        let name = funmagic_api::redis_conn::blocking_name(redis);
+        let admin = redis::Client::open(funmagic_api::testing::redis_url()).unwrap();
+        let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.unwrap();
+        let ids: Vec<&str> = clients
+            .lines()
+            .filter(|l| l.split(' ').any(|kv| kv == format!("name={name}")))
+            .filter_map(|l| l.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+            .collect();
+        assert!(!ids.is_empty(), "the workers' blocking readers are named {name}: {clients}");
+        for id in ids {
+            let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query_async(&mut admin).await.unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = scrape(addr).await;
+            if total(&now, "funmagic_redis_reconnects_total", &[("connection", "queue")])
+                > total(&after, "funmagic_redis_reconnects_total", &[("connection", "queue")])
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no reconnect counted");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (_, last) = funmagic_sdk::events::run_and_wait(&client, &echo(json!({ "hi": 2 })), |_| {}).await.unwrap();
+        assert_eq!(last.kind, funmagic_sdk::types::EventKind::Completed);
+    }
     assert!(
         after.iter().any(|s| s.family == "funmagic_credits_invariant_violations"),
         "the ledger check ran with the first scrape"

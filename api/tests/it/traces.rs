@@ -138,7 +138,12 @@ async fn submit_traced(url: &str, token: &str, body: serde_json::Value) -> (Stri
 
 /// The spans of `trace_id` once every name in `wanted` and at least `clients` client spans
 /// have arrived (batches leave every 100 ms).
-async fn trace_spans(received: &Mutex<Vec<Received>>, trace_id: &str, wanted: &[&str], clients: usize) -> Vec<Received> {
+async fn trace_spans(
+    received: &Mutex<Vec<Received>>,
+    trace_id: &str,
+    wanted: &[&str],
+    clients: usize,
+) -> Vec<Received> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let spans: Vec<Received> =
@@ -211,7 +216,8 @@ async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
     let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
 
     // The caller's own span: the API's server span must be its child.
-    let body = serde_json::json!({ "toolSlug": "cutout", "input": { "imageUrl": format!("{}/files/in.png", fake.base) } });
+    let body =
+        serde_json::json!({ "toolSlug": "cutout", "input": { "imageUrl": format!("{}/files/in.png", fake.base) } });
     let (trace_id, caller_span, task_id) = submit_traced(&url, &token, body).await;
     let caller_span = caller_span.as_str();
 
