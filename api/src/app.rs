@@ -163,11 +163,12 @@ impl AppState {
         };
         tracing::info!("database: {} ({db})", self.store().engine().as_str());
         let engine = self.store().engine().as_str();
-        match self.redis() {
-            Some(r) => {
-                tracing::info!("queue: Redis Stream consumer group ({}) over the task_queue table in {engine}", r.url())
-            }
-            None => tracing::info!("queue: task_queue table in {engine} (leased rows)"),
+        match self.queue().delivery() {
+            crate::queue::Delivery::Stream(q) => tracing::info!(
+                "queue: Redis Stream consumer group ({}) over the task_queue table in {engine}",
+                q.redis().url()
+            ),
+            crate::queue::Delivery::Table => tracing::info!("queue: task_queue table in {engine} (leased rows)"),
         }
         match self.redis() {
             Some(r) => tracing::info!("rate limits, session cache: redis ({}, prefix '{}')", r.url(), r.prefix()),

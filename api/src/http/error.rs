@@ -178,6 +178,14 @@ fn code_for_status(status: StatusCode) -> (ErrorCode, ErrorKind) {
     }
 }
 
+/// A `poem::Error` carrying an `AppError`, for failures outside an operation's handler
+/// (extractors, middleware): its status from [`status_of`], and `ErrorResponse::from_poem`
+/// and the JSON catch-all answer with its code.
+pub fn poem_error(err: AppError) -> poem::Error {
+    let status = status_of(err.kind);
+    poem::Error::new(err, status)
+}
+
 /// The JSON error response for an error raised outside any operation.
 pub fn json_error_body(err: &poem::Error) -> poem::Response {
     if let Some(app) = err.downcast_ref::<AppError>() {

@@ -144,8 +144,21 @@ async fn limit_body<E: Endpoint>(next: E, mut req: poem::Request) -> poem::Resul
     if req.uri().path().starts_with("/files/") {
         return next.call(req).await.map(IntoResponse::into_response);
     }
-    let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
-    let bad_request = || poem::Error::from_status(poem::http::StatusCode::BAD_REQUEST);
+    use crate::error::{AppError, ErrorCode, ErrorKind};
+    let too_large = || {
+        error::poem_error(AppError::new(
+            ErrorKind::PayloadTooLarge,
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        ))
+    };
+    let bad_request = || {
+        error::poem_error(AppError::new(
+            ErrorKind::BadRequest,
+            ErrorCode::BadRequest,
+            "the request body could not be read (a bad Content-Length, or the connection broke)",
+        ))
+    };
     match req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)

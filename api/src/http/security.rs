@@ -64,11 +64,9 @@ impl<'a> poem_openapi::ApiExtractor<'a> for Caller {
     }
 }
 
-/// An extractor failure carrying the `AppError` (`ErrorResponse::from_poem` and the JSON
-/// catch-all answer with its code).
+/// An extractor failure carrying the `AppError`.
 fn extract_error(err: AppError) -> poem::Error {
-    let status = super::error::status_of(err.kind);
-    poem::Error::new(err, status)
+    super::error::poem_error(err)
 }
 
 /// The presented secret: the Bearer token when there is one, else the session cookie
