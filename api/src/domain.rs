@@ -97,6 +97,27 @@ impl TaskStatus {
 }
 
 wire_enum! {
+    /// The step types workers know how to run (the `type` of a step in a tool's config).
+    StepKind {
+        Echo = "echo",
+        ImageGen = "image-gen",
+        BackgroundRemove = "background-remove",
+        ThreeD = "3d-gen",
+        PointCloud = "point-cloud",
+    }
+}
+
+wire_enum! {
+    /// Where a webhook delivery is: `pending` until an attempt gets a 2xx (`succeeded`) or
+    /// its retries run out, its endpoint answers 410 or is gone (`failed`).
+    WebhookDeliveryStatus {
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
     /// Where a step of a task is.
     StepStatus {
         Pending = "pending",

@@ -297,7 +297,7 @@ async fn subscribe_loop(hub: std::sync::Weak<EventHub>, redis: RedisHandle) {
             h.subscribed.send_replace(false);
         }
         tracing::warn!("the task event subscription ended; reconnecting");
-        crate::telemetry::redis_reconnect("events");
+        crate::meter::redis_reconnect("events");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod fetch;
 pub mod http;
+pub mod meter;
 pub mod providers;
 pub mod queue;
 pub mod redis_conn;

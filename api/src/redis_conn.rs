@@ -59,13 +59,13 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Manager(c) => {
                 let sent = c.req_packed_command(cmd);
-                if !crate::telemetry::enabled() {
+                if !crate::meter::enabled() {
                     return sent;
                 }
                 Box::pin(async move {
                     let answer = sent.await;
                     if answer.as_ref().is_err_and(lost_connection) {
-                        crate::telemetry::redis_reconnect("commands");
+                        crate::meter::redis_reconnect("commands");
                     }
                     answer
                 })

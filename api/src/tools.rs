@@ -15,44 +15,12 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::Store;
 use crate::store::{ProviderRow, ToolRow, ToolTypeRow};
 
-/// The step types workers know how to run (the `type` of a step in a tool's config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StepKind {
-    #[serde(rename = "echo")]
-    Echo,
-    #[serde(rename = "image-gen")]
-    ImageGen,
-    #[serde(rename = "background-remove")]
-    BackgroundRemove,
-    #[serde(rename = "3d-gen")]
-    ThreeD,
-    #[serde(rename = "point-cloud")]
-    PointCloud,
-}
+pub use crate::domain::StepKind;
 
 impl StepKind {
-    pub const ALL: [StepKind; 5] =
-        [StepKind::Echo, StepKind::ImageGen, StepKind::BackgroundRemove, StepKind::ThreeD, StepKind::PointCloud];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Echo => "echo",
-            StepKind::ImageGen => "image-gen",
-            StepKind::BackgroundRemove => "background-remove",
-            StepKind::ThreeD => "3d-gen",
-            StepKind::PointCloud => "point-cloud",
-        }
-    }
-
     /// Whether the step's result is a 3D file (stored under `models`, else `images`).
     pub fn makes_models(self) -> bool {
         matches!(self, StepKind::ThreeD | StepKind::PointCloud)
-    }
-}
-
-impl std::fmt::Display for StepKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

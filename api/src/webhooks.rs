@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Access, Principal};
+use crate::domain::{TaskStatus, WebhookDeliveryStatus as DeliveryStatus};
 use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::store::{NewWebhookEndpoint, WebhookDeliveryRow, WebhookEndpointRow, WebhookOutcome};
 
@@ -368,11 +369,11 @@ async fn payload(state: &AppState, d: &WebhookDeliveryRow) -> Value {
         None => None,
     };
     let status = match d.event_type.as_str() {
-        "task.queued" => "queued",
-        "task.started" | "task.step_completed" => "running",
-        "task.succeeded" => "completed",
-        "task.failed" => "failed",
-        "task.cancelled" => "cancelled",
+        "task.queued" => TaskStatus::Queued.as_str(),
+        "task.started" | "task.step_completed" => TaskStatus::Running.as_str(),
+        "task.succeeded" => TaskStatus::Completed.as_str(),
+        "task.failed" => TaskStatus::Failed.as_str(),
+        "task.cancelled" => TaskStatus::Cancelled.as_str(),
         _ => "unknown",
     };
     let mut data = json!({
@@ -550,12 +551,12 @@ async fn record(
         Sent::Ok => None,
     });
     let (status, next) = match &outcome {
-        Sent::Ok => ("succeeded", now),
-        Sent::Gone => ("failed", now),
-        Sent::Failed(_) if gave_up => ("failed", now),
+        Sent::Ok => (DeliveryStatus::Succeeded, now),
+        Sent::Gone => (DeliveryStatus::Failed, now),
+        Sent::Failed(_) if gave_up => (DeliveryStatus::Failed, now),
         Sent::Failed(_) => match next_wait(d.attempts, retry_after) {
-            Some(wait) => ("pending", now + chrono::Duration::from_std(wait).unwrap_or_default()),
-            None => ("failed", now),
+            Some(wait) => (DeliveryStatus::Pending, now + chrono::Duration::from_std(wait).unwrap_or_default()),
+            None => (DeliveryStatus::Failed, now),
         },
     };
     let record = WebhookOutcome {
@@ -710,7 +711,7 @@ pub async fn relay_answer(
         Some(d) if d.endpoint_id == id && d.url.is_none() => d,
         _ => return Err(AppError::not_found("webhook delivery")),
     };
-    if d.status != "pending" || d.lease_until.is_none_or(|until| until < state.clock().now()) {
+    if d.status != DeliveryStatus::Pending || d.lease_until.is_none_or(|until| until < state.clock().now()) {
         return Err(AppError::conflict(
             ErrorCode::DeliveryInProgress,
             "this delivery is not leased to a listener now (answered already, or its lease ended): pull again",

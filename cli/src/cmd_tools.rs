@@ -77,7 +77,7 @@ pub async fn run(ctx: &Context, command: ToolsCommand) -> Result<ExitCode, CliEr
                     rows.push(vec![
                         (s.id.clone(), plain),
                         (s.name.clone(), plain),
-                        (s.type_.clone(), plain),
+                        (s.type_.to_string(), plain),
                         (s.provider_model.clone(), DIM),
                         (s.cost.to_string(), plain),
                     ]);

@@ -3093,6 +3093,73 @@ and ids in the delayed set.*/
                 })
         }
     }
+    ///The step types workers know how to run (the `type` of a step in a tool's config).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    pub enum StepKind {
+        #[serde(rename = "echo")]
+        Echo,
+        #[serde(rename = "image-gen")]
+        ImageGen,
+        #[serde(rename = "background-remove")]
+        BackgroundRemove,
+        #[serde(rename = "3d-gen")]
+        X3dGen,
+        #[serde(rename = "point-cloud")]
+        PointCloud,
+    }
+    impl ::std::fmt::Display for StepKind {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Echo => f.write_str("echo"),
+                Self::ImageGen => f.write_str("image-gen"),
+                Self::BackgroundRemove => f.write_str("background-remove"),
+                Self::X3dGen => f.write_str("3d-gen"),
+                Self::PointCloud => f.write_str("point-cloud"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for StepKind {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "echo" => Ok(Self::Echo),
+                "image-gen" => Ok(Self::ImageGen),
+                "background-remove" => Ok(Self::BackgroundRemove),
+                "3d-gen" => Ok(Self::X3dGen),
+                "point-cloud" => Ok(Self::PointCloud),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for StepKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for StepKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///Where a step of a task is.
     #[derive(
         ::serde::Deserialize,
@@ -3827,7 +3894,7 @@ or `Accept-Language`) when the tool has it, else `en`.*/
         #[serde(rename = "providerModel")]
         pub provider_model: ::std::string::String,
         #[serde(rename = "type")]
-        pub type_: ::std::string::String,
+        pub type_: StepKind,
     }
     ///`ToolStyle`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -4288,7 +4355,8 @@ published and its public URL kept. Not with `image`.*/
             ::chrono::DateTime<::chrono::offset::Utc>,
         >,
     }
-    ///`WebhookDeliveryStatus`
+    /**Where a webhook delivery is: `pending` until an attempt gets a 2xx (`succeeded`) or
+its retries run out, its endpoint answers 410 or is gone (`failed`).*/
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,

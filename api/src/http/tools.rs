@@ -50,7 +50,7 @@ pub struct ToolStep {
     pub id: String,
     pub name: String,
     #[oai(rename = "type")]
-    pub kind: String,
+    pub kind: crate::domain::StepKind,
     pub provider_model: String,
     /// Credits this step costs.
     pub cost: i64,
@@ -163,7 +163,7 @@ async fn to_api(state: &AppState, row: ToolRow, types: &[ToolTypeRow], admin: bo
                     .map(|s| ToolStep {
                         name: names(step_names, &s.id, s.name),
                         id: s.id,
-                        kind: s.kind.as_str().to_string(),
+                        kind: s.kind,
                         provider_model: s.provider_model,
                         cost: s.cost,
                     })

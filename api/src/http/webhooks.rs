@@ -237,13 +237,7 @@ pub struct WebhookRelayAnswer {
     pub response_excerpt: Opt<Prose<4096>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum WebhookDeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
-}
+pub use crate::domain::WebhookDeliveryStatus;
 
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
@@ -344,11 +338,7 @@ pub enum DeliveryQueued {
 
 async fn delivery_to_api(state: &AppState, d: WebhookDeliveryRow) -> Result<WebhookDelivery> {
     let attempts = state.store().webhook_attempts_of(d.id).await.map_err(crate::error::AppError::from)?;
-    let status = match d.status.as_str() {
-        "succeeded" => WebhookDeliveryStatus::Succeeded,
-        "failed" => WebhookDeliveryStatus::Failed,
-        _ => WebhookDeliveryStatus::Pending,
-    };
+    let status = d.status;
     Ok(WebhookDelivery {
         webhook_id: webhooks::message_id(&d),
         id: d.id,

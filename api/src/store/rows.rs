@@ -620,8 +620,7 @@ pub struct WebhookDeliveryRow {
     pub task_id: Option<Uuid>,
     pub seq: Option<i64>,
     pub data: sqlx::types::Json<serde_json::Value>,
-    /// pending, succeeded or failed.
-    pub status: String,
+    pub status: crate::domain::WebhookDeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub lease_until: Option<DateTime<Utc>>,
@@ -665,8 +664,8 @@ pub struct WebhookOutcome {
     pub error: Option<String>,
     pub latency_ms: i64,
     pub response_excerpt: Option<String>,
-    /// pending (with `next_attempt_at`), succeeded or failed.
-    pub status: &'static str,
+    /// Pending (with `next_attempt_at`), succeeded or failed.
+    pub status: crate::domain::WebhookDeliveryStatus,
     pub next_attempt_at: DateTime<Utc>,
 }
 

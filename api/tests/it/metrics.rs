@@ -199,11 +199,11 @@ funmagic_api::test_both_backends!(
 );
 
 /// The alert rules and the Grafana dashboard in `deploy/` name only metrics the code emits
-/// (those `telemetry.rs` describes, with a histogram's `_bucket`/`_count`/`_sum` series).
+/// (those `meter.rs` describes, with a histogram's `_bucket`/`_count`/`_sum` series).
 #[test]
 fn alert_rules_and_dashboard_use_emitted_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let telemetry = std::fs::read_to_string(root.join("api/src/telemetry.rs")).unwrap();
+    let telemetry = std::fs::read_to_string(root.join("api/src/meter.rs")).unwrap();
     let described = regex::Regex::new(r#"describe_(counter|gauge|histogram)!\(\s*"([a-z_]+)""#).unwrap();
     let mut emitted = std::collections::HashSet::new();
     for c in described.captures_iter(&telemetry) {
