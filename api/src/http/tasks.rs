@@ -30,7 +30,12 @@ pub struct TaskCreateRequest {
     pub tool_slug: Slug<60>,
     /// One step of the tool (default: the first).
     pub step_id: Opt<Token<64>>,
-    /// Step input, e.g. `{"imageStorageKey": "…", "style": "sketch"}`.
+    /// Step input, e.g. `{"imageStorageKey": "…", "style": "sketch"}`. The image is either
+    /// `imageStorageKey` (a file you uploaded) or `imageUrl` (an `https` URL the server
+    /// fetches once through its SSRF guard — no loopback, private, link-local or metadata
+    /// addresses, redirects checked the same way, the upload size and pixel limits — and
+    /// keeps as your upload; refused: 422 `IMAGE_URL_REFUSED`, unreachable or too slow:
+    /// 422 `IMAGE_URL_UNREACHABLE`), never both.
     pub input: serde_json::Value,
     /// Chain after this completed task: its output feeds this one.
     pub parent_task_id: Opt<Uuid>,

@@ -449,7 +449,8 @@ pub async fn verify_email_page(
     } else {
         Some(backend.get(req, format!("/api/auth/verify-email?token={}", urlencode(&token))).await)
     };
-    let ok = matches!(outcome, Some(Ok(_))) || matches!(&outcome, Some(Err(f)) if f.code() == "ALREADY_VERIFIED");
+    let ok = matches!(outcome, Some(Ok(_)))
+        || matches!(&outcome, Some(Err(f)) if f.code() == crate::error::ErrorCode::AlreadyVerified.as_str());
     let main = auth_card(
         &ctx,
         "auth.verified.title",

@@ -125,5 +125,19 @@ async fn image_urls_are_fetched_through_the_guard() {
         assert_eq!(state.store().asset_ids_of_user(ada.id, 100).await.unwrap().len(), assets_before);
         // The metadata address was never asked: no connection left this machine for it.
         assert!(fake.hits("GET /latest/meta-data/").is_empty());
+
+        // Without the allow-list (the default), the same loopback server is refused outright,
+        // over http and https, and is never asked.
+        let Some(plain) = TestApp::spawn(backend).await else { continue };
+        let bob = actor(&plain, "bob@example.com", Role::User).await;
+        plain.state().store().credits_grant(bob.id, TransactionType::Bonus, 100, "seed", None).await.unwrap();
+        let as_bob = client_as(&plain, &bob.token);
+        let hits = fake.hits("GET /photos/cat.png").len();
+        for url in [format!("{}/photos/cat.png", fake.base), format!("https://{host_port}/photos/cat.png")] {
+            let got = err_code(as_bob.task_create(None, &submit("background-remove", &url)).await);
+            assert_eq!(got, (422, "IMAGE_URL_REFUSED".into()), "{url}");
+        }
+        assert_eq!(fake.hits("GET /photos/cat.png").len(), hits, "a refused URL is never fetched");
+        assert_eq!(as_bob.credits_balance_get().await.unwrap().into_inner().balance, 100);
     }
 }

@@ -95,7 +95,8 @@ pub(crate) fn event(id: &str, kind: &str, session: &str, payment_status: &str) -
 
 async fn scenario(backend: TestBackend) {
     let (base, fake) = start_fake().await;
-    let mut extra = SettingsLayer::default();
+    // The web app on its own host: Stripe sends the buyer back there.
+    let mut extra = SettingsLayer { web_url: Some("https://app.example.com/".into()), ..Default::default() };
     extra.stripe.secret_key = Some("sk_test_123".to_string().into());
     extra.stripe.webhook_secret = Some(WEBHOOK_SECRET.to_string().into());
     extra.stripe.api_url = Some(base);
@@ -127,6 +128,8 @@ async fn scenario(backend: TestBackend) {
     let sent = fake.created.lock().unwrap()[0].clone();
     assert_eq!(sent["line_items[0][price]"], "price_starter");
     assert_eq!(sent["client_reference_id"], ada.id.to_string());
+    assert_eq!(sent["success_url"], "https://app.example.com/credits?checkout=success", "{sent:?}");
+    assert_eq!(sent["cancel_url"], "https://app.example.com/credits?checkout=cancelled", "{sent:?}");
     assert_eq!(
         err_code(
             as_ada.credits_checkout_create(None, &types::CheckoutRequest { package_id: uuid::Uuid::now_v7() }).await
