@@ -356,6 +356,27 @@ pub async fn publish(state: &AppState, principal: &Principal, id: Uuid) -> AppRe
     move_asset(state, &asset, from, Bucket::Public, &key).await
 }
 
+/// A page of assets, newest first, optionally of one module: the caller's own (`owner`
+/// `None`), or (admins) a user's.
+pub async fn list(
+    state: &AppState,
+    principal: &Principal,
+    owner: Option<Uuid>,
+    module: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<AssetRow>> {
+    let user_id = match owner {
+        None => principal.user_id(),
+        Some(id) => {
+            principal.require(Access::Admin)?;
+            state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))?;
+            id
+        }
+    };
+    Ok(state.store().asset_list(user_id, module, before, limit).await?)
+}
+
 /// An expiring download URL of an admin-bucket file (banner thumbnails, style previews).
 pub async fn admin_file_url(state: &AppState, key: &str) -> Option<String> {
     let ttl = Duration::from_secs(state.settings().storage.download_url_ttl_secs);

@@ -234,6 +234,92 @@ pub async fn task_for(state: &AppState, principal: &Principal, id: Uuid) -> AppR
     if principal.can_see_user(task.user_id) { Ok(task) } else { Err(AppError::not_found("task")) }
 }
 
+/// Whose tasks a list shows: the caller's own, or (admins) anyone's, optionally one user's.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Own,
+    Everyone { user_id: Option<Uuid> },
+}
+
+/// A page of tasks, newest first, filtered by status and tool slug (an unknown slug: none).
+pub async fn list(
+    state: &AppState,
+    principal: &Principal,
+    scope: Scope,
+    status: Option<TaskStatus>,
+    tool_slug: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<TaskRow>> {
+    let user_id = match scope {
+        Scope::Own => Some(principal.user_id()),
+        Scope::Everyone { user_id } => {
+            principal.require(Access::Admin)?;
+            user_id
+        }
+    };
+    let tool_id = match tool_slug {
+        Some(slug) => match state.store().tool_get_by_slug(slug).await? {
+            Some(t) => Some(t.id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    Ok(state.store().task_list(user_id, status, tool_id, before, limit).await?)
+}
+
+/// A task with what its detail view shows (owner or admin).
+pub struct TaskDetail {
+    pub task: TaskRow,
+    pub payload: Option<crate::store::TaskPayloadRow>,
+    pub steps: Vec<crate::store::TaskStepRow>,
+    /// Its place in line while queued.
+    pub queue_position: Option<i64>,
+}
+
+pub async fn detail(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskDetail> {
+    let task = task_for(state, principal, id).await?;
+    let payload = state.store().task_payload(task.id).await?;
+    let steps = state.store().task_steps(task.id).await?;
+    let queue_position =
+        if task.status == TaskStatus::Queued { state.store().queue_position(task.id).await? } else { None };
+    Ok(TaskDetail { task, payload, steps, queue_position })
+}
+
+/// Every stored event of a task so far, in order (owner or admin).
+pub async fn events(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<Vec<crate::store::TaskEventRow>> {
+    let task = task_for(state, principal, id).await?;
+    Ok(state.store().task_events_after(task.id, 0).await?)
+}
+
+/// The queue as admins see it: the table's depth, and the Redis stream's in scale-out.
+pub struct QueueView {
+    pub backend: &'static str,
+    pub waiting: i64,
+    pub running: i64,
+    pub delayed: i64,
+    /// Length, pending and delayed entries of the stream (scale-out only).
+    pub stream: Option<(i64, i64, i64)>,
+}
+
+pub async fn queue_view(state: &AppState, principal: &Principal) -> AppResult<QueueView> {
+    principal.require(Access::Admin)?;
+    let (waiting, running, delayed) = state.store().queue_depth().await?;
+    let stream = state.queue().stream_depth().await;
+    Ok(QueueView { backend: state.queue().backend(), waiting, running, delayed, stream })
+}
+
+/// A page of the dead-letter list, newest first (admins).
+pub async fn dead_letters(
+    state: &AppState,
+    principal: &Principal,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<crate::store::DeadLetterRow>> {
+    principal.require(Access::Admin)?;
+    Ok(state.store().dead_letters(before, limit).await?)
+}
+
 /// Queued: cancelled and released at once. Running: flagged; the worker stops before its
 /// next step and releases the cost of the steps it did not run.
 pub async fn cancel(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskRow> {

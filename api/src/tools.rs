@@ -24,6 +24,24 @@ impl StepKind {
     }
 }
 
+/// The public catalogue: the active tools (only the featured ones when `featured`), in
+/// their order, with every tool type (to name each tool's).
+pub async fn catalogue(store: &Store, featured: bool) -> AppResult<(Vec<ToolRow>, Vec<ToolTypeRow>)> {
+    Ok((store.tool_list(true, featured).await?, store.tool_type_list().await?))
+}
+
+/// One active tool of the public catalogue by slug, with every tool type; a disabled or
+/// unknown tool is 404.
+pub async fn catalogue_tool(store: &Store, slug: &str) -> AppResult<(ToolRow, Vec<ToolTypeRow>)> {
+    let row = store.tool_get_by_slug(slug).await?.filter(|t| t.is_active).ok_or_else(|| AppError::not_found("tool"))?;
+    Ok((row, store.tool_type_list().await?))
+}
+
+/// Every tool type.
+pub async fn tool_types(store: &Store) -> AppResult<Vec<ToolTypeRow>> {
+    Ok(store.tool_type_list().await?)
+}
+
 /// Models a provider offers for a step type; anything else is rejected on write.
 pub fn known_models(provider: ProviderKind, step: StepKind) -> &'static [&'static str] {
     use ProviderKind as P;

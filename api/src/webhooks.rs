@@ -348,6 +348,12 @@ pub async fn replay(state: &AppState, principal: &Principal, id: Uuid) -> AppRes
     delivery(state, principal, id).await
 }
 
+/// The attempts of a delivery the caller has already been given (through [`delivery`] or a
+/// list of their endpoint's), oldest first.
+pub async fn attempts_of(state: &AppState, d: &WebhookDeliveryRow) -> AppResult<Vec<crate::store::WebhookAttemptRow>> {
+    Ok(state.store().webhook_attempts_of(d.id).await?)
+}
+
 /// The message id (`webhook-id`): a task event's is derived from the task and its sequence,
 /// so it is the same for every endpoint and every attempt; others use the delivery's id.
 pub fn message_id(d: &WebhookDeliveryRow) -> String {

@@ -521,6 +521,11 @@ pub async fn api_key_create(
     Ok(IssuedKey { secret, key })
 }
 
+/// The caller's live API keys.
+pub async fn api_keys(state: &AppState, principal: &Principal) -> AppResult<Vec<crate::store::ApiKeyRow>> {
+    Ok(state.store().api_key_list(principal.user_id()).await?)
+}
+
 pub async fn api_key_revoke(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<()> {
     principal.require(Access::Write)?;
     let hash =
@@ -655,6 +660,19 @@ pub async fn device_decide(
 // ── admin actions ────────────────────────────────────────────────────────────────────
 
 /// The target user, visible to admins only (404 otherwise, as for any missing user).
+/// A page of users matching `query` (email or name), newest first (admins).
+pub async fn admin_user_search(
+    state: &AppState,
+    principal: &Principal,
+    query: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<UserRow>> {
+    principal.require(Access::Admin)?;
+    let query = query.map(str::trim).filter(|q| !q.is_empty());
+    Ok(state.store().user_search(query, before, limit).await?)
+}
+
 pub async fn admin_user_get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<UserRow> {
     principal.require(Access::Admin)?;
     state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))

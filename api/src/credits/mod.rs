@@ -122,6 +122,43 @@ pub struct PackageFields {
     pub sort_order: Option<i32>,
 }
 
+/// Whose credits a read is about: the caller's own, or (admins) a user's.
+#[derive(Debug, Clone, Copy)]
+pub enum Account {
+    Own,
+    User(Uuid),
+}
+
+async fn account_id(state: &AppState, principal: &Principal, account: Account) -> AppResult<Uuid> {
+    match account {
+        Account::Own => Ok(principal.user_id()),
+        Account::User(id) => {
+            principal.require(Access::Admin)?;
+            state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))?;
+            Ok(id)
+        }
+    }
+}
+
+/// An account's balance, reserved credits and lifetime totals.
+pub async fn balance(state: &AppState, principal: &Principal, account: Account) -> AppResult<crate::store::CreditsRow> {
+    let id = account_id(state, principal, account).await?;
+    Ok(state.store().credits_get(id).await?)
+}
+
+/// A page of an account's credit history, newest first, optionally of one type.
+pub async fn transactions(
+    state: &AppState,
+    principal: &Principal,
+    account: Account,
+    kind: Option<TransactionType>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> AppResult<Vec<crate::store::CreditTxRow>> {
+    let id = account_id(state, principal, account).await?;
+    Ok(state.store().credits_transactions(id, kind, before, limit).await?)
+}
+
 /// Packages: on sale only (anyone), or every one (admins).
 pub async fn packages(state: &AppState, principal: Option<&Principal>) -> AppResult<Vec<CreditPackageRow>> {
     match principal {

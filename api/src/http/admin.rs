@@ -14,7 +14,6 @@ use super::security::Caller;
 use super::text::{Opt, Prose};
 use crate::accounts::flows;
 use crate::app::AppState;
-use crate::auth::Access;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -53,10 +52,8 @@ impl AdminApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<UserList>> {
-        principal.require(Access::Admin)?;
         let limit = super::models::page_limit(limit.0);
-        let query = q.0.as_deref().map(str::trim).filter(|q| !q.is_empty());
-        let mut users = state.store().user_search(query, cursor.0, limit + 1).await?;
+        let mut users = flows::admin_user_search(&state, &principal, q.0.as_deref(), cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut users, limit, |r| r.id);
         Ok(Json(UserList { users: users.into_iter().map(Into::into).collect(), next_cursor }))
     }

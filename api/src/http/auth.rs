@@ -488,7 +488,7 @@ impl AuthApi {
     /// The caller's live API keys.
     #[oai(path = "/api/auth/api-keys", method = "get", operation_id = "auth_api_key_list")]
     async fn api_key_list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ApiKeyList>> {
-        let keys = state.store().api_key_list(principal.user_id()).await?;
+        let keys = flows::api_keys(&state, &principal).await?;
         Ok(Json(ApiKeyList { api_keys: keys.into_iter().map(Into::into).collect() }))
     }
 

@@ -198,7 +198,7 @@ impl CreditsApi {
     /// The caller's credits.
     #[oai(path = "/api/credits/balance", method = "get", operation_id = "credits_balance_get")]
     async fn balance(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<CreditBalance>> {
-        Ok(Json(state.store().credits_get(principal.user_id()).await?.into()))
+        Ok(Json(credits::balance(&state, &principal, credits::Account::Own).await?.into()))
     }
 
     /// The caller's credit history, newest first.
@@ -212,7 +212,8 @@ impl CreditsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state.store().credits_transactions(principal.user_id(), kind.0, cursor.0, limit + 1).await?;
+        let mut rows =
+            credits::transactions(&state, &principal, credits::Account::Own, kind.0, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -309,8 +310,7 @@ impl AdminCreditsApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<CreditBalance>> {
-        crate::accounts::flows::admin_user_get(&state, &principal, id.0).await?;
-        Ok(Json(state.store().credits_get(id.0).await?.into()))
+        Ok(Json(credits::balance(&state, &principal, credits::Account::User(id.0)).await?.into()))
     }
 
     /// Any user's credit transactions, newest first (admin).
@@ -323,9 +323,9 @@ impl AdminCreditsApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TransactionList>> {
-        crate::accounts::flows::admin_user_get(&state, &principal, id.0).await?;
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state.store().credits_transactions(id.0, None, cursor.0, limit + 1).await?;
+        let account = credits::Account::User(id.0);
+        let mut rows = credits::transactions(&state, &principal, account, None, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TransactionList { transactions: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }

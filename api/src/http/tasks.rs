@@ -242,16 +242,9 @@ impl TasksApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
-        let tool_id = match tool.0 {
-            Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
-                Some(t) => Some(t.id),
-                None => return Ok(Json(TaskList { tasks: vec![], next_cursor: None })),
-            },
-            None => None,
-        };
         let limit = super::models::page_limit(limit.0);
-        let mut rows =
-            state.store().task_list(Some(principal.user_id()), status.0, tool_id, cursor.0, limit + 1).await?;
+        let tool = tool.0.as_deref();
+        let mut rows = tasks::list(&state, &principal, tasks::Scope::Own, status.0, tool, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -265,8 +258,7 @@ impl TasksApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
     ) -> Result<Json<TaskEventList>> {
-        let task = tasks::task_for(&state, &principal, id.0).await?;
-        let rows = state.store().task_events_after(task.id, 0).await?;
+        let rows = tasks::events(&state, &principal, id.0).await?;
         Ok(Json(TaskEventList {
             events: rows.into_iter().map(|r| TaskEvent { seq: Some(r.seq), kind: r.kind, data: r.data.0 }).collect(),
         }))
@@ -275,11 +267,8 @@ impl TasksApi {
     /// A task with its input, output, error and steps (owner or admin).
     #[oai(path = "/api/tasks/:id", method = "get", operation_id = "task_get")]
     async fn get(&self, state: Data<&AppState>, Caller(principal): Caller, id: Path<Uuid>) -> Result<Json<TaskDetail>> {
-        let task = tasks::task_for(&state, &principal, id.0).await?;
-        let payload = state.store().task_payload(task.id).await?;
-        let steps = state.store().task_steps(task.id).await?;
-        let queue_position =
-            if task.status == TaskStatus::Queued { state.store().queue_position(task.id).await? } else { None };
+        let tasks::TaskDetail { task, payload, steps, queue_position } =
+            tasks::detail(&state, &principal, id.0).await?;
         Ok(Json(TaskDetail {
             task: task.into(),
             input: payload.as_ref().map(|p| p.input.0.clone()).unwrap_or_default(),
@@ -364,16 +353,10 @@ impl AdminTasksApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<TaskList>> {
-        principal.require(crate::auth::Access::Admin)?;
-        let tool_id = match tool.0 {
-            Some(slug) => match state.store().tool_get_by_slug(&slug).await? {
-                Some(t) => Some(t.id),
-                None => return Ok(Json(TaskList { tasks: vec![], next_cursor: None })),
-            },
-            None => None,
-        };
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state.store().task_list(user_id.0, status.0, tool_id, cursor.0, limit + 1).await?;
+        let scope = tasks::Scope::Everyone { user_id: user_id.0 };
+        let tool = tool.0.as_deref();
+        let mut rows = tasks::list(&state, &principal, scope, status.0, tool, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.id);
         Ok(Json(TaskList { tasks: rows.into_iter().map(Into::into).collect(), next_cursor }))
     }
@@ -389,11 +372,10 @@ impl AdminTasksApi {
     /// Queue depth: waiting, running and delayed tasks (and the Redis stream in scale-out).
     #[oai(path = "/api/admin/queue", method = "get", operation_id = "admin_queue_get")]
     async fn queue(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<QueueStats>> {
-        principal.require(crate::auth::Access::Admin)?;
-        let (waiting, running, delayed) = state.store().queue_depth().await?;
-        let stream = state.queue().stream_depth().await;
+        let tasks::QueueView { backend, waiting, running, delayed, stream } =
+            tasks::queue_view(&state, &principal).await?;
         Ok(Json(QueueStats {
-            backend: state.queue().backend().into(),
+            backend: backend.into(),
             waiting,
             running,
             delayed,
@@ -413,9 +395,8 @@ impl AdminTasksApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> Result<Json<DeadLetterList>> {
-        principal.require(crate::auth::Access::Admin)?;
         let limit = super::models::page_limit(limit.0);
-        let mut rows = state.store().dead_letters(cursor.0, limit + 1).await?;
+        let mut rows = tasks::dead_letters(&state, &principal, cursor.0, limit + 1).await?;
         let next_cursor = super::models::next_page(&mut rows, limit, |r| r.task_id);
         let dead_letters = rows
             .into_iter()

@@ -14,7 +14,6 @@ use super::security::Caller;
 use super::text::{Line, Opt, Prose, Slug};
 use crate::admin::tools::{self as admin, ToolFields, ToolTypeFields};
 use crate::app::AppState;
-use crate::error::AppError;
 use crate::store::{ToolRow, ToolTypeRow};
 use crate::tools;
 
@@ -254,8 +253,7 @@ impl ToolsApi {
         featured: Query<Option<bool>>,
     ) -> Result<Json<ToolList>> {
         let wanted = tools::wanted_locales(locale.0.as_deref(), accept_language.0.as_deref());
-        let types = state.store().tool_type_list().await?;
-        let rows = state.store().tool_list(true, featured.0.unwrap_or(false)).await?;
+        let (rows, types) = tools::catalogue(state.store(), featured.0.unwrap_or(false)).await?;
         let mut tools = Vec::with_capacity(rows.len());
         for row in rows {
             tools.push(to_api(&state, row, &types, false, &wanted).await);
@@ -275,13 +273,7 @@ impl ToolsApi {
         #[oai(name = "Accept-Language")] accept_language: Header<Option<String>>,
     ) -> Result<Json<Tool>> {
         let wanted = tools::wanted_locales(locale.0.as_deref(), accept_language.0.as_deref());
-        let row = state
-            .store()
-            .tool_get_by_slug(&slug)
-            .await?
-            .filter(|t| t.is_active)
-            .ok_or_else(|| AppError::not_found("tool"))?;
-        let types = state.store().tool_type_list().await?;
+        let (row, types) = tools::catalogue_tool(state.store(), &slug).await?;
         Ok(Json(to_api(&state, row, &types, false, &wanted).await))
     }
 }
@@ -294,7 +286,7 @@ impl AdminToolsApi {
     #[oai(path = "/api/admin/tools", method = "get", operation_id = "admin_tool_list")]
     async fn list(&self, state: Data<&AppState>, Caller(principal): Caller) -> Result<Json<ToolList>> {
         let rows = admin::admin_list(&state, &principal).await?;
-        let types = state.store().tool_type_list().await?;
+        let types = tools::tool_types(state.store()).await?;
         let mut tools = Vec::with_capacity(rows.len());
         for row in rows {
             tools.push(to_api(&state, row, &types, true, &[]).await);
@@ -311,7 +303,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::create(&state, &principal, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(&state, saved, &state.store().tool_type_list().await?, true, &[]).await))
+        Ok(Json(to_api(&state, saved, &tools::tool_types(state.store()).await?, true, &[]).await))
     }
 
     /// Replaces a tool (also how it is enabled or disabled).
@@ -324,7 +316,7 @@ impl AdminToolsApi {
         body: Json<ToolInput>,
     ) -> Result<Json<Tool>> {
         let saved = admin::replace(&state, &principal, id.0, &ToolFields::from(&*body)).await?;
-        Ok(Json(to_api(&state, saved, &state.store().tool_type_list().await?, true, &[]).await))
+        Ok(Json(to_api(&state, saved, &tools::tool_types(state.store()).await?, true, &[]).await))
     }
 
     /// Deletes a tool that no task used; otherwise deactivate it.

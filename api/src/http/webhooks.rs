@@ -337,7 +337,7 @@ pub enum DeliveryQueued {
 }
 
 async fn delivery_to_api(state: &AppState, d: WebhookDeliveryRow) -> Result<WebhookDelivery> {
-    let attempts = state.store().webhook_attempts_of(d.id).await.map_err(crate::error::AppError::from)?;
+    let attempts = webhooks::attempts_of(state, &d).await?;
     let status = d.status;
     Ok(WebhookDelivery {
         webhook_id: webhooks::message_id(&d),
