@@ -67,8 +67,10 @@ fn describe() {
     );
 }
 
-/// The Redis connections whose reconnects are counted: `commands` (the shared connection;
-/// counted per command that failed on a lost connection, which makes the manager reconnect),
+/// The Redis connections whose reconnects are counted: `commands` (the shared connection
+/// of a single Redis server; counted per command or pipeline that failed on a lost
+/// connection, which makes the manager reconnect; a Redis Cluster client reconnects inside
+/// redis-rs unseen),
 /// `events` (the Pub/Sub subscription of task events) and `queue` (a worker's blocking reader).
 pub const REDIS_CONNECTIONS: [&str; 3] = ["commands", "events", "queue"];
 

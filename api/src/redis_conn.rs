@@ -82,7 +82,19 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Manager(c) => {
+                let sent = c.req_packed_commands(pipeline, offset, count);
+                if !crate::meter::enabled() {
+                    return sent;
+                }
+                Box::pin(async move {
+                    let answer = sent.await;
+                    if answer.as_ref().is_err_and(lost_connection) {
+                        crate::meter::redis_reconnect("commands");
+                    }
+                    answer
+                })
+            }
             RedisConn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -104,9 +116,10 @@ pub fn blocking_name(redis: &RedisHandle) -> String {
     format!("funmagic-blocking:{prefix}")
 }
 
-/// Whether an error means the connection itself was lost (the manager then reconnects).
+/// Whether an error means the connection itself was lost: the test the connection
+/// manager itself uses to decide to reconnect (a mere response timeout is not one).
 fn lost_connection(e: &redis::RedisError) -> bool {
-    e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
+    e.is_unrecoverable_error()
 }
 
 /// Most commands in one pipeline of fired commands.
@@ -215,8 +228,13 @@ impl RedisHandle {
                     .set_connection_timeout(Some(Duration::from_secs(5)))
                     .set_response_timeout(None);
                 let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-                // Named, so an operator (and a test) can tell these readers in CLIENT LIST.
-                redis::cmd("CLIENT").arg("SETNAME").arg(blocking_name(self)).query_async::<()>(&mut conn).await?;
+                // Named, so an operator (and a test) can tell these readers in CLIENT LIST. Best
+                // effort: an ACL or a proxy may refuse CLIENT, and the reader works unnamed.
+                let mut setname = redis::cmd("CLIENT");
+                setname.arg("SETNAME").arg(blocking_name(self));
+                if let Err(e) = setname.query_async::<()>(&mut conn).await {
+                    tracing::debug!(error = %e, "CLIENT SETNAME refused; the queue reader stays unnamed");
+                }
                 Ok(RedisConn::Plain(conn))
             }
             Target::Cluster(cluster) => {
