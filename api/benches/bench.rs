@@ -11,6 +11,10 @@
 //!    their memory, the process's CPU while idle, and publish → delivery latency and
 //!    events/s for one progress event to each.
 
+// The server's route tree nests deep enough (middleware around middleware) that laying out
+// its future in a release build passes the default query depth of 128.
+#![recursion_limit = "256"]
+
 use funmagic_api::store::EventKind;
 use std::time::{Duration, Instant};
 
