@@ -368,11 +368,7 @@ pub async fn list(
 ) -> AppResult<Vec<AssetRow>> {
     let user_id = match owner {
         None => principal.user_id(),
-        Some(id) => {
-            principal.require(Access::Admin)?;
-            state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))?;
-            id
-        }
+        Some(id) => crate::auth::admin_target(state.store(), principal, id).await?,
     };
     Ok(state.store().asset_list(user_id, module, before, limit).await?)
 }

@@ -57,19 +57,7 @@ pub enum RedisConn {
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            RedisConn::Manager(c) => {
-                let sent = c.req_packed_command(cmd);
-                if !crate::meter::enabled() {
-                    return sent;
-                }
-                Box::pin(async move {
-                    let answer = sent.await;
-                    if answer.as_ref().is_err_and(lost_connection) {
-                        crate::meter::redis_reconnect("commands");
-                    }
-                    answer
-                })
-            }
+            RedisConn::Manager(c) => counted(c.req_packed_command(cmd)),
             RedisConn::Plain(c) => c.req_packed_command(cmd),
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -82,19 +70,7 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConn::Manager(c) => {
-                let sent = c.req_packed_commands(pipeline, offset, count);
-                if !crate::meter::enabled() {
-                    return sent;
-                }
-                Box::pin(async move {
-                    let answer = sent.await;
-                    if answer.as_ref().is_err_and(lost_connection) {
-                        crate::meter::redis_reconnect("commands");
-                    }
-                    answer
-                })
-            }
+            RedisConn::Manager(c) => counted(c.req_packed_commands(pipeline, offset, count)),
             RedisConn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
@@ -114,6 +90,21 @@ impl ConnectionLike for RedisConn {
 pub fn blocking_name(redis: &RedisHandle) -> String {
     let prefix: String = redis.prefix().chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
     format!("funmagic-blocking:{prefix}")
+}
+
+/// `sent`, counting a lost connection of the shared manager (only when metrics are kept:
+/// otherwise the future is passed on as it is).
+fn counted<'a, T: Send + 'a>(sent: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    if !crate::meter::enabled() {
+        return sent;
+    }
+    Box::pin(async move {
+        let answer = sent.await;
+        if answer.as_ref().is_err_and(lost_connection) {
+            crate::meter::redis_reconnect("commands");
+        }
+        answer
+    })
 }
 
 /// Whether an error means the connection itself was lost: the test the connection

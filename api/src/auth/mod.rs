@@ -133,6 +133,14 @@ impl Principal {
     }
 }
 
+/// The account an admin read is about: the caller must be an admin, and the user must
+/// exist (an unknown id is 404).
+pub async fn admin_target(store: &Store, principal: &Principal, user_id: Uuid) -> AppResult<Uuid> {
+    principal.require(Access::Admin)?;
+    store.user_get(user_id).await?.ok_or_else(|| AppError::not_found("user"))?;
+    Ok(user_id)
+}
+
 /// The client address used for rate limits and session records: the TCP peer, or — behind
 /// a reverse proxy (`auth.trust_forwarded_for`) — the address that proxy appended last to
 /// `X-Forwarded-For` (entries further left are client-supplied and not trusted).

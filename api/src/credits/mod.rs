@@ -132,11 +132,7 @@ pub enum Account {
 async fn account_id(state: &AppState, principal: &Principal, account: Account) -> AppResult<Uuid> {
     match account {
         Account::Own => Ok(principal.user_id()),
-        Account::User(id) => {
-            principal.require(Access::Admin)?;
-            state.store().user_get(id).await?.ok_or_else(|| AppError::not_found("user"))?;
-            Ok(id)
-        }
+        Account::User(id) => crate::auth::admin_target(state.store(), principal, id).await,
     }
 }
 

@@ -106,6 +106,22 @@ fn otel_env(cmd: &mut tokio::process::Command, url: &str) {
         .env_remove("OTEL_SDK_DISABLED");
 }
 
+/// An API process and a separate worker process, both exporting to the collector at
+/// `collector_url`; returns them (killed on drop) and the API's base URL.
+async fn start_traced(
+    dir: &TempDir,
+    db: &TestDatabase,
+    redis: &TestRedisPrefix,
+    collector_url: &str,
+) -> ([tokio::process::Child; 2], String) {
+    let otel = |cmd: &mut tokio::process::Command| otel_env(cmd, collector_url);
+    let (api, url) = start_api_with(dir, db, redis, otel).await;
+    let mut worker = command(dir, db, redis, &["worker", "--concurrency", "2"]);
+    otel(&mut worker);
+    let worker = worker.stderr(Stdio::null()).spawn().unwrap();
+    ([api, worker], url)
+}
+
 /// Submits `body` with a caller's `traceparent` and waits until the task completes;
 /// returns the trace id, the caller's span id and the task id.
 async fn submit_traced(url: &str, token: &str, body: serde_json::Value) -> (String, String, String) {
@@ -209,11 +225,7 @@ async fn one_task_is_one_trace_across_the_api_and_worker_processes() {
     );
 
     let (collector_url, received) = collector().await;
-    let otel = |cmd: &mut tokio::process::Command| otel_env(cmd, &collector_url);
-    let (_api, url) = start_api_with(&dir, &db, &redis, otel).await;
-    let mut worker = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
-    otel(&mut worker);
-    let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
+    let (_processes, url) = start_traced(&dir, &db, &redis, &collector_url).await;
 
     // The caller's own span: the API's server span must be its child.
     let body =
@@ -289,11 +301,7 @@ async fn a_figme_run_is_one_trace_with_a_span_per_step() {
     let fake = fakes::start().await;
     fake.script("GET /files/photo.png", vec![Reply::bytes("image/png", funmagic_api::testing::sample_png(64, 48))]);
     let (collector_url, received) = collector().await;
-    let otel = |cmd: &mut tokio::process::Command| otel_env(cmd, &collector_url);
-    let (_api, url) = start_api_with(&dir, &db, &redis, otel).await;
-    let mut worker = command(&dir, &db, &redis, &["worker", "--concurrency", "2"]);
-    otel(&mut worker);
-    let _worker = worker.stderr(Stdio::null()).spawn().unwrap();
+    let (_processes, url) = start_traced(&dir, &db, &redis, &collector_url).await;
 
     let body = serde_json::json!({
         "toolSlug": "figme",
