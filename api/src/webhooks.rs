@@ -464,10 +464,24 @@ pub fn next_wait(attempts: i32, retry_after: Option<Duration>) -> Option<Duratio
 /// nothing is due.
 pub async fn run_dispatcher(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     const CONCURRENCY: usize = 8;
+    // Every task's end wakes the dispatcher (its events may have made deliveries). After a
+    // claim that found nothing, further wake-ups are taken at most this often, so a busy
+    // install without endpoints pays one claim per interval instead of one per task.
+    const EMPTY_CLAIM_GAP: Duration = Duration::from_millis(50);
     let mut running = tokio::task::JoinSet::new();
+    let mut empty_claim_at: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
+        }
+        if let Some(at) = empty_claim_at.take() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at + EMPTY_CLAIM_GAP) => {}
+                changed = stop.changed() => if changed.is_err() { break; },
+            }
+            if *stop.borrow() {
+                break;
+            }
         }
         let now = state.clock().now();
         let until = now + chrono::Duration::from_std(lease(&state)).unwrap_or_default();
@@ -484,6 +498,7 @@ pub async fn run_dispatcher(state: AppState, mut stop: tokio::sync::watch::Recei
             Vec::new()
         };
         let idle = claimed.is_empty();
+        let claimed_at = tokio::time::Instant::now();
         for d in claimed {
             let state = state.clone();
             running.spawn(async move { attempt(&state, d).await });
@@ -491,7 +506,11 @@ pub async fn run_dispatcher(state: AppState, mut stop: tokio::sync::watch::Recei
         while running.try_join_next().is_some() {}
         if idle {
             tokio::select! {
-                _ = state.webhook_woken() => {}
+                _ = state.webhook_woken() => {
+                    if free > 0 {
+                        empty_claim_at = Some(claimed_at);
+                    }
+                }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 changed = stop.changed() => if changed.is_err() { break; },
                 Some(_) = running.join_next(), if !running.is_empty() => {}

@@ -102,6 +102,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0015_webhook_relays.sql"),
         include_str!("../../../migrations/sqlite/0015_webhook_relays.sql"),
     ),
+    (
+        16,
+        "index_diet",
+        include_str!("../../../migrations/postgres/0016_index_diet.sql"),
+        include_str!("../../../migrations/sqlite/0016_index_diet.sql"),
+    ),
 ];
 
 /// The migrator for one engine.
