@@ -278,12 +278,10 @@ pub struct TaskDetail {
 }
 
 pub async fn detail(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskDetail> {
-    let task = task_for(state, principal, id).await?;
-    let payload = state.store().task_payload(task.id).await?;
-    let steps = state.store().task_steps(task.id).await?;
-    let queue_position =
-        if task.status == TaskStatus::Queued { state.store().queue_position(task.id).await? } else { None };
-    Ok(TaskDetail { task, payload, steps, queue_position })
+    // Read whole (one round trip on PostgreSQL), then checked: someone else's task is a 404.
+    let full = state.store().task_full(id).await?.filter(|f| principal.can_see_user(f.task.user_id));
+    let full = full.ok_or_else(|| AppError::not_found("task"))?;
+    Ok(TaskDetail { task: full.task, payload: full.payload, steps: full.steps, queue_position: full.queue_position })
 }
 
 /// Every stored event of a task so far, in order (owner or admin).

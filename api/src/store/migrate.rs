@@ -104,9 +104,9 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
     (
         16,
-        "index_diet",
-        include_str!("../../../migrations/postgres/0016_index_diet.sql"),
-        include_str!("../../../migrations/sqlite/0016_index_diet.sql"),
+        "write_diet",
+        include_str!("../../../migrations/postgres/0016_write_diet.sql"),
+        include_str!("../../../migrations/sqlite/0016_write_diet.sql"),
     ),
 ];
 

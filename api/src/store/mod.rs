@@ -393,6 +393,9 @@ forward! {
     fn task_list(user_id: Option<Uuid>, status: Option<TaskStatus>, tool_id: Option<Uuid>, before: Option<Uuid>, limit: i64) -> StoreResult<Vec<TaskRow>>;
     fn task_steps(task_id: Uuid) -> StoreResult<Vec<TaskStepRow>>;
     fn task_payload(task_id: Uuid) -> StoreResult<Option<TaskPayloadRow>>;
+    /// A task with its payload, steps and (while queued) place in line: one round trip on
+    /// PostgreSQL, for `GET /api/tasks/{id}` (what clients poll).
+    fn task_full(id: Uuid) -> StoreResult<Option<TaskFull>>;
     /// A step starts (and the task runs), with its `step_started` event; `None` if the task
     /// ended or is to be cancelled.
     fn task_step_begin(task_id: Uuid, step_id: &str, first_in_run: bool, event: serde_json::Value) -> StoreResult<Option<Recorded>>;

@@ -232,6 +232,47 @@ impl PgStore {
 
 super::task_queries::task_queries!(PgStore, sqlx::Postgres);
 
+/// A task step as `jsonb_build_object` spells it (the claim and the detail read steps
+/// together with their task).
+#[derive(serde::Deserialize)]
+struct StepJson {
+    step_id: String,
+    position: i32,
+    status: super::StepStatus,
+    state: serde_json::Value,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<StepJson> for super::TaskStepRow {
+    fn from(s: StepJson) -> Self {
+        super::TaskStepRow {
+            step_id: s.step_id,
+            position: s.position,
+            status: s.status,
+            state: sqlx::types::Json(s.state),
+            started_at: s.started_at,
+            completed_at: s.completed_at,
+        }
+    }
+}
+
+/// A task, its payload, its steps and (queued) its place in line, in one statement.
+const TASK_FULL_SQL: &str =
+    "SELECT t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
+        t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
+        t.trace_parent, p.task_id IS NOT NULL AS has_payload, p.input, p.output, p.error,
+        COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                    'step_id', s.step_id, 'position', s.position, 'status', s.status, 'state', s.state,
+                    'started_at', s.started_at, 'completed_at', s.completed_at) ORDER BY s.position)
+                  FROM task_steps s WHERE s.task_id = t.id), '[]'::jsonb) AS steps,
+        CASE WHEN t.status = 'queued' THEN
+            (SELECT q.seq - COALESCE((SELECT MIN(w.seq) FROM task_queue w WHERE w.lease_until IS NULL), q.seq)
+               FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
+        END AS queue_position
+   FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
+  WHERE t.id = $1";
+
 /// The task hot path on PostgreSQL: each operation is one call of a function from
 /// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
 /// the same statements as the multi-statement transactions of `task_queries.rs`.
@@ -281,15 +322,6 @@ impl PgStore {
         max_attempts: u32,
     ) -> StoreResult<super::Claim> {
         #[derive(serde::Deserialize)]
-        struct Step {
-            step_id: String,
-            position: i32,
-            status: super::StepStatus,
-            state: serde_json::Value,
-            started_at: Option<chrono::DateTime<chrono::Utc>>,
-            completed_at: Option<chrono::DateTime<chrono::Utc>>,
-        }
-        #[derive(serde::Deserialize)]
         struct Started {
             seq: i64,
             step_id: String,
@@ -304,7 +336,7 @@ impl PgStore {
             task: Option<super::TaskRow>,
             input: Option<serde_json::Value>,
             tool_updated_at: Option<chrono::DateTime<chrono::Utc>>,
-            steps: Option<Vec<Step>>,
+            steps: Option<Vec<StepJson>>,
         }
         // The next due task (workers without Redis) is found by a scan: the transaction.
         let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user, max_attempts).await };
@@ -324,19 +356,7 @@ impl PgStore {
                 task,
                 attempts: out.attempts.unwrap_or(1),
                 input: out.input.unwrap_or(serde_json::Value::Null),
-                steps: out
-                    .steps
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|s| super::TaskStepRow {
-                        step_id: s.step_id,
-                        position: s.position,
-                        status: s.status,
-                        state: sqlx::types::Json(s.state),
-                        started_at: s.started_at,
-                        completed_at: s.completed_at,
-                    })
-                    .collect(),
+                steps: out.steps.unwrap_or_default().into_iter().map(Into::into).collect(),
                 tool_updated_at: out.tool_updated_at.unwrap_or_default(),
                 started: out.started.map(|s| {
                     (s.step_id, super::Recorded { seq: s.seq, kind: super::EventKind::StepStarted, data: s.data })
@@ -347,6 +367,26 @@ impl PgStore {
             ("user_at_limit", _) => super::Claim::UserAtLimit,
             _ => super::Claim::Empty,
         })
+    }
+
+    pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
+        use sqlx::{FromRow, Row};
+        let Some(row) = sqlx::query(TASK_FULL_SQL).bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let task = super::TaskRow::from_row(&row)?;
+        let payload = if row.try_get::<bool, _>("has_payload")? {
+            Some(super::TaskPayloadRow {
+                input: row.try_get("input")?,
+                output: row.try_get("output")?,
+                error: row.try_get("error")?,
+            })
+        } else {
+            None
+        };
+        let steps: sqlx::types::Json<Vec<StepJson>> = row.try_get("steps")?;
+        let steps = steps.0.into_iter().map(Into::into).collect();
+        Ok(Some(super::TaskFull { task, payload, steps, queue_position: row.try_get("queue_position")? }))
     }
 
     pub async fn task_step_begin(

@@ -381,6 +381,16 @@ pub struct TaskStepRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A task with everything its detail view shows, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFull {
+    pub task: TaskRow,
+    pub payload: Option<TaskPayloadRow>,
+    pub steps: Vec<TaskStepRow>,
+    /// Its place in line while queued.
+    pub queue_position: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TaskPayloadRow {
     pub input: sqlx::types::Json<serde_json::Value>,

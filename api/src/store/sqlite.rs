@@ -188,6 +188,15 @@ impl SqliteStore {
         self.task_submit_tx(new).await
     }
 
+    pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
+        let Some(task) = self.task_get(id).await? else { return Ok(None) };
+        let payload = self.task_payload(id).await?;
+        let steps = self.task_steps(id).await?;
+        let queue_position =
+            if task.status == super::TaskStatus::Queued { self.queue_position(id).await? } else { None };
+        Ok(Some(super::TaskFull { task, payload, steps, queue_position }))
+    }
+
     pub async fn task_step_begin(
         &self,
         task_id: uuid::Uuid,
