@@ -268,20 +268,13 @@ pub async fn list(
     Ok(state.store().task_list(user_id, status, tool_id, before, limit).await?)
 }
 
-/// A task with what its detail view shows (owner or admin).
-pub struct TaskDetail {
-    pub task: TaskRow,
-    pub payload: Option<crate::store::TaskPayloadRow>,
-    pub steps: Vec<crate::store::TaskStepRow>,
-    /// Its place in line while queued.
-    pub queue_position: Option<i64>,
-}
+/// A task with what its detail view shows (owner or admin): the store reads it whole.
+pub use crate::store::TaskFull as TaskDetail;
 
 pub async fn detail(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<TaskDetail> {
     // Read whole (one round trip on PostgreSQL), then checked: someone else's task is a 404.
     let full = state.store().task_full(id).await?.filter(|f| principal.can_see_user(f.task.user_id));
-    let full = full.ok_or_else(|| AppError::not_found("task"))?;
-    Ok(TaskDetail { task: full.task, payload: full.payload, steps: full.steps, queue_position: full.queue_position })
+    full.ok_or_else(|| AppError::not_found("task"))
 }
 
 /// Every stored event of a task so far, in order (owner or admin).

@@ -381,7 +381,7 @@ pub struct TaskStepRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// A task with everything its detail view shows, read together.
+/// A task with everything its detail view shows, read together (`tasks::TaskDetail`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskFull {
     pub task: TaskRow,
