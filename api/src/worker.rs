@@ -223,7 +223,10 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
             continue;
         };
         let lease = Lease { queue: queue.clone(), consumer: consumer.clone(), entry };
-        start_delivered(&state, lease, task_id, permit, &mut running).await;
+        // Claimed in a task of its own: claims that overlap go to the database together
+        // (group commit), and reading goes on meanwhile.
+        let state = state.clone();
+        running.spawn(async move { start_delivered(&state, lease, task_id, permit).await });
     }
     while running.join_next().await.is_some() {}
     for helper in helpers {
@@ -244,16 +247,9 @@ async fn recreate_lost_group(queue: &RedisQueue, err: &redis::RedisError) {
     }
 }
 
-/// Claims a delivered task and, if it is ours now, runs it on `running` under `permit`;
-/// otherwise settles the entry (ended, running elsewhere, not due yet, or parked at its
-/// user's limit).
-async fn start_delivered(
-    state: &AppState,
-    entry: Lease,
-    task_id: Uuid,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    running: &mut tokio::task::JoinSet<()>,
-) {
+/// Claims a delivered task and, if it is ours now, runs it under `permit`; otherwise
+/// settles the entry (ended, running elsewhere, not due yet, or parked at its user's limit).
+async fn start_delivered(state: &AppState, entry: Lease, task_id: Uuid, permit: tokio::sync::OwnedSemaphorePermit) {
     let tasks = &state.settings().tasks;
     // The claim's span joins the task's trace once the claim has read where it belongs.
     let span = traces::enabled().then(|| tracing::info_span!("claim", otel.name = "claim task", %task_id));
@@ -267,12 +263,9 @@ async fn start_delivered(
     drop(span);
     match claim {
         Ok(Claim::Claimed(claimed)) => {
-            let state = state.clone();
-            running.spawn(async move {
-                execute(&state, claimed, Some(&entry)).await;
-                entry.queue.done(&entry.entry);
-                drop(permit);
-            });
+            execute(state, claimed, Some(&entry)).await;
+            entry.queue.done(&entry.entry);
+            drop(permit);
         }
         Ok(claim) => {
             drop(permit);
@@ -285,10 +278,11 @@ async fn start_delivered(
             entry.queue.done(&entry.entry);
         }
         Err(e) => {
-            drop(permit);
-            // Leave it pending: XAUTOCLAIM hands it out again after a lease.
+            // Leave it pending: XAUTOCLAIM hands it out again after a lease. The permit is
+            // held through the pause, so a failing database slows the reader down.
             tracing::warn!(%task_id, error = %e, "claiming a delivered task failed");
             tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(permit);
         }
     }
 }

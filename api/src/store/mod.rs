@@ -20,6 +20,7 @@ mod content_queries;
 mod ledger_queries;
 mod migrate;
 mod pg;
+mod pg_batch;
 mod pg_pool;
 pub mod rows;
 mod shared;

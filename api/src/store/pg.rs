@@ -11,6 +11,8 @@ use super::{Engine, StoreError, StoreResult};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: super::pg_pool::PgPoolHandle,
+    /// Group commit of the hot path's calls (`pg_batch`), shared by the store's clones.
+    batch: std::sync::Arc<Batchers>,
 }
 
 impl PgStore {
@@ -46,7 +48,7 @@ impl PgStore {
             .acquire_timeout(timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool: super::pg_pool::PgPoolHandle::new(pool, behind_pooler) })
+        Ok(Self { pool: super::pg_pool::PgPoolHandle::new(pool, behind_pooler), batch: Default::default() })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -275,43 +277,21 @@ const TASK_FULL_SQL: &str =
 
 /// The task hot path on PostgreSQL: each operation is one call of a function from
 /// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
-/// the same statements as the multi-statement transactions of `task_queries.rs`.
+/// the same statements as the multi-statement transactions of `task_queries.rs`. Submits,
+/// claims and task ends go through group commit (`pg_batch`): under load, many calls run
+/// as one statement in one transaction.
 impl PgStore {
     pub async fn task_submit(
         &self,
         new: &super::NewTask,
     ) -> Result<(super::TaskRow, super::Recorded), super::LedgerError> {
-        #[derive(serde::Deserialize)]
-        struct Out {
-            available: Option<i64>,
-            task: Option<super::TaskRow>,
-            event: Option<serde_json::Value>,
-        }
-        let step_ids: Vec<uuid::Uuid> = new.steps.iter().map(|_| uuid::Uuid::now_v7()).collect();
-        let out: sqlx::types::Json<Out> =
-            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
-                .bind(new.id)
-                .bind(new.user_id)
-                .bind(new.tool_id)
-                .bind(new.cost)
-                .bind(new.parent_task_id)
-                .bind(new.run_all_steps)
-                .bind(&new.steps)
-                .bind(&step_ids)
-                .bind(uuid::Uuid::now_v7())
-                .bind(sqlx::types::Json(&new.input))
-                .bind(uuid::Uuid::now_v7())
-                .bind(super::now())
-                .bind(&new.trace_parent)
-                .bind(&new.webhook_url)
-                .fetch_one(&self.pool)
-                .await?;
-        match out.0 {
-            Out { task: Some(task), event: Some(data), .. } => {
-                Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data }))
-            }
-            Out { available, .. } => Err(super::LedgerError::Insufficient { available: available.unwrap_or(0) }),
-        }
+        let req = SubmitReq {
+            new: new.clone(),
+            step_ids: new.steps.iter().map(|_| uuid::Uuid::now_v7()).collect(),
+            payload_id: uuid::Uuid::now_v7(),
+            reservation_id: uuid::Uuid::now_v7(),
+        };
+        self.batch.submit.call(&self.pool, req).await?
     }
 
     pub async fn queue_claim(
@@ -321,52 +301,10 @@ impl PgStore {
         per_user: u32,
         max_attempts: u32,
     ) -> StoreResult<super::Claim> {
-        #[derive(serde::Deserialize)]
-        struct Started {
-            seq: i64,
-            step_id: String,
-            data: serde_json::Value,
-        }
-        #[derive(serde::Deserialize)]
-        struct Out {
-            outcome: String,
-            started: Option<Started>,
-            due: Option<chrono::DateTime<chrono::Utc>>,
-            attempts: Option<i32>,
-            task: Option<super::TaskRow>,
-            input: Option<serde_json::Value>,
-            tool_updated_at: Option<chrono::DateTime<chrono::Utc>>,
-            steps: Option<Vec<StepJson>>,
-        }
         // The next due task (workers without Redis) is found by a scan: the transaction.
         let Some(task_id) = only else { return self.queue_claim_tx(only, lease, per_user, max_attempts).await };
-        let now = super::now();
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let out: sqlx::types::Json<Out> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")
-            .bind(task_id)
-            .bind(now)
-            .bind(until)
-            .bind(i64::from(per_user))
-            .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))
-            .fetch_one(&self.pool)
-            .await?;
-        let out = out.0;
-        Ok(match (out.outcome.as_str(), out.task) {
-            ("claimed", Some(task)) => super::Claim::Claimed(Box::new(super::ClaimedTask {
-                task,
-                attempts: out.attempts.unwrap_or(1),
-                input: out.input.unwrap_or(serde_json::Value::Null),
-                steps: out.steps.unwrap_or_default().into_iter().map(Into::into).collect(),
-                tool_updated_at: out.tool_updated_at.unwrap_or_default(),
-                started: out.started.map(|s| {
-                    (s.step_id, super::Recorded { seq: s.seq, kind: super::EventKind::StepStarted, data: s.data })
-                }),
-            })),
-            ("busy", _) => super::Claim::Busy,
-            ("not_due", _) => super::Claim::NotDue(out.due.unwrap_or(now)),
-            ("user_at_limit", _) => super::Claim::UserAtLimit,
-            _ => super::Claim::Empty,
-        })
+        let req = ClaimReq { task_id, lease, per_user, max_attempts };
+        self.batch.claim.call(&self.pool, req).await?
     }
 
     pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
@@ -417,12 +355,6 @@ impl PgStore {
         end: &super::TaskEnd<'_>,
         unpark: i64,
     ) -> Result<super::Finished, super::LedgerError> {
-        #[derive(serde::Deserialize)]
-        struct Out {
-            ended: bool,
-            seq: Option<i64>,
-            unparked: Option<Vec<uuid::Uuid>>,
-        }
         let mut events: Vec<(super::EventKind, serde_json::Value)> = Vec::with_capacity(2);
         if let Some(step) = end.step {
             let data = serde_json::json!({ "stepId": step.step_id, "output": step.output, "type": super::EventKind::StepCompleted });
@@ -432,38 +364,349 @@ impl PgStore {
         let terminal_kind = super::EventKind::terminal(end.status).expect("a task ends completed, failed or cancelled");
         terminal["type"] = terminal_kind.as_str().into();
         events.push((terminal_kind, terminal));
-        let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
-        let datas: Vec<sqlx::types::Json<&serde_json::Value>> =
-            events.iter().map(|(_, d)| sqlx::types::Json(d)).collect();
-        let out: sqlx::types::Json<Out> =
-            sqlx::query_scalar("SELECT fm_task_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
-                .bind(id)
-                .bind(end.status)
+        let req = FinishReq {
+            id,
+            status: end.status.as_str(),
+            output: end.output.cloned(),
+            error: end.error.map(str::to_owned),
+            spend: end.spend,
+            events,
+            step: end.step.map(|s| (s.step_id.to_owned(), serde_json::json!({ "output": s.output }))),
+            dead_letter: end.dead_letter.map(|d| (d.reason, d.error.clone(), d.attempts)),
+            unpark,
+        };
+        self.batch.finish.call(&self.pool, req).await?
+    }
+}
+
+/// The group-committed calls of the hot path (`pg_batch`), one queue each.
+#[derive(Debug, Default)]
+pub(crate) struct Batchers {
+    submit: super::pg_batch::Batcher<SubmitOp>,
+    claim: super::pg_batch::Batcher<ClaimOp>,
+    finish: super::pg_batch::Batcher<FinishOp>,
+}
+
+/// Decodes one `fm_task_*` answer; a malformed one is that call's error alone.
+fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, sqlx::Error> {
+    serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Runs a batch statement and hands each request its answer (`ord` is 1-based, as
+/// `WITH ORDINALITY` counts): a request the statement did not answer gets an error.
+async fn fetch_batch<T>(
+    pool: &super::pg_pool::PgPoolHandle,
+    query: sqlx::query::QueryAs<'_, sqlx::Postgres, (i64, sqlx::types::Json<serde_json::Value>), sqlx::postgres::PgArguments>,
+    n: usize,
+    parse: impl Fn(serde_json::Value) -> T,
+    missing: impl Fn() -> T,
+) -> Result<Vec<T>, sqlx::Error> {
+    let rows = query.fetch_all(pool).await?;
+    let mut outs: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (ord, value) in rows {
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| outs.get_mut(i)) {
+            *slot = Some(parse(value.0));
+        }
+    }
+    Ok(outs.into_iter().map(|o| o.unwrap_or_else(&missing)).collect())
+}
+
+fn unanswered() -> sqlx::Error {
+    sqlx::Error::Protocol("the batch statement returned no answer for this call".into())
+}
+
+type SubmitOut = Result<(super::TaskRow, super::Recorded), super::LedgerError>;
+
+pub(crate) struct SubmitReq {
+    new: super::NewTask,
+    step_ids: Vec<uuid::Uuid>,
+    payload_id: uuid::Uuid,
+    reservation_id: uuid::Uuid,
+}
+
+struct SubmitOp;
+
+impl SubmitOp {
+    fn parse(value: serde_json::Value) -> SubmitOut {
+        #[derive(serde::Deserialize)]
+        struct Out {
+            available: Option<i64>,
+            task: Option<super::TaskRow>,
+            event: Option<serde_json::Value>,
+        }
+        match decode::<Out>(value)? {
+            Out { task: Some(task), event: Some(data), .. } => {
+                Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data }))
+            }
+            Out { available, .. } => Err(super::LedgerError::Insufficient { available: available.unwrap_or(0) }),
+        }
+    }
+}
+
+impl super::pg_batch::BatchOp for SubmitOp {
+    type Req = SubmitReq;
+    type Out = SubmitOut;
+    // Submits come from many requests at once: two statements in flight.
+    const LOOPS: usize = 2;
+
+    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[SubmitReq]) -> Result<Vec<SubmitOut>, sqlx::Error> {
+        use sqlx::types::Json;
+        let query = sqlx::query_as(
+            "SELECT b.ord, fm_task_submit(b.id, b.user_id, b.tool_id, b.cost, b.parent, b.run_all,
+                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.steps) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    ARRAY(SELECT x::uuid FROM jsonb_array_elements_text(b.step_ids) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    b.payload_id, b.input, b.reservation_id, $1, b.trace_parent, b.webhook_url)
+               FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::uuid[], $7::bool[], $8::jsonb[],
+                           $9::jsonb[], $10::uuid[], $11::jsonb[], $12::uuid[], $13::text[], $14::text[])
+                    WITH ORDINALITY AS b(id, user_id, tool_id, cost, parent, run_all, steps, step_ids, payload_id,
+                                         input, reservation_id, trace_parent, webhook_url, ord)
+              ORDER BY b.user_id, b.ord",
+        )
+        .bind(super::now())
+        .bind(reqs.iter().map(|r| r.new.id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.user_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.tool_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.cost).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.parent_task_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.run_all_steps).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| Json(&r.new.steps)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| Json(&r.step_ids)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.payload_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| Json(&r.new.input)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.reservation_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.trace_parent.as_deref()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.new.webhook_url.as_deref()).collect::<Vec<_>>());
+        fetch_batch(pool, query, reqs.len(), Self::parse, || Err(unanswered().into())).await
+    }
+
+    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &SubmitReq) -> SubmitOut {
+        let out: sqlx::types::Json<serde_json::Value> =
+            sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                .bind(r.new.id)
+                .bind(r.new.user_id)
+                .bind(r.new.tool_id)
+                .bind(r.new.cost)
+                .bind(r.new.parent_task_id)
+                .bind(r.new.run_all_steps)
+                .bind(&r.new.steps)
+                .bind(&r.step_ids)
+                .bind(r.payload_id)
+                .bind(sqlx::types::Json(&r.new.input))
+                .bind(r.reservation_id)
                 .bind(super::now())
-                .bind(end.output.map(sqlx::types::Json))
-                .bind(end.error)
-                .bind(end.spend)
-                .bind(&kinds)
-                .bind(&datas)
-                .bind(end.step.map(|s| s.step_id))
-                .bind(end.step.map(|s| sqlx::types::Json(serde_json::json!({ "output": s.output }))))
-                .bind(end.dead_letter.map(|d| d.reason))
-                .bind(end.dead_letter.map(|d| d.error.as_str()))
-                .bind(end.dead_letter.map(|d| d.attempts))
-                .bind(unpark)
-                .fetch_one(&self.pool)
+                .bind(&r.new.trace_parent)
+                .bind(&r.new.webhook_url)
+                .fetch_one(pool)
                 .await?;
-        let out = out.0;
+        Self::parse(out.0)
+    }
+}
+
+type ClaimOut = StoreResult<super::Claim>;
+
+pub(crate) struct ClaimReq {
+    task_id: uuid::Uuid,
+    lease: Duration,
+    per_user: u32,
+    max_attempts: u32,
+}
+
+impl ClaimReq {
+    fn until(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
+    }
+}
+
+struct ClaimOp;
+
+impl ClaimOp {
+    fn parse(value: serde_json::Value, now: chrono::DateTime<chrono::Utc>) -> ClaimOut {
+        #[derive(serde::Deserialize)]
+        struct Started {
+            seq: i64,
+            step_id: String,
+            data: serde_json::Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct Out {
+            outcome: String,
+            started: Option<Started>,
+            due: Option<chrono::DateTime<chrono::Utc>>,
+            attempts: Option<i32>,
+            task: Option<super::TaskRow>,
+            input: Option<serde_json::Value>,
+            tool_updated_at: Option<chrono::DateTime<chrono::Utc>>,
+            steps: Option<Vec<StepJson>>,
+        }
+        let out: Out = decode(value)?;
+        Ok(match (out.outcome.as_str(), out.task) {
+            ("claimed", Some(task)) => super::Claim::Claimed(Box::new(super::ClaimedTask {
+                task,
+                attempts: out.attempts.unwrap_or(1),
+                input: out.input.unwrap_or(serde_json::Value::Null),
+                steps: out.steps.unwrap_or_default().into_iter().map(Into::into).collect(),
+                tool_updated_at: out.tool_updated_at.unwrap_or_default(),
+                started: out.started.map(|s| {
+                    (s.step_id, super::Recorded { seq: s.seq, kind: super::EventKind::StepStarted, data: s.data })
+                }),
+            })),
+            ("busy", _) => super::Claim::Busy,
+            ("not_due", _) => super::Claim::NotDue(out.due.unwrap_or(now)),
+            ("user_at_limit", _) => super::Claim::UserAtLimit,
+            _ => super::Claim::Empty,
+        })
+    }
+}
+
+impl super::pg_batch::BatchOp for ClaimOp {
+    type Req = ClaimReq;
+    type Out = ClaimOut;
+    const LOOPS: usize = 1;
+
+    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[ClaimReq]) -> Result<Vec<ClaimOut>, sqlx::Error> {
+        let now = super::now();
+        // Ordered by user: the per-user limit's locks are taken in one global order.
+        let query = sqlx::query_as(
+            "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.per_user, b.max_attempts)
+               FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]) WITH ORDINALITY
+                    AS b(id, until, per_user, max_attempts, ord)
+               LEFT JOIN task_queue q ON q.task_id = b.id
+              ORDER BY q.user_id, b.ord",
+        )
+        .bind(now)
+        .bind(reqs.iter().map(|r| r.task_id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.until(now)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| i64::from(r.per_user)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| i32::try_from(r.max_attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>());
+        fetch_batch(pool, query, reqs.len(), |v| Self::parse(v, now), || Err(unanswered().into())).await
+    }
+
+    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &ClaimReq) -> ClaimOut {
+        let now = super::now();
+        let out: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")
+            .bind(r.task_id)
+            .bind(now)
+            .bind(r.until(now))
+            .bind(i64::from(r.per_user))
+            .bind(i32::try_from(r.max_attempts).unwrap_or(i32::MAX))
+            .fetch_one(pool)
+            .await?;
+        Self::parse(out.0, now)
+    }
+}
+
+type FinishOut = Result<super::Finished, super::LedgerError>;
+
+pub(crate) struct FinishReq {
+    id: uuid::Uuid,
+    status: &'static str,
+    output: Option<serde_json::Value>,
+    error: Option<String>,
+    spend: Option<i64>,
+    /// The events to record: `step_completed` when a step is folded in, then the terminal one.
+    events: Vec<(super::EventKind, serde_json::Value)>,
+    /// The folded-in step and the patch of its state.
+    step: Option<(String, serde_json::Value)>,
+    dead_letter: Option<(&'static str, String, i32)>,
+    unpark: i64,
+}
+
+impl FinishReq {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.events.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    fn parse(&self, value: serde_json::Value) -> FinishOut {
+        #[derive(serde::Deserialize)]
+        struct Out {
+            ended: bool,
+            seq: Option<i64>,
+            unparked: Option<Vec<uuid::Uuid>>,
+        }
+        let out: Out = decode(value)?;
         let mut finished =
             super::Finished { ended: out.ended, events: vec![], unparked: out.unparked.unwrap_or_default() };
         if let (true, Some(last)) = (out.ended, out.seq) {
-            let n = events.len() as i64;
-            finished.events = events
-                .into_iter()
+            let n = self.events.len() as i64;
+            finished.events = self
+                .events
+                .iter()
                 .enumerate()
-                .map(|(i, (kind, data))| super::Recorded { seq: last - n + 1 + i as i64, kind, data })
+                .map(|(i, (kind, data))| super::Recorded { seq: last - n + 1 + i as i64, kind: *kind, data: data.clone() })
                 .collect();
         }
         Ok(finished)
+    }
+}
+
+struct FinishOp;
+
+impl super::pg_batch::BatchOp for FinishOp {
+    type Req = FinishReq;
+    type Out = FinishOut;
+    const LOOPS: usize = 1;
+
+    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[FinishReq]) -> Result<Vec<FinishOut>, sqlx::Error> {
+        use sqlx::types::Json;
+        // Ordered by the task's user: credits rows and queue locks in one global order.
+        let query = sqlx::query_as(
+            "SELECT b.ord, fm_task_finish(b.id, b.status, $1, b.output, b.error, b.spend,
+                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.kinds) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    ARRAY(SELECT x FROM jsonb_array_elements(b.datas) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    b.step, b.patch, b.dead_reason, b.dead_error, b.dead_attempts, b.unpark)
+               FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[],
+                           $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[], $14::int8[])
+                    WITH ORDINALITY AS b(id, status, output, error, spend, kinds, datas, step, patch,
+                                         dead_reason, dead_error, dead_attempts, unpark, ord)
+               LEFT JOIN tasks t ON t.id = b.id
+              ORDER BY t.user_id, b.ord",
+        )
+        .bind(super::now())
+        .bind(reqs.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.status).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.output.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.spend).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| Json(r.kinds())).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| Json(r.events.iter().map(|(_, d)| d).collect::<Vec<_>>())).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.step.as_ref().map(|(s, _)| s.as_str())).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.step.as_ref().map(|(_, p)| Json(p))).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.0)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.1.as_str())).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.2)).collect::<Vec<_>>())
+        .bind(reqs.iter().map(|r| r.unpark).collect::<Vec<_>>());
+        let rows: Vec<(i64, Json<serde_json::Value>)> = query.fetch_all(pool).await?;
+        let mut outs: Vec<Option<FinishOut>> = (0..reqs.len()).map(|_| None).collect();
+        for (ord, value) in rows {
+            let i = usize::try_from(ord - 1).unwrap_or(usize::MAX);
+            if let (Some(slot), Some(req)) = (outs.get_mut(i), reqs.get(i)) {
+                *slot = Some(req.parse(value.0));
+            }
+        }
+        Ok(outs.into_iter().map(|o| o.unwrap_or_else(|| Err(unanswered().into()))).collect())
+    }
+
+    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &FinishReq) -> FinishOut {
+        use sqlx::types::Json;
+        let datas: Vec<Json<&serde_json::Value>> = r.events.iter().map(|(_, d)| Json(d)).collect();
+        let out: Json<serde_json::Value> =
+            sqlx::query_scalar("SELECT fm_task_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                .bind(r.id)
+                .bind(r.status)
+                .bind(super::now())
+                .bind(r.output.as_ref().map(Json))
+                .bind(r.error.as_deref())
+                .bind(r.spend)
+                .bind(r.kinds())
+                .bind(&datas)
+                .bind(r.step.as_ref().map(|(s, _)| s.as_str()))
+                .bind(r.step.as_ref().map(|(_, p)| Json(p)))
+                .bind(r.dead_letter.as_ref().map(|d| d.0))
+                .bind(r.dead_letter.as_ref().map(|d| d.1.as_str()))
+                .bind(r.dead_letter.as_ref().map(|d| d.2))
+                .bind(r.unpark)
+                .fetch_one(pool)
+                .await?;
+        r.parse(out.0)
     }
 }

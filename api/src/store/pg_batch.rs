@@ -1,0 +1,119 @@
+//! Group commit for the PostgreSQL task hot path (see ARCHITECTURE.md, Performance).
+//!
+//! Submits (API), claims and task ends (worker) arrive many at a time under load, each one
+//! call of an `fm_task_*` function. Alone, each is a transaction of its own: a round trip,
+//! a snapshot, a commit record and a WAL flush, which cost PostgreSQL about as much as the
+//! rows the call writes. A [`Batcher`] queues the calls of one kind; a loop takes every
+//! call waiting (up to [`MAX_BATCH`]) and runs them as ONE statement, `SELECT fm_…(…) FROM
+//! unnest(…)`, so one transaction commits them all; callers get their own answers.
+//!
+//! - Nothing waits for company: a call that finds the loop idle runs at once, alone, as
+//!   before. Batches form only while a previous batch is running, i.e. under load.
+//! - All or nothing is per call, not per batch: if the batch statement fails (one call
+//!   raised, a deadlock, a lost connection), every call of it runs again alone, in its own
+//!   transaction, and gets its own result or error. The batch's transaction rolled back,
+//!   so nothing is done twice.
+//! - Lock order: each batch runs its calls ordered by user, so batches that lock several
+//!   users' credits rows and queue locks take them in one global order and cannot
+//!   deadlock one another (the functions lock one user's rows at a time).
+//! - A call whose loop has gone (its runtime stopped) runs directly.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::pg_pool::PgPoolHandle;
+
+/// The most calls one statement carries.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// One kind of call that can run many to a statement.
+pub(crate) trait BatchOp: Send + Sync + 'static {
+    type Req: Send + Sync + 'static;
+    type Out: Send + 'static;
+    /// How many loops run batches of this kind at once (each on its own connection).
+    const LOOPS: usize;
+    /// Every request in one statement; exactly one answer per request, in request order.
+    /// An `Err` means the statement failed (and so changed nothing).
+    fn batch<'a>(
+        pool: &'a PgPoolHandle,
+        reqs: &'a [Self::Req],
+    ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send + 'a;
+    /// One request alone, in its own transaction.
+    fn one<'a>(pool: &'a PgPoolHandle, req: &'a Self::Req) -> impl Future<Output = Self::Out> + Send + 'a;
+}
+
+type Job<Op> = (<Op as BatchOp>::Req, oneshot::Sender<<Op as BatchOp>::Out>);
+
+/// The queue of one kind of call, and its loops (started on first use).
+pub(crate) struct Batcher<Op: BatchOp> {
+    tx: OnceLock<mpsc::UnboundedSender<Job<Op>>>,
+}
+
+impl<Op: BatchOp> Default for Batcher<Op> {
+    fn default() -> Self {
+        Self { tx: OnceLock::new() }
+    }
+}
+
+impl<Op: BatchOp> std::fmt::Debug for Batcher<Op> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("started", &self.tx.get().is_some()).finish()
+    }
+}
+
+impl<Op: BatchOp> Batcher<Op> {
+    /// Runs `req`, batched with whatever calls of its kind are waiting.
+    pub(crate) async fn call(&self, pool: &PgPoolHandle, req: Op::Req) -> Result<Op::Out, sqlx::Error> {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel::<Job<Op>>();
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..Op::LOOPS.max(1) {
+                tokio::spawn(run::<Op>(pool.clone(), rx.clone()));
+            }
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        match tx.send((req, reply)) {
+            Ok(()) => answer.await.map_err(|_| {
+                sqlx::Error::Io(std::io::Error::other("the batch loop stopped before the call was answered"))
+            }),
+            // The loops are gone with the runtime that started them.
+            Err(mpsc::error::SendError((req, _))) => Ok(Op::one(pool, &req).await),
+        }
+    }
+}
+
+async fn run<Op: BatchOp>(pool: PgPoolHandle, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job<Op>>>>) {
+    let mut jobs: Vec<Job<Op>> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        let (reqs, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        if reqs.len() == 1 {
+            let out = Op::one(&pool, &reqs[0]).await;
+            let _ = replies.into_iter().next().map(|r| r.send(out));
+            continue;
+        }
+        match Op::batch(&pool, &reqs).await {
+            // Exactly one answer per request, by construction of each `batch`.
+            Ok(outs) => {
+                for (out, reply) in outs.into_iter().zip(replies) {
+                    let _ = reply.send(out);
+                }
+            }
+            // The statement failed, so its transaction rolled back: each call alone.
+            Err(e) => {
+                tracing::debug!(error = %e, calls = reqs.len(), "a batch failed; running its calls one by one");
+                for (req, reply) in reqs.iter().zip(replies) {
+                    let _ = reply.send(Op::one(&pool, req).await);
+                }
+            }
+        }
+    }
+}
