@@ -396,7 +396,12 @@ fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T,
 /// `WITH ORDINALITY` counts): a request the statement did not answer gets an error.
 async fn fetch_batch<T>(
     pool: &super::pg_pool::PgPoolHandle,
-    query: sqlx::query::QueryAs<'_, sqlx::Postgres, (i64, sqlx::types::Json<serde_json::Value>), sqlx::postgres::PgArguments>,
+    query: sqlx::query::QueryAs<
+        '_,
+        sqlx::Postgres,
+        (i64, sqlx::types::Json<serde_json::Value>),
+        sqlx::postgres::PgArguments,
+    >,
     n: usize,
     parse: impl Fn(serde_json::Value) -> T,
     missing: impl Fn() -> T,
@@ -632,7 +637,11 @@ impl FinishReq {
                 .events
                 .iter()
                 .enumerate()
-                .map(|(i, (kind, data))| super::Recorded { seq: last - n + 1 + i as i64, kind: *kind, data: data.clone() })
+                .map(|(i, (kind, data))| super::Recorded {
+                    seq: last - n + 1 + i as i64,
+                    kind: *kind,
+                    data: data.clone(),
+                })
                 .collect();
         }
         Ok(finished)

@@ -7,7 +7,8 @@ funmagic_api::test_both_backends!(
     schema_has_the_seed_tables_and_auth_tables,
     users_round_trip_and_conflict,
     constraints_guard_credits,
-    every_shared_statement_prepares
+    every_shared_statement_prepares,
+    hot_path_calls_made_at_once_each_get_their_own_answer
 );
 
 /// Each SQL constant of `store::sql` parses and names only tables and columns that exist,
@@ -156,4 +157,88 @@ async fn constraints_guard_credits(app: TestApp) {
             assert!(again.is_err(), "credits.user_id is unique");
         }
     }
+}
+
+/// Submits and task ends made at once each get their own answer, and one that fails fails
+/// alone. On PostgreSQL, calls that overlap run as one statement in one transaction
+/// (`store::pg_batch`): a failing call must not take the others down with it, nor hand
+/// anyone another call's answer.
+async fn hot_path_calls_made_at_once_each_get_their_own_answer(app: TestApp) {
+    use funmagic_api::store::{LedgerError, NewTask, TaskEnd, TransactionType};
+    let store = app.state().store().clone();
+    let tool = store.tool_get_by_slug("echo").await.unwrap().expect("the seeded echo tool");
+    let step = tool.config.0["steps"][0]["id"].as_str().unwrap().to_string();
+    let mut users = vec![];
+    for i in 0..4 {
+        let user = store.user_create(&new_user(&format!("u{i}@example.com"))).await.unwrap();
+        store.credits_grant(user.id, TransactionType::Bonus, 10, &format!("seed-{i}"), None).await.unwrap();
+        users.push(user.id);
+    }
+    // 60 submits at once, 15 per user, each costing 1 of the user's 10 credits.
+    let submits = (0..60).map(|i| {
+        let (store, step) = (store.clone(), step.clone());
+        let new = NewTask {
+            id: uuid::Uuid::now_v7(),
+            user_id: users[i % 4],
+            tool_id: tool.id,
+            parent_task_id: None,
+            steps: vec![step],
+            run_all_steps: false,
+            cost: 1,
+            input: serde_json::json!({ "i": i }),
+            trace_parent: None,
+            webhook_url: None,
+        };
+        async move { (new.clone(), store.task_submit(&new).await) }
+    });
+    let mut accepted = vec![];
+    for (new, result) in futures::future::join_all(submits).await {
+        match result {
+            Ok((task, queued)) => {
+                assert_eq!((task.id, task.user_id, task.credits_cost), (new.id, new.user_id, 1), "its own task row");
+                assert_eq!(queued.seq, 1);
+                assert_eq!(store.task_payload(task.id).await.unwrap().unwrap().input.0, new.input, "its own input");
+                accepted.push(task);
+            }
+            Err(LedgerError::Insufficient { available }) => assert_eq!(available, 0, "{new:?}"),
+            Err(e) => panic!("submit {new:?}: {e}"),
+        }
+    }
+    for user in &users {
+        assert_eq!(accepted.iter().filter(|t| t.user_id == *user).count(), 10, "exactly the credits' worth accepted");
+    }
+    // All 40 end at once; the first asks to spend more than its reservation and must fail alone.
+    let ends = accepted.iter().enumerate().map(|(i, task)| {
+        let store = store.clone();
+        async move {
+            let output = serde_json::json!({ "i": i });
+            let event = serde_json::json!({});
+            let mut end = TaskEnd::completed(&output, &event);
+            if i == 0 {
+                end.spend = Some(5);
+            }
+            store.task_finish(task.id, &end, 1).await
+        }
+    });
+    let ended = futures::future::join_all(ends).await;
+    assert!(ended[0].is_err(), "spending more than the reservation is refused: {:?}", ended[0]);
+    for (task, result) in accepted.iter().zip(&ended).skip(1) {
+        let finished = result.as_ref().unwrap_or_else(|e| panic!("{}: {e}", task.id));
+        assert!(finished.ended);
+        assert_eq!(finished.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2], "numbered after its own `queued`");
+        let row = store.task_get(task.id).await.unwrap().unwrap();
+        assert_eq!(row.status, funmagic_api::store::TaskStatus::Completed);
+        let payload = store.task_payload(task.id).await.unwrap().unwrap();
+        let i = accepted.iter().position(|t| t.id == task.id).unwrap();
+        assert_eq!(payload.output.map(|o| o.0), Some(serde_json::json!({ "i": i })), "its own output");
+    }
+    let refused = &accepted[0];
+    assert_ne!(store.task_get(refused.id).await.unwrap().unwrap().status, funmagic_api::store::TaskStatus::Completed);
+    for user in &users {
+        let credits = store.credits_get(*user).await.unwrap();
+        let held = i64::from(*user == refused.user_id);
+        assert_eq!((credits.balance, credits.reserved_balance), (held, held), "spent all but the refused task's hold");
+        assert!(store.credits_invariant_violations(*user).await.unwrap().is_empty());
+    }
+    assert!(store.credits_ledger_violations().await.unwrap().is_empty());
 }
