@@ -180,12 +180,73 @@ impl SqliteStore {
 super::task_queries::task_queries!(SqliteStore, sqlx::Sqlite);
 
 impl SqliteStore {
-    /// Submits in the group-committed writer (see `task_queries.rs`).
+    /// Submits in the group-committed writer: the statements of `task_submit_tx`, sent to
+    /// SQLite in two calls instead of one per statement (every call is a hand-off to
+    /// sqlx's SQLite thread and back, and every write in the process waits on this writer):
+    /// the reservation, whose answer decides, then every insert at once.
     pub async fn task_submit(
         &self,
         new: &super::NewTask,
     ) -> Result<(super::TaskRow, super::Recorded), super::LedgerError> {
-        self.task_submit_tx(new).await
+        let new = new.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                use sqlx::{FromRow, Row};
+                let now = super::now();
+                let after = if new.cost > 0 {
+                    let updated = sqlx::query_as::<_, super::CreditsRow>(
+                        super::sql::ledger::CREDITS_RESERVE_NEW_ON_UPDATE_CREDITS,
+                    )
+                    .bind(new.user_id)
+                    .bind(new.cost)
+                    .bind(now)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let Some(after) = updated else {
+                        let available = Self::credits_row_on(&mut *c, new.user_id).await?.available();
+                        return Err(super::LedgerError::Insufficient { available });
+                    };
+                    Some(after)
+                } else {
+                    None
+                };
+                let reference = new.id.to_string();
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(submit_sql(after.is_some(), new.steps.len())))
+                    .bind(new.id)
+                    .bind(new.user_id)
+                    .bind(new.tool_id)
+                    .bind(new.cost)
+                    .bind(new.parent_task_id)
+                    .bind(new.steps.first())
+                    .bind(new.run_all_steps)
+                    .bind(now)
+                    .bind(&new.trace_parent)
+                    .bind(&new.webhook_url)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(&reference)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(after.as_ref().map(|a| a.balance))
+                    .bind(after.as_ref().map(|a| a.reserved_balance))
+                    .bind(format!("reserved for {reference}"))
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(sqlx::types::Json(&new.input));
+                for step in &new.steps {
+                    query = query.bind(uuid::Uuid::now_v7()).bind(step);
+                }
+                let rows = query.fetch_all(&mut *c).await?;
+                let [task, event] = rows.as_slice() else {
+                    return Err(super::StoreError::Other(sqlx::Error::Protocol(format!(
+                        "a submit returned {} rows, not the task and its event",
+                        rows.len()
+                    )))
+                    .into());
+                };
+                let task = super::TaskRow::from_row(task)?;
+                let data: sqlx::types::Json<serde_json::Value> = event.try_get("data")?;
+                Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data: data.0 }))
+            })
+        })
+        .await
     }
 
     pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
@@ -225,4 +286,48 @@ impl SqliteStore {
     ) -> StoreResult<super::Claim> {
         self.queue_claim_tx(only, lease, per_user, max_attempts).await
     }
+}
+
+/// The inserts of a submit, as one string of statements for SQLite (see
+/// `SqliteStore::task_submit`; the same rows as `task_submit_tx`). Parameters: $1 task id,
+/// $2 user, $3 tool, $4 cost, $5 parent, $6 first step, $7 run all steps, $8 now, $9 trace
+/// parent, $10 webhook URL, $11 reservation id, $12 reference, $13 ledger row id, $14/$15
+/// balance and reserved after the reservation, $16 description, $17 payload id, $18 input,
+/// then an id and a step id per step. Rows back: the task, then the `queued` event's data.
+fn submit_sql(reserved: bool, steps: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(2048);
+    if reserved {
+        sql.push_str(
+            "INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at) VALUES ($11, $2, $12, $4, $8);
+             INSERT INTO credit_transactions
+                 (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
+                 VALUES ($13, $2, 'reserve', 0, $14, $4, $15, $12, $16, $8);\n",
+        );
+    }
+    sql.push_str(super::sql::tasks::TASK_SUBMIT_TX_INSERT_TASKS);
+    sql.push_str(
+        ";\nINSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($17, $1, $18, $8, $8);\n",
+    );
+    for i in 0..steps {
+        let _ = writeln!(
+            sql,
+            "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES (${}, $1, ${}, {i}, $8, $8);",
+            19 + 2 * i,
+            20 + 2 * i
+        );
+    }
+    let _ = write!(
+        sql,
+        "INSERT INTO task_queue (task_id, user_id, available_at, created_at, seq) VALUES ($1, $2, $8, $8, {});
+         INSERT INTO task_events (task_id, seq, type, data, created_at)
+             SELECT $1, 1, 'queued',
+                    json_object('position', MAX(q.seq - COALESCE((SELECT MIN(w.seq) FROM task_queue w WHERE w.lease_until IS NULL), q.seq), 0),
+                                'type', 'queued'),
+                    $8
+               FROM task_queue q WHERE q.task_id = $1
+             RETURNING data",
+        SqliteStore::QUEUE_NEXT_SEQ
+    );
+    sql
 }
