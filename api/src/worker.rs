@@ -30,10 +30,12 @@ pub fn lease(state: &AppState) -> Duration {
 pub async fn run_workers(state: AppState, concurrency: usize, stop: watch::Receiver<bool>) {
     // Webhook deliveries go out from every process that runs tasks.
     let webhooks = tokio::spawn(crate::webhooks::run_dispatcher(state.clone(), stop.clone()));
+    let vacuum = tokio::spawn(vacuum_loop(state.store().clone(), stop.clone()));
     match state.queue().delivery().clone() {
         Delivery::Stream(queue) => run_redis_workers(state, *queue, concurrency, stop).await,
         Delivery::Table => run_db_workers(state, concurrency, stop).await,
     }
+    vacuum.abort();
     let _ = webhooks.await;
 }
 
@@ -231,6 +233,24 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     while running.join_next().await.is_some() {}
     for helper in helpers {
         helper.abort();
+    }
+}
+
+/// Keeps the queue table small on PostgreSQL: every task leaves two or three dead row
+/// versions in `task_queue` (claimed, ended), and until they are vacuumed every look at
+/// the queue head (each submit's position, each queued task's view) steps over them, so
+/// without it a backlog of tens of thousands makes every such look cost a millisecond and
+/// more. Autovacuum does this where it runs with its defaults; it may be off or slow (this
+/// does not rely on it). The check is one read of the table's statistics.
+async fn vacuum_loop(store: crate::store::Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = store.queue_vacuum(5_000).await {
+            tracing::debug!(error = %e, "vacuuming the queue table failed");
+        }
     }
 }
 

@@ -143,6 +143,15 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    /// Vacuums the queue table when it holds at least `min_dead` dead row versions
+    /// (PostgreSQL; SQLite frees deleted rows itself). True when it vacuumed.
+    pub async fn queue_vacuum(&self, min_dead: i64) -> StoreResult<bool> {
+        match self {
+            Store::Postgres(s) => s.queue_vacuum(min_dead).await,
+            Store::Sqlite(_) => Ok(false),
+        }
+    }
+
     /// Connects to the database the settings select; fails fast, naming the setting.
     pub async fn connect(settings: &Settings) -> Result<Self, ConfigError> {
         let timeout = Duration::from_secs(settings.database.connect_timeout_secs);

@@ -307,6 +307,22 @@ impl PgStore {
         self.batch.claim.call(&self.pool, req).await?
     }
 
+    /// See `Store::queue_vacuum`. `SKIP_LOCKED`: a vacuum already running (autovacuum,
+    /// another worker) is enough. Plain statements outside a transaction, so it also works
+    /// through a transaction pooler.
+    pub async fn queue_vacuum(&self, min_dead: i64) -> StoreResult<bool> {
+        use sqlx::Row;
+        let row = sqlx::raw_sql("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'task_queue'::regclass")
+            .fetch_optional(self.pool.inner())
+            .await?;
+        let dead: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        if dead < min_dead {
+            return Ok(false);
+        }
+        sqlx::raw_sql("VACUUM (SKIP_LOCKED) task_queue").execute(self.pool.inner()).await?;
+        Ok(true)
+    }
+
     pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
         use sqlx::{FromRow, Row};
         let Some(row) = sqlx::query(TASK_FULL_SQL).bind(id).fetch_optional(&self.pool).await? else {

@@ -8,7 +8,8 @@ funmagic_api::test_both_backends!(
     users_round_trip_and_conflict,
     constraints_guard_credits,
     every_shared_statement_prepares,
-    hot_path_calls_made_at_once_each_get_their_own_answer
+    hot_path_calls_made_at_once_each_get_their_own_answer,
+    the_queue_table_is_vacuumed_when_dead_rows_pile_up
 );
 
 /// Each SQL constant of `store::sql` parses and names only tables and columns that exist,
@@ -241,4 +242,49 @@ async fn hot_path_calls_made_at_once_each_get_their_own_answer(app: TestApp) {
         assert!(store.credits_invariant_violations(*user).await.unwrap().is_empty());
     }
     assert!(store.credits_ledger_violations().await.unwrap().is_empty());
+}
+
+/// Every task leaves dead row versions in `task_queue` on PostgreSQL; workers vacuum the
+/// table once enough pile up (`Store::queue_vacuum`), whether or not autovacuum runs (it
+/// is off on this machine's server). SQLite frees deleted rows itself: nothing to do.
+async fn the_queue_table_is_vacuumed_when_dead_rows_pile_up(app: TestApp) {
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else {
+        assert!(!store.queue_vacuum(1).await.unwrap(), "SQLite has nothing to vacuum");
+        return;
+    };
+    assert!(!store.queue_vacuum(5_000).await.unwrap(), "a fresh queue table has no dead rows to speak of");
+    let vacuums_before: i64 =
+        sqlx::query_scalar("SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'task_queue'::regclass")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    let mut conn = pg.pool().acquire().await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO task_queue (task_id, available_at, created_at)
+             SELECT gen_random_uuid(), now(), now() FROM generate_series(1, 6000);
+         DELETE FROM task_queue WHERE user_id IS NULL;
+         SELECT pg_stat_force_next_flush();",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    // Statistics reach the shared view a moment after the transaction. The worker of this
+    // app checks too, every 2 s: whichever vacuums first, the table gets vacuumed.
+    let stats = "SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relid = 'task_queue'::regclass";
+    let mut vacuumed = false;
+    for _ in 0..100 {
+        vacuumed = store.queue_vacuum(5_000).await.unwrap();
+        let (count, _): (i64, i64) = sqlx::query_as(stats).fetch_one(pg.pool()).await.unwrap();
+        if vacuumed || count > vacuums_before {
+            vacuumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(vacuumed, "6,000 dead rows were not vacuumed");
+    let (_, left): (i64, i64) = sqlx::query_as(stats).fetch_one(pg.pool()).await.unwrap();
+    assert!(left < 5_000, "{left} dead rows left after the vacuum");
+    assert!(!store.queue_vacuum(5_000).await.unwrap(), "nothing left to vacuum");
 }
