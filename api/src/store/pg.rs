@@ -408,9 +408,10 @@ fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T,
     serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-/// Runs a batch statement and hands each request its answer (`ord` is 1-based, as
-/// `WITH ORDINALITY` counts): a request the statement did not answer gets an error.
-async fn fetch_batch<T>(
+/// Runs a batch statement and hands each request its answer: `parse` gets the request's
+/// index (`ord` − 1: `WITH ORDINALITY` counts from 1) and its row; a request the
+/// statement did not answer gets an error of its own.
+async fn fetch_batch<U, E: From<sqlx::Error>>(
     pool: &super::pg_pool::PgPoolHandle,
     query: sqlx::query::QueryAs<
         '_,
@@ -419,17 +420,17 @@ async fn fetch_batch<T>(
         sqlx::postgres::PgArguments,
     >,
     n: usize,
-    parse: impl Fn(serde_json::Value) -> T,
-    missing: impl Fn() -> T,
-) -> Result<Vec<T>, sqlx::Error> {
+    parse: impl Fn(usize, serde_json::Value) -> Result<U, E>,
+) -> Result<Vec<Result<U, E>>, sqlx::Error> {
     let rows = query.fetch_all(pool).await?;
-    let mut outs: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut outs: Vec<Option<Result<U, E>>> = (0..n).map(|_| None).collect();
     for (ord, value) in rows {
-        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| outs.get_mut(i)) {
-            *slot = Some(parse(value.0));
+        let i = usize::try_from(ord - 1).unwrap_or(usize::MAX);
+        if let Some(slot) = outs.get_mut(i) {
+            *slot = Some(parse(i, value.0));
         }
     }
-    Ok(outs.into_iter().map(|o| o.unwrap_or_else(&missing)).collect())
+    Ok(outs.into_iter().map(|o| o.unwrap_or_else(|| Err(unanswered().into()))).collect())
 }
 
 fn unanswered() -> sqlx::Error {
@@ -497,7 +498,7 @@ impl super::pg_batch::BatchOp for SubmitOp {
         .bind(reqs.iter().map(|r| r.reservation_id).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.new.trace_parent.as_deref()).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.new.webhook_url.as_deref()).collect::<Vec<_>>());
-        fetch_batch(pool, query, reqs.len(), Self::parse, || Err(unanswered().into())).await
+        fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v)).await
     }
 
     async fn one(pool: &super::pg_pool::PgPoolHandle, r: &SubmitReq) -> SubmitOut {
@@ -599,7 +600,7 @@ impl super::pg_batch::BatchOp for ClaimOp {
         .bind(reqs.iter().map(|r| r.until(now)).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| i64::from(r.per_user)).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| i32::try_from(r.max_attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>());
-        fetch_batch(pool, query, reqs.len(), |v| Self::parse(v, now), || Err(unanswered().into())).await
+        fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v, now)).await
     }
 
     async fn one(pool: &super::pg_pool::PgPoolHandle, r: &ClaimReq) -> ClaimOut {
@@ -700,15 +701,7 @@ impl super::pg_batch::BatchOp for FinishOp {
         .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.1.as_str())).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.2)).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.unpark).collect::<Vec<_>>());
-        let rows: Vec<(i64, Json<serde_json::Value>)> = query.fetch_all(pool).await?;
-        let mut outs: Vec<Option<FinishOut>> = (0..reqs.len()).map(|_| None).collect();
-        for (ord, value) in rows {
-            let i = usize::try_from(ord - 1).unwrap_or(usize::MAX);
-            if let (Some(slot), Some(req)) = (outs.get_mut(i), reqs.get(i)) {
-                *slot = Some(req.parse(value.0));
-            }
-        }
-        Ok(outs.into_iter().map(|o| o.unwrap_or_else(|| Err(unanswered().into()))).collect())
+        fetch_batch(pool, query, reqs.len(), |i, v| reqs[i].parse(v)).await
     }
 
     async fn one(pool: &super::pg_pool::PgPoolHandle, r: &FinishReq) -> FinishOut {
