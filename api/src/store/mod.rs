@@ -109,6 +109,15 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// An event's data as recorded: an object (null becomes `{}`) carrying its `type`.
+pub(crate) fn event_data(kind: EventKind, mut data: serde_json::Value) -> serde_json::Value {
+    if data.is_null() {
+        data = serde_json::json!({});
+    }
+    data["type"] = kind.as_str().into();
+    data
+}
+
 /// Which engine serves the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

@@ -234,6 +234,110 @@ impl PgStore {
 
 super::task_queries::task_queries!(PgStore, sqlx::Postgres);
 
+/// The claim and a step's start as PostgreSQL runs them in a transaction of the caller (the
+/// next due task for workers without Redis, and tests); the hot path calls `fm_task_claim`
+/// and `fm_task_step_begin` instead.
+impl PgStore {
+    /// One claim in the caller's transaction; when the run may go on (within
+    /// `max_attempts`, not ended or to be cancelled) it also starts the first step not
+    /// completed yet, so a run costs one transaction fewer.
+    async fn claim_on(
+        c: &mut sqlx::PgConnection,
+        only: Option<uuid::Uuid>,
+        lease: std::time::Duration,
+        per_user: u32,
+        max_attempts: u32,
+    ) -> crate::store::StoreResult<crate::store::Claim> {
+        use crate::store::Claim;
+        let now = crate::store::now();
+        let task_id = match Self::claim_candidate_on(&mut *c, only, per_user, true, now).await? {
+            Ok(task_id) => task_id,
+            Err(answer) => return Ok(answer),
+        };
+        let attempts: i32 = sqlx::query_scalar(crate::store::sql::tasks::CLAIM_LEASE)
+            .bind(task_id)
+            .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
+            .fetch_one(&mut *c)
+            .await?;
+        let task = sqlx::query_as::<_, crate::store::TaskRow>(crate::store::sql::tasks::TASK_GET)
+            .bind(task_id)
+            .fetch_one(&mut *c)
+            .await?;
+        let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) =
+            sqlx::query_as(crate::store::sql::tasks::CLAIM_INPUT_AND_TOOL_VERSION)
+                .bind(task_id)
+                .bind(task.tool_id)
+                .fetch_one(&mut *c)
+                .await?;
+        let steps = sqlx::query_as::<_, crate::store::TaskStepRow>(crate::store::sql::tasks::TASK_STEPS)
+            .bind(task_id)
+            .fetch_all(&mut *c)
+            .await?;
+        let mut started = None;
+        let runnable = !task.is_terminal() && !task.cancel_requested;
+        if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
+            && runnable
+            && let Some(step) = steps.iter().find(|s| s.status != crate::store::StepStatus::Completed)
+        {
+            let name: Option<String> = sqlx::query_scalar(Self::STEP_NAME_SQL)
+                .bind(task.tool_id)
+                .bind(&step.step_id)
+                .fetch_optional(&mut *c)
+                .await?
+                .flatten();
+            let data =
+                serde_json::json!({ "stepId": step.step_id, "stepName": name.unwrap_or_else(|| step.step_id.clone()) });
+            if let Some(event) = Self::step_begin_on(&mut *c, task_id, &step.step_id, true, data, now).await? {
+                started = Some((step.step_id.clone(), event));
+            }
+        }
+        Ok(Claim::Claimed(Box::new(crate::store::ClaimedTask {
+            task,
+            attempts,
+            input: input.0,
+            steps,
+            tool_updated_at,
+            started,
+        })))
+    }
+
+    async fn step_begin_on(
+        c: &mut sqlx::PgConnection,
+        task_id: uuid::Uuid,
+        step_id: &str,
+        first_in_run: bool,
+        event: serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::store::StoreResult<Option<crate::store::Recorded>> {
+        let set = if first_in_run {
+            "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $3), current_step_id = $4"
+        } else {
+            "status = 'running', current_step_id = $4"
+        };
+        let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
+        let Some(mut recorded) = Self::events_record_on(
+            &mut *c,
+            task_id,
+            &[(crate::store::EventKind::StepStarted, event)],
+            set,
+            cond,
+            step_id,
+            now,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        sqlx::query(crate::store::sql::tasks::STEP_BEGIN_ON)
+            .bind(task_id)
+            .bind(step_id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+        Ok(recorded.pop())
+    }
+}
+
 /// A task step as `jsonb_build_object` spells it (the claim and the detail read steps
 /// together with their task).
 #[derive(serde::Deserialize)]
@@ -371,15 +475,7 @@ impl PgStore {
         end: &super::TaskEnd<'_>,
         unpark: i64,
     ) -> Result<super::Finished, super::LedgerError> {
-        let mut events: Vec<(super::EventKind, serde_json::Value)> = Vec::with_capacity(2);
-        if let Some(step) = end.step {
-            let data = serde_json::json!({ "stepId": step.step_id, "output": step.output, "type": super::EventKind::StepCompleted });
-            events.push((super::EventKind::StepCompleted, data));
-        }
-        let mut terminal = if end.event.is_null() { serde_json::json!({}) } else { end.event.clone() };
-        let terminal_kind = super::EventKind::terminal(end.status).expect("a task ends completed, failed or cancelled");
-        terminal["type"] = terminal_kind.as_str().into();
-        events.push((terminal_kind, terminal));
+        let events = end.events();
         let req = FinishReq {
             id,
             status: end.status.as_str(),

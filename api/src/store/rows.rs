@@ -547,6 +547,19 @@ impl<'a> TaskEnd<'a> {
     pub fn with_step(self, step: StepDone<'a>) -> Self {
         Self { step: Some(step), ..self }
     }
+
+    /// The events this end records, in order, with their data as recorded: `step_completed`
+    /// if the last step is folded in, then the terminal one.
+    pub(crate) fn events(&self) -> Vec<(EventKind, serde_json::Value)> {
+        let mut events = Vec::with_capacity(2);
+        if let Some(step) = self.step {
+            let data = serde_json::json!({ "stepId": step.step_id, "output": step.output });
+            events.push((EventKind::StepCompleted, super::event_data(EventKind::StepCompleted, data)));
+        }
+        let terminal = EventKind::terminal(self.status).expect("a task ends completed, failed or cancelled");
+        events.push((terminal, super::event_data(terminal, self.event.clone())));
+        events
+    }
 }
 
 /// Why a task was given up on, recorded with its end.

@@ -152,11 +152,7 @@ macro_rules! task_queries {
                 let mut recorded = Vec::with_capacity(events.len());
                 for (i, (kind, data)) in events.iter().enumerate() {
                     let seq = last - events.len() as i64 + 1 + i as i64;
-                    let mut data = data.clone();
-                    if data.is_null() {
-                        data = serde_json::json!({});
-                    }
-                    data["type"] = kind.as_str().into();
+                    let data = $crate::store::event_data(*kind, data.clone());
                     sqlx::query($crate::store::sql::tasks::EVENTS_RECORD_ON)
                         .bind(id)
                         .bind(seq)
@@ -168,51 +164,6 @@ macro_rules! task_queries {
                     recorded.push($crate::store::Recorded { seq, kind: *kind, data });
                 }
                 Ok(Some(recorded))
-            }
-
-            /// A step starts: the task is running (its runs counted once per run, with
-            /// `first_in_run`), the step is running, and `step_started` is recorded — one
-            /// transaction. `None` if the task has ended or is to be cancelled.
-            pub async fn task_step_begin_tx(
-                &self,
-                task_id: uuid::Uuid,
-                step_id: &str,
-                first_in_run: bool,
-                event: serde_json::Value,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
-                let step_id = step_id.to_string();
-                self.write(move |c| Box::pin(async move {
-                    Self::step_begin_on(&mut *c, task_id, &step_id, first_in_run, event, $crate::store::now()).await
-                }))
-                .await
-            }
-
-            async fn step_begin_on(
-                c: &mut <$db as sqlx::Database>::Connection,
-                task_id: uuid::Uuid,
-                step_id: &str,
-                first_in_run: bool,
-                event: serde_json::Value,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Recorded>> {
-                let set = if first_in_run {
-                    "status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $3), current_step_id = $4"
-                } else {
-                    "status = 'running', current_step_id = $4"
-                };
-                let cond = "status IN ('queued', 'running') AND NOT cancel_requested";
-                let Some(mut recorded) =
-                    Self::events_record_on(&mut *c, task_id, &[($crate::store::EventKind::StepStarted, event)], set, cond, step_id, now).await?
-                else {
-                    return Ok(None);
-                };
-                sqlx::query($crate::store::sql::tasks::STEP_BEGIN_ON)
-                .bind(task_id)
-                .bind(step_id)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
-                Ok(recorded.pop())
             }
 
             /// Marks a step completed with its output merged into its state, recording
@@ -345,85 +296,6 @@ macro_rules! task_queries {
                 .await
             }
 
-            /// Ends a task once, atomically: status (any non-terminal → `status`), output or
-            /// error, the last step's completion if folded in, the credit settlement (`spend`:
-            /// `None` spends the whole reservation, `Some(n)` spends n and releases the rest),
-            /// the events, the dead letter, the queue row, and the unparking of the user's
-            /// tasks that waited for a running slot. A crash can never leave an ended task with
-            /// a pending reservation or without its terminal event. If it had already ended,
-            /// nothing changes but its queue row.
-            pub async fn task_finish_tx(
-                &self,
-                id: uuid::Uuid,
-                end: &$crate::store::TaskEnd<'_>,
-                unpark: i64,
-            ) -> Result<$crate::store::Finished, $crate::store::LedgerError> {
-                let status = end.status;
-                let terminal_kind = $crate::store::EventKind::terminal(status).expect("a task ends completed, failed or cancelled");
-                let output = end.output.cloned();
-                let error = end.error.map(str::to_string);
-                let spend = end.spend;
-                let dead = end.dead_letter.cloned();
-                let step = end.step.map(|s| (s.step_id.to_string(), serde_json::json!({ "stepId": s.step_id, "output": s.output }), serde_json::json!({ "output": s.output })));
-                let terminal = end.event.clone();
-                self.write(move |c| Box::pin(async move {
-                    let now = $crate::store::now();
-                    let mut events: Vec<($crate::store::EventKind, serde_json::Value)> = Vec::with_capacity(2);
-                    if let Some((_, event, _)) = &step {
-                        events.push(($crate::store::EventKind::StepCompleted, event.clone()));
-                    }
-                    events.push((terminal_kind, terminal));
-                    let cond = "status NOT IN ('completed', 'failed', 'cancelled')";
-                    let recorded =
-                        Self::events_record_on(&mut *c, id, &events, "status = $4, completed_at = $3", cond, status.as_str(), now).await?;
-                    let mut finished = $crate::store::Finished::default();
-                    let user_id: Option<uuid::Uuid> = sqlx::query_scalar($crate::store::sql::tasks::TASK_FINISH_TX_DELETE_TASK_QUEUE)
-                        .bind(id)
-                        .fetch_optional(&mut *c)
-                        .await?
-                        .flatten();
-                    let Some(recorded) = recorded else { return Ok(finished) };
-                    finished.ended = true;
-                    finished.events = recorded;
-                    if let Some((step_id, _, patch)) = &step {
-                        Self::step_complete_on(&mut *c, id, step_id, patch, now).await?;
-                    }
-                    sqlx::query($crate::store::sql::tasks::TASK_FINISH_TX_UPDATE_TASK_PAYLOADS)
-                        .bind(id)
-                        .bind(output.as_ref().map(sqlx::types::Json))
-                        .bind(error.as_deref())
-                        .bind(now)
-                        .execute(&mut *c)
-                        .await?;
-                    match Self::credits_resolve_on(&mut *c, &id.to_string(), spend).await {
-                        Ok(_) | Err($crate::store::LedgerError::UnknownReservation) => {} // free tools reserve nothing
-                        Err(e) => return Err(e),
-                    }
-                    if let Some(dl) = &dead {
-                        sqlx::query($crate::store::sql::tasks::TASK_FINISH_TX_INSERT_TASK_DEAD_LETTERS)
-                        .bind(id)
-                        .bind(dl.reason)
-                        .bind(&dl.error)
-                        .bind(dl.attempts)
-                        .bind(now)
-                        .execute(&mut *c)
-                        .await?;
-                    }
-                    if let Some(user_id) = user_id.filter(|_| unpark > 0) {
-                        // Under the user's queue lock, so a claim refused at the limit right now
-                        // either sees this slot free or parks before this unparks.
-                        Self::lock_user_queue_on(&mut *c, user_id).await?;
-                        finished.unparked = sqlx::query_scalar($crate::store::sql::tasks::TASK_FINISH_TX_UPDATE_TASK_QUEUE)
-                        .bind(user_id)
-                        .bind(unpark)
-                        .fetch_all(&mut *c)
-                        .await?;
-                    }
-                    Ok(finished)
-                }))
-                .await
-            }
-
             /// Flags a task for cooperative cancellation; returns its status.
             pub async fn task_request_cancel(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::TaskStatus>> {
                 sqlx::query_scalar::<_, $crate::store::TaskStatus>($crate::store::sql::tasks::TASK_REQUEST_CANCEL)
@@ -501,6 +373,46 @@ macro_rules! task_queries {
                 self.write(move |c| Box::pin(Self::claim_on(c, only, lease, per_user, max_attempts))).await
             }
 
+            /// What a claim would lease: the given task, or the next due one whose user is
+            /// under the limit; `Err` with the answer when there is nothing to lease now
+            /// (nothing due, leased to another worker, waiting for a retry). With
+            /// `check_limit`, the candidate's user is counted again under the user's queue
+            /// lock and, at the limit, the row is parked until one of the user's tasks ends.
+            async fn claim_candidate_on(
+                c: &mut <$db as sqlx::Database>::Connection,
+                only: Option<uuid::Uuid>,
+                per_user: u32,
+                check_limit: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Result<uuid::Uuid, $crate::store::Claim>> {
+                use $crate::store::Claim;
+                type Candidate = (uuid::Uuid, Option<uuid::Uuid>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
+                let row: Option<Candidate> = match only {
+                    Some(id) => sqlx::query_as(Self::CLAIM_ONE_SQL).bind(id).fetch_optional(&mut *c).await,
+                    None => sqlx::query_as(Self::CLAIM_NEXT_SQL).bind(now).bind(i64::from(per_user)).fetch_optional(&mut *c).await,
+                }?;
+                let (task_id, user_id) = match row {
+                    None => return Ok(Err(Claim::Empty)),
+                    Some((_, _, _, Some(lease_until))) if lease_until >= now => return Ok(Err(Claim::Busy)),
+                    Some((_, _, available_at, _)) if available_at > now => return Ok(Err(Claim::NotDue(available_at))),
+                    Some((task_id, user_id, _, _)) => (task_id, user_id),
+                };
+                if check_limit && per_user > 0 && let Some(user_id) = user_id {
+                    Self::lock_user_queue_on(&mut *c, user_id).await?;
+                    let running: i64 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_RUNNING_OF_USER)
+                        .bind(user_id)
+                        .bind(now)
+                        .bind(task_id)
+                        .fetch_one(&mut *c)
+                        .await?;
+                    if running >= i64::from(per_user) {
+                        sqlx::query($crate::store::sql::tasks::CLAIM_PARK).bind(task_id).execute(&mut *c).await?;
+                        return Ok(Err(Claim::UserAtLimit));
+                    }
+                }
+                Ok(Ok(task_id))
+            }
+
             /// Up to `max` due tasks claimed in one transaction (workers that read the table).
             pub async fn queue_claim_many(
                 &self,
@@ -520,91 +432,6 @@ macro_rules! task_queries {
                     Ok(claimed)
                 }))
                 .await
-            }
-
-            /// One claim in the caller's transaction; when the run may go on (within
-            /// `max_attempts`, not ended or to be cancelled) it also starts the first step not
-            /// completed yet, so a run costs one transaction fewer.
-            async fn claim_on(
-                c: &mut <$db as sqlx::Database>::Connection,
-                only: Option<uuid::Uuid>,
-                lease: std::time::Duration,
-                per_user: u32,
-                max_attempts: u32,
-            ) -> $crate::store::StoreResult<$crate::store::Claim> {
-                use $crate::store::Claim;
-                let now = $crate::store::now();
-                type Candidate = (uuid::Uuid, Option<uuid::Uuid>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
-                let row: Option<Candidate> = match only {
-                    Some(id) => sqlx::query_as(Self::CLAIM_ONE_SQL).bind(id).fetch_optional(&mut *c).await,
-                    None => sqlx::query_as(Self::CLAIM_NEXT_SQL).bind(now).bind(i64::from(per_user)).fetch_optional(&mut *c).await,
-                }?;
-                let Some((task_id, user_id, available_at, lease_until)) = row else { return Ok(Claim::Empty) };
-                if lease_until.is_some_and(|l| l >= now) {
-                    return Ok(Claim::Busy);
-                }
-                if available_at > now {
-                    return Ok(Claim::NotDue(available_at));
-                }
-                if per_user > 0 && let Some(user_id) = user_id {
-                    Self::lock_user_queue_on(&mut *c, user_id).await?;
-                    let running: i64 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_RUNNING_OF_USER)
-                    .bind(user_id)
-                    .bind(now)
-                    .bind(task_id)
-                    .fetch_one(&mut *c)
-                    .await?;
-                    if running >= i64::from(per_user) {
-                        sqlx::query($crate::store::sql::tasks::CLAIM_PARK)
-                            .bind(task_id)
-                            .execute(&mut *c)
-                            .await?;
-                        return Ok(Claim::UserAtLimit);
-                    }
-                }
-                let attempts: i32 = sqlx::query_scalar($crate::store::sql::tasks::CLAIM_LEASE)
-                .bind(task_id)
-                .bind(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)))
-                .fetch_one(&mut *c)
-                .await?;
-                let task = sqlx::query_as::<_, $crate::store::TaskRow>($crate::store::sql::tasks::TASK_GET)
-                .bind(task_id)
-                .fetch_one(&mut *c)
-                .await?;
-                let (input, tool_updated_at): (sqlx::types::Json<serde_json::Value>, chrono::DateTime<chrono::Utc>) = sqlx::query_as($crate::store::sql::tasks::CLAIM_INPUT_AND_TOOL_VERSION)
-                .bind(task_id)
-                .bind(task.tool_id)
-                .fetch_one(&mut *c)
-                .await?;
-                let steps = sqlx::query_as::<_, $crate::store::TaskStepRow>($crate::store::sql::tasks::TASK_STEPS)
-                .bind(task_id)
-                .fetch_all(&mut *c)
-                .await?;
-                let mut started = None;
-                let runnable = !task.is_terminal() && !task.cancel_requested;
-                if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
-                    && runnable
-                    && let Some(step) = steps.iter().find(|s| s.status != $crate::store::StepStatus::Completed)
-                {
-                    let name: Option<String> = sqlx::query_scalar(Self::STEP_NAME_SQL)
-                        .bind(task.tool_id)
-                        .bind(&step.step_id)
-                        .fetch_optional(&mut *c)
-                        .await?
-                        .flatten();
-                    let data = serde_json::json!({ "stepId": step.step_id, "stepName": name.unwrap_or_else(|| step.step_id.clone()) });
-                    if let Some(event) = Self::step_begin_on(&mut *c, task_id, &step.step_id, true, data, now).await? {
-                        started = Some((step.step_id.clone(), event));
-                    }
-                }
-                Ok(Claim::Claimed(Box::new($crate::store::ClaimedTask {
-                    task,
-                    attempts,
-                    input: input.0,
-                    steps,
-                    tool_updated_at,
-                    started,
-                })))
             }
 
             /// Due tasks nobody has taken for `older_than` (and not re-sent since): marks them

@@ -9,6 +9,7 @@ funmagic_api::test_both_backends!(
     constraints_guard_credits,
     every_shared_statement_prepares,
     hot_path_calls_made_at_once_each_get_their_own_answer,
+    a_run_through_the_store_records_and_books_the_same_on_both_engines,
     the_queue_table_is_vacuumed_when_dead_rows_pile_up
 );
 
@@ -241,6 +242,166 @@ async fn hot_path_calls_made_at_once_each_get_their_own_answer(app: TestApp) {
         assert_eq!((credits.balance, credits.reserved_balance), (held, held), "spent all but the refused task's hold");
         assert!(store.credits_invariant_violations(*user).await.unwrap().is_empty());
     }
+    assert!(store.credits_ledger_violations().await.unwrap().is_empty());
+}
+
+/// A task's whole run through the store, step by step, with what each call returns and
+/// leaves behind. Each engine has its own hot path (PostgreSQL's `fm_*` functions and
+/// batches, SQLite's few-call claim and end), so this pins them to the same rows: events
+/// numbered in order with their data, runs counted once, steps' states, the settlement's
+/// ledger rows, an end that comes twice, a cancelled task, the dead-letter list.
+async fn a_run_through_the_store_records_and_books_the_same_on_both_engines(app: TestApp) {
+    use funmagic_api::store::{
+        Claim, DeadLetter, EventKind, NewTask, StepDone, StepStatus, TaskEnd, TaskStatus, TransactionType,
+    };
+    use serde_json::json;
+    let store = app.state().store().clone();
+    let lease = std::time::Duration::from_secs(60);
+    let tool = store.tool_get_by_slug("figme").await.unwrap().expect("the seeded figme tool");
+    let user = store.user_create(&new_user("run@example.com")).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 100, "seed-run", None).await.unwrap();
+    let submit = |cost: i64, input: serde_json::Value| {
+        let store = store.clone();
+        let new = NewTask {
+            id: uuid::Uuid::now_v7(),
+            user_id: user,
+            tool_id: tool.id,
+            parent_task_id: None,
+            steps: vec!["image-gen".into(), "3d-gen".into()],
+            run_all_steps: false,
+            cost,
+            input,
+            trace_parent: None,
+            webhook_url: None,
+        };
+        async move { store.task_submit(&new).await.unwrap().0 }
+    };
+    let task = submit(50, json!({ "prompt": "a cat" })).await;
+
+    // The claim leases the task, counts the run and starts its first step, named as in the tool.
+    let Claim::Claimed(claimed) = store.queue_claim(Some(task.id), lease, 3, 3).await.unwrap() else {
+        panic!("the queued task is claimed")
+    };
+    assert_eq!((claimed.task.id, claimed.attempts), (task.id, 1));
+    assert_eq!(claimed.input, json!({ "prompt": "a cat" }));
+    assert_eq!(claimed.tool_updated_at, tool.updated_at);
+    assert_eq!(claimed.steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>(), ["image-gen", "3d-gen"]);
+    let (step, started) = claimed.started.clone().expect("the first step started with the claim");
+    assert_eq!(step, "image-gen");
+    assert_eq!((started.seq, started.kind), (2, EventKind::StepStarted));
+    assert_eq!(started.data, json!({ "stepId": "image-gen", "stepName": "Image Generation", "type": "step_started" }));
+    let row = store.task_get(task.id).await.unwrap().unwrap();
+    assert_eq!((row.status, row.attempts, row.current_step_id.as_deref()), (TaskStatus::Running, 1, Some("image-gen")));
+    assert!(row.started_at.is_some());
+    assert!(matches!(store.queue_claim(Some(task.id), lease, 3, 3).await.unwrap(), Claim::Busy), "leased");
+
+    // The first step completes; the second starts within the same run (not counted again).
+    let done = store
+        .task_step_done(task.id, "image-gen", &json!({ "image": "a.png" }), json!({ "stepId": "image-gen" }))
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!((done.seq, done.kind), (3, EventKind::StepCompleted));
+    let begun = store
+        .task_step_begin(task.id, "3d-gen", false, json!({ "stepId": "3d-gen", "stepName": "3D Generation" }))
+        .await
+        .unwrap()
+        .expect("the second step starts");
+    assert_eq!((begun.seq, begun.kind), (4, EventKind::StepStarted));
+    assert_eq!(begun.data["type"], "step_started");
+    assert_eq!(store.task_get(task.id).await.unwrap().unwrap().attempts, 1, "one run");
+
+    // The end folds in the last step, spends 30 of the 50 held and releases 20.
+    let output = json!({ "model": "m.glb" });
+    let event = json!({ "output": output, "creditsSpent": 30 });
+    let mut end = TaskEnd::completed(&output, &event).with_step(StepDone { step_id: "3d-gen", output: &output });
+    end.spend = Some(30);
+    let finished = store.task_finish(task.id, &end, 1).await.unwrap();
+    assert!(finished.ended);
+    assert!(finished.unparked.is_empty());
+    let kinds = |events: &[funmagic_api::store::Recorded]| events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>();
+    assert_eq!(kinds(&finished.events), [(5, EventKind::StepCompleted), (6, EventKind::Completed)]);
+    assert_eq!(finished.events[0].data, json!({ "stepId": "3d-gen", "output": output, "type": "step_completed" }));
+    assert_eq!(finished.events[1].data, json!({ "output": output, "creditsSpent": 30, "type": "completed" }));
+    let recorded = store.task_events_after(task.id, 0).await.unwrap();
+    assert_eq!(
+        recorded.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>(),
+        [
+            (1, EventKind::Queued),
+            (2, EventKind::StepStarted),
+            (3, EventKind::StepCompleted),
+            (4, EventKind::StepStarted),
+            (5, EventKind::StepCompleted),
+            (6, EventKind::Completed)
+        ]
+    );
+    assert_eq!(recorded[5].data.0, finished.events[1].data, "stored as returned");
+    let row = store.task_get(task.id).await.unwrap().unwrap();
+    assert_eq!(row.status, TaskStatus::Completed);
+    assert!(row.completed_at.is_some());
+    let steps = store.task_steps(task.id).await.unwrap();
+    assert!(steps.iter().all(|s| s.status == StepStatus::Completed && s.completed_at.is_some()));
+    assert_eq!(steps[0].state.0["output"], json!({ "image": "a.png" }));
+    assert_eq!(steps[1].state.0["output"], output);
+    let payload = store.task_payload(task.id).await.unwrap().unwrap();
+    assert_eq!((payload.output.map(|o| o.0), payload.error), (Some(output.clone()), None));
+    assert_eq!(store.queue_position(task.id).await.unwrap(), None);
+    let reference = task.id.to_string();
+    let booked = |rows: Vec<funmagic_api::store::CreditTxRow>| {
+        let mut rows: Vec<_> = rows
+            .into_iter()
+            .filter(|t| t.reference_id.as_deref() == Some(reference.as_str()))
+            .map(|t| (t.kind, t.amount, t.balance_after, t.reserved_delta, t.reserved_after))
+            .collect();
+        rows.sort_by_key(|r| r.0.as_str());
+        rows
+    };
+    let ledger = booked(store.credits_transactions(user, None, None, 100).await.unwrap());
+    assert_eq!(
+        ledger,
+        [
+            (TransactionType::Refund, 0, 70, -20, 0),
+            (TransactionType::Reserve, 0, 100, 50, 50),
+            (TransactionType::Spend, -30, 70, -30, 20),
+        ]
+    );
+    let credits = store.credits_get(user).await.unwrap();
+    assert_eq!((credits.balance, credits.reserved_balance), (70, 0));
+
+    // An end that comes again changes nothing and books nothing.
+    let again = store.task_finish(task.id, &TaskEnd::failed("late", &json!({})), 1).await.unwrap();
+    assert!(!again.ended && again.events.is_empty());
+    assert_eq!(store.task_get(task.id).await.unwrap().unwrap().status, TaskStatus::Completed);
+    assert_eq!(booked(store.credits_transactions(user, None, None, 100).await.unwrap()), ledger);
+
+    // A task to be cancelled is claimed but starts no step; cancelled, its hold goes back.
+    let cancelled = submit(50, json!({ "prompt": "a dog" })).await;
+    assert_eq!(store.task_request_cancel(cancelled.id).await.unwrap(), Some(TaskStatus::Queued));
+    let claimed = store.queue_claim_many(lease, 3, 3, 5).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(), [cancelled.id]);
+    assert!(claimed[0].started.is_none(), "no step starts for a task to be cancelled");
+    assert_eq!(store.task_step_begin(cancelled.id, "image-gen", true, json!({})).await.unwrap(), None);
+    let event = json!({ "creditsSpent": 0 });
+    let finished = store.task_finish(cancelled.id, &TaskEnd::cancelled(0, &event), 1).await.unwrap();
+    assert_eq!(kinds(&finished.events), [(2, EventKind::Cancelled)]);
+    let credits = store.credits_get(user).await.unwrap();
+    assert_eq!((credits.balance, credits.reserved_balance), (70, 0), "the whole hold released");
+
+    // A task given up on goes on the dead-letter list with its end.
+    let dead = submit(0, json!({})).await;
+    let Claim::Claimed(_) = store.queue_claim(Some(dead.id), lease, 3, 3).await.unwrap() else { panic!("claimed") };
+    let letter = DeadLetter { reason: "worker_crashes", error: "gone".into(), attempts: 3 };
+    let event = json!({ "error": "gone" });
+    let finished =
+        store.task_finish(dead.id, &TaskEnd::failed("gone", &event).dead_letter(Some(&letter)), 1).await.unwrap();
+    assert_eq!(kinds(&finished.events), [(3, EventKind::Failed)]);
+    let letters = store.dead_letters(None, 10).await.unwrap();
+    assert_eq!(
+        letters.iter().map(|d| (d.task_id, d.reason.as_str(), d.error.as_str(), d.attempts)).collect::<Vec<_>>(),
+        [(dead.id, "worker_crashes", "gone", 3)]
+    );
+    assert_eq!(store.task_payload(dead.id).await.unwrap().unwrap().error.as_deref(), Some("gone"));
+    assert!(store.credits_invariant_violations(user).await.unwrap().is_empty());
     assert!(store.credits_ledger_violations().await.unwrap().is_empty());
 }
 
