@@ -26,6 +26,7 @@ pub mod rows;
 mod shared;
 pub mod sql;
 mod sqlite;
+mod sqlite_sync;
 mod task_queries;
 mod tool_queries;
 mod webhook_queries;

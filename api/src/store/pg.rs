@@ -238,6 +238,29 @@ super::task_queries::task_queries!(PgStore, sqlx::Postgres);
 /// next due task for workers without Redis, and tests); the hot path calls `fm_task_claim`
 /// and `fm_task_step_begin` instead.
 impl PgStore {
+    /// Up to `max` due tasks claimed in one transaction (workers that read the table).
+    pub async fn queue_claim_many(
+        &self,
+        lease: Duration,
+        per_user: u32,
+        max_attempts: u32,
+        max: usize,
+    ) -> StoreResult<Vec<Box<super::ClaimedTask>>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let mut claimed = Vec::new();
+                while claimed.len() < max {
+                    match Self::claim_on(&mut *c, None, lease, per_user, max_attempts).await? {
+                        super::Claim::Claimed(task) => claimed.push(task),
+                        _ => break,
+                    }
+                }
+                Ok(claimed)
+            })
+        })
+        .await
+    }
+
     /// One claim in the caller's transaction; when the run may go on (within
     /// `max_attempts`, not ended or to be cancelled) it also starts the first step not
     /// completed yet, so a run costs one transaction fewer.

@@ -456,6 +456,10 @@ pub struct ClaimedTask {
     pub started: Option<(String, Recorded)>,
 }
 
+/// Tasks claimed together (boxed: a claimed task is large, and moves from the writer to
+/// the task that runs it).
+pub type ClaimedTasks = Vec<Box<ClaimedTask>>;
+
 /// A milestone event as recorded (its sequence number and data, `type` included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {

@@ -178,73 +178,26 @@ impl SqliteStore {
 super::task_queries::task_queries!(SqliteStore, sqlx::Sqlite);
 
 impl SqliteStore {
-    /// Submits in the group-committed writer: the statements of `task_submit_tx`, sent to
-    /// SQLite in two calls instead of one per statement (every call is a hand-off to
-    /// sqlx's SQLite thread and back, and every write in the process waits on this writer):
-    /// the reservation, whose answer decides, then every insert at once.
+    /// Submits in the group-committed writer, whole on its connection (`sqlite_sync::submit`:
+    /// the rows of `task_submit_tx`).
     pub async fn task_submit(
         &self,
         new: &super::NewTask,
     ) -> Result<(super::TaskRow, super::Recorded), super::LedgerError> {
         let new = new.clone();
-        self.write(move |c| {
-            Box::pin(async move {
-                use sqlx::{FromRow, Row};
-                let now = super::now();
-                let after = if new.cost > 0 {
-                    let updated = sqlx::query_as::<_, super::CreditsRow>(
-                        super::sql::ledger::CREDITS_RESERVE_NEW_ON_UPDATE_CREDITS,
-                    )
-                    .bind(new.user_id)
-                    .bind(new.cost)
-                    .bind(now)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    let Some(after) = updated else {
-                        let available = Self::credits_row_on(&mut *c, new.user_id).await?.available();
-                        return Err(super::LedgerError::Insufficient { available });
-                    };
-                    Some(after)
-                } else {
-                    None
-                };
-                let reference = new.id.to_string();
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(submit_sql(after.is_some(), new.steps.len())))
-                    .bind(new.id)
-                    .bind(new.user_id)
-                    .bind(new.tool_id)
-                    .bind(new.cost)
-                    .bind(new.parent_task_id)
-                    .bind(new.steps.first())
-                    .bind(new.run_all_steps)
-                    .bind(now)
-                    .bind(&new.trace_parent)
-                    .bind(&new.webhook_url)
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(&reference)
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(after.as_ref().map(|a| a.balance))
-                    .bind(after.as_ref().map(|a| a.reserved_balance))
-                    .bind(format!("reserved for {reference}"))
-                    .bind(uuid::Uuid::now_v7())
-                    .bind(sqlx::types::Json(&new.input));
-                for step in &new.steps {
-                    query = query.bind(uuid::Uuid::now_v7()).bind(step);
-                }
-                let rows = query.fetch_all(&mut *c).await?;
-                let [task, event] = rows.as_slice() else {
-                    return Err(super::StoreError::Other(sqlx::Error::Protocol(format!(
-                        "a submit returned {} rows, not the task and its event",
-                        rows.len()
-                    )))
-                    .into());
-                };
-                let task = super::TaskRow::from_row(task)?;
-                let data: sqlx::types::Json<serde_json::Value> = event.try_get("data")?;
-                Ok((task, super::Recorded { seq: 1, kind: super::EventKind::Queued, data: data.0 }))
-            })
-        })
-        .await
+        self.writer.write_sync(move |c| super::sqlite_sync::submit(c, &new)).await
+    }
+
+    /// Up to `max` due tasks claimed in one transaction of the writer, whole on its
+    /// connection (`sqlite_sync::claim_many`).
+    pub async fn queue_claim_many(
+        &self,
+        lease: Duration,
+        per_user: u32,
+        max_attempts: u32,
+        max: usize,
+    ) -> StoreResult<Vec<Box<super::ClaimedTask>>> {
+        self.writer.write_sync(move |c| super::sqlite_sync::claim_many(c, lease, per_user, max_attempts, max)).await
     }
 
     pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
@@ -403,16 +356,15 @@ impl SqliteStore {
         Ok(seq.first().map(|&seq| super::Recorded { seq, kind, data }))
     }
 
-    /// Ends a task: what `Store::task_finish` promises, in two calls to SQLite. The first
-    /// ends the task (if it had not ended), drops its queue row and reads the task's
-    /// reservation (`FINISH_END_SQL`); the second writes the rest (`finish_on`).
+    /// Ends a task: what `Store::task_finish` promises, in one job of the writer run whole
+    /// on its connection (`sqlite_sync::finish`).
     pub async fn task_finish(
         &self,
         id: uuid::Uuid,
         end: &super::TaskEnd<'_>,
         unpark: i64,
     ) -> Result<super::Finished, super::LedgerError> {
-        let rest = FinishRest {
+        let rest = super::sqlite_sync::FinishRest {
             status: end.status,
             output: end.output.cloned(),
             error: end.error.map(str::to_string),
@@ -422,246 +374,6 @@ impl SqliteStore {
             events: end.events(),
             unpark,
         };
-        self.write(move |c| Box::pin(Self::finish_on(c, id, rest))).await
+        self.writer.write_sync(move |c| super::sqlite_sync::finish(c, id, rest)).await
     }
-
-    /// `$1` task, `$2` events recorded, `$3` now, `$4` status, `$5` the reservation's
-    /// reference. Rows, told apart by `k`: `ended` (the task's event counter, if it had not
-    /// ended), `queue` (its queue row's user), `reservation`.
-    const FINISH_END_SQL: &'static str =
-        "UPDATE tasks SET event_seq = event_seq + $2, updated_at = $3, status = $4, completed_at = $3
-          WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled') RETURNING 'ended' AS k, event_seq;
-         DELETE FROM task_queue WHERE task_id = $1 RETURNING 'queue' AS k, user_id;
-         SELECT 'reservation' AS k, user_id, amount, status FROM credit_reservations WHERE reference_id = $5";
-
-    async fn finish_on(
-        c: &mut sqlx::SqliteConnection,
-        id: uuid::Uuid,
-        rest: FinishRest,
-    ) -> Result<super::Finished, super::LedgerError> {
-        use sqlx::Row;
-        let now = super::now();
-        let reference = id.to_string();
-        let rows = sqlx::query(Self::FINISH_END_SQL)
-            .bind(id)
-            .bind(rest.events.len() as i64)
-            .bind(now)
-            .bind(rest.status.as_str())
-            .bind(&reference)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let (mut last, mut queue_user, mut reservation) = (None, None, None);
-        for row in &rows {
-            match row.try_get::<&str, _>("k").map_err(StoreError::from_sqlx)? {
-                "ended" => last = Some(row.try_get::<i64, _>("event_seq").map_err(StoreError::from_sqlx)?),
-                "queue" => {
-                    queue_user = row.try_get::<Option<uuid::Uuid>, _>("user_id").map_err(StoreError::from_sqlx)?
-                }
-                _ => {
-                    let user: uuid::Uuid = row.try_get("user_id").map_err(StoreError::from_sqlx)?;
-                    let amount: i64 = row.try_get("amount").map_err(StoreError::from_sqlx)?;
-                    let status: String = row.try_get("status").map_err(StoreError::from_sqlx)?;
-                    reservation = Some((user, amount, status == "pending"));
-                }
-            }
-        }
-        let mut finished = super::Finished::default();
-        let Some(last) = last else { return Ok(finished) };
-        finished.ended = true;
-        let first = last - rest.events.len() as i64 + 1;
-        finished.events = rest
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(i, (kind, data))| super::Recorded {
-                seq: first + i as i64,
-                kind,
-                data: super::event_data(kind, data),
-            })
-            .collect();
-        let mut call = OneCall::default();
-        let task = call.arg(id)?;
-        let at = call.arg(now)?;
-        for event in &finished.events {
-            let (seq, kind, data) =
-                (call.arg(event.seq)?, call.arg(event.kind)?, call.arg(sqlx::types::Json(&event.data))?);
-            call.push(format_args!(
-                "INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES ({task}, {seq}, {kind}, {data}, {at});"
-            ));
-        }
-        if let Some((step_id, patch)) = &rest.step {
-            let (step_id, patch) = (call.arg(step_id.as_str())?, call.arg(sqlx::types::Json(patch))?);
-            call.push(format_args!(
-                "UPDATE task_steps SET status = 'completed', state = json_patch(state, {patch}), completed_at = {at}, updated_at = {at}
-                  WHERE task_id = {task} AND step_id = {step_id};"
-            ));
-        }
-        let (output, error) =
-            (call.arg(rest.output.as_ref().map(sqlx::types::Json))?, call.arg(rest.error.as_deref())?);
-        call.push(format_args!(
-            "UPDATE task_payloads SET output = {output}, error = {error}, updated_at = {at} WHERE task_id = {task};"
-        ));
-        // The settlement (`credits_resolve_on`'s rows). Free tools reserve nothing.
-        if let Some((user, amount, pending)) = reservation {
-            let spend = rest.spend.unwrap_or(amount);
-            if spend < 0 || spend > amount {
-                return Err(super::LedgerError::SpendExceedsReservation);
-            }
-            if pending {
-                Self::settle(&mut call, &at, user, &reference, amount, spend)?;
-            }
-        }
-        if let Some(dead) = &rest.dead {
-            let (reason, error, attempts) =
-                (call.arg(dead.reason)?, call.arg(dead.error.as_str())?, call.arg(dead.attempts)?);
-            call.push(format_args!(
-                "INSERT INTO task_dead_letters (task_id, user_id, reason, error, attempts, created_at)
-                 SELECT id, user_id, {reason}, {error}, {attempts}, {at} FROM tasks WHERE id = {task};"
-            ));
-        }
-        if let Some(user) = queue_user.filter(|_| rest.unpark > 0) {
-            // One writer: a claim refused at the limit has parked before this runs.
-            let (user, n) = (call.arg(user)?, call.arg(rest.unpark)?);
-            call.push(format_args!(
-                "UPDATE task_queue SET parked = FALSE
-                  WHERE task_id IN (SELECT task_id FROM task_queue WHERE user_id = {user} AND parked ORDER BY seq LIMIT {n})
-                 RETURNING task_id;"
-            ));
-        }
-        finished.unparked = call.fetch_scalars(c).await?;
-        Ok(finished)
-    }
-
-    /// A pending reservation resolved: `spend` spent, the rest released, each booked.
-    fn settle(
-        call: &mut OneCall,
-        at: &str,
-        user: uuid::Uuid,
-        reference: &str,
-        amount: i64,
-        spend: i64,
-    ) -> StoreResult<()> {
-        let release = amount - spend;
-        let (user, reference_arg) = (call.arg(user)?, call.arg(reference.to_string())?);
-        let (spend_arg, amount_arg) = (call.arg(spend)?, call.arg(amount)?);
-        call.push(format_args!(
-            "UPDATE credit_reservations SET status = 'resolved', spent = {spend_arg}, resolved_at = {at}
-              WHERE reference_id = {reference_arg} AND status = 'pending';
-             UPDATE credits SET balance = balance - {spend_arg}, reserved_balance = reserved_balance - {amount_arg},
-                    lifetime_spent = lifetime_spent + {spend_arg}, updated_at = {at}
-              WHERE user_id = {user};"
-        ));
-        // (kind, amount, reserved delta, reserved after = the balance's + this, description)
-        let mut books = Vec::with_capacity(2);
-        if spend > 0 {
-            books.push((super::TransactionType::Spend, -spend, -spend, release, format!("spent on {reference}")));
-        }
-        if release > 0 {
-            books.push((super::TransactionType::Refund, 0, -release, 0, format!("released from {reference}")));
-        }
-        for (kind, amount, delta, above, description) in books {
-            let (row, kind) = (call.arg(uuid::Uuid::now_v7())?, call.arg(kind.as_str())?);
-            let (amount, delta, above, description) =
-                (call.arg(amount)?, call.arg(delta)?, call.arg(above)?, call.arg(description)?);
-            call.push(format_args!(
-                "INSERT INTO credit_transactions
-                     (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
-                 SELECT {row}, {user}, {kind}, {amount}, balance, {delta}, reserved_balance + {above}, {reference_arg}, {description}, {at}
-                   FROM credits WHERE user_id = {user};"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// What a task's end writes after its first call (see `SqliteStore::task_finish`).
-struct FinishRest {
-    status: super::TaskStatus,
-    output: Option<serde_json::Value>,
-    error: Option<String>,
-    spend: Option<i64>,
-    dead: Option<super::DeadLetter>,
-    /// The last step folded in: its id and the patch of its state.
-    step: Option<(String, serde_json::Value)>,
-    /// The events to record, in order, with their data as recorded.
-    events: Vec<(super::EventKind, serde_json::Value)>,
-    unpark: i64,
-}
-
-/// Statements sent to SQLite as one call, their arguments numbered (`$n`) as they are added.
-#[derive(Default)]
-struct OneCall {
-    sql: String,
-    args: sqlx::sqlite::SqliteArguments,
-}
-
-impl OneCall {
-    /// Adds an argument; its placeholder.
-    fn arg<'t, T>(&mut self, value: T) -> StoreResult<String>
-    where
-        T: sqlx::Encode<'t, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-    {
-        use sqlx::Arguments;
-        self.args.add(value).map_err(|e| StoreError::Other(sqlx::Error::Encode(e)))?;
-        Ok(format!("${}", self.args.len()))
-    }
-
-    fn push(&mut self, statement: std::fmt::Arguments<'_>) {
-        use std::fmt::Write;
-        let _ = self.sql.write_fmt(statement);
-        self.sql.push('\n');
-    }
-
-    /// Runs every statement; the first column of each row any of them returned.
-    async fn fetch_scalars<T>(self, c: &mut sqlx::SqliteConnection) -> StoreResult<Vec<T>>
-    where
-        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
-    {
-        Ok(sqlx::query_scalar_with(sqlx::AssertSqlSafe(self.sql), self.args).fetch_all(c).await?)
-    }
-}
-
-/// The inserts of a submit, as one string of statements for SQLite (see
-/// `SqliteStore::task_submit`; the same rows as `task_submit_tx`). Parameters: $1 task id,
-/// $2 user, $3 tool, $4 cost, $5 parent, $6 first step, $7 run all steps, $8 now, $9 trace
-/// parent, $10 webhook URL, $11 reservation id, $12 reference, $13 ledger row id, $14/$15
-/// balance and reserved after the reservation, $16 description, $17 payload id, $18 input,
-/// then an id and a step id per step. Rows back: the task, then the `queued` event's data.
-fn submit_sql(reserved: bool, steps: usize) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(2048);
-    if reserved {
-        sql.push_str(
-            "INSERT INTO credit_reservations (id, user_id, reference_id, amount, created_at) VALUES ($11, $2, $12, $4, $8);
-             INSERT INTO credit_transactions
-                 (id, user_id, type, amount, balance_after, reserved_delta, reserved_after, reference_id, description, created_at)
-                 VALUES ($13, $2, 'reserve', 0, $14, $4, $15, $12, $16, $8);\n",
-        );
-    }
-    sql.push_str(super::sql::tasks::TASK_SUBMIT_TX_INSERT_TASKS);
-    sql.push_str(
-        ";\nINSERT INTO task_payloads (id, task_id, input, created_at, updated_at) VALUES ($17, $1, $18, $8, $8);\n",
-    );
-    for i in 0..steps {
-        let _ = writeln!(
-            sql,
-            "INSERT INTO task_steps (id, task_id, step_id, position, created_at, updated_at) VALUES (${}, $1, ${}, {i}, $8, $8);",
-            19 + 2 * i,
-            20 + 2 * i
-        );
-    }
-    let _ = write!(
-        sql,
-        "INSERT INTO task_queue (task_id, user_id, available_at, created_at, seq) VALUES ($1, $2, $8, $8, {});
-         INSERT INTO task_events (task_id, seq, type, data, created_at)
-             SELECT $1, 1, 'queued',
-                    json_object('position', MAX(q.seq - COALESCE((SELECT MIN(w.seq) FROM task_queue w WHERE w.lease_until IS NULL), q.seq), 0),
-                                'type', 'queued'),
-                    $8
-               FROM task_queue q WHERE q.task_id = $1
-             RETURNING data",
-        SqliteStore::QUEUE_NEXT_SEQ
-    );
-    sql
 }

@@ -413,27 +413,6 @@ macro_rules! task_queries {
                 Ok(Ok(task_id))
             }
 
-            /// Up to `max` due tasks claimed in one transaction (workers that read the table).
-            pub async fn queue_claim_many(
-                &self,
-                lease: std::time::Duration,
-                per_user: u32,
-                max_attempts: u32,
-                max: usize,
-            ) -> $crate::store::StoreResult<Vec<Box<$crate::store::ClaimedTask>>> {
-                self.write(move |c| Box::pin(async move {
-                    let mut claimed = Vec::new();
-                    while claimed.len() < max {
-                        match Self::claim_on(&mut *c, None, lease, per_user, max_attempts).await? {
-                            $crate::store::Claim::Claimed(task) => claimed.push(task),
-                            _ => break,
-                        }
-                    }
-                    Ok(claimed)
-                }))
-                .await
-            }
-
             /// Due tasks nobody has taken for `older_than` (and not re-sent since): marks them
             /// re-sent now and returns them, oldest first, for the reconciler.
             pub async fn queue_stale(&self, older_than: std::time::Duration, limit: i64) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {

@@ -24,7 +24,15 @@ const MAX_BATCH: usize = 128;
 
 /// Called after the batch's commit: `None` if it committed, else why not.
 type Deliver = Box<dyn FnOnce(Option<String>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type AsyncJob = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type SyncJob = Box<dyn FnOnce(&rusqlite::Connection) -> (bool, Deliver) + Send>;
+
+/// A write: through sqlx (each statement a hand-off to its SQLite thread), or whole on the
+/// connection itself while sqlx lends it (`write_sync`).
+enum Job {
+    Async(AsyncJob),
+    Sync(SyncJob),
+}
 
 /// The handle: cheap to clone; the writer stops when the last handle is dropped.
 #[derive(Debug, Clone)]
@@ -49,25 +57,54 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<R, E>>();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Async(Box::new(move |conn| {
             Box::pin(async move {
                 let result = f(conn).await;
-                let ok = result.is_ok();
-                let deliver: Deliver = Box::new(move |failed: Option<String>| {
-                    let _ = tx.send(match failed {
-                        Some(why) if ok => Err(StoreError::Unavailable(format!("commit failed: {why}")).into()),
-                        _ => result,
-                    });
-                });
-                (ok, deliver)
+                deliver_later(result, tx)
             })
-        });
+        }));
+        self.send(job, rx).await
+    }
+
+    /// Runs `f` in the next group-committed transaction, whole on the writer's connection
+    /// (no hand-off per statement: see `sqlite_sync.rs`); its result once committed. `f`
+    /// runs on a runtime thread and must be quick: plain statements, no waiting.
+    pub async fn write_sync<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R, E>>();
+        let job = Job::Sync(Box::new(move |conn| deliver_later(f(conn), tx)));
+        self.send(job, rx).await
+    }
+
+    async fn send<R, E: From<StoreError>>(&self, job: Job, rx: oneshot::Receiver<Result<R, E>>) -> Result<R, E> {
         let not_run = || E::from(StoreError::Unavailable("the database write was not carried out".into()));
         self.jobs.send(job).map_err(|_| not_run())?;
         // A dropped answer: the writer stopped, or its transaction could not start (logged).
         rx.await.map_err(|_| not_run())?
     }
 }
+
+/// A job's outcome and how to hand it over once its batch has committed (or not).
+fn deliver_later<R, E>(result: Result<R, E>, tx: oneshot::Sender<Result<R, E>>) -> (bool, Deliver)
+where
+    R: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let ok = result.is_ok();
+    let deliver: Deliver = Box::new(move |failed: Option<String>| {
+        let _ = tx.send(match failed {
+            Some(why) if ok => Err(StoreError::Unavailable(format!("commit failed: {why}")).into()),
+            _ => result,
+        });
+    });
+    (ok, deliver)
+}
+
+impl Writer {}
 
 async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -104,9 +141,12 @@ async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: 
 /// The statements between two jobs go to SQLite in one call (`RELEASE job; SAVEPOINT job`,
 /// and the first job's `BEGIN IMMEDIATE` and the last one's `COMMIT` likewise): each call
 /// is a hand-off to sqlx's SQLite thread and back, and the writer, which every hot-path
-/// write waits for, would otherwise spend two of them per job on bookkeeping. A call that
-/// fails is handled as each of its statements failing would have been: the batch is rolled
-/// back, and every job in it learns why (or, not run yet, that it was not carried out).
+/// write waits for, would otherwise spend two of them per job on bookkeeping. A run of
+/// sync jobs borrows the connection from sqlx once (`lock_handle`) and runs them, with
+/// their bookkeeping, as plain calls; the `COMMIT` (the disk flush) goes through sqlx, on
+/// its thread. A call that fails is handled as each of its statements failing would have
+/// been: the batch is rolled back, and every job in it learns why (or, not run yet, that
+/// it was not carried out).
 async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
     if batch.is_empty() {
         return false;
@@ -114,7 +154,56 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
     let last = batch.len().saturating_sub(1);
     let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
     let mut between: &str = "BEGIN IMMEDIATE; SAVEPOINT job";
-    for (i, job) in batch.drain(..).enumerate() {
+    let mut jobs = batch.drain(..).enumerate().peekable();
+    while let Some((i, job)) = jobs.next() {
+        let job = match job {
+            Job::Async(job) => job,
+            Job::Sync(job) => {
+                let Ok(mut locked) = conn.lock_handle().await else {
+                    fail(delivers, "the database connection could not be borrowed".into());
+                    let _ = conn.execute("ROLLBACK").await;
+                    return true;
+                };
+                let lent = match lend(&mut locked) {
+                    Ok(lent) => lent,
+                    Err(e) => {
+                        fail(delivers, e.to_string());
+                        drop(locked);
+                        let _ = conn.execute("ROLLBACK").await;
+                        return true;
+                    }
+                };
+                let mut next = Some((i, job));
+                while let Some((i, job)) = next.take() {
+                    if let Err(e) = lent.execute_batch(between) {
+                        // This job and the rest never ran.
+                        if delivers.is_empty() {
+                            tracing::warn!(error = %e, "starting a write transaction failed");
+                        }
+                        fail(delivers, e.to_string());
+                        let _ = lent.execute_batch("ROLLBACK");
+                        return true;
+                    }
+                    let Ok((ok, deliver)) = std::panic::catch_unwind(AssertUnwindSafe(|| job(&lent))) else {
+                        tracing::error!("a database write job panicked; its batch is rolled back");
+                        fail(delivers, "a write in the same batch panicked".into());
+                        let _ = lent.execute_batch("ROLLBACK");
+                        return true;
+                    };
+                    delivers.push(deliver);
+                    between = next_between(ok, i == last);
+                    if i != last && matches!(jobs.peek(), Some((_, Job::Sync(_)))) {
+                        next = jobs.next().map(|(i, job)| match job {
+                            Job::Sync(job) => (i, job),
+                            Job::Async(_) => unreachable!("peeked"),
+                        });
+                    }
+                }
+                drop(lent);
+                drop(locked);
+                continue;
+            }
+        };
         if let Err(e) = conn.execute(between).await {
             let why = e.to_string();
             if delivers.is_empty() {
@@ -123,9 +212,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
             // This job and the rest never ran: their callers learn it from the dropped
             // result channels.
             drop(job);
-            for d in delivers {
-                d(Some(why.clone()));
-            }
+            fail(delivers, why);
             let _ = conn.execute("ROLLBACK").await;
             return true;
         }
@@ -134,20 +221,13 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
             Ok(done) => done,
             Err(_) => {
                 tracing::error!("a database write job panicked; its batch is rolled back");
-                for d in delivers {
-                    d(Some("a write in the same batch panicked".into()));
-                }
+                fail(delivers, "a write in the same batch panicked".into());
                 let _ = conn.execute("ROLLBACK").await;
                 return true;
             }
         };
         delivers.push(deliver);
-        between = match (ok, i == last) {
-            (true, false) => "RELEASE job; SAVEPOINT job",
-            (false, false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
-            (true, true) => "RELEASE job; COMMIT",
-            (false, true) => "ROLLBACK TO job; RELEASE job; COMMIT",
-        };
+        between = next_between(ok, i == last);
     }
     match conn.execute(between).await {
         Ok(_) => {
@@ -159,12 +239,40 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
         Err(e) => {
             let why = e.to_string();
             tracing::error!(error = %why, "committing a batch of writes failed");
-            for d in delivers {
-                d(Some(why.clone()));
-            }
+            fail(delivers, why);
             let _ = conn.execute("ROLLBACK").await;
             true
         }
+    }
+}
+
+/// The connection sqlx has lent, as a rusqlite connection that does not own it (dropping it
+/// finalizes its own statements and leaves the connection open).
+#[allow(unsafe_code)]
+fn lend(locked: &mut sqlx::sqlite::LockedSqliteHandle<'_>) -> rusqlite::Result<rusqlite::Connection> {
+    let handle = locked.as_raw_handle().as_ptr();
+    // SAFETY: `handle` is a live connection, ours alone while `locked` lives (sqlx's SQLite
+    // thread waits for it to be dropped); the caller drops the returned connection before
+    // `locked`, and `from_handle` never closes the handle. sqlx and rusqlite link the same
+    // libsqlite3-sys, so the handle's type is the one rusqlite expects.
+    unsafe { rusqlite::Connection::from_handle(handle) }
+}
+
+/// What runs after a job: the end of its savepoint (kept, or undone if it failed), then the
+/// next job's savepoint or, after the last, the commit.
+fn next_between(ok: bool, last: bool) -> &'static str {
+    match (ok, last) {
+        (true, false) => "RELEASE job; SAVEPOINT job",
+        (false, false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
+        (true, true) => "RELEASE job; COMMIT",
+        (false, true) => "ROLLBACK TO job; RELEASE job; COMMIT",
+    }
+}
+
+/// Tells every job run so far that its batch did not commit, and why.
+fn fail(delivers: Vec<Deliver>, why: String) {
+    for d in delivers {
+        d(Some(why.clone()));
     }
 }
 
@@ -222,5 +330,50 @@ mod tests {
         assert_eq!(ids, expected);
         // The writer is still usable after all of that.
         assert_eq!(insert(&w, 1000, false).await.unwrap(), 1000);
+    }
+
+    fn insert_sync(w: &Writer, id: i64, fail_after: bool) -> impl Future<Output = Result<i64, StoreError>> + use<> {
+        let w = w.clone();
+        async move {
+            w.write_sync(move |c| {
+                c.execute("INSERT INTO t (id) VALUES (?1)", [id]).map_err(crate::store::sqlite_sync::store_error)?;
+                if fail_after { Err(StoreError::Unavailable(format!("job {id} gave up"))) } else { Ok(id) }
+            })
+            .await
+        }
+    }
+
+    /// Jobs run whole on the lent connection mix with jobs through sqlx in one batch, in
+    /// order, each with its own outcome; a panic in one rolls its batch back and the writer
+    /// goes on.
+    #[tokio::test]
+    async fn sync_and_async_jobs_share_batches_and_keep_their_own_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, pool) = writer(&dir).await;
+        for round in 0..20i64 {
+            let base = round * 10;
+            let (a, b, c, d, e, f) = tokio::join!(
+                insert(&w, base + 1, false),
+                insert_sync(&w, base + 2, false),
+                insert_sync(&w, base + 2, false), // the same key again: refused
+                insert(&w, base + 3, true),
+                insert_sync(&w, base + 4, true),
+                insert_sync(&w, base + 5, false),
+            );
+            assert_eq!(a.unwrap(), base + 1);
+            assert_eq!(b.unwrap(), base + 2);
+            assert!(matches!(c, Err(StoreError::Conflict(_))), "a duplicate key is a conflict: {c:?}");
+            assert!(d.unwrap_err().to_string().contains("gave up"));
+            assert!(e.unwrap_err().to_string().contains("gave up"));
+            assert_eq!(f.unwrap(), base + 5);
+        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM t ORDER BY id").fetch_all(&pool).await.unwrap();
+        let expected: Vec<i64> = (0..20i64).flat_map(|r| [r * 10 + 1, r * 10 + 2, r * 10 + 5]).collect();
+        assert_eq!(ids, expected);
+        let w2 = w.clone();
+        let panicked = w2.write_sync::<(), StoreError, _>(|_| panic!("a bug in a job")).await;
+        assert!(panicked.is_err());
+        assert_eq!(insert_sync(&w, 1000, false).await.unwrap(), 1000);
+        assert_eq!(insert(&w, 1001, false).await.unwrap(), 1001);
     }
 }
