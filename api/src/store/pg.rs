@@ -238,6 +238,68 @@ super::task_queries::task_queries!(PgStore, sqlx::Postgres);
 /// next due task for workers without Redis, and tests); the hot path calls `fm_task_claim`
 /// and `fm_task_step_begin` instead.
 impl PgStore {
+    /// Leases a due task for `lease`: the oldest one whose user runs fewer than
+    /// `per_user` tasks (0 = no limit), or, with `only`, that one task (the Redis
+    /// queue delivers ids). The per-user count is taken again under a per-user lock
+    /// (an advisory lock), so the limit is exact; a
+    /// given task refused at the limit is parked until one of its user's tasks ends.
+    /// Returns, with the lease, everything a run needs (task, input, steps).
+    pub async fn queue_claim_tx(
+        &self,
+        only: Option<uuid::Uuid>,
+        lease: std::time::Duration,
+        per_user: u32,
+        max_attempts: u32,
+    ) -> crate::store::StoreResult<crate::store::Claim> {
+        self.write(move |c| Box::pin(Self::claim_on(c, only, lease, per_user, max_attempts))).await
+    }
+
+    /// What a claim would lease: the given task, or the next due one whose user is
+    /// under the limit; `Err` with the answer when there is nothing to lease now
+    /// (nothing due, leased to another worker, waiting for a retry). With
+    /// `check_limit`, the candidate's user is counted again under the user's queue
+    /// lock and, at the limit, the row is parked until one of the user's tasks ends.
+    async fn claim_candidate_on(
+        c: &mut sqlx::PgConnection,
+        only: Option<uuid::Uuid>,
+        per_user: u32,
+        check_limit: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::store::StoreResult<Result<uuid::Uuid, crate::store::Claim>> {
+        use crate::store::Claim;
+        type Candidate =
+            (uuid::Uuid, Option<uuid::Uuid>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
+        let row: Option<Candidate> = match only {
+            Some(id) => sqlx::query_as(Self::CLAIM_ONE_SQL).bind(id).fetch_optional(&mut *c).await,
+            None => {
+                sqlx::query_as(Self::CLAIM_NEXT_SQL).bind(now).bind(i64::from(per_user)).fetch_optional(&mut *c).await
+            }
+        }?;
+        let (task_id, user_id) = match row {
+            None => return Ok(Err(Claim::Empty)),
+            Some((_, _, _, Some(lease_until))) if lease_until >= now => return Ok(Err(Claim::Busy)),
+            Some((_, _, available_at, _)) if available_at > now => return Ok(Err(Claim::NotDue(available_at))),
+            Some((task_id, user_id, _, _)) => (task_id, user_id),
+        };
+        if check_limit
+            && per_user > 0
+            && let Some(user_id) = user_id
+        {
+            Self::lock_user_queue_on(&mut *c, user_id).await?;
+            let running: i64 = sqlx::query_scalar(crate::store::sql::tasks::CLAIM_RUNNING_OF_USER)
+                .bind(user_id)
+                .bind(now)
+                .bind(task_id)
+                .fetch_one(&mut *c)
+                .await?;
+            if running >= i64::from(per_user) {
+                sqlx::query(crate::store::sql::tasks::CLAIM_PARK).bind(task_id).execute(&mut *c).await?;
+                return Ok(Err(Claim::UserAtLimit));
+            }
+        }
+        Ok(Ok(task_id))
+    }
+
     /// Up to `max` due tasks claimed in one transaction (workers that read the table).
     pub async fn queue_claim_many(
         &self,

@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -154,25 +152,10 @@ super::content_queries::content_queries!(SqliteStore);
 super::webhook_queries::webhook_queries!(SqliteStore);
 
 impl SqliteStore {
-    /// The next claim candidate: the oldest due, unleased task whose user is under the
-    /// limit ($2). SQLite runs one writer at a time, so nothing is skipped.
-    const CLAIM_NEXT_SQL: &'static str = "SELECT q.task_id, q.user_id, q.available_at, q.lease_until
-         FROM task_queue q
-         WHERE q.available_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1)
-           AND ($2 = 0 OR (SELECT COUNT(*) FROM task_queue r WHERE r.user_id = q.user_id AND r.lease_until >= $1) < $2)
-         ORDER BY q.available_at LIMIT 1";
-    /// The given task's row.
-    const CLAIM_ONE_SQL: &'static str =
-        "SELECT task_id, user_id, available_at, lease_until FROM task_queue WHERE task_id = $1";
     /// A new queue row's place in line (relative order is all that counts).
     const QUEUE_NEXT_SEQ: &'static str = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM task_queue)";
     /// A step state with a JSON object merged in.
     const STATE_MERGE: &'static str = "json_patch(state, $3)";
-
-    /// The write transaction already excludes every other writer.
-    async fn lock_user_queue_on(_conn: &mut sqlx::SqliteConnection, _user_id: uuid::Uuid) -> StoreResult<()> {
-        Ok(())
-    }
 }
 
 super::task_queries::task_queries!(SqliteStore, sqlx::Sqlite);
@@ -217,10 +200,7 @@ impl SqliteStore {
         event: serde_json::Value,
     ) -> StoreResult<Option<super::Recorded>> {
         let step_id = step_id.to_string();
-        self.write(move |c| {
-            Box::pin(async move { Self::step_begin_on(c, task_id, &step_id, first_in_run, event, super::now()).await })
-        })
-        .await
+        self.writer.write_sync(move |c| super::sqlite_sync::step_begin(c, task_id, &step_id, first_in_run, event)).await
     }
 
     pub async fn queue_claim(
@@ -230,130 +210,7 @@ impl SqliteStore {
         per_user: u32,
         max_attempts: u32,
     ) -> StoreResult<super::Claim> {
-        self.queue_claim_tx(only, lease, per_user, max_attempts).await
-    }
-
-    /// The lease and what a run needs, in one call (`$1` task, `$2` lease end). Rows, told
-    /// apart by `k`: `lease` (the queue row's runs), `task`, `input` (with the tool's
-    /// version), then each `step` with its name in the tool's config.
-    const CLAIM_TAKE_SQL: &'static str =
-        "UPDATE task_queue SET lease_until = $2, attempts = attempts + 1, parked = FALSE
-         WHERE task_id = $1 RETURNING 'lease' AS k, attempts;
-         SELECT 'task' AS k, id, user_id, tool_id, status, credits_cost, parent_task_id, current_step_id, attempts,
-                cancel_requested, run_all_steps, created_at, updated_at, started_at, completed_at, trace_parent
-           FROM tasks WHERE id = $1;
-         SELECT 'input' AS k, p.input, t.updated_at
-           FROM task_payloads p JOIN tasks tk ON tk.id = p.task_id JOIN tools t ON t.id = tk.tool_id
-          WHERE p.task_id = $1;
-         SELECT 'step' AS k, s.step_id, s.position, s.status, s.state, s.started_at, s.completed_at,
-                (SELECT json_extract(j.value, '$.name')
-                   FROM tasks tk JOIN tools t ON t.id = tk.tool_id, json_each(t.config, '$.steps') j
-                  WHERE tk.id = $1 AND json_extract(j.value, '$.id') = s.step_id) AS name
-           FROM task_steps s WHERE s.task_id = $1 ORDER BY s.position";
-
-    /// One claim in the caller's transaction, in three calls to SQLite: the candidate, then
-    /// its lease with everything the run needs (`CLAIM_TAKE_SQL`), then (when the run may go
-    /// on: within `max_attempts`, not ended or to be cancelled) the start of its first step
-    /// not completed yet. Each call is a hand-off to sqlx's SQLite thread and back, made by
-    /// the one writer that every write in the process waits for.
-    async fn claim_on(
-        c: &mut sqlx::SqliteConnection,
-        only: Option<uuid::Uuid>,
-        lease: Duration,
-        per_user: u32,
-        max_attempts: u32,
-    ) -> StoreResult<super::Claim> {
-        use super::Claim;
-        use sqlx::{FromRow, Row};
-        let now = super::now();
-        // The next due task is chosen within the limit, in this same write transaction; a
-        // given one is counted again.
-        let task_id = match Self::claim_candidate_on(&mut *c, only, per_user, only.is_some(), now).await? {
-            Ok(task_id) => task_id,
-            Err(answer) => return Ok(answer),
-        };
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-        let rows = sqlx::query(Self::CLAIM_TAKE_SQL).bind(task_id).bind(until).fetch_all(&mut *c).await?;
-        let (mut attempts, mut task, mut input) = (None, None, None);
-        let mut steps = Vec::new();
-        let mut names = Vec::new();
-        for row in &rows {
-            match row.try_get::<&str, _>("k")? {
-                "lease" => attempts = Some(row.try_get::<i32, _>("attempts")?),
-                "task" => task = Some(super::TaskRow::from_row(row)?),
-                "input" => {
-                    let value: sqlx::types::Json<serde_json::Value> = row.try_get("input")?;
-                    input = Some((value.0, row.try_get::<DateTime<Utc>, _>("updated_at")?));
-                }
-                _ => {
-                    names.push(row.try_get::<Option<String>, _>("name")?);
-                    steps.push(super::TaskStepRow::from_row(row)?);
-                }
-            }
-        }
-        let (Some(attempts), Some(task), Some((input, tool_updated_at))) = (attempts, task, input) else {
-            // A queue row whose task is gone: as if its read had found nothing.
-            return Err(StoreError::NotFound);
-        };
-        let mut started = None;
-        let runnable = !task.is_terminal() && !task.cancel_requested;
-        if u32::try_from(attempts).is_ok_and(|a| a <= max_attempts)
-            && runnable
-            && let Some(i) = steps.iter().position(|s| s.status != super::StepStatus::Completed)
-        {
-            let step_id = steps[i].step_id.clone();
-            let name = names[i].clone().unwrap_or_else(|| step_id.clone());
-            let data = serde_json::json!({ "stepId": step_id, "stepName": name });
-            if let Some(event) = Self::step_begin_on(&mut *c, task_id, &step_id, true, data, now).await? {
-                started = Some((step_id, event));
-            }
-        }
-        Ok(Claim::Claimed(Box::new(super::ClaimedTask { task, attempts, input, steps, tool_updated_at, started })))
-    }
-
-    /// A step starts, in one call: the task's update decides (its counter is the only row
-    /// back); the `step_started` event and the step's own update follow only if the one
-    /// before them changed a row (`changes()`). `$1` task, `$2` step, `$3` now, `$4` the
-    /// event's data, `$5` its kind.
-    const STEP_BEGIN_SQL: [&'static str; 2] = [
-        "UPDATE tasks SET event_seq = event_seq + 1, updated_at = $3, status = 'running', current_step_id = $2
-          WHERE id = $1 AND status IN ('queued', 'running') AND NOT cancel_requested RETURNING event_seq;
-         INSERT INTO task_events (task_id, seq, type, data, created_at)
-             SELECT $1, event_seq, $5, $4, $3 FROM tasks WHERE id = $1 AND changes() = 1;
-         UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
-          WHERE task_id = $1 AND step_id = $2 AND changes() = 1",
-        // The first step of a run: the run is counted and the task's start kept.
-        "UPDATE tasks SET event_seq = event_seq + 1, updated_at = $3, status = 'running', current_step_id = $2,
-                attempts = attempts + 1, started_at = COALESCE(started_at, $3)
-          WHERE id = $1 AND status IN ('queued', 'running') AND NOT cancel_requested RETURNING event_seq;
-         INSERT INTO task_events (task_id, seq, type, data, created_at)
-             SELECT $1, event_seq, $5, $4, $3 FROM tasks WHERE id = $1 AND changes() = 1;
-         UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, $3), updated_at = $3
-          WHERE task_id = $1 AND step_id = $2 AND changes() = 1",
-    ];
-
-    /// A step starts: the task is running (its runs counted once per run, with
-    /// `first_in_run`), the step is running, and `step_started` is recorded. `None` if the
-    /// task has ended or is to be cancelled.
-    async fn step_begin_on(
-        c: &mut sqlx::SqliteConnection,
-        task_id: uuid::Uuid,
-        step_id: &str,
-        first_in_run: bool,
-        event: serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<super::Recorded>> {
-        let kind = super::EventKind::StepStarted;
-        let data = super::event_data(kind, event);
-        let seq: Vec<i64> = sqlx::query_scalar(Self::STEP_BEGIN_SQL[usize::from(first_in_run)])
-            .bind(task_id)
-            .bind(step_id)
-            .bind(now)
-            .bind(sqlx::types::Json(&data))
-            .bind(kind)
-            .fetch_all(&mut *c)
-            .await?;
-        Ok(seq.first().map(|&seq| super::Recorded { seq, kind, data }))
+        self.writer.write_sync(move |c| super::sqlite_sync::claim(c, only, lease, per_user, max_attempts)).await
     }
 
     /// Ends a task: what `Store::task_finish` promises, in one job of the writer run whole

@@ -236,8 +236,7 @@ pub(crate) fn submit(c: &Connection, new: &NewTask) -> Result<(TaskRow, Recorded
     Ok((task, Recorded { seq: 1, kind: EventKind::Queued, data }))
 }
 
-/// Claims up to `max` due tasks, oldest first, within the per-user limit; each is leased,
-/// its run counted, and (when the run may go on) its first step not completed yet started.
+/// Claims up to `max` due tasks, oldest first, within the per-user limit (see `claim`).
 pub(crate) fn claim_many(
     c: &Connection,
     lease: std::time::Duration,
@@ -247,7 +246,7 @@ pub(crate) fn claim_many(
 ) -> StoreResult<super::ClaimedTasks> {
     let mut claimed = Vec::new();
     while claimed.len() < max {
-        match claim_next(c, lease, per_user, max_attempts)? {
+        match claim(c, None, lease, per_user, max_attempts)? {
             Claim::Claimed(task) => claimed.push(task),
             _ => break,
         }
@@ -255,20 +254,39 @@ pub(crate) fn claim_many(
     Ok(claimed)
 }
 
-fn claim_next(c: &Connection, lease: std::time::Duration, per_user: u32, max_attempts: u32) -> StoreResult<Claim> {
+/// Leases a due task for `lease`: the oldest one whose user runs fewer than `per_user`
+/// tasks (0 = no limit), or, with `only`, that one task (the Redis queue delivers ids; at
+/// the limit its row is parked until one of its user's tasks ends). The run is counted and
+/// (when it may go on: within `max_attempts`, not ended or to be cancelled) its first step
+/// not completed yet started. One writer: no count taken here can change before the lease.
+pub(crate) fn claim(
+    c: &Connection,
+    only: Option<Uuid>,
+    lease: std::time::Duration,
+    per_user: u32,
+    max_attempts: u32,
+) -> StoreResult<Claim> {
     let now = super::now();
     let at = ts(now);
-    // One writer: the limit counted here cannot change before the lease below.
-    let candidate: Option<Uuid> = c
-        .prepare_cached(
-            "SELECT q.task_id FROM task_queue q
-              WHERE q.available_at <= ?1 AND (q.lease_until IS NULL OR q.lease_until < ?1)
-                AND (?2 = 0 OR (SELECT COUNT(*) FROM task_queue r WHERE r.user_id = q.user_id AND r.lease_until >= ?1) < ?2)
-              ORDER BY q.available_at LIMIT 1",
-        )?
-        .query_row(params![at, i64::from(per_user)], |r| uuid_at(r, "task_id"))
-        .optional()?;
-    let Some(task_id) = candidate else { return Ok(Claim::Empty) };
+    let task_id = match only {
+        None => {
+            let next: Option<Uuid> = c
+                .prepare_cached(
+                    "SELECT q.task_id FROM task_queue q
+                      WHERE q.available_at <= ?1 AND (q.lease_until IS NULL OR q.lease_until < ?1)
+                        AND (?2 = 0 OR (SELECT COUNT(*) FROM task_queue r WHERE r.user_id = q.user_id AND r.lease_until >= ?1) < ?2)
+                      ORDER BY q.available_at LIMIT 1",
+                )?
+                .query_row(params![at, i64::from(per_user)], |r| uuid_at(r, "task_id"))
+                .optional()?;
+            let Some(task_id) = next else { return Ok(Claim::Empty) };
+            task_id
+        }
+        Some(task_id) => match given(c, task_id, per_user, now)? {
+            Some(answer) => return Ok(answer),
+            None => task_id,
+        },
+    };
     let id = task_id.as_bytes();
     let until = ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60)));
     let attempts: i32 = c
@@ -307,30 +325,80 @@ fn claim_next(c: &Connection, lease: std::time::Duration, per_user: u32, max_att
     {
         let step_id = steps[i].step_id.clone();
         let name = names[i].clone().unwrap_or_else(|| step_id.clone());
-        let kind = EventKind::StepStarted;
-        let data = super::event_data(kind, serde_json::json!({ "stepId": step_id, "stepName": name }));
-        let seq: Option<i64> = c
-            .prepare_cached(
-                "UPDATE tasks SET event_seq = event_seq + 1, updated_at = ?2, status = 'running', current_step_id = ?3,
-                        attempts = attempts + 1, started_at = COALESCE(started_at, ?2)
-                  WHERE id = ?1 AND status IN ('queued', 'running') AND NOT cancel_requested RETURNING event_seq",
-            )?
-            .query_row(params![id, at, step_id], |r| r.get(0))
-            .optional()?;
-        if let Some(seq) = seq {
-            c.prepare_cached(
-                "INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![id, seq, kind.as_str(), data.to_string(), at])?;
-            c.prepare_cached(
-                "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, ?3), updated_at = ?3
-                  WHERE task_id = ?1 AND step_id = ?2",
-            )?
-            .execute(params![id, step_id, at])?;
-            started = Some((step_id, Recorded { seq, kind, data }));
+        let data = serde_json::json!({ "stepId": step_id, "stepName": name });
+        if let Some(event) = step_begin(c, task_id, &step_id, true, data)? {
+            started = Some((step_id, event));
         }
     }
     Ok(Claim::Claimed(Box::new(ClaimedTask { task, attempts, input, steps, tool_updated_at, started })))
+}
+
+/// Why the given task cannot be leased now, if it cannot: gone from the queue (`Empty`),
+/// leased to another worker (`Busy`), waiting for a retry (`NotDue`), or its user at the
+/// limit (`UserAtLimit`, and the row parked).
+fn given(c: &Connection, task_id: Uuid, per_user: u32, now: DateTime<Utc>) -> StoreResult<Option<Claim>> {
+    let id = task_id.as_bytes();
+    let row = c
+        .prepare_cached("SELECT user_id, available_at, lease_until FROM task_queue WHERE task_id = ?1")?
+        .query_row(params![id], |r| Ok((uuid_opt(r, "user_id")?, ts_at(r, "available_at")?, ts_opt(r, "lease_until")?)))
+        .optional()?;
+    let Some((user_id, available_at, lease_until)) = row else { return Ok(Some(Claim::Empty)) };
+    if lease_until.is_some_and(|l| l >= now) {
+        return Ok(Some(Claim::Busy));
+    }
+    if available_at > now {
+        return Ok(Some(Claim::NotDue(available_at)));
+    }
+    if per_user > 0
+        && let Some(user_id) = user_id
+    {
+        let running: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM task_queue WHERE user_id = ?1 AND lease_until >= ?2 AND task_id <> ?3",
+            )?
+            .query_row(params![user_id.as_bytes(), ts(now), id], |r| r.get(0))?;
+        if running >= i64::from(per_user) {
+            c.prepare_cached("UPDATE task_queue SET parked = TRUE WHERE task_id = ?1")?.execute(params![id])?;
+            return Ok(Some(Claim::UserAtLimit));
+        }
+    }
+    Ok(None)
+}
+
+/// A step starts: the task is running (its runs counted once per run, with
+/// `first_in_run`), the step is running, and `step_started` is recorded with `event` as
+/// its data. `None` if the task has ended or is to be cancelled.
+pub(crate) fn step_begin(
+    c: &Connection,
+    task_id: Uuid,
+    step_id: &str,
+    first_in_run: bool,
+    event: serde_json::Value,
+) -> StoreResult<Option<Recorded>> {
+    let at = ts(super::now());
+    let id = task_id.as_bytes();
+    let kind = EventKind::StepStarted;
+    let data = super::event_data(kind, event);
+    let seq: Option<i64> = c
+        .prepare_cached(if first_in_run {
+            "UPDATE tasks SET event_seq = event_seq + 1, updated_at = ?2, status = 'running', current_step_id = ?3,
+                    attempts = attempts + 1, started_at = COALESCE(started_at, ?2)
+              WHERE id = ?1 AND status IN ('queued', 'running') AND NOT cancel_requested RETURNING event_seq"
+        } else {
+            "UPDATE tasks SET event_seq = event_seq + 1, updated_at = ?2, status = 'running', current_step_id = ?3
+              WHERE id = ?1 AND status IN ('queued', 'running') AND NOT cancel_requested RETURNING event_seq"
+        })?
+        .query_row(params![id, at, step_id], |r| r.get(0))
+        .optional()?;
+    let Some(seq) = seq else { return Ok(None) };
+    c.prepare_cached("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![id, seq, kind.as_str(), data.to_string(), at])?;
+    c.prepare_cached(
+        "UPDATE task_steps SET status = 'running', started_at = COALESCE(started_at, ?3), updated_at = ?3
+          WHERE task_id = ?1 AND step_id = ?2",
+    )?
+    .execute(params![id, step_id, at])?;
+    Ok(Some(Recorded { seq, kind, data }))
 }
 
 /// What a task's end writes (see `SqliteStore::task_finish`).
