@@ -104,8 +104,6 @@ where
     (ok, deliver)
 }
 
-impl Writer {}
-
 async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
