@@ -22,6 +22,13 @@ use super::StoreError;
 /// Most jobs committed together.
 const MAX_BATCH: usize = 128;
 
+/// WAL pages after which the writer's own commit copies them into the database file (a
+/// safety net: `checkpoints` normally does it long before; SQLite's default is 1,000).
+const WAL_PAGES_LIMIT: u32 = 20_000;
+
+/// Most checkpoints a second.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Called after the batch's commit: `None` if it committed, else why not.
 type Deliver = Box<dyn FnOnce(Option<String>) + Send>;
 type AsyncJob = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
@@ -43,9 +50,23 @@ pub struct Writer {
 impl Writer {
     /// Opens the writer's own connection and starts it.
     pub async fn start(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
-        let conn = options.connect().await?;
+        // Checkpoints run on a connection of their own (`checkpoints`), off the writer's
+        // path; its own commits start one only if that falls far behind.
+        let options_w = options.clone().pragma("wal_autocheckpoint", WAL_PAGES_LIMIT.to_string());
+        let conn = options_w.connect().await?;
+        let checkpointer = options.connect().await?;
+        let committed = std::sync::Arc::new(tokio::sync::Notify::new());
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, options, rx));
+        tokio::spawn(checkpoints(checkpointer, committed.clone(), jobs.downgrade()));
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                // Jobs may use the runtime (spawn, timers) as they would on it.
+                let _entered = runtime.enter();
+                run(conn, options_w, rx, committed)
+            })
+            .map_err(sqlx::Error::Io)?;
         Ok(Self { jobs })
     }
 
@@ -104,9 +125,42 @@ where
     (ok, deliver)
 }
 
-async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// Copies committed WAL pages into the database file after the writer's commits, at most
+/// every `CHECKPOINT_EVERY`, on a connection of its own. SQLite would otherwise do it inside
+/// the commit that passes 1,000 pages: a stall of milliseconds (two more fsyncs) on the
+/// writer, which every write waits for. `PASSIVE` waits for no one: pages a reader still
+/// needs are left for the next round. Stops with the writer.
+async fn checkpoints(
+    mut conn: SqliteConnection,
+    committed: std::sync::Arc<tokio::sync::Notify>,
+    writer: mpsc::WeakUnboundedSender<Job>,
+) {
+    loop {
+        committed.notified().await;
+        if writer.upgrade().is_none() {
+            break;
+        }
+        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(error = %e, "a WAL checkpoint failed");
+        }
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+    }
+    let _ = conn.close().await;
+}
+
+/// The writer's thread: its own, not the runtime's, so that a batch's statements and its
+/// commit's wait for the disk never hold up other tasks, and a job's hand-offs to sqlx's
+/// SQLite thread wake this thread directly rather than queue behind the runtime's tasks.
+fn run(
+    mut conn: SqliteConnection,
+    options: SqliteConnectOptions,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    committed: std::sync::Arc<tokio::sync::Notify>,
+) {
+    use futures::executor::block_on;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut lent: Option<Lent> = None;
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -114,24 +168,28 @@ async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: 
                 Err(_) => break,
             }
         }
-        let broken = run_batch(&mut conn, &mut batch).await;
+        let broken = block_on(run_batch(&mut conn, &mut lent, &mut batch));
+        committed.notify_one();
         if broken {
             // A failed COMMIT or ROLLBACK leaves the connection in doubt: start afresh.
+            block_on(Lent::release(lent.take(), &mut conn));
             loop {
-                match options.connect().await {
+                match block_on(options.connect()) {
                     Ok(c) => {
                         conn = c;
                         break;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "reopening the SQLite writer failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        std::thread::sleep(std::time::Duration::from_millis(500));
                     }
                 }
             }
         }
     }
-    let _ = conn.close().await;
+    block_on(Lent::release(lent.take(), &mut conn));
+    let _ = block_on(conn.close());
+    committed.notify_one();
 }
 
 /// Runs and commits one batch; true if the connection must be replaced.
@@ -145,7 +203,7 @@ async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: 
 /// its thread. A call that fails is handled as each of its statements failing would have
 /// been: the batch is rolled back, and every job in it learns why (or, not run yet, that
 /// it was not carried out).
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
+async fn run_batch(conn: &mut SqliteConnection, lent: &mut Option<Lent>, batch: &mut Vec<Job>) -> bool {
     if batch.is_empty() {
         return false;
     }
@@ -162,15 +220,18 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
                     let _ = conn.execute("ROLLBACK").await;
                     return true;
                 };
-                let lent = match lend(&mut locked) {
-                    Ok(lent) => lent,
-                    Err(e) => {
-                        fail(delivers, e.to_string());
-                        drop(locked);
-                        let _ = conn.execute("ROLLBACK").await;
-                        return true;
+                if lent.is_none() {
+                    match Lent::new(&mut locked) {
+                        Ok(made) => *lent = Some(made),
+                        Err(e) => {
+                            fail(delivers, e.to_string());
+                            drop(locked);
+                            let _ = conn.execute("ROLLBACK").await;
+                            return true;
+                        }
                     }
-                };
+                }
+                let Some(lent) = lent.as_ref().map(|l| l.get(&locked)) else { unreachable!("made above") };
                 let mut next = Some((i, job));
                 while let Some((i, job)) = next.take() {
                     if let Err(e) = lent.execute_batch(between) {
@@ -182,7 +243,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
                         let _ = lent.execute_batch("ROLLBACK");
                         return true;
                     }
-                    let Ok((ok, deliver)) = std::panic::catch_unwind(AssertUnwindSafe(|| job(&lent))) else {
+                    let Ok((ok, deliver)) = std::panic::catch_unwind(AssertUnwindSafe(|| job(lent))) else {
                         tracing::error!("a database write job panicked; its batch is rolled back");
                         fail(delivers, "a write in the same batch panicked".into());
                         let _ = lent.execute_batch("ROLLBACK");
@@ -190,14 +251,34 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
                     };
                     delivers.push(deliver);
                     between = next_between(ok, i == last);
-                    if i != last && matches!(jobs.peek(), Some((_, Job::Sync(_)))) {
+                    if i == last {
+                        // The commit, here too: this thread waits for the disk, no hand-off.
+                        let committed = lent.execute_batch(between);
+                        if committed.is_err() {
+                            let _ = lent.execute_batch("ROLLBACK");
+                        }
+                        drop(locked);
+                        return match committed {
+                            Ok(()) => {
+                                for d in delivers {
+                                    d(None);
+                                }
+                                false
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "committing a batch of writes failed");
+                                fail(delivers, e.to_string());
+                                true
+                            }
+                        };
+                    }
+                    if matches!(jobs.peek(), Some((_, Job::Sync(_)))) {
                         next = jobs.next().map(|(i, job)| match job {
                             Job::Sync(job) => (i, job),
                             Job::Async(_) => unreachable!("peeked"),
                         });
                     }
                 }
-                drop(lent);
                 drop(locked);
                 continue;
             }
@@ -244,16 +325,53 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>) -> bool {
     }
 }
 
-/// The connection sqlx has lent, as a rusqlite connection that does not own it (dropping it
-/// finalizes its own statements and leaves the connection open).
-#[allow(unsafe_code)]
-fn lend(locked: &mut sqlx::sqlite::LockedSqliteHandle<'_>) -> rusqlite::Result<rusqlite::Connection> {
-    let handle = locked.as_raw_handle().as_ptr();
-    // SAFETY: `handle` is a live connection, ours alone while `locked` lives (sqlx's SQLite
-    // thread waits for it to be dropped); the caller drops the returned connection before
-    // `locked`, and `from_handle` never closes the handle. sqlx and rusqlite link the same
-    // libsqlite3-sys, so the handle's type is the one rusqlite expects.
-    unsafe { rusqlite::Connection::from_handle(handle) }
+/// Statements the writer's jobs prepare and keep (see `sqlite_sync.rs`; rusqlite's default
+/// is 16, fewer than the hot path's, which would prepare some again on every use).
+const KEPT_STATEMENTS: usize = 64;
+
+/// The writer's connection as rusqlite sees it: made once per connection, so that the
+/// statements its jobs prepare are kept from batch to batch (preparing them again on every
+/// batch was most of a job's cost), and used only while sqlx lends the handle (`get`).
+struct Lent(rusqlite::Connection);
+
+impl Lent {
+    /// A rusqlite connection on the handle sqlx has lent, that does not own it (dropping it
+    /// finalizes its own statements and leaves the connection open).
+    #[allow(unsafe_code)]
+    fn new(locked: &mut sqlx::sqlite::LockedSqliteHandle<'_>) -> rusqlite::Result<Self> {
+        let handle = locked.as_raw_handle().as_ptr();
+        // SAFETY: `handle` is a live connection, and it stays open while this `Lent` lives:
+        // the writer drops (`release`) its `Lent` before it closes or replaces the sqlx
+        // connection. The rusqlite connection calls into SQLite only while sqlx has lent
+        // the handle (`get` wants the lock, and sqlx's SQLite thread waits for it to be
+        // dropped) or, in `release`, under that lock too: no two threads ever use the
+        // handle at once. Its statements, between uses, are reset (rusqlite's cache resets
+        // a statement when it is returned), so they hold no transaction open. `from_handle`
+        // never closes the handle. sqlx and rusqlite link the same libsqlite3-sys, so the
+        // handle's type is the one rusqlite expects.
+        let conn = unsafe { rusqlite::Connection::from_handle(handle) }?;
+        conn.set_prepared_statement_cache_capacity(KEPT_STATEMENTS);
+        Ok(Self(conn))
+    }
+
+    /// The connection, for as long as sqlx lends the handle.
+    fn get<'a>(&'a self, _locked: &'a sqlx::sqlite::LockedSqliteHandle<'_>) -> &'a rusqlite::Connection {
+        &self.0
+    }
+
+    /// Finalizes the kept statements, under the lock, before the sqlx connection is closed
+    /// or replaced. If the handle cannot be borrowed (sqlx's thread is gone, and the handle
+    /// may be closed with it), the statements are leaked rather than touched.
+    async fn release(lent: Option<Self>, conn: &mut SqliteConnection) {
+        let Some(lent) = lent else { return };
+        match conn.lock_handle().await {
+            Ok(locked) => {
+                drop(lent);
+                drop(locked);
+            }
+            Err(_) => std::mem::forget(lent),
+        }
+    }
 }
 
 /// What runs after a job: the end of its savepoint (kept, or undone if it failed), then the
