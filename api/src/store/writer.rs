@@ -448,6 +448,47 @@ mod tests {
         assert_eq!(insert(&w, 1000, false).await.unwrap(), 1000);
     }
 
+    /// Committed pages reach the database file without a commit of the writer's crossing
+    /// SQLite's threshold: its own is set far above what this writes, so the file grows only
+    /// if the checkpoints that follow commits run.
+    #[tokio::test]
+    async fn commits_are_checkpointed_off_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _pool) = writer(&dir).await;
+        let file = dir.path().join("w.db");
+        let before = std::fs::metadata(&file).unwrap().len();
+        for round in 0..20i64 {
+            let jobs = (0..10i64).map(|i| {
+                let w = w.clone();
+                async move {
+                    w.write_sync(move |c| {
+                        c.execute("INSERT INTO t (id) VALUES (?1)", [round * 10 + i])
+                            .map_err(crate::store::sqlite_sync::store_error)?;
+                        // A page of its own for every row: ~200 pages, far below 20,000.
+                        c.execute("CREATE TABLE IF NOT EXISTS pad (x BLOB)", [])
+                            .map_err(crate::store::sqlite_sync::store_error)?;
+                        c.execute("INSERT INTO pad (x) VALUES (zeroblob(3000))", [])
+                            .map_err(crate::store::sqlite_sync::store_error)?;
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+                }
+            });
+            for done in futures::future::join_all(jobs).await {
+                done.unwrap();
+            }
+        }
+        let mut grown = 0;
+        for _ in 0..100 {
+            grown = std::fs::metadata(&file).unwrap().len();
+            if grown > before + 200 * 3000 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(grown > before + 200 * 3000, "the database file stayed at {grown} bytes (from {before})");
+    }
+
     fn insert_sync(w: &Writer, id: i64, fail_after: bool) -> impl Future<Output = Result<i64, StoreError>> + use<> {
         let w = w.clone();
         async move {
