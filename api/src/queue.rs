@@ -371,3 +371,22 @@ pub async fn reconcile_once(store: &Store, queue: &RedisQueue, older_than: Durat
     }
     Ok(ids.len())
 }
+
+tokio::task_local! {
+    /// The worker slot (a permit of the workers' semaphore) the running task holds.
+    static SLOT: std::cell::RefCell<Option<tokio::sync::OwnedSemaphorePermit>>;
+}
+
+/// Runs `run` in a worker slot: the slot is given back when the task starts its final
+/// write (`free_slot`), or when `run` ends.
+pub(crate) async fn in_slot<F: Future>(permit: Option<tokio::sync::OwnedSemaphorePermit>, run: F) -> F::Output {
+    SLOT.scope(std::cell::RefCell::new(permit), run).await
+}
+
+/// Gives the running task's worker slot back as it starts its final write (its end and
+/// settlement): its provider work is done, so the next task's claim can go to the database
+/// together with this end (one group commit) rather than wait for it to commit, which
+/// would add a commit's round to every task. Outside a worker slot, nothing happens.
+pub(crate) fn free_slot() {
+    let _ = SLOT.try_with(|slot| slot.borrow_mut().take());
+}

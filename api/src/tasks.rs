@@ -357,7 +357,7 @@ pub(crate) async fn finish(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) ->
 
 async fn finish_now(state: &AppState, task_id: Uuid, end: TaskEnd<'_>) -> AppResult<bool> {
     let unpark = if state.queue().unparks() { i64::from(state.settings().tasks.max_running_per_user) } else { 0 };
-    crate::worker::free_slot();
+    crate::queue::free_slot();
     let finished =
         state.store().task_finish(task_id, &end, unpark).await.map_err(|e| crate::credits::ledger_error(e, 0))?;
     if finished.ended {

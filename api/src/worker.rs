@@ -60,7 +60,7 @@ async fn run_db_workers(state: AppState, concurrency: usize, mut stop: watch::Re
                 for claimed in claimed {
                     let permit = slots.pop();
                     let state = state.clone();
-                    running.spawn(in_slot(permit, async move { execute(&state, claimed, None).await }));
+                    running.spawn(crate::queue::in_slot(permit, async move { execute(&state, claimed, None).await }));
                 }
                 drop(slots);
             }
@@ -280,7 +280,7 @@ async fn start_delivered(state: &AppState, entry: Lease, task_id: Uuid, permit: 
     drop(span);
     match claim {
         Ok(Claim::Claimed(claimed)) => {
-            in_slot(Some(permit), execute(state, claimed, Some(&entry))).await;
+            crate::queue::in_slot(Some(permit), execute(state, claimed, Some(&entry))).await;
             entry.queue.done(&entry.entry);
         }
         Ok(claim) => {
@@ -301,25 +301,6 @@ async fn start_delivered(state: &AppState, entry: Lease, task_id: Uuid, permit: 
             drop(permit);
         }
     }
-}
-
-tokio::task_local! {
-    /// The worker slot (a permit of the workers' semaphore) the running task holds.
-    static SLOT: std::cell::RefCell<Option<tokio::sync::OwnedSemaphorePermit>>;
-}
-
-/// Runs `run` in a worker slot: the slot is given back when the task starts its final
-/// write (`free_slot`), or when `run` ends.
-async fn in_slot<F: Future>(permit: Option<tokio::sync::OwnedSemaphorePermit>, run: F) -> F::Output {
-    SLOT.scope(std::cell::RefCell::new(permit), run).await
-}
-
-/// Gives the running task's worker slot back as it starts its final write (its end and
-/// settlement): its provider work is done, so the next task's claim can go to the database
-/// together with this end (one group commit) rather than wait for it to commit, which
-/// would add a commit's round to every task. Outside a worker slot, nothing happens.
-pub(crate) fn free_slot() {
-    let _ = SLOT.try_with(|slot| slot.borrow_mut().take());
 }
 
 /// Runs one claimed task to its end, renewing its lease meanwhile; every outcome is
