@@ -1,8 +1,8 @@
 //! SQLite's one writer, with group commit.
 //!
 //! SQLite runs one write transaction at a time, and with `synchronous = FULL` each commit
-//! waits for the disk. Writes on the task hot path therefore go through one task that owns
-//! a connection of its own: it takes every write job waiting in its queue, runs each in a
+//! waits for the disk. Writes on the task hot path therefore go through one writer, a
+//! thread with a connection of its own: it takes every write job waiting in its queue, runs each in a
 //! `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction (a job that fails is rolled back alone),
 //! commits once, and only then answers each caller. A batch of 50 submissions costs one
 //! fsync instead of 50, and writers never meet `SQLITE_BUSY`: they wait in the queue.
@@ -48,7 +48,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the writer's own connection and starts it.
+    /// Opens the writer's own connection (and the checkpoints' one) and starts it.
     pub async fn start(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
         // Checkpoints run on a connection of their own (`checkpoints`), off the writer's
         // path; its own commits start one only if that falls far behind.
@@ -199,8 +199,8 @@ fn run(
 /// is a hand-off to sqlx's SQLite thread and back, and the writer, which every hot-path
 /// write waits for, would otherwise spend two of them per job on bookkeeping. A run of
 /// sync jobs borrows the connection from sqlx once (`lock_handle`) and runs them, with
-/// their bookkeeping, as plain calls; the `COMMIT` (the disk flush) goes through sqlx, on
-/// its thread. A call that fails is handled as each of its statements failing would have
+/// their bookkeeping, as plain calls, and so is the `COMMIT` (the disk flush) when the batch
+/// ends with them; after a sqlx job it goes through sqlx's thread. A call that fails is handled as each of its statements failing would have
 /// been: the batch is rolled back, and every job in it learns why (or, not run yet, that
 /// it was not carried out).
 async fn run_batch(conn: &mut SqliteConnection, lent: &mut Option<Lent>, batch: &mut Vec<Job>) -> bool {
@@ -253,24 +253,12 @@ async fn run_batch(conn: &mut SqliteConnection, lent: &mut Option<Lent>, batch: 
                     between = next_between(ok, i == last);
                     if i == last {
                         // The commit, here too: this thread waits for the disk, no hand-off.
-                        let committed = lent.execute_batch(between);
+                        let committed = lent.execute_batch(between).map_err(|e| e.to_string());
                         if committed.is_err() {
                             let _ = lent.execute_batch("ROLLBACK");
                         }
                         drop(locked);
-                        return match committed {
-                            Ok(()) => {
-                                for d in delivers {
-                                    d(None);
-                                }
-                                false
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "committing a batch of writes failed");
-                                fail(delivers, e.to_string());
-                                true
-                            }
-                        };
+                        return conclude(committed, delivers);
                     }
                     if matches!(jobs.peek(), Some((_, Job::Sync(_)))) {
                         next = jobs.next().map(|(i, job)| match job {
@@ -308,18 +296,26 @@ async fn run_batch(conn: &mut SqliteConnection, lent: &mut Option<Lent>, batch: 
         delivers.push(deliver);
         between = next_between(ok, i == last);
     }
-    match conn.execute(between).await {
-        Ok(_) => {
+    let committed = conn.execute(between).await.map(drop).map_err(|e| e.to_string());
+    if committed.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+    conclude(committed, delivers)
+}
+
+/// Answers a batch's jobs once its commit is over (rolled back first if it failed); true if
+/// the connection must be replaced.
+fn conclude(committed: Result<(), String>, delivers: Vec<Deliver>) -> bool {
+    match committed {
+        Ok(()) => {
             for d in delivers {
                 d(None);
             }
             false
         }
-        Err(e) => {
-            let why = e.to_string();
+        Err(why) => {
             tracing::error!(error = %why, "committing a batch of writes failed");
             fail(delivers, why);
-            let _ = conn.execute("ROLLBACK").await;
             true
         }
     }
@@ -454,7 +450,8 @@ mod tests {
     #[tokio::test]
     async fn commits_are_checkpointed_off_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, _pool) = writer(&dir).await;
+        let (w, pool) = writer(&dir).await;
+        sqlx::query("CREATE TABLE pad (x BLOB)").execute(&pool).await.unwrap();
         let file = dir.path().join("w.db");
         let before = std::fs::metadata(&file).unwrap().len();
         for round in 0..20i64 {
@@ -465,8 +462,6 @@ mod tests {
                         c.execute("INSERT INTO t (id) VALUES (?1)", [round * 10 + i])
                             .map_err(crate::store::sqlite_sync::store_error)?;
                         // A page of its own for every row: ~200 pages, far below 20,000.
-                        c.execute("CREATE TABLE IF NOT EXISTS pad (x BLOB)", [])
-                            .map_err(crate::store::sqlite_sync::store_error)?;
                         c.execute("INSERT INTO pad (x) VALUES (zeroblob(3000))", [])
                             .map_err(crate::store::sqlite_sync::store_error)?;
                         Ok::<_, StoreError>(())
