@@ -449,3 +449,50 @@ async fn the_queue_table_is_vacuumed_when_dead_rows_pile_up(app: TestApp) {
     assert!(left < 5_000, "{left} dead rows left after the vacuum");
     assert!(!store.queue_vacuum(5_000).await.unwrap(), "nothing left to vacuum");
 }
+
+/// A statement cancelled while its `BEGIN` is on the wire (a request whose client went
+/// away, a timeout, an aborted heartbeat) must not hand the next borrower of the pooled
+/// connection a transaction nobody ends: that one's writes would stay uncommitted and hold
+/// their row locks, so tasks and credits of those rows would stall. sqlx 0.9.0 did exactly
+/// that (transact-rs/sqlx#4393, fixed in 0.9.1); the chaos suite found it as tasks stuck
+/// after a PostgreSQL black hole. Here the `BEGIN` is held up by a slow proxy and given up.
+#[tokio::test]
+async fn a_cancelled_begin_leaves_no_transaction_open_on_the_pooled_connection() {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use crate::chaos::proxy::{Mode, Proxy};
+
+    let url = funmagic_api::testing::postgres_admin_url();
+    let direct = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
+    let target = format!("{}:{}", direct.get_host(), direct.get_port());
+    let Ok(mut addrs) = tokio::net::lookup_host(&target).await else { panic!("resolving {target}") };
+    let proxy = Proxy::start(addrs.next().unwrap()).await;
+    let options = direct.clone().host("127.0.0.1").port(proxy.port);
+    // One connection, so the next borrower gets the very connection the cancelled BEGIN used;
+    // no ping on acquire, so what the slow proxy holds up is the BEGIN itself.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).test_before_acquire(false);
+    let pool = match pool.connect_with(options).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            assert!(!funmagic_api::testing::in_ci(), "PostgreSQL at {target} is not reachable: {e}");
+            eprintln!("SKIPPED: PostgreSQL at {target} is not reachable: {e}");
+            return;
+        }
+    };
+    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+    // Back in the pool (its check on release done) before the proxy slows down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    proxy.set(Mode::Latency(Duration::from_millis(300)));
+    let begun = tokio::time::timeout(Duration::from_millis(100), pool.begin()).await;
+    assert!(begun.is_err(), "the BEGIN was not held up long enough to be cancelled");
+    proxy.set(Mode::Pass);
+
+    // Outside a transaction every statement gets its own `now()`; inside one they share it.
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.acquire()).await.unwrap().unwrap();
+    let first: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *conn).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *conn).await.unwrap();
+    assert_ne!(first, second, "the pooled connection is still inside the cancelled BEGIN's transaction");
+}

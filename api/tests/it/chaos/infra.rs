@@ -15,6 +15,15 @@ fn is_root() -> bool {
     std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
+/// Whether the `postgres` user can enter `dir` (every directory above it included).
+fn reachable_by_postgres(dir: &Path) -> bool {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn run(cmd: &mut std::process::Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -30,6 +39,8 @@ pub(crate) struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     root: bool,
+    /// A data directory outside the run's (see `start`), removed when the cluster stops.
+    own_dir: Option<PathBuf>,
 }
 
 impl Postgres {
@@ -41,13 +52,27 @@ impl Postgres {
             .filter(|p| p.join("initdb").exists())
             .max()
             .expect("initdb");
-        let data = dir.join("pg");
-        std::fs::create_dir_all(&data).unwrap();
         let root = is_root();
+        // As root, the cluster runs as `postgres`, which must reach its data directory: a
+        // checkout in a private directory (`mktemp -d` makes it 0700) keeps it out, so the
+        // data then goes to a directory of its own under the system's temp dir (removed on drop).
+        let (data, own_dir) = if root && !reachable_by_postgres(dir) {
+            let own = std::env::temp_dir().join(format!("funmagic-chaos-pg-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&own);
+            eprintln!(
+                "chaos: {} is out of the postgres user's reach; the cluster's data go to {}",
+                dir.display(),
+                own.display()
+            );
+            (own.join("pg"), Some(own))
+        } else {
+            (dir.join("pg"), None)
+        };
+        std::fs::create_dir_all(&data).unwrap();
         if root {
             run(std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data));
         }
-        let pg = Postgres { port: free_port(), bin, data, root };
+        let pg = Postgres { port: free_port(), bin, data, root, own_dir };
         run(pg.cmd("initdb").args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"]).arg(&pg.data));
         pg.up();
         pg
@@ -92,6 +117,9 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = self.cmd("pg_ctl").args(["-m", "immediate", "-D"]).arg(&self.data).arg("stop").output();
+        if let Some(own) = &self.own_dir {
+            let _ = std::fs::remove_dir_all(own);
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 
 mod infra;
 mod load;
-mod proxy;
+pub(crate) mod proxy;
 mod schedule;
 
 use std::collections::{BTreeMap, HashMap};
