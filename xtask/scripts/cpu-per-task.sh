@@ -8,7 +8,8 @@
 # Environment: MODE=pg|embedded (pg), PHASE=drain|e2e|submit (drain), N tasks (5000),
 # SECS for submit (10), BIN (target/release), BENCH_WORK (/tmp/funmagic-bench),
 # PORT (8799), PRESQL (SQL run on the fresh pg database after migrating: try a schema change
-# without a build). Prints the driver's result line and CPU ms per completed task for the
+# without a build), PRELOAD (tasks drained before the measured phase, not measured: the
+# database then holds as many as the side-by-side's later phases meet). Prints the driver's result line and CPU ms per completed task for the
 # API, the worker, PostgreSQL (every backend and helper, each process once) and Redis.
 # PostgreSQL and Redis are the machine's (127.0.0.1:5432 as postgres, 127.0.0.1:6379); the
 # database funmagic_cpu is dropped and made again, Redis keys get their own prefix.
@@ -47,6 +48,17 @@ python3 "$WORK/product/setup.py" "$BASE" admin@cpu.example 'cpu admin password 1
 ticks() { for p in "$@"; do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0; done | paste -sd+ | bc; }
 postgres_pids() { (pgrep -x postgres; pgrep -f '^postgres:') | sort -u; }
 snapshot() { echo "$(ticks $API) $( [ -n "$WORKER" ] && ticks $WORKER || echo 0) $(ticks $(postgres_pids)) $(ticks $(pgrep -x redis-server))"; }
+completed_count() {
+  if [ "$MODE" = pg ]; then
+    psql -h 127.0.0.1 -U postgres -d $DB -Atc "select count(*) from tasks where status = 'completed'"
+  else
+    python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from tasks where status = 'completed'\").fetchone()[0])" "$RUN/data/funmagic.db"
+  fi
+}
+if [ "${PRELOAD:-0}" -gt 0 ]; then
+  "$LOADGEN" drain --base "$BASE" --label preload --tokens "$RUN/users.tokens" --tasks "$PRELOAD" --concurrency 64 >/dev/null
+fi
+before=$(completed_count)
 read -r a0 w0 p0 r0 < <(snapshot)
 case $PHASE in
   drain) "$LOADGEN" drain --base "$BASE" --label cpu --tokens "$RUN/users.tokens" --tasks "$N" --concurrency 64 ;;
@@ -57,11 +69,7 @@ case $PHASE in
 esac
 read -r a1 w1 p1 r1 < <(snapshot)
 # Completed tasks, from the database itself.
-if [ "$MODE" = pg ]; then
-  completed=$(psql -h 127.0.0.1 -U postgres -d $DB -Atc "select count(*) from tasks where status = 'completed'")
-else
-  completed=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from tasks where status = 'completed'\").fetchone()[0])" "$RUN/data/funmagic.db")
-fi
+completed=$(( $(completed_count) - before ))
 python3 - "$completed" "$((a1-a0))" "$((w1-w0))" "$((p1-p0))" "$((r1-r0))" <<'PY'
 import os, sys
 n = int(sys.argv[1]); ticks = [int(x) for x in sys.argv[2:]]

@@ -768,13 +768,16 @@ impl super::pg_batch::BatchOp for ClaimOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[ClaimReq]) -> Result<Vec<ClaimOut>, sqlx::Error> {
         let now = super::now();
-        // Ordered by user: the per-user limit's locks are taken in one global order.
+        // Ordered by user: the per-user limit's locks are taken in one global order. The user
+        // is a subquery, not a join: a join's plan is cached per connection from the first
+        // calls, when the table may be near empty and never analysed, as a hash join over a
+        // scan of the whole table, which it stays as the table grows; a subquery on the key
+        // is always a probe of its index.
         let query = sqlx::query_as(
             "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.per_user, b.max_attempts)
                FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]) WITH ORDINALITY
                     AS b(id, until, per_user, max_attempts, ord)
-               LEFT JOIN task_queue q ON q.task_id = b.id
-              ORDER BY q.user_id, b.ord",
+              ORDER BY (SELECT q.user_id FROM task_queue q WHERE q.task_id = b.id), b.ord",
         )
         .bind(now)
         .bind(reqs.iter().map(|r| r.task_id).collect::<Vec<_>>())
@@ -855,7 +858,8 @@ impl super::pg_batch::BatchOp for FinishOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[FinishReq]) -> Result<Vec<FinishOut>, sqlx::Error> {
         use sqlx::types::Json;
-        // Ordered by the task's user: credits rows and queue locks in one global order.
+        // Ordered by the task's user: credits rows and queue locks in one global order (a
+        // subquery, not a join: see `ClaimOp::batch`).
         let query = sqlx::query_as(
             "SELECT b.ord, fm_task_finish(b.id, b.status, $1, b.output, b.error, b.spend,
                     ARRAY(SELECT x FROM jsonb_array_elements_text(b.kinds) WITH ORDINALITY AS s(x, n) ORDER BY n),
@@ -865,8 +869,7 @@ impl super::pg_batch::BatchOp for FinishOp {
                            $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[], $14::int8[])
                     WITH ORDINALITY AS b(id, status, output, error, spend, kinds, datas, step, patch,
                                          dead_reason, dead_error, dead_attempts, unpark, ord)
-               LEFT JOIN tasks t ON t.id = b.id
-              ORDER BY t.user_id, b.ord",
+              ORDER BY (SELECT t.user_id FROM tasks t WHERE t.id = b.id), b.ord",
         )
         .bind(super::now())
         .bind(reqs.iter().map(|r| r.id).collect::<Vec<_>>())
