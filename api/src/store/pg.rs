@@ -705,6 +705,34 @@ impl super::pg_batch::BatchOp for SubmitOp {
     }
 }
 
+/// The batched claim (see `ClaimOp`). Each row's user is a subquery on the key, not a
+/// join: a join's plan is cached per connection from the first calls, when the table may be
+/// near empty and never analysed, as a hash join over a scan of the whole table, which it
+/// stays as the table grows; a subquery on the key is always a probe of its index.
+const CLAIM_BATCH_SQL: &str = "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.per_user, b.max_attempts)
+               FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]) WITH ORDINALITY
+                    AS b(id, until, per_user, max_attempts, ord)
+              ORDER BY (SELECT q.user_id FROM task_queue q WHERE q.task_id = b.id), b.ord";
+
+/// The batched end (see `FinishOp`); its user found as in `CLAIM_BATCH_SQL`.
+const FINISH_BATCH_SQL: &str = "SELECT b.ord, fm_task_finish(b.id, b.status, $1, b.output, b.error, b.spend,
+                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.kinds) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    ARRAY(SELECT x FROM jsonb_array_elements(b.datas) WITH ORDINALITY AS s(x, n) ORDER BY n),
+                    b.step, b.patch, b.dead_reason, b.dead_error, b.dead_attempts, b.unpark)
+               FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[],
+                           $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[], $14::int8[])
+                    WITH ORDINALITY AS b(id, status, output, error, spend, kinds, datas, step, patch,
+                                         dead_reason, dead_error, dead_attempts, unpark, ord)
+              ORDER BY (SELECT t.user_id FROM tasks t WHERE t.id = b.id), b.ord";
+
+impl PgStore {
+    /// The statements that run many calls at once (name, SQL): their plans must probe the
+    /// tables' keys whatever the statistics say (tested).
+    #[doc(hidden)]
+    pub const BATCH_STATEMENTS: [(&'static str, &'static str); 2] =
+        [("claim batch", CLAIM_BATCH_SQL), ("finish batch", FINISH_BATCH_SQL)];
+}
+
 type ClaimOut = StoreResult<super::Claim>;
 
 pub(crate) struct ClaimReq {
@@ -768,22 +796,13 @@ impl super::pg_batch::BatchOp for ClaimOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[ClaimReq]) -> Result<Vec<ClaimOut>, sqlx::Error> {
         let now = super::now();
-        // Ordered by user: the per-user limit's locks are taken in one global order. The user
-        // is a subquery, not a join: a join's plan is cached per connection from the first
-        // calls, when the table may be near empty and never analysed, as a hash join over a
-        // scan of the whole table, which it stays as the table grows; a subquery on the key
-        // is always a probe of its index.
-        let query = sqlx::query_as(
-            "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.per_user, b.max_attempts)
-               FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]) WITH ORDINALITY
-                    AS b(id, until, per_user, max_attempts, ord)
-              ORDER BY (SELECT q.user_id FROM task_queue q WHERE q.task_id = b.id), b.ord",
-        )
-        .bind(now)
-        .bind(reqs.iter().map(|r| r.task_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.until(now)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| i64::from(r.per_user)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| i32::try_from(r.max_attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>());
+        // Ordered by user: the per-user limit's locks are taken in one global order.
+        let query = sqlx::query_as(CLAIM_BATCH_SQL)
+            .bind(now)
+            .bind(reqs.iter().map(|r| r.task_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.until(now)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| i64::from(r.per_user)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| i32::try_from(r.max_attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>());
         fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v, now)).await
     }
 
@@ -858,33 +877,22 @@ impl super::pg_batch::BatchOp for FinishOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[FinishReq]) -> Result<Vec<FinishOut>, sqlx::Error> {
         use sqlx::types::Json;
-        // Ordered by the task's user: credits rows and queue locks in one global order (a
-        // subquery, not a join: see `ClaimOp::batch`).
-        let query = sqlx::query_as(
-            "SELECT b.ord, fm_task_finish(b.id, b.status, $1, b.output, b.error, b.spend,
-                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.kinds) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    ARRAY(SELECT x FROM jsonb_array_elements(b.datas) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    b.step, b.patch, b.dead_reason, b.dead_error, b.dead_attempts, b.unpark)
-               FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[],
-                           $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[], $14::int8[])
-                    WITH ORDINALITY AS b(id, status, output, error, spend, kinds, datas, step, patch,
-                                         dead_reason, dead_error, dead_attempts, unpark, ord)
-              ORDER BY (SELECT t.user_id FROM tasks t WHERE t.id = b.id), b.ord",
-        )
-        .bind(super::now())
-        .bind(reqs.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.status).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.output.as_ref().map(Json)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.spend).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| Json(r.kinds())).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| Json(r.events.iter().map(|(_, d)| d).collect::<Vec<_>>())).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.step.as_ref().map(|(s, _)| s.as_str())).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.step.as_ref().map(|(_, p)| Json(p))).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.0)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.1.as_str())).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.2)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.unpark).collect::<Vec<_>>());
+        // Ordered by the task's user: credits rows and queue locks in one global order.
+        let query = sqlx::query_as(FINISH_BATCH_SQL)
+            .bind(super::now())
+            .bind(reqs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.status).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.output.as_ref().map(Json)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.spend).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| Json(r.kinds())).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| Json(r.events.iter().map(|(_, d)| d).collect::<Vec<_>>())).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.step.as_ref().map(|(s, _)| s.as_str())).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.step.as_ref().map(|(_, p)| Json(p))).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.0)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.1.as_str())).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.dead_letter.as_ref().map(|d| d.2)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.unpark).collect::<Vec<_>>());
         fetch_batch(pool, query, reqs.len(), |i, v| reqs[i].parse(v)).await
     }
 
