@@ -10,7 +10,8 @@
 # PORT (8799), PRESQL (SQL run on the fresh pg database after migrating: try a schema change
 # without a build), PRELOAD (tasks drained before the measured phase, not measured: the
 # database then holds as many as the side-by-side's later phases meet). Prints the
-# driver's result line and CPU ms per completed task for the API, the worker, PostgreSQL (every backend and helper, each process once) and Redis.
+# driver's result line and CPU ms per completed task for the API, the worker, PostgreSQL
+# (every backend and helper, each process once) and Redis.
 # PostgreSQL and Redis are the machine's (127.0.0.1:5432 as postgres, 127.0.0.1:6379); the
 # database funmagic_cpu is dropped and made again, Redis keys get their own prefix.
 set -euo pipefail

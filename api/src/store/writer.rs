@@ -3,9 +3,10 @@
 //! SQLite runs one write transaction at a time, and with `synchronous = FULL` each commit
 //! waits for the disk. Writes on the task hot path therefore go through one writer, a
 //! thread with a connection of its own: it takes every write job waiting in its queue,
-//! runs each in a `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction (a job that fails is rolled back alone),
-//! commits once, and only then answers each caller. A batch of 50 submissions costs one
-//! fsync instead of 50, and writers never meet `SQLITE_BUSY`: they wait in the queue.
+//! runs each in a `SAVEPOINT` of one `BEGIN IMMEDIATE` transaction (a job that fails is
+//! rolled back alone), commits once, and only then answers each caller. A batch of 50
+//! submissions costs one fsync instead of 50, and writers never meet `SQLITE_BUSY`: they
+//! wait in the queue.
 //! A caller sees its write exactly as if it had run alone: committed before it returns,
 //! or not at all.
 
@@ -201,8 +202,8 @@ fn run(
 /// sync jobs borrows the connection from sqlx once (`lock_handle`) and runs them, with
 /// their bookkeeping, as plain calls, and so is the `COMMIT` (the disk flush) when the
 /// batch ends with them; after a sqlx job it goes through sqlx's thread. A call that fails
-/// is handled as each of its statements failing would have been: the batch is rolled back, and every job in it learns why (or, not run yet, that
-/// it was not carried out).
+/// is handled as each of its statements failing would have been: the batch is rolled back,
+/// and every job in it learns why (or, not run yet, that it was not carried out).
 async fn run_batch(conn: &mut SqliteConnection, lent: &mut Option<Lent>, batch: &mut Vec<Job>) -> bool {
     if batch.is_empty() {
         return false;
