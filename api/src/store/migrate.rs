@@ -108,6 +108,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0016_write_diet.sql"),
         include_str!("../../../migrations/sqlite/0016_write_diet.sql"),
     ),
+    (
+        17,
+        "set_based_batches",
+        include_str!("../../../migrations/postgres/0017_set_based_batches.sql"),
+        include_str!("../../../migrations/sqlite/0017_set_based_batches.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -654,17 +654,7 @@ impl super::pg_batch::BatchOp for SubmitOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[SubmitReq]) -> Result<Vec<SubmitOut>, sqlx::Error> {
         use sqlx::types::Json;
-        let query = sqlx::query_as(
-            "SELECT b.ord, fm_task_submit(b.id, b.user_id, b.tool_id, b.cost, b.parent, b.run_all,
-                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.steps) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    ARRAY(SELECT x::uuid FROM jsonb_array_elements_text(b.step_ids) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    b.payload_id, b.input, b.reservation_id, $1, b.trace_parent, b.webhook_url)
-               FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::uuid[], $7::bool[], $8::jsonb[],
-                           $9::jsonb[], $10::uuid[], $11::jsonb[], $12::uuid[], $13::text[], $14::text[])
-                    WITH ORDINALITY AS b(id, user_id, tool_id, cost, parent, run_all, steps, step_ids, payload_id,
-                                         input, reservation_id, trace_parent, webhook_url, ord)
-              ORDER BY b.user_id, b.ord",
-        )
+        let query = sqlx::query_as(SUBMIT_BATCH_SQL)
         .bind(super::now())
         .bind(reqs.iter().map(|r| r.new.id).collect::<Vec<_>>())
         .bind(reqs.iter().map(|r| r.new.user_id).collect::<Vec<_>>())
@@ -714,23 +704,24 @@ const CLAIM_BATCH_SQL: &str = "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.
                     AS b(id, until, per_user, max_attempts, ord)
               ORDER BY (SELECT q.user_id FROM task_queue q WHERE q.task_id = b.id), b.ord";
 
-/// The batched end (see `FinishOp`); its user found as in `CLAIM_BATCH_SQL`.
-const FINISH_BATCH_SQL: &str = "SELECT b.ord, fm_task_finish(b.id, b.status, $1, b.output, b.error, b.spend,
-                    ARRAY(SELECT x FROM jsonb_array_elements_text(b.kinds) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    ARRAY(SELECT x FROM jsonb_array_elements(b.datas) WITH ORDINALITY AS s(x, n) ORDER BY n),
-                    b.step, b.patch, b.dead_reason, b.dead_error, b.dead_attempts, b.unpark)
-               FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[],
-                           $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[], $14::int8[])
-                    WITH ORDINALITY AS b(id, status, output, error, spend, kinds, datas, step, patch,
-                                         dead_reason, dead_error, dead_attempts, unpark, ord)
-              ORDER BY (SELECT t.user_id FROM tasks t WHERE t.id = b.id), b.ord";
+/// The batched submit (see `SubmitOp`): `fm_task_submit_many`, set-based, one answer per
+/// call in the arrays' order (migrations/postgres/0017_set_based_batches.sql).
+const SUBMIT_BATCH_SQL: &str = "SELECT a.ord, a.answer
+               FROM unnest(fm_task_submit_many($1, $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::uuid[],
+                    $7::bool[], $8::jsonb[], $9::jsonb[], $10::uuid[], $11::jsonb[], $12::uuid[], $13::text[],
+                    $14::text[])) WITH ORDINALITY AS a(answer, ord)";
+
+/// The batched end (see `FinishOp`): `fm_task_finish_many`, as `SUBMIT_BATCH_SQL`.
+const FINISH_BATCH_SQL: &str = "SELECT a.ord, a.answer
+               FROM unnest(fm_task_finish_many($1, $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[],
+                    $7::jsonb[], $8::jsonb[], $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[],
+                    $14::int8[])) WITH ORDINALITY AS a(answer, ord)";
 
 impl PgStore {
     /// The statements that run many calls at once (name, SQL): their plans must probe the
     /// tables' keys whatever the statistics say (tested).
     #[doc(hidden)]
-    pub const BATCH_STATEMENTS: [(&'static str, &'static str); 2] =
-        [("claim batch", CLAIM_BATCH_SQL), ("finish batch", FINISH_BATCH_SQL)];
+    pub const BATCH_STATEMENTS: [(&'static str, &'static str); 1] = [("claim batch", CLAIM_BATCH_SQL)];
 }
 
 type ClaimOut = StoreResult<super::Claim>;
@@ -877,7 +868,7 @@ impl super::pg_batch::BatchOp for FinishOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[FinishReq]) -> Result<Vec<FinishOut>, sqlx::Error> {
         use sqlx::types::Json;
-        // Ordered by the task's user: credits rows and queue locks in one global order.
+        // The function takes the accounts' row locks and the queue locks in user order.
         let query = sqlx::query_as(FINISH_BATCH_SQL)
             .bind(super::now())
             .bind(reqs.iter().map(|r| r.id).collect::<Vec<_>>())

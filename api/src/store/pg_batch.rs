@@ -4,8 +4,11 @@
 //! call of an `fm_task_*` function. Alone, each is a transaction of its own: a round trip,
 //! a snapshot, a commit record and a WAL flush, which cost PostgreSQL about as much as the
 //! rows the call writes. A [`Batcher`] queues the calls of one kind; a loop takes every
-//! call waiting (up to [`MAX_BATCH`]) and runs them as ONE statement, `SELECT fm_…(…) FROM
-//! unnest(…)`, so one transaction commits them all; callers get their own answers.
+//! call waiting (up to [`MAX_BATCH`]) and runs them as ONE statement, so one transaction
+//! commits them all; callers get their own answers. Submits and ends run set-based
+//! (`fm_task_submit_many`, `fm_task_finish_many`: a handful of statements for the whole
+//! batch, so a statement's own cost is paid once per batch, not per call); claims run
+//! `SELECT fm_task_claim(…) FROM unnest(…)`, one call per task inside the statement.
 //!
 //! - Nothing waits for company: a call that finds the loop idle runs at once, alone, as
 //!   before. Batches form only while a previous batch is running, i.e. under load.
@@ -13,9 +16,9 @@
 //!   raised, a deadlock, a lost connection), every call of it runs again alone, in its own
 //!   transaction, and gets its own result or error. The batch's transaction rolled back,
 //!   so nothing is done twice.
-//! - Lock order: each batch runs its calls ordered by user, so batches that lock several
-//!   users' credits rows and queue locks take them in one global order and cannot
-//!   deadlock one another (the functions lock one user's rows at a time).
+//! - Lock order: batches take users' credits rows and queue locks in user order (the
+//!   set-based functions lock all of a batch's accounts, then its queue locks, each sorted;
+//!   claims run ordered by user), so batches cannot deadlock one another over them.
 //! - A call whose loop has gone (its runtime stopped) runs directly.
 
 use std::future::Future;
