@@ -655,20 +655,20 @@ impl super::pg_batch::BatchOp for SubmitOp {
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[SubmitReq]) -> Result<Vec<SubmitOut>, sqlx::Error> {
         use sqlx::types::Json;
         let query = sqlx::query_as(SUBMIT_BATCH_SQL)
-        .bind(super::now())
-        .bind(reqs.iter().map(|r| r.new.id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.user_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.tool_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.cost).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.parent_task_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.run_all_steps).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| Json(&r.new.steps)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| Json(&r.step_ids)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.payload_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| Json(&r.new.input)).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.reservation_id).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.trace_parent.as_deref()).collect::<Vec<_>>())
-        .bind(reqs.iter().map(|r| r.new.webhook_url.as_deref()).collect::<Vec<_>>());
+            .bind(super::now())
+            .bind(reqs.iter().map(|r| r.new.id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.user_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.tool_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.cost).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.parent_task_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.run_all_steps).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| Json(&r.new.steps)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| Json(&r.step_ids)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.payload_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| Json(&r.new.input)).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.reservation_id).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.trace_parent.as_deref()).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.new.webhook_url.as_deref()).collect::<Vec<_>>());
         fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v)).await
     }
 

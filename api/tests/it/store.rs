@@ -567,7 +567,10 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
         for (i, grant) in [10, 3, 0].into_iter().enumerate() {
             let user = store.user_create(&new_user(&format!("set{i}-{batched}@example.com"))).await.unwrap().id;
             if grant > 0 {
-                store.credits_grant(user, TransactionType::Bonus, grant, &format!("seed-{i}-{batched}"), None).await.unwrap();
+                store
+                    .credits_grant(user, TransactionType::Bonus, grant, &format!("seed-{i}-{batched}"), None)
+                    .await
+                    .unwrap();
             }
             users.push(user);
         }
@@ -693,7 +696,19 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
         // Again: an end that comes twice, the unparked task's, a refused submit's (no task).
         let second: Vec<EndSpec> = [1, 4, 2]
             .into_iter()
-            .map(|i| (i, "completed", Some(json!({ "again": i })), None, None, vec!["completed"], vec![json!({})], None, None))
+            .map(|i| {
+                (
+                    i,
+                    "completed",
+                    Some(json!({ "again": i })),
+                    None,
+                    None,
+                    vec!["completed"],
+                    vec![json!({})],
+                    None,
+                    None,
+                )
+            })
             .collect();
         let mut ended = vec![];
         for ends in [first, second] {
