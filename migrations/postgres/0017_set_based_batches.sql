@@ -297,3 +297,148 @@ BEGIN
                       FROM unnest(v_seqs, v_queue_users, p_unparks) WITH ORDINALITY AS x(seq, u, n, ord)) y) a;
     RETURN v_answers;
 END $$;
+
+-- Many claims (fm_task_claim per element of the arrays; each is one given task, as the
+-- Redis queue delivers them). Queue rows locked by another transaction are skipped
+-- ("empty"), as one by one. The running limit is counted per user under the user's queue
+-- lock (taken in user order) and applied in array order: each claim sees the leases that
+-- the ones before it in the batch took. Each answer carries the task row as it was
+-- before its first step started, and its steps after.
+CREATE FUNCTION fm_task_claim_many(
+    p_now timestamptz, p_ids uuid[], p_untils timestamptz[], p_per_users bigint[], p_max_attempts int[])
+RETURNS jsonb[] LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+AS $$
+DECLARE
+    v_n int := cardinality(p_ids);
+    -- Per call: 'empty', 'busy', 'not_due', 'user_at_limit' or 'claimed'; the due time.
+    v_outcome text[] := array_fill('empty'::text, ARRAY[cardinality(p_ids)]);
+    v_due timestamptz[] := array_fill(NULL::timestamptz, ARRAY[cardinality(p_ids)]);
+    v_users uuid[] := array_fill(NULL::uuid, ARRAY[cardinality(p_ids)]);
+    v_user uuid;
+    v_running bigint;
+    v_answers jsonb[];
+    r record;
+BEGIN
+    IF (SELECT count(DISTINCT x) FROM unnest(p_ids) x) <> v_n THEN
+        RAISE EXCEPTION 'a task appears twice in one batch';
+    END IF;
+    FOR r IN
+        SELECT x.ord, q.user_id, q.available_at, q.lease_until
+          FROM unnest(p_ids) WITH ORDINALITY AS x(id, ord)
+          JOIN LATERAL (SELECT w.user_id, w.available_at, w.lease_until
+                          FROM task_queue w WHERE w.task_id = x.id
+                           FOR UPDATE SKIP LOCKED) q ON TRUE
+    LOOP
+        v_users[r.ord] := r.user_id;
+        IF r.lease_until IS NOT NULL AND r.lease_until >= p_now THEN
+            v_outcome[r.ord] := 'busy';
+        ELSIF r.available_at > p_now THEN
+            v_outcome[r.ord] := 'not_due';
+            v_due[r.ord] := r.available_at;
+        ELSE
+            v_outcome[r.ord] := 'claimed';
+        END IF;
+    END LOOP;
+
+    -- The running limit: users' queue locks in user order, their leases counted once,
+    -- then each claim in array order takes a slot or is parked.
+    IF EXISTS (SELECT 1 FROM unnest(v_outcome, v_users, p_per_users) AS x(o, u, l)
+                WHERE x.o = 'claimed' AND x.u IS NOT NULL AND x.l > 0) THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(l.u::text, 7))
+           FROM (SELECT DISTINCT x.u FROM unnest(v_outcome, v_users, p_per_users) AS x(o, u, l)
+                  WHERE x.o = 'claimed' AND x.u IS NOT NULL AND x.l > 0
+                  ORDER BY x.u) l;
+        FOR r IN
+            SELECT x.ord, x.u, x.l,
+                   (SELECT COUNT(*) FROM task_queue w
+                     WHERE w.user_id = x.u AND w.lease_until >= p_now AND w.task_id <> x.id) AS running
+              FROM unnest(p_ids, v_outcome, v_users, p_per_users) WITH ORDINALITY AS x(id, o, u, l, ord)
+             WHERE x.o = 'claimed' AND x.u IS NOT NULL AND x.l > 0
+             ORDER BY x.u, x.ord
+        LOOP
+            IF v_user IS DISTINCT FROM r.u THEN
+                v_user := r.u;
+                v_running := r.running;
+            END IF;
+            IF v_running >= r.l THEN
+                v_outcome[r.ord] := 'user_at_limit';
+            ELSE
+                v_running := v_running + 1;
+            END IF;
+        END LOOP;
+        UPDATE task_queue SET parked = TRUE
+         WHERE task_id IN (SELECT x.id FROM unnest(p_ids, v_outcome) AS x(id, o) WHERE x.o = 'user_at_limit');
+    END IF;
+
+    -- The leases, then the first step not completed yet started for each run that may go
+    -- on (within its attempts, not ended or to be cancelled), with its step_started event.
+    WITH c AS (
+        SELECT x.id, x.until, x.max_attempts, x.ord
+          FROM unnest(p_ids, p_untils, p_max_attempts, v_outcome) WITH ORDINALITY AS x(id, until, max_attempts, o, ord)
+         WHERE x.o = 'claimed'),
+    l AS (
+        UPDATE task_queue q SET lease_until = c.until, attempts = q.attempts + 1, parked = FALSE
+          FROM c WHERE q.task_id = c.id
+        RETURNING q.task_id, q.attempts),
+    t0 AS (
+        SELECT t.*, l.attempts AS claim_attempts, c.ord,
+               (l.attempts <= c.max_attempts AND t.status IN ('queued', 'running') AND NOT t.cancel_requested) AS go
+          FROM c JOIN l ON l.task_id = c.id JOIN tasks t ON t.id = c.id),
+    st AS (
+        SELECT t0.id, t0.ord, f.step_id,
+               jsonb_build_object('stepId', f.step_id, 'stepName', COALESCE(
+                   (SELECT x->>'name' FROM tools tl, jsonb_array_elements(tl.config->'steps') x
+                     WHERE tl.id = t0.tool_id AND x->>'id' = f.step_id LIMIT 1), f.step_id),
+                   'type', 'step_started') AS data
+          FROM t0
+          JOIN LATERAL (SELECT s.step_id FROM task_steps s
+                         WHERE s.task_id = t0.id AND s.status <> 'completed'
+                         ORDER BY s.position LIMIT 1) f ON TRUE
+         WHERE t0.go),
+    u AS (
+        UPDATE tasks SET event_seq = tasks.event_seq + 1, updated_at = p_now, status = 'running',
+                         current_step_id = st.step_id, attempts = tasks.attempts + 1,
+                         started_at = COALESCE(tasks.started_at, p_now)
+          FROM st
+         WHERE tasks.id = st.id AND tasks.status IN ('queued', 'running') AND NOT tasks.cancel_requested
+        RETURNING tasks.id, tasks.event_seq),
+    e AS (
+        INSERT INTO task_events (task_id, seq, type, data, created_at)
+        SELECT u.id, u.event_seq, 'step_started', st.data, p_now
+          FROM st JOIN u ON u.id = st.id
+         ORDER BY st.ord),
+    s AS (
+        UPDATE task_steps ts SET status = 'running', started_at = COALESCE(ts.started_at, p_now), updated_at = p_now
+          FROM st JOIN u ON u.id = st.id
+         WHERE ts.task_id = st.id AND ts.step_id = st.step_id)
+    SELECT array_agg(CASE WHEN t0.id IS NULL THEN NULL ELSE jsonb_build_object(
+                          'attempts', t0.claim_attempts,
+                          'task', to_jsonb(t0) - 'claim_attempts' - 'ord' - 'go',
+                          'started', CASE WHEN u.id IS NULL THEN NULL ELSE
+                              jsonb_build_object('seq', u.event_seq, 'step_id', st.step_id, 'data', st.data) END)
+                      END ORDER BY x.ord)
+      INTO v_answers
+      FROM unnest(p_ids) WITH ORDINALITY AS x(id, ord)
+      LEFT JOIN t0 ON t0.ord = x.ord
+      LEFT JOIN st ON st.ord = x.ord
+      LEFT JOIN u ON u.id = st.id;
+
+    -- The answers; a claimed one with its input, tool version and steps as they are now.
+    SELECT array_agg(CASE x.o
+               WHEN 'claimed' THEN COALESCE(x.a, '{}'::jsonb) || jsonb_build_object(
+                   'outcome', 'claimed',
+                   'input', (SELECT p.input FROM task_payloads p WHERE p.task_id = x.id),
+                   'tool_updated_at', (SELECT tl.updated_at FROM tools tl
+                                        WHERE tl.id = (x.a->'task'->>'tool_id')::uuid),
+                   'steps', COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                               'step_id', s.step_id, 'position', s.position, 'status', s.status, 'state', s.state,
+                               'started_at', s.started_at, 'completed_at', s.completed_at) ORDER BY s.position)
+                             FROM task_steps s WHERE s.task_id = x.id), '[]'::jsonb))
+               WHEN 'not_due' THEN jsonb_build_object('outcome', 'not_due', 'due', x.due)
+               ELSE jsonb_build_object('outcome', x.o) END
+             ORDER BY x.ord)
+      INTO v_answers
+      FROM unnest(p_ids, v_outcome, v_due, v_answers) WITH ORDINALITY AS x(id, o, due, a, ord);
+    RETURN v_answers;
+END $$;

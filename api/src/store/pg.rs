@@ -695,17 +695,13 @@ impl super::pg_batch::BatchOp for SubmitOp {
     }
 }
 
-/// The batched claim (see `ClaimOp`). Each row's user is a subquery on the key, not a
-/// join: a join's plan is cached per connection from the first calls, when the table may be
-/// near empty and never analysed, as a hash join over a scan of the whole table, which it
-/// stays as the table grows; a subquery on the key is always a probe of its index.
-const CLAIM_BATCH_SQL: &str = "SELECT b.ord, fm_task_claim(b.id, $1, b.until, b.per_user, b.max_attempts)
-               FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]) WITH ORDINALITY
-                    AS b(id, until, per_user, max_attempts, ord)
-              ORDER BY (SELECT q.user_id FROM task_queue q WHERE q.task_id = b.id), b.ord";
+/// The batched claim (see `ClaimOp`): `fm_task_claim_many`, set-based, one answer per call
+/// in the arrays' order (migrations/postgres/0017_set_based_batches.sql).
+const CLAIM_BATCH_SQL: &str = "SELECT a.ord, a.answer
+               FROM unnest(fm_task_claim_many($1, $2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]))
+                    WITH ORDINALITY AS a(answer, ord)";
 
-/// The batched submit (see `SubmitOp`): `fm_task_submit_many`, set-based, one answer per
-/// call in the arrays' order (migrations/postgres/0017_set_based_batches.sql).
+/// The batched submit (see `SubmitOp`): `fm_task_submit_many`, as `CLAIM_BATCH_SQL`.
 const SUBMIT_BATCH_SQL: &str = "SELECT a.ord, a.answer
                FROM unnest(fm_task_submit_many($1, $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::uuid[],
                     $7::bool[], $8::jsonb[], $9::jsonb[], $10::uuid[], $11::jsonb[], $12::uuid[], $13::text[],
@@ -716,13 +712,6 @@ const FINISH_BATCH_SQL: &str = "SELECT a.ord, a.answer
                FROM unnest(fm_task_finish_many($1, $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[],
                     $7::jsonb[], $8::jsonb[], $9::text[], $10::jsonb[], $11::text[], $12::text[], $13::int4[],
                     $14::int8[])) WITH ORDINALITY AS a(answer, ord)";
-
-impl PgStore {
-    /// The statements that run many calls at once (name, SQL): their plans must probe the
-    /// tables' keys whatever the statistics say (tested).
-    #[doc(hidden)]
-    pub const BATCH_STATEMENTS: [(&'static str, &'static str); 1] = [("claim batch", CLAIM_BATCH_SQL)];
-}
 
 type ClaimOut = StoreResult<super::Claim>;
 
@@ -787,7 +776,7 @@ impl super::pg_batch::BatchOp for ClaimOp {
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[ClaimReq]) -> Result<Vec<ClaimOut>, sqlx::Error> {
         let now = super::now();
-        // Ordered by user: the per-user limit's locks are taken in one global order.
+        // The function takes the per-user limit's locks in user order.
         let query = sqlx::query_as(CLAIM_BATCH_SQL)
             .bind(now)
             .bind(reqs.iter().map(|r| r.task_id).collect::<Vec<_>>())

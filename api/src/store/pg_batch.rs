@@ -5,10 +5,10 @@
 //! a snapshot, a commit record and a WAL flush, which cost PostgreSQL about as much as the
 //! rows the call writes. A [`Batcher`] queues the calls of one kind; a loop takes every
 //! call waiting (up to [`MAX_BATCH`]) and runs them as ONE statement, so one transaction
-//! commits them all; callers get their own answers. Submits and ends run set-based
-//! (`fm_task_submit_many`, `fm_task_finish_many`: a handful of statements for the whole
-//! batch, so a statement's own cost is paid once per batch, not per call); claims run
-//! `SELECT fm_task_claim(…) FROM unnest(…)`, one call per task inside the statement.
+//! commits them all; callers get their own answers. The statement calls a set-based
+//! function (`fm_task_submit_many`, `fm_task_claim_many`, `fm_task_finish_many`): a handful
+//! of statements for the whole batch, so a statement's own cost (executor start and end,
+//! constraint checks, trigger setup) is paid once per batch, not per call.
 //!
 //! - Nothing waits for company: a call that finds the loop idle runs at once, alone, as
 //!   before. Batches form only while a previous batch is running, i.e. under load.
@@ -16,9 +16,8 @@
 //!   raised, a deadlock, a lost connection), every call of it runs again alone, in its own
 //!   transaction, and gets its own result or error. The batch's transaction rolled back,
 //!   so nothing is done twice.
-//! - Lock order: batches take users' credits rows and queue locks in user order (the
-//!   set-based functions lock all of a batch's accounts, then its queue locks, each sorted;
-//!   claims run ordered by user), so batches cannot deadlock one another over them.
+//! - Lock order: a batch locks all of its users' credits rows, then their queue locks, each
+//!   sorted by user, so batches cannot deadlock one another over them.
 //! - A call whose loop has gone (its runtime stopped) runs directly.
 
 use std::future::Future;
