@@ -9,8 +9,11 @@
 -- same work for the whole batch in a handful of statements, so that cost is paid once per
 -- batch. They answer exactly what the one-task functions answer, one jsonb per call, in the
 -- order of the arrays; the one-task functions stay for single calls and for the fallback:
--- when a batch fails (a spend over its reservation, a task twice in one batch, a deadlock)
--- its transaction rolls back and each call runs again alone.
+-- when a batch fails (a spend over its reservation, a task twice in one batch, a deadlock,
+-- or one of the rare cases these functions leave to one-by-one calls: a reservation that
+-- crosses its user's credits.low threshold, a parked task cancelled after another end of
+-- its user, claims under different running limits) its transaction rolls back and each
+-- call runs again alone.
 --
 -- Plans: the batches are small (at most 64 calls) and join them to big tables by key. A
 -- function's plans are cached per connection from its first calls, when the tables may be
@@ -59,11 +62,16 @@ BEGIN
      ORDER BY c.user_id
        FOR UPDATE;
     -- Which reservations the balance covers, in order: no statement per call, a loop over
-    -- the batch's rows in memory.
+    -- the batch's rows in memory. A reservation that takes its user's available balance
+    -- below their `credits.low` threshold sends the batch one by one: the webhook
+    -- (fm_webhook_credits_low, on each update of the account) must tell the balance right
+    -- after that reservation, not after the whole batch's.
     FOR r IN
-        SELECT x.ord, x.u, x.cost, COALESCE(c.balance - c.reserved_balance, 0) AS available
+        SELECT x.ord, x.u, x.cost, COALESCE(c.balance - c.reserved_balance, 0) AS available,
+               ws.credits_low_threshold AS threshold
           FROM unnest(p_users, p_costs) WITH ORDINALITY AS x(u, cost, ord)
           LEFT JOIN credits c ON c.user_id = x.u
+          LEFT JOIN webhook_settings ws ON ws.user_id = x.u
          ORDER BY x.u, x.ord
     LOOP
         IF v_user IS DISTINCT FROM r.u THEN
@@ -73,6 +81,9 @@ BEGIN
         IF r.cost <= 0 THEN
             v_ok[r.ord] := TRUE;
         ELSIF v_left >= r.cost THEN
+            IF v_left >= r.threshold AND v_left - r.cost < r.threshold THEN
+                RAISE EXCEPTION 'a reservation crosses its user''s credits.low threshold';
+            END IF;
             v_ok[r.ord] := TRUE;
             v_left := v_left - r.cost;
         ELSE
@@ -159,6 +170,7 @@ DECLARE
     v_n int := cardinality(p_ids);
     v_seqs bigint[];
     v_queue_users uuid[];
+    v_parked_ended boolean[];
     v_base uuid;
     v_unparked jsonb := '{}'::jsonb;
     v_answers jsonb[];
@@ -173,7 +185,9 @@ BEGIN
           FROM unnest(p_ids, p_statuses, p_outputs, p_errors, p_kinds, p_datas, p_steps, p_patches, p_dead_reasons,
                       p_dead_errors, p_dead_attempts)
                WITH ORDINALITY AS x(id, status, output, error, kinds, datas, step, patch, dead_reason, dead_error,
-                                    dead_attempts, ord)),
+                                    dead_attempts, ord)
+         -- Task rows are locked in this order: by id, as any other batch locks them.
+         ORDER BY x.id),
     t AS (
         UPDATE tasks SET event_seq = tasks.event_seq + jsonb_array_length(b.kinds), updated_at = p_now,
                          status = b.status, completed_at = p_now
@@ -181,7 +195,7 @@ BEGIN
          WHERE tasks.id = b.id AND tasks.status NOT IN ('completed', 'failed', 'cancelled')
         RETURNING tasks.id, tasks.user_id, tasks.event_seq),
     d AS (
-        DELETE FROM task_queue q USING b WHERE q.task_id = b.id RETURNING q.task_id, q.user_id),
+        DELETE FROM task_queue q USING b WHERE q.task_id = b.id RETURNING q.task_id, q.user_id, q.parked),
     e AS (
         INSERT INTO task_events (task_id, seq, type, data, created_at)
         SELECT t.id, t.event_seq - jsonb_array_length(b.kinds) + k.n, k.kind, k.data, p_now
@@ -203,9 +217,20 @@ BEGIN
         UPDATE task_payloads tp SET output = b.output, error = b.error, updated_at = p_now
           FROM b JOIN t ON t.id = b.id
          WHERE tp.task_id = b.id)
-    SELECT array_agg(t.event_seq ORDER BY b.ord), array_agg(d.user_id ORDER BY b.ord)
-      INTO v_seqs, v_queue_users
+    SELECT array_agg(t.event_seq ORDER BY b.ord), array_agg(d.user_id ORDER BY b.ord),
+           array_agg(t.id IS NOT NULL AND COALESCE(d.parked, FALSE) ORDER BY b.ord)
+      INTO v_seqs, v_queue_users, v_parked_ended
       FROM b LEFT JOIN t ON t.id = b.id LEFT JOIN d ON d.task_id = b.id;
+    -- A parked task that ends (is cancelled) in the same batch after an earlier end of its
+    -- user that frees a slot: one by one, that end could have unparked it first. Rare; such
+    -- a batch runs one by one.
+    IF EXISTS (SELECT 1
+                 FROM unnest(v_queue_users, v_parked_ended) WITH ORDINALITY AS g(u, parked, ord)
+                 JOIN unnest(v_seqs, v_queue_users, p_unparks) WITH ORDINALITY AS x(seq, u, n, ord)
+                   ON x.u = g.u AND x.ord < g.ord
+                WHERE g.parked AND x.seq IS NOT NULL AND x.n > 0) THEN
+        RAISE EXCEPTION 'a parked task ends in the batch that frees its user''s slot';
+    END IF;
 
     -- The settlement of the ended tasks' reservations. Their accounts are locked first, in
     -- one order; then every spend is checked (one over its reservation fails the batch, so
@@ -220,6 +245,7 @@ BEGIN
     IF EXISTS (SELECT 1
                  FROM unnest(p_ids, v_seqs, p_spends) AS x(id, seq, spend)
                  JOIN credit_reservations cr ON cr.reference_id = x.id::text
+                 JOIN credits c ON c.user_id = cr.user_id
                 WHERE x.seq IS NOT NULL AND (x.spend < 0 OR x.spend > cr.amount)) THEN
         RAISE EXCEPTION 'a spend exceeds its reservation';
     END IF;
@@ -232,6 +258,7 @@ BEGIN
         UPDATE credit_reservations cr SET status = 'resolved', spent = COALESCE(x.spend, cr.amount), resolved_at = p_now
           FROM x
          WHERE cr.reference_id = x.ref AND cr.status = 'pending'
+           AND EXISTS (SELECT 1 FROM credits c WHERE c.user_id = cr.user_id)
         RETURNING cr.user_id, cr.amount, cr.spent, cr.reference_id, x.ord),
     k AS (
         SELECT r.*,
@@ -322,6 +349,11 @@ DECLARE
 BEGIN
     IF (SELECT count(DISTINCT x) FROM unnest(p_ids) x) <> v_n THEN
         RAISE EXCEPTION 'a task appears twice in one batch';
+    END IF;
+    -- The limit below is counted for the batch as a whole: one limit, leases in the future.
+    IF (SELECT count(DISTINCT l) FROM unnest(p_per_users) l) > 1
+       OR EXISTS (SELECT 1 FROM unnest(p_untils) u WHERE u IS NULL OR u < p_now) THEN
+        RAISE EXCEPTION 'claims with different running limits or past leases in one batch';
     END IF;
     FOR r IN
         SELECT x.ord, q.user_id, q.available_at, q.lease_until

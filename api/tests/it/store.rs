@@ -933,4 +933,48 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
     for (batched, one_by_one) in snapshots[0].iter().zip(&snapshots[1]) {
         assert_eq!(batched, one_by_one, "set-based and one-by-one calls left different rows");
     }
+
+    // What a batch leaves to one-by-one calls (it raises, and its caller runs each call
+    // alone): a reservation that takes its user below the `credits.low` threshold (the
+    // webhook must tell the balance right after it), claims under different limits.
+    let user = store.user_create(&new_user("low@example.com")).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 10, "seed-low", None).await.unwrap();
+    sqlx::query("INSERT INTO webhook_settings (user_id, credits_low_threshold, updated_at) VALUES ($1, 7, now())")
+        .bind(user)
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    let submit = |costs: Vec<i64>| {
+        let n = costs.len();
+        sqlx::query_scalar::<_, Json<Vec<Value>>>(
+            "SELECT to_jsonb(fm_task_submit_many(now(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13))",
+        )
+        .bind((0..n).map(|_| uuid::Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(vec![user; n])
+        .bind(vec![tool.id; n])
+        .bind(costs)
+        .bind(vec![None::<uuid::Uuid>; n])
+        .bind(vec![false; n])
+        .bind(vec![Json(json!([step])); n])
+        .bind((0..n).map(|_| Json(json!([uuid::Uuid::now_v7()]))).collect::<Vec<_>>())
+        .bind((0..n).map(|_| uuid::Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(vec![Json(json!({})); n])
+        .bind((0..n).map(|_| uuid::Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(vec![None::<String>; n])
+        .bind(vec![None::<String>; n])
+        .fetch_one(pg.pool())
+    };
+    let above = submit(vec![1, 2]).await.expect("10 -> 7 stays at the threshold");
+    assert_eq!(above.0.len(), 2);
+    let crossing = submit(vec![1, 1]).await.expect_err("7 -> 6 crosses it");
+    assert!(crossing.to_string().contains("credits.low"), "{crossing}");
+    let mixed = sqlx::query("SELECT fm_task_claim_many(now(), $1, $2, $3, $4)")
+        .bind(vec![uuid::Uuid::now_v7(), uuid::Uuid::now_v7()])
+        .bind(vec![chrono::Utc::now() + chrono::Duration::minutes(1); 2])
+        .bind(vec![1i64, 0])
+        .bind(vec![3i32; 2])
+        .execute(pg.pool())
+        .await
+        .expect_err("one running limit per batch");
+    assert!(mixed.to_string().contains("running limits"), "{mixed}");
 }
