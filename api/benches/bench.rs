@@ -222,7 +222,7 @@ async fn followers_of(
     for id in ids {
         let (state, tx, ready, id) = (state.clone(), tx.clone(), ready.clone(), *id);
         handles.push(tokio::spawn(async move {
-            let mut follower = state.events().follow(id, 0, funmagic_api::store::TaskStatus::Running).await;
+            let (_, mut follower) = state.events().open(id, 0).await.unwrap().expect("the task exists");
             follower.next().await;
             follower.next().await;
             ready.wait().await;

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::redis_conn::RedisHandle;
-use crate::store::{Engine, EventKind, Recorded, Store, TaskStatus};
+use crate::store::{Engine, EventKind, Recorded, Store, StoreResult, TaskEventRow, TaskRow};
 
 /// One event on its way to followers: `seq` for milestones, `None` for progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -171,10 +171,14 @@ impl Events {
         });
     }
 
-    /// Follows `task_id` (whose status is `status`) from after event `after`; the first
-    /// event is `connected`.
-    pub async fn follow(&self, task_id: Uuid, after: i64, status: TaskStatus) -> Follower {
-        Follower::start(self, task_id, after, status).await
+    /// Opens a stream on `task_id` from after event `after` (the first event is
+    /// `connected`), with the task as it was read; `None` when there is no such task. The
+    /// task, its place in line and its history are one read (one round trip on
+    /// PostgreSQL), made after the stream joined the task's channel, so nothing published
+    /// in between is missed. Whoever asks decides from the task whether the caller may see
+    /// it; dropping the follower leaves the channel.
+    pub async fn open(&self, task_id: Uuid, after: i64) -> StoreResult<Option<(TaskRow, Follower)>> {
+        Follower::start(self, task_id, after).await
     }
 }
 
@@ -373,6 +377,8 @@ pub struct Follower {
     head: watch::Receiver<Option<i64>>,
     /// Read the history before waiting (at the start, after a gap or a resync).
     read_db: bool,
+    /// The history read with the task when the stream opened (taken by the first read).
+    preread: Option<Vec<TaskEventRow>>,
     /// Send the latest progress after the first read (a late joiner).
     want_latest: bool,
     /// That latest progress, so the same event arriving live is not sent twice.
@@ -386,39 +392,42 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Follows `task_id` (whose status is `status`) from after event `after`; the first
-    /// event is `connected`.
-    async fn start(events: &Events, task_id: Uuid, after: i64, status: TaskStatus) -> Self {
-        let queued = status == TaskStatus::Queued;
-        let ended = status.is_terminal();
+    /// Joins `task_id`'s channel, then reads the task, its place in line and its history
+    /// after `after` (see [`Events::open`]).
+    async fn start(events: &Events, task_id: Uuid, after: i64) -> StoreResult<Option<(TaskRow, Self)>> {
         let hub = &events.hub;
         events.start();
-        let rx = hub.subscribe(task_id, after);
-        let queue_seq = if queued { events.store.queue_seq(task_id).await.ok().flatten() } else { None };
-        if queue_seq.is_some() {
-            hub.waiting_followers.fetch_add(1, Ordering::Relaxed);
-        }
         let connected = Live {
             task_id,
             seq: None,
             kind: EventKind::Connected,
             data: serde_json::json!({ "type": EventKind::Connected }),
         };
-        Self {
+        // Built first, so an early return leaves the channel (`Drop`).
+        let mut follower = Self {
             events: events.clone(),
             task_id,
             after,
             buffer: VecDeque::from([connected]),
             done: false,
-            rx,
+            rx: hub.subscribe(task_id, after),
             head: hub.head.subscribe(),
             read_db: true,
+            preread: None,
             want_latest: true,
             latest_sent: None,
-            queue_seq,
+            queue_seq: None,
             position: None,
-            ended,
+            ended: false,
+        };
+        let Some(start) = events.store.task_stream_start(task_id, after).await? else { return Ok(None) };
+        follower.ended = start.task.status.is_terminal();
+        if start.queue_seq.is_some() {
+            hub.waiting_followers.fetch_add(1, Ordering::Relaxed);
+            follower.queue_seq = start.queue_seq;
         }
+        follower.preread = Some(start.events);
+        Ok(Some((start.task, follower)))
     }
 
     /// The next event; `None` after the terminal one.
@@ -497,7 +506,11 @@ impl Follower {
     }
 
     async fn read_history(&mut self) {
-        match self.events.store.task_events_after(self.task_id, self.after).await {
+        let rows = match self.preread.take() {
+            Some(rows) => Ok(rows),
+            None => self.events.store.task_events_after(self.task_id, self.after).await,
+        };
+        match rows {
             Ok(rows) => {
                 for row in rows {
                     self.after = row.seq;

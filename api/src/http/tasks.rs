@@ -18,6 +18,7 @@ use super::text::{HttpUrl, Opt, Slug, Token};
 use crate::app::AppState;
 use crate::auth::ratelimit::UserAction;
 use crate::credits;
+use crate::error::AppError;
 use crate::store::EventKind;
 use crate::store::TaskRow;
 use crate::tasks::{self, Submit};
@@ -311,11 +312,15 @@ impl TasksApi {
         id: Path<Uuid>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
-        let task = tasks::task_for(&state, &principal, id.0).await?;
+        let after = last_event_id.0.unwrap_or(0).max(0);
+        let (_, follower) = state
+            .events()
+            .open(id.0, after)
+            .await?
+            .filter(|(task, _)| principal.can_see_user(task.user_id))
+            .ok_or_else(|| AppError::not_found("task"))?;
         let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
         state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
-        let after = last_event_id.0.unwrap_or(0).max(0);
-        let follower = state.events().follow(task.id, after, task.status).await;
         // The slot (and the open-streams gauge) live as long as the stream: dropped when it
         // ends or the client leaves.
         let open = (slot, crate::telemetry::OpenStream::start());

@@ -114,6 +114,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0017_set_based_batches.sql"),
         include_str!("../../../migrations/sqlite/0017_set_based_batches.sql"),
     ),
+    (
+        18,
+        "generic_batch_plans",
+        include_str!("../../../migrations/postgres/0018_generic_batch_plans.sql"),
+        include_str!("../../../migrations/sqlite/0018_generic_batch_plans.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -416,6 +416,9 @@ forward! {
     /// A task with its payload, steps and (while queued) place in line: one round trip on
     /// PostgreSQL, for `GET /api/tasks/{id}` (what clients poll).
     fn task_full(id: Uuid) -> StoreResult<Option<TaskFull>>;
+    /// A task with (while queued) its place in line and its milestones after `after`: one
+    /// round trip on PostgreSQL, for opening a task's event stream.
+    fn task_stream_start(id: Uuid, after: i64) -> StoreResult<Option<TaskStreamStart>>;
     /// A step starts (and the task runs), with its `step_started` event; `None` if the task
     /// ended or is to be cancelled.
     fn task_step_begin(task_id: Uuid, step_id: &str, first_in_run: bool, event: serde_json::Value) -> StoreResult<Option<Recorded>>;

@@ -464,6 +464,32 @@ const TASK_FULL_SQL: &str =
    FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
   WHERE t.id = $1";
 
+/// A task milestone as `jsonb_build_object` spells it (a stream's start reads them with
+/// their task).
+#[derive(serde::Deserialize)]
+struct EventJson {
+    seq: i64,
+    #[serde(rename = "type")]
+    kind: super::EventKind,
+    data: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A task, its place in line while queued and its milestones after `$2`, in one statement
+/// and so one snapshot: a terminal status comes with its terminal event.
+const TASK_STREAM_START_SQL: &str =
+    "SELECT t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
+        t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
+        t.trace_parent,
+        CASE WHEN t.status = 'queued' THEN
+            (SELECT q.seq FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
+        END AS queue_seq,
+        COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                    'seq', e.seq, 'type', e.type, 'data', e.data, 'created_at', e.created_at) ORDER BY e.seq)
+                  FROM task_events e WHERE e.task_id = t.id AND e.seq > $2), '[]'::jsonb) AS events
+   FROM tasks t
+  WHERE t.id = $1";
+
 /// The task hot path on PostgreSQL: each operation is one call of a function from
 /// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
 /// the same statements as the multi-statement transactions of `task_queries.rs`. Submits,
@@ -530,6 +556,27 @@ impl PgStore {
         let steps: sqlx::types::Json<Vec<StepJson>> = row.try_get("steps")?;
         let steps = steps.0.into_iter().map(Into::into).collect();
         Ok(Some(super::TaskFull { task, payload, steps, queue_position: row.try_get("queue_position")? }))
+    }
+
+    pub async fn task_stream_start(&self, id: uuid::Uuid, after: i64) -> StoreResult<Option<super::TaskStreamStart>> {
+        use sqlx::{FromRow, Row};
+        let Some(row) = sqlx::query(TASK_STREAM_START_SQL).bind(id).bind(after).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let task = super::TaskRow::from_row(&row)?;
+        let events: sqlx::types::Json<Vec<EventJson>> = row.try_get("events")?;
+        let events = events
+            .0
+            .into_iter()
+            .map(|e| super::TaskEventRow {
+                seq: e.seq,
+                kind: e.kind,
+                data: sqlx::types::Json(e.data),
+                created_at: e.created_at,
+            })
+            .collect();
+        Ok(Some(super::TaskStreamStart { task, queue_seq: row.try_get("queue_seq")?, events }))
     }
 
     pub async fn task_step_begin(

@@ -391,6 +391,15 @@ pub struct TaskFull {
     pub queue_position: Option<i64>,
 }
 
+/// What a task's event stream starts from, read together (`events::Events::open`): the task,
+/// its place in line while queued, and its milestones after the client's last one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskStreamStart {
+    pub task: TaskRow,
+    pub queue_seq: Option<i64>,
+    pub events: Vec<TaskEventRow>,
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TaskPayloadRow {
     pub input: sqlx::types::Json<serde_json::Value>,

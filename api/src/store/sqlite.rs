@@ -192,6 +192,13 @@ impl SqliteStore {
         Ok(Some(super::TaskFull { task, payload, steps, queue_position }))
     }
 
+    pub async fn task_stream_start(&self, id: uuid::Uuid, after: i64) -> StoreResult<Option<super::TaskStreamStart>> {
+        let Some(task) = self.task_get(id).await? else { return Ok(None) };
+        let queue_seq = if task.status == super::TaskStatus::Queued { self.queue_seq(id).await? } else { None };
+        let events = self.task_events_after(id, after).await?;
+        Ok(Some(super::TaskStreamStart { task, queue_seq, events }))
+    }
+
     pub async fn task_step_begin(
         &self,
         task_id: uuid::Uuid,

@@ -279,6 +279,19 @@ async fn stream_replays_after_last_event_id(app: TestApp) {
         }
         funmagic_api::testing::TestBackend::Embedded => (app.base_url(), None),
     };
+    // Someone else's task: 404 as for a task that does not exist, before anything streams.
+    let bob = funded(&app, "bob@example.com", 1).await;
+    for (id, who) in [(task.id, "ada's task"), (uuid::Uuid::now_v7(), "no task")] {
+        let resp = reqwest::Client::new()
+            .get(format!("{url}/api/tasks/{id}/stream"))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{who}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "NOT_FOUND", "{who}");
+    }
     let rest = read_events(&url, &ada.token, task.id, Some(last_id), |_| false).await;
     assert_eq!(rest[0].1, "connected");
     let ids: Vec<i64> = first.iter().chain(rest.iter()).filter_map(|e| e.0).collect();
