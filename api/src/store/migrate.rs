@@ -120,6 +120,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0018_generic_batch_plans.sql"),
         include_str!("../../../migrations/sqlite/0018_generic_batch_plans.sql"),
     ),
+    (
+        19,
+        "statement_webhook_triggers",
+        include_str!("../../../migrations/postgres/0019_statement_webhook_triggers.sql"),
+        include_str!("../../../migrations/sqlite/0019_statement_webhook_triggers.sql"),
+    ),
 ];
 
 /// The migrator for one engine.
