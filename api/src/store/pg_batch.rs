@@ -10,8 +10,11 @@
 //! of statements for the whole batch, so a statement's own cost (executor start and end,
 //! constraint checks, trigger setup) is paid once per batch, not per call.
 //!
-//! - Nothing waits for company: a call that finds the loop idle runs at once, alone, as
-//!   before. Batches form only while a previous batch is running, i.e. under load.
+//! - Nothing waits for company on a timer: a call that finds the loop idle waits one turn
+//!   of the scheduler (`yield_now`), so requests already on their way join it, then runs,
+//!   alone if none came. Batches form mostly while a previous batch is running, i.e. under
+//!   load. The one turn halved the calls that ran alone in a 4,000-task e2e run (submits
+//!   ~830 -> ~350, claims ~400 -> ~225, ends ~310 -> ~155) and took ~5-9% off CPU per task.
 //! - All or nothing is per call, not per batch: if the batch statement fails (one call
 //!   raised, a deadlock, a lost connection), every call of it runs again alone, in its own
 //!   transaction, and gets its own result or error. The batch's transaction rolled back,
@@ -94,6 +97,17 @@ async fn run<Op: BatchOp>(pool: PgPoolHandle, rx: Arc<Mutex<mpsc::UnboundedRecei
             let mut rx = rx.lock().await;
             if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
                 return;
+            }
+            if jobs.len() == 1 {
+                // Alone: let the tasks that are ready to run go first (other requests on
+                // their way to this queue), then take whoever came. No timer: an idle call
+                // waits for nothing but one turn of the scheduler.
+                tokio::task::yield_now().await;
+                while jobs.len() < MAX_BATCH
+                    && let Ok(job) = rx.try_recv()
+                {
+                    jobs.push(job);
+                }
             }
         }
         let (reqs, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
