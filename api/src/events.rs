@@ -251,10 +251,19 @@ impl EventHub {
         }
     }
 
-    fn subscribe(&self, task_id: Uuid, after: i64) -> broadcast::Receiver<Msg> {
+    /// Joins the task's channel. A new channel knows of no milestone until [`Self::seen`]
+    /// (not the client's `Last-Event-ID`, which anyone may send before being checked).
+    fn subscribe(&self, task_id: Uuid) -> broadcast::Receiver<Msg> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let ch = channels.entry(task_id).or_insert_with(|| Channel { tx: broadcast::channel(64).0, last_seq: after });
+        let ch = channels.entry(task_id).or_insert_with(|| Channel { tx: broadcast::channel(64).0, last_seq: 0 });
         ch.tx.subscribe()
+    }
+
+    /// The task's milestones up to `seq` are in the database as read by a joining stream.
+    fn seen(&self, task_id: Uuid, seq: i64) {
+        if let Some(ch) = self.channels.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&task_id) {
+            ch.last_seq = ch.last_seq.max(seq);
+        }
     }
 
     fn unsubscribe(&self, task_id: Uuid) {
@@ -410,7 +419,7 @@ impl Follower {
             after,
             buffer: VecDeque::from([connected]),
             done: false,
-            rx: hub.subscribe(task_id, after),
+            rx: hub.subscribe(task_id),
             head: hub.head.subscribe(),
             read_db: true,
             preread: None,
@@ -421,6 +430,11 @@ impl Follower {
             ended: false,
         };
         let Some(start) = events.store.task_stream_start(task_id, after).await? else { return Ok(None) };
+        hub.seen(task_id, start.event_seq);
+        // A `Last-Event-ID` past the task's last milestone (a client of another database, a
+        // typo) counts from that milestone: the live task's next ones still arrive, and its
+        // stream still ends.
+        follower.after = after.min(start.event_seq);
         follower.ended = start.task.status.is_terminal();
         if start.queue_seq.is_some() {
             hub.waiting_followers.fetch_add(1, Ordering::Relaxed);

@@ -312,6 +312,10 @@ impl TasksApi {
         id: Path<Uuid>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
     ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
+        // The caller's own limits first: a client at its cap or its rate, reconnecting in a
+        // loop, costs no read of the database (nor does it for someone else's task).
+        let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
+        state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
         let (_, follower) = state
             .events()
@@ -319,8 +323,6 @@ impl TasksApi {
             .await?
             .filter(|(task, _)| principal.can_see_user(task.user_id))
             .ok_or_else(|| AppError::not_found("task"))?;
-        let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
-        state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
         // The slot (and the open-streams gauge) live as long as the stream: dropped when it
         // ends or the client leaves.
         let open = (slot, crate::telemetry::OpenStream::start());

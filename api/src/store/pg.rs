@@ -480,7 +480,7 @@ struct EventJson {
 const TASK_STREAM_START_SQL: &str =
     "SELECT t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
         t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
-        t.trace_parent,
+        t.trace_parent, t.event_seq,
         CASE WHEN t.status = 'queued' THEN
             (SELECT q.seq FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
         END AS queue_seq,
@@ -576,7 +576,12 @@ impl PgStore {
                 created_at: e.created_at,
             })
             .collect();
-        Ok(Some(super::TaskStreamStart { task, queue_seq: row.try_get("queue_seq")?, events }))
+        Ok(Some(super::TaskStreamStart {
+            task,
+            event_seq: row.try_get("event_seq")?,
+            queue_seq: row.try_get("queue_seq")?,
+            events,
+        }))
     }
 
     pub async fn task_step_begin(

@@ -396,6 +396,8 @@ pub struct TaskFull {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskStreamStart {
     pub task: TaskRow,
+    /// The task's event counter as read: the number of its last milestone.
+    pub event_seq: i64,
     pub queue_seq: Option<i64>,
     pub events: Vec<TaskEventRow>,
 }

@@ -196,7 +196,8 @@ impl SqliteStore {
         let Some(task) = self.task_get(id).await? else { return Ok(None) };
         let queue_seq = if task.status == super::TaskStatus::Queued { self.queue_seq(id).await? } else { None };
         let events = self.task_events_after(id, after).await?;
-        Ok(Some(super::TaskStreamStart { task, queue_seq, events }))
+        let event_seq = self.task_event_seqs(&[id]).await?.first().map_or(0, |(_, seq)| *seq);
+        Ok(Some(super::TaskStreamStart { task, event_seq, queue_seq, events }))
     }
 
     pub async fn task_step_begin(
