@@ -701,8 +701,11 @@ impl SubmitOp {
 impl super::pg_batch::BatchOp for SubmitOp {
     type Req = SubmitReq;
     type Out = SubmitOut;
-    // Submits come from many requests at once: two statements in flight.
-    const LOOPS: usize = 2;
+    // One statement in flight (two until Dec 2026): with the loop's scheduler turn, one
+    // loop makes batches twice as big; a drain ran 8% faster (0.99 -> 0.90 ms of CPU per
+    // task) and e2e 7%, while 64 submitters alone got 12% fewer answers a second (a backlog
+    // then settles sooner: 11.5 -> 8.9 s after 8 s of them), 3 and 2 interleaved pairs.
+    const LOOPS: usize = 1;
 
     async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[SubmitReq]) -> Result<Vec<SubmitOut>, sqlx::Error> {
         use sqlx::types::Json;
