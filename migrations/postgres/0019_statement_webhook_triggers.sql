@@ -11,8 +11,8 @@
 -- Measured: e2e PostgreSQL CPU per task -7% (3 interleaved pairs, no endpoints).
 --
 -- Safe during a rolling deploy: old processes' writes fire the new triggers, which write
--- the same rows. The row-level functions stay (nothing calls them) so that a rollback of
--- the code needs no schema change. SQLite's triggers are its own (../sqlite/0019_statement_webhook_triggers.sql).
+-- the same rows (no code calls a trigger function). The row-level functions go with their
+-- triggers. SQLite's triggers are its own (../sqlite/0019_statement_webhook_triggers.sql).
 
 CREATE FUNCTION fm_webhook_enqueue_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -46,6 +46,7 @@ BEGIN
 END $$;
 
 DROP TRIGGER task_events_webhooks ON task_events;
+DROP FUNCTION fm_webhook_enqueue();
 CREATE TRIGGER task_events_webhooks AFTER INSERT ON task_events
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION fm_webhook_enqueue_rows();
@@ -73,6 +74,7 @@ BEGIN
 END $$;
 
 DROP TRIGGER credits_webhooks ON credits;
+DROP FUNCTION fm_webhook_credits_low();
 CREATE TRIGGER credits_webhooks AFTER UPDATE ON credits
     REFERENCING OLD TABLE AS old_credits NEW TABLE AS new_credits
     FOR EACH STATEMENT EXECUTE FUNCTION fm_webhook_credits_low_rows();

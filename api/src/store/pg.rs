@@ -464,17 +464,6 @@ const TASK_FULL_SQL: &str =
    FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
   WHERE t.id = $1";
 
-/// A task milestone as `jsonb_build_object` spells it (a stream's start reads them with
-/// their task).
-#[derive(serde::Deserialize)]
-struct EventJson {
-    seq: i64,
-    #[serde(rename = "type")]
-    kind: super::EventKind,
-    data: serde_json::Value,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
 /// A task, its place in line while queued and its milestones after `$2`, in one statement
 /// and so one snapshot: a terminal status comes with its terminal event.
 const TASK_STREAM_START_SQL: &str =
@@ -565,22 +554,13 @@ impl PgStore {
             return Ok(None);
         };
         let task = super::TaskRow::from_row(&row)?;
-        let events: sqlx::types::Json<Vec<EventJson>> = row.try_get("events")?;
-        let events = events
-            .0
-            .into_iter()
-            .map(|e| super::TaskEventRow {
-                seq: e.seq,
-                kind: e.kind,
-                data: sqlx::types::Json(e.data),
-                created_at: e.created_at,
-            })
-            .collect();
+        // Milestones as `jsonb_build_object` spells them: the row's own field names.
+        let events: sqlx::types::Json<Vec<super::TaskEventRow>> = row.try_get("events")?;
         Ok(Some(super::TaskStreamStart {
             task,
             event_seq: row.try_get("event_seq")?,
             queue_seq: row.try_get("queue_seq")?,
-            events,
+            events: events.0,
         }))
     }
 

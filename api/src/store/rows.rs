@@ -409,10 +409,11 @@ pub struct TaskPayloadRow {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct TaskEventRow {
     pub seq: i64,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: EventKind,
     pub data: sqlx::types::Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,

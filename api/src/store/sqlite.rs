@@ -195,8 +195,10 @@ impl SqliteStore {
     pub async fn task_stream_start(&self, id: uuid::Uuid, after: i64) -> StoreResult<Option<super::TaskStreamStart>> {
         let Some(task) = self.task_get(id).await? else { return Ok(None) };
         let queue_seq = if task.status == super::TaskStatus::Queued { self.queue_seq(id).await? } else { None };
-        let events = self.task_events_after(id, after).await?;
+        // Separate reads here: the counter before the history, so the history holds every
+        // milestone up to it (later ones reach the stream through its channel).
         let event_seq = self.task_event_seqs(&[id]).await?.first().map_or(0, |(_, seq)| *seq);
+        let events = self.task_events_after(id, after).await?;
         Ok(Some(super::TaskStreamStart { task, event_seq, queue_seq, events }))
     }
 

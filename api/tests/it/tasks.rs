@@ -307,7 +307,7 @@ async fn stream_replays_after_last_event_id(app: TestApp) {
     }
     // Past the end of a task that is still live: it counts from the task's last milestone,
     // so the milestones to come arrive and the stream ends with the task.
-    let live = as_ada.task_create(None, &echo(serde_json::json!({"delayMs": 300}))).await.unwrap().into_inner().task;
+    let live = as_ada.task_create(None, &echo(serde_json::json!({"delayMs": 1000}))).await.unwrap().into_inner().task;
     let events = read_events(&url, &ada.token, live.id, Some(1_000), |_| false).await;
     let kinds: Vec<&str> = events.iter().filter(|e| e.0.is_some()).map(|e| e.1.as_str()).collect();
     assert_eq!(kinds.last(), Some(&"completed"), "{events:?}");
