@@ -466,8 +466,13 @@ const TASK_FULL_SQL: &str =
 
 /// A task, its place in line while queued and its milestones after `$2`, in one statement
 /// and so one snapshot: a terminal status comes with its terminal event.
-const TASK_STREAM_START_SQL: &str =
-    "SELECT t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
+/// A stream's start (`Store::task_stream_start`): the task, its place in line and its
+/// milestones after `after`, from one snapshot. `{task}` and `{after}` name the task's id
+/// and the cursor: parameters for one task, a batch row's columns for many.
+macro_rules! task_stream_start_columns {
+    ($task:literal, $after:literal) => {
+        concat!(
+            "t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
         t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
         t.trace_parent, t.event_seq,
         CASE WHEN t.status = 'queued' THEN
@@ -475,9 +480,28 @@ const TASK_STREAM_START_SQL: &str =
         END AS queue_seq,
         COALESCE((SELECT jsonb_agg(jsonb_build_object(
                     'seq', e.seq, 'type', e.type, 'data', e.data, 'created_at', e.created_at) ORDER BY e.seq)
-                  FROM task_events e WHERE e.task_id = t.id AND e.seq > $2), '[]'::jsonb) AS events
+                  FROM task_events e WHERE e.task_id = t.id AND e.seq > ",
+            $after,
+            "), '[]'::jsonb) AS events
    FROM tasks t
-  WHERE t.id = $1";
+  WHERE t.id = ",
+            $task
+        )
+    };
+}
+
+const TASK_STREAM_START_SQL: &str = concat!("SELECT ", task_stream_start_columns!("$1", "$2"));
+
+/// Many stream starts in one statement (`StreamStartOp`): each task is read by its key in
+/// a `LATERAL` subquery that `OFFSET 0` keeps from being flattened into a join, so it is
+/// always an index probe per task, whatever the planner thinks of the array's size. A
+/// task that does not exist has no row.
+const TASK_STREAM_START_BATCH_SQL: &str = concat!(
+    "SELECT r.ord, s.* FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(task_id, after_seq, ord)
+  CROSS JOIN LATERAL (SELECT ",
+    task_stream_start_columns!("r.task_id", "r.after_seq"),
+    " OFFSET 0) s"
+);
 
 /// The task hot path on PostgreSQL: each operation is one call of a function from
 /// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
@@ -547,21 +571,24 @@ impl PgStore {
         Ok(Some(super::TaskFull { task, payload, steps, queue_position: row.try_get("queue_position")? }))
     }
 
+    /// Stream starts arrive one per opened stream; under load they are read many to a
+    /// statement (`pg_batch`), like the writes of the hot path.
     pub async fn task_stream_start(&self, id: uuid::Uuid, after: i64) -> StoreResult<Option<super::TaskStreamStart>> {
-        use sqlx::{FromRow, Row};
-        let Some(row) = sqlx::query(TASK_STREAM_START_SQL).bind(id).bind(after).fetch_optional(&self.pool).await?
-        else {
-            return Ok(None);
-        };
-        let task = super::TaskRow::from_row(&row)?;
-        // Milestones as `jsonb_build_object` spells them: the row's own field names.
-        let events: sqlx::types::Json<Vec<super::TaskEventRow>> = row.try_get("events")?;
-        Ok(Some(super::TaskStreamStart {
-            task,
-            event_seq: row.try_get("event_seq")?,
-            queue_seq: row.try_get("queue_seq")?,
-            events: events.0,
-        }))
+        Ok(self.batch.stream_start.call(&self.pool, (id, after)).await??)
+    }
+
+    /// The statement that reads many stream starts at once (public for tests and `EXPLAIN`).
+    pub const STREAM_START_BATCH_SQL: &str = TASK_STREAM_START_BATCH_SQL;
+
+    /// Many stream starts (task, `after`) as one statement, answered in order: what
+    /// [`PgStore::task_stream_start`] runs under load.
+    pub async fn task_stream_start_many(
+        &self,
+        reqs: &[(uuid::Uuid, i64)],
+    ) -> StoreResult<Vec<Option<super::TaskStreamStart>>> {
+        use super::pg_batch::BatchOp;
+        let outs = StreamStartOp::batch(&self.pool, reqs).await?;
+        Ok(outs.into_iter().collect::<Result<_, _>>()?)
     }
 
     pub async fn task_step_begin(
@@ -614,6 +641,7 @@ pub(crate) struct Batchers {
     submit: super::pg_batch::Batcher<SubmitOp>,
     claim: super::pg_batch::Batcher<ClaimOp>,
     finish: super::pg_batch::Batcher<FinishOp>,
+    stream_start: super::pg_batch::Batcher<StreamStartOp>,
 }
 
 /// Decodes one `fm_task_*` answer; a malformed one is that call's error alone.
@@ -933,5 +961,57 @@ impl super::pg_batch::BatchOp for FinishOp {
                 .fetch_one(pool)
                 .await?;
         r.parse(out.0)
+    }
+}
+
+type StreamStartOut = Result<Option<super::TaskStreamStart>, sqlx::Error>;
+
+/// Stream starts, read many to a statement: a read commits nothing, but each statement
+/// alone costs a pooled round trip and an executor start for its three subqueries.
+struct StreamStartOp;
+
+impl StreamStartOp {
+    fn parse(row: &sqlx::postgres::PgRow) -> Result<super::TaskStreamStart, sqlx::Error> {
+        use sqlx::{FromRow, Row};
+        // Milestones as `jsonb_build_object` spells them: the row's own field names.
+        let events: sqlx::types::Json<Vec<super::TaskEventRow>> = row.try_get("events")?;
+        Ok(super::TaskStreamStart {
+            task: super::TaskRow::from_row(row)?,
+            event_seq: row.try_get("event_seq")?,
+            queue_seq: row.try_get("queue_seq")?,
+            events: events.0,
+        })
+    }
+}
+
+impl super::pg_batch::BatchOp for StreamStartOp {
+    type Req = (uuid::Uuid, i64);
+    type Out = StreamStartOut;
+    const LOOPS: usize = 1;
+
+    async fn batch(
+        pool: &super::pg_pool::PgPoolHandle,
+        reqs: &[(uuid::Uuid, i64)],
+    ) -> Result<Vec<StreamStartOut>, sqlx::Error> {
+        use sqlx::Row;
+        let rows = sqlx::query(TASK_STREAM_START_BATCH_SQL)
+            .bind(reqs.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.1).collect::<Vec<_>>())
+            .fetch_all(pool)
+            .await?;
+        // A task without a row does not exist (or is not visible to this snapshot).
+        let mut outs: Vec<StreamStartOut> = (0..reqs.len()).map(|_| Ok(None)).collect();
+        for row in &rows {
+            let ord: i64 = row.try_get("ord")?;
+            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| outs.get_mut(i)) {
+                *slot = Self::parse(row).map(Some);
+            }
+        }
+        Ok(outs)
+    }
+
+    async fn one(pool: &super::pg_pool::PgPoolHandle, &(id, after): &(uuid::Uuid, i64)) -> StreamStartOut {
+        let row = sqlx::query(TASK_STREAM_START_SQL).bind(id).bind(after).fetch_optional(pool).await?;
+        row.as_ref().map(Self::parse).transpose()
     }
 }

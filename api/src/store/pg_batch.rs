@@ -8,7 +8,9 @@
 //! commits them all; callers get their own answers. The statement calls a set-based
 //! function (`fm_task_submit_many`, `fm_task_claim_many`, `fm_task_finish_many`): a handful
 //! of statements for the whole batch, so a statement's own cost (executor start and end,
-//! constraint checks, trigger setup) is paid once per batch, not per call.
+//! constraint checks, trigger setup) is paid once per batch, not per call. The reads that
+//! open task streams batch the same way (one `SELECT` for many tasks): a read commits
+//! nothing, but alone each costs a pooled round trip and an executor start.
 //!
 //! - Nothing waits for company on a timer: before a batch (or a call that found the loop
 //!   idle) runs, the loop waits one turn of the scheduler (`yield_now`), so requests already

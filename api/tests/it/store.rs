@@ -978,3 +978,85 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
         .expect_err("one running limit per batch");
     assert!(mixed.to_string().contains("running limits"), "{mixed}");
 }
+
+/// Stream starts read many to a statement (`PgStore::task_stream_start_many`, what a
+/// stream's open runs under load) answer each task as its own read does: a queued task
+/// with its place in line, a running and a finished one with their milestones after each
+/// cursor, and no answer for a task that does not exist, in request order, the same task
+/// twice included. Under generic plans (what a connection may cache after its first calls)
+/// the statement still finds every row by its key: no scan of a task table.
+#[tokio::test]
+async fn stream_starts_read_together_answer_as_alone() {
+    use funmagic_api::store::{Claim, NewTask, TaskEnd, TransactionType};
+    use serde_json::json;
+    let Some(app) = TestApp::spawn(funmagic_api::testing::TestBackend::ScaleOut).await else { return };
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
+    let tool = store.tool_get_by_slug("figme").await.unwrap().expect("the seeded figme tool");
+    let user = store.user_create(&new_user("streams@example.com")).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 100, "seed-streams", None).await.unwrap();
+    let mut ids = vec![];
+    for i in 0..4 {
+        let new = NewTask {
+            id: uuid::Uuid::now_v7(),
+            user_id: user,
+            tool_id: tool.id,
+            parent_task_id: None,
+            steps: vec!["image-gen".into(), "3d-gen".into()],
+            run_all_steps: false,
+            cost: 5,
+            input: json!({ "i": i }),
+            trace_parent: None,
+            webhook_url: None,
+        };
+        ids.push(store.task_submit(&new).await.unwrap().0.id);
+    }
+    let lease = std::time::Duration::from_secs(60);
+    // Task 0 runs (claimed, its first step started), task 1 has ended; 2 and 3 wait in line.
+    for id in &ids[..2] {
+        assert!(matches!(store.queue_claim(Some(*id), lease, 3, 3).await.unwrap(), Claim::Claimed(_)));
+    }
+    let output = json!({ "model": "m.glb" });
+    let event = json!({ "output": output });
+    assert!(store.task_finish(ids[1], &TaskEnd::completed(&output, &event), 1).await.unwrap().ended);
+
+    let missing = uuid::Uuid::now_v7();
+    let reqs = [(ids[0], 0), (missing, 0), (ids[1], 1), (ids[2], 0), (ids[3], 0), (ids[1], 0), (ids[0], 5)];
+    let together = pg.task_stream_start_many(&reqs).await.unwrap();
+    assert_eq!(together.len(), reqs.len(), "one answer per request");
+    for (i, &(id, after)) in reqs.iter().enumerate() {
+        // Alone, one after another: each is a batch of one, the single-task statement.
+        let alone = store.task_stream_start(id, after).await.unwrap();
+        assert_eq!(together[i], alone, "request {i}: ({id}, after {after})");
+    }
+    assert!(together[1].is_none(), "no such task");
+    let queued = together[3].as_ref().unwrap();
+    let next = together[4].as_ref().unwrap();
+    assert!(queued.queue_seq.unwrap() < next.queue_seq.unwrap(), "queued tasks keep their place in line");
+    assert_eq!(queued.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    let ended = together[5].as_ref().unwrap();
+    assert!(ended.task.is_terminal() && ended.queue_seq.is_none());
+    assert_eq!(ended.events.len() as i64, ended.event_seq, "every milestone from the start");
+    assert_eq!(together[2].as_ref().unwrap().events.len() as i64, ended.event_seq - 1, "after the first");
+    let running = together[0].as_ref().unwrap();
+    assert!(running.queue_seq.is_none() && running.events.len() >= 2, "{running:?}");
+    assert!(together[6].as_ref().unwrap().events.is_empty(), "a cursor past the end: nothing to replay");
+
+    let mut conn = pg.pool().acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *conn).await.unwrap();
+    let seq_scans = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables \
+                     WHERE relname IN ('tasks', 'task_queue', 'task_events') ORDER BY 1";
+    let before: Vec<(String, i64)> = sqlx::query_as(seq_scans).fetch_all(&mut *conn).await.unwrap();
+    for _ in 0..6 {
+        let rows = sqlx::query(funmagic_api::store::PgStore::STREAM_START_BATCH_SQL)
+            .bind(reqs.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.1).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), reqs.len() - 1, "a row per existing task");
+    }
+    let after: Vec<(String, i64)> = sqlx::query_as(seq_scans).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(before, after, "the batch read scanned a task table");
+    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
+}
