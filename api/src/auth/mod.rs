@@ -410,13 +410,13 @@ impl Authenticator {
         }
         let redis = self.redis.as_ref()?;
         let mut conn = redis.conn();
-        let (raw, current): (String, i64) = redis::cmd("EVAL")
-            .arg(CACHE_GET_SCRIPT)
-            .arg(2)
-            .arg(redis.key(&format!("principal:{hash}")))
-            .arg(redis.key(&format!("revoked:{hash}")))
+        // EVALSHA: Redis runs its cached copy instead of reading and hashing the script's
+        // text on every request (a NOSCRIPT answer loads it once and runs it again).
+        let (raw, current): (String, i64) = CACHE_GET_SCRIPT
+            .key(redis.key(&format!("principal:{hash}")))
+            .key(redis.key(&format!("revoked:{hash}")))
             .arg(redis.key("user-gen:"))
-            .query_async::<Option<(String, i64)>>(&mut conn)
+            .invoke_async::<Option<(String, i64)>>(&mut conn)
             .await
             .ok()??;
         let cached: CachedPrincipal = serde_json::from_str(&raw).ok()?;
@@ -463,7 +463,9 @@ impl Authenticator {
 
 /// KEYS: the cached entry (`<user id>|<json>`), its tombstone; ARGV: the prefix of the
 /// users' generation keys. Returns `[json, generation]`, or nil when missing or revoked.
-const CACHE_GET_SCRIPT: &str = r"
+static CACHE_GET_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local entry = redis.call('GET', KEYS[1])
 if not entry then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
@@ -471,7 +473,9 @@ local bar = string.find(entry, '|', 1, true)
 if not bar then return false end
 local generation = redis.call('GET', ARGV[1] .. string.sub(entry, 1, bar - 1))
 return {string.sub(entry, bar + 1), tonumber(generation or '0')}
-";
+",
+    )
+});
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedPrincipal {
