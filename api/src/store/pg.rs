@@ -587,7 +587,7 @@ impl PgStore {
         reqs: &[(uuid::Uuid, i64)],
     ) -> StoreResult<Vec<Option<super::TaskStreamStart>>> {
         use super::pg_batch::BatchOp;
-        let outs = StreamStartOp::batch(&self.pool, reqs).await?;
+        let outs = StreamStartOp::batch((&self.pool).into(), reqs).await?;
         Ok(outs.into_iter().collect::<Result<_, _>>()?)
     }
 
@@ -652,10 +652,10 @@ fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T,
 /// Runs a batch statement and hands each request its answer: `parse` gets the request's
 /// index (`ord` − 1: `WITH ORDINALITY` counts from 1) and its row; a request the
 /// statement did not answer gets an error of its own.
-async fn fetch_batch<U, E: From<sqlx::Error>>(
-    pool: &super::pg_pool::PgPoolHandle,
+async fn fetch_batch<'a, U, E: From<sqlx::Error>>(
+    pool: super::pg_pool::BatchConn<'a>,
     query: sqlx::query::QueryAs<
-        '_,
+        'a,
         sqlx::Postgres,
         (i64, sqlx::types::Json<serde_json::Value>),
         sqlx::postgres::PgArguments,
@@ -709,13 +709,22 @@ impl SubmitOp {
 impl super::pg_batch::BatchOp for SubmitOp {
     type Req = SubmitReq;
     type Out = SubmitOut;
+    fn failed(out: &SubmitOut) -> bool {
+        matches!(out, Err(e) if !matches!(e, super::LedgerError::Insufficient { .. }))
+    }
+    fn lost(e: sqlx::Error) -> SubmitOut {
+        Err(e.into())
+    }
     // One statement in flight (two until Dec 2026): with the loop's scheduler turn, one
     // loop makes batches twice as big; a drain ran 8% faster (0.99 -> 0.90 ms of CPU per
     // task) and e2e 7%, while 64 submitters alone got 12% fewer answers a second (a backlog
     // then settles sooner: 11.5 -> 8.9 s after 8 s of them), 3 and 2 interleaved pairs.
     const LOOPS: usize = 1;
 
-    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[SubmitReq]) -> Result<Vec<SubmitOut>, sqlx::Error> {
+    async fn batch<'a>(
+        pool: super::pg_pool::BatchConn<'a>,
+        reqs: &'a [SubmitReq],
+    ) -> Result<Vec<SubmitOut>, sqlx::Error> {
         use sqlx::types::Json;
         let query = sqlx::query_as(SUBMIT_BATCH_SQL)
             .bind(super::now())
@@ -735,7 +744,7 @@ impl super::pg_batch::BatchOp for SubmitOp {
         fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v)).await
     }
 
-    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &SubmitReq) -> SubmitOut {
+    async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, r: &'a SubmitReq) -> SubmitOut {
         let out: sqlx::types::Json<serde_json::Value> =
             sqlx::query_scalar("SELECT fm_task_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                 .bind(r.new.id)
@@ -835,9 +844,18 @@ impl ClaimOp {
 impl super::pg_batch::BatchOp for ClaimOp {
     type Req = ClaimReq;
     type Out = ClaimOut;
+    fn failed(out: &ClaimOut) -> bool {
+        out.is_err()
+    }
+    fn lost(e: sqlx::Error) -> ClaimOut {
+        Err(e.into())
+    }
     const LOOPS: usize = 1;
 
-    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[ClaimReq]) -> Result<Vec<ClaimOut>, sqlx::Error> {
+    async fn batch<'a>(
+        pool: super::pg_pool::BatchConn<'a>,
+        reqs: &'a [ClaimReq],
+    ) -> Result<Vec<ClaimOut>, sqlx::Error> {
         let now = super::now();
         // The function takes the per-user limit's locks in user order.
         let query = sqlx::query_as(CLAIM_BATCH_SQL)
@@ -849,7 +867,7 @@ impl super::pg_batch::BatchOp for ClaimOp {
         fetch_batch(pool, query, reqs.len(), |_, v| Self::parse(v, now)).await
     }
 
-    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &ClaimReq) -> ClaimOut {
+    async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, r: &'a ClaimReq) -> ClaimOut {
         let now = super::now();
         let out: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")
             .bind(r.task_id)
@@ -916,9 +934,18 @@ struct FinishOp;
 impl super::pg_batch::BatchOp for FinishOp {
     type Req = FinishReq;
     type Out = FinishOut;
+    fn failed(out: &FinishOut) -> bool {
+        out.is_err()
+    }
+    fn lost(e: sqlx::Error) -> FinishOut {
+        Err(e.into())
+    }
     const LOOPS: usize = 1;
 
-    async fn batch(pool: &super::pg_pool::PgPoolHandle, reqs: &[FinishReq]) -> Result<Vec<FinishOut>, sqlx::Error> {
+    async fn batch<'a>(
+        pool: super::pg_pool::BatchConn<'a>,
+        reqs: &'a [FinishReq],
+    ) -> Result<Vec<FinishOut>, sqlx::Error> {
         use sqlx::types::Json;
         // The function takes the accounts' row locks and the queue locks in user order.
         let query = sqlx::query_as(FINISH_BATCH_SQL)
@@ -939,7 +966,7 @@ impl super::pg_batch::BatchOp for FinishOp {
         fetch_batch(pool, query, reqs.len(), |i, v| reqs[i].parse(v)).await
     }
 
-    async fn one(pool: &super::pg_pool::PgPoolHandle, r: &FinishReq) -> FinishOut {
+    async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, r: &'a FinishReq) -> FinishOut {
         use sqlx::types::Json;
         let datas: Vec<Json<&serde_json::Value>> = r.events.iter().map(|(_, d)| Json(d)).collect();
         let out: Json<serde_json::Value> =
@@ -987,11 +1014,17 @@ impl StreamStartOp {
 impl super::pg_batch::BatchOp for StreamStartOp {
     type Req = (uuid::Uuid, i64);
     type Out = StreamStartOut;
+    fn failed(out: &StreamStartOut) -> bool {
+        out.is_err()
+    }
+    fn lost(e: sqlx::Error) -> StreamStartOut {
+        Err(e)
+    }
     const LOOPS: usize = 1;
 
-    async fn batch(
-        pool: &super::pg_pool::PgPoolHandle,
-        reqs: &[(uuid::Uuid, i64)],
+    async fn batch<'a>(
+        pool: super::pg_pool::BatchConn<'a>,
+        reqs: &'a [(uuid::Uuid, i64)],
     ) -> Result<Vec<StreamStartOut>, sqlx::Error> {
         use sqlx::Row;
         let rows = sqlx::query(TASK_STREAM_START_BATCH_SQL)
@@ -1010,7 +1043,7 @@ impl super::pg_batch::BatchOp for StreamStartOp {
         Ok(outs)
     }
 
-    async fn one(pool: &super::pg_pool::PgPoolHandle, &(id, after): &(uuid::Uuid, i64)) -> StreamStartOut {
+    async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, &(id, after): &'a (uuid::Uuid, i64)) -> StreamStartOut {
         let row = sqlx::query(TASK_STREAM_START_SQL).bind(id).bind(after).fetch_optional(pool).await?;
         row.as_ref().map(Self::parse).transpose()
     }

@@ -156,3 +156,58 @@ impl<'p> Executor<'p> for &'_ PgPoolHandle {
         })
     }
 }
+
+/// Where a group-commit loop (`pg_batch`) runs a statement: the connection it holds while
+/// calls keep coming, or the pool (behind a transaction pooler, and for calls run again one
+/// by one after a batch failed).
+#[derive(Debug)]
+pub enum BatchConn<'c> {
+    Pool(&'c PgPoolHandle),
+    Held(&'c mut sqlx::PgConnection),
+}
+
+impl<'c> From<&'c PgPoolHandle> for BatchConn<'c> {
+    fn from(pool: &'c PgPoolHandle) -> Self {
+        BatchConn::Pool(pool)
+    }
+}
+
+impl<'c> Executor<'c> for BatchConn<'c> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        match self {
+            BatchConn::Pool(pool) => pool.fetch_many(query),
+            BatchConn::Held(conn) => conn.fetch_many(query),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        match self {
+            BatchConn::Pool(pool) => pool.fetch_optional(query),
+            BatchConn::Held(conn) => conn.fetch_optional(query),
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match self {
+            BatchConn::Pool(pool) => pool.prepare_with(sql, parameters),
+            BatchConn::Held(conn) => conn.prepare_with(sql, parameters),
+        }
+    }
+}
