@@ -464,11 +464,10 @@ const TASK_FULL_SQL: &str =
    FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
   WHERE t.id = $1";
 
-/// A task, its place in line while queued and its milestones after `$2`, in one statement
-/// and so one snapshot: a terminal status comes with its terminal event.
-/// A stream's start (`Store::task_stream_start`): the task, its place in line and its
-/// milestones after `after`, from one snapshot. `{task}` and `{after}` name the task's id
-/// and the cursor: parameters for one task, a batch row's columns for many.
+/// A stream's start (`Store::task_stream_start`): the task, its place in line while queued
+/// and its milestones after the cursor, in one statement and so one snapshot (a terminal
+/// status comes with its terminal event). `$task` and `$after` are SQL for the task's id and
+/// the cursor: parameters for one task, a batch row's columns for many.
 macro_rules! task_stream_start_columns {
     ($task:literal, $after:literal) => {
         concat!(
