@@ -197,6 +197,39 @@ async fn submit_throughput(backend: TestBackend) {
     println!("{backend:?} submit: 64 concurrent submitters, 3 s: {total} tasks ({:.0}/s)", total as f64 / 3.0);
 }
 
+/// Task reads (what a client polling its tasks asks): 64 concurrent readers of 256 tasks'
+/// detail views for 3 s.
+async fn task_reads(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let state = app.state().clone();
+    let principal = bench_user(&state, "reads@example.com").await;
+    let mut ids = vec![];
+    for _ in 0..256 {
+        ids.push(funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap().id);
+    }
+    let ids = std::sync::Arc::new(ids);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut readers = tokio::task::JoinSet::new();
+    for r in 0..64 {
+        let (state, principal, ids) = (state.clone(), principal.clone(), ids.clone());
+        readers.spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let id = ids[(r * 7 + n as usize) % ids.len()];
+                let detail = funmagic_api::tasks::detail(&state, &principal, id).await.unwrap();
+                assert_eq!(detail.task.id, id);
+                n += 1;
+            }
+            n
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = readers.join_next().await {
+        total += n.unwrap();
+    }
+    println!("{backend:?} task reads: 64 concurrent readers, 3 s: {total} reads ({:.0}/s)", total as f64 / 3.0);
+}
+
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4
@@ -315,6 +348,8 @@ fn main() {
         queue(TestBackend::ScaleOut).await;
         submit_throughput(TestBackend::Embedded).await;
         submit_throughput(TestBackend::ScaleOut).await;
+        task_reads(TestBackend::Embedded).await;
+        task_reads(TestBackend::ScaleOut).await;
         fan_out(TestBackend::Embedded, 10_000).await;
         fan_out(TestBackend::ScaleOut, 10_000).await;
     });

@@ -449,8 +449,11 @@ impl From<StepJson> for super::TaskStepRow {
 }
 
 /// A task, its payload, its steps and (queued) its place in line, in one statement.
-const TASK_FULL_SQL: &str =
-    "SELECT t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
+/// `$task` is SQL for the task's id: a parameter for one task, a batch row's column for many.
+macro_rules! task_full_columns {
+    ($task:literal) => {
+        concat!(
+            "t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
         t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
         t.trace_parent, p.task_id IS NOT NULL AS has_payload, p.input, p.output, p.error,
         COALESCE((SELECT jsonb_agg(jsonb_build_object(
@@ -462,7 +465,22 @@ const TASK_FULL_SQL: &str =
                FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
         END AS queue_position
    FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
-  WHERE t.id = $1";
+  WHERE t.id = ",
+            $task
+        )
+    };
+}
+
+const TASK_FULL_SQL: &str = concat!("SELECT ", task_full_columns!("$1"));
+
+/// Many task reads in one statement (`TaskFullOp`), each an index probe in a `LATERAL`
+/// subquery kept apart by `OFFSET 0`, as for stream starts below.
+const TASK_FULL_BATCH_SQL: &str = concat!(
+    "SELECT r.ord, s.* FROM unnest($1::uuid[]) WITH ORDINALITY AS r(task_id, ord)
+  CROSS JOIN LATERAL (SELECT ",
+    task_full_columns!("r.task_id"),
+    " OFFSET 0) s"
+);
 
 /// A stream's start (`Store::task_stream_start`): the task, its place in line while queued
 /// and its milestones after the cursor, in one statement and so one snapshot (a terminal
@@ -550,24 +568,21 @@ impl PgStore {
         Ok(true)
     }
 
+    /// Task reads (a task's detail view, what a client checks after a stream ends) arrive one
+    /// per request; under load they are read many to a statement (`pg_batch`).
     pub async fn task_full(&self, id: uuid::Uuid) -> StoreResult<Option<super::TaskFull>> {
-        use sqlx::{FromRow, Row};
-        let Some(row) = sqlx::query(TASK_FULL_SQL).bind(id).fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let task = super::TaskRow::from_row(&row)?;
-        let payload = if row.try_get::<bool, _>("has_payload")? {
-            Some(super::TaskPayloadRow {
-                input: row.try_get("input")?,
-                output: row.try_get("output")?,
-                error: row.try_get("error")?,
-            })
-        } else {
-            None
-        };
-        let steps: sqlx::types::Json<Vec<StepJson>> = row.try_get("steps")?;
-        let steps = steps.0.into_iter().map(Into::into).collect();
-        Ok(Some(super::TaskFull { task, payload, steps, queue_position: row.try_get("queue_position")? }))
+        Ok(self.batch.task_full.call(&self.pool, id).await??)
+    }
+
+    /// The statement that reads many tasks at once (public for tests and `EXPLAIN`).
+    pub const TASK_FULL_BATCH_SQL: &str = TASK_FULL_BATCH_SQL;
+
+    /// Many task reads as one statement, answered in order: what [`PgStore::task_full`]
+    /// runs under load.
+    pub async fn task_full_many(&self, ids: &[uuid::Uuid]) -> StoreResult<Vec<Option<super::TaskFull>>> {
+        use super::pg_batch::BatchOp;
+        let outs = TaskFullOp::batch((&self.pool).into(), ids).await?;
+        Ok(outs.into_iter().collect::<Result<_, _>>()?)
     }
 
     /// Stream starts arrive one per opened stream; under load they are read many to a
@@ -641,6 +656,7 @@ pub(crate) struct Batchers {
     claim: super::pg_batch::Batcher<ClaimOp>,
     finish: super::pg_batch::Batcher<FinishOp>,
     stream_start: super::pg_batch::Batcher<StreamStartOp>,
+    task_full: super::pg_batch::Batcher<TaskFullOp>,
 }
 
 /// Decodes one `fm_task_*` answer; a malformed one is that call's error alone.
@@ -990,6 +1006,75 @@ impl super::pg_batch::BatchOp for FinishOp {
     }
 }
 
+/// The answers of a batched read, one per request: each row carries its request's `ord`
+/// (`WITH ORDINALITY`, from 1); a request without a row reads a task that does not exist
+/// (or is not visible to the statement's snapshot).
+fn rows_by_ord<T>(
+    rows: &[sqlx::postgres::PgRow],
+    n: usize,
+    parse: impl Fn(&sqlx::postgres::PgRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<Result<Option<T>, sqlx::Error>>, sqlx::Error> {
+    use sqlx::Row;
+    let mut outs: Vec<Result<Option<T>, sqlx::Error>> = (0..n).map(|_| Ok(None)).collect();
+    for row in rows {
+        let ord: i64 = row.try_get("ord")?;
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| outs.get_mut(i)) {
+            *slot = parse(row).map(Some);
+        }
+    }
+    Ok(outs)
+}
+
+type TaskFullOut = Result<Option<super::TaskFull>, sqlx::Error>;
+
+/// Task reads, many to a statement: like a stream start, a lone read costs a pooled round
+/// trip (and sqlx's two pings of the pooled connection) and an executor start of its own.
+struct TaskFullOp;
+
+impl TaskFullOp {
+    fn parse(row: &sqlx::postgres::PgRow) -> Result<super::TaskFull, sqlx::Error> {
+        use sqlx::{FromRow, Row};
+        let task = super::TaskRow::from_row(row)?;
+        let payload = if row.try_get::<bool, _>("has_payload")? {
+            Some(super::TaskPayloadRow {
+                input: row.try_get("input")?,
+                output: row.try_get("output")?,
+                error: row.try_get("error")?,
+            })
+        } else {
+            None
+        };
+        let steps: sqlx::types::Json<Vec<StepJson>> = row.try_get("steps")?;
+        let steps = steps.0.into_iter().map(Into::into).collect();
+        Ok(super::TaskFull { task, payload, steps, queue_position: row.try_get("queue_position")? })
+    }
+}
+
+impl super::pg_batch::BatchOp for TaskFullOp {
+    type Req = uuid::Uuid;
+    type Out = TaskFullOut;
+    fn failed(out: &TaskFullOut) -> bool {
+        out.is_err()
+    }
+    fn lost(e: sqlx::Error) -> TaskFullOut {
+        Err(e)
+    }
+    const LOOPS: usize = 1;
+
+    async fn batch<'a>(
+        pool: super::pg_pool::BatchConn<'a>,
+        ids: &'a [uuid::Uuid],
+    ) -> Result<Vec<TaskFullOut>, sqlx::Error> {
+        let rows = sqlx::query(TASK_FULL_BATCH_SQL).bind(ids).fetch_all(pool).await?;
+        rows_by_ord(&rows, ids.len(), Self::parse)
+    }
+
+    async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, id: &'a uuid::Uuid) -> TaskFullOut {
+        let row = sqlx::query(TASK_FULL_SQL).bind(id).fetch_optional(pool).await?;
+        row.as_ref().map(Self::parse).transpose()
+    }
+}
+
 type StreamStartOut = Result<Option<super::TaskStreamStart>, sqlx::Error>;
 
 /// Stream starts, read many to a statement: a read commits nothing, but each statement
@@ -1025,21 +1110,12 @@ impl super::pg_batch::BatchOp for StreamStartOp {
         pool: super::pg_pool::BatchConn<'a>,
         reqs: &'a [(uuid::Uuid, i64)],
     ) -> Result<Vec<StreamStartOut>, sqlx::Error> {
-        use sqlx::Row;
         let rows = sqlx::query(TASK_STREAM_START_BATCH_SQL)
             .bind(reqs.iter().map(|r| r.0).collect::<Vec<_>>())
             .bind(reqs.iter().map(|r| r.1).collect::<Vec<_>>())
             .fetch_all(pool)
             .await?;
-        // A task without a row does not exist (or is not visible to this snapshot).
-        let mut outs: Vec<StreamStartOut> = (0..reqs.len()).map(|_| Ok(None)).collect();
-        for row in &rows {
-            let ord: i64 = row.try_get("ord")?;
-            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| outs.get_mut(i)) {
-                *slot = Self::parse(row).map(Some);
-            }
-        }
-        Ok(outs)
+        rows_by_ord(&rows, reqs.len(), Self::parse)
     }
 
     async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, &(id, after): &'a (uuid::Uuid, i64)) -> StreamStartOut {

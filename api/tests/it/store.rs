@@ -979,22 +979,15 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
     assert!(mixed.to_string().contains("running limits"), "{mixed}");
 }
 
-/// Stream starts read many to a statement (`PgStore::task_stream_start_many`, what a
-/// stream's open runs under load) answer each task as its own read does: a queued task
-/// with its place in line, a running and a finished one with their milestones after each
-/// cursor, and no answer for a task that does not exist, in request order, the same task
-/// twice included. Under generic plans (what a connection may cache after its first calls)
-/// the statement still finds every row by its key: no scan of a task table.
-#[tokio::test]
-async fn stream_starts_read_together_answer_as_alone() {
+/// Four two-step `figme` tasks of a new user, in submit order: task 0 runs (claimed, its
+/// first step started), task 1 has ended with the output `{"model": "m.glb"}`, tasks 2 and 3
+/// wait in line.
+async fn four_tasks(store: &funmagic_api::store::Store, email: &str) -> Vec<uuid::Uuid> {
     use funmagic_api::store::{Claim, NewTask, TaskEnd, TransactionType};
     use serde_json::json;
-    let Some(app) = TestApp::spawn(funmagic_api::testing::TestBackend::ScaleOut).await else { return };
-    let store = app.state().store().clone();
-    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
     let tool = store.tool_get_by_slug("figme").await.unwrap().expect("the seeded figme tool");
-    let user = store.user_create(&new_user("streams@example.com")).await.unwrap().id;
-    store.credits_grant(user, TransactionType::Bonus, 100, "seed-streams", None).await.unwrap();
+    let user = store.user_create(&new_user(email)).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 100, &format!("seed-{email}"), None).await.unwrap();
     let mut ids = vec![];
     for i in 0..4 {
         let new = NewTask {
@@ -1012,13 +1005,27 @@ async fn stream_starts_read_together_answer_as_alone() {
         ids.push(store.task_submit(&new).await.unwrap().0.id);
     }
     let lease = std::time::Duration::from_secs(60);
-    // Task 0 runs (claimed, its first step started), task 1 has ended; 2 and 3 wait in line.
     for id in &ids[..2] {
         assert!(matches!(store.queue_claim(Some(*id), lease, 3, 3).await.unwrap(), Claim::Claimed(_)));
     }
     let output = json!({ "model": "m.glb" });
     let event = json!({ "output": output });
     assert!(store.task_finish(ids[1], &TaskEnd::completed(&output, &event), 1).await.unwrap().ended);
+    ids
+}
+
+/// Stream starts read many to a statement (`PgStore::task_stream_start_many`, what a
+/// stream's open runs under load) answer each task as its own read does: a queued task
+/// with its place in line, a running and a finished one with their milestones after each
+/// cursor, and no answer for a task that does not exist, in request order, the same task
+/// twice included. Under generic plans (what a connection may cache after its first calls)
+/// the statement still finds every row by its key: no scan of a task table.
+#[tokio::test]
+async fn stream_starts_read_together_answer_as_alone() {
+    let Some(app) = TestApp::spawn(funmagic_api::testing::TestBackend::ScaleOut).await else { return };
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
+    let ids = four_tasks(&store, "streams@example.com").await;
 
     let missing = uuid::Uuid::now_v7();
     let reqs = [(ids[0], 0), (missing, 0), (ids[1], 1), (ids[2], 0), (ids[3], 0), (ids[1], 0), (ids[0], 5)];
@@ -1042,21 +1049,72 @@ async fn stream_starts_read_together_answer_as_alone() {
     assert!(running.queue_seq.is_none() && running.events.len() >= 2, "{running:?}");
     assert!(together[6].as_ref().unwrap().events.is_empty(), "a cursor past the end: nothing to replay");
 
+    let query = || {
+        sqlx::query(funmagic_api::store::PgStore::STREAM_START_BATCH_SQL)
+            .bind(reqs.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(reqs.iter().map(|r| r.1).collect::<Vec<_>>())
+    };
+    read_by_key_under_generic_plans(pg, &["tasks", "task_queue", "task_events"], reqs.len() - 1, query).await;
+}
+
+/// Task reads many to a statement (`PgStore::task_full_many`, what a task's detail view
+/// runs under load) answer each task as its own read does: its payload (input, and output
+/// once ended), its steps, and while queued its place in line; no answer for a task that
+/// does not exist; in request order, the same task twice included. Under generic plans
+/// every row is still found by its key.
+#[tokio::test]
+async fn task_reads_together_answer_as_alone() {
+    use serde_json::json;
+    let Some(app) = TestApp::spawn(funmagic_api::testing::TestBackend::ScaleOut).await else { return };
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
+    let ids = four_tasks(&store, "reads@example.com").await;
+    let output = json!({ "model": "m.glb" });
+
+    let missing = uuid::Uuid::now_v7();
+    let reqs = [ids[0], missing, ids[1], ids[2], ids[3], ids[1]];
+    let together = pg.task_full_many(&reqs).await.unwrap();
+    assert_eq!(together.len(), reqs.len(), "one answer per request");
+    for (i, id) in reqs.iter().enumerate() {
+        // Alone, one after another: each is a batch of one, the single-task statement.
+        let alone = store.task_full(*id).await.unwrap();
+        assert_eq!(together[i], alone, "request {i}: {id}");
+    }
+    assert!(together[1].is_none(), "no such task");
+    let (first, second) = (together[3].as_ref().unwrap(), together[4].as_ref().unwrap());
+    assert_eq!(first.payload.as_ref().unwrap().input.0, json!({ "i": 2 }));
+    assert!(first.queue_position.unwrap() < second.queue_position.unwrap(), "queued tasks keep their place in line");
+    let ended = together[2].as_ref().unwrap();
+    assert!(ended.task.is_terminal() && ended.queue_position.is_none());
+    assert_eq!(ended.payload.as_ref().unwrap().output.as_ref().map(|o| &o.0), Some(&output));
+    assert_eq!(ended.steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>(), ["image-gen", "3d-gen"]);
+    assert_eq!(together[2], together[5], "the same task twice: the same answer");
+    assert!(together[0].as_ref().unwrap().queue_position.is_none(), "a running task has no place in line");
+
+    let query = || sqlx::query(funmagic_api::store::PgStore::TASK_FULL_BATCH_SQL).bind(reqs.to_vec());
+    let tables = ["tasks", "task_payloads", "task_steps", "task_queue"];
+    read_by_key_under_generic_plans(pg, &tables, reqs.len() - 1, query).await;
+}
+
+/// Runs a batched read six times under generic plans (what a connection may cache after its
+/// first calls), each answering `rows` rows, and checks it scanned none of `tables`.
+async fn read_by_key_under_generic_plans<'q>(
+    pg: &funmagic_api::store::PgStore,
+    tables: &[&str],
+    rows: usize,
+    query: impl Fn() -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) {
     let mut conn = pg.pool().acquire().await.unwrap();
     sqlx::raw_sql("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *conn).await.unwrap();
     let seq_scans = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables \
-                     WHERE relname IN ('tasks', 'task_queue', 'task_events') ORDER BY 1";
-    let before: Vec<(String, i64)> = sqlx::query_as(seq_scans).fetch_all(&mut *conn).await.unwrap();
+                     WHERE relname = ANY($1) ORDER BY 1";
+    let tables: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    let before: Vec<(String, i64)> = sqlx::query_as(seq_scans).bind(&tables).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(before.len(), tables.len(), "every table has its statistics row");
     for _ in 0..6 {
-        let rows = sqlx::query(funmagic_api::store::PgStore::STREAM_START_BATCH_SQL)
-            .bind(reqs.iter().map(|r| r.0).collect::<Vec<_>>())
-            .bind(reqs.iter().map(|r| r.1).collect::<Vec<_>>())
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(rows.len(), reqs.len() - 1, "a row per existing task");
+        assert_eq!(query().fetch_all(&mut *conn).await.unwrap().len(), rows, "a row per existing task");
     }
-    let after: Vec<(String, i64)> = sqlx::query_as(seq_scans).fetch_all(&mut *conn).await.unwrap();
+    let after: Vec<(String, i64)> = sqlx::query_as(seq_scans).bind(&tables).fetch_all(&mut *conn).await.unwrap();
     assert_eq!(before, after, "the batch read scanned a task table");
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
 }
