@@ -12,6 +12,8 @@
 # database then holds as many as the side-by-side's later phases meet). Prints the
 # driver's result line and CPU ms per completed task for the API, the worker, PostgreSQL
 # (every backend and helper, each process once) and Redis.
+# The figures include the driver's untimed read-back of every task after e2e and drain (one
+# GET each), which the side-by-side's own numbers leave out.
 # PostgreSQL and Redis are the machine's (127.0.0.1:5432 as postgres, 127.0.0.1:6379); the
 # database funmagic_cpu is dropped and made again, Redis keys get their own prefix.
 set -euo pipefail
