@@ -10,6 +10,9 @@
 //! 5. Event fan-out: 10,000 followers (the SSE streams' `Follower`s) on waiting tasks;
 //!    their memory, the process's CPU while idle, and publish → delivery latency and
 //!    events/s for one progress event to each.
+//! 6. The same over real HTTP: the `funmagic-server` binary with 10,000 SSE streams open
+//!    on waiting tasks; the server process's memory and idle CPU, and how fast events
+//!    reach the streams (see `http_fan_out`).
 
 // The server's route tree nests deep enough (middleware around middleware) that laying out
 // its future in a release build passes the default query depth of 128.
@@ -341,8 +344,16 @@ async fn fan_out(backend: TestBackend, followers: usize) {
 }
 
 fn main() {
-    local_algorithms();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // `FUNMAGIC_BENCH_ONLY=http-fan-out` runs that figure alone.
+    if std::env::var("FUNMAGIC_BENCH_ONLY").is_ok_and(|only| only == "http-fan-out") {
+        rt.block_on(async {
+            http_fan_out(TestBackend::Embedded, 10_000).await;
+            http_fan_out(TestBackend::ScaleOut, 10_000).await;
+        });
+        return;
+    }
+    local_algorithms();
     rt.block_on(async {
         queue(TestBackend::Embedded).await;
         queue(TestBackend::ScaleOut).await;
@@ -352,5 +363,273 @@ fn main() {
         task_reads(TestBackend::ScaleOut).await;
         fan_out(TestBackend::Embedded, 10_000).await;
         fan_out(TestBackend::ScaleOut, 10_000).await;
+        http_fan_out(TestBackend::Embedded, 10_000).await;
+        http_fan_out(TestBackend::ScaleOut, 10_000).await;
     });
+}
+
+/// VmRSS of process `pid`, in KiB.
+fn rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of process `pid`, in clock ticks.
+fn cpu_ticks_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// What one open stream reports to the bench.
+enum Seen {
+    /// Its history (`connected`, `queued`) has arrived: it is waiting like a client would.
+    Ready,
+    /// An event whose data carries this marker arrived.
+    Marked(&'static str, Instant),
+}
+
+/// One SSE stream over HTTP, read the way a client reads it: reports `Ready` after the
+/// `queued` event, then every event carrying one of the bench's markers, until the
+/// stream ends.
+async fn sse_reader(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    opening: std::sync::Arc<tokio::sync::Semaphore>,
+    seen: tokio::sync::mpsc::UnboundedSender<Seen>,
+) {
+    let permit = opening.acquire_owned().await.unwrap();
+    let mut resp = client.get(&url).bearer_auth(&token).send().await.expect("open the stream");
+    assert_eq!(resp.status(), 200, "opening {url}: {}", resp.status());
+    let mut permit = Some(permit);
+    let mut buf: Vec<u8> = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let at = Instant::now();
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            if permit.is_some() && text.contains("event: queued") {
+                permit = None;
+                let _ = seen.send(Seen::Ready);
+            }
+            for marker in ["\"probe\"", "\"burst\"", "\"cancelled\""] {
+                if text.contains(marker) {
+                    let _ = seen.send(Seen::Marked(marker, at));
+                }
+            }
+        }
+    }
+}
+
+/// The fan-out target over real HTTP: the `funmagic-server` binary (`serve`, no workers),
+/// `streams` SSE streams open on waiting tasks (100 users × up to 100 streams, the default
+/// per-user cap), driven by a client in this process. Reports the server process's memory
+/// and idle CPU with every stream open (20 s: a sweep and a keep-alive round fall inside),
+/// and how fast events reach the streams: in scale-out, progress events published on the
+/// Redis channel as a worker publishes them (one at a time, and one to every stream at
+/// once); in both modes, cancellations over HTTP until the `cancelled` event arrives.
+async fn http_fan_out(backend: TestBackend, streams: usize) {
+    use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
+    const PER_USER: usize = 100;
+    let dir = TempDir::new("sse-bench");
+    let (database, redis) = match backend {
+        TestBackend::Embedded => (None, None),
+        TestBackend::ScaleOut => {
+            let (Some(database), Some(redis)) = (TestDatabase::create().await, TestRedisPrefix::create().await) else {
+                return;
+            };
+            (Some(database), Some(redis))
+        }
+    };
+    let settings = TestApp::settings(backend, &dir, database.as_ref(), redis.as_ref(), Default::default());
+    let state = funmagic_api::app::AppState::build(settings, funmagic_api::app::Migrations::Apply).await.unwrap();
+    let client_info = funmagic_api::accounts::flows::Client { ip: "127.0.0.1".into(), user_agent: None };
+    let mut tokens = Vec::new();
+    let mut tasks: Vec<(usize, uuid::Uuid)> = Vec::with_capacity(streams);
+    for u in 0..streams.div_ceil(PER_USER) {
+        let principal = bench_user(&state, &format!("sse{u}@example.com")).await;
+        let issued =
+            funmagic_api::accounts::flows::create_session(&state, principal.user.clone(), &client_info).await.unwrap();
+        tokens.push(issued.token);
+        for _ in 0..PER_USER.min(streams - u * PER_USER) {
+            tasks.push((u, funmagic_api::tasks::submit(&state, &principal, &echo_submit()).await.unwrap().id));
+        }
+    }
+    state.store().close().await;
+    drop(state);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_funmagic-server"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", "0"])
+        .env("FUNMAGIC_DATA_DIR", dir.path())
+        .env("FUNMAGIC_LOG", "warn")
+        .env("FUNMAGIC_BOOTSTRAP_ADMIN", "false")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let (Some(database), Some(redis)) = (&database, &redis) {
+        cmd.env("DATABASE_URL", &database.url)
+            .env("REDIS_URL", funmagic_api::testing::redis_url())
+            .env("FUNMAGIC_REDIS_PREFIX", &redis.prefix);
+    }
+    let mut server = cmd.spawn().expect("start funmagic-server");
+    let pid = server.id().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut up = false;
+    for _ in 0..300 {
+        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server did not come up");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib_of(pid);
+
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let opening = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
+    let started = Instant::now();
+    let readers: Vec<_> = tasks
+        .iter()
+        .map(|(u, id)| {
+            tokio::spawn(sse_reader(
+                client.clone(),
+                format!("{base}/api/tasks/{id}/stream"),
+                tokens[*u].clone(),
+                opening.clone(),
+                seen_tx.clone(),
+            ))
+        })
+        .collect();
+    let mut ready = 0;
+    while ready < streams {
+        match tokio::time::timeout(Duration::from_secs(60), seen.recv()).await {
+            Ok(Some(Seen::Ready)) => ready += 1,
+            Ok(Some(_)) => {}
+            _ => panic!("only {ready} of {streams} streams opened"),
+        }
+    }
+    let opened_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_open = rss_kib_of(pid);
+    let idle_from = cpu_ticks_of(pid);
+    let idle_secs = 20;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle = cpu_ticks_of(pid) - idle_from;
+    let rss_idle = rss_kib_of(pid);
+    println!(
+        "{backend:?} HTTP fan-out, {streams} SSE streams on waiting tasks (server process): opened in {:.1} s; \
+         RSS {:.1} MiB idle before, {:.1} MiB with them open ({:.1} KiB a stream), {:.1} MiB after {idle_secs} s; \
+         idle CPU {:.1}% of a core over {idle_secs} s",
+        opened_in.as_secs_f64(),
+        rss_before as f64 / 1024.0,
+        rss_open as f64 / 1024.0,
+        rss_open.saturating_sub(rss_before) as f64 / streams as f64,
+        rss_idle as f64 / 1024.0,
+        idle as f64 / idle_secs as f64,
+    );
+
+    let percentiles = |mut v: Vec<Duration>| {
+        v.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(v[v.len() / 2]),
+            ms(v[v.len() * 99 / 100]),
+            ms(v[v.len() - 1])
+        )
+    };
+    if let Some(prefix) = redis.as_ref().map(|r| r.prefix.clone()) {
+        let redis = redis::Client::open(funmagic_api::testing::redis_url()).unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let channel = format!("{prefix}:events");
+        let payload = |id: uuid::Uuid, marker: &str| {
+            serde_json::to_string(&funmagic_api::events::Live {
+                task_id: id,
+                seq: None,
+                kind: EventKind::Progress,
+                data: serde_json::json!({ "type": "progress", "progress": 60, marker: true }),
+            })
+            .unwrap()
+        };
+        // One event at a time, 5 ms apart, to streams among the open ones.
+        let mut single = Vec::new();
+        for (_, id) in tasks.iter().step_by((streams / 200).max(1)).take(200) {
+            let sent = Instant::now();
+            let _: i64 =
+                redis::cmd("PUBLISH").arg(&channel).arg(payload(*id, "probe")).query_async(&mut conn).await.unwrap();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
+                    Ok(Some(Seen::Marked("\"probe\"", at))) => {
+                        single.push(at.saturating_duration_since(sent));
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    _ => panic!("a probe event did not arrive"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // One event to every stream at once (one pipeline of PUBLISHes).
+        let mut pipe = redis::pipe();
+        for (_, id) in &tasks {
+            pipe.cmd("PUBLISH").arg(&channel).arg(payload(*id, "burst")).ignore();
+        }
+        let sent = Instant::now();
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+        let mut burst = Vec::with_capacity(streams);
+        while burst.len() < streams {
+            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
+                Ok(Some(Seen::Marked("\"burst\"", at))) => burst.push(at.saturating_duration_since(sent)),
+                Ok(Some(_)) => {}
+                _ => panic!("only {} of {streams} burst events arrived", burst.len()),
+            }
+        }
+        let all = burst.iter().max().copied().unwrap_or_default();
+        println!(
+            "{backend:?} HTTP fan-out: a progress event published on Redis to one of {streams} open streams: {}; \
+             one to each at once: all delivered in {:.0} ms ({:.0} events/s), {}",
+            percentiles(single),
+            all.as_secs_f64() * 1e3,
+            streams as f64 / all.as_secs_f64(),
+            percentiles(burst),
+        );
+    }
+    // Cancellations over HTTP (a queued task ends at once): request sent → `cancelled`
+    // event on the task's open stream, one at a time.
+    let mut cancels = Vec::new();
+    for (u, id) in tasks.iter().step_by((streams / 100).max(1)).take(100) {
+        let sent = Instant::now();
+        let resp = client.post(format!("{base}/api/tasks/{id}/cancel")).bearer_auth(&tokens[*u]).send().await.unwrap();
+        assert!(resp.status().is_success(), "cancel: {}", resp.status());
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
+                Ok(Some(Seen::Marked("\"cancelled\"", at))) => {
+                    cancels.push(at.saturating_duration_since(sent));
+                    break;
+                }
+                Ok(Some(_)) => {}
+                _ => panic!("a cancelled event did not arrive"),
+            }
+        }
+    }
+    println!(
+        "{backend:?} HTTP fan-out: cancel request → `cancelled` on the task's stream, with {streams} open: {}",
+        percentiles(cancels)
+    );
+    for reader in readers {
+        reader.abort();
+    }
+    let _ = server.start_kill();
+    let _ = server.wait().await;
 }
