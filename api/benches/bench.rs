@@ -11,8 +11,9 @@
 //!    their memory, the process's CPU while idle, and publish → delivery latency and
 //!    events/s for one progress event to each.
 //! 6. The same over real HTTP: the `funmagic-server` binary with 10,000 SSE streams open
-//!    on waiting tasks; the server process's memory and idle CPU, and how fast events
-//!    reach the streams (see `http_fan_out`).
+//!    on waiting tasks, over HTTP/1.1 (a connection each) and HTTP/2 (shared connections);
+//!    the server process's memory and idle CPU, and how fast events reach the streams (see
+//!    `http_fan_out`).
 
 // The server's route tree nests deep enough (middleware around middleware) that laying out
 // its future in a release build passes the default query depth of 128.
@@ -348,8 +349,10 @@ fn main() {
     // `FUNMAGIC_BENCH_ONLY=http-fan-out` runs that figure alone.
     if std::env::var("FUNMAGIC_BENCH_ONLY").is_ok_and(|only| only == "http-fan-out") {
         rt.block_on(async {
-            http_fan_out(TestBackend::Embedded, 10_000).await;
-            http_fan_out(TestBackend::ScaleOut, 10_000).await;
+            for http2 in [false, true] {
+                http_fan_out(TestBackend::Embedded, 10_000, http2).await;
+                http_fan_out(TestBackend::ScaleOut, 10_000, http2).await;
+            }
         });
         return;
     }
@@ -363,8 +366,10 @@ fn main() {
         task_reads(TestBackend::ScaleOut).await;
         fan_out(TestBackend::Embedded, 10_000).await;
         fan_out(TestBackend::ScaleOut, 10_000).await;
-        http_fan_out(TestBackend::Embedded, 10_000).await;
-        http_fan_out(TestBackend::ScaleOut, 10_000).await;
+        for http2 in [false, true] {
+            http_fan_out(TestBackend::Embedded, 10_000, http2).await;
+            http_fan_out(TestBackend::ScaleOut, 10_000, http2).await;
+        }
     });
 }
 
@@ -435,7 +440,7 @@ async fn sse_reader(
 /// and how fast events reach the streams: in scale-out, progress events published on the
 /// Redis channel as a worker publishes them (one at a time, and one to every stream at
 /// once); in both modes, cancellations over HTTP until the `cancelled` event arrives.
-async fn http_fan_out(backend: TestBackend, streams: usize) {
+async fn http_fan_out(backend: TestBackend, streams: usize, http2: bool) {
     use funmagic_api::testing::{TempDir, TestDatabase, TestRedisPrefix};
     const PER_USER: usize = 100;
     let dir = TempDir::new("sse-bench");
@@ -483,7 +488,13 @@ async fn http_fan_out(backend: TestBackend, streams: usize) {
     }
     let mut server = cmd.spawn().expect("start funmagic-server");
     let pid = server.id().unwrap();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // HTTP/2 (cleartext, prior knowledge): streams share connections, as through a proxy
+    // that speaks h2c to the API (deploy/proxy/Caddyfile) or a client that multiplexes.
+    let client = match http2 {
+        true => reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap(),
+        false => reqwest::Client::builder().no_proxy().build().unwrap(),
+    };
+    let protocol = if http2 { "HTTP/2" } else { "HTTP/1.1" };
     let mut up = false;
     for _ in 0..300 {
         if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -528,7 +539,7 @@ async fn http_fan_out(backend: TestBackend, streams: usize) {
     let idle = cpu_ticks_of(pid) - idle_from;
     let rss_idle = rss_kib_of(pid);
     println!(
-        "{backend:?} HTTP fan-out, {streams} SSE streams on waiting tasks (server process): opened in {:.1} s; \
+        "{backend:?} {protocol} fan-out, {streams} SSE streams on waiting tasks (server process): opened in {:.1} s; \
          RSS {:.1} MiB idle before, {:.1} MiB with them open ({:.1} KiB a stream), {:.1} MiB after {idle_secs} s; \
          idle CPU {:.1}% of a core over {idle_secs} s",
         opened_in.as_secs_f64(),
@@ -597,7 +608,7 @@ async fn http_fan_out(backend: TestBackend, streams: usize) {
         }
         let all = burst.iter().max().copied().unwrap_or_default();
         println!(
-            "{backend:?} HTTP fan-out: a progress event published on Redis to one of {streams} open streams: {}; \
+            "{backend:?} {protocol} fan-out: a progress event published on Redis to one of {streams} open streams: {}; \
              one to each at once: all delivered in {:.0} ms ({:.0} events/s), {}",
             percentiles(single),
             all.as_secs_f64() * 1e3,
@@ -624,7 +635,7 @@ async fn http_fan_out(backend: TestBackend, streams: usize) {
         }
     }
     println!(
-        "{backend:?} HTTP fan-out: cancel request → `cancelled` on the task's stream, with {streams} open: {}",
+        "{backend:?} {protocol} fan-out: cancel request → `cancelled` on the task's stream, with {streams} open: {}",
         percentiles(cancels)
     );
     for reader in readers {

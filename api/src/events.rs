@@ -54,6 +54,12 @@ enum Msg {
     Resync,
 }
 
+/// Events a followed task's channel holds for its slowest stream: milestones are a
+/// handful per task and progress comes in between, so a stream that falls this far behind
+/// (`Lagged`) reads its history again instead. Each slot is held by every followed task,
+/// so this is also most of a waiting stream's memory in the hub.
+const FOLLOWER_BACKLOG: usize = 16;
+
 /// The Redis channel every process publishes to.
 fn channel_name(redis: &RedisHandle) -> String {
     redis.key("events")
@@ -255,7 +261,9 @@ impl EventHub {
     /// (not the client's `Last-Event-ID`, which anyone may send before being checked).
     fn subscribe(&self, task_id: Uuid) -> broadcast::Receiver<Msg> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let ch = channels.entry(task_id).or_insert_with(|| Channel { tx: broadcast::channel(64).0, last_seq: 0 });
+        let ch = channels
+            .entry(task_id)
+            .or_insert_with(|| Channel { tx: broadcast::channel(FOLLOWER_BACKLOG).0, last_seq: 0 });
         ch.tx.subscribe()
     }
 
@@ -455,7 +463,9 @@ impl Follower {
             }
             if self.read_db {
                 self.read_db = false;
-                self.read_history().await;
+                // Boxed: a waiting stream's `next` then holds a small future, not the
+                // database read's (which it needs only now and then).
+                Box::pin(self.read_history()).await;
                 if !self.buffer.is_empty() || self.done {
                     continue;
                 }

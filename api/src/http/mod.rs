@@ -20,6 +20,7 @@ pub mod models;
 pub mod pages;
 pub mod providers;
 pub mod security;
+pub mod sse;
 pub mod tasks;
 pub mod text;
 pub mod tools;

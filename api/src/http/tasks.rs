@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{StepStatus, TaskStatus};
 use super::security::Caller;
+use super::sse::{EventStream, SseEvent};
 use super::text::{HttpUrl, Opt, Slug, Token};
 use crate::app::AppState;
 use crate::auth::ratelimit::UserAction;
@@ -311,7 +312,7 @@ impl TasksApi {
         Caller(principal): Caller,
         id: Path<Uuid>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
-    ) -> Result<EventStream<BoxStream<'static, TaskEvent>>> {
+    ) -> Result<EventStream<TaskEvent>> {
         // The caller's own limits first: a client at its cap or its rate, reconnecting in a
         // loop, costs no read of the database (nor does it for someone else's task).
         let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
@@ -330,16 +331,8 @@ impl TasksApi {
             let live = f.next().await?;
             Some((TaskEvent { seq: live.seq, kind: live.kind, data: live.data }, (f, open)))
         });
-        Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>)
-            .keep_alive(Duration::from_secs(15))
-            .to_event(|e| {
-                let data = e.data.to_string();
-                let event = poem::web::sse::Event::message(data).event_type(e.kind.as_str());
-                match e.seq {
-                    Some(seq) => event.id(seq.to_string()),
-                    None => event,
-                }
-            }))
+        let to_event = |e: TaskEvent| SseEvent { id: e.seq, event: e.kind.as_str(), data: e.data.to_string() };
+        Ok(EventStream::new(Box::pin(stream) as BoxStream<'static, TaskEvent>, to_event, Duration::from_secs(15)))
     }
 }
 
