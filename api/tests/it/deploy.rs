@@ -434,3 +434,104 @@ async fn the_compose_services_run_a_task_end_to_end() {
     drop(processes);
     state.store().close().await;
 }
+
+const CADDYFILE: &str = include_str!("../../../deploy/proxy/Caddyfile");
+
+/// Established TCP connections whose local end is `port` (the server's side of each).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "01"
+        })
+        .count()
+}
+
+/// The shipped Caddyfile, run by Caddy in front of the API with only its site address,
+/// upstream address and log file swapped for this machine's (and its admin endpoint off):
+/// task event streams read through it arrive whole, and Caddy reaches the API over HTTP/2
+/// without TLS, so streams open at the same time share its connections (over HTTP/1.1
+/// each would hold one of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caddyfile_proxies_event_streams_over_shared_connections() {
+    let caddy = ["/usr/bin/caddy", "/usr/local/bin/caddy"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let Some(caddy) = caddy else {
+        assert!(!funmagic_api::testing::in_ci(), "caddy is not installed (.ci/run installs it)");
+        eprintln!("SKIPPED: caddy is not installed (apt-get install caddy)");
+        return;
+    };
+    let app = funmagic_api::testing::TestApp::spawn(funmagic_api::testing::TestBackend::Embedded).await.unwrap();
+    let api_port = app.server.addr.port();
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = TempDir::new("caddy");
+    let mut config = CADDYFILE.to_string();
+    for (from, to) in [
+        ("{\n", "{\n\tadmin off\n".to_string()),
+        ("funmagic.example.com {", format!("http://127.0.0.1:{proxy_port} {{")),
+        ("reverse_proxy 127.0.0.1:8000 {", format!("reverse_proxy 127.0.0.1:{api_port} {{")),
+        ("/var/log/caddy/funmagic.access.log", dir.path().join("access.log").display().to_string()),
+    ] {
+        assert!(config.contains(from), "the Caddyfile no longer has {from:?}");
+        config = config.replacen(from, &to, 1);
+    }
+    assert!(config.contains("versions h2c"), "the Caddyfile speaks HTTP/2 to the API");
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, config).unwrap();
+    let mut proxy = tokio::process::Command::new(caddy)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&file)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start caddy");
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "no answer through caddy");
+
+    let user = crate::funded(&app, "proxied@example.com", 1_000).await;
+    let sdk = crate::client_as(&app, &user.token);
+    const STREAMS: usize = 8;
+    let mut readers = Vec::new();
+    for _ in 0..STREAMS {
+        let task =
+            sdk.task_create(None, &crate::echo(serde_json::json!({ "delayMs": 2500 }))).await.unwrap().into_inner();
+        let (base, token) = (base.clone(), user.token.clone());
+        readers.push(tokio::spawn(async move {
+            crate::tasks::read_events(&base, &token, task.task.id, None, |e| e.1 == "completed").await
+        }));
+    }
+    // All eight streams are open through the proxy (the tasks take 2.5 s each, four at a time).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shared = connections_to(api_port);
+    assert!(shared >= 1, "no connection from caddy to the API");
+    assert!(shared < STREAMS, "{STREAMS} open streams took {shared} connections to the API: not multiplexed");
+    for reader in readers {
+        let events = reader.await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"connected"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"completed"), "{kinds:?}");
+        for milestone in ["queued", "step_started", "step_completed"] {
+            assert!(kinds.contains(&milestone), "{milestone} missing through the proxy: {kinds:?}");
+        }
+        let ids: Vec<i64> = events.iter().filter_map(|e| e.0).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids out of order: {ids:?}");
+    }
+    let _ = proxy.start_kill();
+    let _ = proxy.wait().await;
+}

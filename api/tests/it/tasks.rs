@@ -19,7 +19,7 @@ funmagic_api::test_both_backends!(
 );
 
 /// Reads SSE events `(id, event, data)` from a stream until `stop` returns true or it ends.
-async fn read_events(
+pub(crate) async fn read_events(
     app_url: &str,
     token: &str,
     task: uuid::Uuid,
