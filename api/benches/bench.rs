@@ -399,6 +399,18 @@ enum Seen {
     Marked(&'static str, Instant),
 }
 
+/// When the next event carrying `marker` arrived (other reports are passed over); panics
+/// when none comes within `wait`.
+async fn next_marked(seen: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>, marker: &str, wait: Duration) -> Instant {
+    loop {
+        match tokio::time::timeout(wait, seen.recv()).await {
+            Ok(Some(Seen::Marked(m, at))) if m == marker => return at,
+            Ok(Some(_)) => {}
+            _ => panic!("no {marker} event arrived within {wait:?}"),
+        }
+    }
+}
+
 /// One SSE stream over HTTP, read the way a client reads it: reports `Ready` after the
 /// `queued` event, then every event carrying one of the bench's markers, until the
 /// stream ends.
@@ -579,16 +591,8 @@ async fn http_fan_out(backend: TestBackend, streams: usize, http2: bool) {
             let sent = Instant::now();
             let _: i64 =
                 redis::cmd("PUBLISH").arg(&channel).arg(payload(*id, "probe")).query_async(&mut conn).await.unwrap();
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
-                    Ok(Some(Seen::Marked("\"probe\"", at))) => {
-                        single.push(at.saturating_duration_since(sent));
-                        break;
-                    }
-                    Ok(Some(_)) => {}
-                    _ => panic!("a probe event did not arrive"),
-                }
-            }
+            let at = next_marked(&mut seen, "\"probe\"", Duration::from_secs(5)).await;
+            single.push(at.saturating_duration_since(sent));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // One event to every stream at once (one pipeline of PUBLISHes).
@@ -600,11 +604,8 @@ async fn http_fan_out(backend: TestBackend, streams: usize, http2: bool) {
         let _: () = pipe.query_async(&mut conn).await.unwrap();
         let mut burst = Vec::with_capacity(streams);
         while burst.len() < streams {
-            match tokio::time::timeout(Duration::from_secs(30), seen.recv()).await {
-                Ok(Some(Seen::Marked("\"burst\"", at))) => burst.push(at.saturating_duration_since(sent)),
-                Ok(Some(_)) => {}
-                _ => panic!("only {} of {streams} burst events arrived", burst.len()),
-            }
+            let at = next_marked(&mut seen, "\"burst\"", Duration::from_secs(30)).await;
+            burst.push(at.saturating_duration_since(sent));
         }
         let all = burst.iter().max().copied().unwrap_or_default();
         println!(
@@ -623,16 +624,8 @@ async fn http_fan_out(backend: TestBackend, streams: usize, http2: bool) {
         let sent = Instant::now();
         let resp = client.post(format!("{base}/api/tasks/{id}/cancel")).bearer_auth(&tokens[*u]).send().await.unwrap();
         assert!(resp.status().is_success(), "cancel: {}", resp.status());
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
-                Ok(Some(Seen::Marked("\"cancelled\"", at))) => {
-                    cancels.push(at.saturating_duration_since(sent));
-                    break;
-                }
-                Ok(Some(_)) => {}
-                _ => panic!("a cancelled event did not arrive"),
-            }
-        }
+        let at = next_marked(&mut seen, "\"cancelled\"", Duration::from_secs(5)).await;
+        cancels.push(at.saturating_duration_since(sent));
     }
     println!(
         "{backend:?} {protocol} fan-out: cancel request → `cancelled` on the task's stream, with {streams} open: {}",

@@ -507,19 +507,29 @@ async fn the_caddyfile_proxies_event_streams_over_shared_connections() {
     let user = crate::funded(&app, "proxied@example.com", 1_000).await;
     let sdk = crate::client_as(&app, &user.token);
     const STREAMS: usize = 8;
+    let (opened, mut open) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut readers = Vec::new();
     for _ in 0..STREAMS {
         let task =
             sdk.task_create(None, &crate::echo(serde_json::json!({ "delayMs": 2500 }))).await.unwrap().into_inner();
-        let (base, token) = (base.clone(), user.token.clone());
+        let (base, token, opened) = (base.clone(), user.token.clone(), opened.clone());
         readers.push(tokio::spawn(async move {
-            crate::tasks::read_events(&base, &token, task.task.id, None, |e| e.1 == "completed").await
+            crate::tasks::read_events(&base, &token, task.task.id, None, |e| {
+                if e.1 == "connected" {
+                    let _ = opened.send(());
+                }
+                e.1 == "completed"
+            })
+            .await
         }));
     }
-    // All eight streams are open through the proxy (the tasks take 2.5 s each, four at a time).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every stream is open through the proxy (its first event came; the tasks take 2.5 s
+    // each, four at a time): count the API's connections now. Over HTTP/1.1 there would be
+    // one per stream, plus the SDK's own.
+    for _ in 0..STREAMS {
+        tokio::time::timeout(Duration::from_secs(10), open.recv()).await.expect("a stream opened").unwrap();
+    }
     let shared = connections_to(api_port);
-    assert!(shared >= 1, "no connection from caddy to the API");
     assert!(shared < STREAMS, "{STREAMS} open streams took {shared} connections to the API: not multiplexed");
     for reader in readers {
         let events = reader.await.unwrap();
