@@ -126,6 +126,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0019_statement_webhook_triggers.sql"),
         include_str!("../../../migrations/sqlite/0019_statement_webhook_triggers.sql"),
     ),
+    (
+        20,
+        "reservation_lookup",
+        include_str!("../../../migrations/postgres/0020_reservation_lookup.sql"),
+        include_str!("../../../migrations/sqlite/0020_reservation_lookup.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

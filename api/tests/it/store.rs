@@ -521,7 +521,9 @@ type EndSpec = (
 /// key even with generic plans made on this fresh, never analysed database: once these
 /// batches were joins, planned at a connection's first calls as hash joins over scans of
 /// whole tables, and kept as the tables grew (a drain on a database holding 30,000 tasks
-/// ran ~25% slower than on a fresh one).
+/// ran ~25% slower than on a fresh one). Nor through the wrong index: a reservation is
+/// found by its reference, not by reading the partial index of unresolved ones by user
+/// (migration 0020: such a plan read every entry of it for each batch of ends).
 #[tokio::test]
 async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
     use funmagic_api::store::TransactionType;
@@ -545,6 +547,10 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
         "tools",
     ];
     let seq_scans = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables";
+    // This transaction's scans of each index of `credit_reservations`.
+    let reservation_scans = "SELECT c.relname::text, pg_stat_get_xact_numscans(c.oid) FROM pg_index i \
+                             JOIN pg_class c ON c.oid = i.indexrelid \
+                             WHERE i.indrelid = 'credit_reservations'::regclass ORDER BY 1";
 
     let mut snapshots = vec![];
     for batched in [true, false] {
@@ -568,6 +574,8 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
         let mut conn = pg.pool().acquire().await.unwrap();
         sqlx::raw_sql("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *conn).await.unwrap();
         let before: Vec<(String, i64)> = sqlx::query_as(seq_scans).fetch_all(&mut *conn).await.unwrap();
+        let reservation_scans_before: Vec<(String, i64)> =
+            sqlx::query_as(reservation_scans).fetch_all(&mut *conn).await.unwrap();
 
         let step_ids: Vec<Vec<uuid::Uuid>> = ids.iter().map(|_| vec![uuid::Uuid::now_v7()]).collect();
         let payload_ids: Vec<uuid::Uuid> = ids.iter().map(|_| uuid::Uuid::now_v7()).collect();
@@ -833,6 +841,24 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
                 assert_eq!(count(&after), count(&before), "{table} was scanned whole by a set-based batch");
             }
         }
+        // Reservations are found by their reference alone: not through the index of
+        // unresolved ones by user, whose whole (ever growing) contents such a plan once read
+        // for each batch of ends, nor by id. (The invariant checks below use the user index.)
+        let reservation_scans_after: Vec<(String, i64)> =
+            sqlx::query_as(reservation_scans).fetch_all(&mut *conn).await.unwrap();
+        let scans = |stats: &[(String, i64)], index: &str| stats.iter().find(|s| s.0 == index).map(|s| s.1);
+        let by_reference = "credit_reservations_reference_key";
+        for (index, _) in reservation_scans_after.iter().filter(|(index, _)| index != by_reference) {
+            assert_eq!(
+                scans(&reservation_scans_after, index),
+                scans(&reservation_scans_before, index),
+                "batched: {batched}: {index} was scanned to find reservations"
+            );
+        }
+        assert!(
+            scans(&reservation_scans_after, by_reference) > scans(&reservation_scans_before, by_reference),
+            "batched: {batched}: the reservations were looked up by reference"
+        );
         sqlx::raw_sql("COMMIT").execute(&mut *conn).await.unwrap();
 
         // Everything the two runs wrote, with ids replaced by their index.

@@ -47,7 +47,7 @@ statements! {
     CREDITS_INVARIANT_SNAPSHOT = "SELECT c.balance, c.reserved_balance, c.lifetime_earned, c.lifetime_spent,
     (SELECT CAST(SUM(amount) AS BIGINT) FROM credit_transactions WHERE user_id = $1),
     (SELECT CAST(SUM(reserved_delta) AS BIGINT) FROM credit_transactions WHERE user_id = $1),
-    (SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending'),
+    (SELECT CAST(SUM(amount) AS BIGINT) FROM credit_reservations WHERE user_id = $1 AND status = 'pending' AND resolved_at IS NULL),
     (SELECT balance_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1),
     (SELECT reserved_after FROM credit_transactions WHERE user_id = $1 ORDER BY id DESC LIMIT 1)
     FROM (SELECT 1 AS one) o LEFT JOIN credits c ON c.user_id = $1";
@@ -59,7 +59,7 @@ statements! {
        FROM credits) a,
     (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amounts, CAST(COALESCE(SUM(reserved_delta), 0) AS BIGINT) AS reserved_deltas
        FROM credit_transactions) t,
-    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS pending FROM credit_reservations WHERE status = 'pending') p";
+    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS pending FROM credit_reservations WHERE status = 'pending' AND resolved_at IS NULL) p";
     /// `credit_package_list`
     CREDIT_PACKAGE_LIST = "SELECT id, name, credits, price, currency, stripe_price_id, is_active, sort_order, created_at, updated_at
     FROM credit_packages WHERE ($1 = FALSE OR is_active = TRUE) ORDER BY sort_order, price, id";

@@ -1,0 +1,28 @@
+-- A task's end finds its reservation by its reference, never by scanning the pending ones.
+-- Keep in step with ../sqlite/0020_reservation_lookup.sql.
+--
+-- The settlement in fm_task_finish_many (0017) updates `credit_reservations` WHERE
+-- reference_id = ... AND status = 'pending'. Its plan is generic and made once per
+-- connection (0018), on a fresh database while the table is empty. Then the planner
+-- preferred the partial index `credit_reservations_pending_user_idx` (user_id) WHERE
+-- status = 'pending' to the unique index on reference_id: the condition matches its
+-- predicate, and an empty index costs nothing. That plan read the whole index for every
+-- batch of ends. Nothing vacuums the index's entries of resolved rows where autovacuum is
+-- off, and elsewhere the pending ones alone are the whole backlog. So the work grew with
+-- every task ever settled: after 56,000 tasks, 38,700 index entries read per batch (about
+-- 2,000 a task), +34% of PostgreSQL's CPU per task, −15% e2e tasks/s.
+--
+-- The index now has a predicate that no hot-path statement states: `resolved_at IS NULL`.
+-- A reservation is resolved by setting both its status and resolved_at, in every path
+-- (the fm_task_* functions, store/sql/ledger.rs), so the rows are the same. The readers
+-- that sum a user's (or everyone's) pending reservations say `resolved_at IS NULL` as well,
+-- and use it. A generic plan made on an empty table now finds a reservation through
+-- `credit_reservations_reference_key` (tested in
+-- store::set_based_batches_answer_and_book_as_one_by_one_calls).
+--
+-- Safe during a rolling deploy: the previous release's statements run unchanged (its
+-- invariant readers scan the table without the old index until it is replaced). Plans
+-- cached on the old index are dropped with it and made again. Building the index holds
+-- writes to credit_reservations for as long as the build takes (docs/deploy.md).
+CREATE INDEX credit_reservations_unresolved_user_idx ON credit_reservations (user_id) WHERE resolved_at IS NULL;
+DROP INDEX credit_reservations_pending_user_idx;
