@@ -132,6 +132,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0020_reservation_lookup.sql"),
         include_str!("../../../migrations/sqlite/0020_reservation_lookup.sql"),
     ),
+    (
+        21,
+        "parked_lookup",
+        include_str!("../../../migrations/postgres/0021_parked_lookup.sql"),
+        include_str!("../../../migrations/sqlite/0021_parked_lookup.sql"),
+    ),
 ];
 
 /// The migrator for one engine.
