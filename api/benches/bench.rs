@@ -507,15 +507,10 @@ async fn http_fan_out(backend: TestBackend, streams: usize, http2: bool) {
         false => reqwest::Client::builder().no_proxy().build().unwrap(),
     };
     let protocol = if http2 { "HTTP/2" } else { "HTTP/1.1" };
-    let mut up = false;
-    for _ in 0..300 {
-        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the server did not come up");
+    assert!(
+        funmagic_api::testing::until_healthy(&client, &base, Duration::from_secs(30)).await,
+        "the server did not come up"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib_of(pid);
 

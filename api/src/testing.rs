@@ -60,6 +60,21 @@ pub async fn fetch_public(url: &str) -> reqwest::Response {
     req.send().await.expect("fetch public URL")
 }
 
+/// Polls `{base}/health` with `client` every 100 ms until it answers 2xx (true) or `within`
+/// has passed (false): a server process or proxy a test or bench started is up.
+pub async fn until_healthy(client: &reqwest::Client, base: &str, within: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether S3 tests can run; outside CI a missing server is a skip with a message.
 pub fn s3_available() -> bool {
     if s3_settings().is_some() {

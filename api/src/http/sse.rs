@@ -101,6 +101,9 @@ impl<E: Send + 'static> IntoResponse for EventStream<E> {
         let Self { mut events, to_event, keep_alive } = self;
         let start = tokio::time::Instant::now() + keep_alive;
         let mut tick = tokio::time::interval_at(start, keep_alive);
+        // A client that stopped reading for a while gets one keep-alive when it reads
+        // again, not one for every period it missed.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let body = futures::stream::poll_fn(move |cx| {
             if let Poll::Ready(next) = events.poll_next_unpin(cx) {
                 return Poll::Ready(next.map(|e| Ok::<_, std::io::Error>(to_event(e).encode())));

@@ -494,14 +494,7 @@ async fn the_caddyfile_proxies_event_streams_over_shared_connections() {
         .expect("start caddy");
     let base = format!("http://127.0.0.1:{proxy_port}");
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let up = funmagic_api::testing::until_healthy(&http, &base, Duration::from_secs(10)).await;
     assert!(up, "no answer through caddy");
 
     let user = crate::funded(&app, "proxied@example.com", 1_000).await;
