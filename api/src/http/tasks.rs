@@ -226,7 +226,9 @@ impl TasksApi {
             idempotency_key.0.as_deref(),
             "task_create",
             &submit,
-            async { Ok(TaskEnvelope { task: tasks::submit(&state, &principal, &submit).await?.into() }) },
+            // Boxed: the submit's future is large (~13 KB), and every layer of middleware
+            // above this handler would otherwise move it whole.
+            async { Ok(TaskEnvelope { task: Box::pin(tasks::submit(&state, &principal, &submit)).await?.into() }) },
         )
         .await?;
         Ok(TaskCreated::Created(Json(envelope)))
