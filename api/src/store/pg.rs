@@ -780,7 +780,35 @@ impl super::pg_batch::BatchOp for SubmitOp {
                 .await?;
         Self::parse(out.0)
     }
+
+    /// The task id is new (made by this process for this call), so a task with it is this
+    /// submit, committed by the batch: answered as the batch would have answered, with the
+    /// task as it is now and its `queued` event.
+    async fn rerun<'a>(pool: &'a super::pg_pool::PgPoolHandle, r: &'a SubmitReq) -> SubmitOut {
+        let done: Option<sqlx::types::Json<serde_json::Value>> = sqlx::query_scalar(SUBMITTED_SQL)
+            .bind(r.new.id)
+            .bind(r.new.user_id)
+            .fetch_optional(super::pg_pool::BatchConn::from(pool))
+            .await?;
+        match done {
+            Some(out) => Self::parse(out.0),
+            None => Self::one(pool.into(), r).await,
+        }
+    }
 }
+
+/// A submit that a failed batch committed after all (`SubmitOp::rerun`): the answer
+/// `fm_task_submit` gives, read back.
+const SUBMITTED_SQL: &str = "SELECT jsonb_build_object('task', to_jsonb(t), 'event',
+                      (SELECT e.data FROM task_events e WHERE e.task_id = t.id AND e.seq = 1 AND e.type = 'queued'))
+               FROM tasks t WHERE t.id = $1 AND t.user_id = $2";
+
+/// A task end that a failed batch committed after all (`FinishOp::rerun`): the task has the
+/// end's status, and its last events are exactly the end's (kinds and data, in order).
+const FINISHED_SQL: &str = "SELECT t.event_seq FROM tasks t
+               WHERE t.id = $1 AND t.status = $2 AND t.event_seq >= $3
+                 AND (SELECT jsonb_agg(e.type ORDER BY e.seq) = $4 AND jsonb_agg(e.data ORDER BY e.seq) = $5
+                        FROM task_events e WHERE e.task_id = t.id AND e.seq > t.event_seq - $3)";
 
 /// The batched claim (see `ClaimOp`): `fm_task_claim_many`, set-based, one answer per call
 /// in the arrays' order (migrations/postgres/0017_set_based_batches.sql).
@@ -1003,6 +1031,29 @@ impl super::pg_batch::BatchOp for FinishOp {
                 .fetch_one(pool)
                 .await?;
         r.parse(out.0)
+    }
+
+    /// An end the batch committed is found by its own events at the end of the task's
+    /// history (alone it would find the task ended and answer `ended: false`, and its events
+    /// would not be published). The tasks it unparked are not known any more: they are
+    /// waiting and due, and the reconciler sends them again.
+    async fn rerun<'a>(pool: &'a super::pg_pool::PgPoolHandle, r: &'a FinishReq) -> FinishOut {
+        use sqlx::types::Json;
+        if !r.events.is_empty() {
+            let datas: Vec<&serde_json::Value> = r.events.iter().map(|(_, d)| d).collect();
+            let seq: Option<i64> = sqlx::query_scalar(FINISHED_SQL)
+                .bind(r.id)
+                .bind(r.status)
+                .bind(r.events.len() as i64)
+                .bind(Json(r.kinds()))
+                .bind(Json(&datas))
+                .fetch_optional(super::pg_pool::BatchConn::from(pool))
+                .await?;
+            if let Some(seq) = seq {
+                return r.parse(serde_json::json!({ "ended": true, "seq": seq, "unparked": [] }));
+            }
+        }
+        Self::one(pool.into(), r).await
     }
 }
 

@@ -22,7 +22,10 @@
 //! - All or nothing is per call, not per batch: if the batch statement fails (one call
 //!   raised, a deadlock, a lost connection), every call of it runs again alone, in its own
 //!   transaction, and gets its own result or error. The batch's transaction rolled back,
-//!   so nothing is done twice.
+//!   so nothing is done twice; except when the connection was lost after the commit, on
+//!   the answer's way back: then a submit or a task end the batch made is found and
+//!   answered from its rows (`BatchOp::rerun`), and a claim is refused as busy (its lease
+//!   runs out and the reconciler sends the task again, as after a worker that stopped).
 //! - Lock order: a batch locks all of its users' credits rows, then their queue locks, each
 //!   sorted by user, so batches cannot deadlock one another over them.
 //! - A call whose loop has gone (its runtime stopped) runs directly.
@@ -59,6 +62,14 @@ pub(crate) trait BatchOp: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send + 'a;
     /// One request alone, in its own transaction.
     fn one<'a>(conn: BatchConn<'a>, req: &'a Self::Req) -> impl Future<Output = Self::Out> + Send + 'a;
+    /// A call again alone, on a connection from the pool, after its batch failed. The batch
+    /// may have committed before the failure reached this process (the connection was lost
+    /// while the answer was on its way): an op whose effects can be recognised answers from
+    /// them rather than running twice (a second submit of the same task would be refused as
+    /// a duplicate, a second end would find the task ended). By default the call runs alone.
+    fn rerun<'a>(pool: &'a PgPoolHandle, req: &'a Self::Req) -> impl Future<Output = Self::Out> + Send + 'a {
+        Self::one(pool.into(), req)
+    }
     /// Whether an answer is an error that may have come from a broken connection (the loop
     /// then lets its held connection go; an expected refusal keeps it).
     fn failed(out: &Self::Out) -> bool;
@@ -173,13 +184,14 @@ async fn run<Op: BatchOp>(pool: PgPoolHandle, rx: Arc<Mutex<mpsc::UnboundedRecei
                     let _ = reply.send(out);
                 }
             }
-            // The statement failed, so its transaction rolled back: each call alone, on
-            // connections from the pool.
+            // The statement failed: its transaction rolled back, or, when the connection was
+            // lost on the way back, it may have committed. Each call alone, on connections
+            // from the pool, answered from what the batch did if it did (`rerun`).
             Err(e) => {
                 held = None;
                 tracing::debug!(error = %e, calls = reqs.len(), "a batch failed; running its calls one by one");
                 for (req, reply) in reqs.iter().zip(replies) {
-                    let _ = reply.send(Op::one((&pool).into(), req).await);
+                    let _ = reply.send(Op::rerun(&pool, req).await);
                 }
             }
         }

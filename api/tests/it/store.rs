@@ -497,6 +497,118 @@ async fn a_cancelled_begin_leaves_no_transaction_open_on_the_pooled_connection()
     assert_ne!(first, second, "the pooled connection is still inside the cancelled BEGIN's transaction");
 }
 
+/// Group commit on PostgreSQL runs the calls of a failed batch again one by one. When the
+/// connection broke after the batch had committed (its answer lost on the way back), a
+/// submit run again would be refused as a duplicate of itself, and a task end would find
+/// its task ended already (answering "not ended", so its events would never be published).
+/// Each is answered from the rows the batch wrote instead, and nothing is booked twice. The
+/// answers are lost by a proxy that cuts the connection instead of forwarding them.
+#[tokio::test]
+async fn a_batch_whose_answer_is_lost_after_its_commit_is_read_back_not_run_twice() {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use funmagic_api::store::{Claim, EventKind, NewTask, TaskEnd, TaskStatus, TransactionType};
+    use serde_json::json;
+
+    use crate::chaos::proxy::{Mode, Proxy};
+
+    let Some(mut app) = TestApp::spawn(funmagic_api::testing::TestBackend::ScaleOut).await else { return };
+    // Nothing else may claim the tasks (the workers' reconciler would send them again).
+    app.stop_workers().await;
+    let database = app.database.as_ref().expect("a scale-out app has its database");
+    let direct = sqlx::postgres::PgConnectOptions::from_str(&database.url).unwrap();
+    let target = format!("{}:{}", direct.get_host(), direct.get_port());
+    let proxy = Proxy::start(tokio::net::lookup_host(&target).await.unwrap().next().unwrap()).await;
+    let proxied_url = database.url.replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied_url, database.url, "the database URL names {target}");
+    // A second process's state on the same database, its connections through the proxy.
+    let mut extra = funmagic_api::config::SettingsLayer::default();
+    extra.database.url = Some(proxied_url.into());
+    let settings = TestApp::settings(app.backend, &app.dir, app.database.as_ref(), app.redis.as_ref(), extra);
+    let proxied = funmagic_api::app::AppState::build(settings, funmagic_api::app::Migrations::Skip).await.unwrap();
+
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
+    let tool = store.tool_get_by_slug("echo").await.unwrap().expect("the seeded echo tool");
+    let step = tool.config.0["steps"][0]["id"].as_str().unwrap().to_string();
+    let user = store.user_create(&new_user("lost-answer@example.com")).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 10, "seed-lost-answer", None).await.unwrap();
+    let new = |i: i64| NewTask {
+        id: uuid::Uuid::now_v7(),
+        user_id: user,
+        tool_id: tool.id,
+        parent_task_id: None,
+        steps: vec![step.clone()],
+        run_all_steps: false,
+        cost: 1 + i,
+        input: json!({ "i": i }),
+        trace_parent: None,
+        webhook_url: None,
+    };
+    let (a, b) = (new(0), new(1));
+
+    // Two submits at once are one batch (this test's runtime has one thread: both are queued
+    // before the batch loop runs); its answer carries their `queued` events and is cut.
+    proxy.set(Mode::CutReplyOnce(b"\"queued\""));
+    let (sa, sb) = tokio::join!(proxied.store().task_submit(&a), proxied.store().task_submit(&b));
+    assert_eq!(proxy.cuts(), 1, "the batch's answer was cut");
+    for (new, submitted) in [(&a, sa), (&b, sb)] {
+        let (task, queued) =
+            submitted.unwrap_or_else(|e| panic!("the committed submit of {} is answered: {e}", new.id));
+        assert_eq!((task.id, task.user_id, task.credits_cost), (new.id, user, new.cost));
+        assert_eq!((queued.seq, queued.kind), (1, EventKind::Queued));
+        assert_eq!(queued.data["type"], "queued");
+        assert_eq!(store.task_events_after(new.id, 0).await.unwrap().len(), 1, "one `queued` event");
+    }
+    let reservations: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM credit_reservations WHERE reference_id IN ($1, $2) AND status = 'pending'",
+    )
+    .bind(a.id.to_string())
+    .bind(b.id.to_string())
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(reservations, 2, "one reservation per task");
+    let credits = store.credits_get(user).await.unwrap();
+    assert_eq!((credits.balance, credits.reserved_balance), (10, 3), "reserved once");
+
+    // Both run; their two ends at once are one batch, whose answer is cut.
+    let lease = Duration::from_secs(60);
+    for task in [&a, &b] {
+        assert!(matches!(store.queue_claim(Some(task.id), lease, 3, 3).await.unwrap(), Claim::Claimed(_)));
+    }
+    let output = json!({ "done": true });
+    let event = json!({ "output": output });
+    let end = TaskEnd::completed(&output, &event);
+    proxy.set(Mode::CutReplyOnce(b"\"ended\": true"));
+    let (ea, eb) = tokio::join!(proxied.store().task_finish(a.id, &end, 1), proxied.store().task_finish(b.id, &end, 1));
+    assert_eq!(proxy.cuts(), 2, "the batch's answer was cut");
+    for (task, ended) in [(&a, ea), (&b, eb)] {
+        let finished = ended.unwrap_or_else(|e| panic!("the committed end of {} is answered: {e}", task.id));
+        assert!(finished.ended, "the end the batch committed is this call's");
+        let events = finished.events.iter().map(|e| (e.seq, e.kind)).collect::<Vec<_>>();
+        assert_eq!(events, [(3, EventKind::Completed)], "its events, numbered, to publish");
+        assert_eq!(finished.events[0].data, json!({ "output": output, "type": "completed" }));
+        assert_eq!(store.task_get(task.id).await.unwrap().unwrap().status, TaskStatus::Completed);
+        assert_eq!(store.task_events_after(task.id, 0).await.unwrap().len(), 3, "queued, step_started, completed");
+    }
+    let credits = store.credits_get(user).await.unwrap();
+    assert_eq!((credits.balance, credits.reserved_balance), (7, 0), "spent once");
+    let spends: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM credit_transactions WHERE user_id = $1 AND type = 'spend'")
+            .bind(user)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(spends, 2, "one spend per task");
+
+    // A batch that never reached the database still runs: a lone end of a task ended above
+    // answers "not ended", as it did before.
+    let again = proxied.store().task_finish(a.id, &end, 1).await.unwrap();
+    assert!(!again.ended);
+}
+
 /// One task end of the set-based batch test: (task index, status, output, error, spend,
 /// event kinds, event data, folded-in step with its state patch, dead letter).
 type EndSpec = (
