@@ -62,11 +62,11 @@ pub(crate) trait BatchOp: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send + 'a;
     /// One request alone, in its own transaction.
     fn one<'a>(conn: BatchConn<'a>, req: &'a Self::Req) -> impl Future<Output = Self::Out> + Send + 'a;
-    /// A call again alone, on a connection from the pool, after its batch failed. The batch
-    /// may have committed before the failure reached this process (the connection was lost
-    /// while the answer was on its way): an op whose effects can be recognised answers from
-    /// them rather than running twice (a second submit of the same task would be refused as
-    /// a duplicate, a second end would find the task ended). By default the call runs alone.
+    /// A call again alone, on a connection from the pool, after its batch failed with its
+    /// commit in doubt (the connection was lost, maybe while the answer was on its way): an
+    /// op whose effects can be recognised answers from them rather than running twice (a
+    /// second submit of the same task would be refused as a duplicate, a second end would
+    /// find the task ended). By default the call runs alone.
     fn rerun<'a>(pool: &'a PgPoolHandle, req: &'a Self::Req) -> impl Future<Output = Self::Out> + Send + 'a {
         Self::one(pool.into(), req)
     }
@@ -184,14 +184,17 @@ async fn run<Op: BatchOp>(pool: PgPoolHandle, rx: Arc<Mutex<mpsc::UnboundedRecei
                     let _ = reply.send(out);
                 }
             }
-            // The statement failed: its transaction rolled back, or, when the connection was
-            // lost on the way back, it may have committed. Each call alone, on connections
-            // from the pool, answered from what the batch did if it did (`rerun`).
+            // The statement failed. An error from the server means its transaction rolled
+            // back: each call alone. Any other (the connection lost on the way back) leaves
+            // the commit in doubt: each call alone, answered from what the batch did if it
+            // did (`rerun`). Both on connections from the pool.
             Err(e) => {
                 held = None;
-                tracing::debug!(error = %e, calls = reqs.len(), "a batch failed; running its calls one by one");
+                let in_doubt = !matches!(e, sqlx::Error::Database(_));
+                tracing::debug!(error = %e, calls = reqs.len(), in_doubt, "a batch failed; running its calls one by one");
                 for (req, reply) in reqs.iter().zip(replies) {
-                    let _ = reply.send(Op::rerun(&pool, req).await);
+                    let out = if in_doubt { Op::rerun(&pool, req).await } else { Op::one((&pool).into(), req).await };
+                    let _ = reply.send(out);
                 }
             }
         }

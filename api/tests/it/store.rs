@@ -603,8 +603,9 @@ async fn a_batch_whose_answer_is_lost_after_its_commit_is_read_back_not_run_twic
             .unwrap();
     assert_eq!(spends, 2, "one spend per task");
 
-    // A batch that never reached the database still runs: a lone end of a task ended above
-    // answers "not ended", as it did before.
+    // The read-back is for batches only: a lone end of a task ended above answers "not
+    // ended", as it did before. (A batch the server refused, so nothing of it committed,
+    // runs its calls alone: `hot_path_calls_made_at_once_each_get_their_own_answer`.)
     let again = proxied.store().task_finish(a.id, &end, 1).await.unwrap();
     assert!(!again.ended);
 }
