@@ -251,13 +251,27 @@ impl Authenticator {
     /// built from a stale user row always carries a stale generation. Revoking a single
     /// credential leaves a tombstone that outlives any entry written concurrently.
     pub async fn resolve(&self, secret: &str) -> AppResult<Principal> {
+        Ok(self.resolve_counting(secret, None).await?.0)
+    }
+
+    /// [`Self::resolve`], and in scale-out mode a bump of the caller's per-user counter in
+    /// the same round trip as the cache lookup (what a rate limit counts). The count comes
+    /// back when the bump was made for the principal returned; `None` when it could not be
+    /// (no Redis, a cache miss, a revoked credential): then nothing was counted.
+    pub async fn resolve_counting(
+        &self,
+        secret: &str,
+        counter: Option<&Counter>,
+    ) -> AppResult<(Principal, Option<Count>)> {
         let is_key = secret.starts_with(token::API_KEY_PREFIX);
         if !is_key && !secret.starts_with(token::SESSION_PREFIX) {
             return Err(invalid_token());
         }
         let hash = token::hash(secret);
-        if let Some(principal) = self.cache_get(&hash).await {
-            return Ok(principal);
+        let (cached, counted) = self.cache_get(&hash, counter).await;
+        if let Some(principal) = cached {
+            let count = counted.filter(|(user, _)| *user == principal.user.id).map(|(_, count)| count);
+            return Ok((principal, count));
         }
         let (principal, generation) =
             if is_key { self.resolve_key(&hash).await? } else { self.resolve_session(&hash).await? };
@@ -265,7 +279,10 @@ impl Authenticator {
             return Err(banned());
         }
         self.cache_put(&hash, &principal, generation).await;
-        Ok(principal)
+        // A stale entry (an older generation, an expired session) still names the
+        // credential's user, which never changes: its bump counts for this request.
+        let count = counted.filter(|(user, _)| *user == principal.user.id).map(|(_, count)| count);
+        Ok((principal, count))
     }
 
     async fn resolve_session(&self, hash: &str) -> AppResult<(Principal, i64)> {
@@ -389,42 +406,58 @@ impl Authenticator {
     }
 
     /// A cached principal, unless revoked or its user's generation moved on: one round trip
-    /// (a script reads the entry, the tombstone and the user's generation together).
-    async fn cache_get(&self, hash: &str) -> Option<Principal> {
+    /// (a script reads the entry, the tombstone and the user's generation together, and
+    /// bumps `counter` for the entry's user when the entry is there and not revoked). The
+    /// bump comes back with the user it counted for, even when the entry is then refused
+    /// here (expired, stale).
+    async fn cache_get(&self, hash: &str, counter: Option<&Counter>) -> (Option<Principal>, Option<(Uuid, Count)>) {
         if let Some(local) = &self.local {
-            let cached = {
-                let entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
-                let (at, cached) = entries.get(hash)?;
-                if at.elapsed() >= LOCAL_CACHE_TTL {
-                    return None;
-                }
-                cached.clone()
-            };
-            if let Credential::Session { expires_at, .. } = &cached.principal.credential
-                && *expires_at <= self.clock.now()
-            {
-                return None;
-            }
-            let current = self.generation(cached.principal.user.id).await;
-            return (cached.generation == current).then_some(cached.principal);
+            return (self.local_get(local, hash).await, None);
         }
-        let redis = self.redis.as_ref()?;
+        let Some(redis) = self.redis.as_ref() else { return (None, None) };
         let mut conn = redis.conn();
-        // EVALSHA: Redis runs its cached copy instead of reading and hashing the script's
-        // text on every request (a NOSCRIPT answer loads it once and runs it again).
-        let (raw, current): (String, i64) = CACHE_GET_SCRIPT
+        let mut invocation = CACHE_GET_SCRIPT.prepare_invoke();
+        invocation
             .key(redis.key(&format!("principal:{hash}")))
             .key(redis.key(&format!("revoked:{hash}")))
-            .arg(redis.key("user-gen:"))
-            .invoke_async::<Option<(String, i64)>>(&mut conn)
-            .await
-            .ok()??;
-        let cached: CachedPrincipal = serde_json::from_str(&raw).ok()?;
+            .arg(redis.key("user-gen:"));
+        if let Some(counter) = counter {
+            invocation.arg(redis.key(&counter.prefix)).arg(counter.window_secs.max(1));
+        }
+        // EVALSHA: Redis runs its cached copy instead of reading and hashing the script's
+        // text on every request (a NOSCRIPT answer loads it once and runs it again).
+        let Ok(Some((raw, current, count, ttl))) =
+            invocation.invoke_async::<Option<(String, i64, i64, i64)>>(&mut conn).await
+        else {
+            return (None, None);
+        };
+        let Ok(cached) = serde_json::from_str::<CachedPrincipal>(&raw) else { return (None, None) };
+        let counted = (counter.is_some() && count > 0)
+            .then(|| (cached.principal.user.id, Count { count: u64::try_from(count).unwrap_or(0), ttl_secs: ttl }));
+        if let Credential::Session { expires_at, .. } = &cached.principal.credential
+            && *expires_at <= self.clock.now()
+        {
+            return (None, counted);
+        }
+        ((cached.generation == current).then_some(cached.principal), counted)
+    }
+
+    /// The embedded mode's cache lookup.
+    async fn local_get(&self, local: &LocalCache, hash: &str) -> Option<Principal> {
+        let cached = {
+            let entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let (at, cached) = entries.get(hash)?;
+            if at.elapsed() >= LOCAL_CACHE_TTL {
+                return None;
+            }
+            cached.clone()
+        };
         if let Credential::Session { expires_at, .. } = &cached.principal.credential
             && *expires_at <= self.clock.now()
         {
             return None;
         }
+        let current = self.generation(cached.principal.user.id).await;
         (cached.generation == current).then_some(cached.principal)
     }
 
@@ -462,7 +495,10 @@ impl Authenticator {
 }
 
 /// KEYS: the cached entry (`<user id>|<json>`), its tombstone; ARGV: the prefix of the
-/// users' generation keys. Returns `[json, generation]`, or nil when missing or revoked.
+/// users' generation keys, then optionally a counter's key prefix and window (seconds).
+/// Returns `[json, generation, count, ttl]` (count and ttl 0 when no counter is given),
+/// or nil when missing or revoked. The counter (`<prefix><user id>`) is bumped as
+/// `RateLimiter::hit` bumps it: INCR, EXPIRE NX, TTL.
 static CACHE_GET_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -471,11 +507,35 @@ if not entry then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local bar = string.find(entry, '|', 1, true)
 if not bar then return false end
-local generation = redis.call('GET', ARGV[1] .. string.sub(entry, 1, bar - 1))
-return {string.sub(entry, bar + 1), tonumber(generation or '0')}
+local user = string.sub(entry, 1, bar - 1)
+local generation = redis.call('GET', ARGV[1] .. user)
+local count, ttl = 0, 0
+if ARGV[2] then
+  local key = ARGV[2] .. user
+  count = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[3], 'NX')
+  ttl = redis.call('TTL', key)
+end
+return {string.sub(entry, bar + 1), tonumber(generation or '0'), count, ttl}
 ",
     )
 });
+
+/// A per-user counter that [`Authenticator::resolve_counting`] bumps with the cache
+/// lookup: its Redis key without the namespace prefix, up to the user id
+/// (`ratelimit:<action>:`), and its window.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub prefix: String,
+    pub window_secs: u64,
+}
+
+/// A counter after its bump: the count in the window and the seconds the window has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub count: u64,
+    pub ttl_secs: i64,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedPrincipal {

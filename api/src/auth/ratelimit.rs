@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::{Count, Counter};
 use crate::config::LimitSettings;
 use crate::error::{AppError, AppResult, ErrorCode, ErrorKind};
 use crate::redis_conn::RedisHandle;
@@ -45,8 +46,7 @@ impl RateLimiter {
                     .query_async(&mut conn)
                     .await;
                 match result {
-                    Ok((count, ttl)) if count > limit => Err(ttl.max(1) as u64),
-                    Ok(_) => Ok(()),
+                    Ok((count, ttl)) => Self::judge(u64::from(count), ttl, limit),
                     Err(e) => {
                         // Fail open: a Redis hiccup must not lock everyone out of signing in.
                         tracing::warn!(error = %e, "rate limiter unavailable");
@@ -76,16 +76,14 @@ impl RateLimiter {
     }
 
     /// Like [`RateLimiter::hit`], as the 429 error the API returns.
+    /// A window's count after a hit against its limit: `Err(seconds until the window ends)`
+    /// when over it.
+    fn judge(count: u64, ttl_secs: i64, limit: u32) -> Result<(), u64> {
+        if count > u64::from(limit) { Err(ttl_secs.max(1).unsigned_abs()) } else { Ok(()) }
+    }
+
     pub async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), AppError> {
-        self.hit(key, limit, window).await.map_err(|retry_after| {
-            let mut err = AppError::new(
-                ErrorKind::RateLimited,
-                ErrorCode::RateLimited,
-                format!("too many attempts; retry in {retry_after} s"),
-            );
-            err.retry_after_secs = Some(retry_after);
-            err
-        })
+        self.hit(key, limit, window).await.map_err(limited)
     }
 }
 
@@ -123,11 +121,52 @@ impl RateLimiter {
         if per_minute == 0 {
             return Ok(());
         }
-        self.check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(|mut e| {
-            e.message = format!("too many requests of this kind; retry in {} s", e.retry_after_secs.unwrap_or(1));
-            e
-        })
+        self.check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(user_limited)
     }
+
+    /// The counter of `action` for the authenticator to bump in the caller's cache lookup
+    /// (one round trip for both: `Authenticator::resolve_counting`), when this limiter
+    /// counts in Redis and `action` is limited. Its key is the one `limit_user` counts.
+    pub fn user_counter(&self, limits: &LimitSettings, action: UserAction) -> Option<Counter> {
+        match self {
+            RateLimiter::Redis(_) if action.per_minute(limits) > 0 => {
+                Some(Counter { prefix: format!("ratelimit:{}:", action.key()), window_secs: 60 })
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Self::limit_user`] for a request whose count the authenticator already bumped
+    /// (`Some`), else the limit applied now.
+    pub async fn limit_counted(
+        &self,
+        limits: &LimitSettings,
+        action: UserAction,
+        user: Uuid,
+        counted: Option<Count>,
+    ) -> AppResult<()> {
+        match counted {
+            Some(Count { count, ttl_secs }) => {
+                Self::judge(count, ttl_secs, action.per_minute(limits)).map_err(limited).map_err(user_limited)
+            }
+            None => self.limit_user(limits, action, user).await,
+        }
+    }
+}
+
+fn limited(retry_after: u64) -> AppError {
+    let mut err = AppError::new(
+        ErrorKind::RateLimited,
+        ErrorCode::RateLimited,
+        format!("too many attempts; retry in {retry_after} s"),
+    );
+    err.retry_after_secs = Some(retry_after);
+    err
+}
+
+fn user_limited(mut e: AppError) -> AppError {
+    e.message = format!("too many requests of this kind; retry in {} s", e.retry_after_secs.unwrap_or(1));
+    e
 }
 
 /// Open task event streams per user, in this process.

@@ -2,11 +2,14 @@
 //! authenticated operation takes, which turns the presented credential into a
 //! [`Principal`] (with the CSRF check for cookies) before the handler runs.
 
+use std::marker::PhantomData;
+
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Bearer};
 
 use crate::app::AppState;
+use crate::auth::ratelimit::UserAction;
 use crate::auth::{Principal, check_csrf};
 use crate::error::AppError;
 
@@ -28,6 +31,30 @@ pub enum Auth {
     Cookie(CookieAuth),
 }
 
+/// An extractor of the caller: what it tells the spec (the [`Auth`] alternatives, no
+/// parameter), and how it extracts (`$body`, with the request as `$req`).
+macro_rules! caller_extractor {
+    ($req:ident => $body:block) => {
+        const TYPES: &'static [poem_openapi::ApiExtractorType] = &[poem_openapi::ApiExtractorType::SecurityScheme];
+        type ParamType = ();
+        type ParamRawType = ();
+
+        fn register(registry: &mut poem_openapi::registry::Registry) {
+            <Auth as poem_openapi::ApiExtractor>::register(registry);
+        }
+
+        fn security_schemes() -> Vec<&'static str> {
+            <Auth as poem_openapi::ApiExtractor>::security_schemes()
+        }
+
+        async fn from_request(
+            $req: &'a Request,
+            _body: &mut poem::RequestBody,
+            _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+        ) -> poem::Result<Self> $body
+    };
+}
+
 /// The authenticated caller, extracted before the handler runs: Bearer (session token or
 /// API key) or the session cookie (with the CSRF origin check for writes). The spec shows
 /// the same two alternatives as [`Auth`]; failures answer with the precise code
@@ -35,33 +62,61 @@ pub enum Auth {
 pub struct Caller(pub Principal);
 
 impl<'a> poem_openapi::ApiExtractor<'a> for Caller {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] = &[poem_openapi::ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut poem_openapi::registry::Registry) {
-        <Auth as poem_openapi::ApiExtractor>::register(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        <Auth as poem_openapi::ApiExtractor>::security_schemes()
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut poem::RequestBody,
-        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        let state = req.data::<AppState>().ok_or_else(|| extract_error(AppError::internal("no application state")))?;
-        let Some((secret, from_cookie)) = caller_secret(req) else {
-            return Err(extract_error(AppError::unauthenticated()));
-        };
-        if from_cookie {
-            check_csrf(req, &state.settings().auth, state.configured_public_url()).map_err(extract_error)?;
-        }
+    caller_extractor!(req => {
+        let (state, secret) = presented(req)?;
         let principal = state.authenticator().resolve(&secret).await.map_err(extract_error)?;
         Ok(Caller(principal))
+    });
+}
+
+/// The application state and the presented secret (with the CSRF check for a cookie).
+fn presented(req: &Request) -> poem::Result<(&AppState, String)> {
+    let state = req.data::<AppState>().ok_or_else(|| extract_error(AppError::internal("no application state")))?;
+    let Some((secret, from_cookie)) = caller_secret(req) else {
+        return Err(extract_error(AppError::unauthenticated()));
+    };
+    if from_cookie {
+        check_csrf(req, &state.settings().auth, state.configured_public_url()).map_err(extract_error)?;
     }
+    Ok((state, secret))
+}
+
+/// An action with a per-user rate limit (`limits.*_per_minute`) that a [`Counted`] caller
+/// is held to.
+pub trait RateCounted: Send + Sync {
+    const ACTION: UserAction;
+}
+
+/// Task submissions (`limits.task_submits_per_minute`).
+pub struct Submits;
+
+impl RateCounted for Submits {
+    const ACTION: UserAction = UserAction::TaskSubmit;
+}
+
+/// Event streams opened (`limits.stream_opens_per_minute`).
+pub struct OpensStreams;
+
+impl RateCounted for OpensStreams {
+    const ACTION: UserAction = UserAction::StreamOpen;
+}
+
+/// [`Caller`], counted against its per-minute limit of `A::ACTION` (429 `RATE_LIMITED` with
+/// `Retry-After` when over). In scale-out mode the count is bumped by the same Redis round
+/// trip that looks the credential up; the counter is the one `RateLimiter::limit_user`
+/// bumps, so processes of either kind count together. Same spec as [`Caller`].
+pub struct Counted<A>(pub Principal, PhantomData<A>);
+
+impl<'a, A: RateCounted> poem_openapi::ApiExtractor<'a> for Counted<A> {
+    caller_extractor!(req => {
+        let (state, secret) = presented(req)?;
+        let limits = &state.settings().limits;
+        let counter = state.limiter().user_counter(limits, A::ACTION);
+        let (principal, counted) =
+            state.authenticator().resolve_counting(&secret, counter.as_ref()).await.map_err(extract_error)?;
+        state.limiter().limit_counted(limits, A::ACTION, principal.user_id(), counted).await.map_err(extract_error)?;
+        Ok(Counted(principal, PhantomData))
+    });
 }
 
 /// An extractor failure carrying the `AppError`.

@@ -13,11 +13,10 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::error::ErrorResponse;
 use super::models::{StepStatus, TaskStatus};
-use super::security::Caller;
+use super::security::{Caller, Counted, OpensStreams, Submits};
 use super::sse::{EventStream, SseEvent};
 use super::text::{HttpUrl, Opt, Slug, Token};
 use crate::app::AppState;
-use crate::auth::ratelimit::UserAction;
 use crate::credits;
 use crate::error::AppError;
 use crate::store::EventKind;
@@ -206,12 +205,12 @@ impl TasksApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        Caller(principal): Caller,
+        caller: Counted<Submits>,
         #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x21-\x7E]+$"))]
         idempotency_key: Header<Option<String>>,
         body: Json<TaskCreateRequest>,
     ) -> Result<TaskCreated> {
-        state.limiter().limit_user(&state.settings().limits, UserAction::TaskSubmit, principal.user_id()).await?;
+        let principal = caller.0;
         let submit = Submit {
             tool_slug: body.tool_slug.to_string(),
             step_id: body.step_id.to_owned_string(),
@@ -311,14 +310,15 @@ impl TasksApi {
     async fn stream(
         &self,
         state: Data<&AppState>,
-        Caller(principal): Caller,
+        caller: Counted<OpensStreams>,
         id: Path<Uuid>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<i64>>,
     ) -> Result<EventStream<TaskEvent>> {
-        // The caller's own limits first: a client at its cap or its rate, reconnecting in a
-        // loop, costs no read of the database (nor does it for someone else's task).
+        let principal = caller.0;
+        // The caller's own limits first (its rate, counted with its credential's lookup, then
+        // its cap): a client at either, reconnecting in a loop, costs no read of the
+        // database (nor does it for someone else's task).
         let slot = state.stream_slots().acquire(principal.user_id(), state.settings().limits.max_streams_per_user)?;
-        state.limiter().limit_user(&state.settings().limits, UserAction::StreamOpen, principal.user_id()).await?;
         let after = last_event_id.0.unwrap_or(0).max(0);
         let (_, follower) = state
             .events()

@@ -129,3 +129,55 @@ async fn open_streams_are_capped_embedded() {
 async fn open_streams_are_capped_scale_out() {
     open_streams_are_capped(TestBackend::ScaleOut).await;
 }
+
+/// In scale-out mode a limited request's count is bumped by the same Redis round trip that
+/// looks its credential up. Every request counts exactly once, whichever path it takes: the
+/// first (nothing cached: the limiter counts it), the cached ones (the lookup counts them),
+/// and one whose cached entry is there but stale (the lookup counted it, the database
+/// resolved it: not counted again). Stream opens are counted the same way.
+async fn a_limit_counts_each_request_once(backend: TestBackend) {
+    let mut extra = SettingsLayer::default();
+    extra.limits.task_submits_per_minute = Some(5);
+    extra.limits.stream_opens_per_minute = Some(3);
+    extra.limits.max_streams_per_user = Some(10);
+    let Some(app) = TestApp::spawn_with(backend, extra).await else { return };
+    let ada = funded(&app, "ada@example.com").await;
+    let as_ada = client_as(&app, &ada.token);
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        tasks.push(as_ada.task_create(None, &echo(0)).await.unwrap().into_inner().task.id);
+    }
+    // A user-level change (as a role change makes) leaves the cached entry stale.
+    app.state().authenticator().forget_user(ada.id).await;
+    for _ in 0..3 {
+        tasks.push(as_ada.task_create(None, &echo(0)).await.unwrap().into_inner().task.id);
+    }
+    assert_eq!(err_code(as_ada.task_create(None, &echo(0)).await), (429, "RATE_LIMITED".into()));
+    let listed = as_ada.task_list(None, std::num::NonZeroU32::new(50), None, None).await.unwrap().into_inner().tasks;
+    assert_eq!(listed.len(), 5, "five submissions a minute, and the sixth made no task");
+
+    let open = |id: uuid::Uuid| {
+        reqwest::Client::new().get(format!("{}/api/tasks/{id}/stream", app.base_url())).bearer_auth(&ada.token).send()
+    };
+    let mut streams = Vec::new();
+    for id in &tasks[..3] {
+        let resp = open(*id).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let refused = open(tasks[3]).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_counts_each_request_once_embedded() {
+    a_limit_counts_each_request_once(TestBackend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_counts_each_request_once_scale_out() {
+    a_limit_counts_each_request_once(TestBackend::ScaleOut).await;
+}
