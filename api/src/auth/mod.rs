@@ -269,8 +269,13 @@ impl Authenticator {
         }
         let hash = token::hash(secret);
         let (cached, counted) = self.cache_get(&hash, counter).await;
+        // A bump counts for this request when it was made for the principal's user. A stale
+        // entry (an older generation, an expired session) still names the credential's
+        // user, which never changes, so its bump counts even when the database resolves it.
+        let count_for =
+            |principal: &Principal| counted.filter(|(user, _)| *user == principal.user.id).map(|(_, count)| count);
         if let Some(principal) = cached {
-            let count = counted.filter(|(user, _)| *user == principal.user.id).map(|(_, count)| count);
+            let count = count_for(&principal);
             return Ok((principal, count));
         }
         let (principal, generation) =
@@ -279,9 +284,7 @@ impl Authenticator {
             return Err(banned());
         }
         self.cache_put(&hash, &principal, generation).await;
-        // A stale entry (an older generation, an expired session) still names the
-        // credential's user, which never changes: its bump counts for this request.
-        let count = counted.filter(|(user, _)| *user == principal.user.id).map(|(_, count)| count);
+        let count = count_for(&principal);
         Ok((principal, count))
     }
 

@@ -75,13 +75,13 @@ impl RateLimiter {
         }
     }
 
-    /// Like [`RateLimiter::hit`], as the 429 error the API returns.
     /// A window's count after a hit against its limit: `Err(seconds until the window ends)`
     /// when over it.
     fn judge(count: u64, ttl_secs: i64, limit: u32) -> Result<(), u64> {
         if count > u64::from(limit) { Err(ttl_secs.max(1).unsigned_abs()) } else { Ok(()) }
     }
 
+    /// Like [`RateLimiter::hit`], as the 429 error the API returns.
     pub async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), AppError> {
         self.hit(key, limit, window).await.map_err(limited)
     }
@@ -104,6 +104,12 @@ impl UserAction {
         }
     }
 
+    /// A user's counter key up to the user id (`RateLimiter::hit` puts `ratelimit:` before
+    /// it): `limit_user` and the authenticator's bump (`user_counter`) count on the same key.
+    fn user_key_prefix(self) -> String {
+        format!("{}:", self.key())
+    }
+
     fn per_minute(self, limits: &LimitSettings) -> u32 {
         match self {
             UserAction::TaskSubmit => limits.task_submits_per_minute,
@@ -113,6 +119,9 @@ impl UserAction {
     }
 }
 
+/// The window of the per-user limits (`limits.*_per_minute`).
+const USER_WINDOW: Duration = Duration::from_secs(60);
+
 impl RateLimiter {
     /// Counts one `action` of `user` against its per-minute limit in `limits` (none when
     /// it is 0): 429 `RATE_LIMITED` with `Retry-After` when over.
@@ -121,7 +130,7 @@ impl RateLimiter {
         if per_minute == 0 {
             return Ok(());
         }
-        self.check(&format!("{}:{user}", action.key()), per_minute, Duration::from_secs(60)).await.map_err(user_limited)
+        self.check(&format!("{}{user}", action.user_key_prefix()), per_minute, USER_WINDOW).await.map_err(user_limited)
     }
 
     /// The counter of `action` for the authenticator to bump in the caller's cache lookup
@@ -129,9 +138,10 @@ impl RateLimiter {
     /// counts in Redis and `action` is limited. Its key is the one `limit_user` counts.
     pub fn user_counter(&self, limits: &LimitSettings, action: UserAction) -> Option<Counter> {
         match self {
-            RateLimiter::Redis(_) if action.per_minute(limits) > 0 => {
-                Some(Counter { prefix: format!("ratelimit:{}:", action.key()), window_secs: 60 })
-            }
+            RateLimiter::Redis(_) if action.per_minute(limits) > 0 => Some(Counter {
+                prefix: format!("ratelimit:{}", action.user_key_prefix()),
+                window_secs: USER_WINDOW.as_secs(),
+            }),
             _ => None,
         }
     }
