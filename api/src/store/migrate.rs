@@ -138,6 +138,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0021_parked_lookup.sql"),
         include_str!("../../../migrations/sqlite/0021_parked_lookup.sql"),
     ),
+    (
+        22,
+        "generic_read_plans",
+        include_str!("../../../migrations/postgres/0022_generic_read_plans.sql"),
+        include_str!("../../../migrations/sqlite/0022_generic_read_plans.sql"),
+    ),
 ];
 
 /// The migrator for one engine.

@@ -448,77 +448,17 @@ impl From<StepJson> for super::TaskStepRow {
     }
 }
 
-/// A task, its payload, its steps and (queued) its place in line, in one statement.
-/// `$task` is SQL for the task's id: a parameter for one task, a batch row's column for many.
-macro_rules! task_full_columns {
-    ($task:literal) => {
-        concat!(
-            "t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
-        t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
-        t.trace_parent, p.task_id IS NOT NULL AS has_payload, p.input, p.output, p.error,
-        COALESCE((SELECT jsonb_agg(jsonb_build_object(
-                    'step_id', s.step_id, 'position', s.position, 'status', s.status, 'state', s.state,
-                    'started_at', s.started_at, 'completed_at', s.completed_at) ORDER BY s.position)
-                  FROM task_steps s WHERE s.task_id = t.id), '[]'::jsonb) AS steps,
-        CASE WHEN t.status = 'queued' THEN
-            (SELECT q.seq - COALESCE((SELECT MIN(w.seq) FROM task_queue w WHERE w.lease_until IS NULL), q.seq)
-               FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
-        END AS queue_position
-   FROM tasks t LEFT JOIN task_payloads p ON p.task_id = t.id
-  WHERE t.id = ",
-            $task
-        )
-    };
-}
+/// Many task reads in one statement (`TaskFullOp`): `fm_task_reads` (migration 0022) reads
+/// each task, its payload, its steps and (queued) its place in line by key, with a plan
+/// made once per connection. A task that does not exist has no row; `ord` is its index
+/// in the array, from 1. A lone read is a batch of one.
+const TASK_FULL_BATCH_SQL: &str = "SELECT * FROM fm_task_reads($1)";
 
-const TASK_FULL_SQL: &str = concat!("SELECT ", task_full_columns!("$1"));
-
-/// Many task reads in one statement (`TaskFullOp`), each an index probe in a `LATERAL`
-/// subquery kept apart by `OFFSET 0`, as for stream starts below.
-const TASK_FULL_BATCH_SQL: &str = concat!(
-    "SELECT r.ord, s.* FROM unnest($1::uuid[]) WITH ORDINALITY AS r(task_id, ord)
-  CROSS JOIN LATERAL (SELECT ",
-    task_full_columns!("r.task_id"),
-    " OFFSET 0) s"
-);
-
-/// A stream's start (`Store::task_stream_start`): the task, its place in line while queued
-/// and its milestones after the cursor, in one statement and so one snapshot (a terminal
-/// status comes with its terminal event). `$task` and `$after` are SQL for the task's id and
-/// the cursor: parameters for one task, a batch row's columns for many.
-macro_rules! task_stream_start_columns {
-    ($task:literal, $after:literal) => {
-        concat!(
-            "t.id, t.user_id, t.tool_id, t.status, t.credits_cost, t.parent_task_id, t.current_step_id,
-        t.attempts, t.cancel_requested, t.run_all_steps, t.created_at, t.updated_at, t.started_at, t.completed_at,
-        t.trace_parent, t.event_seq,
-        CASE WHEN t.status = 'queued' THEN
-            (SELECT q.seq FROM task_queue q WHERE q.task_id = t.id AND q.lease_until IS NULL)
-        END AS queue_seq,
-        COALESCE((SELECT jsonb_agg(jsonb_build_object(
-                    'seq', e.seq, 'type', e.type, 'data', e.data, 'created_at', e.created_at) ORDER BY e.seq)
-                  FROM task_events e WHERE e.task_id = t.id AND e.seq > ",
-            $after,
-            "), '[]'::jsonb) AS events
-   FROM tasks t
-  WHERE t.id = ",
-            $task
-        )
-    };
-}
-
-const TASK_STREAM_START_SQL: &str = concat!("SELECT ", task_stream_start_columns!("$1", "$2"));
-
-/// Many stream starts in one statement (`StreamStartOp`): each task is read by its key in
-/// a `LATERAL` subquery that `OFFSET 0` keeps from being flattened into a join, so it is
-/// always an index probe per task, whatever the planner thinks of the array's size. A
-/// task that does not exist has no row.
-const TASK_STREAM_START_BATCH_SQL: &str = concat!(
-    "SELECT r.ord, s.* FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS r(task_id, after_seq, ord)
-  CROSS JOIN LATERAL (SELECT ",
-    task_stream_start_columns!("r.task_id", "r.after_seq"),
-    " OFFSET 0) s"
-);
+/// Many stream starts in one statement (`StreamStartOp`): `fm_task_stream_starts`
+/// (migration 0022) reads each task, its place in line while queued and its milestones
+/// after the cursor, by key, in one statement and so one snapshot (a terminal status comes
+/// with its terminal event). Rows as `TASK_FULL_BATCH_SQL`'s.
+const TASK_STREAM_START_BATCH_SQL: &str = "SELECT * FROM fm_task_stream_starts($1, $2)";
 
 /// The task hot path on PostgreSQL: each operation is one call of a function from
 /// `migrations/postgres/0008_hot_path.sql` — one round trip instead of a dozen — running
@@ -1121,7 +1061,7 @@ impl super::pg_batch::BatchOp for TaskFullOp {
     }
 
     async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, id: &'a uuid::Uuid) -> TaskFullOut {
-        let row = sqlx::query(TASK_FULL_SQL).bind(id).fetch_optional(pool).await?;
+        let row = sqlx::query(TASK_FULL_BATCH_SQL).bind([*id]).fetch_optional(pool).await?;
         row.as_ref().map(Self::parse).transpose()
     }
 }
@@ -1170,7 +1110,7 @@ impl super::pg_batch::BatchOp for StreamStartOp {
     }
 
     async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, &(id, after): &'a (uuid::Uuid, i64)) -> StreamStartOut {
-        let row = sqlx::query(TASK_STREAM_START_SQL).bind(id).bind(after).fetch_optional(pool).await?;
+        let row = sqlx::query(TASK_STREAM_START_BATCH_SQL).bind([id]).bind([after]).fetch_optional(pool).await?;
         row.as_ref().map(Self::parse).transpose()
     }
 }
