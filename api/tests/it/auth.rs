@@ -457,8 +457,44 @@ async fn revocation_is_immediate_across_api_processes() {
         .key;
     let key_on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&key).build().unwrap();
     key_on_peer.auth_session_get().await.unwrap();
+    key_on_peer.auth_session_get().await.unwrap(); // now from the peer's own copy
     client_as(&app, &admin.token).admin_user_ban(&bob.id, &types::BanRequest { reason: None }).await.unwrap();
     assert_eq!(err_code(key_on_peer.auth_session_get().await), (403, "USER_BANNED".into()));
+
+    // A role change, and a key revoked, on one process: the other's copies stop at once.
+    let as_admin = client_as(&app, &admin.token);
+    let carol = actor(&app, "carol@example.com", Role::User).await;
+    as_admin.admin_user_role_set(&carol.id, &types::SetRoleRequest { role: types::UserRole::Admin }).await.unwrap();
+    let carol_on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&carol.token).build().unwrap();
+    for _ in 0..3 {
+        carol_on_peer.admin_user_get(&admin.id).await.expect("an admin reads a user");
+    }
+    as_admin.admin_user_role_set(&carol.id, &types::SetRoleRequest { role: types::UserRole::User }).await.unwrap();
+    assert_eq!(err_code(carol_on_peer.admin_user_get(&admin.id).await).0, 403);
+    let carols_key = client_as(&app, &carol.token).auth_api_key_create(&write_key("k")).await.unwrap().into_inner();
+    let carols_key_on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&carols_key.key).build().unwrap();
+    for _ in 0..3 {
+        carols_key_on_peer.auth_session_get().await.unwrap();
+    }
+    client_as(&app, &carol.token).auth_api_key_revoke(&carols_key.api_key.id).await.unwrap();
+    assert_eq!(err_code(carols_key_on_peer.auth_session_get().await), (401, "API_KEY_REVOKED".into()));
+
+    // A copy held in a process's memory is only served while the shared entry it copies is
+    // there: a session that is gone from the database and from Redis (here removed behind
+    // the API's back, as a Redis restart loses entries and tombstones) is refused at once.
+    let dave = actor(&app, "dave@example.com", Role::User).await;
+    let dave_on_peer = funmagic_sdk::ClientBuilder::new(peer.base_url()).token(&dave.token).build().unwrap();
+    for _ in 0..3 {
+        dave_on_peer.auth_session_get().await.unwrap();
+    }
+    let hash = funmagic_api::auth::token::hash(&dave.token);
+    assert!(app.state().store().session_delete_by_token(&hash).await.unwrap());
+    let redis = app.state().redis().expect("scale-out has Redis");
+    let mut conn = redis.conn();
+    let dropped: i64 =
+        redis::cmd("DEL").arg(redis.key(&format!("principal:{hash}"))).query_async(&mut conn).await.unwrap();
+    assert_eq!(dropped, 1, "the peer cached the session in Redis");
+    assert_eq!(err_code(dave_on_peer.auth_session_get().await).0, 401);
     peer.stop().await.unwrap();
 }
 
