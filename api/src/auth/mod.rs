@@ -29,6 +29,8 @@ use crate::store::{KeyScope, Role, Store, UserRow};
 pub const SESSION_COOKIE: &str = "funmagic.session_token";
 /// How long a resolved principal may be served from the Redis cache.
 const CACHE_TTL_SECS: u64 = 60;
+/// How long a user's generation key lives after it was set (longer than any entry).
+const GENERATION_TTL_SECS: u64 = CACHE_TTL_SECS * 10;
 /// A session is extended when it was last extended longer ago than this.
 const SESSION_UPDATE_AGE: chrono::Duration = chrono::Duration::days(1);
 
@@ -234,35 +236,56 @@ const LOCAL_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Scale-out's in-process copies of Redis cache entries. A copy is only served while the
 /// Redis entry it copies still exists, its credential has no tombstone and its user's
-/// generation has not moved: the same three facts the Redis lookup checks, read in one
+/// generation is the copy's: the same three facts the Redis lookup checks, read in one
 /// pipeline. So a revocation, a ban or a role change on any process takes effect at once
-/// here too, as before. A copy lives at most `LOCAL_CACHE_TTL`, well inside the tombstone's
-/// and the generation key's lifetimes.
-#[derive(Debug, Default)]
+/// here too, as before. A copy lives at most `LOCAL_CACHE_TTL`, inside the tombstone's
+/// lifetime; a generation value is never used twice (`fresh_generation`), so a copy
+/// cannot match a generation set after it was made, even after the generation key expired
+/// or Redis lost its data and another process wrote the entry again.
+#[derive(Debug)]
 struct NearCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, CachedPrincipal)>>,
+    map: std::sync::Mutex<NearEntries>,
+}
+
+#[derive(Debug)]
+struct NearEntries {
+    entries: std::collections::HashMap<String, (std::time::Instant, CachedPrincipal)>,
+    /// When expired copies were last dropped (at most once a `LOCAL_CACHE_TTL`).
+    swept: std::time::Instant,
+}
+
+impl Default for NearCache {
+    fn default() -> Self {
+        let entries = NearEntries { entries: Default::default(), swept: std::time::Instant::now() };
+        Self { map: std::sync::Mutex::new(entries) }
+    }
 }
 
 impl NearCache {
+    /// Copies at most; past it (credentials used on this process within `LOCAL_CACHE_TTL`)
+    /// the map starts again.
+    const MAX: usize = 100_000;
+
     fn get(&self, hash: &str) -> Option<CachedPrincipal> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, cached) = entries.get(hash)?;
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, cached) = map.entries.get(hash)?;
         (at.elapsed() < LOCAL_CACHE_TTL).then(|| cached.clone())
     }
 
     fn put(&self, hash: &str, cached: CachedPrincipal) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= 100_000 {
-            entries.retain(|_, (at, _)| at.elapsed() < LOCAL_CACHE_TTL);
-            if entries.len() >= 100_000 {
-                entries.clear();
-            }
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.swept.elapsed() >= LOCAL_CACHE_TTL {
+            map.entries.retain(|_, (at, _)| at.elapsed() < LOCAL_CACHE_TTL);
+            map.swept = std::time::Instant::now();
         }
-        entries.insert(hash.to_string(), (std::time::Instant::now(), cached));
+        if map.entries.len() >= Self::MAX {
+            map.entries.clear();
+        }
+        map.entries.insert(hash.to_string(), (std::time::Instant::now(), cached));
     }
 
     fn remove(&self, hash: &str) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(hash);
     }
 }
 
@@ -287,8 +310,9 @@ impl Authenticator {
     ///
     /// Cache protocol (scale-out): on a miss, the credential row is read first, then the
     /// user's generation, then the user row; the entry is stored with that generation.
-    /// A user-level change writes the database and *then* bumps the generation, so an entry
-    /// built from a stale user row always carries a stale generation. Revoking a single
+    /// A user-level change writes the database and *then* sets a new generation (a value
+    /// never used before), so an entry built from a stale user row always carries a stale
+    /// generation. Revoking a single
     /// credential leaves a tombstone that outlives any entry written concurrently.
     pub async fn resolve(&self, secret: &str) -> AppResult<Principal> {
         Ok(self.resolve_counting(secret, None).await?.0)
@@ -421,16 +445,12 @@ impl Authenticator {
             *local.generations.lock().unwrap_or_else(|e| e.into_inner()).entry(user_id).or_default() += 1;
         }
         let Some(redis) = &self.redis else { return };
-        let key = redis.key(&format!("user-gen:{user_id}"));
         let mut conn = redis.conn();
-        let result: Result<(), _> = redis::pipe()
-            .cmd("INCR")
-            .arg(&key)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(CACHE_TTL_SECS * 10)
-            .ignore()
+        let result: Result<(), _> = redis::cmd("SET")
+            .arg(redis.key(&format!("user-gen:{user_id}")))
+            .arg(fresh_generation())
+            .arg("EX")
+            .arg(GENERATION_TTL_SECS)
             .query_async(&mut conn)
             .await;
         if let Err(e) = result {
@@ -444,13 +464,20 @@ impl Authenticator {
         }
         let Some(redis) = &self.redis else { return 0 };
         let mut conn = redis.conn();
-        redis::cmd("GET")
+        // The user's generation, given one now if it has none (never changed, expired, or
+        // lost with Redis's data): each value is new, so a copy or an entry made before a
+        // change can never match a generation set after it.
+        let fresh = fresh_generation();
+        redis::cmd("SET")
             .arg(redis.key(&format!("user-gen:{user_id}")))
+            .arg(fresh)
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(GENERATION_TTL_SECS)
             .query_async::<Option<i64>>(&mut conn)
             .await
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+            .map_or(0, |old| old.unwrap_or(fresh))
     }
 
     /// A cached principal, unless revoked or its user's generation moved on: one round trip
@@ -542,8 +569,7 @@ impl Authenticator {
         };
         let counted = (counter.is_some() && count > 0)
             .then(|| (user, Count { count: u64::try_from(count).unwrap_or(0), ttl_secs: ttl }));
-        if !entry || revoked || cached.generation != current.unwrap_or(0) || session_expired(&cached, self.clock.now())
-        {
+        if !entry || revoked || current != Some(cached.generation) || session_expired(&cached, self.clock.now()) {
             near.remove(hash);
             return (None, counted);
         }
@@ -603,6 +629,14 @@ impl Authenticator {
             near.put(hash, cached);
         }
     }
+}
+
+/// A value for a user's generation that no earlier change had: random, never 0 (what a
+/// user without a generation key reads in the script), and below 2^62, so a process of the
+/// previous release (which bumped it with `INCR`) can still bump it during a rolling deploy.
+fn fresh_generation() -> i64 {
+    let (bits, _) = Uuid::new_v4().as_u64_pair();
+    i64::try_from(bits >> 2).unwrap_or(1) | 1
 }
 
 /// Whether a cached session has passed its expiry (an API key's is checked when resolved).
