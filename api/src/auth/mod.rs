@@ -50,8 +50,20 @@ pub enum Access {
 /// How the caller authenticated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Credential {
-    Session { id: Uuid, token_hash: String, expires_at: DateTime<Utc> },
-    ApiKey { id: Uuid, token_hash: String, scope: String },
+    Session {
+        id: Uuid,
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// `expires_at`: the key's own expiry, so a cached key lapses on time too (absent in
+    /// entries cached by earlier releases: those keys are checked when next resolved).
+    ApiKey {
+        id: Uuid,
+        token_hash: String,
+        scope: String,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+    },
 }
 
 /// An authenticated caller.
@@ -397,7 +409,12 @@ impl Authenticator {
         if key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60)) {
             self.store.api_key_touch(key.id).await?;
         }
-        let credential = Credential::ApiKey { id: key.id, token_hash: hash.to_string(), scope: key.scope };
+        let credential = Credential::ApiKey {
+            id: key.id,
+            token_hash: hash.to_string(),
+            scope: key.scope,
+            expires_at: key.expires_at,
+        };
         Ok((Principal { user, credential }, generation))
     }
 
@@ -515,7 +532,7 @@ impl Authenticator {
         let Ok(cached) = serde_json::from_str::<CachedPrincipal>(&raw) else { return (None, None) };
         let counted = (counter.is_some() && count > 0)
             .then(|| (cached.principal.user.id, Count { count: u64::try_from(count).unwrap_or(0), ttl_secs: ttl }));
-        if session_expired(&cached, self.clock.now()) || cached.generation != current {
+        if credential_expired(&cached, self.clock.now()) || cached.generation != current {
             return (None, counted);
         }
         if let Some(near) = &self.near {
@@ -569,7 +586,7 @@ impl Authenticator {
         };
         let counted = (counter.is_some() && count > 0)
             .then(|| (user, Count { count: u64::try_from(count).unwrap_or(0), ttl_secs: ttl }));
-        if !entry || revoked || current != Some(cached.generation) || session_expired(&cached, self.clock.now()) {
+        if !entry || revoked || current != Some(cached.generation) || credential_expired(&cached, self.clock.now()) {
             near.remove(hash);
             return (None, counted);
         }
@@ -586,7 +603,7 @@ impl Authenticator {
             }
             cached.clone()
         };
-        if session_expired(&cached, self.clock.now()) {
+        if credential_expired(&cached, self.clock.now()) {
             return None;
         }
         let current = self.generation(cached.principal.user.id).await;
@@ -639,9 +656,12 @@ fn fresh_generation() -> i64 {
     i64::try_from(bits >> 2).unwrap_or(1) | 1
 }
 
-/// Whether a cached session has passed its expiry (an API key's is checked when resolved).
-fn session_expired(cached: &CachedPrincipal, now: DateTime<Utc>) -> bool {
-    matches!(&cached.principal.credential, Credential::Session { expires_at, .. } if *expires_at <= now)
+/// Whether a cached credential has passed its expiry (a session's, or a key's own).
+fn credential_expired(cached: &CachedPrincipal, now: DateTime<Utc>) -> bool {
+    match &cached.principal.credential {
+        Credential::Session { expires_at, .. } => *expires_at <= now,
+        Credential::ApiKey { expires_at, .. } => expires_at.is_some_and(|at| at <= now),
+    }
 }
 
 /// KEYS: the cached entry (`<user id>|<json>`), its tombstone; ARGV: the prefix of the

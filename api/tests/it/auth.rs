@@ -646,6 +646,19 @@ async fn sessions_and_mailed_links_expire_by_the_clock(app: TestApp) {
     let body = &mail.iter().rev().find(|m| m.subject.contains("Reset")).unwrap().body;
     let reset_token = body.split("--token ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     client_as(&app, &ada.token).auth_session_get().await.expect("a fresh session");
+    let key = client_as(&app, &ada.token)
+        .auth_api_key_create(&types::CreateApiKeyRequest {
+            name: "a day".parse().unwrap(),
+            scope: types::ApiKeyScope::Read,
+            expires_in_days: std::num::NonZeroU32::new(1),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    for _ in 0..3 {
+        client_as(&app, &key).auth_session_get().await.expect("a key within its day (and now cached)");
+    }
 
     app.advance_clock(std::time::Duration::from_secs(8 * 24 * 3600));
     assert_eq!(
@@ -653,6 +666,8 @@ async fn sessions_and_mailed_links_expire_by_the_clock(app: TestApp) {
         (401, "SESSION_EXPIRED".into()),
         "8 days without use, with sessions lasting 7"
     );
+    // A key lapses on time even while its principal is cached.
+    assert_eq!(err_code(client_as(&app, &key).auth_session_get().await), (401, "API_KEY_EXPIRED".into()));
     let reset = types::ResetPasswordRequest {
         token: reset_token.parse().unwrap(),
         new_password: "a brand new secret".parse().unwrap(),
