@@ -229,7 +229,7 @@ pub struct Authenticator {
     /// Scale-out: principals this process resolved lately, so a request asks Redis only
     /// whether they still hold (entry there, no tombstone, same generation) instead of
     /// fetching and parsing the entry (see [`Authenticator::near_check`]).
-    near: Option<NearCache>,
+    near: Option<Copies>,
     /// Sessions and keys expire by this clock.
     clock: std::sync::Arc<crate::clock::Clock>,
 }
@@ -238,7 +238,7 @@ pub struct Authenticator {
 /// their user's generation, revoked credentials leave tombstones), in memory.
 #[derive(Debug, Default)]
 struct LocalCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, CachedPrincipal)>>,
+    entries: Copies,
     generations: std::sync::Mutex<std::collections::HashMap<Uuid, i64>>,
     tombstones: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -246,7 +246,8 @@ struct LocalCache {
 /// How long the in-process cache keeps an entry (and a tombstone).
 const LOCAL_CACHE_TTL: Duration = Duration::from_secs(10);
 
-/// Scale-out's in-process copies of Redis cache entries. A copy is only served while the
+/// Principals held in this process for `LOCAL_CACHE_TTL`: the embedded mode's cache, and
+/// scale-out's copies of Redis cache entries. A scale-out copy is only served while the
 /// Redis entry it copies still exists, its credential has no tombstone and its user's
 /// generation is the copy's: the same three facts the Redis lookup checks, read in one
 /// pipeline. So a revocation, a ban or a role change on any process takes effect at once
@@ -255,25 +256,25 @@ const LOCAL_CACHE_TTL: Duration = Duration::from_secs(10);
 /// cannot match a generation set after it was made, even after the generation key expired
 /// or Redis lost its data and another process wrote the entry again.
 #[derive(Debug)]
-struct NearCache {
-    map: std::sync::Mutex<NearEntries>,
+struct Copies {
+    map: std::sync::Mutex<CopyMap>,
 }
 
 #[derive(Debug)]
-struct NearEntries {
+struct CopyMap {
     entries: std::collections::HashMap<String, (std::time::Instant, CachedPrincipal)>,
     /// When expired copies were last dropped (at most once a `LOCAL_CACHE_TTL`).
     swept: std::time::Instant,
 }
 
-impl Default for NearCache {
+impl Default for Copies {
     fn default() -> Self {
-        let entries = NearEntries { entries: Default::default(), swept: std::time::Instant::now() };
+        let entries = CopyMap { entries: Default::default(), swept: std::time::Instant::now() };
         Self { map: std::sync::Mutex::new(entries) }
     }
 }
 
-impl NearCache {
+impl Copies {
     /// Copies at most; past it (credentials used on this process within `LOCAL_CACHE_TTL`)
     /// the map starts again.
     const MAX: usize = 100_000;
@@ -309,7 +310,7 @@ impl Authenticator {
         clock: std::sync::Arc<crate::clock::Clock>,
     ) -> Self {
         let local = (redis.is_none() && store.engine() == crate::store::Engine::Sqlite).then(LocalCache::default);
-        let near = redis.is_some().then(NearCache::default);
+        let near = redis.is_some().then(Copies::default);
         let session_ttl = chrono::Duration::days(i64::from(settings.session_ttl_days));
         Self { store, redis, session_ttl, local, near, clock }
     }
@@ -324,8 +325,8 @@ impl Authenticator {
     /// user's generation, then the user row; the entry is stored with that generation.
     /// A user-level change writes the database and *then* sets a new generation (a value
     /// never used before), so an entry built from a stale user row always carries a stale
-    /// generation. Revoking a single
-    /// credential leaves a tombstone that outlives any entry written concurrently.
+    /// generation. Revoking a single credential leaves a tombstone that outlives any entry
+    /// written concurrently.
     pub async fn resolve(&self, secret: &str) -> AppResult<Principal> {
         Ok(self.resolve_counting(secret, None).await?.0)
     }
@@ -424,9 +425,8 @@ impl Authenticator {
         if let Some(local) = &self.local {
             let mut tombstones = local.tombstones.lock().unwrap_or_else(|e| e.into_inner());
             tombstones.retain(|_, at| at.elapsed() < LOCAL_CACHE_TTL);
-            let mut entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
             for hash in token_hashes {
-                entries.remove(hash);
+                local.entries.remove(hash);
                 tombstones.insert(hash.clone(), std::time::Instant::now());
             }
         }
@@ -549,7 +549,7 @@ impl Authenticator {
     async fn near_check(
         &self,
         redis: &RedisHandle,
-        near: &NearCache,
+        near: &Copies,
         hash: &str,
         cached: CachedPrincipal,
         counter: Option<&Counter>,
@@ -563,16 +563,7 @@ impl Authenticator {
             .cmd("GET")
             .arg(redis.key(&format!("user-gen:{user}")));
         if let Some(counter) = counter {
-            let key = redis.key(&format!("{}{user}", counter.prefix));
-            pipe.cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(counter.window_secs.max(1))
-                .arg("NX")
-                .ignore()
-                .cmd("TTL")
-                .arg(&key);
+            ratelimit::bump(&mut pipe, &redis.key(&format!("{}{user}", counter.prefix)), counter.window_secs);
         }
         let mut conn = redis.conn();
         let answer = if counter.is_some() {
@@ -595,14 +586,7 @@ impl Authenticator {
 
     /// The embedded mode's cache lookup.
     async fn local_get(&self, local: &LocalCache, hash: &str) -> Option<Principal> {
-        let cached = {
-            let entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let (at, cached) = entries.get(hash)?;
-            if at.elapsed() >= LOCAL_CACHE_TTL {
-                return None;
-            }
-            cached.clone()
-        };
+        let cached = local.entries.get(hash)?;
         if credential_expired(&cached, self.clock.now()) {
             return None;
         }
@@ -612,19 +596,11 @@ impl Authenticator {
 
     async fn cache_put(&self, hash: &str, principal: &Principal, generation: i64) {
         if let Some(local) = &self.local {
-            let revoked = local
-                .tombstones
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(hash)
-                .is_some_and(|at| at.elapsed() < LOCAL_CACHE_TTL);
-            if !revoked {
-                let mut entries = local.entries.lock().unwrap_or_else(|e| e.into_inner());
-                if entries.len() >= 100_000 {
-                    entries.clear();
-                }
-                let cached = CachedPrincipal { principal: principal.clone(), generation };
-                entries.insert(hash.to_string(), (std::time::Instant::now(), cached));
+            // Held while the entry goes in, so a concurrent `forget` comes wholly before
+            // (and is seen) or wholly after (and removes it).
+            let tombstones = local.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+            if tombstones.get(hash).is_none_or(|at| at.elapsed() >= LOCAL_CACHE_TTL) {
+                local.entries.put(hash, CachedPrincipal { principal: principal.clone(), generation });
             }
             return;
         }

@@ -18,6 +18,13 @@ pub enum RateLimiter {
     Memory(Mutex<HashMap<String, (Instant, u32)>>),
 }
 
+/// Adds a hit on the fixed-window counter `key` to `pipe`: `INCR`, the window's expiry set
+/// by the first hit (`EXPIRE NX`, not answered), `TTL`. Its two answers are the count and
+/// the seconds the window has left.
+pub(crate) fn bump(pipe: &mut redis::Pipeline, key: &str, window_secs: u64) {
+    pipe.cmd("INCR").arg(key).cmd("EXPIRE").arg(key).arg(window_secs.max(1)).arg("NX").ignore().cmd("TTL").arg(key);
+}
+
 impl RateLimiter {
     pub fn new(redis: Option<RedisHandle>) -> Self {
         match redis {
@@ -32,19 +39,9 @@ impl RateLimiter {
             RateLimiter::Redis(redis) => {
                 let key = redis.key(&format!("ratelimit:{key}"));
                 let mut conn = redis.conn();
-                let result: Result<(u32, i64), redis::RedisError> = redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(&key)
-                    .cmd("EXPIRE")
-                    .arg(&key)
-                    .arg(window.as_secs().max(1))
-                    .arg("NX")
-                    .ignore()
-                    .cmd("TTL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await;
+                let mut pipe = redis::pipe();
+                bump(pipe.atomic(), &key, window.as_secs());
+                let result: Result<(u32, i64), redis::RedisError> = pipe.query_async(&mut conn).await;
                 match result {
                     Ok((count, ttl)) => Self::judge(u64::from(count), ttl, limit),
                     Err(e) => {
