@@ -51,6 +51,8 @@ struct Inner {
     webhook_work: tokio::sync::Notify,
     /// Open task event streams per user in this process (`limits.max_streams_per_user`).
     stream_slots: crate::auth::ratelimit::StreamSlots,
+    /// The line's bound: submissions held while `tasks.max_waiting` tasks wait.
+    admission: crate::admission::Admission,
     /// Encrypts and decrypts provider API keys.
     master_key: crate::providers::crypto::MasterKey,
     /// What expiry decisions read (tests move it forward).
@@ -120,7 +122,13 @@ impl AppState {
             &settings.webhooks.allow,
             Duration::from_secs(settings.webhooks.timeout_secs),
         );
+        let admission = crate::admission::Admission::new(
+            settings.tasks.max_waiting,
+            settings.tasks.max_running_per_user,
+            Duration::from_secs(settings.tasks.admit_wait_secs),
+        );
         let inner = Inner {
+            admission,
             webhook_poster,
             webhook_work: tokio::sync::Notify::new(),
             settings,
@@ -236,6 +244,11 @@ impl AppState {
     /// The shared outbound HTTP client; callers set each request's timeout.
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The line's bound (see `admission`).
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.inner.admission
     }
 
     pub fn stream_slots(&self) -> &crate::auth::ratelimit::StreamSlots {

@@ -104,6 +104,7 @@ wire_enum! {
         ProviderResultTooLarge = "PROVIDER_RESULT_TOO_LARGE",
         ProviderUnavailable = "PROVIDER_UNAVAILABLE",
         PurchasesDisabled = "PURCHASES_DISABLED",
+        QueueFull = "QUEUE_FULL",
         QuotaExceeded = "QUOTA_EXCEEDED",
         RateLimited = "RATE_LIMITED",
         ReauthenticationRequired = "REAUTHENTICATION_REQUIRED",

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod assets;
 pub mod auth;

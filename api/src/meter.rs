@@ -50,6 +50,10 @@ fn describe() {
     describe_histogram!("funmagic_task_queue_wait_seconds", Unit::Seconds, "From submission to a worker's claim");
     describe_histogram!("funmagic_task_run_seconds", Unit::Seconds, "One step's run, by tool, provider and outcome");
     describe_gauge!("funmagic_task_queue_depth", "Tasks in the queue by state (waiting, delayed, running, dead)");
+    describe_counter!(
+        "funmagic_task_submits_held_total",
+        "Submissions held because tasks.max_waiting tasks were waiting, by outcome (admitted, refused)"
+    );
     describe_counter!("funmagic_task_retries_total", "Steps scheduled to run again after a transient failure");
     describe_counter!("funmagic_provider_requests_total", "Provider step runs, by provider kind and outcome");
     describe_histogram!("funmagic_provider_request_seconds", Unit::Seconds, "Provider step runs, by provider kind");

@@ -115,23 +115,30 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
     // the step before.
     if let Some(first) = steps.first() {
         validate_input(first, &input)?;
-        // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
-        // provider then reads the same checked file (and none gets the raw URL).
-        if steps.iter().any(|s| s.kind != StepKind::Echo)
-            && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
-        {
-            // Nothing is fetched for a submission its credits cannot pay for.
-            let cost: i64 = steps.iter().map(|s| s.cost).sum();
-            let available = state.store().credits_get(principal.user_id()).await?.available();
-            if available < cost {
-                return Err(crate::credits::insufficient(cost, available));
-            }
-            let asset = crate::assets::import_url(state, principal.user_id(), &url).await?;
-            if let Some(obj) = input.as_object_mut() {
-                obj.remove("imageUrl");
-                obj.insert("imageStorageKey".into(), asset.storage_key.into());
-                obj.insert("imageSourceUrl".into(), url.into());
-            }
+    }
+    let webhook_url = match &req.webhook {
+        Some(url) => Some(own_webhook(state, principal, url).await?),
+        None => None,
+    };
+    // A request found good waits here while the line is full (see `admission`), before
+    // anything is fetched, reserved or written.
+    state.admission().admit(state.store()).await?;
+    // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
+    // provider then reads the same checked file (and none gets the raw URL).
+    if steps.iter().any(|s| s.kind != StepKind::Echo)
+        && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
+    {
+        // Nothing is fetched for a submission its credits cannot pay for.
+        let cost: i64 = steps.iter().map(|s| s.cost).sum();
+        let available = state.store().credits_get(principal.user_id()).await?.available();
+        if available < cost {
+            return Err(crate::credits::insufficient(cost, available));
+        }
+        let asset = crate::assets::import_url(state, principal.user_id(), &url).await?;
+        if let Some(obj) = input.as_object_mut() {
+            obj.remove("imageUrl");
+            obj.insert("imageStorageKey".into(), asset.storage_key.into());
+            obj.insert("imageSourceUrl".into(), url.into());
         }
     }
     let cost: i64 = steps.iter().map(|s| s.cost).sum();
@@ -145,10 +152,7 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         cost,
         input,
         trace_parent: crate::traces::current(),
-        webhook_url: match &req.webhook {
-            Some(url) => Some(own_webhook(state, principal, url).await?),
-            None => None,
-        },
+        webhook_url,
     };
     start(state, &new).await
 }
@@ -223,6 +227,8 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         // An admin's retry reports to the user's endpoints, not to a one-off URL.
         webhook_url: None,
     };
+    // A retry is a submission like any other: held while the line is full.
+    state.admission().admit(state.store()).await?;
     let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
     Ok(task)

@@ -112,7 +112,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CliError> {
         run_all_steps: args.step.is_none().then_some(true),
         webhook: None,
     };
-    let task = ctx.client.task_create(None, &request).await.map_err(sdk)?.into_inner().task;
+    // With an Idempotency-Key, retried while the server is briefly unavailable or its task
+    // line is full (503 `QUEUE_FULL`, after its `Retry-After`): one task however many tries.
+    let task = funmagic_sdk::retry::submit_task(&ctx.client, &request).await.map_err(sdk)?;
     if ctx.json {
         println!("{}", serde_json::json!({ "type": "submitted", "taskId": task.id }));
     } else {

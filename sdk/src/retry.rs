@@ -87,12 +87,26 @@ where
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt + 1 < backoff.attempts => {
-                tokio::time::sleep(backoff.delay(attempt)).await;
+                // The server's `Retry-After` (a rate limit, a full task line) when it is
+                // longer than the backoff's pause, up to a minute.
+                let wait = backoff.delay(attempt).max(retry_after(&e).unwrap_or_default());
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The `Retry-After` of an error answer, in seconds (at most 60).
+fn retry_after(e: &Error<types::ApiError>) -> Option<Duration> {
+    let headers = match e {
+        Error::ErrorResponse(resp) => resp.headers(),
+        Error::UnexpectedResponse(resp) => resp.headers(),
+        _ => return None,
+    };
+    let secs: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
 }
 
 /// Submits a task with a fresh `Idempotency-Key`, retrying transient failures with the same
@@ -121,6 +135,23 @@ mod tests {
             let d = b.delay(attempt).as_millis() as u64;
             assert!(d >= base * 3 / 4 && d <= base * 5 / 4, "attempt {attempt}: {d} ms around {base}");
         }
+    }
+
+    fn answer(status: u16, retry_after: Option<&str>) -> Error<types::ApiError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert("retry-after", v.parse().unwrap());
+        }
+        let body = types::ApiError { code: "QUEUE_FULL".into(), details: None, error: "full".into(), request_id: None };
+        Error::ErrorResponse(crate::ResponseValue::new(body, reqwest::StatusCode::from_u16(status).unwrap(), headers))
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_answer_up_to_a_minute() {
+        assert_eq!(retry_after(&answer(503, Some("4"))), Some(Duration::from_secs(4)));
+        assert_eq!(retry_after(&answer(429, Some("3600"))), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after(&answer(503, None)), None);
+        assert_eq!(retry_after(&answer(503, Some("soon"))), None);
     }
 
     #[tokio::test]

@@ -113,6 +113,11 @@ pub fn at_least<T: PartialOrd + std::fmt::Display>(min: T) -> impl Fn(&T) -> Res
     move |v| if *v >= min { Ok(()) } else { Err(format!("must be at least {min}")) }
 }
 
+/// Check: at least `min` and at most `max`.
+pub fn within<T: PartialOrd + std::fmt::Display>(min: T, max: T) -> impl Fn(&T) -> Result<(), String> {
+    move |v| if *v >= min && *v <= max { Ok(()) } else { Err(format!("must be from {min} to {max}")) }
+}
+
 /// Check: an absolute http(s) URL.
 pub fn http_url(v: &str) -> Result<(), String> {
     if crate::urls::is_http_url(v) { Ok(()) } else { Err(format!("'{v}' is not an http(s) URL")) }

@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use super::section::{at_least, section};
+use super::section::{at_least, section, within};
 
 section! {
     /// The queue and the workers.
@@ -35,6 +35,17 @@ section! {
             env: "FUNMAGIC_MAX_RUNNING_PER_USER",
             default: 3u32,
             help: "tasks of one user run at once at most (0 = no limit); the rest wait their turn",
+        },
+        max_waiting: u64 {
+            env: "FUNMAGIC_QUEUE_MAX_WAITING",
+            default: 2000u64,
+            help: "due tasks waiting for a worker (all users, not counting those of a user at their running limit) beyond which new submissions wait for room (0 = no bound)",
+        },
+        admit_wait_secs: u64 {
+            env: "FUNMAGIC_QUEUE_ADMIT_WAIT_SECS",
+            default: 15u64,
+            check: within(1, crate::admission::MAX_ADMIT_WAIT_SECS),
+            help: "a submission held by tasks.max_waiting that finds no room this long (at most 30 s) is answered 503 QUEUE_FULL with Retry-After",
         },
         reconcile_secs: u64 {
             env: "FUNMAGIC_QUEUE_RECONCILE_SECS",

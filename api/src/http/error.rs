@@ -75,9 +75,10 @@ pub enum ErrorResponse {
     /// An unexpected server error.
     #[oai(status = 500)]
     Internal(Json<ApiError>),
-    /// A dependency is unavailable.
+    /// A dependency is unavailable, or the task line is full (`QUEUE_FULL`); retry after
+    /// the given number of seconds when given.
     #[oai(status = 503)]
-    Unavailable(Json<ApiError>),
+    Unavailable(Json<ApiError>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
 /// The HTTP status of each error kind — the only such mapping in the code base.
@@ -116,7 +117,7 @@ impl From<AppError> for ErrorResponse {
             ErrorKind::Validation => ErrorResponse::Unprocessable(body),
             ErrorKind::RateLimited => ErrorResponse::TooManyRequests(body, err.retry_after_secs),
             ErrorKind::Internal => ErrorResponse::Internal(body),
-            ErrorKind::Unavailable => ErrorResponse::Unavailable(body),
+            ErrorKind::Unavailable => ErrorResponse::Unavailable(body, err.retry_after_secs),
         }
     }
 }

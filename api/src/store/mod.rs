@@ -454,6 +454,9 @@ forward! {
     fn queue_stale(older_than: std::time::Duration, limit: i64) -> StoreResult<Vec<Uuid>>;
     /// (due and waiting, running, waiting for a retry).
     fn queue_depth() -> StoreResult<(i64, i64, i64)>;
+    /// Tasks waiting that a worker could take now (not leased, not held by their user's
+    /// running limit `per_user`), counted up to `upto`.
+    fn queue_runnable(upto: i64, per_user: i64) -> StoreResult<i64>;
     /// The dead-letter list, newest first.
     fn dead_letters(before: Option<Uuid>, limit: i64) -> StoreResult<Vec<DeadLetterRow>>;
     /// How many tasks failed for good.

@@ -386,6 +386,20 @@ macro_rules! task_queries {
                 .map_err($crate::store::StoreError::from_sqlx)
             }
 
+            /// Tasks waiting that a worker could take now (the line `tasks.max_waiting`
+            /// bounds), counted up to `upto`: due, not leased, and neither parked nor of a
+            /// user who already runs `per_user` tasks (0: no limit). Reads the leased rows
+            /// and up to `upto` waiting ones.
+            pub async fn queue_runnable(&self, upto: i64, per_user: i64) -> $crate::store::StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>($crate::store::sql::tasks::QUEUE_RUNNABLE)
+                    .bind(upto)
+                    .bind(per_user)
+                    .bind($crate::store::now())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)
+            }
+
             /// How many tasks failed for good.
             pub async fn dead_letter_count(&self) -> $crate::store::StoreResult<i64> {
                 sqlx::query_scalar::<_, i64>($crate::store::sql::tasks::DEAD_LETTER_COUNT)

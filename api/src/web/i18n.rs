@@ -264,6 +264,7 @@ catalogue! {
     "err.CONTENT_MISMATCH" => "The file is not what its name says (its content was refused).", "文件内容与类型不符，已被拒绝。";
     "err.INVALID_IMAGE" => "This image could not be read.", "无法读取这张图片。";
     "err.QUOTA_EXCEEDED" => "Your storage is full: delete some files first.", "存储空间已满，请先删除一些文件。";
+    "err.QUEUE_FULL" => "Many tasks are waiting to run right now. Please try again in a moment.", "当前等待运行的任务很多，请稍后再试。";
     "err.TOO_MANY_STREAMS" => "Too many progress views are open. Close some tabs and reload.", "打开的进度页面过多，请关闭一些标签页后重新加载。";
     "err.INVALID_TOKEN" => "This link is invalid or has expired.", "此链接无效或已过期。";
     "err.PURCHASES_DISABLED" => "Buying credits is not available on this server.", "此服务器不支持购买积分。";

@@ -40,3 +40,23 @@ fn readme_documents_every_setting() {
     }
     assert_eq!(readme[start..end].lines().count(), rows.lines().count(), "rows in the README's settings table");
 }
+
+/// A held submission answers within the bound `tasks.admit_wait_secs` allows (its
+/// Idempotency-Key is held meanwhile, and the server's idle timeout must not cut it off).
+#[test]
+fn admit_wait_is_bounded() {
+    for (secs, ok) in [(0, false), (1, true), (30, true), (31, false), (86_400, false)] {
+        let mut layer = SettingsLayer::default();
+        layer.tasks.admit_wait_secs = Some(secs);
+        match layer.resolve() {
+            Ok(settings) => {
+                assert!(ok, "{secs} s was accepted");
+                assert_eq!(settings.tasks.admit_wait_secs, secs);
+            }
+            Err(e) => {
+                assert!(!ok, "{secs} s was refused: {e:?}");
+                assert!(e.setting.contains("ADMIT_WAIT"), "{e:?}");
+            }
+        }
+    }
+}

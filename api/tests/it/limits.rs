@@ -6,7 +6,7 @@ use funmagic_api::store::{Role, TransactionType};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
-use crate::{actor, client_as, err_code};
+use crate::{actor, client_as, err_code, post_echo};
 
 async fn funded(app: &TestApp, email: &str) -> crate::Actor {
     let a = actor(app, email, Role::User).await;
@@ -46,13 +46,7 @@ async fn per_minute_limits(backend: TestBackend) {
         as_ada.task_create(None, &echo(0)).await.unwrap();
     }
     // The fourth is refused with a Retry-After, and makes no task.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/tasks", app.base_url()))
-        .bearer_auth(&ada.token)
-        .json(&serde_json::json!({ "toolSlug": "echo", "input": {} }))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_echo(&app, &ada.token).await;
     assert_eq!(resp.status(), 429);
     let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");

@@ -79,6 +79,17 @@ pub async fn funded(app: &funmagic_api::testing::TestApp, email: &str, credits: 
     a
 }
 
+/// `POST /api/tasks` of an `echo` task with reqwest itself, for the answer's headers.
+pub async fn post_echo(app: &funmagic_api::testing::TestApp, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/api/tasks", app.base_url()))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "toolSlug": "echo", "input": {} }))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A submission of the `echo` tool's first step with `input`.
 pub fn echo(input: serde_json::Value) -> funmagic_sdk::types::TaskCreateRequest {
     funmagic_sdk::types::TaskCreateRequest {

@@ -10,7 +10,7 @@ use funmagic_api::store::{Claim, Role};
 use funmagic_api::testing::{TestApp, TestBackend};
 use funmagic_sdk::types;
 
-use crate::{actor, client_as, echo, err_code, funded};
+use crate::{actor, client_as, echo, err_code, funded, post_echo};
 
 /// Polls until the task has ended; returns it.
 async fn ended(client: &funmagic_sdk::Client, id: uuid::Uuid) -> types::Task {
@@ -203,4 +203,100 @@ async fn workers_survive_a_redis_that_lost_the_queue() {
     assert_eq!(deleted, 1);
     let second = as_ada.task_create(None, &echo(serde_json::json!({"n": 2}))).await.unwrap().into_inner().task;
     assert_eq!(ended(&as_ada, second.id).await.status.to_string(), "completed");
+}
+
+/// `tasks.max_waiting`: once that many tasks wait for a worker, a submission waits for room
+/// before anything is reserved; one that finds none in time is refused 503 `QUEUE_FULL`
+/// with `Retry-After` and changes nothing. Tasks parked by their user's running limit do
+/// not fill the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_holds_submissions_until_there_is_room() {
+    for backend in backends() {
+        let mut extra = SettingsLayer::default();
+        extra.tasks.max_waiting = Some(3);
+        extra.tasks.admit_wait_secs = Some(5);
+        let Some(mut app) = TestApp::spawn_with(backend, extra).await else { continue };
+        app.stop_workers().await;
+        let ada = funded(&app, "ada@example.com", 20).await;
+        let as_ada = client_as(&app, &ada.token);
+        let mut waiting = vec![];
+        for i in 0..3 {
+            waiting
+                .push(as_ada.task_create(None, &echo(serde_json::json!({ "i": i }))).await.unwrap().into_inner().task);
+        }
+
+        // The fourth is held while three wait, and goes in when one of them leaves the line.
+        let held = tokio::spawn({
+            let as_ada = as_ada.clone();
+            async move { as_ada.task_create(None, &echo(serde_json::json!({ "i": 3 }))).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!held.is_finished(), "{backend:?}: a submission went past a full line");
+        let room_made = chrono::Utc::now();
+        as_ada.task_cancel(&waiting[0].id).await.unwrap();
+        let admitted = tokio::time::timeout(Duration::from_secs(10), held).await.unwrap().unwrap();
+        let admitted = admitted.expect("admitted once there was room").into_inner().task;
+        assert!(admitted.created_at >= room_made, "{backend:?}: it was made before there was room");
+        waiting.push(admitted);
+
+        // Full again: the next one waits its 5 s and is refused, having reserved nothing.
+        let before = as_ada.credits_balance_get().await.unwrap().into_inner();
+        let resp = post_echo(&app, &ada.token).await;
+        assert_eq!(resp.status(), 503, "{backend:?}");
+        let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry_after >= 1, "{backend:?}: {retry_after}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "QUEUE_FULL", "{backend:?}: {body}");
+        let after = as_ada.credits_balance_get().await.unwrap().into_inner();
+        assert_eq!((after.balance, after.reserved), (before.balance, before.reserved), "{backend:?}");
+        let tasks = as_ada.task_list(None, std::num::NonZeroU32::new(50), None, None).await.unwrap().into_inner().tasks;
+        assert_eq!(tasks.len(), 4, "{backend:?}: the refused submission made no task");
+
+        // Every admitted task runs once workers take the line.
+        assert_eq!(app.run_pending_tasks().await, 3, "{backend:?}");
+        for t in &waiting[1..] {
+            assert_eq!(ended(&as_ada, t.id).await.status.to_string(), "completed", "{backend:?}");
+        }
+        assert!(app.state().store().credits_invariant_violations(ada.id).await.unwrap().is_empty());
+    }
+}
+
+/// Tasks held back by their own user's running limit (parked, or skipped by the table's
+/// claims) are not counted: no worker could take them now, so one user's backlog does not
+/// hold other users' submissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_tasks_do_not_fill_the_line() {
+    for backend in backends() {
+        let mut extra = SettingsLayer::default();
+        extra.tasks.max_waiting = Some(2);
+        extra.tasks.admit_wait_secs = Some(2);
+        extra.tasks.max_running_per_user = Some(1);
+        let Some(app) = TestApp::spawn_with(backend, extra).await else { continue };
+        let ada = funded(&app, "ada@example.com", 20).await;
+        let bob = funded(&app, "bob@example.com", 20).await;
+        let (as_ada, as_bob) = (client_as(&app, &ada.token), client_as(&app, &bob.token));
+        // Ada's first task runs for a while; her next ones wait behind it (parked when a
+        // worker reaches them in scale-out, skipped by the table's claims when embedded), one
+        // at a time so that each is out of the count before the next comes.
+        let long = as_ada.task_create(None, &echo(serde_json::json!({ "delayMs": 10_000 }))).await.unwrap();
+        let long = long.into_inner().task;
+        let mut parked = vec![];
+        for i in 0..4 {
+            let t = as_ada.task_create(None, &echo(serde_json::json!({ "i": i }))).await.unwrap().into_inner().task;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while app.state().store().queue_runnable(100, 1).await.unwrap() > 0 {
+                assert!(tokio::time::Instant::now() < deadline, "{backend:?}: task {i} is counted as runnable");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            parked.push(t);
+        }
+        // Four of Ada's tasks wait, none runnable: Bob's submission goes straight in.
+        let bobs = as_bob.task_create(None, &echo(serde_json::json!({}))).await.expect("bob is not held");
+        let still = as_ada.task_get(&long.id).await.unwrap().into_inner().task;
+        assert_eq!(still.status.to_string(), "running", "{backend:?}: ada's tasks were not held behind it");
+        assert_eq!(ended(&as_bob, bobs.into_inner().task.id).await.status.to_string(), "completed");
+        for t in std::iter::once(long).chain(parked) {
+            assert_eq!(ended(&as_ada, t.id).await.status.to_string(), "completed", "{backend:?}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Every operation of the spec is reachable from the CLI: each `operationId` is called by
 //! a command (`cli/src/cmd_*.rs`), or by the SDK helper a command uses for it (uploads and
-//! downloads in `sdk/src/files.rs`, live progress in `sdk/src/events.rs`). A new route
+//! downloads in `sdk/src/files.rs`, live progress in `sdk/src/events.rs`, keyed and
+//! retried submissions in `sdk/src/retry.rs`). A new route
 //! without a command fails here; a route that is deliberately left out goes in
 //! `EXCEPTIONS` with its reason.
 
@@ -8,7 +9,7 @@
 const EXCEPTIONS: &[(&str, &str)] = &[];
 
 /// Where a command reaches an operation through the SDK's hand-written helpers.
-const SDK_HELPERS: &[&str] = &["files.rs", "events.rs"];
+const SDK_HELPERS: &[&str] = &["files.rs", "events.rs", "retry.rs"];
 
 #[test]
 fn every_operation_has_a_command() {

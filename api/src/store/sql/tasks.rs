@@ -77,6 +77,12 @@ statements! {
     AND (enqueued_at IS NULL OR enqueued_at <= $2)
     ORDER BY available_at LIMIT $3)
     RETURNING task_id";
+    /// `queue_runnable`
+    QUEUE_RUNNABLE = "SELECT COUNT(*) FROM (SELECT 1 FROM task_queue w
+    WHERE w.lease_until IS NULL AND NOT w.parked AND w.available_at <= $3
+    AND ($2 = 0 OR w.user_id NOT IN (SELECT r.user_id FROM task_queue r
+        WHERE r.lease_until >= $3 AND r.user_id IS NOT NULL GROUP BY r.user_id HAVING COUNT(*) >= $2))
+    LIMIT $1) x";
     /// `dead_letter_count`
     DEAD_LETTER_COUNT = "SELECT COUNT(*) FROM task_dead_letters";
     /// `dead_letters`
