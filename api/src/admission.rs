@@ -15,18 +15,21 @@
 //! one user's backlog behind their own limit does not hold anyone else's submissions. A
 //! user below the limit counts whole: while every worker is busy that is real work waiting.
 //!
-//! - Cheap while there is room: a count leaves `max_waiting − waiting` places, which the
-//!   submissions of the next [`ROOM_TTL`] take with one atomic operation each; only when
-//!   they run out (or grow stale) is the line counted again.
-//! - Otherwise the submissions line up (first come, first served) behind one that counts
-//!   the line at most every [`POLL`] and lets in as many as there is room for; the others
-//!   wait their turn without a query of their own. A count reads the queue's leased rows
-//!   and up to `max_waiting` waiting ones (~1 ms for 2,000 under load).
+//! - Cheap while there is room: a count leaves `max_waiting − waiting − in flight` places
+//!   (in flight: let in, not yet written, e.g. while an `imageUrl` is fetched; each holds
+//!   a [`Ticket`] until its submission ends), which the submissions of the next
+//!   [`ROOM_TTL`] take with one atomic operation each; only when they run out (or grow
+//!   stale) is the line counted again.
+//! - Otherwise the submissions line up (first come, first served: no one takes room while
+//!   others are held) behind one that counts the line at most every [`POLL`] and lets in as
+//!   many as there is room for; the others wait their turn without a query of their own. A
+//!   count reads the queue's leased rows and up to `max_waiting` waiting ones (~1 ms for
+//!   2,000 under load).
 //! - Per API process: with several, each counts the same line and lets in up to the room it
 //!   saw, so the line may overshoot the bound by what they let in between two counts; it is
 //!   a soft bound.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -63,8 +66,36 @@ pub struct Admission {
     /// Until when (ms after `epoch`) `room` may be taken.
     room_until: AtomicU64,
     epoch: Instant,
+    /// Submissions let in whose task is not written yet (their [`Ticket`]s).
+    in_flight: AtomicI64,
+    /// Submissions held right now: while there are any, newcomers line up behind them.
+    held: AtomicUsize,
     /// When the line was last counted, held by the first submission in line.
     counted: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// A submission let in: counted as in flight (taking a place of the line) until dropped,
+/// when its task is written or it failed.
+#[derive(Debug)]
+#[must_use = "the place is given back when the ticket is dropped"]
+pub struct Ticket<'a>(Option<&'a Admission>);
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(admission) = self.0 {
+            admission.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// One held submission, counted in [`Admission::held`] until dropped (however its wait ends,
+/// including a client that goes away).
+struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Admission {
@@ -76,27 +107,45 @@ impl Admission {
             room: AtomicI64::new(0),
             room_until: AtomicU64::new(0),
             epoch: Instant::now(),
+            in_flight: AtomicI64::new(0),
+            held: AtomicUsize::new(0),
             counted: tokio::sync::Mutex::new(None),
         }
     }
 
+    /// A submission may go on at once (no bound, or room and nobody held before it).
+    pub fn try_now(&self) -> Option<Ticket<'_>> {
+        if self.max_waiting == 0 {
+            return Some(Ticket(None));
+        }
+        (self.held.load(Ordering::SeqCst) == 0).then(|| self.take_room()).flatten()
+    }
+
     /// Returns when a submission may go on: at once while there is room, or once the workers
     /// have made some; 503 `QUEUE_FULL` if none comes within the wait.
-    pub async fn admit(&self, store: &Store) -> AppResult<()> {
-        if self.max_waiting == 0 || self.take_room() {
-            return Ok(());
+    pub async fn admit(&self, store: &Store) -> AppResult<Ticket<'_>> {
+        match self.try_now() {
+            Some(ticket) => Ok(ticket),
+            None => self.wait(store).await,
         }
+    }
+
+    /// Waits in line for room (after [`Self::try_now`] found none).
+    pub async fn wait(&self, store: &Store) -> AppResult<Ticket<'_>> {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let _held = Held(&self.held);
         let started = Instant::now();
         let deadline = started + self.max_wait;
         // First come, first served: tokio's mutex queues its waiters in order.
         let Ok(mut counted) = tokio::time::timeout_at(deadline, self.counted.lock()).await else {
-            return Err(self.refused());
+            // The one ahead may have found room just now.
+            return self.take_room().ok_or_else(|| self.refused());
         };
         let mut waited = false;
-        loop {
+        let ticket = loop {
             // A count made while this one waited its turn may have left room.
-            if self.take_room() {
-                break;
+            if let Some(ticket) = self.take_room() {
+                break ticket;
             }
             let now = Instant::now();
             match *counted {
@@ -114,27 +163,32 @@ impl Admission {
                     };
                     let at = Instant::now();
                     *counted = Some(at);
-                    self.room.store(self.max_waiting.saturating_sub(waiting?), Ordering::SeqCst);
+                    let taken = waiting?.saturating_add(self.in_flight.load(Ordering::SeqCst));
+                    self.room.store(self.max_waiting.saturating_sub(taken), Ordering::SeqCst);
                     let until = (at + ROOM_TTL).saturating_duration_since(self.epoch).as_millis();
                     self.room_until.store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::SeqCst);
                 }
             }
-        }
+        };
         if waited || started.elapsed() >= POLL {
-            held("admitted");
+            count_held("admitted");
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Takes one place of the last count's room, unless it is used up or stale.
-    fn take_room(&self) -> bool {
+    fn take_room(&self) -> Option<Ticket<'_>> {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        now < self.room_until.load(Ordering::SeqCst)
-            && self.room.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| (r > 0).then(|| r - 1)).is_ok()
+        let taken = now < self.room_until.load(Ordering::SeqCst)
+            && self.room.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| (r > 0).then(|| r - 1)).is_ok();
+        taken.then(|| {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            Ticket(Some(self))
+        })
     }
 
     fn refused(&self) -> AppError {
-        held("refused");
+        count_held("refused");
         let mut err = AppError::new(
             ErrorKind::Unavailable,
             ErrorCode::QueueFull,
@@ -151,6 +205,49 @@ impl Admission {
 }
 
 /// Counts a held submission by how its wait ended.
-fn held(outcome: &'static str) {
+fn count_held(outcome: &'static str) {
     metrics::counter!("funmagic_task_submits_held_total", "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_room(max_waiting: u64, room: i64) -> Admission {
+        let a = Admission::new(max_waiting, 3, Duration::from_secs(1));
+        a.room.store(room, Ordering::SeqCst);
+        a.room_until.store(u64::MAX, Ordering::SeqCst);
+        a
+    }
+
+    #[test]
+    fn room_is_taken_once_per_place_and_tickets_count_in_flight() {
+        let a = with_room(10, 2);
+        let (one, two) = (a.try_now().expect("room"), a.try_now().expect("room"));
+        assert!(a.try_now().is_none(), "a third place out of two");
+        assert_eq!(a.in_flight.load(Ordering::SeqCst), 2);
+        drop((one, two));
+        assert_eq!(a.in_flight.load(Ordering::SeqCst), 0, "tickets give their place back");
+    }
+
+    #[test]
+    fn newcomers_do_not_pass_held_submissions() {
+        let a = with_room(10, 5);
+        let held = Held(&a.held);
+        a.held.fetch_add(1, Ordering::SeqCst);
+        assert!(a.try_now().is_none(), "room taken past a held submission");
+        drop(held);
+        assert!(a.try_now().is_some());
+    }
+
+    #[test]
+    fn stale_room_is_not_taken_and_no_bound_lets_everyone_in() {
+        let a = with_room(10, 5);
+        a.room_until.store(0, Ordering::SeqCst);
+        assert!(a.try_now().is_none(), "room from an old count");
+        let open = with_room(0, 0);
+        let tickets: Vec<_> = (0..100).map(|_| open.try_now().expect("no bound")).collect();
+        assert_eq!(open.in_flight.load(Ordering::SeqCst), 0, "no bound, nothing counted");
+        drop(tickets);
+    }
 }

@@ -122,10 +122,14 @@ impl AppState {
             &settings.webhooks.allow,
             Duration::from_secs(settings.webhooks.timeout_secs),
         );
+        // A held submission sends nothing while it waits: it is answered before the idle
+        // timeout would close its connection.
+        let admit_wait = Duration::from_secs(settings.tasks.admit_wait_secs)
+            .min(Duration::from_secs(settings.idle_timeout_secs).saturating_sub(Duration::from_millis(500)));
         let admission = crate::admission::Admission::new(
             settings.tasks.max_waiting,
             settings.tasks.max_running_per_user,
-            Duration::from_secs(settings.tasks.admit_wait_secs),
+            admit_wait,
         );
         let inner = Inner {
             admission,

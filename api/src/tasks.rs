@@ -121,15 +121,26 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         None => None,
     };
     // A request found good waits here while the line is full (see `admission`), before
-    // anything is fetched, reserved or written.
-    state.admission().admit(state.store()).await?;
+    // anything is fetched, reserved or written; its ticket holds its place until its task
+    // is written (or it fails).
+    let cost: i64 = steps.iter().map(|s| s.cost).sum();
+    let _ticket = match state.admission().try_now() {
+        Some(ticket) => ticket,
+        None => {
+            // Held: a submission its credits cannot pay for is refused now, not after the wait.
+            let available = state.store().credits_get(principal.user_id()).await?.available();
+            if available < cost {
+                return Err(crate::credits::insufficient(cost, available));
+            }
+            state.admission().wait(state.store()).await?
+        }
+    };
     // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
     // provider then reads the same checked file (and none gets the raw URL).
     if steps.iter().any(|s| s.kind != StepKind::Echo)
         && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
     {
         // Nothing is fetched for a submission its credits cannot pay for.
-        let cost: i64 = steps.iter().map(|s| s.cost).sum();
         let available = state.store().credits_get(principal.user_id()).await?.available();
         if available < cost {
             return Err(crate::credits::insufficient(cost, available));
@@ -141,7 +152,6 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
             obj.insert("imageSourceUrl".into(), url.into());
         }
     }
-    let cost: i64 = steps.iter().map(|s| s.cost).sum();
     let new = NewTask {
         id: Uuid::now_v7(),
         user_id: principal.user_id(),
@@ -228,7 +238,7 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         webhook_url: None,
     };
     // A retry is a submission like any other: held while the line is full.
-    state.admission().admit(state.store()).await?;
+    let _ticket = state.admission().admit(state.store()).await?;
     let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
     Ok(task)

@@ -88,8 +88,9 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt + 1 < backoff.attempts => {
                 // The server's `Retry-After` (a rate limit, a full task line) when it is
-                // longer than the backoff's pause, up to a minute.
-                let wait = backoff.delay(attempt).max(retry_after(&e).unwrap_or_default());
+                // longer than the backoff's pause, up to the backoff's longest pause.
+                let asked = retry_after(&e).unwrap_or_default().min(backoff.max);
+                let wait = backoff.delay(attempt).max(asked);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

@@ -45,7 +45,7 @@ section! {
             env: "FUNMAGIC_QUEUE_ADMIT_WAIT_SECS",
             default: 15u64,
             check: within(1, crate::admission::MAX_ADMIT_WAIT_SECS),
-            help: "a submission held by tasks.max_waiting that finds no room this long (at most 30 s) is answered 503 QUEUE_FULL with Retry-After",
+            help: "a submission held by tasks.max_waiting that finds no room this long (at most 30 s, and less than idle_timeout_secs) is answered 503 QUEUE_FULL with Retry-After",
         },
         reconcile_secs: u64 {
             env: "FUNMAGIC_QUEUE_RECONCILE_SECS",
