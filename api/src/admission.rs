@@ -46,10 +46,7 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// meanwhile (workers take tasks, other API processes add some).
 pub const ROOM_TTL: Duration = Duration::from_secs(1);
 
-/// The longest `tasks.admit_wait_secs`: a held request must get its answer well within the
-/// server's idle timeout and a client's patience, and before its `Idempotency-Key` (held
-/// while it waits) may be taken over by a retry.
-pub const MAX_ADMIT_WAIT_SECS: u64 = 30;
+pub use crate::config::tasks::MAX_ADMIT_WAIT_SECS;
 
 /// The bound and the held submissions of one API process.
 #[derive(Debug)]

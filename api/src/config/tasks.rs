@@ -44,7 +44,7 @@ section! {
         admit_wait_secs: u64 {
             env: "FUNMAGIC_QUEUE_ADMIT_WAIT_SECS",
             default: 15u64,
-            check: within(1, crate::admission::MAX_ADMIT_WAIT_SECS),
+            check: within(1, MAX_ADMIT_WAIT_SECS),
             help: "a submission held by tasks.max_waiting that finds no room this long (at most 30 s, and less than idle_timeout_secs) is answered 503 QUEUE_FULL with Retry-After",
         },
         reconcile_secs: u64 {
@@ -74,6 +74,11 @@ section! {
         },
     }
 }
+
+/// The longest `tasks.admit_wait_secs`: a held request must get its answer well within the
+/// server's idle timeout and a client's patience, and before its `Idempotency-Key` (held
+/// while it waits) may be taken over by a retry.
+pub const MAX_ADMIT_WAIT_SECS: u64 = 30;
 
 /// Check: each `host` or `host:port`, nothing more.
 pub(super) fn hosts(list: &[String]) -> Result<(), String> {
