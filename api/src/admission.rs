@@ -46,8 +46,6 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// meanwhile (workers take tasks, other API processes add some).
 pub const ROOM_TTL: Duration = Duration::from_secs(1);
 
-pub use crate::config::tasks::MAX_ADMIT_WAIT_SECS;
-
 /// The bound and the held submissions of one API process.
 #[derive(Debug)]
 pub struct Admission {
@@ -89,6 +87,13 @@ impl Drop for Ticket<'_> {
 /// including a client that goes away).
 struct Held<'a>(&'a AtomicUsize);
 
+impl<'a> Held<'a> {
+    fn enter(held: &'a AtomicUsize) -> Self {
+        held.fetch_add(1, Ordering::SeqCst);
+        Self(held)
+    }
+}
+
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -100,7 +105,7 @@ impl Admission {
         Self {
             max_waiting: i64::try_from(max_waiting).unwrap_or(i64::MAX),
             per_user: i64::from(per_user),
-            max_wait: max_wait.min(Duration::from_secs(MAX_ADMIT_WAIT_SECS)),
+            max_wait,
             room: AtomicI64::new(0),
             room_until: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -118,19 +123,10 @@ impl Admission {
         (self.held.load(Ordering::SeqCst) == 0).then(|| self.take_room()).flatten()
     }
 
-    /// Returns when a submission may go on: at once while there is room, or once the workers
+    /// Waits in line for room (after [`Self::try_now`] found none): returns once the workers
     /// have made some; 503 `QUEUE_FULL` if none comes within the wait.
-    pub async fn admit(&self, store: &Store) -> AppResult<Ticket<'_>> {
-        match self.try_now() {
-            Some(ticket) => Ok(ticket),
-            None => self.wait(store).await,
-        }
-    }
-
-    /// Waits in line for room (after [`Self::try_now`] found none).
     pub async fn wait(&self, store: &Store) -> AppResult<Ticket<'_>> {
-        self.held.fetch_add(1, Ordering::SeqCst);
-        let _held = Held(&self.held);
+        let _held = Held::enter(&self.held);
         let started = Instant::now();
         let deadline = started + self.max_wait;
         // First come, first served: tokio's mutex queues its waiters in order.
@@ -230,8 +226,7 @@ mod tests {
     #[test]
     fn newcomers_do_not_pass_held_submissions() {
         let a = with_room(10, 5);
-        let held = Held(&a.held);
-        a.held.fetch_add(1, Ordering::SeqCst);
+        let held = Held::enter(&a.held);
         assert!(a.try_now().is_none(), "room taken past a held submission");
         drop(held);
         assert!(a.try_now().is_some());

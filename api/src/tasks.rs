@@ -120,31 +120,18 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         Some(url) => Some(own_webhook(state, principal, url).await?),
         None => None,
     };
-    // A request found good waits here while the line is full (see `admission`), before
-    // anything is fetched, reserved or written; its ticket holds its place until its task
-    // is written (or it fails).
-    let cost: i64 = steps.iter().map(|s| s.cost).sum();
-    let _ticket = match state.admission().try_now() {
-        Some(ticket) => ticket,
-        None => {
-            // Held: a submission its credits cannot pay for is refused now, not after the wait.
-            let available = state.store().credits_get(principal.user_id()).await?.available();
-            if available < cost {
-                return Err(crate::credits::insufficient(cost, available));
-            }
-            state.admission().wait(state.store()).await?
-        }
-    };
     // A URL is fetched now, through the SSRF guard, and kept as the user's upload: every
     // provider then reads the same checked file (and none gets the raw URL).
-    if steps.iter().any(|s| s.kind != StepKind::Echo)
-        && let Some(url) = input.get("imageUrl").and_then(Value::as_str).map(str::to_string)
-    {
-        // Nothing is fetched for a submission its credits cannot pay for.
-        let available = state.store().credits_get(principal.user_id()).await?.available();
-        if available < cost {
-            return Err(crate::credits::insufficient(cost, available));
-        }
+    let cost: i64 = steps.iter().map(|s| s.cost).sum();
+    let url = steps
+        .iter()
+        .any(|s| s.kind != StepKind::Echo)
+        .then(|| input.get("imageUrl").and_then(Value::as_str).map(str::to_string))
+        .flatten();
+    // A request found good waits here while the line is full, before anything is fetched,
+    // reserved or written; its ticket holds its place until its task is written.
+    let _ticket = admit(state, principal.user_id(), cost, url.is_some()).await?;
+    if let Some(url) = url {
         let asset = crate::assets::import_url(state, principal.user_id(), &url).await?;
         if let Some(obj) = input.as_object_mut() {
             obj.remove("imageUrl");
@@ -165,6 +152,24 @@ pub async fn submit(state: &AppState, principal: &Principal, req: &Submit) -> Ap
         webhook_url,
     };
     start(state, &new).await
+}
+
+/// Lets a submission of `cost` for `user` go on: at once while the line has room, else
+/// after waiting for some (see `admission`). A submission that will wait, or that will fetch
+/// an `imageUrl` first, is refused 402 now if the user's credits cannot pay for it, rather
+/// than after the wait or the download.
+async fn admit(state: &AppState, user: Uuid, cost: i64, fetches: bool) -> AppResult<crate::admission::Ticket<'_>> {
+    let ticket = state.admission().try_now();
+    if ticket.is_none() || fetches {
+        let available = state.store().credits_get(user).await?.available();
+        if available < cost {
+            return Err(crate::credits::insufficient(cost, available));
+        }
+    }
+    match ticket {
+        Some(ticket) => Ok(ticket),
+        None => state.admission().wait(state.store()).await,
+    }
 }
 
 /// Inserts a new task (reserving its cost, with its `queued` event, in one transaction),
@@ -238,7 +243,7 @@ pub async fn retry(state: &AppState, principal: &Principal, id: Uuid) -> AppResu
         webhook_url: None,
     };
     // A retry is a submission like any other: held while the line is full.
-    let _ticket = state.admission().admit(state.store()).await?;
+    let _ticket = admit(state, old.user_id, cost, false).await?;
     let task = start(state, &new).await?;
     tracing::info!(retried = %id, task_id = %task.id, by = %principal.user_id(), "task retried by an admin");
     Ok(task)
