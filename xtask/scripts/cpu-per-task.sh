@@ -9,7 +9,8 @@
 # SECS for submit (10), BIN (target/release), BENCH_WORK (/tmp/funmagic-bench),
 # PORT (8799), PRESQL (SQL run on the fresh pg database after migrating: try a schema change
 # without a build), PRELOAD (tasks drained before the measured phase, not measured: the
-# database then holds as many as the side-by-side's later phases meet). Prints the
+# database then holds as many as the side-by-side's later phases meet), WORKER_CONCURRENCY (10,
+# the side-by-side's), KEEP_LOGS (a folder the server's and worker's logs are copied to). Prints the
 # driver's result line and CPU ms per completed task for the API, the worker, PostgreSQL
 # (every backend and helper, each process once) and Redis.
 # The figures include the driver's untimed read-back of every task after e2e and drain (one
@@ -28,7 +29,7 @@ RUN=$(mktemp -d); DB=funmagic_cpu
 export FUNMAGIC_AUTH_RATE_LIMIT_PER_MINUTE=100000 FUNMAGIC_AUTH_RATE_LIMIT_PER_EMAIL_PER_MINUTE=100000
 export FUNMAGIC_BOOTSTRAP_ADMIN=false FUNMAGIC_LOG=warn FUNMAGIC_DATA_DIR="$RUN/data" FUNMAGIC_MAX_RUNNING_PER_USER=3
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$RUN"' EXIT
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; [ -z "${KEEP_LOGS:-}" ] || cp "$RUN"/*.log "$KEEP_LOGS"/ 2>/dev/null; rm -rf "$RUN"' EXIT
 if [ "$MODE" = pg ]; then
   psql -h 127.0.0.1 -U postgres -qc "drop database if exists $DB with (force)" >/dev/null
   psql -h 127.0.0.1 -U postgres -qc "create database $DB" >/dev/null
@@ -40,9 +41,9 @@ fi
 echo 'cpu admin password 1' | "$BIN/funmagic-server" admin create-super-admin --email admin@cpu.example --password-stdin >/dev/null
 if [ "$MODE" = pg ]; then
   "$BIN/funmagic-server" serve --listen "127.0.0.1:$PORT" >"$RUN/server.log" 2>&1 & API=$!; PIDS+=($!)
-  "$BIN/funmagic-server" worker --concurrency 10 >"$RUN/worker.log" 2>&1 & WORKER=$!; PIDS+=($!)
+  "$BIN/funmagic-server" worker --concurrency ${WORKER_CONCURRENCY:-10} >"$RUN/worker.log" 2>&1 & WORKER=$!; PIDS+=($!)
 else
-  "$BIN/funmagic-server" serve --listen "127.0.0.1:$PORT" --workers 10 >"$RUN/server.log" 2>&1 & API=$!; PIDS+=($!)
+  "$BIN/funmagic-server" serve --listen "127.0.0.1:$PORT" --workers ${WORKER_CONCURRENCY:-10} >"$RUN/server.log" 2>&1 & API=$!; PIDS+=($!)
   WORKER=""
 fi
 for _ in $(seq 1 100); do curl -sf "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done

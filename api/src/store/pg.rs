@@ -752,9 +752,28 @@ const FINISHED_SQL: &str = "SELECT t.event_seq FROM tasks t
 
 /// The batched claim (see `ClaimOp`): `fm_task_claim_many`, set-based, one answer per call
 /// in the arrays' order (migrations/postgres/0017_set_based_batches.sql).
+///
+/// A claim commits without waiting for its WAL to reach the disk (`synchronous_commit` off
+/// for its own transaction only: `set_config(…, true)` is `SET LOCAL`). A claim holds a
+/// worker slot from the moment the worker asks until the answer, so its commit's WAL flush
+/// was part of every task's turn: in a 20,000-task drain about a third of the samples of the
+/// database's active backends waited on `WALSync`/`WALWrite`. What a claim writes (the
+/// lease, the attempt, the first step started and its `step_started` event, or a parked
+/// row) is safe to lose in a crash of the database server, the only thing that could lose
+/// it: the task is then queued and unleased as before the claim, its Redis entry still
+/// pending (acknowledged only after the task's end), and it is sent and run again, as after
+/// a worker that stopped. A claim pays and answers nothing; the task's end, which settles
+/// the credits, commits synchronously, and its flush carries the claim's WAL with it (the
+/// log is written in order). What such a crash does lose is that run's attempt count: the
+/// crash detector (`tasks.max_attempts`) counts one run fewer.
 const CLAIM_BATCH_SQL: &str = "SELECT a.ord, a.answer
-               FROM unnest(fm_task_claim_many($1, $2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]))
+               FROM set_config('synchronous_commit', 'off', true) AS no_flush,
+                    unnest(fm_task_claim_many($1, $2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]))
                     WITH ORDINALITY AS a(answer, ord)";
+
+/// A claim alone, committed as [`CLAIM_BATCH_SQL`].
+const CLAIM_ALONE_SQL: &str =
+    "SELECT fm_task_claim($1, $2, $3, $4, $5) FROM set_config('synchronous_commit', 'off', true) AS no_flush";
 
 /// The batched submit (see `SubmitOp`): `fm_task_submit_many`, as `CLAIM_BATCH_SQL`.
 const SUBMIT_BATCH_SQL: &str = "SELECT a.ord, a.answer
@@ -852,7 +871,7 @@ impl super::pg_batch::BatchOp for ClaimOp {
 
     async fn one<'a>(pool: super::pg_pool::BatchConn<'a>, r: &'a ClaimReq) -> ClaimOut {
         let now = super::now();
-        let out: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar("SELECT fm_task_claim($1, $2, $3, $4, $5)")
+        let out: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(CLAIM_ALONE_SQL)
             .bind(r.task_id)
             .bind(now)
             .bind(r.until(now))

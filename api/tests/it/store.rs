@@ -1115,26 +1115,37 @@ async fn set_based_batches_answer_and_book_as_one_by_one_calls() {
 /// Four two-step `figme` tasks of a new user, in submit order: task 0 runs (claimed, its
 /// first step started), task 1 has ended with the output `{"model": "m.glb"}`, tasks 2 and 3
 /// wait in line.
+/// A new task of `user` on `tool` (its own id, no parent, trace or webhook).
+fn new_task(
+    user: uuid::Uuid,
+    tool: uuid::Uuid,
+    steps: &[&str],
+    cost: i64,
+    input: serde_json::Value,
+) -> funmagic_api::store::NewTask {
+    funmagic_api::store::NewTask {
+        id: uuid::Uuid::now_v7(),
+        user_id: user,
+        tool_id: tool,
+        parent_task_id: None,
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        run_all_steps: false,
+        cost,
+        input,
+        trace_parent: None,
+        webhook_url: None,
+    }
+}
+
 async fn four_tasks(store: &funmagic_api::store::Store, email: &str) -> Vec<uuid::Uuid> {
-    use funmagic_api::store::{Claim, NewTask, TaskEnd, TransactionType};
+    use funmagic_api::store::{Claim, TaskEnd, TransactionType};
     use serde_json::json;
     let tool = store.tool_get_by_slug("figme").await.unwrap().expect("the seeded figme tool");
     let user = store.user_create(&new_user(email)).await.unwrap().id;
     store.credits_grant(user, TransactionType::Bonus, 100, &format!("seed-{email}"), None).await.unwrap();
     let mut ids = vec![];
     for i in 0..4 {
-        let new = NewTask {
-            id: uuid::Uuid::now_v7(),
-            user_id: user,
-            tool_id: tool.id,
-            parent_task_id: None,
-            steps: vec!["image-gen".into(), "3d-gen".into()],
-            run_all_steps: false,
-            cost: 5,
-            input: json!({ "i": i }),
-            trace_parent: None,
-            webhook_url: None,
-        };
+        let new = new_task(user, tool.id, &["image-gen", "3d-gen"], 5, json!({ "i": i }));
         ids.push(store.task_submit(&new).await.unwrap().0.id);
     }
     let lease = std::time::Duration::from_secs(60);
@@ -1250,4 +1261,57 @@ async fn read_by_key_under_generic_plans<'q>(
     let after: Vec<(String, i64)> = sqlx::query_as(seq_scans).bind(&tables).fetch_all(&mut *conn).await.unwrap();
     assert_eq!(before, after, "the batch read scanned a task table");
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.unwrap();
+}
+
+/// A claim commits without waiting for the disk (`synchronous_commit` off for the claim's
+/// own transaction: see `CLAIM_BATCH_SQL` in `store/pg.rs`), and nothing after it inherits
+/// that: a task end, which settles the credits, and a submit must wait for their WAL to be
+/// flushed. With one connection in the pool, every claim (alone and batched) runs on the
+/// connection the next statements get.
+#[tokio::test]
+async fn a_claims_unflushed_commit_stays_with_the_claim() {
+    use funmagic_api::store::{Claim, TaskEnd, TransactionType};
+    use serde_json::json;
+
+    let mut extra = funmagic_api::config::SettingsLayer::default();
+    extra.database.max_connections = Some(1);
+    let Some(mut app) = TestApp::spawn_with(funmagic_api::testing::TestBackend::ScaleOut, extra).await else {
+        return;
+    };
+    app.stop_workers().await;
+    let store = app.state().store().clone();
+    let funmagic_api::store::Store::Postgres(pg) = &store else { panic!("scale-out runs on PostgreSQL") };
+    let tool = store.tool_get_by_slug("echo").await.unwrap().expect("the seeded echo tool");
+    let step = tool.config.0["steps"][0]["id"].as_str().unwrap().to_string();
+    let user = store.user_create(&new_user("unflushed@example.com")).await.unwrap().id;
+    store.credits_grant(user, TransactionType::Bonus, 10, "seed-unflushed", None).await.unwrap();
+    let mut ids = vec![];
+    for i in 0..3 {
+        let new = new_task(user, tool.id, &[&step], 1, json!({ "i": i }));
+        ids.push(store.task_submit(&new).await.unwrap().0.id);
+    }
+    let setting =
+        || async { sqlx::query_scalar::<_, String>("SHOW synchronous_commit").fetch_one(pg.pool()).await.unwrap() };
+    assert_eq!(setting().await, "on", "the server's default");
+    let lease = std::time::Duration::from_secs(60);
+    // Alone, then two at once (one batch: this test's runtime has one thread).
+    assert!(matches!(store.queue_claim(Some(ids[0]), lease, 3, 3).await.unwrap(), Claim::Claimed(_)));
+    assert_eq!(setting().await, "on", "after a claim alone");
+    let (b, c) =
+        tokio::join!(store.queue_claim(Some(ids[1]), lease, 3, 3), store.queue_claim(Some(ids[2]), lease, 3, 3));
+    assert!(matches!(b.unwrap(), Claim::Claimed(_)) && matches!(c.unwrap(), Claim::Claimed(_)));
+    assert_eq!(setting().await, "on", "after a batch of claims");
+    // The claims took effect (committed), and their ends settle as always.
+    let output = json!({ "echo": true });
+    let event = json!({ "output": output, "creditsSpent": 1 });
+    for id in &ids {
+        assert!(store.task_finish(*id, &TaskEnd::completed(&output, &event), 1).await.unwrap().ended);
+    }
+    let (balance, reserved): (i64, i64) =
+        sqlx::query_as("SELECT balance, reserved_balance FROM credits WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!((balance, reserved), (7, 0), "three tasks paid once each");
 }
