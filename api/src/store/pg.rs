@@ -764,8 +764,10 @@ const FINISHED_SQL: &str = "SELECT t.event_seq FROM tasks t
 /// pending (acknowledged only after the task's end), and it is sent and run again, as after
 /// a worker that stopped. A claim pays and answers nothing; the task's end, which settles
 /// the credits, commits synchronously, and its flush carries the claim's WAL with it (the
-/// log is written in order). What such a crash does lose is that run's attempt count: the
-/// crash detector (`tasks.max_attempts`) counts one run fewer.
+/// log is written in order). What such a crash does lose is that run's attempt count (the
+/// crash detector, `tasks.max_attempts`, counts one run fewer); and a `task.started`
+/// webhook the dispatcher already sent for the lost claim is sent again by the rerun
+/// (webhooks are at least once, as after any retried delivery).
 const CLAIM_BATCH_SQL: &str = "SELECT a.ord, a.answer
                FROM set_config('synchronous_commit', 'off', true) AS no_flush,
                     unnest(fm_task_claim_many($1, $2::uuid[], $3::timestamptz[], $4::int8[], $5::int4[]))
