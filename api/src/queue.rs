@@ -9,10 +9,13 @@
 //! * **Scale-out**: a Redis Stream carries task ids to a consumer group. Each worker process
 //!   reads with `XREADGROUP … BLOCK` on a connection of its own (no response timeout, so the
 //!   blocking read neither times out nor stalls other commands), claims the row by id, runs
-//!   the task and `XACK`s + `XDEL`s the entry. The entry of a worker that died stays
-//!   pending and is taken over with `XAUTOCLAIM` once idle for a lease; a running task's
-//!   heartbeat `XCLAIM`s its entry so a live one is never taken. Delayed retries wait in a
-//!   sorted set moved into the stream when due (one Lua script, atomic). Because submit
+//!   the task and `XACK`s + `XDEL`s the entry. While its runs are short, a worker reads up
+//!   to half its slots ahead (`worker::read_ahead`), and gives what it read ahead back to
+//!   the stream when no slot frees for a second (`RedisQueue::give_back`) or it stops.
+//!   The entry of a worker that died stays pending and is taken over with `XAUTOCLAIM`
+//!   once idle for a lease; a running task's heartbeat `XCLAIM`s its entry so a live one
+//!   is never taken. Delayed retries wait in a sorted set moved into the stream when due
+//!   (one Lua script, atomic). Because submit
 //!   writes the row and then `XADD`s — two writes — a reconciler re-sends rows that are due
 //!   and untouched for `tasks.reconcile_secs`, so a crash between them (or a lost Redis)
 //!   loses nothing; a duplicate delivery is harmless because only one claim can win.
@@ -73,6 +76,27 @@ impl RedisQueue {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.stream).arg("*").arg("task").arg(task_id.to_string());
         cmd
+    }
+
+    /// Hands delivered entries (`"<entry id>|<task id>"`, as [`read_batch`] gives them) that
+    /// this worker will not start soon back to the stream, for any worker: each task id is
+    /// sent again (a new entry at the stream's end), then the old entry is acknowledged and
+    /// deleted. In that order, a crash in between leaves a duplicate (harmless: only one
+    /// claim wins), never a loss; if the sending fails, the old entries stay pending here
+    /// and are taken over after a lease, as a stopped worker's.
+    pub(crate) async fn give_back(&self, entries: &[String]) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for entry in entries {
+            if let Some(task_id) = entry.split_once('|').and_then(|(_, task)| task.parse::<Uuid>().ok()) {
+                pipe.add_command(self.push_cmd(task_id)).ignore();
+            }
+        }
+        let mut conn = self.redis.conn();
+        let () = pipe.query_async(&mut conn).await?;
+        for entry in entries {
+            self.done(entry.split_once('|').map_or(entry.as_str(), |(id, _)| id));
+        }
+        Ok(())
     }
 
     /// Sends a task id when `due` (a retry's backoff, a task not due yet).

@@ -117,6 +117,58 @@ fn consumer_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// Runs at most this long on average (see [`RecentRuns`]) make a worker read ahead.
+const SHORT_RUN: Duration = Duration::from_millis(100);
+
+/// Entries read ahead go back to the stream when no slot has freed for this long.
+const HOLD_MAX: Duration = Duration::from_secs(1);
+
+/// How many entries beyond its free slots a worker reads from the stream.
+///
+/// A slot's turn is the stream read, then the claim: with short runs (echo tasks, ~5 ms a
+/// turn under load) the read was ~a fifth of it, so a worker whose recent runs were short
+/// reads up to half its slots ahead, and a freed slot starts the next entry at once. With
+/// long runs (or none measured yet) it reads none ahead: entries it held would wait behind
+/// its busy slots while other workers may be idle. Entries read ahead go back to the stream
+/// when no slot frees for [`HOLD_MAX`] ([`RedisQueue::give_back`]), and when it stops.
+fn read_ahead(concurrency: usize, recent: Option<Duration>) -> usize {
+    match recent {
+        Some(run) if run <= SHORT_RUN => concurrency / 2,
+        _ => 0,
+    }
+}
+
+/// The recent length of a run, from claim to end (a moving average), shared by a
+/// worker's reader and its runs.
+#[derive(Debug)]
+struct RecentRuns(std::sync::atomic::AtomicU64);
+
+impl RecentRuns {
+    const NONE: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self(std::sync::atomic::AtomicU64::new(Self::NONE))
+    }
+
+    /// The average, `None` before the first run.
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::NONE => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    /// One run more: an eighth of the average. A long run lifts it at once past
+    /// [`SHORT_RUN`]; after long ones, it takes a few dozen short ones to fall back.
+    fn add(&self, run: Duration) {
+        let run = u64::try_from(run.as_micros()).unwrap_or(Self::NONE - 1).min(Self::NONE - 1);
+        let _ =
+            self.0.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |old| {
+                Some(if old == Self::NONE { run } else { old - old / 8 + run / 8 })
+            });
+    }
+}
+
 async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usize, mut stop: watch::Receiver<bool>) {
     let consumer: Arc<str> = consumer_name().into();
     while let Err(e) = queue.ensure_group().await {
@@ -148,12 +200,26 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
     let orphan_every = (lease / 6).max(Duration::from_millis(500));
     let mut orphans_checked =
         tokio::time::Instant::now().checked_sub(orphan_every).unwrap_or_else(tokio::time::Instant::now);
+    let recent = Arc::new(RecentRuns::new());
     loop {
         while running.try_join_next().is_some() {}
         if *stop.borrow() {
             break;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        let permit = if backlog.is_empty() {
+            permits.clone().acquire_owned().await
+        } else {
+            tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                () = tokio::time::sleep(HOLD_MAX) => {
+                    // Every slot stayed busy: what was read ahead goes back to the stream,
+                    // where an idle worker takes it now.
+                    give_back(&queue, &mut backlog).await;
+                    continue;
+                }
+            }
+        };
+        let Ok(permit) = permit else { break };
         let conn = match &mut reader {
             Some(conn) => conn,
             None => match queue.redis().blocking_conn().await {
@@ -185,7 +251,7 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
         let delivered = match backlog.pop_front() {
             Some(entry) => Ok(Some(entry)),
             None => {
-                let count = 1 + permits.available_permits();
+                let count = 1 + permits.available_permits() + read_ahead(concurrency, recent.get());
                 tokio::select! {
                     read = read_batch(conn, &queue, &consumer, count) => read.map(|entries| {
                         backlog.extend(entries);
@@ -226,12 +292,28 @@ async fn run_redis_workers(state: AppState, queue: RedisQueue, concurrency: usiz
         let lease = Lease { queue: queue.clone(), consumer: consumer.clone(), entry };
         // Claimed in a task of its own: claims that overlap go to the database together
         // (group commit), and reading goes on meanwhile.
-        let state = state.clone();
-        running.spawn(async move { start_delivered(&state, lease, task_id, permit).await });
+        let (state, recent) = (state.clone(), recent.clone());
+        running.spawn(async move { start_delivered(&state, lease, task_id, permit, &recent).await });
     }
+    // Entries read ahead (or taken over) and not started: for the other workers, now rather
+    // than after a lease.
+    give_back(&queue, &mut backlog).await;
     while running.join_next().await.is_some() {}
     for helper in helpers {
         helper.abort();
+    }
+}
+
+/// Sends the entries of `backlog` back to the stream (see [`read_ahead`]).
+async fn give_back(queue: &RedisQueue, backlog: &mut std::collections::VecDeque<String>) {
+    if backlog.is_empty() {
+        return;
+    }
+    let entries: Vec<String> = backlog.drain(..).collect();
+    match queue.give_back(&entries).await {
+        Ok(()) => tracing::debug!(count = entries.len(), "gave entries read ahead back to the stream"),
+        // Left pending: taken over after a lease, as a stopped worker's.
+        Err(e) => tracing::warn!(error = %e, count = entries.len(), "giving queue entries back failed"),
     }
 }
 
@@ -268,8 +350,15 @@ async fn recreate_lost_group(queue: &RedisQueue, err: &redis::RedisError) {
 
 /// Claims a delivered task and, if it is ours now, runs it under `permit`; otherwise
 /// settles the entry (ended, running elsewhere, not due yet, or parked at its user's limit).
-async fn start_delivered(state: &AppState, entry: Lease, task_id: Uuid, permit: tokio::sync::OwnedSemaphorePermit) {
+async fn start_delivered(
+    state: &AppState,
+    entry: Lease,
+    task_id: Uuid,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    recent: &RecentRuns,
+) {
     let tasks = &state.settings().tasks;
+    let began = tokio::time::Instant::now();
     // The claim's span joins the task's trace once the claim has read where it belongs.
     let span = traces::enabled().then(|| tracing::info_span!("claim", otel.name = "claim task", %task_id));
     let claim = Box::pin(state.store().queue_claim(
@@ -288,6 +377,7 @@ async fn start_delivered(state: &AppState, entry: Lease, task_id: Uuid, permit: 
     match claim {
         Ok(Claim::Claimed(claimed)) => {
             crate::queue::in_slot(Some(permit), Box::pin(execute(state, claimed, Some(&entry)))).await;
+            recent.add(began.elapsed());
             entry.queue.done(&entry.entry);
         }
         Ok(claim) => {
@@ -648,4 +738,41 @@ async fn run_step(
         crate::telemetry::step_run(&tool, provider, outcome, started.elapsed());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{RecentRuns, SHORT_RUN, read_ahead};
+
+    #[test]
+    fn a_worker_reads_ahead_only_while_its_runs_are_short() {
+        assert_eq!(read_ahead(10, None), 0, "nothing measured yet");
+        assert_eq!(read_ahead(10, Some(Duration::from_millis(5))), 5);
+        assert_eq!(read_ahead(10, Some(SHORT_RUN)), 5);
+        assert_eq!(read_ahead(10, Some(SHORT_RUN + Duration::from_millis(1))), 0);
+        assert_eq!(read_ahead(1, Some(Duration::from_millis(5))), 0, "one slot: nothing ahead");
+    }
+
+    #[test]
+    fn one_long_run_stops_the_reading_ahead_and_short_ones_bring_it_back() {
+        let recent = RecentRuns::new();
+        assert_eq!(recent.get(), None);
+        for _ in 0..10 {
+            recent.add(Duration::from_millis(4));
+        }
+        assert_eq!(recent.get(), Some(Duration::from_millis(4)));
+        recent.add(Duration::from_secs(60));
+        assert!(recent.get().unwrap() > SHORT_RUN, "{:?}", recent.get());
+        let mut short_runs = 0;
+        while recent.get().unwrap() > SHORT_RUN {
+            recent.add(Duration::from_millis(4));
+            short_runs += 1;
+            assert!(short_runs < 100, "{:?}", recent.get());
+        }
+        assert!(short_runs > 10, "{short_runs}");
+        recent.add(Duration::from_secs(u64::MAX / 2));
+        assert!(recent.get().is_some(), "a huge run is a long run, not no run");
+    }
 }

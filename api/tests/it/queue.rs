@@ -300,3 +300,91 @@ async fn parked_tasks_do_not_fill_the_line() {
         }
     }
 }
+
+/// Scale-out: a worker whose runs are short reads entries ahead of its free slots, so a
+/// freed slot starts the next task without a round trip to Redis. When its slots then stay
+/// busy (the next tasks are long), what it read ahead goes back to the stream within a
+/// second, and an idle worker runs it: it does not wait for a busy slot, nor for a lease to
+/// run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_read_ahead_go_back_when_the_slots_stay_busy() {
+    use funmagic_api::store::{NewTask, TaskStatus};
+    use serde_json::json;
+
+    let Some(mut app) = TestApp::spawn(TestBackend::ScaleOut).await else { return };
+    app.stop_workers().await;
+    let ada = funded(&app, "ada@example.com", 100).await;
+    let as_ada = client_as(&app, &ada.token);
+    let state = app.state().clone();
+    // Worker A: two slots, so once its runs are short it reads one entry ahead.
+    let (_stop_a, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(funmagic_api::worker::run_workers(state.clone(), 2, stop));
+    for i in 0..4 {
+        let task = as_ada.task_create(None, &echo(json!({ "warm": i }))).await.unwrap().into_inner().task;
+        assert_eq!(ended(&as_ada, task.id).await.status.to_string(), "completed");
+    }
+    // A's read waits at most 2 s, and asks for as many entries as it may take when it is
+    // made: past that, both slots are free and the read asks for three.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    // Three tasks written without their stream entries, then the three entries in one
+    // MULTI: A's waiting read (one entry for its free slot, one for the next, one ahead)
+    // gets all three. The two long ones start; the short one is held ahead.
+    let store = state.store();
+    let tool = store.tool_get_by_slug("echo").await.unwrap().expect("the seeded echo tool");
+    let step = tool.config.0["steps"][0]["id"].as_str().unwrap().to_string();
+    let mut ids = vec![];
+    for input in [json!({ "delayMs": 6_000 }), json!({ "delayMs": 6_000 }), json!({ "short": true })] {
+        let new = NewTask {
+            id: uuid::Uuid::now_v7(),
+            user_id: ada.id,
+            tool_id: tool.id,
+            parent_task_id: None,
+            steps: vec![step.clone()],
+            run_all_steps: false,
+            cost: 1,
+            input,
+            trace_parent: None,
+            webhook_url: None,
+        };
+        ids.push(store.task_submit(&new).await.unwrap().0.id);
+    }
+    let (long, short) = ([ids[0], ids[1]], ids[2]);
+    let redis = state.redis().unwrap();
+    let queue = funmagic_api::queue::RedisQueue::new(redis);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for id in &ids {
+        pipe.add_command(queue.push_cmd(*id)).ignore();
+    }
+    let mut conn = redis.conn();
+    let () = pipe.query_async(&mut conn).await.unwrap();
+    let status = |id: uuid::Uuid| {
+        let store = store.clone();
+        async move { store.task_get(id).await.unwrap().unwrap().status }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(long[0]).await != TaskStatus::Running || status(long[1]).await != TaskStatus::Running {
+        assert!(tokio::time::Instant::now() < deadline, "the long tasks did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A took all three entries (pending with it), and runs the two long ones.
+    let pending: (i64, Option<String>, Option<String>, redis::Value) =
+        redis::cmd("XPENDING").arg(queue.stream_key()).arg("workers").query_async(&mut conn).await.unwrap();
+    assert_eq!(pending.0, 3, "the short task's entry was read ahead");
+    assert_eq!(status(short).await, TaskStatus::Queued);
+
+    // Worker B, idle, comes: it runs the short task once A gives its entry back.
+    let (_stop_b, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(funmagic_api::worker::run_workers(state.clone(), 1, stop));
+    assert_eq!(ended(&as_ada, short).await.status.to_string(), "completed");
+    for id in long {
+        assert_eq!(status(id).await, TaskStatus::Running, "the short task ran before the long ones ended");
+    }
+    let kinds: Vec<String> =
+        store.task_events_after(short, 0).await.unwrap().into_iter().map(|e| e.kind.as_str().to_string()).collect();
+    assert_eq!(kinds, ["queued", "step_started", "step_completed", "completed"], "it ran once");
+    for id in long {
+        assert_eq!(ended(&as_ada, id).await.status.to_string(), "completed");
+    }
+}
